@@ -1,0 +1,44 @@
+SHELL := /bin/bash
+# LiveTrace: the two commands of the README, plus benchmarks and soak tests.
+#   make demo   builds an example program, runs the main job on it, shows the result
+#   make test   runs the whole test suite (what .ci/run calls)
+#   make bench  prints benchmark ratios against baselines measured in the same run
+# Each target installs the Debian packages it needs when they are missing.
+
+SWIFT      ?= swift
+APT_PKGS   := libelf-dev libdw-dev pkg-config gcc make binutils
+BUILD_DIR  := .build/debug
+RELEASE    := .build/release
+
+.PHONY: deps build release demo test bench soak clean
+
+# Installs missing system packages (root on the project machines; sudo otherwise).
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+demo: release
+	@./Examples/demo.sh $(RELEASE)
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build 2>&1 | tee .build/test.log; exit $${PIPESTATUS[0]}
+
+bench: release
+	@./Benchmarks/run.sh $(RELEASE)
+
+soak: deps
+	LIVETRACE_SOAK=1 $(SWIFT) test --filter Soak
+
+clean:
+	rm -rf .build

@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+//
+// LiveTrace: a live-patching function tracer for user-space Swift and C
+// programs on Linux x86-64. One module per mechanism; see docs/ARCHITECTURE.md.
+import PackageDescription
+
+let package = Package(
+    name: "LiveTrace",
+    products: [
+        .library(name: "LiveTrace", targets: ["LiveTrace"]),
+        .executable(name: "livetrace", targets: ["livetrace"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // elfutils (libelf + libdw): Debian's libelf-dev and libdw-dev.
+        .systemLibrary(
+            name: "CElfutils",
+            pkgConfig: "libdw",
+            providers: [.apt(["libelf-dev", "libdw-dev"])]
+        ),
+        // The small C layer the machine demands: syscall wrappers, the
+        // async-signal-safe trap handler, thread-local state, trampolines.
+        .target(name: "CLiveTraceShims"),
+        // Finding sites in ELF objects (files and the loaded process).
+        .target(name: "LiveTraceSites", dependencies: ["CElfutils", "CLiveTraceShims"]),
+        // The text poke: normal form, batched int3 protocol, trap handler.
+        .target(name: "LiveTracePatching", dependencies: ["LiveTraceSites", "CLiveTraceShims"]),
+        // JIT memory, trampolines and ops.
+        .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims"]),
+        // The public Swift API: re-exports the mechanisms above.
+        .target(name: "LiveTrace", dependencies: ["LiveTraceSites", "LiveTracePatching", "LiveTraceTrampolines"]),
+        .executableTarget(
+            name: "livetrace",
+            dependencies: ["LiveTrace", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
+        .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),
+        .testTarget(name: "TextPokeTests", dependencies: ["LiveTrace", "TestSupport"]),
+        .testTarget(name: "TrampolineTests", dependencies: ["LiveTrace", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,4 @@
+// The public face of LiveTrace: one import gives the whole runtime.
+@_exported import LiveTraceSites
+@_exported import LiveTracePatching
+@_exported import LiveTraceTrampolines

@@ -1,0 +1,2 @@
+// Placeholder until the text poke lands (issue 3).
+import LiveTraceSites

@@ -1,0 +1,121 @@
+/// The kinds of patchable site that compilers leave at function entries
+/// (DESIGN.md, "Site kinds"). Every usable kind has a *normal form*: one
+/// 5-byte instruction at `Site.address` — a 5-byte nop when off, `call rel32`
+/// to a trampoline when on.
+///
+/// Bytes at the site, before normalisation → normal form (off):
+///
+///     nop5             0f 1f 44 00 xx            → unchanged
+///     nop1x5           90 90 90 90 90            → 0f 1f 44 00 00
+///     callFentry       e8 r0 r1 r2 r3            → 0f 1f 44 00 00
+///     callFentryGOT    ff 15 r0 r1 r2 r3         → 0f 1f 44 00 00 90
+///                      (the 6th byte stays a 1-byte nop forever, so no
+///                       return address ever lands inside an instruction)
+///     patchable(N, M)  M nops before the symbol, N−M after it; the site is
+///                      the first 5 bytes after the symbol (and after
+///                      endbr64), in one of the nop forms above.
+///     none             an ordinary prologue (full-dynamic patching).
+public enum SiteKind: String, Sendable, Hashable, Codable, CaseIterable {
+    case nop5 = "nop5"
+    case nop1x5 = "nop1x5"
+    case callFentry = "call-fentry"
+    case callFentryGOT = "call-fentry-got"
+    case patchable = "patchable"
+    case none = "none"
+
+    /// Length in bytes of the site as the compiler emitted it.
+    public var compiledLength: Int {
+        switch self {
+        case .nop5, .nop1x5, .callFentry, .patchable: return 5
+        case .callFentryGOT: return 6
+        case .none: return 0
+        }
+    }
+}
+
+/// One site: where it is, what it is, whose it is.
+public struct Site: Sendable, Hashable {
+    /// Run-time address of the first byte of the 5-byte normal-form
+    /// instruction (after `endbr64` when the function starts with one).
+    public var address: UInt
+    public var kind: SiteKind
+    /// Address of the function symbol the site belongs to.
+    public var functionAddress: UInt
+    /// Raw symbol name as found in the symbol table.
+    public var symbol: String
+    /// Demangled name (Swift and C++); equal to `symbol` for C.
+    public var function: String
+    /// `endbr64` precedes the site.
+    public var hasEndbr: Bool
+    /// For `patchable`: N and M of `-fpatchable-function-entry=N,M`.
+    public var patchableTotal: Int
+    public var patchableBefore: Int
+    /// Source location from DWARF, when present.
+    public var sourceFile: String?
+    public var sourceLine: Int?
+    /// Why the site may not be patched; nil when usable.
+    public var rejection: SiteRejection?
+
+    public var isUsable: Bool { rejection == nil }
+
+    public init(
+        address: UInt, kind: SiteKind, functionAddress: UInt, symbol: String,
+        function: String, hasEndbr: Bool = false, patchableTotal: Int = 0,
+        patchableBefore: Int = 0, sourceFile: String? = nil, sourceLine: Int? = nil,
+        rejection: SiteRejection? = nil
+    ) {
+        self.address = address
+        self.kind = kind
+        self.functionAddress = functionAddress
+        self.symbol = symbol
+        self.function = function
+        self.hasEndbr = hasEndbr
+        self.patchableTotal = patchableTotal
+        self.patchableBefore = patchableBefore
+        self.sourceFile = sourceFile
+        self.sourceLine = sourceLine
+        self.rejection = rejection
+    }
+}
+
+/// Why a site is never written.
+public enum SiteRejection: Sendable, Hashable, CustomStringConvertible {
+    /// The bytes at the site do not match its kind's pattern.
+    case bytesMismatch(expected: String, found: [UInt8])
+    /// The listed address lies outside every executable segment.
+    case outsideExecutableSegment
+    /// `-fpatchable-function-entry=N,M` with fewer than 5 bytes after entry.
+    case tooFewBytes(Int)
+    /// No function symbol covers the site.
+    case noFunction
+    /// Any other reason, stated.
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case let .bytesMismatch(expected, found):
+            return "bytes \(found.map { String($0, radix: 16).leftPadded(to: 2) }.joined(separator: " ")) do not match \(expected)"
+        case .outsideExecutableSegment: return "address outside every executable segment"
+        case let .tooFewBytes(n): return "only \(n) patchable bytes after the entry (5 needed)"
+        case .noFunction: return "no function symbol covers the site"
+        case let .other(s): return s
+        }
+    }
+
+    /// Short stable identifier used in summaries and JSON.
+    public var code: String {
+        switch self {
+        case .bytesMismatch: return "bytes-mismatch"
+        case .outsideExecutableSegment: return "outside-executable-segment"
+        case .tooFewBytes: return "too-few-bytes"
+        case .noFunction: return "no-function"
+        case .other: return "other"
+        }
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
+}

@@ -1,0 +1,2 @@
+// Placeholder until trampolines land (issue 4).
+import LiveTracePatching

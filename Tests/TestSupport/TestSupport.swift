@@ -1,0 +1,102 @@
+// Shared helpers for the test targets: compiling fixtures with the real
+// compilers and running programs. Fixture sources live in Tests/Fixtures.
+import Foundation
+
+public enum FixtureError: Error, CustomStringConvertible {
+    case compileFailed(command: String, output: String)
+    public var description: String {
+        switch self {
+        case let .compileFailed(command, output): return "compile failed: \(command)\n\(output)"
+        }
+    }
+}
+
+/// The result of running a program to completion.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    /// True when the process was ended by a signal; `status` is then the signal.
+    public var signaled: Bool
+    public var stdout: String
+    public var stderr: String
+}
+
+public enum Fixtures {
+    /// Tests/Fixtures, found from this source file's path.
+    public static let sourceDirectory: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+
+    /// A per-run scratch directory for compiled fixtures.
+    public static let buildDirectory: URL = {
+        let dir = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("livetrace-fixtures-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }()
+
+    /// The path of a fixture source file.
+    public static func source(_ name: String) -> String {
+        sourceDirectory.appendingPathComponent(name).path
+    }
+
+    /// Compiles `sources` (fixture names or absolute paths) with `compiler`
+    /// ("gcc", "clang", "swiftc") and `flags` into `output` (a file name in the
+    /// build directory). Returns the output path.
+    @discardableResult
+    public static func compile(
+        _ sources: [String], compiler: String, flags: [String], output: String
+    ) throws -> String {
+        let out = buildDirectory.appendingPathComponent(output).path
+        let paths = sources.map { $0.hasPrefix("/") ? $0 : source($0) }
+        let args = [compiler] + flags + paths + ["-o", out]
+        let result = try run(["/usr/bin/env"] + args)
+        guard result.status == 0, !result.signaled else {
+            throw FixtureError.compileFailed(command: args.joined(separator: " "), output: result.stderr + result.stdout)
+        }
+        return out
+    }
+
+    /// Runs `argv` to completion, capturing its output.
+    public static func run(
+        _ argv: [String], environment: [String: String]? = nil, stdin: String? = nil
+    ) throws -> ProcessResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: argv[0])
+        process.arguments = Array(argv.dropFirst())
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
+        process.standardOutput = outPipe
+        process.standardError = errPipe
+        process.standardInput = inPipe
+        try process.run()
+        if let stdin { inPipe.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? inPipe.fileHandleForWriting.close()
+        // Read both pipes concurrently so neither fills and blocks the child.
+        nonisolated(unsafe) var errData = Data()
+        let errDone = DispatchSemaphore(value: 0)
+        let t = Thread {
+            errData = errPipe.fileHandleForReading.readDataToEndOfFile()
+            errDone.signal()
+        }
+        t.start()
+        let outData = outPipe.fileHandleForReading.readDataToEndOfFile()
+        errDone.wait()
+        process.waitUntilExit()
+        return ProcessResult(
+            status: process.terminationStatus,
+            signaled: process.terminationReason == .uncaughtSignal,
+            stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self)
+        )
+    }
+
+    /// The built `livetrace` executable beside the test bundle.
+    public static var livetraceExecutable: String {
+        let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }
+        let dir = bundle.map { URL(fileURLWithPath: $0.bundlePath).deletingLastPathComponent() }
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        return dir.appendingPathComponent("livetrace").path
+    }
+}
