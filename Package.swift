@@ -29,8 +29,10 @@ let package = Package(
         .target(name: "LiveTracePatching", dependencies: ["LiveTraceSites", "CLiveTraceShims"]),
         // JIT memory, trampolines and ops.
         .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims"]),
+        // Per-thread event buffers, the trace directory format, its reader.
+        .target(name: "LiveTraceRecording", dependencies: ["LiveTraceSites", "CLiveTraceShims"]),
         // The public Swift API: re-exports the mechanisms above.
-        .target(name: "LiveTrace", dependencies: ["LiveTraceSites", "LiveTracePatching", "LiveTraceTrampolines"]),
+        .target(name: "LiveTrace", dependencies: ["LiveTraceSites", "LiveTracePatching", "LiveTraceTrampolines", "LiveTraceRecording"]),
         .executableTarget(
             name: "livetrace",
             dependencies: ["LiveTrace", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -39,6 +41,7 @@ let package = Package(
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "TextPokeTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "TrampolineTests", dependencies: ["LiveTrace", "TestSupport"]),
+        .testTarget(name: "RecordingTests", dependencies: ["LiveTrace", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,3 +2,4 @@
 @_exported import LiveTraceSites
 @_exported import LiveTracePatching
 @_exported import LiveTraceTrampolines
+@_exported import LiveTraceRecording

@@ -1,0 +1,2 @@
+// Placeholder until recording lands (issue 5).
+import LiveTraceSites
