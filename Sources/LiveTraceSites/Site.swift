@@ -55,6 +55,10 @@ public struct Site: Sendable, Hashable {
     public var sourceLine: Int?
     /// Why the site may not be patched; nil when usable.
     public var rejection: SiteRejection?
+    /// The byte form found at `address`: equal to `kind`, except for
+    /// `.patchable`, whose bytes after the symbol are `.nop5` (clang) or
+    /// `.nop1x5` (gcc).
+    public var form: SiteKind
 
     public var isUsable: Bool { rejection == nil }
 
@@ -62,7 +66,7 @@ public struct Site: Sendable, Hashable {
         address: UInt, kind: SiteKind, functionAddress: UInt, symbol: String,
         function: String, hasEndbr: Bool = false, patchableTotal: Int = 0,
         patchableBefore: Int = 0, sourceFile: String? = nil, sourceLine: Int? = nil,
-        rejection: SiteRejection? = nil
+        rejection: SiteRejection? = nil, form: SiteKind? = nil
     ) {
         self.address = address
         self.kind = kind
@@ -75,6 +79,7 @@ public struct Site: Sendable, Hashable {
         self.sourceFile = sourceFile
         self.sourceLine = sourceLine
         self.rejection = rejection
+        self.form = form ?? kind
     }
 }
 
@@ -90,6 +95,17 @@ public enum SiteRejection: Sendable, Hashable, CustomStringConvertible {
     case noFunction
     /// Any other reason, stated.
     case other(String)
+    /// A function with no compiler-made entry site (kind `none`: Swift code,
+    /// or C built without the flags); it needs full-dynamic patching.
+    case noEntrySite
+    /// A listed site that lies this many bytes into its function instead of
+    /// at its entry (or right after its `endbr64`).
+    case notAtFunctionEntry(offset: UInt64)
+    /// A call at the entry whose target is not `__fentry__` (directly, through
+    /// its PLT stub or its GOT slot).
+    case callNotToFentry
+    /// The bytes in memory differ from the object file's (live process only).
+    case differsFromFile(file: [UInt8], memory: [UInt8])
 
     public var description: String {
         switch self {
@@ -99,6 +115,11 @@ public enum SiteRejection: Sendable, Hashable, CustomStringConvertible {
         case let .tooFewBytes(n): return "only \(n) patchable bytes after the entry (5 needed)"
         case .noFunction: return "no function symbol covers the site"
         case let .other(s): return s
+        case .noEntrySite: return "no entry site: needs full-dynamic patching"
+        case let .notAtFunctionEntry(offset): return "listed site is \(offset) bytes into its function, not at its entry"
+        case .callNotToFentry: return "the call at the entry does not go to __fentry__"
+        case let .differsFromFile(file, memory):
+            return "bytes in memory \(memory.map { String($0, radix: 16).leftPadded(to: 2) }.joined(separator: " ")) differ from the file's \(file.map { String($0, radix: 16).leftPadded(to: 2) }.joined(separator: " "))"
         }
     }
 
@@ -110,6 +131,10 @@ public enum SiteRejection: Sendable, Hashable, CustomStringConvertible {
         case .tooFewBytes: return "too-few-bytes"
         case .noFunction: return "no-function"
         case .other: return "other"
+        case .noEntrySite: return "no-entry-site"
+        case .notAtFunctionEntry: return "not-at-function-entry"
+        case .callNotToFentry: return "call-not-to-fentry"
+        case .differsFromFile: return "differs-from-file"
         }
     }
 }

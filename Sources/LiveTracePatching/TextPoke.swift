@@ -1,2 +1,0 @@
-// Placeholder until the text poke lands (issue 3).
-import LiveTraceSites

@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The Swift runtime's demangler. `@_silgen_name` binds the declaration to the
+// runtime's exported C symbol at link time (it is not in any importable
+// header); its arguments are pointers and integers, which the Swift and C
+// calling conventions pass identically on x86-64. Binding at link time, not
+// through dlsym, keeps it working when LiveTrace is linked with a private
+// copy of the Swift runtime (the LD_PRELOAD shim), whose symbols are local.
+@_silgen_name("swift_demangle")
+private func swift_demangle(
+    _ mangledName: UnsafePointer<CChar>?, _ mangledNameLength: Int,
+    _ outputBuffer: UnsafeMutablePointer<CChar>?, _ outputBufferSize: UnsafeMutablePointer<Int>?,
+    _ flags: UInt32
+) -> UnsafeMutablePointer<CChar>?
+
+// The C++ ABI's demangler (libstdc++, which the Swift runtime links on Linux).
+// Same reasoning as above for `@_silgen_name`.
+@_silgen_name("__cxa_demangle")
+private func cxa_demangle(
+    _ mangledName: UnsafePointer<CChar>?, _ outputBuffer: UnsafeMutablePointer<CChar>?,
+    _ length: UnsafeMutablePointer<Int>?, _ status: UnsafeMutablePointer<Int32>?
+) -> UnsafeMutablePointer<CChar>?
+
+/// Turns symbol names into the names people write: Swift (`$s…`, `_T0…`,
+/// `$S…`) through the Swift runtime, C++ (`_Z…`) through `__cxa_demangle`.
+/// Anything else (C) is returned unchanged, as is a name either demangler
+/// refuses. Both demanglers return malloc'd memory, freed here.
+public enum Demangler {
+    public static func demangle(_ symbol: String) -> String {
+        if isSwiftMangled(symbol) {
+            return symbol.withCString { name in
+                guard let result = swift_demangle(name, strlen(name), nil, nil, 0) else { return symbol }
+                defer { free(result) }
+                return String(cString: result)
+            }
+        }
+        if symbol.hasPrefix("_Z") {
+            return symbol.withCString { name in
+                var status: Int32 = 0
+                guard let result = cxa_demangle(name, nil, nil, &status), status == 0 else { return symbol }
+                defer { free(result) }
+                return String(cString: result)
+            }
+        }
+        return symbol
+    }
+
+    /// Swift's mangling prefixes: `$s` (Swift 5+), `$S` (4.2), `_T0` (4.0), `$e` (embedded).
+    static func isSwiftMangled(_ symbol: String) -> Bool {
+        symbol.hasPrefix("$s") || symbol.hasPrefix("$S") || symbol.hasPrefix("_T0") || symbol.hasPrefix("$e")
+    }
+
+    static func needsDemangling(_ symbol: UnsafeRawBufferPointer) -> Bool {
+        guard symbol.count >= 2 else { return false }
+        let a = symbol[0], b = symbol[1]
+        return (a == UInt8(ascii: "$") && (b == UInt8(ascii: "s") || b == UInt8(ascii: "S") || b == UInt8(ascii: "e")))
+            || (a == UInt8(ascii: "_") && (b == UInt8(ascii: "Z") || b == UInt8(ascii: "T")))
+    }
+}

@@ -1,0 +1,149 @@
+/// The functions of one object, from `.symtab` and `.dynsym`, sorted by
+/// link-time address once so every lookup is a binary search.
+///
+/// Several symbols may name one address (aliases, a `.dynsym` copy of a
+/// `.symtab` entry): one is kept, chosen by binding (global, then weak, then
+/// local), then `.symtab` over `.dynsym`, then the shorter name.
+struct FunctionIndex {
+    struct Function {
+        var address: UInt64
+        var size: UInt64
+        var symbol: String
+    }
+
+    /// Sorted by address, one entry per address.
+    private(set) var functions: [Function] = []
+    /// Symbols that name an undefined or bogus location and were left out.
+    private(set) var ignoredSymbols = 0
+
+    /// A defined symbol `__fentry__` (statically linked profiling runtime).
+    private(set) var fentryDefinition: UInt64?
+
+    init(object: ElfObject) throws(DiscoveryError) {
+        struct Candidate {
+            var address: UInt64
+            var size: UInt64
+            var name: UnsafeRawBufferPointer
+            var rank: Int
+        }
+        var candidates: [Candidate] = []
+        for section in object.sections
+        where section.type == ElfLayout.sectionSymbolTable || section.type == ElfLayout.sectionDynamicSymbols {
+            let table = try SymbolTable(object: object, section: section)
+            let tableRank = section.type == ElfLayout.sectionSymbolTable ? 0 : 1
+            candidates.reserveCapacity(candidates.count + table.count)
+            for index in 0..<table.count {
+                let symbol = table.symbol(at: index)
+                guard symbol.isFunction, symbol.isDefined else { continue }
+                guard let name = table.name(of: symbol), name.count > 0 else { ignoredSymbols += 1; continue }
+                guard object.executableSegment(containing: symbol.value) != nil else { ignoredSymbols += 1; continue }
+                if fentryDefinition == nil, FentryName.matches(name) { fentryDefinition = symbol.value }
+                let bindingRank: Int
+                switch symbol.binding {
+                case ElfLayout.bindingGlobal: bindingRank = 0
+                case ElfLayout.bindingWeak: bindingRank = 1
+                default: bindingRank = 2
+                }
+                candidates.append(Candidate(address: symbol.value, size: symbol.size, name: name, rank: bindingRank * 2 + tableRank))
+            }
+        }
+        candidates.sort { a, b in
+            if a.address != b.address { return a.address < b.address }
+            if a.rank != b.rank { return a.rank < b.rank }
+            return a.name.count < b.name.count
+        }
+        functions.reserveCapacity(candidates.count)
+        for candidate in candidates {
+            if let last = functions.last, last.address == candidate.address {
+                // An alias: keep the first (best ranked), but a size it lacks.
+                if functions[functions.count - 1].size == 0 { functions[functions.count - 1].size = candidate.size }
+                continue
+            }
+            functions.append(Function(address: candidate.address, size: candidate.size,
+                                      symbol: String(decoding: candidate.name, as: UTF8.self)))
+        }
+    }
+
+    /// Index of the last function starting at or before `address`.
+    func indexOfLast(atOrBefore address: UInt64) -> Int? {
+        var low = 0, high = functions.count
+        while low < high {
+            let mid = (low + high) / 2
+            if functions[mid].address <= address { low = mid + 1 } else { high = mid }
+        }
+        return low == 0 ? nil : low - 1
+    }
+
+    /// The function whose [address, address + size) holds `address` (a
+    /// symbol of size 0 holds only its own address).
+    func indexOfFunction(containing address: UInt64) -> Int? {
+        guard let index = indexOfLast(atOrBefore: address) else { return nil }
+        let function = functions[index]
+        let offset = address - function.address
+        return offset == 0 || offset < function.size ? index : nil
+    }
+
+    /// The first function starting after `address`, if it starts within `limit` bytes.
+    func indexOfNextFunction(after address: UInt64, within limit: UInt64) -> Int? {
+        let next = (indexOfLast(atOrBefore: address) ?? -1) + 1
+        guard next < functions.count, functions[next].address - address <= limit else { return nil }
+        return next
+    }
+}
+
+/// The name of the profiling hook that `-pg -mfentry` calls.
+enum FentryName {
+    static let name = "__fentry__"
+    static func matches(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        bytes.elementsEqual(name.utf8)
+    }
+}
+
+/// One symbol table section and its string table, both checked to lie in the file.
+struct SymbolTable {
+    struct Symbol {
+        var nameOffset: UInt32
+        var info: UInt8
+        var sectionIndex: UInt16
+        var value: UInt64
+        var size: UInt64
+        var binding: UInt8 { info >> 4 }
+        var type: UInt8 { info & 0xf }
+        var isFunction: Bool { type == ElfLayout.symbolTypeFunction || type == ElfLayout.symbolTypeIndirectFunction }
+        var isDefined: Bool { sectionIndex != 0 && value != 0 }
+    }
+
+    let entries: UnsafeRawBufferPointer
+    let entrySize: Int
+    let count: Int
+    let strings: StringTable
+
+    init(object: ElfObject, section: ElfObject.Section) throws(DiscoveryError) {
+        let what = section.name.isEmpty ? "symbol table" : "symbol table \(section.name)"
+        guard section.entrySize >= ElfLayout.symbolSize else {
+            throw .malformed(path: object.path, reason: "\(what) has entry size \(section.entrySize), smaller than 24")
+        }
+        entries = try object.contents(of: section)
+        entrySize = Int(section.entrySize)
+        count = entries.count / entrySize
+        guard Int(section.link) < object.sections.count, section.link != 0 else {
+            throw .malformed(path: object.path, reason: "\(what) links to string table section \(section.link), which does not exist (\(object.sections.count) sections)")
+        }
+        strings = StringTable(bytes: try object.contents(of: object.sections[Int(section.link)]))
+    }
+
+    func symbol(at index: Int) -> Symbol {
+        let base = index * entrySize
+        return Symbol(
+            nameOffset: entries.loadUnaligned(fromByteOffset: base, as: UInt32.self),
+            info: entries[base + 4],
+            sectionIndex: entries.loadUnaligned(fromByteOffset: base + 6, as: UInt16.self),
+            value: entries.loadUnaligned(fromByteOffset: base + 8, as: UInt64.self),
+            size: entries.loadUnaligned(fromByteOffset: base + 16, as: UInt64.self))
+    }
+
+    /// The symbol's name; nil when its offset is outside the string table.
+    func name(of symbol: Symbol) -> UnsafeRawBufferPointer? {
+        strings.span(at: UInt64(symbol.nameOffset))
+    }
+}
