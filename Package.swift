@@ -30,7 +30,7 @@ let package = Package(
         // JIT memory, trampolines and ops.
         .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims"]),
         // Per-thread event buffers, the trace directory format, its reader.
-        .target(name: "LiveTraceRecording", dependencies: ["LiveTraceSites", "CLiveTraceShims"]),
+        .target(name: "LiveTraceRecording", dependencies: ["CElfutils", "CLiveTraceShims"]),
         // The public Swift API: re-exports the mechanisms above.
         .target(name: "LiveTrace", dependencies: ["LiveTraceSites", "LiveTracePatching", "LiveTraceTrampolines", "LiveTraceRecording"]),
         .executableTarget(

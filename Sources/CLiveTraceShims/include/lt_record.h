@@ -1,0 +1,71 @@
+#ifndef LT_RECORD_H
+#define LT_RECORD_H
+/* The writer side of recording: what the trampolines call on every traced
+ * entry and exit. The hot path (lt_record_entry / lt_record_exit) takes no
+ * lock, makes no system call and never allocates: it reads the thread's ring
+ * from an initial-exec TLS slot, stores one 24-byte event and publishes it
+ * with one release store (protocol in lt_ring.h).
+ *
+ * Slow paths, each counted, never silent:
+ *   - first event of a thread: claims a FREE ring by CAS; when every ring is
+ *     taken the event is added to the area's lost_without_ring.
+ *   - full ring: waits for the reader at most wait_timeout_us when a reader is
+ *     attached (spinning, then sched_yield); otherwise, or when the wait
+ *     expires, the event is added to the ring's lost_total and a LOST event
+ *     carrying the count is written before the next stored event.
+ *   - an event from a signal handler that interrupted this thread's own
+ *     write is lost (and counted): the ring has a single writer.
+ */
+#include <stdint.h>
+#include <stddef.h>
+#include "lt_ring.h"
+
+/* Error codes of the functions below that return int (negated). */
+enum lt_record_error {
+    LT_RECORD_OK = 0,
+    LT_RECORD_EBADMAGIC = 1001,   /* the mapping does not start with LT_RING_AREA_MAGIC */
+    LT_RECORD_EVERSION = 1002,    /* a ring-area version this writer does not know */
+    LT_RECORD_ELAYOUT = 1003,     /* sizes in the header contradict the mapping */
+    LT_RECORD_EACTIVE = 1004,     /* a recording is already active in this process */
+    LT_RECORD_EINACTIVE = 1005,   /* no recording is active */
+};
+
+/* Starts recording this process into the ring area mapped at `area`
+ * (`size` bytes, created by the drain side). Returns 0 or -lt_record_error. */
+int lt_record_attach(void *area, size_t size);
+
+/* Maps the ring-area file at `path` (MAP_SHARED) and attaches to it.
+ * Returns 0, -errno (open/fstat/mmap), or -lt_record_error. */
+int lt_record_attach_file(const char *path);
+
+/* Stops recording and waits until no thread is inside lt_record_*
+ * (membarrier, then each ring's busy flag). On return no writer stores an
+ * event in the area again: it may be drained for the last time. The mapping
+ * is never unmapped (see lt_record.c). Returns 0, -lt_record_error, or
+ * -errno of membarrier (quiescence not proven: a writer may still publish). */
+int lt_record_detach(void);
+
+/* The area being recorded into, or NULL. */
+struct lt_area_header *lt_record_active_area(void);
+
+/* Hot path. `depth` is the nesting depth the caller keeps (shadow stack);
+ * `flags` are enum lt_event_flags. */
+void lt_record_entry(uintptr_t ip, uint32_t depth);
+void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags);
+
+/* Marks the calling thread as the tracer's own (the drain thread): its
+ * events are dropped before they are counted, since they are not the
+ * program's. */
+void lt_record_thread_ignore(int ignore);
+
+/* Releases the calling thread's ring now (as thread exit does). */
+void lt_record_thread_retire(void);
+
+/* The Linux thread id of the caller (gettid). */
+uint64_t lt_record_gettid(void);
+
+/* CLOCK_MONOTONIC in nanoseconds, and a calibration pair read back to back. */
+uint64_t lt_record_monotonic_ns(void);
+void lt_record_calibration_pair(uint64_t *tsc, uint64_t *monotonic_ns);
+
+#endif

@@ -1,0 +1,168 @@
+#ifndef LT_RING_H
+#define LT_RING_H
+/* The shared ring area: per-thread single-producer/single-consumer event
+ * rings in one MAP_SHARED file mapping, written by the traced process
+ * (lt_record.c) and read by the drain (LiveTraceRecording, possibly in
+ * another process, possibly after the traced process died).
+ *
+ * Format history of the ring area (LT_RING_AREA_VERSION):
+ *   1  first version: 4096-byte area header, rings of 192-byte header
+ *      plus `ring_capacity` 24-byte events.
+ *
+ * Byte layout (all little-endian, offsets from the start of the mapping):
+ *
+ *   0      struct lt_area_header   (4096 bytes)
+ *   4096   ring 0: struct lt_ring_header (192 bytes), then
+ *                  struct lt_event[ring_capacity]
+ *   4096 + k * ring_stride   ring k
+ *
+ * Ownership of every field is stated beside it. Cross-process fields are
+ * accessed only with the atomic helpers at the end of this file.
+ *
+ * The ring protocol (one writer thread W, one reader R):
+ *
+ *   W: slot[head % cap] = event          R: h = load_acquire(head)
+ *      store_release(head, head + 1)  ─┐    copy slots [tail, h)
+ *                                      └──▶ store_release(tail, h)
+ *   W sees room when head - load_acquire(tail) < cap; the slot it writes
+ *   next was copied by R before R released that tail (the pairing of R's
+ *   release with W's acquire).
+ *
+ * Ring states (lt_ring_header.state), the only legal transitions:
+ *   FREE ──claim CAS (any writer)──▶ CLAIMING ──writer──▶ OWNED
+ *   OWNED ──thread exit (writer)──▶ RETIRED ──drain, after its last copy──▶ FREE
+ */
+#include <stdint.h>
+#include <stddef.h>
+
+#define LT_RING_AREA_MAGIC "LTRINGS"   /* 8 bytes with the terminating NUL */
+#define LT_RING_AREA_VERSION 1u
+#define LT_AREA_HEADER_SIZE 4096u
+#define LT_RING_HEADER_SIZE 192u
+
+enum lt_ring_state {
+    LT_RING_FREE = 0,
+    LT_RING_CLAIMING = 1,
+    LT_RING_OWNED = 2,
+    LT_RING_RETIRED = 3,
+};
+
+enum lt_reader_state {
+    LT_READER_NONE = 0,     /* no reader has attached yet: a full ring loses at once */
+    LT_READER_ATTACHED = 1, /* a reader drains: a full ring waits for it, boundedly */
+    LT_READER_GONE = 2,     /* the reader detached: a full ring loses at once */
+};
+
+/* Event kinds (lt_event.kind). */
+enum lt_event_kind {
+    LT_EVENT_ENTRY = 1,
+    LT_EVENT_EXIT = 2,
+    LT_EVENT_LOST = 3, /* `address` holds the number of events lost just before */
+};
+
+/* Event flags (lt_event.flags). */
+enum lt_event_flags {
+    LT_EVENT_FLAG_UNWOUND = 1u << 0, /* exit by unwinding (longjmp, exception), not by return */
+};
+
+/* One event, 24 bytes. */
+struct lt_event {
+    uint64_t address;   /* function entry address; for LOST: the count */
+    uint64_t timestamp; /* raw TSC ticks (rdtsc) */
+    uint32_t depth;     /* nesting depth given by the caller (0 = outermost) */
+    uint16_t kind;      /* enum lt_event_kind */
+    uint16_t flags;     /* enum lt_event_flags */
+};
+
+/* The area header, 4096 bytes. Lines 0..1 are written once by the creator
+ * before any writer or reader maps the area; later lines hold the shared
+ * counters, one cache line each. */
+struct lt_area_header {
+    /* line 0-1: immutable after creation */
+    char magic[8];             /* LT_RING_AREA_MAGIC */
+    uint32_t version;          /* LT_RING_AREA_VERSION */
+    uint32_t header_size;      /* LT_AREA_HEADER_SIZE */
+    uint32_t ring_count;
+    uint32_t ring_capacity;    /* events per ring, a power of two */
+    uint32_t ring_header_size; /* LT_RING_HEADER_SIZE */
+    uint32_t event_size;       /* sizeof(struct lt_event) */
+    uint64_t ring_stride;      /* bytes from one ring to the next */
+    uint64_t rings_offset;     /* LT_AREA_HEADER_SIZE */
+    uint64_t area_size;        /* total bytes of the mapping */
+    uint64_t start_tsc;        /* calibration pair taken at creation */
+    uint64_t start_monotonic_ns;
+    uint64_t tsc_ticks_per_ms; /* coarse, for the writer's bounded wait only */
+    uint32_t wait_timeout_us;  /* bounded wait of a writer whose ring is full */
+    uint32_t reserved0;
+    uint8_t pad0[128 - 88];
+    /* line 2: written by the reader only */
+    uint32_t reader_state;     /* enum lt_reader_state (release/acquire) */
+    uint32_t reader_pid;
+    uint8_t pad1[64 - 8];
+    /* line 3: written by any writer (atomic add) */
+    uint64_t lost_without_ring; /* events lost because every ring was taken */
+    uint8_t pad2[64 - 8];
+    /* line 4: written by any writer (relaxed hint for the claim scan) */
+    uint32_t claim_hint;
+    uint8_t pad3[64 - 4];
+    uint8_t pad4[LT_AREA_HEADER_SIZE - 320];
+};
+
+/* A ring header, 192 bytes: three cache lines, one per owner. */
+struct lt_ring_header {
+    /* line 0: written by the claiming writer while CLAIMING, by the drain
+     * while RETIRED; `state` by CAS/release as drawn above. */
+    uint32_t state;       /* enum lt_ring_state */
+    uint32_t index;       /* position of this ring in the area */
+    uint64_t tid;         /* owner thread (gettid) */
+    uint64_t pid;         /* owner process (a forked child claims its own) */
+    uint64_t generation;  /* counts claims of this ring; names the stream */
+    uint8_t pad0[64 - 32];
+    /* line 1: written by the owning writer only */
+    uint64_t head;        /* events published (store_release) */
+    uint64_t lost_total;  /* events this writer could not store (atomic add) */
+    uint64_t lost_emitted;/* part of lost_total already written as LOST events */
+    uint64_t tail_cache;  /* the writer's last view of tail */
+    uint64_t stall_tail;  /* tail at which a bounded wait expired; ~0 when none */
+    uint32_t busy;        /* 1 while the writer is inside lt_record_* */
+    uint32_t reserved;
+    uint8_t pad1[64 - 48];
+    /* line 2: written by the reader only */
+    uint64_t tail;        /* events consumed (store_release) */
+    uint8_t pad2[64 - 8];
+};
+
+_Static_assert(sizeof(struct lt_event) == 24, "lt_event is 24 bytes");
+_Static_assert(sizeof(struct lt_area_header) == LT_AREA_HEADER_SIZE, "area header size");
+_Static_assert(sizeof(struct lt_ring_header) == LT_RING_HEADER_SIZE, "ring header size");
+_Static_assert(offsetof(struct lt_area_header, reader_state) == 128, "reader line");
+_Static_assert(offsetof(struct lt_area_header, lost_without_ring) == 192, "lost line");
+_Static_assert(offsetof(struct lt_ring_header, head) == 64, "writer line");
+_Static_assert(offsetof(struct lt_ring_header, tail) == 128, "reader line");
+
+/* Atomic accessors for the reader side (Swift cannot apply C11 atomics to
+ * memory it did not allocate). */
+static inline uint64_t lt_atomic_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint32_t lt_atomic_load_acquire_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void lt_atomic_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void lt_atomic_store_release_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline int lt_atomic_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* The ring `index` of the area at `area`. */
+static inline struct lt_ring_header *lt_area_ring(struct lt_area_header *area, uint32_t index) {
+    return (struct lt_ring_header *)((char *)area + area->rings_offset + (uint64_t)index * area->ring_stride);
+}
+static inline struct lt_event *lt_ring_events(struct lt_ring_header *ring) {
+    return (struct lt_event *)((char *)ring + LT_RING_HEADER_SIZE);
+}
+
+/* The TSC, as the hot path reads it. */
+static inline uint64_t lt_rdtsc(void) {
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+#endif

@@ -1,0 +1,329 @@
+/* The writer side of recording (see include/lt_record.h and lt_ring.h).
+ *
+ * Per-thread state lives in one initial-exec TLS block: reading it is a
+ * single %fs-relative load, with no call into the dynamic linker and no
+ * allocation, which is why this layer is C.
+ *
+ * Stop protocol (lt_record_detach), an asymmetric Dekker pairing:
+ *
+ *   writer                               stopper
+ *   ring->busy = 1                       active_area = NULL
+ *   compiler barrier                     membarrier(PRIVATE_EXPEDITED)
+ *   if active_area != area: leave ─┐       (a full barrier on every running
+ *   write event, publish head      │        thread of the process)
+ *   ring->busy = 0 (release)       └──   wait until every ring's busy == 0
+ *
+ * The membarrier orders each writer's busy store before its re-load of
+ * active_area: either the writer sees NULL and leaves, or the stopper sees
+ * busy == 1 and waits for it. After the wait no writer stores an event in
+ * the area. A writer preempted between its first load of active_area and its
+ * busy store may still store busy (then leave), so an area is never unmapped
+ * once attached: it costs address space, and the file behind it may be
+ * unlinked.
+ */
+#define _GNU_SOURCE
+#include "lt_record.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- per-thread and process state ------------------------------------ */
+
+struct lt_thread_state {
+    struct lt_area_header *area; /* the area `ring` belongs to; NULL before the first claim */
+    struct lt_ring_header *ring; /* NULL: no ring (not yet claimed, or none free) */
+    uint32_t ignored;            /* the tracer's own thread */
+    uint32_t exiting;            /* ring released at thread exit: later events are lost */
+};
+
+static __thread struct lt_thread_state lt_thread
+    __attribute__((tls_model("initial-exec")));
+
+/* Written by attach/detach only (serialised by lt_control_lock); read by
+ * every writer with an acquire load. */
+static struct lt_area_header *lt_active_area;
+
+static pthread_mutex_t lt_control_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t lt_once = PTHREAD_ONCE_INIT;
+static pthread_key_t lt_exit_key;
+static int lt_membarrier_registered;
+
+/* ---- system call wrappers (slow paths only) --------------------------- */
+
+static long lt_record_sys_membarrier(int cmd) {
+    long r;
+    do { r = syscall(SYS_membarrier, cmd, 0, 0); } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : r;
+}
+
+uint64_t lt_record_gettid(void) { return (uint64_t)syscall(SYS_gettid); }
+
+uint64_t lt_record_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The pair is read as tsc, clock, tsc and the two TSC reads averaged, so the
+ * pair's error is half the clock_gettime cost. */
+void lt_record_calibration_pair(uint64_t *tsc, uint64_t *monotonic_ns) {
+    uint64_t before = lt_rdtsc();
+    uint64_t ns = lt_record_monotonic_ns();
+    uint64_t after = lt_rdtsc();
+    *tsc = before + (after - before) / 2;
+    *monotonic_ns = ns;
+}
+
+/* ---- ring claim and release ------------------------------------------- */
+
+/* Thread-exit destructor: hands the ring to the drain (OWNED → RETIRED). */
+static void lt_thread_exit(void *ring_pointer) {
+    (void)ring_pointer;
+    lt_record_thread_retire();
+}
+
+/* fork: the child must not write into the parent's ring (one writer per
+ * ring); it claims its own on its next event. */
+static void lt_after_fork_child(void) {
+    lt_thread.area = NULL;
+    lt_thread.ring = NULL;
+    lt_thread.exiting = 0;
+}
+
+static void lt_init_once(void) {
+    pthread_key_create(&lt_exit_key, lt_thread_exit);
+    pthread_atfork(NULL, NULL, lt_after_fork_child);
+}
+
+void lt_record_thread_retire(void) {
+    struct lt_ring_header *ring = lt_thread.ring;
+    lt_thread.exiting = 1;
+    if (ring == NULL) return;
+    lt_thread.ring = NULL;
+    lt_atomic_store_release_u32(&ring->state, LT_RING_RETIRED);
+}
+
+void lt_record_thread_ignore(int ignore) { lt_thread.ignored = ignore ? 1 : 0; }
+
+/* Claims a FREE ring: FREE → CLAIMING (CAS), fill the owner line, → OWNED.
+ * Returns NULL when every ring is taken. */
+static __attribute__((noinline)) struct lt_ring_header *lt_claim_ring(struct lt_area_header *area) {
+    uint32_t count = area->ring_count;
+    uint32_t start = __atomic_load_n(&area->claim_hint, __ATOMIC_RELAXED);
+    for (uint32_t n = 0; n < count; n++) {
+        uint32_t index = (start + n) % count;
+        struct lt_ring_header *ring = lt_area_ring(area, index);
+        if (__atomic_load_n(&ring->state, __ATOMIC_RELAXED) != LT_RING_FREE) continue;
+        if (!lt_atomic_cas_u32(&ring->state, LT_RING_FREE, LT_RING_CLAIMING)) continue;
+        ring->tid = lt_record_gettid();
+        ring->pid = (uint64_t)getpid();
+        ring->generation += 1;
+        ring->busy = 0;
+        ring->stall_tail = ~0ull;
+        ring->tail_cache = lt_atomic_load_acquire_u64(&ring->tail);
+        ring->lost_emitted = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
+        lt_atomic_store_release_u32(&ring->state, LT_RING_OWNED);
+        __atomic_store_n(&area->claim_hint, (index + 1) % count, __ATOMIC_RELAXED);
+        pthread_once(&lt_once, lt_init_once);
+        pthread_setspecific(lt_exit_key, ring);
+        return ring;
+    }
+    return NULL;
+}
+
+/* ---- the full-ring path ---------------------------------------------- */
+
+/* Returns 1 when there is room for one event at `head`, 0 when the event
+ * must be counted as lost. Waits only while a reader is attached, at most
+ * wait_timeout_us, and not again at a tail where a wait already expired
+ * (a stalled reader costs the program one timeout, not one per event). */
+static __attribute__((noinline)) int lt_make_room(struct lt_area_header *area,
+                                                  struct lt_ring_header *ring, uint64_t head,
+                                                  uint64_t needed) {
+    uint64_t capacity = area->ring_capacity;
+    uint64_t tail = lt_atomic_load_acquire_u64(&ring->tail);
+    ring->tail_cache = tail;
+    if (head + needed - tail <= capacity) return 1;
+    if (lt_atomic_load_acquire_u32(&area->reader_state) != LT_READER_ATTACHED) return 0;
+    if (ring->stall_tail == tail) return 0;
+    uint64_t deadline = lt_rdtsc() + area->tsc_ticks_per_ms * area->wait_timeout_us / 1000;
+    for (uint32_t spins = 0;; spins++) {
+        if (spins < 64) __builtin_ia32_pause();
+        else sched_yield();
+        tail = lt_atomic_load_acquire_u64(&ring->tail);
+        if (head + needed - tail <= capacity) {
+            ring->tail_cache = tail;
+            ring->stall_tail = ~0ull;
+            return 1;
+        }
+        if (lt_atomic_load_acquire_u32(&area->reader_state) != LT_READER_ATTACHED) return 0;
+        if (lt_rdtsc() > deadline) {
+            ring->stall_tail = tail;
+            return 0;
+        }
+    }
+}
+
+/* ---- the hot path ----------------------------------------------------- */
+
+static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, uint32_t depth,
+                                                                  uint16_t kind, uint16_t flags) {
+    struct lt_area_header *area = __atomic_load_n(&lt_active_area, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(area == NULL, 0)) return;
+    struct lt_ring_header *ring = lt_thread.ring;
+    if (__builtin_expect(ring == NULL || lt_thread.area != area, 0)) {
+        if (lt_thread.ignored) return;
+        if (lt_thread.exiting) {
+            __atomic_fetch_add(&area->lost_without_ring, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        ring = lt_claim_ring(area);
+        if (ring == NULL) {
+            __atomic_fetch_add(&area->lost_without_ring, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        lt_thread.area = area;
+        lt_thread.ring = ring;
+    }
+    /* Re-entry from a signal handler that interrupted this very write. */
+    if (__builtin_expect(ring->busy != 0, 0)) {
+        __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    ring->busy = 1;
+    __asm__ __volatile__("" ::: "memory");
+    if (__builtin_expect(__atomic_load_n(&lt_active_area, __ATOMIC_RELAXED) != area, 0)) {
+        __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    uint64_t head = ring->head;
+    uint64_t capacity = area->ring_capacity;
+    uint64_t lost = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
+    uint64_t pending_lost = lost - ring->lost_emitted;
+    uint64_t needed = pending_lost ? 2 : 1;
+    if (__builtin_expect(head + needed - ring->tail_cache > capacity, 0)) {
+        if (!lt_make_room(area, ring, head, needed)) {
+            __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
+            return;
+        }
+    }
+    struct lt_event *events = lt_ring_events(ring);
+    uint64_t mask = capacity - 1;
+    if (__builtin_expect(pending_lost != 0, 0)) {
+        struct lt_event *record = &events[head & mask];
+        record->address = pending_lost;
+        record->timestamp = lt_rdtsc();
+        record->depth = depth;
+        record->kind = LT_EVENT_LOST;
+        record->flags = 0;
+        ring->lost_emitted = lost;
+        head += 1;
+    }
+    struct lt_event *event = &events[head & mask];
+    event->address = ip;
+    event->timestamp = lt_rdtsc();
+    event->depth = depth;
+    event->kind = kind;
+    event->flags = flags;
+    lt_atomic_store_release_u64(&ring->head, head + 1);
+    __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
+}
+
+void lt_record_entry(uintptr_t ip, uint32_t depth) {
+    lt_record_event(ip, depth, LT_EVENT_ENTRY, 0);
+}
+
+void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags) {
+    lt_record_event(ip, depth, LT_EVENT_EXIT, (uint16_t)flags);
+}
+
+/* ---- attach and detach ------------------------------------------------ */
+
+static int lt_validate(const struct lt_area_header *area, size_t size) {
+    if (size < LT_AREA_HEADER_SIZE) return -LT_RECORD_ELAYOUT;
+    if (memcmp(area->magic, LT_RING_AREA_MAGIC, sizeof area->magic) != 0) return -LT_RECORD_EBADMAGIC;
+    if (area->version != LT_RING_AREA_VERSION) return -LT_RECORD_EVERSION;
+    uint64_t capacity = area->ring_capacity;
+    if (area->header_size != LT_AREA_HEADER_SIZE || area->ring_header_size != LT_RING_HEADER_SIZE ||
+        area->event_size != sizeof(struct lt_event) || capacity == 0 || (capacity & (capacity - 1)) != 0 ||
+        area->ring_stride < LT_RING_HEADER_SIZE + capacity * sizeof(struct lt_event) ||
+        area->rings_offset != LT_AREA_HEADER_SIZE || area->ring_count == 0 ||
+        area->rings_offset + (uint64_t)area->ring_count * area->ring_stride > size ||
+        area->area_size != size)
+        return -LT_RECORD_ELAYOUT;
+    return 0;
+}
+
+static int lt_attach_locked(void *base, size_t size) {
+    if (lt_active_area != NULL) return -LT_RECORD_EACTIVE;
+    int status = lt_validate(base, size);
+    if (status != 0) return status;
+    pthread_once(&lt_once, lt_init_once);
+    if (!lt_membarrier_registered &&
+        lt_record_sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0)
+        lt_membarrier_registered = 1;
+    __atomic_store_n(&lt_active_area, (struct lt_area_header *)base, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int lt_record_attach(void *area, size_t size) {
+    pthread_mutex_lock(&lt_control_lock);
+    int status = lt_attach_locked(area, size);
+    pthread_mutex_unlock(&lt_control_lock);
+    return status;
+}
+
+int lt_record_attach_file(const char *path) {
+    int fd;
+    do { fd = open(path, O_RDWR | O_CLOEXEC); } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) { int e = errno; close(fd); return -e; }
+    void *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    if (base == MAP_FAILED) return -e;
+    pthread_mutex_lock(&lt_control_lock);
+    int status = lt_attach_locked(base, (size_t)st.st_size);
+    pthread_mutex_unlock(&lt_control_lock);
+    if (status != 0) munmap(base, (size_t)st.st_size);
+    return status;
+}
+
+int lt_record_detach(void) {
+    pthread_mutex_lock(&lt_control_lock);
+    struct lt_area_header *area = lt_active_area;
+    if (area == NULL) {
+        pthread_mutex_unlock(&lt_control_lock);
+        return -LT_RECORD_EINACTIVE;
+    }
+    __atomic_store_n(&lt_active_area, NULL, __ATOMIC_SEQ_CST);
+    long barrier = lt_membarrier_registered ? lt_record_sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) : -ENOSYS;
+    if (barrier < 0) {
+        /* Quiescence not proven: the caller must not take the last drain
+         * for complete. */
+        pthread_mutex_unlock(&lt_control_lock);
+        return (int)barrier;
+    }
+    for (uint32_t i = 0; i < area->ring_count; i++) {
+        struct lt_ring_header *ring = lt_area_ring(area, i);
+        for (uint32_t spins = 0; lt_atomic_load_acquire_u32(&ring->busy) != 0; spins++)
+            if (spins >= 64) sched_yield();
+    }
+    pthread_mutex_unlock(&lt_control_lock);
+    return 0;
+}
+
+struct lt_area_header *lt_record_active_area(void) {
+    return __atomic_load_n(&lt_active_area, __ATOMIC_ACQUIRE);
+}

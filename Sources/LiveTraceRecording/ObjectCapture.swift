@@ -1,0 +1,161 @@
+// Captures the memory map of a process and the function symbols and
+// build-id of every executable object in it, for objects.json.
+//
+// Load bias of an object: take a mapping of it (start S, file offset O) and
+// the PT_LOAD segment whose page-aligned file offset is O; then
+//   bias = S - pageDown(p_vaddr)
+// and a run-time address A lies at link-time address A - bias.
+import CElfutils
+import Glibc
+
+public enum ObjectCapture {
+    /// A file-backed mapping line of /proc/PID/maps.
+    struct Mapping {
+        var start: UInt64
+        var end: UInt64
+        var executable: Bool
+        var offset: UInt64
+        var path: String
+    }
+
+    /// Every object of process `pid` with executable mappings.
+    public static func capture(pid: Int32) throws(RecordingError) -> ObjectTable {
+        let mapsPath = "/proc/\(pid)/maps"
+        let text = String(decoding: try Sys.readFile(mapsPath), as: UTF8.self)
+        var byPath: [String: [Mapping]] = [:]
+        var order: [String] = []
+        for line in text.split(separator: "\n") {
+            guard let mapping = parse(line) else { continue }
+            if byPath[mapping.path] == nil { order.append(mapping.path) }
+            byPath[mapping.path, default: []].append(mapping)
+        }
+        var objects: [TraceObject] = []
+        for path in order {
+            let mappings = byPath[path]!
+            let ranges = mappings.filter(\.executable).map { [$0.start, $0.end] }
+            guard !ranges.isEmpty else { continue }
+            guard let elf = try? ElfSymbols.read(path: path) else {
+                objects.append(TraceObject(path: path, buildId: nil, loadBias: 0, ranges: ranges, symbols: []))
+                continue
+            }
+            var bias: UInt64 = 0
+            let pageMask = ~UInt64(4095)
+            for mapping in mappings.sorted(by: { $0.start < $1.start }) {
+                if let load = elf.loads.first(where: { $0.offset & pageMask == mapping.offset }) {
+                    bias = mapping.start &- (load.vaddr & pageMask)
+                    break
+                }
+            }
+            objects.append(TraceObject(path: path, buildId: elf.buildId, loadBias: bias, ranges: ranges, symbols: elf.symbols))
+        }
+        return ObjectTable(objects: objects)
+    }
+
+    static func parse(_ line: Substring) -> Mapping? {
+        // start-end perms offset dev inode path
+        let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+        guard fields.count == 6 else { return nil }
+        let path = fields[5].trimmingCharacters(in: " ")
+        guard path.hasPrefix("/"), !path.hasSuffix(" (deleted)") else { return nil }
+        let bounds = fields[0].split(separator: "-")
+        guard bounds.count == 2, let start = UInt64(bounds[0], radix: 16), let end = UInt64(bounds[1], radix: 16),
+              let offset = UInt64(fields[2], radix: 16) else { return nil }
+        return Mapping(start: start, end: end, executable: fields[1].contains("x"), offset: offset, path: path)
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: Character) -> String {
+        var s = self
+        while s.first == set { s = s.dropFirst() }
+        while s.last == set { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// Function symbols, PT_LOAD segments and build-id of one ELF file (libelf).
+public struct ElfSymbols {
+    public struct Load { public var offset: UInt64; public var vaddr: UInt64 }
+    public var symbols: [TraceSymbol]
+    public var loads: [Load]
+    public var buildId: String?
+
+    static let symbolTypeFunction: UInt8 = 2      // STT_FUNC
+    static let symbolTypeIndirect: UInt8 = 10     // STT_GNU_IFUNC
+    static let sectionSymtab: UInt32 = 2          // SHT_SYMTAB
+    static let sectionDynsym: UInt32 = 11         // SHT_DYNSYM
+    static let sectionNote: UInt32 = 7            // SHT_NOTE
+    static let programLoad: UInt32 = 1            // PT_LOAD
+    static let noteGnuBuildId: UInt32 = 3         // NT_GNU_BUILD_ID
+
+    public static func read(path: String) throws(RecordingError) -> ElfSymbols {
+        _ = elf_version(UInt32(EV_CURRENT))
+        let fd = try Sys.open(path, O_RDONLY)
+        defer { Sys.close(fd) }
+        guard let elf = elf_begin(fd, ELF_C_READ, nil) else {
+            throw .damagedTrace(file: path, reason: "libelf: \(String(cString: elf_errmsg(-1)))")
+        }
+        defer { elf_end(elf) }
+        guard elf_kind(elf) == ELF_K_ELF else { throw .damagedTrace(file: path, reason: "not an ELF file") }
+
+        var loads: [Load] = []
+        var phnum = 0
+        if elf_getphdrnum(elf, &phnum) == 0 {
+            for i in 0..<phnum {
+                var phdr = GElf_Phdr()
+                guard gelf_getphdr(elf, Int32(i), &phdr) != nil, phdr.p_type == programLoad else { continue }
+                loads.append(Load(offset: phdr.p_offset, vaddr: phdr.p_vaddr))
+            }
+        }
+
+        var symtab: [TraceSymbol] = []
+        var dynsym: [TraceSymbol] = []
+        var buildId: String?
+        var section = elf_nextscn(elf, nil)
+        while let scn = section {
+            defer { section = elf_nextscn(elf, scn) }
+            var shdr = GElf_Shdr()
+            guard gelf_getshdr(scn, &shdr) != nil, let data = elf_getdata(scn, nil) else { continue }
+            switch shdr.sh_type {
+            case sectionSymtab, sectionDynsym:
+                let count = shdr.sh_entsize == 0 ? 0 : Int(shdr.sh_size / shdr.sh_entsize)
+                var found: [TraceSymbol] = []
+                for i in 0..<count {
+                    var sym = GElf_Sym()
+                    guard gelf_getsym(data, Int32(i), &sym) != nil else { continue }
+                    let type = sym.st_info & 0xf
+                    guard type == symbolTypeFunction || type == symbolTypeIndirect, sym.st_shndx != 0, sym.st_value != 0,
+                          let name = elf_strptr(elf, Int(shdr.sh_link), Int(sym.st_name)) else { continue }
+                    found.append(TraceSymbol(name: String(cString: name), address: sym.st_value, size: sym.st_size))
+                }
+                if shdr.sh_type == sectionSymtab { symtab = found } else { dynsym = found }
+            case sectionNote where buildId == nil:
+                var offset = 0
+                while offset < Int(data.pointee.d_size) {
+                    var note = GElf_Nhdr()
+                    var nameOffset = 0, descOffset = 0
+                    let next = gelf_getnote(data, offset, &note, &nameOffset, &descOffset)
+                    if next == 0 { break }
+                    if note.n_type == noteGnuBuildId, note.n_namesz == 4, let base = data.pointee.d_buf {
+                        let desc = UnsafeRawBufferPointer(start: base + descOffset, count: Int(note.n_descsz))
+                        buildId = desc.map { String($0, radix: 16).leftPadded2 }.joined()
+                    }
+                    offset = next
+                }
+            default:
+                break
+            }
+        }
+        // .symtab holds every function; .dynsym only the exported ones.
+        var symbols = symtab.isEmpty ? dynsym : symtab
+        symbols.sort { ($0.address, $0.name) < ($1.address, $1.name) }
+        var unique: [TraceSymbol] = []
+        unique.reserveCapacity(symbols.count)
+        for s in symbols where unique.last?.address != s.address { unique.append(s) }
+        return ElfSymbols(symbols: unique, loads: loads, buildId: buildId)
+    }
+}
+
+extension String {
+    var leftPadded2: String { count >= 2 ? self : "0" + self }
+}

@@ -1,0 +1,106 @@
+// Recording the current process into a trace directory, from inside:
+//
+//   start: 1. create DIR/rings (RingArea) and the drain (info.json marked
+//             incomplete, objects.json of the process as mapped now);
+//          2. attach the writer layer (lt_record_attach): from here every
+//             lt_record_entry/exit of any thread lands in a ring;
+//          3. start the drain thread (its own events are ignored: it is the
+//             tracer, not the program).
+//   stop:  1. lt_record_detach: no writer stores an event after it returns;
+//          2. stop and join the drain thread;
+//          3. the final drain, objects.json again (objects loaded since start),
+//             info.json marked complete; DIR/rings is removed.
+import CLiveTraceShims
+import Foundation
+import Synchronization
+
+public final class Recorder: @unchecked Sendable {
+    public let directory: String
+    public let area: RingArea
+    private let drain: TraceDrain
+    private let running = Atomic<Bool>(true)
+    private let drainError = Mutex<RecordingError?>(nil)
+    private let finished = DispatchSemaphore(value: 0)
+    private let interval: Duration
+
+    /// At most one recording per process (the writer layer has one area).
+    private static let current = Mutex<Recorder?>(nil)
+
+    private init(directory: String, area: RingArea, drain: TraceDrain, interval: Duration) {
+        self.directory = directory
+        self.area = area
+        self.drain = drain
+        self.interval = interval
+    }
+
+    /// Starts recording this process into `directory` (created if needed).
+    public static func start(
+        directory: String, ringCount: Int = RingArea.defaultRingCount,
+        ringCapacity: Int = RingArea.defaultRingCapacity, drainInterval: Duration = .milliseconds(2)
+    ) throws(RecordingError) -> Recorder {
+        try current.withLock { (current: inout Recorder?) throws(RecordingError) -> Recorder in
+            guard current == nil else { throw .recordingActive }
+            // Step 1.
+            try Sys.mkdir(directory)
+            let area = try RingArea.create(
+                path: directory + "/" + TraceFormat.ringsFile, ringCount: ringCount, ringCapacity: ringCapacity)
+            let drain = try TraceDrain(
+                directory: directory, area: area, command: CommandLine.arguments, pid: UInt64(getpid()))
+            try drain.writeObjects(try ObjectCapture.capture(pid: getpid()))
+            // Step 2.
+            let status = lt_record_attach(area.base, area.size)
+            guard status == 0 else {
+                drain.detachReader()
+                throw .writer(call: "lt_record_attach", code: status)
+            }
+            // Step 3.
+            let recorder = Recorder(directory: directory, area: area, drain: drain, interval: drainInterval)
+            let thread = Thread { recorder.drainLoop() }
+            thread.name = "livetrace-drain"
+            thread.start()
+            current = recorder
+            return recorder
+        }
+    }
+
+    private func drainLoop() {
+        lt_record_thread_ignore(1)
+        defer { finished.signal() }
+        while running.load(ordering: .acquiring) {
+            do {
+                if try drain.drainOnce() == 0 { Thread.sleep(forTimeInterval: interval.seconds) }
+            } catch {
+                drainError.withLock { $0 = error }
+                drain.detachReader()
+                return
+            }
+        }
+    }
+
+    /// Stops recording and completes the trace directory.
+    @discardableResult
+    public func stop() throws(RecordingError) -> DrainSummary {
+        try Recorder.current.withLock { (current: inout Recorder?) throws(RecordingError) -> DrainSummary in
+            guard current === self else { throw .recordingInactive }
+            current = nil
+            // Step 1.
+            let status = lt_record_detach()
+            // Step 2.
+            running.store(false, ordering: .releasing)
+            finished.wait()
+            if let error = drainError.withLock({ $0 }) { throw error }
+            guard status == 0 else { throw .writer(call: "lt_record_detach", code: status) }
+            // Step 3.
+            let summary = try drain.finish(objects: try ObjectCapture.capture(pid: getpid()))
+            _ = unlink(area.path)
+            return summary
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, attoseconds) = components
+        return Double(s) + Double(attoseconds) / 1e18
+    }
+}

@@ -1,2 +1,0 @@
-// Placeholder until recording lands (issue 5).
-import LiveTraceSites

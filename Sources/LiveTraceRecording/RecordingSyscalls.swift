@@ -1,0 +1,133 @@
+// Every system call the recording side makes goes through one of these thin
+// wrappers: each retries EINTR and turns errno into a RecordingError that
+// names the call and its subject.
+import Glibc
+
+/// Errors of the recording side: system calls, the ring area, the trace.
+public enum RecordingError: Error, CustomStringConvertible, Equatable {
+    /// A system call failed: its name, what it was applied to, errno.
+    case systemCall(call: String, subject: String, errno: Int32)
+    /// The ring-area file is not one this version can use.
+    case badRingArea(path: String, reason: String)
+    /// A trace file is damaged or of an unknown version.
+    case damagedTrace(file: String, reason: String)
+    /// A trace directory lacks a file every trace has.
+    case missingTraceFile(String)
+    /// start() while a recording runs, stop() while none does.
+    case recordingActive
+    case recordingInactive
+    /// The writer layer refused (lt_record_error or -errno from C).
+    case writer(call: String, code: Int32)
+
+    public var description: String {
+        switch self {
+        case let .systemCall(call, subject, errno):
+            return "\(call)(\(subject)) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case let .badRingArea(path, reason):
+            return "ring area \(path): \(reason)"
+        case let .damagedTrace(file, reason):
+            return "damaged trace file \(file): \(reason)"
+        case let .missingTraceFile(path):
+            return "not a LiveTrace trace: \(path) is missing"
+        case .recordingActive: return "a recording is already active in this process"
+        case .recordingInactive: return "no recording is active in this process"
+        case let .writer(call, code):
+            let reason: String
+            switch -code {
+            case 1001: reason = "bad magic"
+            case 1002: reason = "unknown ring-area version"
+            case 1003: reason = "inconsistent ring-area layout"
+            case 1004: reason = "a recording is already active"
+            case 1005: reason = "no recording is active"
+            default: reason = String(cString: strerror(-code))
+            }
+            return "\(call) failed: \(reason) (\(code))"
+        }
+    }
+}
+
+enum Sys {
+    @inline(__always)
+    static func retrying<T: BinaryInteger>(_ call: String, _ subject: String, _ body: () -> T) throws(RecordingError) -> T {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = errno
+            if e == EINTR { continue }
+            throw .systemCall(call: call, subject: subject, errno: e)
+        }
+    }
+
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws(RecordingError) -> Int32 {
+        try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    static func ftruncate(_ fd: Int32, _ size: Int, _ subject: String) throws(RecordingError) {
+        _ = try retrying("ftruncate", subject) { Glibc.ftruncate(fd, off_t(size)) }
+    }
+
+    static func fileSize(_ fd: Int32, _ subject: String) throws(RecordingError) -> Int {
+        var st = stat()
+        _ = try retrying("fstat", subject) { Glibc.fstat(fd, &st) }
+        return Int(st.st_size)
+    }
+
+    static func mmapShared(_ fd: Int32, _ size: Int, _ subject: String) throws(RecordingError) -> UnsafeMutableRawPointer {
+        guard let p = Glibc.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            throw .systemCall(call: "mmap", subject: subject, errno: errno)
+        }
+        return p
+    }
+
+    static func munmap(_ p: UnsafeMutableRawPointer, _ size: Int) { _ = Glibc.munmap(p, size) }
+
+    /// Writes all of `bytes`, retrying EINTR and short writes.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], _ subject: String) throws(RecordingError) {
+        var done = 0
+        while done < bytes.count {
+            let n = try retrying("write", subject) {
+                bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            }
+            done += n
+        }
+    }
+
+    static func mkdir(_ path: String) throws(RecordingError) {
+        if Glibc.mkdir(path, 0o755) == 0 { return }
+        let e = errno
+        if e == EEXIST, let dir = opendir(path) {
+            closedir(dir)
+            return
+        }
+        throw .systemCall(call: "mkdir", subject: path, errno: e)
+    }
+
+    /// Reads a whole file.
+    static func readFile(_ path: String) throws(RecordingError) -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = try retrying("read", path) {
+                chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            }
+            if n == 0 { return result }
+            result.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// Writes a whole file through a temporary name and rename, so a reader
+    /// never sees half of it.
+    static func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws(RecordingError) {
+        let temporary = path + ".tmp"
+        let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        defer { close(fd) }
+        try writeAll(fd, bytes, temporary)
+        _ = try retrying("rename", temporary) { Glibc.rename(temporary, path) }
+    }
+
+    static func exists(_ path: String) -> Bool { Glibc.access(path, F_OK) == 0 }
+}

@@ -1,0 +1,172 @@
+// Per-function calls, total time and self time from a trace.
+//
+// Rules (docs/FORMAT.md, "report"):
+//   - each thread stream is replayed on its own stack;
+//   - total: the time between entry and exit of the *outermost* active call
+//     of the function on that thread, so recursion is counted once;
+//   - self: for every call, its duration minus the durations of its direct
+//     callees; the sum over all calls, so under recursion each nanosecond is
+//     counted in exactly one function's self time;
+//   - an exit that matches a frame below the top closes the frames above it
+//     at the same time (they were left without an exit event);
+//   - an exit matching no frame is counted in `unmatchedExits`;
+//   - frames still open at the end of a stream are closed at its last
+//     timestamp and counted as `unfinished`;
+//   - times of all threads add up (total may exceed wall time).
+import Foundation
+
+public enum ReportSort: String, CaseIterable, Sendable {
+    case total, `self`, calls
+}
+
+public struct FunctionStats: Equatable, Sendable {
+    public var function: String
+    public var address: UInt64
+    public var calls: UInt64
+    public var totalNs: UInt64
+    public var selfNs: UInt64
+    public var unfinished: UInt64
+}
+
+public struct TraceReport: Equatable, Sendable {
+    public var functions: [FunctionStats]
+    public var threads: Int
+    public var events: UInt64
+    public var lostEvents: UInt64
+    public var unmatchedExits: UInt64
+
+    /// Computes the report of `trace`, sorted by `sort` (descending, then
+    /// by name).
+    public init(trace: Trace, sort: ReportSort = .total) {
+        struct Frame { var address: UInt64; var entry: UInt64; var children: UInt64 }
+        struct Accumulator { var calls: UInt64 = 0; var total: UInt64 = 0; var selfTicks: UInt64 = 0; var unfinished: UInt64 = 0 }
+        var table: [UInt64: Accumulator] = [:]
+        var events: UInt64 = 0
+        var lostInStreams: UInt64 = 0
+        var unmatched: UInt64 = 0
+        for stream in trace.streams {
+            var stack: [Frame] = []
+            var active: [UInt64: Int] = [:]
+            var lastTimestamp: UInt64 = 0
+            func close(at time: UInt64, unfinished: Bool) {
+                let frame = stack.removeLast()
+                let duration = time >= frame.entry ? time - frame.entry : 0
+                var acc = table[frame.address, default: Accumulator()]
+                acc.selfTicks += duration >= frame.children ? duration - frame.children : 0
+                if unfinished { acc.unfinished += 1 }
+                let depth = active[frame.address, default: 1] - 1
+                active[frame.address] = depth
+                if depth == 0 { acc.total += duration }
+                table[frame.address] = acc
+                if !stack.isEmpty { stack[stack.count - 1].children += duration }
+            }
+            for event in stream.events {
+                lastTimestamp = max(lastTimestamp, event.timestamp)
+                switch event.kind {
+                case .entry:
+                    events += 1
+                    table[event.address, default: Accumulator()].calls += 1
+                    active[event.address, default: 0] += 1
+                    stack.append(Frame(address: event.address, entry: event.timestamp, children: 0))
+                case .exit:
+                    events += 1
+                    guard let match = stack.lastIndex(where: { $0.address == event.address }) else {
+                        unmatched += 1
+                        continue
+                    }
+                    while stack.count > match { close(at: event.timestamp, unfinished: false) }
+                case .lost:
+                    lostInStreams += event.address
+                }
+            }
+            while !stack.isEmpty { close(at: lastTimestamp, unfinished: true) }
+        }
+        let symbolizer = Symbolizer(trace.objects)
+        let clock = trace.info.clock
+        func ns(_ ticks: UInt64) -> UInt64 { UInt64(clock.nanoseconds(ticks: ticks).rounded()) }
+        var functions = table.map { address, acc in
+            FunctionStats(
+                function: symbolizer.describe(address), address: address, calls: acc.calls,
+                totalNs: ns(acc.total), selfNs: ns(acc.selfTicks), unfinished: acc.unfinished)
+        }
+        functions.sort { a, b in
+            let (ka, kb): (UInt64, UInt64)
+            switch sort {
+            case .total: (ka, kb) = (a.totalNs, b.totalNs)
+            case .self: (ka, kb) = (a.selfNs, b.selfNs)
+            case .calls: (ka, kb) = (a.calls, b.calls)
+            }
+            if ka != kb { return ka > kb }
+            return (a.function, a.address) < (b.function, b.address)
+        }
+        self.functions = functions
+        self.threads = trace.streams.count
+        self.events = events
+        self.lostEvents = lostInStreams + trace.info.lostWithoutRing
+        self.unmatchedExits = unmatched
+    }
+
+    // MARK: - output
+
+    /// The stable JSON form (docs/FORMAT.md, "report --json"), version 1.
+    public func json(sort: ReportSort) -> String {
+        var out = "{\n"
+        out += "  \"version\": 1,\n"
+        out += "  \"sort\": \"\(sort.rawValue)\",\n"
+        out += "  \"threads\": \(threads),\n"
+        out += "  \"events\": \(events),\n"
+        out += "  \"lost_events\": \(lostEvents),\n"
+        out += "  \"unmatched_exits\": \(unmatchedExits),\n"
+        out += "  \"functions\": ["
+        for (i, f) in functions.enumerated() {
+            out += i == 0 ? "\n" : ",\n"
+            out += "    {\"function\": \(jsonString(f.function)), \"address\": \"0x\(String(f.address, radix: 16))\", "
+            out += "\"calls\": \(f.calls), \"total_ns\": \(f.totalNs), \"self_ns\": \(f.selfNs), \"unfinished\": \(f.unfinished)}"
+        }
+        out += functions.isEmpty ? "]\n" : "\n  ]\n"
+        out += "}\n"
+        return out
+    }
+
+    /// The table for people, uftrace-like.
+    public func text() -> String {
+        var out = "  Total time   Self time       Calls  Function\n"
+        out += "  ==========  ==========  ==========  ====================\n"
+        for f in functions {
+            out += pad(Self.duration(f.totalNs), 12) + pad(Self.duration(f.selfNs), 12) + pad(String(f.calls), 12)
+            out += "  " + f.function + (f.unfinished > 0 ? "  (\(f.unfinished) unfinished)" : "") + "\n"
+        }
+        if lostEvents > 0 || unmatchedExits > 0 {
+            out += "\n\(lostEvents) events lost, \(unmatchedExits) exits without entry: times near them are not exact\n"
+        }
+        return out
+    }
+
+    static func duration(_ ns: UInt64) -> String {
+        let value = Double(ns)
+        if ns < 1_000 { return "\(ns) ns" }
+        if ns < 1_000_000 { return String(format: "%.3f us", value / 1e3) }
+        if ns < 1_000_000_000 { return String(format: "%.3f ms", value / 1e6) }
+        return String(format: "%.3f  s", value / 1e9)
+    }
+
+    private func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
+    }
+
+    private func jsonString(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            default:
+                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+            }
+        }
+        return out + "\""
+    }
+}

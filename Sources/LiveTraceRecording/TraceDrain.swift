@@ -1,0 +1,211 @@
+// The drain: the single reader of a ring area. It moves published events
+// from every ring into the trace directory's stream files while the program
+// runs, and runs once more at the end — after a clean stop, or after the
+// program died (salvage: a dead writer's published events are all in the
+// file-backed mapping, so nothing published before the death is lost).
+//
+// One pass over ring k (reader side of the protocol in lt_ring.h):
+//   1. state = load_acquire(ring.state); skip FREE and CLAIMING.
+//   2. a generation the drain has not seen opens a new stream file.
+//   3. h = load_acquire(ring.head); copy events [tail, h) as one chunk,
+//      summing the counts of the LOST events copied.
+//   4. store_release(ring.tail, h): the writer may reuse those slots.
+//   5. RETIRED (the thread exited) or the final pass: the writer's lost_total
+//      minus the LOST counts already in the stream is appended as one more
+//      LOST event, so a loss the writer could not yet write is still counted.
+//   6. RETIRED: reset the ring's counters and store_release(state, FREE).
+import CLiveTraceShims
+import Glibc
+
+/// What one drain saw, in total.
+public struct DrainSummary: Equatable, Sendable {
+    public var threads: Int
+    /// Entry and exit events written to the streams.
+    public var events: UInt64
+    /// Events lost in the streams plus those lost without a ring.
+    public var lost: UInt64
+    public var lostWithoutRing: UInt64
+    /// Bytes of the stream files.
+    public var bytes: UInt64
+}
+
+public final class TraceDrain: @unchecked Sendable {
+    public let directory: String
+    public let area: RingArea
+    private var info: TraceInfo
+
+    private struct Cursor {
+        var generation: UInt64
+        var writer: StreamFileWriter
+        var lostInStream: UInt64 = 0
+        var lastTimestamp: UInt64 = 0
+        var lastDepth: UInt32 = 0
+    }
+    /// Owned by the thread calling drainOnce/finish (one at a time).
+    private var cursors: [Int: Cursor] = [:]
+    private var scratch: [UInt8] = []
+    private var streams = Set<String>()
+    private var events: UInt64 = 0
+    private var lostInStreams: UInt64 = 0
+    private var bytes: UInt64 = 0
+
+    /// Starts draining `area` into `directory`; writes info.json (marked
+    /// incomplete) and, when none exists, an empty objects.json, so the
+    /// directory is a readable trace from this moment on.
+    public init(directory: String, area: RingArea, command: [String], pid: UInt64) throws(RecordingError) {
+        self.directory = directory
+        self.area = area
+        try Sys.mkdir(directory)
+        try Sys.mkdir(directory + "/" + TraceFormat.streamsDirectory)
+        let now = RingArea.calibrationPairNow()
+        info = TraceInfo(
+            command: command, pid: pid, clock: ClockCalibration(start: area.startPair, end: now),
+            ringCount: area.ringCount, ringCapacity: area.ringCapacity, complete: false)
+        try writeInfo()
+        if !Sys.exists(directory + "/" + TraceFormat.objectsFile) {
+            try writeObjects(ObjectTable(objects: []))
+        }
+        area.setReader(attached: true)
+    }
+
+    /// Salvages the trace directory of a program that died: drains what its
+    /// writers published, counts what they lost, and marks it salvaged.
+    public static func salvage(directory: String) throws(RecordingError) -> DrainSummary {
+        let area = try RingArea.open(path: directory + "/" + TraceFormat.ringsFile)
+        var command: [String] = []
+        var pid: UInt64 = 0
+        if let old = try? TraceReader.readInfo(directory: directory) {
+            command = old.command
+            pid = old.pid
+        }
+        let drain = try TraceDrain(directory: directory, area: area, command: command, pid: pid)
+        return try drain.finish(salvaged: true)
+    }
+
+    /// One pass over every ring; returns the number of events moved.
+    @discardableResult
+    public func drainOnce() throws(RecordingError) -> Int {
+        var moved = 0
+        for index in 0..<area.ringCount {
+            moved += try drain(ring: index, final: false)
+        }
+        return moved
+    }
+
+    /// The last pass: everything published, every loss counted, the end
+    /// calibration pair, info.json marked complete. The reader is detached
+    /// afterwards (writers still running count their events as lost).
+    public func finish(salvaged: Bool = false, objects: ObjectTable? = nil) throws(RecordingError) -> DrainSummary {
+        defer { area.setReader(attached: false) }
+        for index in 0..<area.ringCount {
+            _ = try drain(ring: index, final: true)
+        }
+        cursors.removeAll()
+        if let objects { try writeObjects(objects) }
+        info.clock.end = RingArea.calibrationPairNow()
+        info.lostWithoutRing = area.lostWithoutRing
+        info.lostEvents = lostInStreams + info.lostWithoutRing
+        info.complete = true
+        info.salvaged = salvaged
+        try writeInfo()
+        return summary
+    }
+
+    public var summary: DrainSummary {
+        DrainSummary(
+            threads: streams.count, events: events, lost: lostInStreams + area.lostWithoutRing,
+            lostWithoutRing: area.lostWithoutRing, bytes: bytes)
+    }
+
+    /// Tells writers nobody drains any more: a full ring then loses at once.
+    public func detachReader() { area.setReader(attached: false) }
+
+    // MARK: - one ring
+
+    private func drain(ring index: Int, final: Bool) throws(RecordingError) -> Int {
+        let ring = area.ring(index)
+        // Step 1.
+        let state = withUnsafeMutablePointer(to: &ring.pointee.state) { lt_atomic_load_acquire_u32($0) }
+        guard state == LT_RING_OWNED.rawValue || state == LT_RING_RETIRED.rawValue else { return 0 }
+        // Step 2.
+        let generation = ring.pointee.generation
+        if cursors[index]?.generation != generation {
+            let identity = StreamIdentity(
+                pid: ring.pointee.pid, tid: ring.pointee.tid, ring: UInt32(index), generation: generation)
+            let path = directory + "/" + TraceFormat.streamsDirectory + "/" + identity.fileName
+            cursors[index] = Cursor(generation: generation, writer: try StreamFileWriter(path: path, identity: identity))
+            streams.insert(identity.fileName)
+            bytes += UInt64(TraceFormat.streamHeaderSize)
+        }
+        // Step 3.
+        let head = withUnsafeMutablePointer(to: &ring.pointee.head) { lt_atomic_load_acquire_u64($0) }
+        let tail = ring.pointee.tail
+        let capacity = UInt64(area.ringCapacity)
+        let count = Int(head &- tail)
+        guard head >= tail, count <= Int(capacity) else {
+            throw .badRingArea(path: area.path, reason: "ring \(index): head \(head) and tail \(tail) are inconsistent")
+        }
+        let eventSize = TraceFormat.eventSize
+        if count > 0 {
+            let slots = UnsafeRawPointer(lt_ring_events(ring)!)
+            scratch.removeAll(keepingCapacity: true)
+            let first = Int(tail & (capacity - 1))
+            let firstSpan = min(count, Int(capacity) - first)
+            scratch.append(contentsOf: UnsafeRawBufferPointer(start: slots + first * eventSize, count: firstSpan * eventSize))
+            if firstSpan < count {
+                scratch.append(contentsOf: UnsafeRawBufferPointer(start: slots, count: (count - firstSpan) * eventSize))
+            }
+            var lostHere: UInt64 = 0
+            var lostRecords = 0
+            let reader = ByteReader(bytes: scratch, file: area.path)
+            for i in 0..<count where reader.le(UInt16.self, at: i * eventSize + 20) == TraceEvent.Kind.lost.rawValue {
+                lostHere += reader.le(UInt64.self, at: i * eventSize)
+                lostRecords += 1
+            }
+            let lastAt = (count - 1) * eventSize
+            cursors[index]!.lastTimestamp = reader.le(UInt64.self, at: lastAt + 8)
+            cursors[index]!.lastDepth = reader.le(UInt32.self, at: lastAt + 16)
+            try cursors[index]!.writer.append(eventBytes: scratch)
+            cursors[index]!.lostInStream += lostHere
+            lostInStreams += lostHere
+            events += UInt64(count - lostRecords)
+            bytes += UInt64(TraceFormat.chunkHeaderSize + scratch.count)
+            // Step 4.
+            withUnsafeMutablePointer(to: &ring.pointee.tail) { lt_atomic_store_release_u64($0, head) }
+        }
+        // Step 5.
+        let retired = state == LT_RING_RETIRED.rawValue
+        if retired || final {
+            let lostTotal = withUnsafeMutablePointer(to: &ring.pointee.lost_total) { lt_atomic_load_acquire_u64($0) }
+            let cursor = cursors[index]!
+            if lostTotal > cursor.lostInStream {
+                let pending = lostTotal - cursor.lostInStream
+                let timestamp = max(cursor.lastTimestamp, RingArea.calibrationPairNow().tsc)
+                try cursor.writer.append([TraceEvent(kind: .lost, address: pending, timestamp: timestamp, depth: cursor.lastDepth)])
+                cursors[index]!.lostInStream = lostTotal
+                lostInStreams += pending
+                bytes += UInt64(TraceFormat.chunkHeaderSize + eventSize)
+            }
+        }
+        // Step 6.
+        if retired {
+            ring.pointee.head = 0
+            ring.pointee.lost_total = 0
+            ring.pointee.lost_emitted = 0
+            withUnsafeMutablePointer(to: &ring.pointee.tail) { lt_atomic_store_release_u64($0, 0) }
+            withUnsafeMutablePointer(to: &ring.pointee.state) { lt_atomic_store_release_u32($0, UInt32(LT_RING_FREE.rawValue)) }
+            cursors[index] = nil
+        }
+        return count
+    }
+
+    // MARK: - metadata files
+
+    private func writeInfo() throws(RecordingError) {
+        try Sys.writeFileAtomically(directory + "/" + TraceFormat.infoFile, try TraceJSON.encode(info))
+    }
+
+    public func writeObjects(_ table: ObjectTable) throws(RecordingError) {
+        try Sys.writeFileAtomically(directory + "/" + TraceFormat.objectsFile, try TraceJSON.encode(table))
+    }
+}

@@ -1,0 +1,267 @@
+// The trace directory format (docs/FORMAT.md is its description for users).
+//
+// Format history (TraceFormat.version; bump on any incompatible change and
+// add a line here and in docs/FORMAT.md):
+//   1  info.json, objects.json, streams/*.lts with 64-byte stream header and
+//      CRC-32-checked chunks of 24-byte events.
+//
+// A trace directory:
+//
+//   DIR/info.json        metadata: command, pid, clock calibration, counts
+//   DIR/objects.json     memory map and symbol table of every object
+//   DIR/streams/*.lts    one event stream per thread (per ring claim)
+//   DIR/rings            the shared ring area while recording (removed at
+//                        the end of a complete recording)
+//
+// Stream file, little-endian:
+//
+//   offset  size  header
+//   0       8     magic "LTSTREAM"
+//   8       4     format version (1)
+//   12      4     header size (64)
+//   16      4     event size (24)
+//   20      4     ring index
+//   24      8     pid
+//   32      8     tid
+//   40      8     ring generation
+//   48      16    zero
+//
+//   then chunks, each:
+//   0       4     magic "LTCK"
+//   4       4     event count n
+//   8       4     CRC-32 (IEEE) of the n * 24 event bytes
+//   12      4     zero
+//   16      24*n  events: u64 address, u64 tsc, u32 depth, u16 kind, u16 flags
+import CLiveTraceShims
+
+public enum TraceFormat {
+    public static let version = 1
+    public static let streamMagic: [UInt8] = Array("LTSTREAM".utf8)
+    public static let chunkMagic: [UInt8] = Array("LTCK".utf8)
+    public static let streamHeaderSize = 64
+    public static let chunkHeaderSize = 16
+    public static let eventSize = 24
+    public static let infoFile = "info.json"
+    public static let objectsFile = "objects.json"
+    public static let streamsDirectory = "streams"
+    public static let ringsFile = "rings"
+    public static let streamExtension = "lts"
+}
+
+/// One recorded event.
+public struct TraceEvent: Equatable, Sendable {
+    public enum Kind: UInt16, Sendable {
+        case entry = 1
+        case exit = 2
+        /// `address` holds how many events were lost at this point.
+        case lost = 3
+    }
+    public static let flagUnwound: UInt16 = UInt16(LT_EVENT_FLAG_UNWOUND.rawValue)
+
+    public var kind: Kind
+    /// Function entry address; for `.lost` the number of events lost.
+    public var address: UInt64
+    /// Raw TSC ticks; see `ClockCalibration`.
+    public var timestamp: UInt64
+    public var depth: UInt32
+    public var flags: UInt16
+
+    public init(kind: Kind, address: UInt64, timestamp: UInt64, depth: UInt32 = 0, flags: UInt16 = 0) {
+        self.kind = kind
+        self.address = address
+        self.timestamp = timestamp
+        self.depth = depth
+        self.flags = flags
+    }
+
+    public var isUnwound: Bool { flags & TraceEvent.flagUnwound != 0 }
+}
+
+/// Who wrote a stream.
+public struct StreamIdentity: Equatable, Hashable, Sendable {
+    public var pid: UInt64
+    public var tid: UInt64
+    public var ring: UInt32
+    public var generation: UInt64
+
+    public init(pid: UInt64, tid: UInt64, ring: UInt32 = 0, generation: UInt64 = 1) {
+        self.pid = pid
+        self.tid = tid
+        self.ring = ring
+        self.generation = generation
+    }
+
+    public var fileName: String { "\(pid)-\(tid)-\(ring)-\(generation).\(TraceFormat.streamExtension)" }
+}
+
+/// One thread's events, as read back.
+public struct ThreadStream: Equatable, Sendable {
+    public var identity: StreamIdentity
+    public var events: [TraceEvent]
+}
+
+// MARK: - encoding
+
+extension Array where Element == UInt8 {
+    mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
+        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
+    }
+}
+
+struct ByteReader {
+    let bytes: [UInt8]
+    let file: String
+
+    func le<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+        var value: T = 0
+        withUnsafeMutableBytes(of: &value) { out in
+            for i in 0..<MemoryLayout<T>.size { out[i] = bytes[offset + i] }
+        }
+        return T(littleEndian: value)
+    }
+}
+
+enum StreamCodec {
+    static func header(_ identity: StreamIdentity) -> [UInt8] {
+        var out: [UInt8] = TraceFormat.streamMagic
+        out.appendLE(UInt32(TraceFormat.version))
+        out.appendLE(UInt32(TraceFormat.streamHeaderSize))
+        out.appendLE(UInt32(TraceFormat.eventSize))
+        out.appendLE(identity.ring)
+        out.appendLE(identity.pid)
+        out.appendLE(identity.tid)
+        out.appendLE(identity.generation)
+        out.append(contentsOf: [UInt8](repeating: 0, count: TraceFormat.streamHeaderSize - out.count))
+        return out
+    }
+
+    /// A chunk holding `events`, already in the 24-byte event layout.
+    static func chunk(eventBytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = TraceFormat.chunkMagic
+        out.reserveCapacity(TraceFormat.chunkHeaderSize + eventBytes.count)
+        out.appendLE(UInt32(eventBytes.count / TraceFormat.eventSize))
+        out.appendLE(eventBytes.withUnsafeBytes { CRC32.checksum($0) })
+        out.appendLE(UInt32(0))
+        out.append(contentsOf: eventBytes)
+        return out
+    }
+
+    static func encode(_ events: [TraceEvent]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(events.count * TraceFormat.eventSize)
+        for e in events {
+            out.appendLE(e.address)
+            out.appendLE(e.timestamp)
+            out.appendLE(e.depth)
+            out.appendLE(e.kind.rawValue)
+            out.appendLE(e.flags)
+        }
+        return out
+    }
+
+    /// Parses a whole stream file; any damage is an error naming the offset.
+    static func decode(_ bytes: [UInt8], file: String) throws(RecordingError) -> ThreadStream {
+        func damaged(_ reason: String) -> RecordingError { .damagedTrace(file: file, reason: reason) }
+        let r = ByteReader(bytes: bytes, file: file)
+        guard bytes.count >= TraceFormat.streamHeaderSize else {
+            throw damaged("truncated header: \(bytes.count) bytes, a stream starts with \(TraceFormat.streamHeaderSize)")
+        }
+        guard Array(bytes[0..<8]) == TraceFormat.streamMagic else { throw damaged("not a LiveTrace event stream (bad magic)") }
+        let version = r.le(UInt32.self, at: 8)
+        guard version == TraceFormat.version else {
+            throw damaged("stream format version \(version); this reader knows version \(TraceFormat.version)")
+        }
+        guard r.le(UInt32.self, at: 12) == TraceFormat.streamHeaderSize, r.le(UInt32.self, at: 16) == TraceFormat.eventSize else {
+            throw damaged("header or event size differs from version \(TraceFormat.version)")
+        }
+        let identity = StreamIdentity(
+            pid: r.le(UInt64.self, at: 24), tid: r.le(UInt64.self, at: 32),
+            ring: r.le(UInt32.self, at: 20), generation: r.le(UInt64.self, at: 40))
+        var events: [TraceEvent] = []
+        var offset = TraceFormat.streamHeaderSize
+        while offset < bytes.count {
+            guard bytes.count - offset >= TraceFormat.chunkHeaderSize else {
+                throw damaged("truncated chunk header at offset \(offset) (\(bytes.count - offset) bytes left)")
+            }
+            guard Array(bytes[offset..<offset + 4]) == TraceFormat.chunkMagic else {
+                throw damaged("bad chunk magic at offset \(offset)")
+            }
+            let count = Int(r.le(UInt32.self, at: offset + 4))
+            let crc = r.le(UInt32.self, at: offset + 8)
+            let start = offset + TraceFormat.chunkHeaderSize
+            let length = count * TraceFormat.eventSize
+            guard bytes.count - start >= length else {
+                throw damaged("truncated chunk at offset \(offset): \(count) events announced, \((bytes.count - start) / TraceFormat.eventSize) present")
+            }
+            let actual = bytes.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[start..<start + length])) }
+            guard actual == crc else {
+                throw damaged("checksum mismatch in chunk at offset \(offset) (events \(events.count)..<\(events.count + count))")
+            }
+            events.reserveCapacity(events.count + count)
+            for i in 0..<count {
+                let at = start + i * TraceFormat.eventSize
+                let rawKind = r.le(UInt16.self, at: at + 20)
+                guard let kind = TraceEvent.Kind(rawValue: rawKind) else {
+                    throw damaged("event \(events.count) at offset \(at): unknown kind \(rawKind)")
+                }
+                events.append(TraceEvent(
+                    kind: kind, address: r.le(UInt64.self, at: at), timestamp: r.le(UInt64.self, at: at + 8),
+                    depth: r.le(UInt32.self, at: at + 16), flags: r.le(UInt16.self, at: at + 22)))
+            }
+            offset = start + length
+        }
+        return ThreadStream(identity: identity, events: events)
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as zlib computes it.
+enum CRC32 {
+    static let polynomial: UInt32 = 0xEDB8_8320
+    static let table: [UInt32] = (0..<256).map { n -> UInt32 in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = (c & 1) != 0 ? polynomial ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        table.withUnsafeBufferPointer { t in
+            for b in bytes { crc = t[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
+        }
+        return crc ^ 0xFFFF_FFFF
+    }
+}
+
+/// Appends chunks to one stream file.
+final class StreamFileWriter {
+    let path: String
+    private let fd: Int32
+
+    init(path: String, identity: StreamIdentity) throws(RecordingError) {
+        self.path = path
+        fd = try Sys.open(path, O_WRONLY | O_CREAT | O_APPEND)
+        do throws(RecordingError) {
+            if try Sys.fileSize(fd, path) == 0 {
+                try Sys.writeAll(fd, StreamCodec.header(identity), path)
+            }
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+    }
+
+    deinit { Sys.close(fd) }
+
+    /// One chunk: header and events in one write, so a reader sees a chunk
+    /// either whole or (when this process dies inside write) truncated.
+    func append(eventBytes: [UInt8]) throws(RecordingError) {
+        guard eventBytes.count > 0 else { return }
+        try Sys.writeAll(fd, StreamCodec.chunk(eventBytes: eventBytes), path)
+    }
+
+    func append(_ events: [TraceEvent]) throws(RecordingError) {
+        try append(eventBytes: StreamCodec.encode(events))
+    }
+}
+
+import Glibc

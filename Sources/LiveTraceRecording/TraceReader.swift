@@ -1,0 +1,122 @@
+// Reading a trace directory back, and writing one from memory (tests with an
+// injected clock, conversions). Every damaged file is a RecordingError that
+// names the file and the damage; nothing here traps on bad input.
+import Glibc
+
+/// A whole trace, in memory.
+public struct Trace: Equatable, Sendable {
+    public var info: TraceInfo
+    public var objects: ObjectTable
+    /// Sorted by (pid, tid, ring, generation).
+    public var streams: [ThreadStream]
+
+    public init(info: TraceInfo, objects: ObjectTable, streams: [ThreadStream]) {
+        self.info = info
+        self.objects = objects
+        self.streams = streams
+    }
+}
+
+public enum TraceReader {
+    public static func readInfo(directory: String) throws(RecordingError) -> TraceInfo {
+        let path = directory + "/" + TraceFormat.infoFile
+        guard Sys.exists(path) else { throw .missingTraceFile(path) }
+        let info = try TraceJSON.decode(TraceInfo.self, from: try Sys.readFile(path), file: path)
+        guard info.format == TraceInfo.formatName else {
+            throw .damagedTrace(file: path, reason: "format \"\(info.format)\", expected \"\(TraceInfo.formatName)\"")
+        }
+        guard info.version == TraceFormat.version else {
+            throw .damagedTrace(file: path, reason: "trace format version \(info.version); this reader knows version \(TraceFormat.version)")
+        }
+        return info
+    }
+
+    public static func read(directory: String) throws(RecordingError) -> Trace {
+        let info = try readInfo(directory: directory)
+        let objectsPath = directory + "/" + TraceFormat.objectsFile
+        guard Sys.exists(objectsPath) else { throw .missingTraceFile(objectsPath) }
+        let objects = try TraceJSON.decode(ObjectTable.self, from: try Sys.readFile(objectsPath), file: objectsPath)
+        guard objects.version == TraceFormat.version else {
+            throw .damagedTrace(file: objectsPath, reason: "objects version \(objects.version); this reader knows version \(TraceFormat.version)")
+        }
+        for object in objects.objects {
+            for range in object.ranges where range.count != 2 || range[0] > range[1] {
+                throw .damagedTrace(file: objectsPath, reason: "object \(object.path): bad address range \(range)")
+            }
+        }
+        let streamsPath = directory + "/" + TraceFormat.streamsDirectory
+        guard Sys.exists(streamsPath) else { throw .missingTraceFile(streamsPath) }
+        var streams: [ThreadStream] = []
+        for name in try listDirectory(streamsPath) where name.hasSuffix("." + TraceFormat.streamExtension) {
+            let path = streamsPath + "/" + name
+            streams.append(try StreamCodec.decode(try Sys.readFile(path), file: path))
+        }
+        streams.sort {
+            ($0.identity.pid, $0.identity.tid, $0.identity.ring, $0.identity.generation)
+                < ($1.identity.pid, $1.identity.tid, $1.identity.ring, $1.identity.generation)
+        }
+        return Trace(info: info, objects: objects, streams: streams)
+    }
+
+    static func listDirectory(_ path: String) throws(RecordingError) -> [String] {
+        guard let dir = opendir(path) else { throw .systemCall(call: "opendir", subject: path, errno: errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+}
+
+public enum TraceWriter {
+    /// Writes `trace` as a complete trace directory (no ring area).
+    public static func write(_ trace: Trace, to directory: String) throws(RecordingError) {
+        try Sys.mkdir(directory)
+        try Sys.mkdir(directory + "/" + TraceFormat.streamsDirectory)
+        for stream in trace.streams {
+            let path = directory + "/" + TraceFormat.streamsDirectory + "/" + stream.identity.fileName
+            let writer = try StreamFileWriter(path: path, identity: stream.identity)
+            try writer.append(stream.events)
+        }
+        try Sys.writeFileAtomically(directory + "/" + TraceFormat.objectsFile, try TraceJSON.encode(trace.objects))
+        try Sys.writeFileAtomically(directory + "/" + TraceFormat.infoFile, try TraceJSON.encode(trace.info))
+    }
+}
+
+/// Run-time address → function name, from objects.json alone.
+public struct Symbolizer: Sendable {
+    struct Entry { var start: UInt64; var end: UInt64; var name: String }
+    private let entries: [Entry]
+
+    public init(_ table: ObjectTable) {
+        var entries: [Entry] = []
+        for object in table.objects {
+            for symbol in object.symbols {
+                let start = symbol.address &+ object.loadBias
+                entries.append(Entry(start: start, end: start &+ max(symbol.size, 1), name: symbol.name))
+            }
+        }
+        self.entries = entries.sorted { $0.start < $1.start }
+    }
+
+    /// The name of the function containing `address`, or nil.
+    public func name(of address: UInt64) -> String? {
+        var low = 0, high = entries.count
+        while low < high {
+            let mid = (low + high) / 2
+            if entries[mid].start <= address { low = mid + 1 } else { high = mid }
+        }
+        guard low > 0 else { return nil }
+        let entry = entries[low - 1]
+        return address < entry.end ? entry.name : nil
+    }
+
+    /// The name, or the address in hex.
+    public func describe(_ address: UInt64) -> String {
+        name(of: address) ?? "0x" + String(address, radix: 16)
+    }
+}
