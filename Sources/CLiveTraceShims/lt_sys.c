@@ -1,0 +1,66 @@
+/* Thin system-call wrappers (see include/lt_sys.h for the convention). */
+#define _GNU_SOURCE
+#include "lt_sys.h"
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+/* glibc exports its real sigaction also as __sigaction; lt_sigmask.c
+ * interposes the public name. */
+extern int __sigaction(int, const struct sigaction *, struct sigaction *);
+
+/* Raw syscall returning -errno, preserving the caller's errno: the trap
+ * and sync handlers call these and must not disturb the program's errno. */
+static long lt_raw_result(long r) {
+    return r == -1 ? -(long)errno : r;
+}
+
+long lt_sys_membarrier(int cmd, unsigned int flags) {
+    int saved = errno;
+    long r = lt_raw_result(syscall(SYS_membarrier, cmd, flags, 0));
+    errno = saved;
+    return r;
+}
+
+long lt_sys_gettid(void) {
+    return syscall(SYS_gettid);
+}
+
+long lt_sys_tgkill(long tgid, long tid, int sig) {
+    int saved = errno;
+    long r = lt_raw_result(syscall(SYS_tgkill, tgid, tid, sig));
+    errno = saved;
+    return r;
+}
+
+long lt_sys_rt_sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+    int saved = errno;
+    /* The kernel's sigset is 64 bits (_NSIG / 8), not glibc's 1024. */
+    long r = lt_raw_result(syscall(SYS_rt_sigprocmask, how, set, old, (long)(_NSIG / 8)));
+    errno = saved;
+    return r;
+}
+
+long lt_sys_libc_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    int saved = errno;
+    long r = __sigaction(sig, act, old) == 0 ? 0 : -(long)errno;
+    errno = saved;
+    return r;
+}
+
+void lt_sys_raise_sigtrap(void) {
+    raise(SIGTRAP);
+}
+
+void lt_sys_execute_int3(void) {
+    __asm__ volatile("int3" ::: "memory");
+}
+
+void lt_sys_serialize_this_core(void) {
+    unsigned int eax = 0, ebx, ecx = 0, edx;
+    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx) :: "memory");
+}
+
+int lt_sys_sigrtmax(void) {
+    return SIGRTMAX;
+}

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One mapping of /proc/self/maps.
+public struct MemoryMapping: Sendable, Hashable {
+    public var start: UInt
+    public var end: UInt
+    public var readable: Bool
+    public var writable: Bool
+    public var executable: Bool
+    public var path: String
+
+    /// The mappings of this process, sorted by address.
+    public static func current() throws(SystemCallError) -> [MemoryMapping] {
+        let text = String(decoding: try Syscall.readFile("/proc/self/maps"), as: UTF8.self)
+        var result: [MemoryMapping] = []
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard fields.count >= 2 else { continue }
+            let range = fields[0].split(separator: "-")
+            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16) else { continue }
+            let perms = Array(fields[1].utf8)
+            guard perms.count >= 3 else { continue }
+            let path = fields.count == 6 ? String(fields[5]).trimmingLeadingSpaces() : ""
+            result.append(MemoryMapping(
+                start: start, end: end, readable: perms[0] == UInt8(ascii: "r"),
+                writable: perms[1] == UInt8(ascii: "w"), executable: perms[2] == UInt8(ascii: "x"), path: path))
+        }
+        return result
+    }
+
+    /// The mapping containing `address` in a sorted list.
+    static func find(_ address: UInt, in mappings: [MemoryMapping]) -> MemoryMapping? {
+        var lo = 0, hi = mappings.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if mappings[mid].end <= address { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < mappings.count, mappings[lo].start <= address else { return nil }
+        return mappings[lo]
+    }
+}
+
+extension String {
+    fileprivate func trimmingLeadingSpaces() -> String {
+        String(drop(while: { $0 == " " }))
+    }
+}
+
+/// Writes bytes into code that other threads may be running.
+///
+/// Rule: a code page is never made non-executable and never left writable.
+///   mprotect method, per step of the protocol:
+///     1. group the step's writes into runs of contiguous pages that are
+///        r-x now (one mprotect per run, not per write);
+///     2. mprotect each run to rwx (executable throughout: threads keep
+///        running it);
+///     3. store every byte of the step;
+///     4. mprotect each run back to r-x (deferred, so it happens on every
+///        path out of the step).
+///   procSelfMem method: one pwrite to /proc/self/mem per write; the kernel
+///   writes through read-only mappings (FOLL_FORCE) and the page protection
+///   never changes. ~15x slower per write; used when mprotect is refused.
+public struct CodeWriter: Sendable {
+    public enum Method: String, Sendable, Hashable {
+        case mprotect
+        case procSelfMem
+    }
+
+    public struct Write: Sendable {
+        public var address: UInt
+        public var bytes: [UInt8]
+    }
+
+    public var method: Method
+    static let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
+
+    public init(method: Method) { self.method = method }
+
+    /// Reads `count` bytes of code at `address` (any mapped, readable address).
+    public static func read(_ address: UInt, count: Int) -> [UInt8] {
+        let p = UnsafeRawPointer(bitPattern: address)!
+        return (0..<count).map { p.load(fromByteOffset: $0, as: UInt8.self) }
+    }
+
+    /// Performs one step's writes. `mappings` tells each page's protection.
+    public func perform(_ writes: [Write], mappings: [MemoryMapping]) throws(SystemCallError) {
+        switch method {
+        case .procSelfMem:
+            try writeThroughProcSelfMem(writes)
+        case .mprotect:
+            do throws(SystemCallError) {
+                try writeWithMprotect(writes, mappings: mappings)
+            } catch {
+                // mprotect refused (sealed mapping, a security module): the
+                // bytes already stored are the same as those we store again.
+                try writeThroughProcSelfMem(writes)
+            }
+        }
+    }
+
+    private func writeThroughProcSelfMem(_ writes: [Write]) throws(SystemCallError) {
+        let fd = try Syscall.open("/proc/self/mem", O_RDWR)
+        defer { Syscall.close(fd) }
+        for w in writes {
+            try Syscall.pwriteAll(fd, w.bytes, at: w.address)
+        }
+    }
+
+    /// A run of pages to unprotect, and the protection to restore.
+    private struct PageRun {
+        var start: UInt
+        var end: UInt
+        var protection: Int32
+    }
+
+    private func writeWithMprotect(_ writes: [Write], mappings: [MemoryMapping]) throws(SystemCallError) {
+        let page = Self.pageSize
+        var pages: [UInt] = []
+        pages.reserveCapacity(writes.count)
+        for w in writes where !w.bytes.isEmpty {
+            let first = w.address & ~(page - 1)
+            let last = (w.address + UInt(w.bytes.count) - 1) & ~(page - 1)
+            pages.append(first)
+            if last != first { pages.append(last) }
+        }
+        pages.sort()
+        var runs: [PageRun] = []
+        for p in pages {
+            guard let m = MemoryMapping.find(p, in: mappings) else {
+                throw SystemCallError(call: "mprotect (address 0x\(String(p, radix: 16)) is not mapped)", errno: EFAULT)
+            }
+            if m.writable { continue }
+            let protection = PROT_EXEC | (m.readable ? PROT_READ : 0)
+            if var last = runs.last, last.protection == protection, p <= last.end {
+                last.end = max(last.end, p + page)
+                runs[runs.count - 1] = last
+            } else {
+                runs.append(PageRun(start: p, end: p + page, protection: protection))
+            }
+        }
+        var unprotected: [PageRun] = []
+        defer {
+            for run in unprotected {
+                // Restoring can only fail if the mapping vanished under us.
+                try? Syscall.mprotect(run.start, Int(run.end - run.start), run.protection)
+            }
+        }
+        for run in runs {
+            try Syscall.mprotect(run.start, Int(run.end - run.start), run.protection | PROT_WRITE | PROT_READ)
+            unprotected.append(run)
+        }
+        for w in writes {
+            let p = UnsafeMutableRawPointer(bitPattern: w.address)!
+            for (i, b) in w.bytes.enumerated() {
+                p.storeBytes(of: b, toByteOffset: i, as: UInt8.self)
+            }
+        }
+    }
+}

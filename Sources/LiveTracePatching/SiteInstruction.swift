@@ -1,0 +1,26 @@
+import LiveTraceSites
+
+/// The instruction a site holds in normal form (DESIGN.md, "Site kinds"):
+/// a 5-byte nop, or `call rel32` to a target within ±2 GiB.
+public enum SiteInstruction: Sendable, Hashable, CustomStringConvertible {
+    case nop
+    case call(UInt)
+
+    public var description: String {
+        switch self {
+        case .nop: return "nop"
+        case let .call(target): return "call 0x\(String(target, radix: 16))"
+        }
+    }
+}
+
+/// One site changing to a new normal-form instruction.
+public struct SiteTransition: Sendable, Hashable {
+    public var site: Site
+    public var to: SiteInstruction
+
+    public init(site: Site, to: SiteInstruction) {
+        self.site = site
+        self.to = to
+    }
+}

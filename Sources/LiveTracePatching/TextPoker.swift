@@ -1,0 +1,442 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLiveTraceShims
+import LiveTraceSites
+import Synchronization
+
+/// The text poke: changes the 5-byte instruction at many sites at once while
+/// other threads run them, without losing or duplicating a call.
+///
+/// Input state: every site of the batch holds OLD, verified byte for byte
+/// against its kind's pattern or against the state recorded by the previous
+/// batch, for the whole batch before the first write (nothing is written if
+/// a site does not verify: that site fails, the others go on).
+///
+///   step 1. Publish the in-flight table: for each site A, the semantics of
+///           NEW (call T: push A+5, go to T; nop: go to A+5). Publish A in
+///           the set of known sites (so a stale trap is recognised later).
+///   step 2. Write int3 over A[0] for every site. Serialize every core.
+///           (nop1x5 only) Rescue: every running thread whose PC is inside
+///           the five 1-byte nops is moved to their end, by its sync handler.
+///   step 3. Write NEW[1...] for every site. Serialize.
+///   step 4. Write NEW[0] for every site. Serialize.
+///   step 5. Retire the in-flight table (free it once no handler reads it).
+///
+/// A thread reaching A between steps 2 and 4 traps; the SIGTRAP handler
+/// (lt_trap.c) finds A in the table and emulates NEW, so the call goes to the
+/// new target: never skipped, never to the old one. One serialization per
+/// step for the whole batch (the kernel's text_poke_bp_batch).
+///
+/// One patch lock serializes batches; the trap handler reads the tables
+/// without it (see lt_trap.h for the pairing).
+public final class TextPoker: Sendable {
+    public static let shared = TextPoker()
+
+    public struct Configuration: Sendable {
+        /// nil: membarrier when the kernel has it, else signals. The
+        /// environment variable LIVETRACE_SERIALIZE=signals forces the
+        /// fallback when this is nil.
+        public var serialization: CoreSerializer.Mechanism?
+        public var writeMethod: CodeWriter.Method
+        /// The real-time signal used to reach every thread.
+        public var syncSignal: Int32
+
+        public init(
+            serialization: CoreSerializer.Mechanism? = nil,
+            writeMethod: CodeWriter.Method = .mprotect,
+            syncSignal: Int32 = lt_sys_sigrtmax() - 2
+        ) {
+            self.serialization = serialization
+            self.writeMethod = writeMethod
+            self.syncSignal = syncSignal
+        }
+    }
+
+    /// What the poker knows about a site it has brought to normal form.
+    /// Written only under the patch lock.
+    struct SiteRecord {
+        var instruction: SiteInstruction
+    }
+
+    struct State: ~Copyable {
+        var configuration: Configuration
+        /// Sites in normal form, by address.
+        var records: [UInt: SiteRecord] = [:]
+        /// Every address ever written, sorted; mirrored in `publishedKnown`.
+        var knownAddresses: [UInt64] = []
+        var knownSet: Set<UInt64> = []
+        var publishedKnown: UnsafeMutablePointer<lt_address_set>? = nil
+        /// Set when a batch could neither finish nor roll back: its table
+        /// stays published (threads are still emulated correctly) and no
+        /// further batch runs.
+        var wedged: String? = nil
+    }
+
+    private let state: Mutex<State>
+
+    /// One poker per process: the trap handler's tables are process-global.
+    private init(configuration: Configuration = Configuration()) {
+        state = Mutex(State(configuration: configuration))
+    }
+
+    /// The configuration of the next batches.
+    public var configuration: Configuration {
+        get { state.withLock { $0.configuration } }
+        set { state.withLock { $0.configuration = newValue } }
+    }
+
+    /// The normal-form instruction at the site now, or nil when the site is
+    /// not in normal form (not yet normalized, or bytes we do not recognise).
+    public func currentInstruction(at site: Site) -> SiteInstruction? {
+        state.withLock { state in
+            let bytes = CodeWriter.read(site.address, count: X86SiteEncoding.normalLength)
+            if let record = state.records[site.address] {
+                return X86SiteEncoding.decode(bytes, at: site.address) == record.instruction ? record.instruction : nil
+            }
+            // Not normalized by us: only a nop5 is already in normal form.
+            return Array(bytes[0..<4]) == X86SiteEncoding.nop5Prefix ? .nop : nil
+        }
+    }
+
+    /// Brings sites to normal form (a 5-byte nop) in one batch.
+    public func normalize(_ sites: [Site]) -> BatchResult {
+        state.withLock { state in
+            var result = BatchResult()
+            guard prepare(&state, &result, sites: sites) else { return result }
+            var seen = Set<UInt>()
+            var plan: [PlannedWrite] = []
+            for site in sites {
+                guard admit(site, seen: &seen, result: &result) else { continue }
+                planNormalization(of: site, state: &state, plan: &plan, result: &result)
+            }
+            run(plan, state: &state, result: &result)
+            return result
+        }
+    }
+
+    /// Performs every transition in one batch (sites not yet in normal form
+    /// are first normalized, in a batch of their own).
+    public func apply(_ transitions: [SiteTransition]) -> BatchResult {
+        state.withLock { state in
+            var result = BatchResult()
+            guard prepare(&state, &result, sites: transitions.map(\.site)) else { return result }
+            var seen = Set<UInt>()
+            var admitted: [SiteTransition] = []
+            for t in transitions where admit(t.site, seen: &seen, result: &result) {
+                admitted.append(t)
+            }
+
+            // Normalization first, for the sites we have no record of.
+            var normalization: [PlannedWrite] = []
+            var normalizationResult = BatchResult()
+            for t in admitted where state.records[t.site.address] == nil {
+                planNormalization(of: t.site, state: &state, plan: &normalization, result: &normalizationResult)
+            }
+            run(normalization, state: &state, result: &normalizationResult)
+            result.failed += normalizationResult.failed
+            result.serializations += normalizationResult.serializations
+            result.threadsRescued += normalizationResult.threadsRescued
+            let failedAddresses = Set(normalizationResult.failed.map(\.site.address))
+
+            var plan: [PlannedWrite] = []
+            for t in admitted where !failedAddresses.contains(t.site.address) {
+                let site = t.site
+                guard let record = state.records[site.address] else {
+                    result.failed.append(SiteOutcome(site: site, problem: .protocolFailed("site is not in normal form")))
+                    continue
+                }
+                let found = CodeWriter.read(site.address, count: X86SiteEncoding.normalLength)
+                let expected = X86SiteEncoding.encode(record.instruction, at: site.address)!
+                guard X86SiteEncoding.decode(found, at: site.address) == record.instruction else {
+                    result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(
+                        expected: "\(record.instruction) (\(hex(expected)))", found: found)))
+                    continue
+                }
+                if record.instruction == t.to {
+                    result.unchanged.append(site)
+                    continue
+                }
+                guard let new = X86SiteEncoding.encode(t.to, at: site.address) else {
+                    if case let .call(target) = t.to {
+                        result.failed.append(SiteOutcome(site: site, problem: .targetOutOfRange(target: target)))
+                    }
+                    continue
+                }
+                plan.append(PlannedWrite(site: site, old: found, new: new, becomes: t.to,
+                                         next: site.address + UInt(X86SiteEncoding.normalLength), rescue: false))
+            }
+            run(plan, state: &state, result: &result)
+            return result
+        }
+    }
+
+    /// Counters of the trap and sync handlers since the process started.
+    public var trapCounters: lt_trap_counters {
+        var c = lt_trap_counters()
+        lt_trap_read_counters(&c)
+        return c
+    }
+
+    // MARK: - Planning
+
+    /// One site's writes: OLD is what was verified, NEW what it becomes.
+    struct PlannedWrite {
+        var site: Site
+        var old: [UInt8]
+        var new: [UInt8]
+        var becomes: SiteInstruction
+        /// The address after NEW, where an emulated nop resumes and an
+        /// emulated call returns (A+5, or A+6 for a GOT call site).
+        var next: UInt
+        /// Five 1-byte nops: threads inside them must be moved first.
+        var rescue: Bool
+    }
+
+    /// Installs or reinstalls the handlers; false (all sites failed) when
+    /// the protocol cannot run.
+    private func prepare(_ state: inout State, _ result: inout BatchResult, sites: [Site]) -> Bool {
+        var problem: PatchProblem? = nil
+        if let wedged = state.wedged {
+            problem = .protocolFailed("an earlier batch could not complete: \(wedged)")
+        } else if lt_trap_is_installed() == 0 {
+            let r = lt_trap_install(state.configuration.syncSignal)
+            if r < 0 { problem = .protocolFailed("installing the SIGTRAP handler: \(SystemCallError(call: "sigaction", errno: Int32(-r)))") }
+        } else {
+            let r = lt_trap_reinstall_if_replaced()
+            if r < 0 {
+                problem = .protocolFailed("checking the SIGTRAP handler: \(SystemCallError(call: "sigaction", errno: Int32(-r)))")
+            } else if r > 0 {
+                result.handlerReinstalled = true
+            }
+        }
+        if let problem {
+            result.failed = sites.map { SiteOutcome(site: $0, problem: problem) }
+            return false
+        }
+        return true
+    }
+
+    /// Sorts out sites the request itself rules out.
+    private func admit(_ site: Site, seen: inout Set<UInt>, result: inout BatchResult) -> Bool {
+        if let rejection = site.rejection {
+            result.skipped.append(SiteOutcome(site: site, problem: .rejectedSite(rejection)))
+            return false
+        }
+        if site.kind == .none {
+            result.skipped.append(SiteOutcome(site: site, problem: .unsupportedKind(.none)))
+            return false
+        }
+        if !seen.insert(site.address).inserted {
+            result.skipped.append(SiteOutcome(site: site, problem: .duplicateInBatch))
+            return false
+        }
+        return true
+    }
+
+    /// Verifies a site's bytes against its kind and plans its normalization:
+    ///
+    ///     nop5 / patchable (clang)  0f 1f 44 00 xx      already normal
+    ///     nop1x5 / patchable (gcc)  90 90 90 90 90    → 0f 1f 44 00 00  (rescue)
+    ///     callFentry                e8 r0 r1 r2 r3    → 0f 1f 44 00 00
+    ///     callFentryGOT             ff 15 r0 r1 r2 r3 → 0f 1f 44 00 00 90
+    private func planNormalization(of site: Site, state: inout State, plan: inout [PlannedWrite], result: inout BatchResult) {
+        let a = site.address
+        if let record = state.records[a] {
+            let found = CodeWriter.read(a, count: X86SiteEncoding.normalLength)
+            if X86SiteEncoding.decode(found, at: a) == record.instruction {
+                result.unchanged.append(site)
+            } else {
+                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "\(record.instruction)", found: found)))
+            }
+            return
+        }
+        let length = max(site.kind.compiledLength, X86SiteEncoding.normalLength)
+        let found = CodeWriter.read(a, count: length)
+        let head = Array(found[0..<X86SiteEncoding.normalLength])
+        let isNop5 = Array(found[0..<4]) == X86SiteEncoding.nop5Prefix
+        let fiveNext = a + UInt(X86SiteEncoding.normalLength)
+        switch site.kind {
+        case .nop5, .patchable, .nop1x5:
+            if isNop5 {
+                state.records[a] = SiteRecord(instruction: .nop)
+                result.unchanged.append(site)
+            } else if head == X86SiteEncoding.nop1x5 {
+                plan.append(PlannedWrite(site: site, old: head, new: X86SiteEncoding.nop5, becomes: .nop, next: fiveNext, rescue: true))
+            } else {
+                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "a 5-byte nop or five 1-byte nops", found: found)))
+            }
+        case .callFentry:
+            if found[0] == X86SiteEncoding.callRel32Opcode {
+                plan.append(PlannedWrite(site: site, old: head, new: X86SiteEncoding.nop5, becomes: .nop, next: fiveNext, rescue: false))
+            } else if isNop5 {
+                state.records[a] = SiteRecord(instruction: .nop)
+                result.unchanged.append(site)
+            } else {
+                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call rel32 (e8)", found: found)))
+            }
+        case .callFentryGOT:
+            if Array(found[0..<2]) == X86SiteEncoding.callIndirectRipRelative {
+                plan.append(PlannedWrite(site: site, old: found, new: X86SiteEncoding.nop5 + [X86SiteEncoding.nop1],
+                                         becomes: .nop, next: a + UInt(found.count), rescue: false))
+            } else if isNop5 && found[5] == X86SiteEncoding.nop1 {
+                state.records[a] = SiteRecord(instruction: .nop)
+                result.unchanged.append(site)
+            } else {
+                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call *rel32(%rip) (ff 15)", found: found)))
+            }
+        case .none:
+            result.skipped.append(SiteOutcome(site: site, problem: .unsupportedKind(.none)))
+        }
+    }
+
+    // MARK: - The protocol
+
+    private func serialization(_ state: borrowing State) -> CoreSerializer.Mechanism {
+        if let forced = state.configuration.serialization { return forced }
+        if let env = getenv("LIVETRACE_SERIALIZE"), String(cString: env) == "signals" { return .signalEveryThread }
+        return CoreSerializer.preferredMechanism
+    }
+
+    /// Runs steps 1-5 for a verified plan, recording the outcome.
+    private func run(_ unsorted: [PlannedWrite], state: inout State, result: inout BatchResult) {
+        if unsorted.isEmpty { return }
+        let plan = unsorted.sorted { $0.site.address < $1.site.address }
+        let mechanism = serialization(state)
+        result.serializationMechanism = mechanism
+        let writer = CodeWriter(method: state.configuration.writeMethod)
+        let mappings: [MemoryMapping]
+        do throws(SystemCallError) {
+            mappings = try MemoryMapping.current()
+        } catch {
+            fail(plan, .codeAccessFailed(error.description), &result)
+            return
+        }
+
+        // Step 1: publish the known sites, then the in-flight table.
+        publishKnown(plan.map { UInt64($0.site.address) }, state: &state)
+        let entries = UnsafeMutablePointer<lt_inflight_entry>.allocate(capacity: plan.count)
+        for (i, w) in plan.enumerated() {
+            var target: UInt = 0
+            if case let .call(t) = w.becomes { target = t }
+            entries[i] = lt_inflight_entry(
+                address: UInt64(w.site.address), target: UInt64(target), next: UInt64(w.next),
+                emulate: UInt32(target == 0 ? LT_EMULATE_NOP : LT_EMULATE_CALL),
+                rescue_length: w.rescue ? UInt32(X86SiteEncoding.normalLength) : 0)
+        }
+        let table = UnsafeMutablePointer<lt_inflight_table>.allocate(capacity: 1)
+        table.initialize(to: lt_inflight_table(count: UInt64(plan.count), entries: entries))
+        _ = lt_trap_exchange_inflight(table)
+
+        var serializations = 0
+        func serialize() throws(PatchProblem) {
+            try CoreSerializer.serializeAllCores(using: mechanism)
+            serializations += 1
+        }
+        func write(_ writes: [CodeWriter.Write]) throws(PatchProblem) {
+            do throws(SystemCallError) {
+                try writer.perform(writes, mappings: mappings)
+            } catch {
+                throw .codeAccessFailed(error.description)
+            }
+        }
+
+        var stepsDone = 0
+        do throws(PatchProblem) {
+            // Step 2: int3 over A[0]; serialize; rescue threads from nop1x5.
+            try write(plan.map { CodeWriter.Write(address: $0.site.address, bytes: [X86SiteEncoding.int3]) })
+            stepsDone = 2
+            try serialize()
+            if plan.contains(where: \.rescue) {
+                let before = trapCounters.rescued
+                _ = try CoreSerializer.signalThreadsAndWait(skipThreadsInSystemCalls: true)
+                result.threadsRescued += Int(trapCounters.rescued - before)
+            }
+            // Step 3: NEW[1...]; serialize.
+            try write(plan.map { CodeWriter.Write(address: $0.site.address + 1, bytes: Array($0.new.dropFirst())) })
+            stepsDone = 3
+            try serialize()
+            // Step 4: NEW[0]; serialize.
+            try write(plan.map { CodeWriter.Write(address: $0.site.address, bytes: [$0.new[0]]) })
+            stepsDone = 4
+            try serialize()
+        } catch {
+            result.serializations += serializations
+            if stepsDone >= 2 && !rollBack(plan, stepsDone: stepsDone, writer: writer, mappings: mappings, mechanism: mechanism) {
+                // The table stays published: every thread that reaches one
+                // of these sites is still emulated correctly.
+                state.wedged = error.description
+                fail(plan, .protocolFailed("\(error) (sites left in flight, emulated by the trap handler)"), &result)
+                return
+            }
+            retire(table)
+            fail(plan, error, &result)
+            return
+        }
+
+        // Step 5: retire the table.
+        retire(table)
+        result.serializations += serializations
+        for w in plan {
+            state.records[w.site.address] = SiteRecord(instruction: w.becomes)
+            result.patched.append(w.site)
+        }
+    }
+
+    /// Undoes a batch that failed after its int3 were written: OLD[1...]
+    /// (if step 3 ran), serialize, OLD[0], serialize. The published table
+    /// still emulates NEW meanwhile, which is a valid behaviour for a site
+    /// in flight. Returns false if the bytes could not be restored.
+    private func rollBack(_ plan: [PlannedWrite], stepsDone: Int, writer: CodeWriter,
+                          mappings: [MemoryMapping], mechanism: CoreSerializer.Mechanism) -> Bool {
+        do throws(SystemCallError) {
+            if stepsDone >= 3 {
+                try writer.perform(plan.map { CodeWriter.Write(address: $0.site.address + 1, bytes: Array($0.old.dropFirst())) }, mappings: mappings)
+                try? CoreSerializer.serializeAllCores(using: mechanism)
+            }
+            try writer.perform(plan.map { CodeWriter.Write(address: $0.site.address, bytes: [$0.old[0]]) }, mappings: mappings)
+            try? CoreSerializer.serializeAllCores(using: mechanism)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    private func retire(_ table: UnsafeMutablePointer<lt_inflight_table>) {
+        _ = lt_trap_exchange_inflight(nil)
+        lt_trap_wait_for_readers()
+        UnsafeMutablePointer(mutating: table.pointee.entries)?.deallocate()
+        table.deallocate()
+    }
+
+    private func fail(_ plan: [PlannedWrite], _ problem: PatchProblem, _ result: inout BatchResult) {
+        result.failed += plan.map { SiteOutcome(site: $0.site, problem: problem) }
+    }
+
+    /// Adds addresses to the published known-site set (replacing the
+    /// published copy; the old one is freed once no handler reads it).
+    private func publishKnown(_ addresses: [UInt64], state: inout State) {
+        let fresh = addresses.filter { !state.knownSet.contains($0) }
+        if fresh.isEmpty { return }
+        state.knownSet.formUnion(fresh)
+        var merged = state.knownAddresses
+        merged += fresh
+        merged.sort()
+        state.knownAddresses = merged
+        let buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: merged.count)
+        buffer.initialize(from: merged, count: merged.count)
+        let set = UnsafeMutablePointer<lt_address_set>.allocate(capacity: 1)
+        set.initialize(to: lt_address_set(count: UInt64(merged.count), addresses: buffer))
+        let old = lt_trap_exchange_known_sites(set)
+        state.publishedKnown = set
+        if let old {
+            lt_trap_wait_for_readers()
+            UnsafeMutablePointer(mutating: old.pointee.addresses)?.deallocate()
+            UnsafeMutablePointer(mutating: old).deallocate()
+        }
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: " ")
+}
