@@ -15,13 +15,19 @@ private func swift_demangle(
     _ flags: UInt32
 ) -> UnsafeMutablePointer<CChar>?
 
-// The C++ ABI's demangler (libstdc++, which the Swift runtime links on Linux).
-// Same reasoning as above for `@_silgen_name`.
-@_silgen_name("__cxa_demangle")
-private func cxa_demangle(
-    _ mangledName: UnsafePointer<CChar>?, _ outputBuffer: UnsafeMutablePointer<CChar>?,
-    _ length: UnsafeMutablePointer<Int>?, _ status: UnsafeMutablePointer<Int32>?
+/// The C++ ABI's demangler, `__cxa_demangle`, found with dlsym in the
+/// libstdc++ already loaded (the Swift runtime links it on Linux). It is not
+/// linked directly so that LiveTrace adds no dependency; when no libstdc++ is
+/// loaded, C++ names stay mangled.
+private typealias CxaDemangle = @convention(c) (
+    UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int32>?
 ) -> UnsafeMutablePointer<CChar>?
+
+private let cxaDemangle: CxaDemangle? = {
+    // RTLD_DEFAULT is ((void *)0) in <dlfcn.h>; Swift does not import the macro.
+    guard let symbol = dlsym(nil, "__cxa_demangle") else { return nil }
+    return unsafeBitCast(symbol, to: CxaDemangle.self)
+}()
 
 /// Turns symbol names into the names people write: Swift (`$s…`, `_T0…`,
 /// `$S…`) through the Swift runtime, C++ (`_Z…`) through `__cxa_demangle`.
@@ -36,10 +42,10 @@ public enum Demangler {
                 return String(cString: result)
             }
         }
-        if symbol.hasPrefix("_Z") {
+        if symbol.hasPrefix("_Z"), let cxaDemangle {
             return symbol.withCString { name in
                 var status: Int32 = 0
-                guard let result = cxa_demangle(name, nil, nil, &status), status == 0 else { return symbol }
+                guard let result = cxaDemangle(name, nil, nil, &status), status == 0 else { return symbol }
                 defer { free(result) }
                 return String(cString: result)
             }

@@ -1,0 +1,238 @@
+import ArgumentParser
+import LiveTrace
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `livetrace list PROGRAM...`: the sites of ELF files, read from disk (the
+/// programs are not run). Text for people, `--json` for tools; the JSON
+/// schema is documented and versioned in docs/cli-list.md.
+///
+/// Exit status: 0 when at least one site was found; 1 when an object could
+/// not be read (the others are still listed); 2 when every object was read
+/// but none has a site (stderr says which compiler flags make sites).
+struct ListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List the patchable sites of programs and shared libraries (read from disk, not run).",
+        discussion: """
+            Addresses are link-time addresses, as printed by nm and objdump. \
+            Every site shows its kind, function, source location (from DWARF, \
+            when present) and whether it is usable; a rejected site says why. \
+            Functions without a site (kind none: Swift code, or C built without \
+            the flags) are listed too.
+            """
+    )
+
+    @Argument(help: "ELF executables or shared libraries. A name without '/' is looked up in PATH.")
+    var programs: [String]
+
+    @Flag(help: "Print JSON (schema: docs/cli-list.md).")
+    var json = false
+
+    @Flag(name: .customLong("no-lines"), help: "Do not look up source file and line in DWARF.")
+    var noLines = false
+
+    @Flag(name: .customLong("sites-only"), help: "Leave out functions that have no site (kind none).")
+    var sitesOnly = false
+
+    @Option(name: .customLong("match"), help: "Only functions whose name or symbol matches this glob (fnmatch: *, ?, [...]).")
+    var match: String?
+
+    static let exitUnreadable: Int32 = 1
+    static let exitNoSites: Int32 = 2
+
+    static let howToGetSites = """
+        compile C with one of: -fpatchable-function-entry=5 (gcc or clang); \
+        -pg -mfentry (gcc or clang); \
+        -pg -mfentry -mnop-mcount -mrecord-mcount -fno-pie -no-pie (gcc). \
+        Swift functions have no entry site (full-dynamic patching will reach them)
+        """
+
+    func run() throws {
+        let paths = programs.map(Self.resolve)
+        let options = DiscoveryOptions(sourceLines: !noLines, demangle: true, includeFunctionsWithoutSites: !sitesOnly)
+        var table = SiteTable(files: paths, options: options)
+        if let match {
+            let glob = Glob(match)
+            for i in table.objects.indices {
+                table.objects[i].sites.removeAll { !glob.matches($0.function) && !glob.matches($0.symbol) }
+                table.objects[i].functionsWithoutSites.removeAll { !glob.matches($0.function) && !glob.matches($0.symbol) }
+            }
+        }
+        let output = json ? ListJSON.render(table) : ListText.render(table)
+        ListOutput.write(output, to: STDOUT_FILENO)
+        for failure in table.failures {
+            ListOutput.write("livetrace list: \(failure.error)\n", to: STDERR_FILENO)
+        }
+        if !table.failures.isEmpty { throw ExitCode(Self.exitUnreadable) }
+        let sitesFound = table.objects.contains { !$0.sites.isEmpty }
+        if !sitesFound {
+            let what = match.map { "no site matches '\($0)'" } ?? "no patchable sites"
+            for object in table.objects {
+                ListOutput.write("livetrace list: \(object.path): \(what) (looked in: \(Self.describeSources(object))).\n", to: STDERR_FILENO)
+            }
+            if match == nil { ListOutput.write("livetrace list: to get sites, \(Self.howToGetSites).\n", to: STDERR_FILENO) }
+            throw ExitCode(Self.exitNoSites)
+        }
+    }
+
+    static func describeSources(_ object: ObjectSites) -> String {
+        var places = ["__patchable_function_entries", "__mcount_loc"]
+        if object.siteSources.contains(where: { $0.contains("scan") }) { places.append("entry calls to __fentry__") }
+        return places.joined(separator: ", ")
+    }
+
+    /// A bare name that is not a file here is looked up in PATH, like a shell would.
+    static func resolve(_ program: String) -> String {
+        guard !program.contains("/"), access(program, F_OK) != 0,
+              let path = getenv("PATH").map({ String(cString: $0) }) else { return program }
+        for directory in path.split(separator: ":") where !directory.isEmpty {
+            let candidate = "\(directory)/\(program)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return program
+    }
+}
+
+/// Unbuffered output through write(2), retried on EINTR and on short writes.
+/// A closed pipe (EPIPE) ends the output quietly: the reader has gone.
+enum ListOutput {
+    static func write(_ text: String, to fd: Int32) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            bytes = bytes.dropFirst(written)
+        }
+    }
+}
+
+/// The text form: one block per object, one line per site, then a summary.
+enum ListText {
+    static func render(_ table: SiteTable) -> String {
+        var out = ""
+        for object in table.objects {
+            let sources = object.siteSources.isEmpty ? "none" : object.siteSources.joined(separator: ", ")
+            out += "\(object.path): \(object.type.rawValue), link-time addresses; site lists: \(sources)\n"
+            let rows = (object.sites + object.functionsWithoutSites).sorted { $0.address < $1.address }
+            let kindWidth = max(4, rows.map { kindLabel($0).count }.max() ?? 4)
+            let nameWidth = min(48, max(8, rows.map { $0.function.count }.max() ?? 8))
+            out += pad("ADDRESS", 18) + "  " + pad("KIND", kindWidth) + "  USABLE  " + pad("FUNCTION", nameWidth) + "  SOURCE\n"
+            for site in rows {
+                var line = pad("0x" + String(site.address, radix: 16), 18) + "  " + pad(kindLabel(site), kindWidth)
+                line += "  " + pad(site.isUsable ? "yes" : "no", 6) + "  " + pad(site.function, nameWidth)
+                line += "  " + (site.sourceFile.map { "\($0):\(site.sourceLine ?? 0)" } ?? "-")
+                if let rejection = site.rejection { line += "  (\(rejection))" }
+                out += line + "\n"
+            }
+            let summary = object.summary
+            var text = "summary: \(summary.found) sites found, \(summary.usable) usable, \(summary.rejected) rejected"
+            if !summary.rejectedByReason.isEmpty {
+                text += " (" + summary.rejectedByReason.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")"
+            }
+            text += "; \(summary.functionsWithoutSites) functions without sites"
+            if object.discardedListEntries > 0 { text += "; \(object.discardedListEntries) list entries of discarded functions (0) ignored" }
+            out += text + "\n\n"
+        }
+        return out
+    }
+
+    static func kindLabel(_ site: Site) -> String {
+        var label = site.kind.rawValue
+        if site.kind == .patchable { label += "(\(site.patchableTotal),\(site.patchableBefore))" }
+        if site.hasEndbr { label += "+endbr" }
+        return label
+    }
+
+    static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+    }
+}
+
+/// The `--json` form, schema version 1 (docs/cli-list.md). Keys are written
+/// in a fixed order so the output is byte-stable for the same input.
+enum ListJSON {
+    static let schemaVersion = 1
+
+    static func render(_ table: SiteTable) -> String {
+        var out = "{\n  \"version\": \(schemaVersion),\n  \"addresses\": \"link-time\",\n  \"objects\": ["
+        for (index, object) in table.objects.enumerated() {
+            out += index == 0 ? "\n" : ",\n"
+            out += "    {\n"
+            out += "      \"path\": \(string(object.path)),\n"
+            out += "      \"type\": \(string(object.type.rawValue)),\n"
+            out += "      \"siteSources\": [\(object.siteSources.map(string).joined(separator: ", "))],\n"
+            out += "      \"hasSourceLines\": \(object.hasSourceLines),\n"
+            let summary = object.summary
+            let reasons = summary.rejectedByReason.sorted { $0.key < $1.key }.map { "\(string($0.key)): \($0.value)" }.joined(separator: ", ")
+            out += "      \"summary\": {\"found\": \(summary.found), \"usable\": \(summary.usable), \"rejected\": \(summary.rejected), "
+            out += "\"rejectedByReason\": {\(reasons)}, \"functionsWithoutSites\": \(summary.functionsWithoutSites), "
+            out += "\"discardedListEntries\": \(object.discardedListEntries)},\n"
+            out += "      \"sites\": [" + rows(object.sites) + "],\n"
+            out += "      \"functionsWithoutSites\": [" + rows(object.functionsWithoutSites) + "]\n"
+            out += "    }"
+        }
+        out += table.objects.isEmpty ? "],\n" : "\n  ],\n"
+        out += "  \"errors\": ["
+        out += table.failures.map { "\n    {\"path\": \(string($0.path)), \"message\": \(string($0.error.description))}" }.joined(separator: ",")
+        out += table.failures.isEmpty ? "]\n}\n" : "\n  ]\n}\n"
+        return out
+    }
+
+    static func rows(_ sites: [Site]) -> String {
+        guard !sites.isEmpty else { return "" }
+        return "\n" + sites.map { "        " + site($0) }.joined(separator: ",\n") + "\n      "
+    }
+
+    static func site(_ site: Site) -> String {
+        var fields = [
+            "\"function\": \(string(site.function))",
+            "\"symbol\": \(string(site.symbol))",
+            "\"kind\": \(string(site.kind.rawValue))",
+            "\"form\": \(string(site.form.rawValue))",
+            "\"address\": \"0x\(String(site.address, radix: 16))\"",
+            "\"functionAddress\": \"0x\(String(site.functionAddress, radix: 16))\"",
+            "\"usable\": \(site.isUsable)",
+            "\"endbr64\": \(site.hasEndbr)",
+        ]
+        if site.kind == .patchable || site.patchableTotal > 0 {
+            fields.append("\"patchable\": {\"total\": \(site.patchableTotal), \"before\": \(site.patchableBefore)}")
+        }
+        if let file = site.sourceFile {
+            fields.append("\"source\": {\"file\": \(string(file)), \"line\": \(site.sourceLine ?? 0)}")
+        } else {
+            fields.append("\"source\": null")
+        }
+        if let rejection = site.rejection {
+            fields.append("\"rejection\": {\"code\": \(string(rejection.code)), \"reason\": \(string(rejection.description))}")
+        } else {
+            fields.append("\"rejection\": null")
+        }
+        return "{" + fields.joined(separator: ", ") + "}"
+    }
+
+    /// A JSON string literal (RFC 8259): quote, backslash and control
+    /// characters escaped; symbol bytes that are not UTF-8 were already
+    /// replaced by U+FFFD when the name was decoded.
+    static func string(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let digits = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
