@@ -1,0 +1,111 @@
+/* lt_tramp.h — the machine side of trampolines and ops (issue 4).
+ *
+ * Call path of a patched site (x86-64):
+ *
+ *   function:  [endbr64] call STUB          ; the site, pushes site+5
+ *   STUB (JIT memory within +-2 GiB of the site, 32 bytes, immutable):
+ *     +0   4c 8d 1d 09 00 00 00   lea  r11, [rip+0x9]    ; r11 = STUB+16 (record)
+ *     +7   ff 25 xx xx xx xx      jmp  [rip+disp]        ; region header: lt_tramp_entry
+ *     +13  cc cc cc               int3 padding
+ *     +16  record.func            ; lt_func to call
+ *     +24  record.ops             ; its `ops` argument
+ *   lt_tramp_entry (lt_tramp_x86_64.S, permanent code):
+ *     saves lt_regs, enters the quiescence section, calls record.func(ip,
+ *     parent_ip, record.ops, regs), leaves the section, restores, and returns
+ *     to regs->resume (site+5 unless a MODIFY_RESUME callback changed it).
+ *
+ * A per-function trampoline is a STUB whose record is (ops->func, ops). The
+ * iterator is a STUB whose record is (lt_tramp_iterate, list): the site's own
+ * immutable snapshot of its ops. Both kinds share the entry.
+ *
+ * Quiescence protocol (per-thread sequence, lt_thread_slot.seq):
+ *   E1  after saving registers, the thread increments seq (odd: inside);
+ *       every read of a record, an ops or a list happens after E1;
+ *   E2  after the last such read, the thread increments seq (even: outside);
+ *       only permanent code runs after E2.
+ *   A thread whose seq is odd at E1 time is nested (a callback called a
+ *   traced function): it skips, counting in `skipped`, and touches nothing.
+ *   The reclaimer (Quiescence.swift) unpublishes, issues membarrier, then
+ *   treats a thread as quiescent when (a) seq was odd and has changed, or
+ *   (b) seq advanced by >= 2, or (c) seq is unchanged and even and the thread
+ *   is blocked with its PC outside [lt_tramp_text] and the JIT regions (it is
+ *   then not between the site's call and E1), or (d) it has exited.
+ */
+#ifndef LT_TRAMP_H
+#define LT_TRAMP_H
+#include <stdint.h>
+#include "livetrace.h"
+
+/* The C-side ops, read by trampolines and the iterator. Owned by the Swift
+ * runtime (Ops.swift), freed only after quiescence. */
+struct lt_ops {
+    lt_func func;        /* +0 */
+    void *data;          /* +8 */
+    uint32_t flags;      /* +16 */
+    uint32_t magic;      /* +20: LT_OPS_MAGIC while alive */
+    void *owner;         /* +24: the Swift object (unretained) */
+};
+#define LT_OPS_MAGIC 0x4c544f50u
+
+/* The per-site iterator list: immutable once published. */
+struct lt_iter_list {
+    uint64_t count;
+    lt_ops *ops[];
+};
+
+/* One thread's state, in a static table so the reclaimer can always read it.
+ * seq: written only by its thread (E1/E2), read by the reclaimer. */
+struct lt_thread_slot {
+    uint64_t seq;               /* +0  odd while inside the callback section */
+    uint64_t skipped;           /* +8  calls skipped by the recursion guard */
+    int32_t tid;                /* +16 0 when free; written by claim/release */
+    uint8_t ready;              /* +20 the exit destructor is registered */
+    uint8_t pad[43];
+};
+#define LT_THREAD_SLOTS 4096
+#define LT_SLOT_READY_OFFSET 20
+
+extern struct lt_thread_slot lt_thread_slots[LT_THREAD_SLOTS];
+/* The calling thread's slot, or NULL before its first trampoline (initial-exec). */
+extern __thread struct lt_thread_slot *lt_thread_self __attribute__((tls_model("initial-exec")));
+/* Threads that could not get a slot (table full): their calls are skipped. */
+extern uint64_t lt_thread_overflow;
+/* errno's offset from the thread pointer (static TLS of libc), set at load. */
+extern intptr_t lt_errno_tpoff;
+
+/* The common entry of every stub, and the bounds of the code that runs
+ * between a site's call and E1 (section lt_tramp_text). */
+void lt_tramp_entry(void);
+void lt_tramp_iterate(uintptr_t ip, uintptr_t parent_ip, lt_ops *list, lt_regs *regs);
+uintptr_t lt_tramp_entry_address(void);
+uintptr_t lt_tramp_iterate_address(void);
+uintptr_t lt_tramp_text_start(void);
+uintptr_t lt_tramp_text_end(void);
+
+/* Slot management. claim: the slow path of the first entry on a thread (no
+ * libc call, no blocking system call). finish_claim: after E1, registers the
+ * thread-exit destructor that frees the slot. */
+struct lt_thread_slot *lt_thread_claim(void);
+void lt_thread_finish_claim(struct lt_thread_slot *slot);
+/* Sum of all slots' skipped counters plus the overflow count. */
+uint64_t lt_skipped_calls(void);
+/* A full memory barrier on every running thread of the process
+ * (membarrier PRIVATE_EXPEDITED, registering on first use). 0 or -errno. */
+long lt_tramp_membarrier(void);
+/* gettid(2). */
+int32_t lt_tramp_gettid(void);
+/* The caller's seq (0 when it has no slot). */
+uint64_t lt_thread_current_seq(void);
+/* Relaxed atomic loads for the reclaimer. */
+static inline uint64_t lt_slot_load_seq(const struct lt_thread_slot *s) {
+    return __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+}
+static inline int32_t lt_slot_load_tid(const struct lt_thread_slot *s) {
+    return __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE);
+}
+static inline uint64_t lt_slot_load_skipped(const struct lt_thread_slot *s) {
+    return __atomic_load_n(&s->skipped, __ATOMIC_RELAXED);
+}
+static inline struct lt_thread_slot *lt_thread_slot_at(int i) { return &lt_thread_slots[i]; }
+
+#endif

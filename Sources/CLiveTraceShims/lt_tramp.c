@@ -1,0 +1,148 @@
+/* lt_tramp.c — the C half of the trampolines: thread slots for the
+ * quiescence protocol, the iterator, and the small C API functions that the
+ * hot path or a callback calls (lt_regs_set_resume, lt_ops_data).
+ * See lt_tramp.h for the protocol; Quiescence.swift is the reclaimer. */
+#define _GNU_SOURCE
+#include "lt_tramp.h"
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define LT_HIDDEN __attribute__((visibility("hidden")))
+
+struct lt_thread_slot lt_thread_slots[LT_THREAD_SLOTS] __attribute__((aligned(64)));
+__thread struct lt_thread_slot *lt_thread_self __attribute__((tls_model("initial-exec")));
+LT_HIDDEN uint64_t lt_thread_overflow;
+LT_HIDDEN intptr_t lt_errno_tpoff;
+static pthread_key_t lt_thread_exit_key;
+
+_Static_assert(sizeof(struct lt_regs) == 256, "lt_regs layout is fixed by lt_tramp_x86_64.S");
+_Static_assert(offsetof(struct lt_regs, resume) == 96, "lt_regs layout");
+_Static_assert(offsetof(struct lt_regs, xmm) == 128, "lt_regs layout");
+_Static_assert(offsetof(struct lt_thread_slot, ready) == LT_SLOT_READY_OFFSET, "slot layout");
+_Static_assert(sizeof(struct lt_thread_slot) == 64, "one slot per cache line");
+
+extern char __start_lt_tramp_text[];
+extern char __stop_lt_tramp_text[];
+uintptr_t lt_tramp_entry_address(void) { return (uintptr_t)&lt_tramp_entry; }
+uintptr_t lt_tramp_iterate_address(void) { return (uintptr_t)&lt_tramp_iterate; }
+uintptr_t lt_tramp_text_start(void) { return (uintptr_t)__start_lt_tramp_text; }
+uintptr_t lt_tramp_text_end(void) { return (uintptr_t)__stop_lt_tramp_text; }
+
+static uintptr_t lt_thread_pointer(void) {
+    uintptr_t tp;
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+    return tp;
+}
+
+static void lt_thread_exit(void *value) {
+    struct lt_thread_slot *slot = value;
+    lt_thread_self = NULL;
+    /* A thread that exits from inside a callback (pthread_exit) leaves the
+     * section here: an even seq, then a free slot. */
+    if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) & 1)
+        __atomic_store_n(&slot->seq, slot->seq + 1, __ATOMIC_RELEASE);
+    slot->ready = 0;
+    __atomic_store_n(&slot->tid, 0, __ATOMIC_RELEASE);
+}
+
+__attribute__((constructor)) static void lt_tramp_init(void) {
+    lt_errno_tpoff = (intptr_t)&errno - (intptr_t)lt_thread_pointer();
+    pthread_key_create(&lt_thread_exit_key, lt_thread_exit);
+}
+
+/* Runs between a site's call and E1, so it lives in lt_tramp_text and calls
+ * neither libc nor a blocking system call: the reclaimer reads a blocked
+ * thread's PC to know it is not here. */
+__attribute__((section("lt_tramp_text"), noinline)) LT_HIDDEN
+struct lt_thread_slot *lt_thread_claim(void) {
+    long tid;
+    __asm__ volatile("syscall" : "=a"(tid) : "a"((long)SYS_gettid) : "rcx", "r11", "memory");
+    for (int i = 0; i < LT_THREAD_SLOTS; i++) {
+        int32_t expected = 0;
+        if (__atomic_load_n(&lt_thread_slots[i].tid, __ATOMIC_RELAXED) != 0) continue;
+        if (__atomic_compare_exchange_n(&lt_thread_slots[i].tid, &expected, (int32_t)tid, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            lt_thread_slots[i].ready = 0;
+            lt_thread_self = &lt_thread_slots[i];
+            return &lt_thread_slots[i];
+        }
+    }
+    return NULL;
+}
+
+/* Runs after E1 (the thread is visible as inside): may call libc. */
+LT_HIDDEN void lt_thread_finish_claim(struct lt_thread_slot *slot) {
+    pthread_setspecific(lt_thread_exit_key, slot);
+    slot->ready = 1;
+}
+
+/* The iterator: calls every ops of the site's immutable list, in order. */
+void lt_tramp_iterate(uintptr_t ip, uintptr_t parent_ip, lt_ops *list_as_ops, lt_regs *regs) {
+    const struct lt_iter_list *list = (const struct lt_iter_list *)list_as_ops;
+    for (uint64_t i = 0; i < list->count; i++) {
+        lt_ops *ops = list->ops[i];
+        regs->current = ops;
+        ops->func(ip, parent_ip, ops, regs);
+    }
+}
+
+uint64_t lt_skipped_calls(void) {
+    uint64_t total = __atomic_load_n(&lt_thread_overflow, __ATOMIC_RELAXED);
+    for (int i = 0; i < LT_THREAD_SLOTS; i++)
+        total += __atomic_load_n(&lt_thread_slots[i].skipped, __ATOMIC_RELAXED);
+    return total;
+}
+
+uint64_t lt_thread_current_seq(void) {
+    struct lt_thread_slot *slot = lt_thread_self;
+    return slot ? __atomic_load_n(&slot->seq, __ATOMIC_RELAXED) : 0;
+}
+
+long lt_tramp_membarrier(void) {
+    enum { CMD_PRIVATE_EXPEDITED = 1 << 3, CMD_REGISTER_PRIVATE_EXPEDITED = 1 << 4 };
+    static int registered;
+    if (!__atomic_load_n(&registered, __ATOMIC_ACQUIRE)) {
+        if (syscall(SYS_membarrier, CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return -errno;
+        __atomic_store_n(&registered, 1, __ATOMIC_RELEASE);
+    }
+    long r;
+    do { r = syscall(SYS_membarrier, CMD_PRIVATE_EXPEDITED, 0, 0); } while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : -errno;
+}
+
+void *lt_ops_data(const lt_ops *ops) {
+    return ops ? ops->data : NULL;
+}
+
+int lt_regs_set_resume(lt_regs *regs, uintptr_t address) {
+    if (!regs || address == 0) return -LT_EINVAL;
+    const lt_ops *ops = regs->current;
+    if (!ops || !(ops->flags & LT_OPS_MODIFY_RESUME)) return -LT_EPERM;
+    regs->resume = address;
+    return 0;
+}
+
+const char *lt_strerror(int error) {
+    switch (error < 0 ? -error : error) {
+    case LT_OK: return "success";
+    case LT_EINVAL: return "invalid argument (NULL, malformed glob or address, unknown flag)";
+    case LT_ENOENT: return "the filter matches no function with a usable site";
+    case LT_EBUSY: return "another LT_OPS_MODIFY_RESUME ops already owns one of these functions";
+    case LT_EALREADY: return "the ops is already registered";
+    case LT_ENOTREG: return "the ops is not registered";
+    case LT_ENOMEM: return "out of memory (no JIT memory within +-2 GiB of a site, or malloc failed)";
+    case LT_EPATCH: return "the text poke refused or failed to patch a site";
+    case LT_EPERM: return "lt_regs_set_resume needs an ops created with LT_OPS_MODIFY_RESUME";
+    case LT_ETIMEDOUT: return "unregistered, but a thread stayed inside the callback: quiescence not reached in time";
+    case LT_EDEADLK: return "called from inside a callback";
+    case LT_ESITES: return "the sites of the process could not be read";
+    default: return "unknown LiveTrace error";
+    }
+}
+
+int32_t lt_tramp_gettid(void) {
+    return (int32_t)syscall(SYS_gettid);
+}

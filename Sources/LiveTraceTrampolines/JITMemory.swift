@@ -1,0 +1,149 @@
+// JIT memory: regions of read-only-executable memory within ±2 GiB of the
+// sites that call into them, carved into fixed-size stub slots.
+//
+// Rules:
+//  1. A region is an anonymous private mapping made PROT_READ|PROT_EXEC from
+//     the start; it is never writable nor unmapped while the process runs, so
+//     no page is ever RWX and no thread ever faults on it.
+//  2. Bytes are written through /proc/self/mem (the kernel's FOLL_FORCE
+//     write), only into a slot that is free: never published, or retired and
+//     proven quiescent (Quiescence.swift). Every write is read back.
+//  3. Slot 0 of each region is the header: the address of lt_tramp_entry,
+//     which every stub reaches with `jmp [rip+disp]` (x86-64 part in
+//     StubX86_64.swift).
+//  4. A slot is reachable from a site when every byte of the region is
+//     within a signed 32-bit displacement of site+5.
+//
+// Ownership: all state is touched only under OpsRegistry's lock.
+import CLiveTraceShims
+import Glibc
+
+struct JITSlot: Hashable, Sendable {
+    var region: Int
+    var index: Int
+}
+
+final class JITMemory {
+    static let regionSize = 64 * 1024
+    static let slotSize = 32
+    static let slotsPerRegion = regionSize / slotSize
+    /// The widest reach of a rel32 displacement, kept a page short of 2 GiB.
+    static let reach: Int64 = Int64(Int32.max) - 4096
+
+    struct Region {
+        var base: UInt
+        var freeSlots: [Int]
+    }
+
+    private(set) var regions: [Region] = []
+    private var memFD: Int32 = -1
+
+    /// Address ranges of every region, for the reclaimer's PC check.
+    var ranges: [(UInt, UInt)] { regions.map { ($0.base, $0.base + UInt(Self.regionSize)) } }
+
+    func address(of slot: JITSlot) -> UInt {
+        regions[slot.region].base + UInt(slot.index * Self.slotSize)
+    }
+
+    /// A free slot reachable by `call rel32` from the site at `site`.
+    func allocate(near site: UInt) throws(TraceError) -> JITSlot {
+        for (i, region) in regions.enumerated() where !region.freeSlots.isEmpty && Self.reaches(site, region.base) {
+            let index = regions[i].freeSlots.removeLast()
+            return JITSlot(region: i, index: index)
+        }
+        let region = try mapRegion(near: site)
+        let index = regions[region].freeSlots.removeLast()
+        return JITSlot(region: region, index: index)
+    }
+
+    /// Returns a slot that is quiescent (or was never published).
+    func free(_ slot: JITSlot) {
+        regions[slot.region].freeSlots.append(slot.index)
+    }
+
+    var freeSlotCount: Int { regions.reduce(0) { $0 + $1.freeSlots.count } }
+
+    static func reaches(_ site: UInt, _ base: UInt) -> Bool {
+        let from = Int64(bitPattern: UInt64(site + 5))
+        let low = Int64(bitPattern: UInt64(base)) - from
+        let high = low + Int64(regionSize)
+        return low >= -reach && high <= reach
+    }
+
+    /// Writes `bytes` into free memory of a region and verifies them.
+    func write(_ bytes: [UInt8], at address: UInt) throws(TraceError) {
+        if memFD < 0 { memFD = try Sys.open("/proc/self/mem", O_RDWR) }
+        try Sys.pwriteAll(memFD, bytes, at: address)
+        let readBack = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: address), count: bytes.count)
+        guard readBack.elementsEqual(bytes) else {
+            throw TraceError.patchFailed(site: address, reason: "JIT write did not read back")
+        }
+    }
+
+    /// Maps a new region in the nearest free gap of /proc/self/maps.
+    private func mapRegion(near site: UInt) throws(TraceError) -> Int {
+        let size = UInt(Self.regionSize)
+        for candidate in try Self.candidateAddresses(near: site, size: size) {
+            let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE
+            let mapped: UInt
+            do throws(TraceError) {
+                mapped = try Sys.mmap(candidate, Self.regionSize, PROT_READ | PROT_EXEC, flags)
+            } catch {
+                if case .systemCall(_, let e) = error, e == EEXIST { continue }
+                throw error
+            }
+            if mapped != candidate { Sys.munmap(mapped, Self.regionSize); continue }
+            let index = regions.count
+            regions.append(Region(base: mapped, freeSlots: Array((1..<Self.slotsPerRegion).reversed())))
+            do throws(TraceError) {
+                try write(StubX86_64.header(entry: lt_tramp_entry_address()), at: mapped)
+            } catch {
+                regions[index].freeSlots = []
+                throw error
+            }
+            return index
+        }
+        throw TraceError.outOfMemory(near: site)
+    }
+
+    /// Page-aligned start addresses of free gaps reachable from `site`,
+    /// nearest first.
+    static func candidateAddresses(near site: UInt, size: UInt) throws(TraceError) -> [UInt] {
+        guard let mapsBytes = try Sys.readFile("/proc/self/maps") else {
+            throw TraceError.sitesUnavailable("/proc/self/maps is missing")
+        }
+        var mapped: [(UInt, UInt)] = []
+        for line in mapsBytes.split(separator: UInt8(ascii: "\n")) {
+            let field = line.prefix { $0 != UInt8(ascii: " ") }
+            let parts = field.split(separator: UInt8(ascii: "-"))
+            guard parts.count == 2,
+                  let lo = UInt(String(decoding: parts[0], as: UTF8.self), radix: 16),
+                  let hi = UInt(String(decoding: parts[1], as: UTF8.self), radix: 16) else { continue }
+            mapped.append((lo, hi))
+        }
+        mapped.sort { $0.0 < $1.0 }
+        let page: UInt = 4096
+        let lowestUsable: UInt = 0x10000
+        let highestUsable: UInt = 0x7fff_ffff_f000
+        var gaps: [(UInt, UInt)] = []
+        var cursor = lowestUsable
+        for (lo, hi) in mapped {
+            if lo > cursor { gaps.append((cursor, lo)) }
+            cursor = max(cursor, hi)
+        }
+        if cursor < highestUsable { gaps.append((cursor, highestUsable)) }
+        var candidates: [UInt] = []
+        for (lo, hi) in gaps where hi - lo >= size + 2 * page {
+            // Keep a guard page on each side; try both ends of the gap and the
+            // point nearest to the site.
+            let first = lo + page
+            let last = hi - page - size
+            var points = [first, last]
+            if site > first && site < last { points.append((site & ~(page - 1))) }
+            for p in points where reaches(site, p) { candidates.append(p) }
+        }
+        return candidates.sorted { distance($0, site) < distance($1, site) }
+    }
+
+    private static func distance(_ a: UInt, _ b: UInt) -> UInt { a > b ? a - b : b - a }
+}

@@ -1,0 +1,114 @@
+// Ops: one tracing client (ftrace's ftrace_ops) — a callback, a filter, flags.
+//
+// The callback and its data live in a C `struct lt_ops` (lt_tramp.h) that the
+// trampolines read without a lock; it is freed only after quiescence.
+import CLiveTraceShims
+import LiveTraceSites
+
+/// One element of a filter: a glob over function names (raw symbol or
+/// demangled), or the address of a function or of its site.
+public enum FunctionPattern: Sendable, Hashable, CustomStringConvertible {
+    case glob(String)
+    case address(UInt)
+
+    /// Parses "0x…" as an address, anything else as a glob.
+    public init(parsing text: String) throws(TraceError) {
+        let trimmed = text.trimmingSpaces
+        guard !trimmed.isEmpty else { throw TraceError.invalidArgument("empty function pattern") }
+        if trimmed.hasPrefix("0x") || trimmed.hasPrefix("0X") {
+            guard let value = UInt(trimmed.dropFirst(2), radix: 16) else {
+                throw TraceError.invalidArgument("malformed address \(trimmed)")
+            }
+            self = .address(value)
+        } else {
+            self = .glob(trimmed)
+        }
+    }
+
+    func matches(_ site: Site) -> Bool {
+        switch self {
+        case let .glob(pattern):
+            let glob = Glob(pattern)
+            return glob.matches(site.function) || glob.matches(site.symbol)
+        case let .address(a):
+            return site.functionAddress == a || site.address == a
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .glob(g): return g
+        case let .address(a): return "0x" + String(a, radix: 16)
+        }
+    }
+}
+
+public struct OpsFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// The callback reads the registers (always saved; accepted for ftrace compatibility).
+    public static let saveRegisters = OpsFlags(rawValue: UInt32(LT_OPS_SAVE_REGS))
+    /// The callback may redirect the call (live patching); one such ops per function.
+    public static let modifyResume = OpsFlags(rawValue: UInt32(LT_OPS_MODIFY_RESUME))
+    public static let all: OpsFlags = [.saveRegisters, .modifyResume]
+}
+
+/// The C signature of every callback.
+public typealias OpsCallback = @convention(c) (UInt, UInt, UnsafeMutablePointer<lt_ops>?, UnsafeMutablePointer<lt_regs>?) -> Void
+
+/// A tracing client. Create, set a filter, register with `OpsRegistry.shared`.
+///
+/// Ownership: `raw` is allocated at init and freed by the registry after
+/// quiescence (`destroy`); every other stored property is read and written
+/// only under the registry's lock.
+public final class Ops: @unchecked Sendable {
+    public let raw: UnsafeMutablePointer<lt_ops>
+    public let flags: OpsFlags
+    var filter: [FunctionPattern] = []
+    var notrace: [FunctionPattern] = []
+    var isRegistered = false
+    var isDestroyed = false
+    /// Site addresses this ops is attached to (registered only).
+    var attachedSites: Set<UInt> = []
+    /// Its per-function trampoline in each JIT region (registered only).
+    var stubs: [Int: JITSlot] = [:]
+    /// Registration order, for the iterator lists.
+    var order: UInt64 = 0
+
+    public init(callback: OpsCallback, data: UnsafeMutableRawPointer?, flags: OpsFlags) throws(TraceError) {
+        guard OpsFlags.all.isSuperset(of: flags) else {
+            throw TraceError.invalidArgument("unknown ops flags 0x\(String(flags.rawValue, radix: 16))")
+        }
+        guard let memory = calloc(1, MemoryLayout<lt_ops>.stride) else { throw TraceError.outOfMemory(near: 0) }
+        raw = memory.bindMemory(to: lt_ops.self, capacity: 1)
+        raw.pointee.func = callback
+        raw.pointee.data = data
+        raw.pointee.flags = flags.rawValue
+        raw.pointee.magic = LT_OPS_MAGIC
+        self.flags = flags
+        raw.pointee.owner = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    /// The Ops behind a C pointer handed out by the C API.
+    public static func from(_ pointer: UnsafeMutablePointer<lt_ops>?) -> Ops? {
+        guard let pointer, pointer.pointee.magic == LT_OPS_MAGIC, let owner = pointer.pointee.owner else { return nil }
+        return Unmanaged<Ops>.fromOpaque(owner).takeUnretainedValue()
+    }
+
+    func wants(_ site: Site) -> Bool {
+        guard site.isUsable else { return false }
+        if notrace.contains(where: { $0.matches(site) }) { return false }
+        return filter.isEmpty || filter.contains { $0.matches(site) }
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" || s.last == "\n" { s.removeLast() }
+        return String(s)
+    }
+}
+
+import Glibc

@@ -1,0 +1,382 @@
+// The ops registry: the generic engine of the ftrace_ops model.
+//
+// A site's instruction follows from the registered ops that want it:
+//
+//     ops wanting the site   instruction at the site
+//     0                      nop
+//     1 (ops X)              call X's per-function trampoline (X's stub in a
+//                            JIT region within reach of the site)
+//     n >= 2                 call this site's iterator: a stub whose record
+//                            is (lt_tramp_iterate, immutable list of the n ops)
+//
+// Every change of that set is one transition through the text poke; the
+// poke's trap handler emulates the *new* call, so each ops sees every call of
+// its functions from the return of its registration to the start of its
+// unregistration, exactly once. A list or stub is never modified once
+// published: a new one replaces it, and the old one is retired.
+//
+// Protocol of one change (register, unregister, filter change):
+//   1. Resolve the filter against the sites of the process; check that no
+//      function gets two MODIFY_RESUME ops.
+//   2. Build every new stub and iterator list (nothing published yet).
+//   3. One text-poke batch for every site whose instruction changes.
+//   4. Commit the sites that changed; retire what they no longer call;
+//      release what was built for sites that failed, and undo the change if
+//      any site failed (the caller gets the error).
+//   5. (unregister, destroy) Wait for a grace period (Quiescence.swift), then
+//      free every retired stub, list and ops.
+//
+// Ownership: every stored property is read and written under `lock` only.
+// Trampolines read lt_ops, lists and stubs without it, between E1 and E2.
+import CLiveTraceShims
+import Glibc
+import LiveTracePatching
+import LiveTraceSites
+
+public final class OpsRegistry: @unchecked Sendable {
+    public static let shared = OpsRegistry()
+
+    /// Where the sites come from: by default every object of this process.
+    public typealias SiteProvider = @Sendable (_ isPatched: @escaping (UInt) -> Bool) throws(TraceError) -> [Site]
+
+    struct SiteState {
+        var site: Site
+        var ops: [Ops] = []
+        var instruction: SiteInstruction = .nop
+        var iterator: IteratorAllocation?
+    }
+
+    struct IteratorAllocation {
+        var slot: JITSlot
+        var list: UnsafeMutableRawPointer
+    }
+
+    struct Retired {
+        var slots: [JITSlot] = []
+        var lists: [UnsafeMutableRawPointer] = []
+        var ops: [UnsafeMutablePointer<lt_ops>] = []
+        var isEmpty: Bool { slots.isEmpty && lists.isEmpty && ops.isEmpty }
+    }
+
+    /// Counts for tests and diagnostics.
+    public struct Statistics: Sendable {
+        public var liveOps: Int
+        public var registeredOps: Int
+        public var patchedSites: Int
+        public var jitRegions: Int
+        public var jitFreeSlots: Int
+        public var retiredItems: Int
+        public var gracePeriods: Int
+    }
+
+    private let lock = PthreadLock()
+    private var live: [UInt: Ops] = [:]
+    private var nextOrder: UInt64 = 1
+    private var siteStates: [UInt: SiteState] = [:]
+    private var retired = Retired()
+    private let jit = JITMemory()
+    private var gracePeriods = 0
+    private var siteProvider: SiteProvider = OpsRegistry.processSites
+    /// How long unregister waits for threads to leave the callbacks.
+    public var quiescenceDeadline: Duration = .seconds(2)
+
+    init() {}
+
+    // MARK: Public operations
+
+    /// Keeps `ops` alive until `destroy`; the C API's lt_ops_create.
+    public func adopt(_ ops: Ops) {
+        lock.withLock { live[UInt(bitPattern: ops.raw)] = ops }
+    }
+
+    /// Replaces where sites come from (tests; a preload shim reading files).
+    public func setSiteProvider(_ provider: @escaping SiteProvider) {
+        lock.withLock { siteProvider = provider }
+    }
+
+    public func addFilter(_ pattern: FunctionPattern, to ops: Ops, exclude: Bool = false) throws(TraceError) {
+        try guardNotInCallback()
+        try lock.withLock { () throws(TraceError) in
+            try checkAlive(ops)
+            let before = (ops.filter, ops.notrace)
+            if exclude { ops.notrace.append(pattern) } else { ops.filter.append(pattern) }
+            guard ops.isRegistered else { return }
+            let sites = try loadSites()
+            do throws(TraceError) {
+                try change(ops, to: try resolve(ops, in: sites), sites: sites)
+            } catch {
+                (ops.filter, ops.notrace) = before
+                if let previous = try? resolve(ops, in: sites) { try? change(ops, to: previous, sites: sites) }
+                throw error
+            }
+        }
+    }
+
+    /// Patches every function of the filter to call the ops (steps 1–4).
+    public func register(_ ops: Ops) throws(TraceError) {
+        try guardNotInCallback()
+        try lock.withLock { () throws(TraceError) in
+            try checkAlive(ops)
+            if ops.isRegistered { throw TraceError.alreadyRegistered }
+            live[UInt(bitPattern: ops.raw)] = ops
+            let sites = try loadSites()
+            let wanted = try resolve(ops, in: sites)
+            ops.order = nextOrder
+            nextOrder += 1
+            ops.isRegistered = true
+            do throws(TraceError) {
+                try change(ops, to: wanted, sites: sites)
+            } catch {
+                try? change(ops, to: [], sites: [:])
+                ops.isRegistered = false
+                retireStubs(of: ops)
+                throw error
+            }
+        }
+    }
+
+    /// Unpatches, then waits until no thread is inside the ops (step 5).
+    public func unregister(_ ops: Ops) throws(TraceError) {
+        try guardNotInCallback()
+        try lock.withLock { () throws(TraceError) in
+            try checkAlive(ops)
+            guard ops.isRegistered else { throw TraceError.notRegistered }
+            try change(ops, to: [], sites: [:])
+            ops.isRegistered = false
+            retireStubs(of: ops)
+            try reclaim(always: true)
+        }
+    }
+
+    /// Unregisters if needed, then frees the ops after quiescence (now, or at
+    /// a later grace period when a thread is still inside it).
+    public func destroy(_ ops: Ops) {
+        guard (try? guardNotInCallback()) != nil else { return }
+        lock.withLock {
+            guard !ops.isDestroyed else { return }
+            if ops.isRegistered {
+                if (try? change(ops, to: [], sites: [:])) == nil { return }
+                ops.isRegistered = false
+                retireStubs(of: ops)
+            }
+            ops.isDestroyed = true
+            ops.raw.pointee.magic = 0
+            live[UInt(bitPattern: ops.raw)] = nil
+            retired.ops.append(ops.raw)
+            try? reclaim()
+        }
+    }
+
+    /// Frees what earlier timed-out grace periods left retired.
+    public func collectGarbage() throws(TraceError) {
+        try guardNotInCallback()
+        try lock.withLock { () throws(TraceError) in try reclaim() }
+    }
+
+    public func isRegistered(_ ops: Ops) -> Bool { lock.withLock { ops.isRegistered } }
+
+    /// The functions (sites) an ops is attached to now.
+    public func attachedSites(of ops: Ops) -> [Site] {
+        lock.withLock { ops.attachedSites.compactMap { siteStates[$0]?.site }.sorted { $0.address < $1.address } }
+    }
+
+    /// The instruction the registry has put at a site.
+    public func instruction(at address: UInt) -> SiteInstruction {
+        lock.withLock { siteStates[address]?.instruction ?? .nop }
+    }
+
+    /// The per-function trampoline of `ops` that `site` calls, or nil.
+    public func isPerFunctionTrampoline(_ target: UInt, of ops: Ops) -> Bool {
+        lock.withLock { ops.stubs.values.contains { jit.address(of: $0) == target } }
+    }
+
+    public var statistics: Statistics {
+        lock.withLock {
+            Statistics(
+                liveOps: live.count,
+                registeredOps: live.values.filter(\.isRegistered).count,
+                patchedSites: siteStates.values.filter { $0.instruction != .nop }.count,
+                jitRegions: jit.regions.count,
+                jitFreeSlots: jit.freeSlotCount,
+                retiredItems: retired.slots.count + retired.lists.count + retired.ops.count,
+                gracePeriods: gracePeriods)
+        }
+    }
+
+    // MARK: The engine (under lock)
+
+    private func guardNotInCallback() throws(TraceError) {
+        if lt_thread_current_seq() & 1 == 1 { throw TraceError.calledFromCallback }
+    }
+
+    private func checkAlive(_ ops: Ops) throws(TraceError) {
+        if ops.isDestroyed { throw TraceError.invalidArgument("the ops was destroyed") }
+    }
+
+    private func loadSites() throws(TraceError) -> [UInt: Site] {
+        let patched = Set(siteStates.keys)
+        let list = try siteProvider { patched.contains($0) }
+        var byAddress: [UInt: Site] = [:]
+        for site in list where site.isUsable || patched.contains(site.address) {
+            byAddress[site.address] = siteStates[site.address]?.site ?? site
+        }
+        return byAddress
+    }
+
+    private func resolve(_ ops: Ops, in sites: [UInt: Site]) throws(TraceError) -> Set<UInt> {
+        var wanted = Set<UInt>()
+        for (address, site) in sites where ops.wants(site) { wanted.insert(address) }
+        if wanted.isEmpty { throw TraceError.noMatchingFunction(filter: ops.filter.map(\.description)) }
+        return wanted
+    }
+
+    /// Steps 1–4 for one ops whose wanted set becomes `wanted`.
+    private func change(_ ops: Ops, to wanted: Set<UInt>, sites: [UInt: Site]) throws(TraceError) {
+        let adding = wanted.subtracting(ops.attachedSites)
+        let removing = ops.attachedSites.subtracting(wanted)
+        // Step 1: one MODIFY_RESUME ops per function.
+        if ops.flags.contains(.modifyResume) {
+            for address in adding {
+                if siteStates[address]?.ops.contains(where: { $0 !== ops && $0.flags.contains(.modifyResume) }) == true {
+                    throw TraceError.resumeConflict(function: siteStates[address]?.site.function ?? "0x" + String(address, radix: 16))
+                }
+            }
+        }
+        // Step 2: the new ops set of every affected site, and its target.
+        struct Plan { var state: SiteState; var built: IteratorAllocation? }
+        var plans: [Plan] = []
+        var transitions: [SiteTransition] = []
+        do throws(TraceError) {
+            for address in adding.union(removing).sorted() {
+                guard var state = siteStates[address] ?? sites[address].map({ SiteState(site: $0) }) else { continue }
+                if adding.contains(address) {
+                    state.ops.append(ops)
+                    state.ops.sort { $0.order < $1.order }
+                } else {
+                    state.ops.removeAll { $0 === ops }
+                }
+                var plan = Plan(state: state, built: nil)
+                switch state.ops.count {
+                case 0:
+                    plan.state.instruction = .nop
+                case 1:
+                    plan.state.instruction = .call(try perFunctionStub(of: state.ops[0], near: state.site.address))
+                default:
+                    let iterator = try buildIterator(state.ops, near: state.site.address)
+                    plan.built = iterator
+                    plan.state.instruction = .call(jit.address(of: iterator.slot))
+                }
+                plans.append(plan)
+                let current = siteStates[address]?.instruction ?? .nop
+                if plan.state.instruction != current {
+                    transitions.append(SiteTransition(site: state.site, to: plan.state.instruction))
+                }
+            }
+        } catch {
+            for plan in plans { if let built = plan.built { release(built) } }
+            throw error
+        }
+        // Step 3: one batch.
+        let result = transitions.isEmpty ? BatchResult() : TextPoker.shared.apply(transitions)
+        var failures: [UInt: String] = [:]
+        for outcome in result.failed + result.skipped { failures[outcome.site.address] = outcome.problem.description }
+        // Step 4: commit what changed, release what was built for failures.
+        for plan in plans {
+            let address = plan.state.site.address
+            if failures[address] != nil {
+                if let built = plan.built { release(built) }
+                continue
+            }
+            if let old = siteStates[address]?.iterator { retire(old) }
+            if plan.state.ops.isEmpty && plan.state.instruction == .nop {
+                var kept = plan.state
+                kept.iterator = nil
+                siteStates[address] = kept
+            } else {
+                var kept = plan.state
+                kept.iterator = plan.built
+                siteStates[address] = kept
+            }
+            if adding.contains(address) { ops.attachedSites.insert(address) } else { ops.attachedSites.remove(address) }
+        }
+        if let (address, reason) = failures.min(by: { $0.key < $1.key }) {
+            // The caller undoes the sites that did change.
+            throw TraceError.patchFailed(site: address, reason: reason)
+        }
+    }
+
+    /// The per-function trampoline of `ops` reachable from `site`, built on
+    /// first use in each region (kept until the ops is unregistered).
+    private func perFunctionStub(of ops: Ops, near site: UInt) throws(TraceError) -> UInt {
+        for (_, slot) in ops.stubs where JITMemory.reaches(site, jit.regions[slot.region].base) {
+            return jit.address(of: slot)
+        }
+        let slot = try jit.allocate(near: site)
+        let address = jit.address(of: slot)
+        let bytes = StubX86_64.stub(
+            at: address, regionBase: jit.regions[slot.region].base,
+            function: UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self)),
+            ops: UInt(bitPattern: ops.raw))
+        do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
+        ops.stubs[slot.region] = slot
+        return address
+    }
+
+    /// A new iterator for `list` (immutable once the site calls it).
+    private func buildIterator(_ list: [Ops], near site: UInt) throws(TraceError) -> IteratorAllocation {
+        let size = MemoryLayout<UInt64>.stride * (1 + list.count)
+        guard let memory = malloc(size) else { throw TraceError.outOfMemory(near: site) }
+        memory.storeBytes(of: UInt64(list.count), as: UInt64.self)
+        for (i, ops) in list.enumerated() {
+            memory.storeBytes(of: UInt(bitPattern: ops.raw), toByteOffset: 8 * (i + 1), as: UInt.self)
+        }
+        let slot: JITSlot
+        do throws(TraceError) { slot = try jit.allocate(near: site) } catch { free(memory); throw error }
+        let address = jit.address(of: slot)
+        let bytes = StubX86_64.stub(
+            at: address, regionBase: jit.regions[slot.region].base,
+            function: lt_tramp_iterate_address(), ops: UInt(bitPattern: memory))
+        do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); free(memory); throw error }
+        return IteratorAllocation(slot: slot, list: memory)
+    }
+
+    /// Never published: free at once.
+    private func release(_ iterator: IteratorAllocation) {
+        jit.free(iterator.slot)
+        free(iterator.list)
+    }
+
+    private func retire(_ iterator: IteratorAllocation) {
+        retired.slots.append(iterator.slot)
+        retired.lists.append(iterator.list)
+    }
+
+    private func retireStubs(of ops: Ops) {
+        retired.slots.append(contentsOf: ops.stubs.values)
+        ops.stubs = [:]
+    }
+
+    /// Step 5: a grace period, then free everything retired before it.
+    private func reclaim(always: Bool = false) throws(TraceError) {
+        guard always || !retired.isEmpty else { return }
+        let batch = retired
+        try Quiescence.synchronize(codeRanges: jit.ranges, deadline: quiescenceDeadline)
+        gracePeriods += 1
+        retired = Retired()
+        for slot in batch.slots { jit.free(slot) }
+        for list in batch.lists { free(list) }
+        for ops in batch.ops { free(ops) }
+    }
+
+    // MARK: Default site provider
+
+    /// Every usable site of every object loaded in this process.
+    @Sendable static func processSites(_ isPatched: @escaping (UInt) -> Bool) throws(TraceError) -> [Site] {
+        let options = DiscoveryOptions(sourceLines: false, demangle: true, includeFunctionsWithoutSites: false)
+        do throws(DiscoveryError) {
+            return try SiteTable.currentProcess(options: options, isOwnedByPatcher: isPatched).sites
+        } catch {
+            throw TraceError.sitesUnavailable(String(describing: error))
+        }
+    }
+}

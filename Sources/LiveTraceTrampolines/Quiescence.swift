@@ -1,0 +1,113 @@
+// Quiescence: proof that no thread is inside, or about to enter, a retired
+// trampoline, list or ops, so that it may be freed or reused.
+//
+// The trampoline side is in lt_tramp_x86_64.S (steps E1/E2 on the thread's
+// slot sequence). The reclaimer side, after the sites stopped calling the
+// retired code (the text poke serialized every core):
+//
+//   R1  membarrier(PRIVATE_EXPEDITED): every running thread's earlier stores
+//       (its E1/E2 increments) are globally visible; pairs with E1/E2.
+//   R2  list the threads (/proc/self/task) and snapshot every slot's seq.
+//   R3  a thread is quiescent when
+//         (a) its seq was odd and has changed: it left the callback section
+//             it was in, and it cannot re-enter retired code (unreachable
+//             since the poke);
+//         (b) its seq was even and advanced by 2 or more: if it was between a
+//             site's call and E1 at R2, that call has completed;
+//         (c) its seq is unchanged and even and the kernel shows it blocked
+//             (/proc/self/task/T/syscall) with its PC outside lt_tramp_text
+//             and the JIT regions: it is not between a site's call and E1,
+//             and it has not entered anything since R2;
+//         (d) it has exited.
+//       Threads without a slot (never traced) are judged by (c) and (d).
+//   R4  repeat R3 with a growing pause until every thread is quiescent, or
+//       the deadline passes: then nothing is freed (the retired items wait
+//       for the next grace period) and the caller gets a timeout.
+//
+// Never a guess: a running thread whose seq does not move is waited for.
+import CLiveTraceShims
+import Glibc
+
+enum Quiescence {
+    struct ThreadSnapshot {
+        var tid: Int32
+        var slot: Int?
+        var seq: UInt64
+    }
+
+    /// Waits for a grace period (R1–R4). `codeRanges` are the JIT regions.
+    static func synchronize(codeRanges: [(UInt, UInt)], deadline: Duration = .seconds(2)) throws(TraceError) {
+        if lt_thread_current_seq() & 1 == 1 { throw TraceError.calledFromCallback }
+        try Sys.membarrier()                                             // R1
+        let me = Sys.gettid()
+        guard let taskNames = try Sys.listDirectory("/proc/self/task") else {
+            throw TraceError.sitesUnavailable("/proc/self/task is missing")
+        }
+        var slotOfTid: [Int32: Int] = [:]                                // R2
+        for i in 0..<Int(LT_THREAD_SLOTS) {
+            let tid = lt_slot_load_tid(lt_thread_slot_at(Int32(i)))
+            if tid != 0 { slotOfTid[tid] = i }
+        }
+        var pending: [ThreadSnapshot] = []
+        for name in taskNames {
+            guard let tid = Int32(name), tid != me else { continue }
+            let slot = slotOfTid[tid]
+            let seq = slot.map { lt_slot_load_seq(lt_thread_slot_at(Int32($0))) } ?? 0
+            pending.append(ThreadSnapshot(tid: tid, slot: slot, seq: seq))
+        }
+        let ranges = codeRanges + [(lt_tramp_text_start(), lt_tramp_text_end())]
+        let clock = ContinuousClock()
+        let start = clock.now
+        var pause = 20                                                   // µs
+        while true {
+            var stillPending: [ThreadSnapshot] = []
+            for var thread in pending where try !isQuiescent(&thread, codeRanges: ranges) {   // R3
+                stillPending.append(thread)
+            }
+            pending = stillPending
+            if pending.isEmpty { return }
+            if clock.now - start > deadline {                            // R4
+                throw TraceError.quiescenceTimedOut(threads: pending.map(\.tid))
+            }
+            if pause < 100 { sched_yield() } else { usleep(UInt32(pause)) }
+            pause = min(pause * 2, 2000)
+        }
+    }
+
+    private static func isQuiescent(_ thread: inout ThreadSnapshot, codeRanges: [(UInt, UInt)]) throws(TraceError) -> Bool {
+        if let slot = thread.slot {
+            let pointer = lt_thread_slot_at(Int32(slot))
+            if lt_slot_load_tid(pointer) != thread.tid { return true }   // (d) exited, slot freed
+            let seq = lt_slot_load_seq(pointer)
+            if thread.seq & 1 == 1 { return seq != thread.seq }          // (a)
+            if seq >= thread.seq &+ 2 { return true }                   // (b)
+            if seq != thread.seq { return false }                       // entered since R2: wait for E2
+        }
+        // (c) / (d): what the kernel says of the thread.
+        guard let text = try Sys.readFile("/proc/self/task/\(thread.tid)/syscall") else { return true }
+        let fields = text.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+        guard let last = fields.last?.trimmingNewline, last.hasPrefix("0x"),
+              let pc = UInt(last.dropFirst(2), radix: 16) else {
+            // "running". A thread that had no slot at R2 and claimed one
+            // since is judged from now on by (a)/(b) from its first seen seq:
+            // whatever it was doing at R2 ends before that seq advances by 2.
+            if thread.slot == nil {
+                for i in 0..<Int(LT_THREAD_SLOTS) where lt_slot_load_tid(lt_thread_slot_at(Int32(i))) == thread.tid {
+                    thread.slot = i
+                    thread.seq = lt_slot_load_seq(lt_thread_slot_at(Int32(i)))
+                    break
+                }
+            }
+            return false
+        }
+        return !codeRanges.contains { pc >= $0.0 && pc < $0.1 }
+    }
+}
+
+extension String {
+    fileprivate var trimmingNewline: String {
+        var s = self
+        while s.last == "\n" { s.removeLast() }
+        return s
+    }
+}

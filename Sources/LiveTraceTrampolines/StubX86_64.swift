@@ -1,0 +1,40 @@
+// The x86-64 encoding of JIT stubs (layout drawn in lt_tramp.h).
+//
+//   header slot (region + 0):
+//     +0   address of lt_tramp_entry (8 bytes), then 24 bytes of int3
+//   stub slot (32 bytes, immutable once published):
+//     +0   4c 8d 1d 09 00 00 00   lea  r11, [rip + 0x9]    -> stub + 16 (record)
+//     +7   ff 25 d0 d1 d2 d3      jmp  qword [rip + disp32] -> region header
+//     +13  cc cc cc               int3 (never executed)
+//     +16  func (8)               the lt_func the entry calls
+//     +24  ops (8)                its `ops` argument
+enum StubX86_64 {
+    /// `lea r11, [rip + disp32]`: REX.W+R, LEA, ModRM(r11, rip-relative).
+    static let leaR11RipRelative: [UInt8] = [0x4c, 0x8d, 0x1d]
+    /// `jmp qword [rip + disp32]`: opcode FF /4, ModRM rip-relative.
+    static let jmpRipIndirect: [UInt8] = [0xff, 0x25]
+    static let int3: UInt8 = 0xcc
+    static let leaLength = 7
+    static let jmpLength = 6
+    static let recordOffset = 16
+
+    static func header(entry: UInt) -> [UInt8] {
+        littleEndian(UInt64(entry)) + [UInt8](repeating: int3, count: JITMemory.slotSize - 8)
+    }
+
+    /// The 32 bytes of a stub at `address` in the region at `regionBase`.
+    static func stub(at address: UInt, regionBase: UInt, function: UInt, ops: UInt) -> [UInt8] {
+        var bytes = leaR11RipRelative + littleEndian(Int32(recordOffset - leaLength))
+        let jmpEnd = Int64(bitPattern: UInt64(address)) + Int64(leaLength + jmpLength)
+        let headerDisplacement = Int32(Int64(bitPattern: UInt64(regionBase)) - jmpEnd)
+        bytes += jmpRipIndirect + littleEndian(headerDisplacement)
+        bytes += [UInt8](repeating: int3, count: recordOffset - bytes.count)
+        bytes += littleEndian(UInt64(function)) + littleEndian(UInt64(ops))
+        precondition(bytes.count == JITMemory.slotSize)
+        return bytes
+    }
+
+    static func littleEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+        withUnsafeBytes(of: value.littleEndian) { Array($0) }
+    }
+}

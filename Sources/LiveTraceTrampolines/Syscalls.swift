@@ -1,0 +1,113 @@
+// Thin wrappers over the system calls of this module: each retries EINTR and
+// names the call in its error.
+import Glibc
+
+enum Sys {
+    static func retrying<T>(_ call: String, _ body: () -> T, failed: (T) -> Bool) throws(TraceError) -> T {
+        while true {
+            let result = body()
+            if !failed(result) { return result }
+            if errno == EINTR { continue }
+            throw TraceError.systemCall(call: call, errno: errno)
+        }
+    }
+
+    static func open(_ path: String, _ flags: Int32) throws(TraceError) -> Int32 {
+        try retrying("open(\(path))", { Glibc.open(path, flags | O_CLOEXEC) }, failed: { $0 < 0 })
+    }
+
+    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// Writes all of `bytes` at `offset` (a virtual address for /proc/self/mem).
+    static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt) throws(TraceError) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { buffer in
+                Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(Int64(bitPattern: UInt64(offset) + UInt64(done))))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TraceError.systemCall(call: "pwrite(/proc/self/mem)", errno: errno)
+            }
+            if n == 0 { throw TraceError.systemCall(call: "pwrite(/proc/self/mem) wrote nothing", errno: EIO) }
+            done += n
+        }
+    }
+
+    static func mmap(_ address: UInt, _ length: Int, _ prot: Int32, _ flags: Int32) throws(TraceError) -> UInt {
+        let result = try retrying("mmap", {
+            Glibc.mmap(UnsafeMutableRawPointer(bitPattern: address), length, prot, flags, -1, 0)
+        }, failed: { $0 == MAP_FAILED })
+        return UInt(bitPattern: result)
+    }
+
+    static func munmap(_ address: UInt, _ length: Int) {
+        _ = Glibc.munmap(UnsafeMutableRawPointer(bitPattern: address), length)
+    }
+
+    /// The whole content of a (small, procfs) file; nil when it does not exist.
+    static func readFile(_ path: String) throws(TraceError) -> [UInt8]? {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT || errno == ESRCH { return nil }
+            throw TraceError.systemCall(call: "open(\(path))", errno: errno)
+        }
+        defer { Glibc.close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == ESRCH { return nil }
+                throw TraceError.systemCall(call: "read(\(path))", errno: errno)
+            }
+            if n == 0 { return out }
+            out.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// Names in a directory (without . and ..); nil when it does not exist.
+    static func listDirectory(_ path: String) throws(TraceError) -> [String]? {
+        guard let dir = Glibc.opendir(path) else {
+            if errno == ENOENT { return nil }
+            throw TraceError.systemCall(call: "opendir(\(path))", errno: errno)
+        }
+        defer { Glibc.closedir(dir) }
+        var names: [String] = []
+        while let entry = Glibc.readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    static func gettid() -> Int32 { lt_tramp_gettid() }
+
+    static func membarrier() throws(TraceError) {
+        let r = lt_tramp_membarrier()
+        if r != 0 { throw TraceError.systemCall(call: "membarrier(PRIVATE_EXPEDITED)", errno: Int32(-r)) }
+    }
+}
+
+import CLiveTraceShims
+
+/// A non-recursive mutex that does not allocate once created.
+final class PthreadLock: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    init() {
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+    func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}

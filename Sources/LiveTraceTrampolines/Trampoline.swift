@@ -1,2 +1,0 @@
-// Placeholder until trampolines land (issue 4).
-import LiveTracePatching
