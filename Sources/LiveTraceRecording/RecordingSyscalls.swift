@@ -130,4 +130,11 @@ enum Sys {
     }
 
     static func exists(_ path: String) -> Bool { Glibc.access(path, F_OK) == 0 }
+
+    /// The size of the file at `path`, 0 when it cannot be opened.
+    static func fileSizeOrZero(_ path: String) -> Int {
+        guard let fd = try? open(path, O_RDONLY) else { return 0 }
+        defer { close(fd) }
+        return (try? fileSize(fd, path)) ?? 0
+    }
 }

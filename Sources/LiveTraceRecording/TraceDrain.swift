@@ -82,6 +82,24 @@ public final class TraceDrain: @unchecked Sendable {
         return try drain.finish(salvaged: true)
     }
 
+    /// The totals of every stream file in `directory` (each one decoded and
+    /// checked), with `lostWithoutRing` added.
+    static func summarize(directory: String, lostWithoutRing: UInt64) throws(RecordingError) -> DrainSummary {
+        let streamsPath = directory + "/" + TraceFormat.streamsDirectory
+        var summary = DrainSummary(threads: 0, events: 0, lost: lostWithoutRing, lostWithoutRing: lostWithoutRing, bytes: 0)
+        for name in try TraceReader.listDirectory(streamsPath) where name.hasSuffix("." + TraceFormat.streamExtension) {
+            let path = streamsPath + "/" + name
+            let bytes = try Sys.readFile(path)
+            let stream = try StreamCodec.decode(bytes, file: path)
+            summary.threads += 1
+            summary.bytes += UInt64(bytes.count)
+            for event in stream.events {
+                if event.kind == .lost { summary.lost += event.address } else { summary.events += 1 }
+            }
+        }
+        return summary
+    }
+
     /// One pass over every ring; returns the number of events moved.
     @discardableResult
     public func drainOnce() throws(RecordingError) -> Int {
@@ -104,11 +122,15 @@ public final class TraceDrain: @unchecked Sendable {
         if let objects { try writeObjects(objects) }
         info.clock.end = RingArea.calibrationPairNow()
         info.lostWithoutRing = area.lostWithoutRing
-        info.lostEvents = lostInStreams + info.lostWithoutRing
+        // A salvage may follow a drain that already emptied and freed rings:
+        // its totals come from the files, not from what this drain moved.
+        let total = salvaged
+            ? try TraceDrain.summarize(directory: directory, lostWithoutRing: info.lostWithoutRing) : summary
+        info.lostEvents = total.lost
         info.complete = true
         info.salvaged = salvaged
         try writeInfo()
-        return summary
+        return total
     }
 
     public var summary: DrainSummary {
@@ -133,9 +155,19 @@ public final class TraceDrain: @unchecked Sendable {
             let identity = StreamIdentity(
                 pid: ring.pointee.pid, tid: ring.pointee.tid, ring: UInt32(index), generation: generation)
             let path = directory + "/" + TraceFormat.streamsDirectory + "/" + identity.fileName
-            cursors[index] = Cursor(generation: generation, writer: try StreamFileWriter(path: path, identity: identity))
-            streams.insert(identity.fileName)
-            bytes += UInt64(TraceFormat.streamHeaderSize)
+            // A stream an earlier drain started (salvage after a live drain):
+            // its LOST counts are already in the file.
+            var lostAlready: UInt64 = 0
+            if Sys.exists(path) {
+                let existing = try StreamCodec.decode(try Sys.readFile(path), file: path)
+                lostAlready = existing.events.reduce(0) { $1.kind == .lost ? $0 + $1.address : $0 }
+                lostInStreams += lostAlready
+                events += UInt64(existing.events.filter { $0.kind != .lost }.count)
+                bytes += UInt64(Sys.fileSizeOrZero(path) - TraceFormat.streamHeaderSize)
+            }
+            cursors[index] = Cursor(
+                generation: generation, writer: try StreamFileWriter(path: path, identity: identity), lostInStream: lostAlready)
+            if streams.insert(identity.fileName).inserted { bytes += UInt64(TraceFormat.streamHeaderSize) }
         }
         // Step 3.
         let head = withUnsafeMutablePointer(to: &ring.pointee.head) { lt_atomic_load_acquire_u64($0) }
@@ -157,14 +189,16 @@ public final class TraceDrain: @unchecked Sendable {
             }
             var lostHere: UInt64 = 0
             var lostRecords = 0
-            let reader = ByteReader(bytes: scratch, file: area.path)
-            for i in 0..<count where reader.le(UInt16.self, at: i * eventSize + 20) == TraceEvent.Kind.lost.rawValue {
-                lostHere += reader.le(UInt64.self, at: i * eventSize)
-                lostRecords += 1
+            let lostKind = TraceEvent.Kind.lost.rawValue
+            scratch.withUnsafeBytes { raw in
+                for i in 0..<count where raw.loadUnaligned(fromByteOffset: i * eventSize + 20, as: UInt16.self) == lostKind {
+                    lostHere += raw.loadUnaligned(fromByteOffset: i * eventSize, as: UInt64.self)
+                    lostRecords += 1
+                }
+                let lastAt = (count - 1) * eventSize
+                cursors[index]!.lastTimestamp = raw.loadUnaligned(fromByteOffset: lastAt + 8, as: UInt64.self)
+                cursors[index]!.lastDepth = raw.loadUnaligned(fromByteOffset: lastAt + 16, as: UInt32.self)
             }
-            let lastAt = (count - 1) * eventSize
-            cursors[index]!.lastTimestamp = reader.le(UInt64.self, at: lastAt + 8)
-            cursors[index]!.lastDepth = reader.le(UInt32.self, at: lastAt + 16)
             try cursors[index]!.writer.append(eventBytes: scratch)
             cursors[index]!.lostInStream += lostHere
             lostInStreams += lostHere

@@ -98,6 +98,11 @@ public struct StreamIdentity: Equatable, Hashable, Sendable {
 public struct ThreadStream: Equatable, Sendable {
     public var identity: StreamIdentity
     public var events: [TraceEvent]
+
+    public init(identity: StreamIdentity, events: [TraceEvent]) {
+        self.identity = identity
+        self.events = events
+    }
 }
 
 // MARK: - encoding

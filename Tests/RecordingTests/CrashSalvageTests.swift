@@ -1,0 +1,122 @@
+// A traced program that dies (SIGSEGV, abort) leaves its ring area behind;
+// the drain, running in this other process while the program writes and
+// once more after it died, salvages every event published before the death.
+import CLiveTraceShims
+import Foundation
+import LiveTraceRecording
+import TestSupport
+import XCTest
+
+final class CrashSalvageTests: XCTestCase {
+    /// Runs ring_writer into a fresh trace directory with a drain in this
+    /// process running concurrently, then salvages. Returns the trace and
+    /// how the writer ended.
+    private func recordChild(
+        _ name: String, threads: Int, pairs: Int, minPairs: Int, end: String, capacity: Int = 1 << 12
+    ) throws -> (Trace, ProcessResult, DrainSummary) {
+        let writer = try RecordingFixtures.ringWriter()
+        let dir = RecordingFixtures.scratchDirectory(name)
+        let area = try RingArea.create(path: dir + "/" + TraceFormat.ringsFile, ringCount: 16, ringCapacity: capacity)
+        let drain = try TraceDrain(directory: dir, area: area, command: [writer], pid: 0)
+        // The concurrent reader: drains until told to stop.
+        let stop = DispatchSemaphore(value: 0), stopped = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var drainError: Error?
+        let reader = Thread {
+            defer { stopped.signal() }
+            while stop.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
+                do { try drain.drainOnce() } catch {
+                    drainError = error
+                    return
+                }
+            }
+        }
+        reader.start()
+        let result = try Fixtures.run([writer, dir + "/rings", String(threads), String(pairs), String(minPairs), end])
+        stop.signal()
+        stopped.wait()
+        if let drainError { throw drainError }
+        // The reader of the run is done; salvage is a new, independent drain.
+        drain.detachReader()
+        let summary = try TraceDrain.salvage(directory: dir)
+        return (try TraceReader.read(directory: dir), result, summary)
+    }
+
+    func testSalvageAfterSIGSEGVHoldsEveryEventOfJoinedThreads() throws {
+        // Rings large enough that no event waits for the reader: this test
+        // is about the crash, the throughput test is elsewhere.
+        let (trace, result, summary) = try recordChild(
+            "segv-joined", threads: 3, pairs: 50_000, minPairs: 1, end: "joined-segv", capacity: 1 << 17)
+        XCTAssertTrue(result.signaled)
+        XCTAssertEqual(result.status, SIGSEGV)
+        XCTAssertTrue(trace.info.salvaged)
+        XCTAssertEqual(trace.streams.count, 3)
+        for stream in trace.streams {
+            let (pairs, lost) = checkWriterStream(stream)
+            XCTAssertEqual(lost, 0)
+            XCTAssertEqual(pairs, 50_000, "every pair written before the crash is in the trace")
+        }
+        XCTAssertEqual(summary.lost, 0)
+    }
+
+    func testSalvageAfterSIGSEGVWhileThreadsWrite() throws {
+        // The crash comes while every thread is still writing: each stream
+        // must be an unbroken prefix of its thread's sequence, at least as
+        // long as what the thread had written when the main thread crashed.
+        let (trace, result, _) = try recordChild("segv-running", threads: 4, pairs: 5_000_000, minPairs: 20_000, end: "segv")
+        XCTAssertTrue(result.signaled)
+        XCTAssertEqual(result.status, SIGSEGV)
+        XCTAssertEqual(trace.streams.count, 4)
+        for stream in trace.streams {
+            // Gaps are allowed only where LOST events account for them
+            // (checkWriterStream fails otherwise).
+            let (pairs, lost) = checkWriterStream(stream)
+            XCTAssertGreaterThanOrEqual(UInt64(pairs) * 2 + lost, 40_000)
+        }
+    }
+
+    func testSalvageAfterAbortWithoutConcurrentReaderCountsWhatDidNotFit() throws {
+        // No drain runs during this one: the rings fill, the writers find no
+        // reader and count; the salvage holds the rings' contents plus the
+        // counts, and together they are every event written.
+        let writer = try RecordingFixtures.ringWriter()
+        let dir = RecordingFixtures.scratchDirectory("abort")
+        let area = try RingArea.create(path: dir + "/" + TraceFormat.ringsFile, ringCount: 4, ringCapacity: 1 << 12)
+        _ = area
+        let result = try Fixtures.run([writer, dir + "/rings", "2", "10000", "10000", "abort"])
+        XCTAssertTrue(result.signaled)
+        XCTAssertEqual(result.status, SIGABRT)
+        let summary = try TraceDrain.salvage(directory: dir)
+        let trace = try TraceReader.read(directory: dir)
+        XCTAssertEqual(trace.streams.count, 2)
+        for stream in trace.streams {
+            let stored = UInt64(stream.events.filter { $0.kind != .lost }.count)
+            let lost = checkWriterStream(stream).lost
+            XCTAssertEqual(stored, 1 << 12)
+            XCTAssertEqual(stored + lost, 20_000)
+        }
+        XCTAssertEqual(summary.lost, 2 * (20_000 - (1 << 12)))
+    }
+
+    func testCleanExitLeavesACompleteTrace() throws {
+        let (trace, result, summary) = try recordChild("exit", threads: 2, pairs: 30_000, minPairs: 1, end: "exit", capacity: 1 << 17)
+        XCTAssertEqual(result.status, 0)
+        XCTAssertFalse(result.signaled)
+        XCTAssertEqual(result.stdout, "ready\n")
+        XCTAssertEqual(summary.events, 120_000)
+        XCTAssertEqual(summary.lost, 0)
+        for stream in trace.streams { XCTAssertEqual(checkWriterStream(stream).pairs, 30_000) }
+    }
+
+    func testRingAreaOfAnotherKindIsRefusedByTheWriter() throws {
+        let writer = try RecordingFixtures.ringWriter()
+        let dir = RecordingFixtures.scratchDirectory("bad-area")
+        let bogus = dir + "/rings"
+        try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: bogus))
+        let result = try Fixtures.run([writer, bogus, "1", "10", "1", "exit"])
+        XCTAssertEqual(result.status, 3)
+        XCTAssertTrue(result.stderr.contains("-1001"), result.stderr)
+        XCTAssertThrowsError(try TraceDrain.salvage(directory: dir)) { error in
+            XCTAssertTrue("\(error)".contains("bad magic"), "\(error)")
+        }
+    }
+}

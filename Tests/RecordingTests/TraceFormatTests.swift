@@ -1,0 +1,170 @@
+// The trace directory format: round trip with an injected clock, and clear
+// errors for every kind of damage.
+import Foundation
+import LiveTraceRecording
+import XCTest
+
+final class TraceFormatTests: XCTestCase {
+    /// A trace whose clock is injected: 1 tick = 2.5 ns from (tsc 1000,
+    /// monotonic 5000).
+    static func sampleTrace() -> Trace {
+        let clock = ClockCalibration(
+            start: ClockPair(tsc: 1_000, monotonicNs: 5_000), end: ClockPair(tsc: 1_001_000, monotonicNs: 2_505_000))
+        let info = TraceInfo(command: ["prog", "arg with space"], pid: 4242, clock: clock, lostWithoutRing: 3, lostEvents: 10)
+        let objects = ObjectTable(objects: [
+            TraceObject(
+                path: "/usr/bin/prog", buildId: "0123abcd", loadBias: 0x5555_0000_0000,
+                ranges: [[0x5555_0000_1000, 0x5555_0000_9000]],
+                symbols: [TraceSymbol(name: "main", address: 0x1100, size: 0x40), TraceSymbol(name: "work", address: 0x1140, size: 0x20)])
+        ])
+        let streams = [
+            ThreadStream(identity: StreamIdentity(pid: 4242, tid: 4242, ring: 0, generation: 1), events: [
+                TraceEvent(kind: .entry, address: 0x5555_0000_1100, timestamp: 2_000, depth: 0),
+                TraceEvent(kind: .entry, address: 0x5555_0000_1140, timestamp: 2_100, depth: 1),
+                TraceEvent(kind: .lost, address: 7, timestamp: 2_150, depth: 1),
+                TraceEvent(kind: .exit, address: 0x5555_0000_1140, timestamp: 2_300, depth: 1, flags: TraceEvent.flagUnwound),
+                TraceEvent(kind: .exit, address: 0x5555_0000_1100, timestamp: 2_900, depth: 0),
+            ]),
+            ThreadStream(identity: StreamIdentity(pid: 4242, tid: 4250, ring: 3, generation: 2), events: []),
+        ]
+        return Trace(info: info, objects: objects, streams: streams)
+    }
+
+    func testRoundTripPreservesEveryFieldWithInjectedClock() throws {
+        let dir = RecordingFixtures.scratchDirectory("roundtrip")
+        let trace = Self.sampleTrace()
+        try TraceWriter.write(trace, to: dir)
+        let back = try TraceReader.read(directory: dir)
+        XCTAssertEqual(back, trace)
+        XCTAssertEqual(back.info.clock.monotonicNs(tsc: 2_000), 5_000 + 1_000 * 2.5)
+        XCTAssertEqual(back.info.clock.nanoseconds(ticks: 400), 1_000)
+        XCTAssertTrue(back.streams[0].events[3].isUnwound)
+        XCTAssertEqual(Symbolizer(back.objects).describe(0x5555_0000_1150), "work")
+        XCTAssertEqual(Symbolizer(back.objects).describe(0x5555_0000_1160), "0x555500001160")
+    }
+
+    func testStreamFileHoldsTheDocumentedBytes() throws {
+        let dir = RecordingFixtures.scratchDirectory("bytes")
+        try TraceWriter.write(Self.sampleTrace(), to: dir)
+        let path = dir + "/streams/" + StreamIdentity(pid: 4242, tid: 4242, ring: 0, generation: 1).fileName
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertEqual(Array(bytes[0..<8]), Array("LTSTREAM".utf8))
+        XCTAssertEqual(bytes.count, 64 + 16 + 5 * 24)
+        XCTAssertEqual(Array(bytes[64..<68]), Array("LTCK".utf8))
+        XCTAssertEqual(bytes[68], 5)  // event count
+        // First event: address little-endian, then the TSC 2000 = 0x7d0.
+        XCTAssertEqual(Array(bytes[80..<88]), [0x00, 0x11, 0x00, 0x00, 0x55, 0x55, 0x00, 0x00])
+        XCTAssertEqual(Array(bytes[88..<90]), [0xd0, 0x07])
+        XCTAssertEqual(bytes[80 + 20], 1)  // kind entry
+    }
+
+    // MARK: - damage
+
+    private func damagedTrace(_ name: String, _ damage: (String) throws -> Void) throws -> String {
+        let dir = RecordingFixtures.scratchDirectory(name)
+        try TraceWriter.write(Self.sampleTrace(), to: dir)
+        try damage(dir)
+        return dir
+    }
+
+    private func assertDamaged(_ dir: String, mentions fragments: [String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try TraceReader.read(directory: dir), file: file, line: line) { error in
+            let text = "\(error)"
+            for fragment in fragments {
+                XCTAssertTrue(text.contains(fragment), "'\(text)' does not mention '\(fragment)'", file: file, line: line)
+            }
+        }
+    }
+
+    private func streamPath(_ dir: String) -> String {
+        dir + "/streams/" + StreamIdentity(pid: 4242, tid: 4242, ring: 0, generation: 1).fileName
+    }
+
+    private func mutate(_ path: String, _ change: (inout [UInt8]) -> Void) throws {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        change(&bytes)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    func testTruncatedStreamIsRejectedNamingTheChunk() throws {
+        let dir = try damagedTrace("truncated") { try self.mutate(self.streamPath($0)) { $0.removeLast(30) } }
+        assertDamaged(dir, mentions: ["damaged trace file", ".lts", "truncated chunk at offset 64", "5 events announced, 3 present"])
+    }
+
+    func testTruncatedHeaderIsRejected() throws {
+        let dir = try damagedTrace("short") { try self.mutate(self.streamPath($0)) { $0.removeLast($0.count - 20) } }
+        assertDamaged(dir, mentions: ["truncated header: 20 bytes"])
+    }
+
+    func testFlippedBitIsCaughtByTheChecksum() throws {
+        let dir = try damagedTrace("bitflip") { try self.mutate(self.streamPath($0)) { $0[90] ^= 0x04 } }
+        assertDamaged(dir, mentions: ["checksum mismatch in chunk at offset 64", "events 0..<5"])
+    }
+
+    func testUnknownEventKindIsRejected() throws {
+        // A kind of 9 with a matching checksum: damage the checksum cannot see.
+        let dir = RecordingFixtures.scratchDirectory("kind")
+        var trace = Self.sampleTrace()
+        trace.streams = [trace.streams[0]]
+        try TraceWriter.write(trace, to: dir)
+        try mutate(streamPath(dir)) { bytes in
+            bytes[80 + 24 + 20] = 9
+            let crc = Self.crc32(Array(bytes[80...]))
+            withUnsafeBytes(of: crc.littleEndian) { for i in 0..<4 { bytes[72 + i] = $0[i] } }
+        }
+        assertDamaged(dir, mentions: ["event 1", "unknown kind 9"])
+    }
+
+    func testBadMagicAndFutureVersionAreRejected() throws {
+        let magic = try damagedTrace("magic") { try self.mutate(self.streamPath($0)) { $0[0] = UInt8(ascii: "X") } }
+        assertDamaged(magic, mentions: ["bad magic"])
+        let version = try damagedTrace("version") { try self.mutate(self.streamPath($0)) { $0[8] = 7 } }
+        assertDamaged(version, mentions: ["stream format version 7", "knows version 1"])
+    }
+
+    func testDamagedInfoJSONIsRejected() throws {
+        let cut = try damagedTrace("info-cut") { try self.mutate($0 + "/info.json") { $0.removeLast(10) } }
+        assertDamaged(cut, mentions: ["info.json", "invalid JSON"])
+        let missingField = try damagedTrace("info-field") { dir in
+            try self.mutate(dir + "/info.json") { bytes in
+                let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\"clock\"", with: "\"clocks\"")
+                bytes = Array(text.utf8)
+            }
+        }
+        assertDamaged(missingField, mentions: ["info.json", "missing field clock"])
+        let future = try damagedTrace("info-version") { dir in
+            try self.mutate(dir + "/info.json") { bytes in
+                let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\"version\":1", with: "\"version\":99")
+                bytes = Array(text.utf8)
+            }
+        }
+        assertDamaged(future, mentions: ["version 99"])
+    }
+
+    func testMissingFilesAreNamed() throws {
+        let noObjects = try damagedTrace("no-objects") { try FileManager.default.removeItem(atPath: $0 + "/objects.json") }
+        assertDamaged(noObjects, mentions: ["not a LiveTrace trace", "objects.json is missing"])
+        let empty = RecordingFixtures.scratchDirectory("empty")
+        assertDamaged(empty, mentions: ["info.json is missing"])
+    }
+
+    func testBadObjectRangeIsRejected() throws {
+        let dir = try damagedTrace("ranges") { dir in
+            try self.mutate(dir + "/objects.json") { bytes in
+                let text = String(decoding: bytes, as: UTF8.self)
+                    .replacingOccurrences(of: "[[\(0x5555_0000_1000),\(0x5555_0000_9000)]]", with: "[[5]]")
+                bytes = Array(text.utf8)
+            }
+        }
+        assertDamaged(dir, mentions: ["objects.json", "bad address range [5]"])
+    }
+
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            crc ^= UInt32(b)
+            for _ in 0..<8 { crc = (crc & 1) != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+        }
+        return crc ^ 0xFFFF_FFFF
+    }
+}
