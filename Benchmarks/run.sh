@@ -7,3 +7,4 @@ cd "$(dirname "$0")/.."
 BIN="${1:-.build/release}"
 export BIN
 # One line per benchmark below.
+Benchmarks/record-hotpath.sh "$BIN"

@@ -247,6 +247,47 @@ void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags) {
     lt_record_event(ip, depth, LT_EVENT_EXIT, (uint16_t)flags);
 }
 
+/* ---- creating an area ------------------------------------------------- */
+
+static uint64_t lt_ring_stride(uint32_t ring_capacity) {
+    uint64_t bytes = LT_RING_HEADER_SIZE + (uint64_t)ring_capacity * sizeof(struct lt_event);
+    return (bytes + 4095) & ~(uint64_t)4095;
+}
+
+size_t lt_ring_area_size(uint32_t ring_count, uint32_t ring_capacity) {
+    return LT_AREA_HEADER_SIZE + (size_t)ring_count * lt_ring_stride(ring_capacity);
+}
+
+int lt_ring_area_init(void *base, size_t size, uint32_t ring_count, uint32_t ring_capacity,
+                      uint32_t wait_timeout_us, uint64_t start_tsc, uint64_t start_monotonic_ns,
+                      uint64_t tsc_ticks_per_ms) {
+    if (ring_count == 0 || ring_capacity < 2 || (ring_capacity & (ring_capacity - 1)) != 0 ||
+        lt_ring_area_size(ring_count, ring_capacity) > size)
+        return -LT_RECORD_ELAYOUT;
+    struct lt_area_header *area = base;
+    area->version = LT_RING_AREA_VERSION;
+    area->header_size = LT_AREA_HEADER_SIZE;
+    area->ring_count = ring_count;
+    area->ring_capacity = ring_capacity;
+    area->ring_header_size = LT_RING_HEADER_SIZE;
+    area->event_size = sizeof(struct lt_event);
+    area->ring_stride = lt_ring_stride(ring_capacity);
+    area->rings_offset = LT_AREA_HEADER_SIZE;
+    area->area_size = size;
+    area->start_tsc = start_tsc;
+    area->start_monotonic_ns = start_monotonic_ns;
+    area->tsc_ticks_per_ms = tsc_ticks_per_ms ? tsc_ticks_per_ms : 1;
+    area->wait_timeout_us = wait_timeout_us;
+    for (uint32_t i = 0; i < ring_count; i++) {
+        struct lt_ring_header *ring = lt_area_ring(area, i);
+        ring->index = i;
+        ring->stall_tail = ~0ull;
+    }
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(area->magic, LT_RING_AREA_MAGIC, sizeof area->magic);
+    return 0;
+}
+
 /* ---- attach and detach ------------------------------------------------ */
 
 static int lt_validate(const struct lt_area_header *area, size_t size) {

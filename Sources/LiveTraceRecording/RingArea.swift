@@ -14,6 +14,8 @@ public final class RingArea: @unchecked Sendable {
     public static let defaultRingCount = 64
     public static let defaultRingCapacity = 1 << 15
     public static let defaultWaitTimeoutMicroseconds: UInt32 = 20_000
+    public static let maximumRingCount = 1 << 16
+    public static let maximumRingCapacity = 1 << 26
 
     var header: UnsafeMutablePointer<lt_area_header> { base.assumingMemoryBound(to: lt_area_header.self) }
 
@@ -38,44 +40,27 @@ public final class RingArea: @unchecked Sendable {
         path: String, ringCount: Int = defaultRingCount, ringCapacity: Int = defaultRingCapacity,
         waitTimeoutMicroseconds: UInt32 = defaultWaitTimeoutMicroseconds
     ) throws(RecordingError) -> RingArea {
-        guard ringCount > 0, ringCapacity > 1 else {
-            throw .badRingArea(path: path, reason: "needs at least one ring of two events (asked \(ringCount) of \(ringCapacity))")
+        guard (1...maximumRingCount).contains(ringCount), (2...maximumRingCapacity).contains(ringCapacity) else {
+            throw .badRingArea(
+                path: path,
+                reason: "\(ringCount) rings of \(ringCapacity) events: 1...\(maximumRingCount) rings of 2...\(maximumRingCapacity) events are possible")
         }
         var capacity = 2
         while capacity < ringCapacity { capacity <<= 1 }
-        let eventSize = MemoryLayout<lt_event>.size
-        let stride = (Int(LT_RING_HEADER_SIZE) + capacity * eventSize + 4095) & ~4095
-        let size = Int(LT_AREA_HEADER_SIZE) + ringCount * stride
+        let size = lt_ring_area_size(UInt32(ringCount), UInt32(capacity))
         let fd = try Sys.open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
         defer { Sys.close(fd) }
         try Sys.ftruncate(fd, size, path)
         let base = try Sys.mmapShared(fd, size, path)
-        let h = base.assumingMemoryBound(to: lt_area_header.self)
-        // Step 1: every immutable field; step 2: the magic last, so a mapper
-        // that sees the magic sees a whole header.
-        h.pointee.version = LT_RING_AREA_VERSION
-        h.pointee.header_size = LT_AREA_HEADER_SIZE
-        h.pointee.ring_count = UInt32(ringCount)
-        h.pointee.ring_capacity = UInt32(capacity)
-        h.pointee.ring_header_size = LT_RING_HEADER_SIZE
-        h.pointee.event_size = UInt32(eventSize)
-        h.pointee.ring_stride = UInt64(stride)
-        h.pointee.rings_offset = UInt64(LT_AREA_HEADER_SIZE)
-        h.pointee.area_size = UInt64(size)
-        h.pointee.wait_timeout_us = waitTimeoutMicroseconds
         let (start, ticksPerMs) = calibrateCoarsely()
-        h.pointee.start_tsc = start.tsc
-        h.pointee.start_monotonic_ns = start.monotonicNs
-        h.pointee.tsc_ticks_per_ms = ticksPerMs
+        let status = lt_ring_area_init(
+            base, size, UInt32(ringCount), UInt32(capacity), waitTimeoutMicroseconds,
+            start.tsc, start.monotonicNs, ticksPerMs)
+        guard status == 0 else {
+            Sys.munmap(base, size)
+            throw .badRingArea(path: path, reason: "cannot lay out \(ringCount) rings of \(capacity) events (\(status))")
+        }
         let area = RingArea(path: path, base: base, size: size)
-        for i in 0..<ringCount {
-            let ring = area.ring(i)
-            ring.pointee.index = UInt32(i)
-            ring.pointee.stall_tail = ~0
-        }
-        withUnsafeMutableBytes(of: &h.pointee.magic) { out in
-            for (i, byte) in (Array(LT_RING_AREA_MAGIC.utf8) + [0]).enumerated() { out[i] = byte }
-        }
         return area
     }
 

@@ -30,6 +30,19 @@ enum lt_record_error {
     LT_RECORD_EINACTIVE = 1005,   /* no recording is active */
 };
 
+/* Lays out an empty ring area in the zero-filled mapping at `area` of `size`
+ * bytes: `ring_count` rings of `ring_capacity` events (a power of two), the
+ * calibration pair and coarse TSC rate, the writer's bounded wait. Every
+ * field is written before the magic, which is written last (release), so a
+ * mapper that sees the magic sees a whole header. Returns 0 or
+ * -LT_RECORD_ELAYOUT when the sizes do not fit. */
+int lt_ring_area_init(void *area, size_t size, uint32_t ring_count, uint32_t ring_capacity,
+                      uint32_t wait_timeout_us, uint64_t start_tsc, uint64_t start_monotonic_ns,
+                      uint64_t tsc_ticks_per_ms);
+
+/* The size of an area of `ring_count` rings of `ring_capacity` events. */
+size_t lt_ring_area_size(uint32_t ring_count, uint32_t ring_capacity);
+
 /* Starts recording this process into the ring area mapped at `area`
  * (`size` bytes, created by the drain side). Returns 0 or -lt_record_error. */
 int lt_record_attach(void *area, size_t size);
