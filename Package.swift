@@ -9,6 +9,10 @@ let package = Package(
     products: [
         .library(name: "LiveTrace", targets: ["LiveTrace"]),
         .executable(name: "livetrace", targets: ["livetrace"]),
+        // The C API (include/livetrace.h) as a self-contained shared library.
+        // Built as libLiveTraceC.so with soname liblivetrace.so (`make lib`
+        // links the name): a product may not share the executable's name.
+        .library(name: "LiveTraceC", type: .dynamic, targets: ["LiveTraceC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,6 +37,12 @@ let package = Package(
         .target(name: "LiveTraceRecording", dependencies: ["CElfutils", "CLiveTraceShims"]),
         // The public Swift API: re-exports the mechanisms above.
         .target(name: "LiveTrace", dependencies: ["LiveTraceSites", "LiveTracePatching", "LiveTraceTrampolines", "LiveTraceRecording"]),
+        // The @_cdecl functions of livetrace.h; the Swift runtime is linked in.
+        .target(
+            name: "LiveTraceC",
+            dependencies: ["LiveTraceTrampolines", "CLiveTraceShims"],
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=liblivetrace.so"])]
+        ),
         .executableTarget(
             name: "livetrace",
             dependencies: ["LiveTrace", .product(name: "ArgumentParser", package: "swift-argument-parser")]

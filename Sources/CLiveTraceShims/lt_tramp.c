@@ -146,3 +146,12 @@ const char *lt_strerror(int error) {
 int32_t lt_tramp_gettid(void) {
     return (int32_t)syscall(SYS_gettid);
 }
+
+void lt_tramp_replace_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs) {
+    (void)ip; (void)parent_ip;
+    regs->resume = (uintptr_t)ops->data;
+}
+
+void lt_tramp_empty_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs) {
+    (void)ip; (void)parent_ip; (void)ops; (void)regs;
+}

@@ -167,6 +167,32 @@ public final class OpsRegistry: @unchecked Sendable {
         }
     }
 
+    /// Live patching: every call of the one function matching `pattern`
+    /// continues at `replacement` (same signature) from the return of this
+    /// call on; `destroy` (or unregister) of the returned ops undoes it.
+    public func replace(_ pattern: FunctionPattern, with replacement: UInt) throws(TraceError) -> Ops {
+        guard replacement != 0 else { throw TraceError.invalidArgument("replacement address 0") }
+        let ops = try Ops(callback: lt_tramp_replace_callback, data: UnsafeMutableRawPointer(bitPattern: replacement), flags: .modifyResume)
+        ops.filter = [pattern]
+        adopt(ops)
+        do throws(TraceError) {
+            try guardNotInCallback()
+            try lock.withLock { () throws(TraceError) in
+                let sites = try loadSites()
+                let wanted = try resolve(ops, in: sites)
+                let functions = Set(wanted.compactMap { sites[$0]?.functionAddress })
+                guard functions.count == 1 else {
+                    throw TraceError.invalidArgument("\(pattern) matches \(functions.count) functions; a replacement needs exactly one")
+                }
+            }
+            try register(ops)
+        } catch {
+            destroy(ops)
+            throw error
+        }
+        return ops
+    }
+
     /// Frees what earlier timed-out grace periods left retired.
     public func collectGarbage() throws(TraceError) {
         try guardNotInCallback()

@@ -1,0 +1,121 @@
+// The Swift API of trampolines and ops: attach a closure to functions chosen
+// by glob, detach, replace a function by another. Thread-safe: every
+// operation goes through OpsRegistry's lock and the text poke.
+import CLiveTraceShims
+import LiveTraceSites
+import LiveTraceTrampolines
+
+/// One call, as a closure attached with `Tracer.attach` sees it at the
+/// function's entry.
+public struct FunctionCall {
+    /// The site of the called function (its entry, after endbr64).
+    public let site: UInt
+    /// The function's return address, in its caller.
+    public let returnAddress: UInt
+    /// The registers at entry; writing an argument register changes what the
+    /// function receives.
+    public let registers: UnsafeMutablePointer<lt_regs>
+}
+
+/// An attached closure or a replacement. Detach it to stop; dropping the last
+/// reference without detaching detaches it too.
+public final class TraceHandle: @unchecked Sendable {
+    public let ops: Ops
+    private let box: ClosureBox?
+
+    init(ops: Ops, box: ClosureBox?) {
+        self.ops = ops
+        self.box = box
+    }
+
+    /// The functions this handle is attached to now.
+    public var functions: [Site] { OpsRegistry.shared.attachedSites(of: ops) }
+
+    public var isAttached: Bool { OpsRegistry.shared.isRegistered(ops) }
+
+    /// Unpatches, and returns once no thread is inside the closure. After a
+    /// timeout the handle is detached but the closure may still be running;
+    /// it is kept alive until it is not.
+    public func detach() throws(TraceError) {
+        try OpsRegistry.shared.unregister(ops)
+    }
+
+    deinit {
+        // The ops (and the closure box it points to) are freed only after
+        // quiescence: the box is leaked on purpose when that never comes.
+        if OpsRegistry.shared.isRegistered(ops) {
+            if (try? OpsRegistry.shared.unregister(ops)) == nil, let box {
+                _ = Unmanaged.passRetained(box)
+            }
+        }
+        OpsRegistry.shared.destroy(ops)
+    }
+}
+
+final class ClosureBox {
+    let body: (FunctionCall) -> Void
+    init(_ body: @escaping (FunctionCall) -> Void) { self.body = body }
+}
+
+/// The C callback behind every attached closure: the box is borrowed, not
+/// retained, so concurrent calls do not contend on its reference count.
+private let closureCallback: OpsCallback = { ip, parentIP, ops, regs in
+    guard let ops, let data = ops.pointee.data, let regs else { return }
+    // _withUnsafeGuaranteedRef: the registry keeps the box alive until
+    // quiescence, so the closure may be called without a retain/release pair.
+    Unmanaged<ClosureBox>.fromOpaque(data)._withUnsafeGuaranteedRef {
+        $0.body(FunctionCall(site: ip, returnAddress: parentIP, registers: regs))
+    }
+}
+
+public enum Tracer {
+    /// Calls `body` at the entry of every function matching `patterns`
+    /// (globs over raw and demangled names, or "0x…" addresses), except those
+    /// matching `excluding`, on the calling thread, from the return of this
+    /// call until `detach()`.
+    public static func attach(
+        _ patterns: [String], excluding: [String] = [],
+        _ body: @escaping @Sendable (FunctionCall) -> Void
+    ) throws(TraceError) -> TraceHandle {
+        guard !patterns.isEmpty else { throw TraceError.invalidArgument("no function pattern") }
+        let box = ClosureBox(body)
+        let ops = try Ops(callback: closureCallback, data: Unmanaged.passUnretained(box).toOpaque(), flags: [.saveRegisters])
+        let handle = TraceHandle(ops: ops, box: box)
+        OpsRegistry.shared.adopt(ops)
+        for pattern in patterns { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops) }
+        for pattern in excluding { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops, exclude: true) }
+        try OpsRegistry.shared.register(ops)
+        return handle
+    }
+
+    public static func attach(
+        _ pattern: String, excluding: [String] = [],
+        _ body: @escaping @Sendable (FunctionCall) -> Void
+    ) throws(TraceError) -> TraceHandle {
+        try attach([pattern], excluding: excluding, body)
+    }
+
+    /// Attaches a C callback (no closure context: the cheapest kind).
+    public static func attach(
+        _ patterns: [String], callback: OpsCallback, data: UnsafeMutableRawPointer? = nil, flags: OpsFlags = []
+    ) throws(TraceError) -> TraceHandle {
+        let ops = try Ops(callback: callback, data: data, flags: flags)
+        let handle = TraceHandle(ops: ops, box: nil)
+        OpsRegistry.shared.adopt(ops)
+        for pattern in patterns { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops) }
+        try OpsRegistry.shared.register(ops)
+        return handle
+    }
+
+    /// Live patching: from the return of this call, every call of the one
+    /// function matching `function` runs `replacement` (an address of a
+    /// function with the same signature) instead; calls already inside the
+    /// old body finish there. Detach the handle to restore the original.
+    public static func replace(_ function: String, with replacement: UnsafeRawPointer) throws(TraceError) -> TraceHandle {
+        let ops = try OpsRegistry.shared.replace(try FunctionPattern(parsing: function), with: UInt(bitPattern: replacement))
+        return TraceHandle(ops: ops, box: nil)
+    }
+
+    /// Calls skipped by the per-thread recursion guard, over all threads.
+    public static var skippedCalls: UInt64 { lt_skipped_calls() }
+}
