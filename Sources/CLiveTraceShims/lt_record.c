@@ -74,13 +74,21 @@ uint64_t lt_record_monotonic_ns(void) {
 }
 
 /* The pair is read as tsc, clock, tsc and the two TSC reads averaged, so the
- * pair's error is half the clock_gettime cost. */
+ * pair's error is half the window between them. A window stretched by
+ * preemption or an interrupt would skew the pair by up to half of it: the
+ * tightest of a few attempts is kept. */
 void lt_record_calibration_pair(uint64_t *tsc, uint64_t *monotonic_ns) {
-    uint64_t before = lt_rdtsc();
-    uint64_t ns = lt_record_monotonic_ns();
-    uint64_t after = lt_rdtsc();
-    *tsc = before + (after - before) / 2;
-    *monotonic_ns = ns;
+    uint64_t best_window = ~0ull;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        uint64_t before = lt_rdtsc();
+        uint64_t ns = lt_record_monotonic_ns();
+        uint64_t after = lt_rdtsc();
+        if (after - before < best_window) {
+            best_window = after - before;
+            *tsc = before + (after - before) / 2;
+            *monotonic_ns = ns;
+        }
+    }
 }
 
 /* ---- ring claim and release ------------------------------------------- */
@@ -156,9 +164,19 @@ static __attribute__((noinline)) int lt_make_room(struct lt_area_header *area,
     if (lt_atomic_load_acquire_u32(&area->reader_state) != LT_READER_ATTACHED) return 0;
     if (ring->stall_tail == tail) return 0;
     uint64_t deadline = lt_rdtsc() + area->tsc_ticks_per_ms * area->wait_timeout_us / 1000;
+    /* Spin briefly, then sleep with a growing pause (10 us .. 1 ms): a
+     * waiting writer must leave the CPU to the reader it waits for, which
+     * sched_yield does not do under CFS. nanosleep is async-signal-safe; an
+     * EINTR only ends one pause early. */
+    long pause_ns = 10000;
     for (uint32_t spins = 0;; spins++) {
-        if (spins < 64) __builtin_ia32_pause();
-        else sched_yield();
+        if (spins < 64) {
+            __builtin_ia32_pause();
+        } else {
+            struct timespec pause = {0, pause_ns};
+            nanosleep(&pause, NULL);
+            if (pause_ns < 1000000) pause_ns *= 2;
+        }
         tail = lt_atomic_load_acquire_u64(&ring->tail);
         if (head + needed - tail <= capacity) {
             ring->tail_cache = tail;

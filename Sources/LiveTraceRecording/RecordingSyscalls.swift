@@ -84,6 +84,14 @@ enum Sys {
     static func munmap(_ p: UnsafeMutableRawPointer, _ size: Int) { _ = Glibc.munmap(p, size) }
 
     /// Writes all of `bytes`, retrying EINTR and short writes.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ subject: String) throws(RecordingError) {
+        var done = 0
+        while done < bytes.count {
+            let n = try retrying("write", subject) { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
+            done += n
+        }
+    }
+
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], _ subject: String) throws(RecordingError) {
         var done = 0
         while done < bytes.count {

@@ -43,7 +43,8 @@ public final class TraceDrain: @unchecked Sendable {
     }
     /// Owned by the thread calling drainOnce/finish (one at a time).
     private var cursors: [Int: Cursor] = [:]
-    private var scratch: [UInt8] = []
+    /// One chunk of a whole ring: header and capacity events.
+    private let chunkBuffer: UnsafeMutableRawBufferPointer
     private var streams = Set<String>()
     private var events: UInt64 = 0
     private var lostInStreams: UInt64 = 0
@@ -55,6 +56,8 @@ public final class TraceDrain: @unchecked Sendable {
     public init(directory: String, area: RingArea, command: [String], pid: UInt64) throws(RecordingError) {
         self.directory = directory
         self.area = area
+        chunkBuffer = .allocate(
+            byteCount: TraceFormat.chunkHeaderSize + area.ringCapacity * TraceFormat.eventSize, alignment: 16)
         try Sys.mkdir(directory)
         try Sys.mkdir(directory + "/" + TraceFormat.streamsDirectory)
         let now = RingArea.calibrationPairNow()
@@ -67,6 +70,8 @@ public final class TraceDrain: @unchecked Sendable {
         }
         area.setReader(attached: true)
     }
+
+    deinit { chunkBuffer.deallocate() }
 
     /// Salvages the trace directory of a program that died: drains what its
     /// writers published, counts what they lost, and marks it salvaged.
@@ -179,31 +184,34 @@ public final class TraceDrain: @unchecked Sendable {
         }
         let eventSize = TraceFormat.eventSize
         if count > 0 {
+            // The chunk is built in place: header, then the events copied
+            // straight out of the ring (they already have the file layout).
             let slots = UnsafeRawPointer(lt_ring_events(ring)!)
-            scratch.removeAll(keepingCapacity: true)
+            let chunk = chunkBuffer.baseAddress!
+            let body = chunk + TraceFormat.chunkHeaderSize
             let first = Int(tail & (capacity - 1))
             let firstSpan = min(count, Int(capacity) - first)
-            scratch.append(contentsOf: UnsafeRawBufferPointer(start: slots + first * eventSize, count: firstSpan * eventSize))
+            body.copyMemory(from: slots + first * eventSize, byteCount: firstSpan * eventSize)
             if firstSpan < count {
-                scratch.append(contentsOf: UnsafeRawBufferPointer(start: slots, count: (count - firstSpan) * eventSize))
+                (body + firstSpan * eventSize).copyMemory(from: slots, byteCount: (count - firstSpan) * eventSize)
             }
             var lostHere: UInt64 = 0
             var lostRecords = 0
             let lostKind = TraceEvent.Kind.lost.rawValue
-            scratch.withUnsafeBytes { raw in
-                for i in 0..<count where raw.loadUnaligned(fromByteOffset: i * eventSize + 20, as: UInt16.self) == lostKind {
-                    lostHere += raw.loadUnaligned(fromByteOffset: i * eventSize, as: UInt64.self)
-                    lostRecords += 1
-                }
-                let lastAt = (count - 1) * eventSize
-                cursors[index]!.lastTimestamp = raw.loadUnaligned(fromByteOffset: lastAt + 8, as: UInt64.self)
-                cursors[index]!.lastDepth = raw.loadUnaligned(fromByteOffset: lastAt + 16, as: UInt32.self)
+            for i in 0..<count where body.loadUnaligned(fromByteOffset: i * eventSize + 20, as: UInt16.self) == lostKind {
+                lostHere += body.loadUnaligned(fromByteOffset: i * eventSize, as: UInt64.self)
+                lostRecords += 1
             }
-            try cursors[index]!.writer.append(eventBytes: scratch)
+            let lastAt = (count - 1) * eventSize
+            cursors[index]!.lastTimestamp = body.loadUnaligned(fromByteOffset: lastAt + 8, as: UInt64.self)
+            cursors[index]!.lastDepth = body.loadUnaligned(fromByteOffset: lastAt + 16, as: UInt32.self)
+            let chunkSize = TraceFormat.chunkHeaderSize + count * eventSize
+            StreamCodec.fillChunkHeader(chunk, eventCount: count)
+            try cursors[index]!.writer.append(chunk: UnsafeRawBufferPointer(start: chunk, count: chunkSize))
             cursors[index]!.lostInStream += lostHere
             lostInStreams += lostHere
             events += UInt64(count - lostRecords)
-            bytes += UInt64(TraceFormat.chunkHeaderSize + scratch.count)
+            bytes += UInt64(chunkSize)
             // Step 4.
             withUnsafeMutablePointer(to: &ring.pointee.tail) { lt_atomic_store_release_u64($0, head) }
         }

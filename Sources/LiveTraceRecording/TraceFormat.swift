@@ -3,7 +3,7 @@
 // Format history (TraceFormat.version; bump on any incompatible change and
 // add a line here and in docs/FORMAT.md):
 //   1  info.json, objects.json, streams/*.lts with 64-byte stream header and
-//      CRC-32-checked chunks of 24-byte events.
+//      CRC-32C-checked chunks of 24-byte events.
 //
 // A trace directory:
 //
@@ -29,7 +29,7 @@
 //   then chunks, each:
 //   0       4     magic "LTCK"
 //   4       4     event count n
-//   8       4     CRC-32 (IEEE) of the n * 24 event bytes
+//   8       4     CRC-32C (Castagnoli) of the n * 24 event bytes
 //   12      4     zero
 //   16      24*n  events: u64 address, u64 tsc, u32 depth, u16 kind, u16 flags
 import CLiveTraceShims
@@ -118,11 +118,8 @@ struct ByteReader {
     let file: String
 
     func le<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
-        var value: T = 0
-        withUnsafeMutableBytes(of: &value) { out in
-            for i in 0..<MemoryLayout<T>.size { out[i] = bytes[offset + i] }
-        }
-        return T(littleEndian: value)
+        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= bytes.count)
+        return T(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) })
     }
 }
 
@@ -145,10 +142,21 @@ enum StreamCodec {
         var out: [UInt8] = TraceFormat.chunkMagic
         out.reserveCapacity(TraceFormat.chunkHeaderSize + eventBytes.count)
         out.appendLE(UInt32(eventBytes.count / TraceFormat.eventSize))
-        out.appendLE(eventBytes.withUnsafeBytes { CRC32.checksum($0) })
+        out.appendLE(eventBytes.withUnsafeBytes { CRC32C.checksum($0) })
         out.appendLE(UInt32(0))
         out.append(contentsOf: eventBytes)
         return out
+    }
+
+    /// Writes the 16-byte chunk header at `chunk` for the `eventCount`
+    /// events that follow it.
+    static func fillChunkHeader(_ chunk: UnsafeMutableRawPointer, eventCount: Int) {
+        let length = eventCount * TraceFormat.eventSize
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: chunk + TraceFormat.chunkHeaderSize, count: length))
+        for (i, byte) in TraceFormat.chunkMagic.enumerated() { chunk.storeBytes(of: byte, toByteOffset: i, as: UInt8.self) }
+        chunk.storeBytes(of: UInt32(eventCount).littleEndian, toByteOffset: 4, as: UInt32.self)
+        chunk.storeBytes(of: crc.littleEndian, toByteOffset: 8, as: UInt32.self)
+        chunk.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
     }
 
     static func encode(_ events: [TraceEvent]) -> [UInt8] {
@@ -198,7 +206,7 @@ enum StreamCodec {
             guard bytes.count - start >= length else {
                 throw damaged("truncated chunk at offset \(offset): \(count) events announced, \((bytes.count - start) / TraceFormat.eventSize) present")
             }
-            let actual = bytes.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[start..<start + length])) }
+            let actual = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start..<start + length])) }
             guard actual == crc else {
                 throw damaged("checksum mismatch in chunk at offset \(offset) (events \(events.count)..<\(events.count + count))")
             }
@@ -219,21 +227,11 @@ enum StreamCodec {
     }
 }
 
-/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as zlib computes it.
-enum CRC32 {
-    static let polynomial: UInt32 = 0xEDB8_8320
-    static let table: [UInt32] = (0..<256).map { n -> UInt32 in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = (c & 1) != 0 ? polynomial ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
+/// CRC-32C (Castagnoli): computed in C with the SSE4.2 instruction, since
+/// the drain checksums every byte it moves (lt_record_crc.c).
+enum CRC32C {
     static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        table.withUnsafeBufferPointer { t in
-            for b in bytes { crc = t[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
-        }
-        return crc ^ 0xFFFF_FFFF
+        lt_record_crc32c(bytes.baseAddress, bytes.count)
     }
 }
 
@@ -262,6 +260,11 @@ final class StreamFileWriter {
     func append(eventBytes: [UInt8]) throws(RecordingError) {
         guard eventBytes.count > 0 else { return }
         try Sys.writeAll(fd, StreamCodec.chunk(eventBytes: eventBytes), path)
+    }
+
+    /// A whole chunk, header included, in one write.
+    func append(chunk: UnsafeRawBufferPointer) throws(RecordingError) {
+        try Sys.writeAll(fd, chunk, path)
     }
 
     func append(_ events: [TraceEvent]) throws(RecordingError) {

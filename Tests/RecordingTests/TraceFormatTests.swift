@@ -159,11 +159,23 @@ final class TraceFormatTests: XCTestCase {
         assertDamaged(dir, mentions: ["objects.json", "bad address range [5]"])
     }
 
+    func testChunkChecksumIsCRC32CAsSpecified() throws {
+        // The check value of CRC-32C for "123456789" is 0xE3069283; and the
+        // fast path agrees with the bitwise reference on odd lengths.
+        XCTAssertEqual(Self.crc32(Array("123456789".utf8)), 0xE306_9283)
+        let dir = RecordingFixtures.scratchDirectory("crc")
+        try TraceWriter.write(Self.sampleTrace(), to: dir)
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: streamPath(dir))))
+        let stored = UInt32(bytes[72]) | UInt32(bytes[73]) << 8 | UInt32(bytes[74]) << 16 | UInt32(bytes[75]) << 24
+        XCTAssertEqual(stored, Self.crc32(Array(bytes[80...])))
+    }
+
+    /// Bitwise CRC-32C, the reference.
     static func crc32(_ bytes: [UInt8]) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF
         for b in bytes {
             crc ^= UInt32(b)
-            for _ in 0..<8 { crc = (crc & 1) != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+            for _ in 0..<8 { crc = (crc & 1) != 0 ? 0x82F6_3B78 ^ (crc >> 1) : crc >> 1 }
         }
         return crc ^ 0xFFFF_FFFF
     }

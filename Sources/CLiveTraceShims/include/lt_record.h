@@ -10,7 +10,7 @@
  *   - first event of a thread: claims a FREE ring by CAS; when every ring is
  *     taken the event is added to the area's lost_without_ring.
  *   - full ring: waits for the reader at most wait_timeout_us when a reader is
- *     attached (spinning, then sched_yield); otherwise, or when the wait
+ *     attached (spinning, then sleeping); otherwise, or when the wait
  *     expires, the event is added to the ring's lost_total and a LOST event
  *     carrying the count is written before the next stored event.
  *   - an event from a signal handler that interrupted this thread's own
@@ -76,6 +76,10 @@ void lt_record_thread_retire(void);
 
 /* The Linux thread id of the caller (gettid). */
 uint64_t lt_record_gettid(void);
+
+/* CRC-32C (Castagnoli) of `length` bytes, as the trace format's chunks
+ * carry it (lt_record_crc.c). */
+uint32_t lt_record_crc32c(const void *data, size_t length);
 
 /* CLOCK_MONOTONIC in nanoseconds, and a calibration pair read back to back. */
 uint64_t lt_record_monotonic_ns(void);
