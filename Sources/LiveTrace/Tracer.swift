@@ -21,11 +21,9 @@ public struct FunctionCall {
 /// reference without detaching detaches it too.
 public final class TraceHandle: @unchecked Sendable {
     public let ops: Ops
-    private let box: ClosureBox?
 
-    init(ops: Ops, box: ClosureBox?) {
+    init(ops: Ops) {
         self.ops = ops
-        self.box = box
     }
 
     /// The functions this handle is attached to now.
@@ -35,19 +33,16 @@ public final class TraceHandle: @unchecked Sendable {
 
     /// Unpatches, and returns once no thread is inside the closure. After a
     /// timeout the handle is detached but the closure may still be running;
-    /// it is kept alive until it is not.
-    public func detach() throws(TraceError) {
-        try OpsRegistry.shared.unregister(ops)
+    /// it is kept alive until it is not. With `waitForQuiescence: false` it
+    /// returns after unpatching, and a later grace period reclaims the
+    /// trampolines (for high attach/detach rates).
+    public func detach(waitForQuiescence: Bool = true) throws(TraceError) {
+        try OpsRegistry.shared.unregister(ops, waitForQuiescence: waitForQuiescence)
     }
 
     deinit {
-        // The ops (and the closure box it points to) are freed only after
-        // quiescence: the box is leaked on purpose when that never comes.
-        if OpsRegistry.shared.isRegistered(ops) {
-            if (try? OpsRegistry.shared.unregister(ops)) == nil, let box {
-                _ = Unmanaged.passRetained(box)
-            }
-        }
+        // The ops, and the closure box it keeps alive, are freed only after
+        // quiescence (now, or at a later grace period).
         OpsRegistry.shared.destroy(ops)
     }
 }
@@ -80,7 +75,8 @@ public enum Tracer {
         guard !patterns.isEmpty else { throw TraceError.invalidArgument("no function pattern") }
         let box = ClosureBox(body)
         let ops = try Ops(callback: closureCallback, data: Unmanaged.passUnretained(box).toOpaque(), flags: [.saveRegisters])
-        let handle = TraceHandle(ops: ops, box: box)
+        ops.keepAlive = box
+        let handle = TraceHandle(ops: ops)
         OpsRegistry.shared.adopt(ops)
         for pattern in patterns { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops) }
         for pattern in excluding { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops, exclude: true) }
@@ -100,7 +96,7 @@ public enum Tracer {
         _ patterns: [String], callback: OpsCallback, data: UnsafeMutableRawPointer? = nil, flags: OpsFlags = []
     ) throws(TraceError) -> TraceHandle {
         let ops = try Ops(callback: callback, data: data, flags: flags)
-        let handle = TraceHandle(ops: ops, box: nil)
+        let handle = TraceHandle(ops: ops)
         OpsRegistry.shared.adopt(ops)
         for pattern in patterns { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops) }
         try OpsRegistry.shared.register(ops)
@@ -113,7 +109,7 @@ public enum Tracer {
     /// old body finish there. Detach the handle to restore the original.
     public static func replace(_ function: String, with replacement: UnsafeRawPointer) throws(TraceError) -> TraceHandle {
         let ops = try OpsRegistry.shared.replace(try FunctionPattern(parsing: function), with: UInt(bitPattern: replacement))
-        return TraceHandle(ops: ops, box: nil)
+        return TraceHandle(ops: ops)
     }
 
     /// Calls skipped by the per-thread recursion guard, over all threads.

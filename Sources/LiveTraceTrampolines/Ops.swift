@@ -68,10 +68,15 @@ public final class Ops: @unchecked Sendable {
     var notrace: [FunctionPattern] = []
     var isRegistered = false
     var isDestroyed = false
+    /// A grace period completed after the last unregistration.
+    var quiescedSinceUnregister = false
     /// Site addresses this ops is attached to (registered only).
     var attachedSites: Set<UInt> = []
     /// Its per-function trampoline in each JIT region (registered only).
     var stubs: [Int: JITSlot] = [:]
+    /// An object the callback's data points into (a closure box): released
+    /// only when the ops itself is reclaimed.
+    public var keepAlive: AnyObject?
     /// Registration order, for the iterator lists.
     var order: UInt64 = 0
 

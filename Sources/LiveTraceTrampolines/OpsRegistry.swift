@@ -55,7 +55,9 @@ public final class OpsRegistry: @unchecked Sendable {
         var slots: [JITSlot] = []
         var lists: [UnsafeMutableRawPointer] = []
         var ops: [UnsafeMutablePointer<lt_ops>] = []
+        var keepAlive: [AnyObject] = []
         var isEmpty: Bool { slots.isEmpty && lists.isEmpty && ops.isEmpty }
+        var count: Int { slots.count + lists.count + ops.count }
     }
 
     /// Counts for tests and diagnostics.
@@ -77,6 +79,11 @@ public final class OpsRegistry: @unchecked Sendable {
     private let jit = JITMemory()
     private var gracePeriods = 0
     private var siteProvider: SiteProvider = OpsRegistry.processSites
+    /// The last site list, valid while the executable mappings are the same.
+    private var siteCache: (key: [UInt8]?, sites: [Site])?
+    /// Retired items that trigger a grace period without a waiting unregister.
+    static let retiredBatch = 256
+    public static var retiredBatchSize: Int { retiredBatch }
     /// How long unregister waits for threads to leave the callbacks.
     public var quiescenceDeadline: Duration = .seconds(2)
 
@@ -91,7 +98,10 @@ public final class OpsRegistry: @unchecked Sendable {
 
     /// Replaces where sites come from (tests; a preload shim reading files).
     public func setSiteProvider(_ provider: @escaping SiteProvider) {
-        lock.withLock { siteProvider = provider }
+        lock.withLock {
+            siteProvider = provider
+            siteCache = nil
+        }
     }
 
     public func addFilter(_ pattern: FunctionPattern, to ops: Ops, exclude: Bool = false) throws(TraceError) {
@@ -121,6 +131,7 @@ public final class OpsRegistry: @unchecked Sendable {
             live[UInt(bitPattern: ops.raw)] = ops
             let sites = try loadSites()
             let wanted = try resolve(ops, in: sites)
+            ops.quiescedSinceUnregister = false
             ops.order = nextOrder
             nextOrder += 1
             ops.isRegistered = true
@@ -136,7 +147,10 @@ public final class OpsRegistry: @unchecked Sendable {
     }
 
     /// Unpatches, then waits until no thread is inside the ops (step 5).
-    public func unregister(_ ops: Ops) throws(TraceError) {
+    /// Without `waitForQuiescence` it returns after the unpatching: the
+    /// callback may still be running on other threads, and what it used is
+    /// reclaimed by a later grace period (one per `retiredBatch` retirements).
+    public func unregister(_ ops: Ops, waitForQuiescence: Bool = true) throws(TraceError) {
         try guardNotInCallback()
         try lock.withLock { () throws(TraceError) in
             try checkAlive(ops)
@@ -144,7 +158,12 @@ public final class OpsRegistry: @unchecked Sendable {
             try change(ops, to: [], sites: [:])
             ops.isRegistered = false
             retireStubs(of: ops)
-            try reclaim(always: true)
+            if waitForQuiescence {
+                try reclaim(always: true)
+                ops.quiescedSinceUnregister = true
+            } else if retired.count >= Self.retiredBatch {
+                try? reclaim()
+            }
         }
     }
 
@@ -162,8 +181,17 @@ public final class OpsRegistry: @unchecked Sendable {
             ops.isDestroyed = true
             ops.raw.pointee.magic = 0
             live[UInt(bitPattern: ops.raw)] = nil
-            retired.ops.append(ops.raw)
-            try? reclaim()
+            if ops.quiescedSinceUnregister {
+                // A grace period ended after its last publication: nothing
+                // can reach it any more.
+                free(ops.raw)
+                ops.keepAlive = nil
+            } else {
+                retired.ops.append(ops.raw)
+                if let object = ops.keepAlive { retired.keepAlive.append(object) }
+                ops.keepAlive = nil
+                if retired.count >= Self.retiredBatch { try? reclaim() }
+            }
         }
     }
 
@@ -241,7 +269,14 @@ public final class OpsRegistry: @unchecked Sendable {
 
     private func loadSites() throws(TraceError) -> [UInt: Site] {
         let patched = Set(siteStates.keys)
-        let list = try siteProvider { patched.contains($0) }
+        let key = try Self.executableMappingsKey()
+        let list: [Site]
+        if let cached = siteCache, cached.key == key, key != nil {
+            list = cached.sites
+        } else {
+            list = try siteProvider { patched.contains($0) }
+            siteCache = (key, list)
+        }
         var byAddress: [UInt: Site] = [:]
         for site in list where site.isUsable || patched.contains(site.address) {
             byAddress[site.address] = siteStates[site.address]?.site ?? site
@@ -392,6 +427,19 @@ public final class OpsRegistry: @unchecked Sendable {
         for slot in batch.slots { jit.free(slot) }
         for list in batch.lists { free(list) }
         for ops in batch.ops { free(ops) }
+    }
+
+    /// The executable file mappings of /proc/self/maps: the site list is
+    /// reloaded when an object is loaded or unloaded.
+    static func executableMappingsKey() throws(TraceError) -> [UInt8]? {
+        guard let maps = try Sys.readFile("/proc/self/maps") else { return nil }
+        var key: [UInt8] = []
+        for line in maps.split(separator: UInt8(ascii: "\n")) {
+            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+            guard fields.count >= 6, fields[1].count >= 3, fields[1][fields[1].startIndex + 2] == UInt8(ascii: "x") else { continue }
+            key += fields[0] + [UInt8(ascii: " ")] + fields[5] + [UInt8(ascii: "\n")]
+        }
+        return key
     }
 
     // MARK: Default site provider
