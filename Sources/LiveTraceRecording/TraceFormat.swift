@@ -211,15 +211,24 @@ enum StreamCodec {
                 throw damaged("checksum mismatch in chunk at offset \(offset) (events \(events.count)..<\(events.count + count))")
             }
             events.reserveCapacity(events.count + count)
-            for i in 0..<count {
-                let at = start + i * TraceFormat.eventSize
-                let rawKind = r.le(UInt16.self, at: at + 20)
-                guard let kind = TraceEvent.Kind(rawValue: rawKind) else {
-                    throw damaged("event \(events.count) at offset \(at): unknown kind \(rawKind)")
+            // One pass over the chunk's bytes; the first event of an unknown
+            // kind stops it and is reported.
+            let badEvent: (index: Int, at: Int, kind: UInt16)? = bytes.withUnsafeBytes { raw in
+                for i in 0..<count {
+                    let at = start + i * TraceFormat.eventSize
+                    let rawKind = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: at + 20, as: UInt16.self))
+                    guard let kind = TraceEvent.Kind(rawValue: rawKind) else { return (events.count, at, rawKind) }
+                    events.append(TraceEvent(
+                        kind: kind,
+                        address: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self)),
+                        timestamp: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)),
+                        depth: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at + 16, as: UInt32.self)),
+                        flags: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: at + 22, as: UInt16.self))))
                 }
-                events.append(TraceEvent(
-                    kind: kind, address: r.le(UInt64.self, at: at), timestamp: r.le(UInt64.self, at: at + 8),
-                    depth: r.le(UInt32.self, at: at + 16), flags: r.le(UInt16.self, at: at + 22)))
+                return nil
+            }
+            if let badEvent {
+                throw damaged("event \(badEvent.index) at offset \(badEvent.at): unknown kind \(badEvent.kind)")
             }
             offset = start + length
         }

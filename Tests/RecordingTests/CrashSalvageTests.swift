@@ -8,43 +8,10 @@ import TestSupport
 import XCTest
 
 final class CrashSalvageTests: XCTestCase {
-    /// Runs ring_writer into a fresh trace directory with a drain in this
-    /// process running concurrently, then salvages. Returns the trace and
-    /// how the writer ended.
-    private func recordChild(
-        _ name: String, threads: Int, pairs: Int, minPairs: Int, end: String, capacity: Int = 1 << 12
-    ) throws -> (Trace, ProcessResult, DrainSummary) {
-        let writer = try RecordingFixtures.ringWriter()
-        let dir = RecordingFixtures.scratchDirectory(name)
-        let area = try RingArea.create(path: dir + "/" + TraceFormat.ringsFile, ringCount: 16, ringCapacity: capacity)
-        let drain = try TraceDrain(directory: dir, area: area, command: [writer], pid: 0)
-        // The concurrent reader: drains until told to stop.
-        let stop = DispatchSemaphore(value: 0), stopped = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var drainError: Error?
-        let reader = Thread {
-            defer { stopped.signal() }
-            while stop.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
-                do { try drain.drainOnce() } catch {
-                    drainError = error
-                    return
-                }
-            }
-        }
-        reader.start()
-        let result = try Fixtures.run([writer, dir + "/rings", String(threads), String(pairs), String(minPairs), end])
-        stop.signal()
-        stopped.wait()
-        if let drainError { throw drainError }
-        // The reader of the run is done; salvage is a new, independent drain.
-        drain.detachReader()
-        let summary = try TraceDrain.salvage(directory: dir)
-        return (try TraceReader.read(directory: dir), result, summary)
-    }
-
     func testSalvageAfterSIGSEGVHoldsEveryEventOfJoinedThreads() throws {
         // Rings large enough that no event waits for the reader: this test
         // is about the crash, the throughput test is elsewhere.
-        let (trace, result, summary) = try recordChild(
+        let (trace, result, summary) = try RecordingFixtures.recordChild(
             "segv-joined", threads: 3, pairs: 50_000, minPairs: 1, end: "joined-segv", capacity: 1 << 17)
         XCTAssertTrue(result.signaled)
         XCTAssertEqual(result.status, SIGSEGV)
@@ -62,7 +29,7 @@ final class CrashSalvageTests: XCTestCase {
         // The crash comes while every thread is still writing: each stream
         // must be an unbroken prefix of its thread's sequence, at least as
         // long as what the thread had written when the main thread crashed.
-        let (trace, result, _) = try recordChild("segv-running", threads: 4, pairs: 5_000_000, minPairs: 20_000, end: "segv")
+        let (trace, result, _) = try RecordingFixtures.recordChild("segv-running", threads: 4, pairs: 5_000_000, minPairs: 20_000, end: "segv")
         XCTAssertTrue(result.signaled)
         XCTAssertEqual(result.status, SIGSEGV)
         XCTAssertEqual(trace.streams.count, 4)
@@ -98,7 +65,7 @@ final class CrashSalvageTests: XCTestCase {
     }
 
     func testCleanExitLeavesACompleteTrace() throws {
-        let (trace, result, summary) = try recordChild("exit", threads: 2, pairs: 30_000, minPairs: 1, end: "exit", capacity: 1 << 17)
+        let (trace, result, summary) = try RecordingFixtures.recordChild("exit", threads: 2, pairs: 30_000, minPairs: 1, end: "exit", capacity: 1 << 17)
         XCTAssertEqual(result.status, 0)
         XCTAssertFalse(result.signaled)
         XCTAssertEqual(result.stdout, "ready\n")

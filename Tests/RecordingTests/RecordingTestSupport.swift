@@ -1,5 +1,6 @@
 // Helpers shared by the recording tests: scratch trace directories, the
 // ring_writer fixture, and stream checks.
+import CLiveTraceShims
 import Foundation
 import LiveTraceRecording
 import TestSupport
@@ -24,6 +25,39 @@ enum RecordingFixtures {
             compiler: "gcc",
             flags: ["-O2", "-g", "-pthread", "-I", shims.appendingPathComponent("include").path],
             output: "ring_writer")
+    }
+
+    /// Runs ring_writer into a fresh trace directory with a drain in this
+    /// process running concurrently, then salvages. Returns the trace and
+    /// how the writer ended.
+    static func recordChild(
+        _ name: String, threads: Int, pairs: Int, minPairs: Int, end: String, capacity: Int = 1 << 12
+    ) throws -> (Trace, ProcessResult, DrainSummary) {
+        let writer = try RecordingFixtures.ringWriter()
+        let dir = RecordingFixtures.scratchDirectory(name)
+        let area = try RingArea.create(path: dir + "/" + TraceFormat.ringsFile, ringCount: 16, ringCapacity: capacity)
+        let drain = try TraceDrain(directory: dir, area: area, command: [writer], pid: 0)
+        // The concurrent reader: drains until told to stop.
+        let stop = DispatchSemaphore(value: 0), stopped = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var drainError: Error?
+        let reader = Thread {
+            defer { stopped.signal() }
+            while stop.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
+                do { try drain.drainOnce() } catch {
+                    drainError = error
+                    return
+                }
+            }
+        }
+        reader.start()
+        let result = try Fixtures.run([writer, dir + "/rings", String(threads), String(pairs), String(minPairs), end])
+        stop.signal()
+        stopped.wait()
+        if let drainError { throw drainError }
+        // The reader of the run is done; salvage is a new, independent drain.
+        drain.detachReader()
+        let summary = try TraceDrain.salvage(directory: dir)
+        return (try TraceReader.read(directory: dir), result, summary)
     }
 }
 
