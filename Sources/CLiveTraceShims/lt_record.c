@@ -29,6 +29,7 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -357,6 +358,12 @@ int lt_record_attach_file(const char *path) {
     pthread_mutex_unlock(&lt_control_lock);
     if (status != 0) munmap(base, (size_t)st.st_size);
     return status;
+}
+
+int lt_record_attach_env(void) {
+    const char *path = getenv(LT_RECORD_RINGS_ENV);
+    if (path == NULL || *path == '\0') return -ENOENT;
+    return lt_record_attach_file(path);
 }
 
 int lt_record_detach(void) {

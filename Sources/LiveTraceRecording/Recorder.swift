@@ -104,3 +104,50 @@ extension Duration {
         return Double(s) + Double(attoseconds) / 1e18
     }
 }
+
+// MARK: - C entry points
+
+/// The recording in progress through the C API, if any.
+private let cRecorder = Mutex<Recorder?>(nil)
+
+/// `int lt_recording_start(const char *directory)`: starts recording this
+/// process into `directory` with the default ring sizes. Returns 0, -errno of
+/// the failing system call, or -1 (a recording is active; the writer layer
+/// refused). `@_cdecl` gives the function its C symbol name, which is how
+/// liblivetrace.so exports it to C programs.
+@_cdecl("lt_recording_start")
+public func lt_recording_start(_ directory: UnsafePointer<CChar>?) -> Int32 {
+    guard let directory else { return -EINVAL }
+    return cRecorder.withLock { current in
+        guard current == nil else { return -1 }
+        do throws(RecordingError) {
+            current = try Recorder.start(directory: String(cString: directory))
+            return 0
+        } catch {
+            return error.cStatus
+        }
+    }
+}
+
+/// `int lt_recording_stop(void)`: stops the recording lt_recording_start
+/// began and completes its trace directory. Returns 0, -errno, or -1.
+@_cdecl("lt_recording_stop")
+public func lt_recording_stop() -> Int32 {
+    cRecorder.withLock { current in
+        guard let recorder = current else { return -1 }
+        current = nil
+        do throws(RecordingError) {
+            try recorder.stop()
+            return 0
+        } catch {
+            return error.cStatus
+        }
+    }
+}
+
+extension RecordingError {
+    var cStatus: Int32 {
+        if case let .systemCall(_, _, errno) = self { return -errno }
+        return -1
+    }
+}

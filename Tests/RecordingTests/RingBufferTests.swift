@@ -177,3 +177,41 @@ final class RingBufferTests: XCTestCase {
         XCTAssertTrue(trace.objects.objects.contains { $0.path.contains("libc.so") && $0.buildId != nil })
     }
 }
+
+final class RecorderCAPITests: XCTestCase {
+    func testCEntryPointsStartAndStopARecording() throws {
+        let dir = RecordingFixtures.scratchDirectory("c-api")
+        XCTAssertEqual(dir.withCString { lt_recording_start($0) }, 0)
+        XCTAssertEqual(dir.withCString { lt_recording_start($0) }, -1, "one recording at a time")
+        runThreads(2) { writePairs(thread: $0, pairs: 1_000) }
+        XCTAssertEqual(lt_recording_stop(), 0)
+        XCTAssertEqual(lt_recording_stop(), -1, "nothing left to stop")
+        let trace = try TraceReader.read(directory: dir)
+        XCTAssertTrue(trace.info.complete)
+        XCTAssertEqual(trace.streams.map { checkWriterStream($0).pairs }, [1_000, 1_000])
+        XCTAssertEqual("/nonexistent/dir/trace".withCString { lt_recording_start($0) }, -ENOENT)
+    }
+}
+
+final class RecordingSoakTests: XCTestCase {
+    /// LIVETRACE_SOAK=1 (make soak): eight writers, small rings, a long run.
+    func testSoakManyWritersSmallRings() throws {
+        guard ProcessInfo.processInfo.environment["LIVETRACE_SOAK"] == "1" else {
+            throw XCTSkip("set LIVETRACE_SOAK=1 to run")
+        }
+        let dir = RecordingFixtures.scratchDirectory("soak")
+        let threads = 8, pairs = 1_000_000
+        let recorder = try Recorder.start(directory: dir, ringCount: 16, ringCapacity: 1 << 14)
+        runThreads(threads) { writePairs(thread: $0, pairs: pairs) }
+        let summary = try recorder.stop()
+        let trace = try TraceReader.read(directory: dir)
+        var stored: UInt64 = 0, lost: UInt64 = 0
+        for stream in trace.streams {
+            lost += checkWriterStream(stream).lost
+            stored += UInt64(stream.events.filter { $0.kind != .lost }.count)
+        }
+        XCTAssertEqual(stored + lost, UInt64(threads * pairs * 2))
+        XCTAssertEqual(summary.lost, lost)
+        print("soak: \(stored) events stored, \(lost) lost")
+    }
+}

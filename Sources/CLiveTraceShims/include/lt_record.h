@@ -51,6 +51,14 @@ int lt_record_attach(void *area, size_t size);
  * Returns 0, -errno (open/fstat/mmap), or -lt_record_error. */
 int lt_record_attach_file(const char *path);
 
+/* The environment variable through which a recording process (the CLI)
+ * tells a traced program (the LD_PRELOAD shim) where its ring area is. */
+#define LT_RECORD_RINGS_ENV "LIVETRACE_RINGS"
+
+/* lt_record_attach_file(getenv(LT_RECORD_RINGS_ENV)); -ENOENT when the
+ * variable is not set. For start-up code, not for signal handlers. */
+int lt_record_attach_env(void);
+
 /* Stops recording and waits until no thread is inside lt_record_*
  * (membarrier, then each ring's busy flag). On return no writer stores an
  * event in the area again: it may be drained for the last time. The mapping
