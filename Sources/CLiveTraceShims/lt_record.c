@@ -381,8 +381,12 @@ int lt_record_detach(void) {
         pthread_mutex_unlock(&lt_control_lock);
         return (int)barrier;
     }
+    /* Only this process's rings: a forked child shares the area, and a child
+     * killed inside a write would leave its busy flag set for ever. */
+    uint64_t pid = (uint64_t)getpid();
     for (uint32_t i = 0; i < area->ring_count; i++) {
         struct lt_ring_header *ring = lt_area_ring(area, i);
+        if (lt_atomic_load_acquire_u32(&ring->state) == LT_RING_FREE || ring->pid != pid) continue;
         for (uint32_t spins = 0; lt_atomic_load_acquire_u32(&ring->busy) != 0; spins++)
             if (spins >= 64) sched_yield();
     }

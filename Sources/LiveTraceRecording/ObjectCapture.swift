@@ -80,6 +80,7 @@ public struct ElfSymbols {
     public var loads: [Load]
     public var buildId: String?
 
+    static let symbolTypeMask: UInt8 = 0xf        // ELF64_ST_TYPE(st_info)
     static let symbolTypeFunction: UInt8 = 2      // STT_FUNC
     static let symbolTypeIndirect: UInt8 = 10     // STT_GNU_IFUNC
     static let sectionSymtab: UInt32 = 2          // SHT_SYMTAB
@@ -123,7 +124,7 @@ public struct ElfSymbols {
                 for i in 0..<count {
                     var sym = GElf_Sym()
                     guard gelf_getsym(data, Int32(i), &sym) != nil else { continue }
-                    let type = sym.st_info & 0xf
+                    let type = sym.st_info & symbolTypeMask
                     guard type == symbolTypeFunction || type == symbolTypeIndirect, sym.st_shndx != 0, sym.st_value != 0,
                           let name = elf_strptr(elf, Int(shdr.sh_link), Int(sym.st_name)) else { continue }
                     found.append(TraceSymbol(name: String(cString: name), address: sym.st_value, size: sym.st_size))

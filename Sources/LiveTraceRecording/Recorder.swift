@@ -92,7 +92,7 @@ public final class Recorder: @unchecked Sendable {
             guard status == 0 else { throw .writer(call: "lt_record_detach", code: status) }
             // Step 3.
             let summary = try drain.finish(objects: try ObjectCapture.capture(pid: getpid()))
-            _ = unlink(area.path)
+            try Sys.unlinkIfPresent(area.path)
             return summary
         }
     }

@@ -139,6 +139,11 @@ enum Sys {
 
     static func exists(_ path: String) -> Bool { Glibc.access(path, F_OK) == 0 }
 
+    static func unlinkIfPresent(_ path: String) throws(RecordingError) {
+        if Glibc.unlink(path) == 0 || errno == ENOENT { return }
+        throw .systemCall(call: "unlink", subject: path, errno: errno)
+    }
+
     /// The size of the file at `path`, 0 when it cannot be opened.
     static func fileSizeOrZero(_ path: String) -> Int {
         guard let fd = try? open(path, O_RDONLY) else { return 0 }
