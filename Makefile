@@ -10,7 +10,7 @@ APT_PKGS   := libelf-dev libdw-dev pkg-config gcc make binutils
 BUILD_DIR  := .build/debug
 RELEASE    := .build/release
 
-.PHONY: deps build release demo test bench soak clean
+.PHONY: deps build release lib demo test bench soak clean
 
 # Installs missing system packages (root on the project machines; sudo otherwise).
 deps:
@@ -26,6 +26,11 @@ build: deps
 
 release: deps
 	$(SWIFT) build -c release
+
+# liblivetrace.so (include/livetrace.h): SwiftPM names the product
+# libLiveTraceC.so; its soname, and this link, are liblivetrace.so.
+lib: release
+	ln -sf libLiveTraceC.so $(RELEASE)/liblivetrace.so
 
 demo: release
 	@./Examples/demo.sh $(RELEASE)

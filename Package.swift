@@ -43,6 +43,8 @@ let package = Package(
             dependencies: ["LiveTraceTrampolines", "CLiveTraceShims"],
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=liblivetrace.so"])]
         ),
+        // Benchmarks/tramp-cost.sh: cost per call of an enabled site.
+        .executableTarget(name: "livetrace-tramp-bench", dependencies: ["LiveTrace"], path: "Benchmarks/tramp-bench"),
         .executableTarget(
             name: "livetrace",
             dependencies: ["LiveTrace", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -8,3 +8,4 @@ BIN="${1:-.build/release}"
 export BIN
 # One line per benchmark below.
 Benchmarks/record-hotpath.sh "$BIN"
+Benchmarks/tramp-cost.sh "$BIN"

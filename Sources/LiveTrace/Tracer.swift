@@ -1,7 +1,10 @@
 // The Swift API of trampolines and ops: attach a closure to functions chosen
 // by glob, detach, replace a function by another. Thread-safe: every
 // operation goes through OpsRegistry's lock and the text poke.
-import CLiveTraceShims
+// lt_regs, lt_regs_set_resume and lt_strerror are part of this API (a
+// closure reads and edits the registers): @_exported is the only way to
+// re-export a C module's declarations to `import LiveTrace` users.
+@_exported import CLiveTraceShims
 import LiveTraceSites
 import LiveTraceTrampolines
 
