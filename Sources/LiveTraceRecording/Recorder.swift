@@ -36,14 +36,17 @@ public final class Recorder: @unchecked Sendable {
     /// Starts recording this process into `directory` (created if needed).
     public static func start(
         directory: String, ringCount: Int = RingArea.defaultRingCount,
-        ringCapacity: Int = RingArea.defaultRingCapacity, drainInterval: Duration = .milliseconds(2)
+        ringCapacity: Int = RingArea.defaultRingCapacity,
+        waitTimeoutMicroseconds: UInt32 = RingArea.defaultWaitTimeoutMicroseconds,
+        drainInterval: Duration = .milliseconds(2)
     ) throws(RecordingError) -> Recorder {
         try current.withLock { (current: inout Recorder?) throws(RecordingError) -> Recorder in
             guard current == nil else { throw .recordingActive }
             // Step 1.
             try Sys.mkdir(directory)
             let area = try RingArea.create(
-                path: directory + "/" + TraceFormat.ringsFile, ringCount: ringCount, ringCapacity: ringCapacity)
+                path: directory + "/" + TraceFormat.ringsFile, ringCount: ringCount, ringCapacity: ringCapacity,
+                waitTimeoutMicroseconds: waitTimeoutMicroseconds)
             let drain = try TraceDrain(
                 directory: directory, area: area, command: CommandLine.arguments, pid: UInt64(getpid()))
             try drain.writeObjects(try ObjectCapture.capture(pid: getpid()))
