@@ -9,3 +9,4 @@ export BIN
 # One line per benchmark below.
 Benchmarks/record-hotpath.sh "$BIN"
 Benchmarks/tramp-cost.sh "$BIN"
+Benchmarks/discovery-bench.sh "$BIN"

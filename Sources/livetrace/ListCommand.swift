@@ -36,6 +36,9 @@ struct ListCommand: ParsableCommand {
     @Flag(name: .customLong("sites-only"), help: "Leave out functions that have no site (kind none).")
     var sitesOnly = false
 
+    @Flag(help: "Print only the per-object summary lines (no site rows).")
+    var summary = false
+
     @Option(name: .customLong("match"), help: "Only functions whose name or symbol matches this glob (fnmatch: *, ?, [...]).")
     var match: String?
 
@@ -60,7 +63,7 @@ struct ListCommand: ParsableCommand {
                 table.objects[i].functionsWithoutSites.removeAll { !glob.matches($0.function) && !glob.matches($0.symbol) }
             }
         }
-        let output = json ? ListJSON.render(table) : ListText.render(table)
+        let output = json ? ListJSON.render(table) : ListText.render(table, rows: !summary)
         ListOutput.write(output, to: STDOUT_FILENO)
         for failure in table.failures {
             ListOutput.write("livetrace list: \(failure.error)\n", to: STDERR_FILENO)
@@ -113,32 +116,42 @@ enum ListOutput {
 
 /// The text form: one block per object, one line per site, then a summary.
 enum ListText {
-    static func render(_ table: SiteTable) -> String {
+    static func render(_ table: SiteTable, rows showRows: Bool = true) -> String {
         var out = ""
         for object in table.objects {
             let sources = object.siteSources.isEmpty ? "none" : object.siteSources.joined(separator: ", ")
             out += "\(object.path): \(object.type.rawValue), link-time addresses; site lists: \(sources)\n"
-            let rows = (object.sites + object.functionsWithoutSites).sorted { $0.address < $1.address }
-            let kindWidth = max(4, rows.map { kindLabel($0).count }.max() ?? 4)
-            let nameWidth = min(48, max(8, rows.map { $0.function.count }.max() ?? 8))
-            out += pad("ADDRESS", 18) + "  " + pad("KIND", kindWidth) + "  USABLE  " + pad("FUNCTION", nameWidth) + "  SOURCE\n"
-            for site in rows {
-                var line = pad("0x" + String(site.address, radix: 16), 18) + "  " + pad(kindLabel(site), kindWidth)
-                line += "  " + pad(site.isUsable ? "yes" : "no", 6) + "  " + pad(site.function, nameWidth)
-                line += "  " + (site.sourceFile.map { "\($0):\(site.sourceLine ?? 0)" } ?? "-")
-                if let rejection = site.rejection { line += "  (\(rejection))" }
-                out += line + "\n"
-            }
-            let summary = object.summary
-            var text = "summary: \(summary.found) sites found, \(summary.usable) usable, \(summary.rejected) rejected"
-            if !summary.rejectedByReason.isEmpty {
-                text += " (" + summary.rejectedByReason.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")"
-            }
-            text += "; \(summary.functionsWithoutSites) functions without sites"
-            if object.discardedListEntries > 0 { text += "; \(object.discardedListEntries) list entries of discarded functions (0) ignored" }
-            out += text + "\n\n"
+            if showRows { out += renderRows(object) }
+            out += summaryLine(object) + "\n\n"
         }
         return out
+    }
+
+    static func renderRows(_ object: ObjectSites) -> String {
+        var out = ""
+        let rows = (object.sites + object.functionsWithoutSites).sorted { $0.address < $1.address }
+        let kindWidth = max(4, rows.map { kindLabel($0).count }.max() ?? 4)
+        let nameWidth = min(48, max(8, rows.map { $0.function.count }.max() ?? 8))
+        out += pad("ADDRESS", 18) + "  " + pad("KIND", kindWidth) + "  USABLE  " + pad("FUNCTION", nameWidth) + "  SOURCE\n"
+        for site in rows {
+            var line = pad("0x" + String(site.address, radix: 16), 18) + "  " + pad(kindLabel(site), kindWidth)
+            line += "  " + pad(site.isUsable ? "yes" : "no", 6) + "  " + pad(site.function, nameWidth)
+            line += "  " + (site.sourceFile.map { "\($0):\(site.sourceLine ?? 0)" } ?? "-")
+            if let rejection = site.rejection { line += "  (\(rejection))" }
+            out += line + "\n"
+        }
+        return out
+    }
+
+    static func summaryLine(_ object: ObjectSites) -> String {
+        let summary = object.summary
+        var text = "summary: \(summary.found) sites found, \(summary.usable) usable, \(summary.rejected) rejected"
+        if !summary.rejectedByReason.isEmpty {
+            text += " (" + summary.rejectedByReason.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")"
+        }
+        text += "; \(summary.functionsWithoutSites) functions without sites"
+        if object.discardedListEntries > 0 { text += "; \(object.discardedListEntries) list entries of discarded functions (0) ignored" }
+        return text
     }
 
     static func kindLabel(_ site: Site) -> String {
