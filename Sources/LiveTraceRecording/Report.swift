@@ -38,53 +38,26 @@ public struct TraceReport: Equatable, Sendable {
     /// Computes the report of `trace`, sorted by `sort` (descending, then
     /// by name).
     public init(trace: Trace, sort: ReportSort = .total) {
-        struct Frame { var address: UInt64; var entry: UInt64; var children: UInt64 }
-        struct Accumulator { var calls: UInt64 = 0; var total: UInt64 = 0; var selfTicks: UInt64 = 0; var unfinished: UInt64 = 0 }
-        var table: [UInt64: Accumulator] = [:]
-        var events: UInt64 = 0
-        var lostInStreams: UInt64 = 0
-        var unmatched: UInt64 = 0
-        for stream in trace.streams {
-            var stack: [Frame] = []
-            var active: [UInt64: Int] = [:]
-            var lastTimestamp: UInt64 = 0
-            func close(at time: UInt64, unfinished: Bool) {
-                let frame = stack.removeLast()
-                let duration = time >= frame.entry ? time - frame.entry : 0
-                var acc = table[frame.address, default: Accumulator()]
-                acc.selfTicks += duration >= frame.children ? duration - frame.children : 0
-                if unfinished { acc.unfinished += 1 }
-                let depth = active[frame.address, default: 1] - 1
-                active[frame.address] = depth
-                if depth == 0 { acc.total += duration }
-                table[frame.address] = acc
-                if !stack.isEmpty { stack[stack.count - 1].children += duration }
-            }
-            for event in stream.events {
-                lastTimestamp = max(lastTimestamp, event.timestamp)
-                switch event.kind {
-                case .entry:
-                    events += 1
-                    table[event.address, default: Accumulator()].calls += 1
-                    active[event.address, default: 0] += 1
-                    stack.append(Frame(address: event.address, entry: event.timestamp, children: 0))
-                case .exit:
-                    events += 1
-                    guard let match = stack.lastIndex(where: { $0.address == event.address }) else {
-                        unmatched += 1
-                        continue
-                    }
-                    while stack.count > match { close(at: event.timestamp, unfinished: false) }
-                case .lost:
-                    lostInStreams += event.address
-                }
-            }
-            while !stack.isEmpty { close(at: lastTimestamp, unfinished: true) }
-        }
-        let symbolizer = Symbolizer(trace.objects)
-        let clock = trace.info.clock
+        var accumulator = ReportAccumulator()
+        for stream in trace.streams { accumulator.add(stream) }
+        self.init(accumulator, info: trace.info, objects: trace.objects, sort: sort)
+    }
+
+    /// Computes the report of the trace in `directory` one stream at a time,
+    /// so a trace larger than memory can be reported.
+    public init(directory: String, sort: ReportSort = .total) throws(RecordingError) {
+        let info = try TraceReader.readInfo(directory: directory)
+        let objects = try TraceReader.readObjects(directory: directory)
+        var accumulator = ReportAccumulator()
+        try TraceReader.forEachStream(directory: directory) { accumulator.add($0) }
+        self.init(accumulator, info: info, objects: objects, sort: sort)
+    }
+
+    init(_ accumulator: ReportAccumulator, info: TraceInfo, objects: ObjectTable, sort: ReportSort) {
+        let symbolizer = Symbolizer(objects)
+        let clock = info.clock
         func ns(_ ticks: UInt64) -> UInt64 { UInt64(clock.nanoseconds(ticks: ticks).rounded()) }
-        var functions = table.map { address, acc in
+        var functions = accumulator.table.map { address, acc in
             FunctionStats(
                 function: symbolizer.describe(address), address: address, calls: acc.calls,
                 totalNs: ns(acc.total), selfNs: ns(acc.selfTicks), unfinished: acc.unfinished)
@@ -100,10 +73,10 @@ public struct TraceReport: Equatable, Sendable {
             return (a.function, a.address) < (b.function, b.address)
         }
         self.functions = functions
-        self.threads = trace.streams.count
-        self.events = events
-        self.lostEvents = lostInStreams + trace.info.lostWithoutRing
-        self.unmatchedExits = unmatched
+        self.threads = accumulator.threads
+        self.events = accumulator.events
+        self.lostEvents = accumulator.lostInStreams + info.lostWithoutRing
+        self.unmatchedExits = accumulator.unmatchedExits
     }
 
     // MARK: - output
@@ -168,5 +141,62 @@ public struct TraceReport: Equatable, Sendable {
             }
         }
         return out + "\""
+    }
+}
+
+/// Per-function sums in TSC ticks, fed one thread stream at a time (the
+/// rules at the top of this file).
+struct ReportAccumulator {
+    struct Sums { var calls: UInt64 = 0; var total: UInt64 = 0; var selfTicks: UInt64 = 0; var unfinished: UInt64 = 0 }
+    private struct Frame { var address: UInt64; var entry: UInt64; var children: UInt64 }
+
+    private(set) var table: [UInt64: Sums] = [:]
+    private(set) var threads = 0
+    private(set) var events: UInt64 = 0
+    private(set) var lostInStreams: UInt64 = 0
+    private(set) var unmatchedExits: UInt64 = 0
+    // Per stream; kept to reuse their storage.
+    private var stack: [Frame] = []
+    private var active: [UInt64: Int] = [:]
+
+    mutating func add(_ stream: ThreadStream) {
+        threads += 1
+        stack.removeAll(keepingCapacity: true)
+        active.removeAll(keepingCapacity: true)
+        var lastTimestamp: UInt64 = 0
+        for event in stream.events {
+            lastTimestamp = max(lastTimestamp, event.timestamp)
+            switch event.kind {
+            case .entry:
+                events += 1
+                table[event.address, default: Sums()].calls += 1
+                active[event.address, default: 0] += 1
+                stack.append(Frame(address: event.address, entry: event.timestamp, children: 0))
+            case .exit:
+                events += 1
+                guard let match = stack.lastIndex(where: { $0.address == event.address }) else {
+                    unmatchedExits += 1
+                    continue
+                }
+                while stack.count > match { closeTop(at: event.timestamp, unfinished: false) }
+            case .lost:
+                lostInStreams += event.address
+            }
+        }
+        while !stack.isEmpty { closeTop(at: lastTimestamp, unfinished: true) }
+    }
+
+    /// Pops the innermost frame ended at `time`: its duration goes to its
+    /// self time minus its callees, to its total when it is the outermost
+    /// active call of its function, and to its caller's callee time.
+    private mutating func closeTop(at time: UInt64, unfinished: Bool) {
+        let frame = stack.removeLast()
+        let duration = time >= frame.entry ? time - frame.entry : 0
+        let depth = active[frame.address, default: 1] - 1
+        active[frame.address] = depth
+        table[frame.address, default: Sums()].selfTicks += duration >= frame.children ? duration - frame.children : 0
+        if unfinished { table[frame.address, default: Sums()].unfinished += 1 }
+        if depth == 0 { table[frame.address, default: Sums()].total += duration }
+        if !stack.isEmpty { stack[stack.count - 1].children += duration }
     }
 }

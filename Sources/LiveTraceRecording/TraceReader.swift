@@ -31,8 +31,7 @@ public enum TraceReader {
         return info
     }
 
-    public static func read(directory: String) throws(RecordingError) -> Trace {
-        let info = try readInfo(directory: directory)
+    public static func readObjects(directory: String) throws(RecordingError) -> ObjectTable {
         let objectsPath = directory + "/" + TraceFormat.objectsFile
         guard Sys.exists(objectsPath) else { throw .missingTraceFile(objectsPath) }
         let objects = try TraceJSON.decode(ObjectTable.self, from: try Sys.readFile(objectsPath), file: objectsPath)
@@ -44,13 +43,27 @@ public enum TraceReader {
                 throw .damagedTrace(file: objectsPath, reason: "object \(object.path): bad address range \(range)")
             }
         }
+        return objects
+    }
+
+    /// Decodes the streams one at a time, in file-name order, and hands each
+    /// to `body`; only one stream is in memory at once.
+    public static func forEachStream(
+        directory: String, _ body: (ThreadStream) throws(RecordingError) -> Void
+    ) throws(RecordingError) {
         let streamsPath = directory + "/" + TraceFormat.streamsDirectory
         guard Sys.exists(streamsPath) else { throw .missingTraceFile(streamsPath) }
-        var streams: [ThreadStream] = []
         for name in try listDirectory(streamsPath) where name.hasSuffix("." + TraceFormat.streamExtension) {
             let path = streamsPath + "/" + name
-            streams.append(try StreamCodec.decode(try Sys.readFile(path), file: path))
+            try body(try StreamCodec.decode(try Sys.readFile(path), file: path))
         }
+    }
+
+    public static func read(directory: String) throws(RecordingError) -> Trace {
+        let info = try readInfo(directory: directory)
+        let objects = try readObjects(directory: directory)
+        var streams: [ThreadStream] = []
+        try forEachStream(directory: directory) { streams.append($0) }
         streams.sort {
             ($0.identity.pid, $0.identity.tid, $0.identity.ring, $0.identity.generation)
                 < ($1.identity.pid, $1.identity.tid, $1.identity.ring, $1.identity.generation)

@@ -28,17 +28,18 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         let order = ReportSort(rawValue: sort)!
-        let trace: Trace
+        let report: TraceReport
+        let info: TraceInfo
         do {
-            trace = try TraceReader.read(directory: directory)
+            info = try TraceReader.readInfo(directory: directory)
+            report = try TraceReport(directory: directory, sort: order)
         } catch {
             FileHandle.standardError.write(Data("livetrace report: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        let report = TraceReport(trace: trace, sort: order)
         let output = json ? report.json(sort: order) : report.text()
         FileHandle.standardOutput.write(Data(output.utf8))
-        if !trace.info.complete {
+        if !info.complete {
             FileHandle.standardError.write(Data("livetrace report: the trace is incomplete (recording still running, or not salvaged)\n".utf8))
         }
     }

@@ -112,6 +112,15 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(report.functions.map(\.function), ["main", "fib", "worker", "leaf"], "sorted by total")
     }
 
+    func testStreamingReportOfADirectoryEqualsTheInMemoryReport() throws {
+        let dir = RecordingFixtures.scratchDirectory("report-streaming")
+        let trace = Self.trace([Self.thread1, Self.thread2])
+        try TraceWriter.write(trace, to: dir)
+        for sort in ReportSort.allCases {
+            XCTAssertEqual(try TraceReport(directory: dir, sort: sort), TraceReport(trace: trace, sort: sort))
+        }
+    }
+
     func testTicksAreConvertedWithTheCalibration() throws {
         // 3 ticks per ns: every duration is a third.
         let scaled = Self.thread1.map { event -> TraceEvent in
