@@ -18,10 +18,7 @@ public final class Recorder: @unchecked Sendable {
     public let directory: String
     public let area: RingArea
     private let drain: TraceDrain
-    private let running = Atomic<Bool>(true)
-    private let drainError = Mutex<RecordingError?>(nil)
-    private let finished = DispatchSemaphore(value: 0)
-    private let interval: Duration
+    private let thread: DrainThread
 
     /// At most one recording per process (the writer layer has one area).
     private static let current = Mutex<Recorder?>(nil)
@@ -30,7 +27,7 @@ public final class Recorder: @unchecked Sendable {
         self.directory = directory
         self.area = area
         self.drain = drain
-        self.interval = interval
+        self.thread = DrainThread(drain: drain, interval: interval)
     }
 
     /// Starts recording this process into `directory` (created if needed).
@@ -58,25 +55,8 @@ public final class Recorder: @unchecked Sendable {
             }
             // Step 3.
             let recorder = Recorder(directory: directory, area: area, drain: drain, interval: drainInterval)
-            let thread = Thread { recorder.drainLoop() }
-            thread.name = "livetrace-drain"
-            thread.start()
             current = recorder
             return recorder
-        }
-    }
-
-    private func drainLoop() {
-        lt_record_thread_ignore(1)
-        defer { finished.signal() }
-        while running.load(ordering: .acquiring) {
-            do {
-                if try drain.drainOnce() == 0 { Thread.sleep(forTimeInterval: interval.seconds) }
-            } catch {
-                drainError.withLock { $0 = error }
-                drain.detachReader()
-                return
-            }
         }
     }
 
@@ -89,9 +69,7 @@ public final class Recorder: @unchecked Sendable {
             // Step 1.
             let status = lt_record_detach()
             // Step 2.
-            running.store(false, ordering: .releasing)
-            finished.wait()
-            if let error = drainError.withLock({ $0 }) { throw error }
+            try thread.stop()
             guard status == 0 else { throw .writer(call: "lt_record_detach", code: status) }
             // Step 3.
             let summary = try drain.finish(objects: try ObjectCapture.capture(pid: getpid()))

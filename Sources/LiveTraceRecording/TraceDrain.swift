@@ -144,6 +144,12 @@ public final class TraceDrain: @unchecked Sendable {
             lostWithoutRing: area.lostWithoutRing, bytes: bytes)
     }
 
+    /// Records the program's pid once it is known (info.json is rewritten).
+    public func setProgram(pid: UInt64) throws(RecordingError) {
+        info.pid = pid
+        try writeInfo()
+    }
+
     /// Tells writers nobody drains any more: a full ring then loses at once.
     public func detachReader() { area.setReader(attached: false) }
 

@@ -87,3 +87,47 @@ final class CrashSalvageTests: XCTestCase {
         }
     }
 }
+
+/// The CLI's side: a RecordingSession around a program that finds its ring
+/// area through LIVETRACE_RINGS.
+final class RecordingSessionTests: XCTestCase {
+    private func runSession(_ name: String, end: String) throws -> (Trace, ProcessResult, DrainSummary) {
+        let writer = try RecordingFixtures.ringWriter()
+        let dir = RecordingFixtures.scratchDirectory(name)
+        let session = try RecordingSession.start(directory: dir, command: [writer], ringCapacity: 1 << 12)
+        XCTAssertEqual(session.environment["LIVETRACE_RINGS"], dir + "/rings")
+        let result = try Fixtures.run([writer, "-", "3", "40000", "1", end], environment: session.environment)
+        let summary = try session.finish(programDied: result.signaled)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/rings"))
+        return (try TraceReader.read(directory: dir), result, summary)
+    }
+
+    func testSessionRecordsAProgramThatExits() throws {
+        let (trace, result, summary) = try runSession("session-exit", end: "exit")
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(summary.threads, 3)
+        XCTAssertEqual(summary.events, 3 * 80_000)
+        XCTAssertEqual(summary.lost, 0)
+        XCTAssertTrue(trace.info.complete)
+        XCTAssertFalse(trace.info.salvaged)
+        for stream in trace.streams { XCTAssertEqual(checkWriterStream(stream).pairs, 40_000) }
+    }
+
+    func testSessionSalvagesAProgramThatDies() throws {
+        let (trace, result, summary) = try runSession("session-segv", end: "joined-segv")
+        XCTAssertTrue(result.signaled)
+        XCTAssertTrue(trace.info.salvaged)
+        XCTAssertEqual(summary.events + summary.lost, 3 * 80_000)
+        for stream in trace.streams {
+            let (pairs, lost) = checkWriterStream(stream)
+            XCTAssertEqual(UInt64(pairs) * 2 + lost, 80_000)
+        }
+    }
+
+    func testProgramWithoutTheVariableIsNotRecorded() throws {
+        let writer = try RecordingFixtures.ringWriter()
+        let result = try Fixtures.run([writer, "-", "1", "10", "1", "exit"], environment: ["LIVETRACE_RINGS": ""])
+        XCTAssertEqual(result.status, 3)
+        XCTAssertTrue(result.stderr.contains("-\(ENOENT)"), result.stderr)
+    }
+}

@@ -4,6 +4,9 @@
  *
  *   ring_writer RINGS THREADS PAIRS_PER_THREAD MIN_PAIRS END
  *
+ * RINGS "-" takes the ring area from the environment (LIVETRACE_RINGS), as
+ * the LD_PRELOAD shim does.
+ *
  * Thread t writes PAIRS_PER_THREAD entry/exit pairs; the address of pair s
  * is ((t + 1) << 32) | s, depth 0 for the entry and the exit. Once every
  * thread has written MIN_PAIRS pairs, the main thread prints "ready" and
@@ -71,7 +74,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s RINGS THREADS PAIRS MIN_PAIRS exit|segv|abort|joined-segv\n", argv[0]);
         return 2;
     }
-    int status = lt_record_attach_file(argv[1]);
+    int status = strcmp(argv[1], "-") == 0 ? lt_record_attach_env() : lt_record_attach_file(argv[1]);
     if (status != 0) {
         fprintf(stderr, "lt_record_attach_file: %d\n", status);
         return 3;
