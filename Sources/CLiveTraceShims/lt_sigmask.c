@@ -17,8 +17,7 @@
 
 void lt_sigmask_remove_protected(sigset_t *set) {
     sigdelset(set, SIGTRAP);
-    int sync = lt_trap_sync_signal();
-    if (sync > 0) sigdelset(set, sync);
+    sigdelset(set, lt_trap_sync_signal());
 }
 
 int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {

@@ -64,3 +64,7 @@ void lt_sys_serialize_this_core(void) {
 int lt_sys_sigrtmax(void) {
     return SIGRTMAX;
 }
+
+int lt_sys_sigrtmin(void) {
+    return SIGRTMIN;
+}

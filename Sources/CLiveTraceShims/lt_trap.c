@@ -128,8 +128,7 @@ static int forward_index(int sig) { return sig == SIGTRAP ? 0 : 1; }
  * process) and the sync signal (the patcher waits for its acknowledgement). */
 static void remove_protected(sigset_t *set) {
     sigdelset(set, SIGTRAP);
-    int sync = atomic_load(&lt_sync_signo);
-    if (sync > 0) sigdelset(set, sync);
+    sigdelset(set, lt_trap_sync_signal());
 }
 
 /* Delivers a signal that is not ours as the kernel would have without us:
@@ -320,7 +319,10 @@ long lt_trap_install(int sync_signal) {
 }
 
 int lt_trap_is_installed(void) { return atomic_load(&lt_installed); }
-int lt_trap_sync_signal(void) { return atomic_load(&lt_sync_signo); }
+int lt_trap_sync_signal(void) {
+    int installed = atomic_load(&lt_sync_signo);
+    return installed > 0 ? installed : lt_sys_sigrtmax() - 2;
+}
 
 long lt_trap_reinstall_if_replaced(void) {
     if (!atomic_load(&lt_installed)) return -EINVAL;

@@ -11,23 +11,58 @@ public struct MemoryMapping: Sendable, Hashable {
     public var executable: Bool
     public var path: String
 
-    /// The mappings of this process, sorted by address.
+    /// The mappings of this process, sorted by address. A byte-level
+    /// parser: it runs once per batch.
+    ///
+    ///     start-end perms offset dev inode [path]
+    ///     7f12a000-7f12b000 r-xp 00001000 08:01 1234  /usr/lib/libfoo.so
     public static func current() throws(SystemCallError) -> [MemoryMapping] {
-        let text = String(decoding: try Syscall.readFile("/proc/self/maps"), as: UTF8.self)
+        let text = try Syscall.readFile("/proc/self/maps")
         var result: [MemoryMapping] = []
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count >= 2 else { continue }
-            let range = fields[0].split(separator: "-")
-            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16) else { continue }
-            let perms = Array(fields[1].utf8)
-            guard perms.count >= 3 else { continue }
-            let path = fields.count == 6 ? String(fields[5]).trimmingLeadingSpaces() : ""
-            result.append(MemoryMapping(
-                start: start, end: end, readable: perms[0] == UInt8(ascii: "r"),
-                writable: perms[1] == UInt8(ascii: "w"), executable: perms[2] == UInt8(ascii: "x"), path: path))
+        var i = 0
+        let n = text.count
+        func hexNumber(_ i: inout Int) -> UInt {
+            var v: UInt = 0
+            while i < n, let d = hexDigit(text[i]) {
+                v = v << 4 | UInt(d)
+                i += 1
+            }
+            return v
+        }
+        while i < n {
+            let lineStart = i
+            var lineEnd = i
+            while lineEnd < n && text[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            defer { i = lineEnd + 1 }
+            var p = lineStart
+            let start = hexNumber(&p)
+            guard p < lineEnd, text[p] == UInt8(ascii: "-") else { continue }
+            p += 1
+            let end = hexNumber(&p)
+            guard p + 4 < lineEnd else { continue }
+            p += 1
+            let r = text[p] == UInt8(ascii: "r"), w = text[p + 1] == UInt8(ascii: "w"), x = text[p + 2] == UInt8(ascii: "x")
+            // The path is the sixth field, if any.
+            var field = 1
+            while p < lineEnd && field < 5 {
+                while p < lineEnd && text[p] != UInt8(ascii: " ") { p += 1 }
+                while p < lineEnd && text[p] == UInt8(ascii: " ") { p += 1 }
+                field += 1
+            }
+            while p < lineEnd && text[p] != UInt8(ascii: " ") { p += 1 }
+            while p < lineEnd && text[p] == UInt8(ascii: " ") { p += 1 }
+            let path = p < lineEnd ? String(decoding: text[p..<lineEnd], as: UTF8.self) : ""
+            result.append(MemoryMapping(start: start, end: end, readable: r, writable: w, executable: x, path: path))
         }
         return result
+    }
+
+    private static func hexDigit(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+        default: return nil
+        }
     }
 
     /// The mapping containing `address` in a sorted list.
@@ -39,12 +74,6 @@ public struct MemoryMapping: Sendable, Hashable {
         }
         guard lo < mappings.count, mappings[lo].start <= address else { return nil }
         return mappings[lo]
-    }
-}
-
-extension String {
-    fileprivate func trimmingLeadingSpaces() -> String {
-        String(drop(while: { $0 == " " }))
     }
 }
 
@@ -71,6 +100,11 @@ public struct CodeWriter: Sendable {
     public struct Write: Sendable {
         public var address: UInt
         public var bytes: [UInt8]
+
+        public init(address: UInt, bytes: [UInt8]) {
+            self.address = address
+            self.bytes = bytes
+        }
     }
 
     public var method: Method

@@ -115,14 +115,46 @@ public enum CoreSerializer {
                 lt_trap_load_ack(request, UInt64(i)) != 0 || !Syscall.threadExists(tids[i])
             }
             if pending.isEmpty { break }
+            // The threads we wait for may need this core to run their
+            // handlers (more runnable threads than cores): give it up.
             spins += 1
-            if spins > 64 { sched_yield() }
+            if spins > 16 { sched_yield() }
             if monotonicNanoseconds() > deadline {
-                let late = pending.map { String(tids[$0]) }.joined(separator: ", ")
+                let late = pending.map { describeThread(tids[$0]) }.joined(separator: "; ")
                 throw .protocolFailed("thread(s) \(late) did not acknowledge the sync signal (blocked by a raw system call?)")
             }
         }
         return tids.count
+    }
+
+    /// The sync signal to install: `preferred` unless some thread already
+    /// blocks it (a thread that blocked it before we could protect it never
+    /// acknowledges) or the program has a handler for it; then the highest
+    /// free real-time signal above SIGRTMIN+3.
+    static func chooseSyncSignal(preferred: Int32) -> Int32 {
+        var blocked: UInt64 = 0
+        for tid in (try? Syscall.threadIDs()) ?? [] {
+            guard let status = try? Syscall.readFile("/proc/self/task/\(tid)/status") else { continue }
+            for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("SigBlk:") {
+                blocked |= UInt64(line.dropFirst("SigBlk:".count).trimmingCharacters(in: " \t"), radix: 16) ?? 0
+            }
+        }
+        func free(_ signal: Int32) -> Bool {
+            guard blocked & (UInt64(1) << UInt64(signal - 1)) == 0 else { return false }
+            var current = sigaction()
+            guard lt_sys_libc_sigaction(signal, nil, &current) == 0 else { return false }
+            return current.__sigaction_handler.sa_handler == nil // SIG_DFL
+        }
+        if free(preferred) { return preferred }
+        let rtmax = lt_sys_sigrtmax(), rtmin = lt_sys_sigrtmin()
+        return stride(from: rtmax, to: rtmin + 3, by: -1).first(where: free) ?? preferred
+    }
+
+    /// "tid (name), blocked signals: mask" from /proc/self/task/N, for errors.
+    static func describeThread(_ tid: Int32) -> String {
+        let status = (try? Syscall.readFile("/proc/self/task/\(tid)/status")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let fields = status.split(separator: "\n").filter { $0.hasPrefix("Name:") || $0.hasPrefix("SigBlk:") || $0.hasPrefix("State:") }
+        return "\(tid) (\(fields.joined(separator: ", ").replacingTabs()))"
     }
 
     /// /proc/self/task/N/syscall starts with the system call number when the
@@ -138,5 +170,15 @@ public enum CoreSerializer {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+extension StringProtocol {
+    fileprivate func replacingTabs() -> String {
+        String(map { $0 == "\t" ? " " : $0 })
+    }
+
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        String(drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed())
     }
 }

@@ -39,7 +39,9 @@ public final class TextPoker: Sendable {
         /// fallback when this is nil.
         public var serialization: CoreSerializer.Mechanism?
         public var writeMethod: CodeWriter.Method
-        /// The real-time signal used to reach every thread.
+        /// The real-time signal used to reach every thread (the first
+        /// batch installs it; if a thread already blocks it or the program
+        /// handles it, a free real-time signal is chosen instead).
         public var syncSignal: Int32
 
         public init(
@@ -200,7 +202,7 @@ public final class TextPoker: Sendable {
         if let wedged = state.wedged {
             problem = .protocolFailed("an earlier batch could not complete: \(wedged)")
         } else if lt_trap_is_installed() == 0 {
-            let r = lt_trap_install(state.configuration.syncSignal)
+            let r = lt_trap_install(CoreSerializer.chooseSyncSignal(preferred: state.configuration.syncSignal))
             if r < 0 { problem = .protocolFailed("installing the SIGTRAP handler: \(SystemCallError(call: "sigaction", errno: Int32(-r)))") }
         } else {
             let r = lt_trap_reinstall_if_replaced()
@@ -240,6 +242,7 @@ public final class TextPoker: Sendable {
     ///     nop1x5 / patchable (gcc)  90 90 90 90 90    → 0f 1f 44 00 00  (rescue)
     ///     callFentry                e8 r0 r1 r2 r3    → 0f 1f 44 00 00
     ///     callFentryGOT             ff 15 r0 r1 r2 r3 → 0f 1f 44 00 00 90
+    ///                            or 67 e8 r0 r1 r2 r3 → 0f 1f 44 00 00 90
     private func planNormalization(of site: Site, state: inout State, plan: inout [PlannedWrite], result: inout BatchResult) {
         let a = site.address
         if let record = state.records[a] {
@@ -276,14 +279,15 @@ public final class TextPoker: Sendable {
                 result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call rel32 (e8)", found: found)))
             }
         case .callFentryGOT:
-            if Array(found[0..<2]) == X86SiteEncoding.callIndirectRipRelative {
+            let opcode = Array(found[0..<2])
+            if opcode == X86SiteEncoding.callIndirectRipRelative || opcode == X86SiteEncoding.callAddr32Rel32 {
                 plan.append(PlannedWrite(site: site, old: found, new: X86SiteEncoding.nop5 + [X86SiteEncoding.nop1],
                                          becomes: .nop, next: a + UInt(found.count), rescue: false))
             } else if isNop5 && found[5] == X86SiteEncoding.nop1 {
                 state.records[a] = SiteRecord(instruction: .nop)
                 result.unchanged.append(site)
             } else {
-                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call *rel32(%rip) (ff 15)", found: found)))
+                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call *rel32(%rip) (ff 15) or addr32 call (67 e8)", found: found)))
             }
         case .none:
             result.skipped.append(SiteOutcome(site: site, problem: .unsupportedKind(.none)))

@@ -7,6 +7,8 @@ import LiveTraceSites
 ///     nop1x5          90 90 90 90 90        five `nop` (gcc)
 ///     callFentry      e8 r0 r1 r2 r3        call __fentry__
 ///     callFentryGOT   ff 15 r0 r1 r2 r3     call *__fentry__@GOTPCREL(%rip)
+///                  or 67 e8 r0 r1 r2 r3     addr32 call __fentry__ (the same call
+///                                           after the linker relaxed the GOT load)
 ///       normal form, off:   0f 1f 44 00 00 [90]
 ///       normal form, on:    e8 t0 t1 t2 t3 [90]    t = target - (A + 5)
 ///     ([90]: only for callFentryGOT, a permanent 1-byte nop at A+5 so that
@@ -18,6 +20,8 @@ public enum X86SiteEncoding {
     public static let callRel32Opcode: UInt8 = 0xE8
     /// `ff 15`: call through a rip-relative memory operand.
     public static let callIndirectRipRelative: [UInt8] = [0xFF, 0x15]
+    /// `67 e8`: addr32 call rel32, the linker's relaxation of `ff 15`.
+    public static let callAddr32Rel32: [UInt8] = [0x67, 0xE8]
     /// The 4-byte prefix common to every `nopl 0x0(%rax,%rax,1)` form.
     public static let nop5Prefix: [UInt8] = [0x0F, 0x1F, 0x44, 0x00]
     /// The 5-byte nop the text poke writes.

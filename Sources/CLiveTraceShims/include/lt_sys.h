@@ -39,8 +39,9 @@ long lt_sys_libc_sigaction(int sig, const struct sigaction *act, struct sigactio
 void lt_sys_raise_sigtrap(void);
 void lt_sys_execute_int3(void);
 
-/* SIGRTMAX as glibc computes it at run time (a macro Swift cannot import). */
+/* SIGRTMAX and SIGRTMIN as glibc computes it at run time (macros Swift cannot import). */
 int lt_sys_sigrtmax(void);
+int lt_sys_sigrtmin(void);
 
 /* The x86 `cpuid` instruction: architecturally serializing, usable in user
  * mode; the patcher runs it on its own core after each step. */

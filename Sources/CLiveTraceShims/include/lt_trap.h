@@ -75,6 +75,8 @@ uint32_t lt_trap_load_ack(const lt_ack_request *request, uint64_t index);
  * or -errno. Idempotent. */
 long lt_trap_install(int sync_signal);
 int lt_trap_is_installed(void);
+/* The sync signal: the installed one, or before installation the default
+ * (SIGRTMAX - 2), which the interposed mask functions already protect. */
 int lt_trap_sync_signal(void);
 
 /* Asks the kernel whether our handlers are still the installed ones; for
