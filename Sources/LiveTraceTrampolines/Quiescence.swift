@@ -18,8 +18,21 @@
 //             (/proc/self/task/T/syscall) with its PC outside lt_tramp_text
 //             and the JIT regions: it is not between a site's call and E1,
 //             and it has not entered anything since R2;
-//         (d) it has exited.
-//       Threads without a slot (never traced) are judged by (c) and (d).
+//         (d) it has exited;
+//         (e) its seq is unchanged and even, and it has run for at least
+//             `windowCPUBound` of CPU time since R3 first looked at it
+//             (/proc/self/task/T/schedstat): the stretch between a site's
+//             call and E1 is some twenty straight-line instructions with no
+//             system call, and a fault there that sleeps is seen by (c), so
+//             a thread that ran that long has left it — unless a signal
+//             handler interrupted it there and ran as long (see below).
+//       Threads without a slot (never traced) are judged by (c), (d), (e).
+//
+// The one case the rules cannot see: a signal handler that interrupts a
+// thread between a site's call and E1 and then either calls a traced
+// function (advancing seq, rule b) or computes for longer than
+// `windowCPUBound` (rule e). Signals delivered in that window of a few
+// nanoseconds, while a grace period runs, are the residual risk.
 //   R4  repeat R3 with a growing pause until every thread is quiescent, or
 //       the deadline passes: then nothing is freed (the retired items wait
 //       for the next grace period) and the caller gets a timeout.
@@ -33,7 +46,12 @@ enum Quiescence {
         var tid: Int32
         var slot: Int?
         var seq: UInt64
+        /// On-CPU nanoseconds when R3 first found the thread running.
+        var cpuBaseline: UInt64?
     }
+
+    /// Rule (e): CPU time after which a running thread is past the window.
+    static let windowCPUBound: UInt64 = 1_000_000
 
     /// Waits for a grace period (R1–R4). `codeRanges` are the JIT regions.
     static func synchronize(codeRanges: [(UInt, UInt)], deadline: Duration = .seconds(2)) throws(TraceError) {
@@ -53,7 +71,7 @@ enum Quiescence {
             guard let tid = Int32(name), tid != me else { continue }
             let slot = slotOfTid[tid]
             let seq = slot.map { lt_slot_load_seq(lt_thread_slot_at(Int32($0))) } ?? 0
-            pending.append(ThreadSnapshot(tid: tid, slot: slot, seq: seq))
+            pending.append(ThreadSnapshot(tid: tid, slot: slot, seq: seq, cpuBaseline: nil))
         }
         let ranges = codeRanges + [(lt_tramp_text_start(), lt_tramp_text_end())]
         let clock = ContinuousClock()
@@ -95,12 +113,32 @@ enum Quiescence {
                 for i in 0..<Int(LT_THREAD_SLOTS) where lt_slot_load_tid(lt_thread_slot_at(Int32(i))) == thread.tid {
                     thread.slot = i
                     thread.seq = lt_slot_load_seq(lt_thread_slot_at(Int32(i)))
-                    break
+                    thread.cpuBaseline = nil
+                    return false
                 }
             }
-            return false
+            // (e): running, seq unchanged (or no slot): how long has it run?
+            guard let cpu = try cpuTime(of: thread.tid) else { return true }   // exited
+            guard let baseline = thread.cpuBaseline else {
+                thread.cpuBaseline = cpu
+                return false
+            }
+            return cpu &- baseline >= windowCPUBound
         }
         return !codeRanges.contains { pc >= $0.0 && pc < $0.1 }
+    }
+}
+
+extension Quiescence {
+    /// On-CPU nanoseconds of a thread (first field of schedstat); nil when
+    /// the thread is gone.
+    static func cpuTime(of tid: Int32) throws(TraceError) -> UInt64? {
+        guard let text = try Sys.readFile("/proc/self/task/\(tid)/schedstat") else { return nil }
+        let first = text.prefix { $0 != UInt8(ascii: " ") }
+        guard let value = UInt64(String(decoding: first, as: UTF8.self)) else {
+            throw TraceError.sitesUnavailable("unreadable /proc/self/task/\(tid)/schedstat")
+        }
+        return value
     }
 }
 

@@ -65,4 +65,15 @@ final class CAPITests: XCTestCase {
         XCTAssertFalse(result.signaled)
         XCTAssertTrue(result.stdout.contains("restored: price_with_tax(1000) = 1100"), result.stdout)
     }
+
+    func testSwiftProgramTracesItsOwnSwiftFunctions() throws {
+        let lib = try Self.libraryDirectory()
+        let out = Fixtures.buildDirectory.appendingPathComponent("swift-trace-self").path
+        try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let result = try Fixtures.run(["/bin/bash", Self.examplesDirectory + "/swift-trace-self.sh", lib, out])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        // fib(15) makes 2 * fib(16) - 1 = 1973 calls; greet is called once.
+        XCTAssertTrue(result.stdout.contains("fib(15) = 610; traced calls: 1973; last argument seen: 1"), result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("Hello, LiveTrace! traced calls of fib and greet: 1"), result.stdout)
+    }
 }

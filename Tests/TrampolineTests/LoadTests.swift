@@ -10,8 +10,8 @@ final class LoadTests: XCTestCase {
     struct Load {
         let handle: UnsafeMutableRawPointer
         let start: @convention(c) (Int32, Int32) -> Int32
-        let stop: @convention(c) () -> Void
-        let snapshotFunction: @convention(c) (UnsafeMutablePointer<UInt64>) -> Void
+        let stopFunction: @convention(c) () -> Int32
+        let snapshotFunction: @convention(c) (UnsafeMutablePointer<UInt64>, Int32) -> Void
         let countA: UnsafeMutablePointer<UInt64>
         let countB: UnsafeMutablePointer<UInt64>
         let callbackA: OpsCallback
@@ -20,8 +20,8 @@ final class LoadTests: XCTestCase {
         init() throws {
             handle = try TrampolineFixtures.library("ltfix_load", sources: ["load.c"])
             start = TrampolineFixtures.symbol(handle, "lt_load_start", as: (@convention(c) (Int32, Int32) -> Int32).self)
-            stop = TrampolineFixtures.symbol(handle, "lt_load_stop", as: (@convention(c) () -> Void).self)
-            snapshotFunction = TrampolineFixtures.symbol(handle, "lt_load_snapshot", as: (@convention(c) (UnsafeMutablePointer<UInt64>) -> Void).self)
+            stopFunction = TrampolineFixtures.symbol(handle, "lt_load_stop", as: (@convention(c) () -> Int32).self)
+            snapshotFunction = TrampolineFixtures.symbol(handle, "lt_load_snapshot", as: (@convention(c) (UnsafeMutablePointer<UInt64>, Int32) -> Void).self)
             countA = TrampolineFixtures.address(handle, "lt_load_count_a").assumingMemoryBound(to: UInt64.self)
             countB = TrampolineFixtures.address(handle, "lt_load_count_b").assumingMemoryBound(to: UInt64.self)
             callbackA = TrampolineFixtures.symbol(handle, "lt_load_count_a_callback", as: OpsCallback.self)
@@ -30,9 +30,12 @@ final class LoadTests: XCTestCase {
 
         struct Progress { var started: UInt64; var finished: UInt64; var lastOldIndex: UInt64; var oldCalls: UInt64; var newCalls: UInt64 }
 
+        /// Stops the workers (idempotent: every test also defers it).
+        func stop() { _ = stopFunction() }
+
         func snapshot(workers: Int) -> [Progress] {
             var raw = [UInt64](repeating: 0, count: 5 * workers)
-            raw.withUnsafeMutableBufferPointer { snapshotFunction($0.baseAddress!) }
+            raw.withUnsafeMutableBufferPointer { snapshotFunction($0.baseAddress!, Int32(workers)) }
             return (0..<workers).map { Progress(started: raw[5 * $0], finished: raw[5 * $0 + 1], lastOldIndex: raw[5 * $0 + 2], oldCalls: raw[5 * $0 + 3], newCalls: raw[5 * $0 + 4]) }
         }
     }
@@ -51,6 +54,7 @@ final class LoadTests: XCTestCase {
         }
         XCTAssertTrue(OpsRegistry.shared.isPerFunctionTrampoline(perFunctionTarget, of: a.ops))
         XCTAssertEqual(load.start(Int32(Self.workers), 0), 0)
+        defer { load.stop() }
 
         var insideCalls: UInt64 = 0
         var windowsWithCalls = 0
@@ -98,6 +102,7 @@ final class LoadTests: XCTestCase {
         let load = try Load()
         let cycles = Self.soak ? 5_000 : 300
         XCTAssertEqual(load.start(Int32(Self.workers), 1), 0)
+        defer { load.stop() }
         let fixed = TrampolineFixtures.address(load.handle, "lt_load_fixed")
         var newCallsInWindows: UInt64 = 0
         for cycle in 0..<cycles {
@@ -127,6 +132,7 @@ final class LoadTests: XCTestCase {
         load.countA.pointee = 0
         let a = try Tracer.attach(["lt_load_f"], callback: load.callbackA)
         XCTAssertEqual(load.start(Int32(Self.workers), 0), 0)
+        defer { load.stop() }
         var baseline: (Int, OpsRegistry.Statistics)? = nil
         let clock = ContinuousClock()
         let began = clock.now

@@ -68,7 +68,7 @@ NOSITE static void *worker(void *arg) {
 
 /* Starts `count` workers calling lt_load_f (live = 0) or lt_load_buggy. */
 NOSITE int lt_load_start(int count, int live) {
-    if (count > MAX_WORKERS) return -1;
+    if (count > MAX_WORKERS || worker_count != 0) return -1;
     memset(progress, 0, sizeof progress);
     __atomic_store_n(&stop_flag, 0, __ATOMIC_SEQ_CST);
     worker_count = count;
@@ -83,15 +83,19 @@ NOSITE int lt_load_start(int count, int live) {
     return 0;
 }
 
-NOSITE void lt_load_stop(void) {
+/* Stops and joins the workers; idempotent. Returns the workers stopped. */
+NOSITE int lt_load_stop(void) {
     __atomic_store_n(&stop_flag, 1, __ATOMIC_SEQ_CST);
     for (int t = 0; t < worker_count; t++) pthread_join(threads[t], NULL);
+    int stopped = worker_count;
+    worker_count = 0;
+    return stopped;
 }
 
 /* Copies the progress of every worker: five uint64 per worker, in the order
  * started, finished, last_old_index, old_calls, new_calls. */
-NOSITE void lt_load_snapshot(uint64_t *out) {
-    for (int t = 0; t < worker_count; t++) {
+NOSITE void lt_load_snapshot(uint64_t *out, int workers) {
+    for (int t = 0; t < workers; t++) {
         out[5 * t + 0] = __atomic_load_n(&progress[t].started, __ATOMIC_SEQ_CST);
         out[5 * t + 1] = __atomic_load_n(&progress[t].finished, __ATOMIC_SEQ_CST);
         out[5 * t + 2] = __atomic_load_n(&progress[t].last_old_index, __ATOMIC_SEQ_CST);
