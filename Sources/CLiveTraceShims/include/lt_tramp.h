@@ -29,7 +29,10 @@
  *   treats a thread as quiescent when (a) seq was odd and has changed, or
  *   (b) seq advanced by >= 2, or (c) seq is unchanged and even and the thread
  *   is blocked with its PC outside [lt_tramp_text] and the JIT regions (it is
- *   then not between the site's call and E1), or (d) it has exited.
+ *   then not between the site's call and E1), (d) it has exited, or (e) its
+ *   seq is unchanged and even and it has since run 1 ms of CPU time (the
+ *   site-to-E1 stretch is ~20 straight-line instructions). Residual risk: a
+ *   signal handler interrupting that stretch during a grace period.
  */
 #ifndef LT_TRAMP_H
 #define LT_TRAMP_H
