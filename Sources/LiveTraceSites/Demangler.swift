@@ -58,9 +58,10 @@ public enum Demangler {
         symbol.hasPrefix("$s") || symbol.hasPrefix("$S") || symbol.hasPrefix("_T0") || symbol.hasPrefix("$e")
     }
 
-    static func needsDemangling(_ symbol: UnsafeRawBufferPointer) -> Bool {
-        guard symbol.count >= 2 else { return false }
-        let a = symbol[0], b = symbol[1]
+    /// A cheap first test: does the name start like a Swift or C++ mangling?
+    static func isMangled(_ symbol: String) -> Bool {
+        var bytes = symbol.utf8.makeIterator()
+        guard let a = bytes.next(), let b = bytes.next() else { return false }
         return (a == UInt8(ascii: "$") && (b == UInt8(ascii: "s") || b == UInt8(ascii: "S") || b == UInt8(ascii: "e")))
             || (a == UInt8(ascii: "_") && (b == UInt8(ascii: "Z") || b == UInt8(ascii: "T")))
     }

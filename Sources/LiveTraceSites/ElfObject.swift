@@ -176,6 +176,10 @@ enum ElfLayout {
     static let bindingLocal: UInt8 = 0
     static let bindingGlobal: UInt8 = 1
     static let bindingWeak: UInt8 = 2
+    /// Largest table entry size accepted: real ones are 24 (symbols,
+    /// relocations); anything near this is corruption, and bounding it keeps
+    /// index arithmetic far from overflow.
+    static let maxEntrySize: UInt64 = 4096
     /// Limit on the number of program headers accepted (the kernel's own is 64 KiB of headers).
     static let maxProgramHeaders: UInt64 = 65_535
 }

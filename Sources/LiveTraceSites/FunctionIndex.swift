@@ -1,4 +1,5 @@
-/// The functions of one object, from `.symtab` and `.dynsym`, sorted by
+/// The functions of one object, from `.symtab` (or `.dynsym` when the object
+/// is stripped: `.symtab` already holds every `.dynsym` function), sorted by
 /// link-time address once so every lookup is a binary search.
 ///
 /// Several symbols may name one address (aliases, a `.dynsym` copy of a
@@ -27,8 +28,9 @@ struct FunctionIndex {
             var rank: Int
         }
         var candidates: [Candidate] = []
-        for section in object.sections
-        where section.type == ElfLayout.sectionSymbolTable || section.type == ElfLayout.sectionDynamicSymbols {
+        let hasSymbolTable = object.sections.contains { $0.type == ElfLayout.sectionSymbolTable && $0.size >= ElfLayout.symbolSize }
+        let wanted = hasSymbolTable ? ElfLayout.sectionSymbolTable : ElfLayout.sectionDynamicSymbols
+        for section in object.sections where section.type == wanted {
             let table = try SymbolTable(object: object, section: section)
             let tableRank = section.type == ElfLayout.sectionSymbolTable ? 0 : 1
             candidates.reserveCapacity(candidates.count + table.count)
@@ -120,8 +122,8 @@ struct SymbolTable {
 
     init(object: ElfObject, section: ElfObject.Section) throws(DiscoveryError) {
         let what = section.name.isEmpty ? "symbol table" : "symbol table \(section.name)"
-        guard section.entrySize >= ElfLayout.symbolSize else {
-            throw .malformed(path: object.path, reason: "\(what) has entry size \(section.entrySize), smaller than 24")
+        guard section.entrySize >= ElfLayout.symbolSize, section.entrySize <= ElfLayout.maxEntrySize else {
+            throw .malformed(path: object.path, reason: "\(what) has entry size \(section.entrySize), not between 24 and \(ElfLayout.maxEntrySize)")
         }
         entries = try object.contents(of: section)
         entrySize = Int(section.entrySize)

@@ -16,8 +16,10 @@ struct DynamicRelocations {
         static let relative: UInt32 = 8       // R_X86_64_RELATIVE
     }
 
-    /// Link-time address of a list entry → its value, from RELATIVE addends.
-    private(set) var relativeValues: [UInt64: UInt64] = [:]
+    /// Per list range, per 8-byte entry: the entry's value from its RELATIVE
+    /// addend, nil when no relocation covers it. (Arrays indexed by entry, not
+    /// a dictionary: a PIE with 100k sites has 100k of these.)
+    private(set) var relativeValues: [[UInt64?]]
     /// Link-time addresses of GOT slots that hold `__fentry__`.
     private(set) var fentrySlots: Set<UInt64> = []
     /// Relocations naming a symbol index past the end of their symbol table.
@@ -26,10 +28,11 @@ struct DynamicRelocations {
     /// Reads every SHT_RELA section; keeps RELATIVE relocations whose target
     /// lies in one of `listRanges`.
     init(object: ElfObject, listRanges: [Range<UInt64>]) throws(DiscoveryError) {
+        relativeValues = listRanges.map { [UInt64?](repeating: nil, count: Int(($0.upperBound - $0.lowerBound) / 8)) }
         for section in object.sections where section.type == ElfLayout.sectionRela {
             let what = section.name.isEmpty ? "relocation section" : "relocation section \(section.name)"
-            guard section.entrySize >= ElfLayout.relaSize else {
-                throw .malformed(path: object.path, reason: "\(what) has entry size \(section.entrySize), smaller than 24")
+            guard section.entrySize >= ElfLayout.relaSize, section.entrySize <= ElfLayout.maxEntrySize else {
+                throw .malformed(path: object.path, reason: "\(what) has entry size \(section.entrySize), not between 24 and \(ElfLayout.maxEntrySize)")
             }
             let entries = try object.contents(of: section)
             let entrySize = Int(section.entrySize)
@@ -47,8 +50,11 @@ struct DynamicRelocations {
                 let type = UInt32(truncatingIfNeeded: info)
                 switch type {
                 case RelocationType.relative:
-                    if listRanges.contains(where: { $0.contains(offset) }) {
-                        relativeValues[offset] = UInt64(bitPattern: entries.loadUnaligned(fromByteOffset: base + 16, as: Int64.self))
+                    for (range, rangeIndex) in zip(listRanges, listRanges.indices) where range.contains(offset) {
+                        let slot = Int((offset - range.lowerBound) / 8)
+                        if (offset - range.lowerBound) % 8 == 0, slot < relativeValues[rangeIndex].count {
+                            relativeValues[rangeIndex][slot] = UInt64(bitPattern: entries.loadUnaligned(fromByteOffset: base + 16, as: Int64.self))
+                        }
                     }
                 case RelocationType.globalData, RelocationType.jumpSlot, RelocationType.direct64:
                     let symbolIndex = Int(truncatingIfNeeded: info >> 32)

@@ -29,7 +29,9 @@ struct SiteFinder {
     let object: ElfObject
     let functions: FunctionIndex
     let relocations: DynamicRelocations
+    /// The site list sections, and their address ranges (same order).
     let listSections: [ElfObject.Section]
+    let listRanges: [Range<UInt64>]
     /// PLT stub address → whether it jumps through a `__fentry__` slot.
     private var pltVerdicts: [UInt64: Bool] = [:]
 
@@ -42,25 +44,38 @@ struct SiteFinder {
     init(object: ElfObject) throws(DiscoveryError) {
         self.object = object
         functions = try FunctionIndex(object: object)
-        listSections = object.sections.filter {
+        let lists = object.sections.filter {
             ($0.name == Self.patchableListName || $0.name == Self.mcountListName) && $0.size > 0
         }
-        let ranges = listSections.compactMap { section -> Range<UInt64>? in
-            guard let end = section.address.checkedAdd(section.size) else { return nil }
-            return section.address..<end
+        for list in lists {
+            // In the file before anything is sized from it.
+            _ = try object.contents(of: list)
+            guard list.address.checkedAdd(list.size) != nil else {
+                throw .malformed(path: object.path, reason: "\(list.name) at \(hex(list.address)) with size \(hex(list.size)) wraps around the address space")
+            }
         }
-        relocations = try DynamicRelocations(object: object, listRanges: ranges)
+        listSections = lists
+        listRanges = lists.map { $0.address..<($0.address + $0.size) }
+        relocations = try DynamicRelocations(object: object, listRanges: listRanges)
     }
 
     mutating func find(options: DiscoveryOptions) throws(DiscoveryError) -> ObjectSites {
+        // Every candidate site, with its origin rank (list 0, scan 1) and the
+        // index of its function (-1: none) in parallel arrays; deduplicated
+        // by address in step 6. (Parallel arrays, because a Site is large and
+        // 100k of them are copied as little as possible.)
         var sites: [Site] = []
-        var functionIndexOfSite: [Int?] = []
-        var siteIndexByAddress: [UInt64: Int] = [:]
+        var ranks: [UInt8] = []
+        var owners: [Int] = []
+        let listedCount = listSections.reduce(0) { $0 + Int(min($1.size, object.fileSize) / 8) }
+        sites.reserveCapacity(listedCount)
+        ranks.reserveCapacity(listedCount)
+        owners.reserveCapacity(listedCount)
         var nullEntries = 0
         var sources: [String] = []
 
         // Step 2: the lists.
-        for section in listSections {
+        for (listIndex, section) in listSections.enumerated() {
             let origin: Origin = section.name == Self.patchableListName ? .patchableList : .mcountList
             guard section.size % 8 == 0 else {
                 throw .malformed(path: object.path, reason: "\(section.name) has size \(section.size), not a multiple of 8 (one 8-byte address per site)")
@@ -69,18 +84,13 @@ struct SiteFinder {
             if !sources.contains(section.name) { sources.append(section.name) }
             for index in 0..<(contents.count / 8) {
                 let slot = section.address &+ UInt64(index * 8)
-                let value = relocations.relativeValues[slot]
+                let value = relocations.relativeValues[listIndex][index]
                     ?? contents.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)
                 guard value != 0 else { nullEntries += 1; continue }
                 let (site, functionIndex) = resolveListEntry(value, origin: origin)
-                if let existing = siteIndexByAddress[UInt64(site.address)] {
-                    // The same site in both lists or twice in one: keep a usable one.
-                    if !sites[existing].isUsable && site.isUsable { sites[existing] = site; functionIndexOfSite[existing] = functionIndex }
-                    continue
-                }
-                siteIndexByAddress[UInt64(site.address)] = sites.count
                 sites.append(site)
-                functionIndexOfSite.append(functionIndex)
+                ranks.append(0)
+                owners.append(functionIndex ?? -1)
             }
         }
 
@@ -89,16 +99,33 @@ struct SiteFinder {
             sources.append(Self.scanSourceName)
             for index in functions.functions.indices {
                 guard let site = scanEntry(ofFunction: index) else { continue }
-                guard siteIndexByAddress[UInt64(site.address)] == nil else { continue }
-                siteIndexByAddress[UInt64(site.address)] = sites.count
                 sites.append(site)
-                functionIndexOfSite.append(index)
+                ranks.append(1)
+                owners.append(index)
             }
         }
 
-        // Step 6: functions without a site.
+        // Step 6: one site per address — the same site in both lists, twice
+        // in one, or listed and scanned: a usable one first, then a listed one.
+        // Lists are usually sorted already: then nothing moves.
+        let strictlyAscending = sites.indices.dropFirst().allSatisfy { sites[$0 - 1].address < sites[$0].address }
+        if !strictlyAscending {
+            var order = Array(sites.indices)
+            order.sort { a, b in
+                if sites[a].address != sites[b].address { return sites[a].address < sites[b].address }
+                if sites[a].isUsable != sites[b].isUsable { return sites[a].isUsable }
+                return ranks[a] < ranks[b]
+            }
+            var unique: [Int] = []
+            for index in order where unique.last.map({ sites[$0].address != sites[index].address }) ?? true {
+                unique.append(index)
+            }
+            sites = unique.map { sites[$0] }
+            owners = unique.map { owners[$0] }
+        }
         var hasSite = [Bool](repeating: false, count: functions.functions.count)
-        for case let index? in functionIndexOfSite { hasSite[index] = true }
+        for owner in owners where owner >= 0 { hasSite[owner] = true }
+
         var withoutSites: [Site] = []
         if options.includeFunctionsWithoutSites {
             for (index, function) in functions.functions.enumerated() where !hasSite[index] {
@@ -110,16 +137,12 @@ struct SiteFinder {
 
         // Step 7: names and lines.
         if options.demangle {
-            var cache: [String: String] = [:]
-            func demangled(_ symbol: String) -> String {
-                if let known = cache[symbol] { return known }
-                let name = symbol.utf8.withContiguousStorageIfAvailable { Demangler.needsDemangling(UnsafeRawBufferPointer($0)) } ?? true
-                    ? Demangler.demangle(symbol) : symbol
-                cache[symbol] = name
-                return name
+            for i in sites.indices where Demangler.isMangled(sites[i].symbol) {
+                sites[i].function = Demangler.demangle(sites[i].symbol)
             }
-            for i in sites.indices { sites[i].function = demangled(sites[i].symbol) }
-            for i in withoutSites.indices { withoutSites[i].function = demangled(withoutSites[i].symbol) }
+            for i in withoutSites.indices where Demangler.isMangled(withoutSites[i].symbol) {
+                withoutSites[i].function = Demangler.demangle(withoutSites[i].symbol)
+            }
         }
         var hasLines = false
         if options.sourceLines, let lines = SourceLines(path: object.path) {
@@ -138,7 +161,6 @@ struct SiteFinder {
             }
         }
 
-        sites.sort { $0.address < $1.address }
         return ObjectSites(
             path: object.path, type: object.type, loadBias: 0, addressesAreRunTime: false,
             sites: sites, functionsWithoutSites: withoutSites, siteSources: sources,

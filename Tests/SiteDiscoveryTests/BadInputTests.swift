@@ -123,6 +123,22 @@ final class BadInputTests: XCTestCase {
         try list([badRela], status: 2, message: "no patchable sites")
     }
 
+    /// Found by the mutation soak: entry sizes near 2^63 once overflowed an
+    /// integer conversion (a trap); now they are a clear error.
+    func testHugeTableEntrySizesAreMalformedNotACrash() throws {
+        let base = try gccFixture("entsize-base", flags: ["-pg", "-mfentry"])
+        for (section, message) in [(".symtab", "symbol table .symtab has entry size"), (".dynsym", "symbol table .dynsym has entry size"), (".rela.dyn", "relocation section .rela.dyn has entry size")] {
+            for size in [UInt64.max, 1 << 63, 25 << 40] {
+                var editor = try ElfEditor(path: base)
+                let header = try XCTUnwrap(editor.section(section))
+                editor.write(header.headerOffset + 56, 8, size)
+                let path = "\(scratch)/entsize-\(section)-\(size)"
+                try editor.write(to: path)
+                try list([path], status: 1, message: message)
+            }
+        }
+    }
+
     func testBinaryWithoutSitesSaysWhichFlagsMakeThem() throws {
         let plain = try Fixtures.compile(["discovery/sites.c"], compiler: "gcc", flags: ["-O1"], output: "no-sites")
         let result = try list([plain], status: 2, message: "no patchable sites")
