@@ -194,28 +194,66 @@ static __attribute__((noinline)) int lt_make_room(struct lt_area_header *area,
 
 /* ---- the hot path ----------------------------------------------------- */
 
+/* Stores one event at `head` and publishes it, then leaves the ring. */
+static inline __attribute__((always_inline)) void lt_store_event(struct lt_ring_header *ring,
+                                                                 struct lt_event *slot, uint64_t head,
+                                                                 uint64_t ip, uint32_t depth,
+                                                                 uint16_t kind, uint16_t flags) {
+    slot->address = ip;
+    slot->timestamp = lt_rdtsc();
+    slot->depth = depth;
+    slot->kind = kind;
+    slot->flags = flags;
+    lt_atomic_store_release_u64(&ring->head, head + 1);
+    __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
+}
+
+/* The rest of an event whose ring is full or owes a LOST event; the caller
+ * holds the ring (busy == 1), this releases it. */
+static __attribute__((noinline)) void lt_record_event_contended(struct lt_area_header *area,
+                                                                struct lt_ring_header *ring,
+                                                                uint64_t ip, uint32_t depth,
+                                                                uint16_t kind, uint16_t flags) {
+    uint64_t head = ring->head;
+    uint64_t mask = (uint64_t)area->ring_capacity - 1;
+    uint64_t lost = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
+    uint64_t pending_lost = lost - ring->lost_emitted;
+    uint64_t needed = pending_lost ? 2 : 1;
+    if (head + needed - ring->tail_cache > mask + 1 && !lt_make_room(area, ring, head, needed)) {
+        __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    struct lt_event *events = lt_ring_events(ring);
+    if (pending_lost != 0) {
+        struct lt_event *record = &events[head & mask];
+        record->address = pending_lost;
+        record->timestamp = lt_rdtsc();
+        record->depth = depth;
+        record->kind = LT_EVENT_LOST;
+        record->flags = 0;
+        ring->lost_emitted = lost;
+        head += 1;
+    }
+    lt_store_event(ring, &events[head & mask], head, ip, depth, kind, flags);
+}
+
+/* An event of a thread without a usable ring (first event, recording
+ * restarted, thread exiting, every ring taken) or nested in its own write. */
+static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_header *area,
+                                                              uint64_t ip, uint32_t depth,
+                                                              uint16_t kind, uint16_t flags);
+
+/* The hot path: one TLS load, the busy flag around the write (stop
+ * protocol, above), one slot, one release store of head. Everything else is
+ * out of line so this path keeps few registers. */
 static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, uint32_t depth,
                                                                   uint16_t kind, uint16_t flags) {
     struct lt_area_header *area = __atomic_load_n(&lt_active_area, __ATOMIC_ACQUIRE);
     if (__builtin_expect(area == NULL, 0)) return;
     struct lt_ring_header *ring = lt_thread.ring;
-    if (__builtin_expect(ring == NULL || lt_thread.area != area, 0)) {
-        if (lt_thread.ignored) return;
-        if (lt_thread.exiting) {
-            __atomic_fetch_add(&area->lost_without_ring, 1, __ATOMIC_RELAXED);
-            return;
-        }
-        ring = lt_claim_ring(area);
-        if (ring == NULL) {
-            __atomic_fetch_add(&area->lost_without_ring, 1, __ATOMIC_RELAXED);
-            return;
-        }
-        lt_thread.area = area;
-        lt_thread.ring = ring;
-    }
-    /* Re-entry from a signal handler that interrupted this very write. */
-    if (__builtin_expect(ring->busy != 0, 0)) {
-        __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
+    if (__builtin_expect(ring == NULL || lt_thread.area != area || ring->busy != 0, 0)) {
+        lt_record_event_unowned(area, ip, depth, kind, flags);
         return;
     }
     ring->busy = 1;
@@ -226,36 +264,32 @@ static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, u
     }
     uint64_t head = ring->head;
     uint64_t capacity = area->ring_capacity;
-    uint64_t lost = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
-    uint64_t pending_lost = lost - ring->lost_emitted;
-    uint64_t needed = pending_lost ? 2 : 1;
-    if (__builtin_expect(head + needed - ring->tail_cache > capacity, 0)) {
-        if (!lt_make_room(area, ring, head, needed)) {
-            __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
-            __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
-            return;
-        }
+    if (__builtin_expect(head + 1 - ring->tail_cache > capacity ||
+                             __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED) != ring->lost_emitted,
+                         0)) {
+        lt_record_event_contended(area, ring, ip, depth, kind, flags);
+        return;
     }
-    struct lt_event *events = lt_ring_events(ring);
-    uint64_t mask = capacity - 1;
-    if (__builtin_expect(pending_lost != 0, 0)) {
-        struct lt_event *record = &events[head & mask];
-        record->address = pending_lost;
-        record->timestamp = lt_rdtsc();
-        record->depth = depth;
-        record->kind = LT_EVENT_LOST;
-        record->flags = 0;
-        ring->lost_emitted = lost;
-        head += 1;
+    lt_store_event(ring, &lt_ring_events(ring)[head & (capacity - 1)], head, ip, depth, kind, flags);
+}
+
+static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_header *area,
+                                                              uint64_t ip, uint32_t depth,
+                                                              uint16_t kind, uint16_t flags) {
+    struct lt_ring_header *ring = lt_thread.ring;
+    if (ring != NULL && lt_thread.area == area) {
+        /* Re-entry from a signal handler that interrupted this very write. */
+        __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
+        return;
     }
-    struct lt_event *event = &events[head & mask];
-    event->address = ip;
-    event->timestamp = lt_rdtsc();
-    event->depth = depth;
-    event->kind = kind;
-    event->flags = flags;
-    lt_atomic_store_release_u64(&ring->head, head + 1);
-    __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
+    if (lt_thread.ignored) return;
+    if (lt_thread.exiting || (ring = lt_claim_ring(area)) == NULL) {
+        __atomic_fetch_add(&area->lost_without_ring, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    lt_thread.area = area;
+    lt_thread.ring = ring;
+    lt_record_event(ip, depth, kind, flags);
 }
 
 void lt_record_entry(uintptr_t ip, uint32_t depth) {
