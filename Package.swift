@@ -45,6 +45,8 @@ let package = Package(
         ),
         // Benchmarks/tramp-cost.sh: cost per call of an enabled site.
         .executableTarget(name: "livetrace-tramp-bench", dependencies: ["LiveTrace"], path: "Benchmarks/tramp-bench"),
+        // Benchmarks/poke-batch.sh: time to switch 100k sites in one batch.
+        .executableTarget(name: "livetrace-poke-bench", dependencies: ["LiveTrace"], path: "Benchmarks/poke-bench"),
         .executableTarget(
             name: "livetrace",
             dependencies: ["LiveTrace", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -10,3 +10,4 @@ export BIN
 Benchmarks/record-hotpath.sh "$BIN"
 Benchmarks/tramp-cost.sh "$BIN"
 Benchmarks/discovery-bench.sh "$BIN"
+Benchmarks/poke-batch.sh "$BIN"
