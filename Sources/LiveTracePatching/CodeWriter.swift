@@ -97,14 +97,23 @@ public struct CodeWriter: Sendable {
         case procSelfMem
     }
 
+    /// Up to 8 bytes to store at an address (held inline: a batch makes
+    /// three of these per site, and must not allocate for each).
     public struct Write: Sendable {
         public var address: UInt
-        public var bytes: [UInt8]
+        public var packed: PackedBytes
 
         public init(address: UInt, bytes: [UInt8]) {
             self.address = address
-            self.bytes = bytes
+            self.packed = PackedBytes(bytes)
         }
+
+        public init(address: UInt, packed: PackedBytes) {
+            self.address = address
+            self.packed = packed
+        }
+
+        public var bytes: [UInt8] { packed.array }
     }
 
     public var method: Method
@@ -114,8 +123,18 @@ public struct CodeWriter: Sendable {
 
     /// Reads `count` bytes of code at `address` (any mapped, readable address).
     public static func read(_ address: UInt, count: Int) -> [UInt8] {
+        readPacked(address, count: count).array
+    }
+
+    /// Reads up to 8 bytes of code at `address`, byte by byte (never past
+    /// `address + count`, which may be the end of the mapping).
+    public static func readPacked(_ address: UInt, count: Int) -> PackedBytes {
         let p = UnsafeRawPointer(bitPattern: address)!
-        return (0..<count).map { p.load(fromByteOffset: $0, as: UInt8.self) }
+        var bits: UInt64 = 0
+        for i in 0..<count {
+            bits |= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << (8 * UInt64(i))
+        }
+        return PackedBytes(bits: bits, count: count)
     }
 
     /// Performs one step's writes. `mappings` tells each page's protection.
@@ -138,7 +157,7 @@ public struct CodeWriter: Sendable {
         let fd = try Syscall.open("/proc/self/mem", O_RDWR)
         defer { Syscall.close(fd) }
         for w in writes {
-            try Syscall.pwriteAll(fd, w.bytes, at: w.address)
+            try Syscall.pwriteAll(fd, w.packed.array, at: w.address)
         }
     }
 
@@ -153,13 +172,14 @@ public struct CodeWriter: Sendable {
         let page = Self.pageSize
         var pages: [UInt] = []
         pages.reserveCapacity(writes.count)
-        for w in writes where !w.bytes.isEmpty {
+        for w in writes where w.packed.count > 0 {
             let first = w.address & ~(page - 1)
-            let last = (w.address + UInt(w.bytes.count) - 1) & ~(page - 1)
+            let last = (w.address + UInt(w.packed.count) - 1) & ~(page - 1)
             pages.append(first)
             if last != first { pages.append(last) }
         }
-        pages.sort()
+        // Batches arrive sorted by address; sort only when they are not.
+        if zip(pages, pages.dropFirst()).contains(where: { $0 > $1 }) { pages.sort() }
         var runs: [PageRun] = []
         for p in pages {
             guard let m = MemoryMapping.find(p, in: mappings) else {
@@ -187,9 +207,38 @@ public struct CodeWriter: Sendable {
         }
         for w in writes {
             let p = UnsafeMutableRawPointer(bitPattern: w.address)!
-            for (i, b) in w.bytes.enumerated() {
-                p.storeBytes(of: b, toByteOffset: i, as: UInt8.self)
+            for i in 0..<w.packed.count {
+                p.storeBytes(of: w.packed[i], toByteOffset: i, as: UInt8.self)
             }
         }
     }
+}
+
+/// Up to 8 bytes held in an integer, little-endian (byte 0 = lowest bits).
+public struct PackedBytes: Sendable, Hashable {
+    public var bits: UInt64
+    public var count: Int
+
+    public init(bits: UInt64, count: Int) {
+        precondition(count >= 0 && count <= 8)
+        self.bits = count == 8 ? bits : bits & ((UInt64(1) << (8 * UInt64(count))) - 1)
+        self.count = count
+    }
+
+    public init(_ bytes: [UInt8]) {
+        var bits: UInt64 = 0
+        for (i, b) in bytes.prefix(8).enumerated() { bits |= UInt64(b) << (8 * UInt64(i)) }
+        self.init(bits: bits, count: min(bytes.count, 8))
+    }
+
+    public subscript(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: bits >> (8 * UInt64(i))) }
+
+    public var array: [UInt8] { (0..<count).map { self[$0] } }
+
+    /// The first byte alone, and all but the first byte.
+    public var head: PackedBytes { PackedBytes(bits: bits, count: min(count, 1)) }
+    public var tail: PackedBytes { PackedBytes(bits: bits >> 8, count: max(count - 1, 0)) }
+
+    /// The first `n` bytes.
+    public func prefix(_ n: Int) -> PackedBytes { PackedBytes(bits: bits, count: min(n, count)) }
 }

@@ -105,7 +105,7 @@ public final class TextPoker: Sendable {
     public func normalize(_ sites: [Site]) -> BatchResult {
         state.withLock { state in
             var result = BatchResult()
-            guard prepare(&state, &result, sites: sites) else { return result }
+            guard prepare(&state, &result, sites: { sites }) else { return result }
             var seen = Set<UInt>()
             var plan: [PlannedWrite] = []
             for site in sites {
@@ -122,18 +122,19 @@ public final class TextPoker: Sendable {
     public func apply(_ transitions: [SiteTransition]) -> BatchResult {
         state.withLock { state in
             var result = BatchResult()
-            guard prepare(&state, &result, sites: transitions.map(\.site)) else { return result }
-            var seen = Set<UInt>()
-            var admitted: [SiteTransition] = []
-            for t in transitions where admit(t.site, seen: &seen, result: &result) {
-                admitted.append(t)
+            guard prepare(&state, &result, sites: { transitions.map(\.site) }) else { return result }
+            var seen = Set<UInt>(minimumCapacity: transitions.count)
+            var admitted: [Int] = []
+            admitted.reserveCapacity(transitions.count)
+            for (i, t) in transitions.enumerated() where admit(t.site, seen: &seen, result: &result) {
+                admitted.append(i)
             }
 
             // Normalization first, for the sites we have no record of.
             var normalization: [PlannedWrite] = []
             var normalizationResult = BatchResult()
-            for t in admitted where state.records[t.site.address] == nil {
-                planNormalization(of: t.site, state: &state, plan: &normalization, result: &normalizationResult)
+            for i in admitted where state.records[transitions[i].site.address] == nil {
+                planNormalization(of: transitions[i].site, state: &state, plan: &normalization, result: &normalizationResult)
             }
             run(normalization, state: &state, result: &normalizationResult)
             result.failed += normalizationResult.failed
@@ -142,24 +143,26 @@ public final class TextPoker: Sendable {
             let failedAddresses = Set(normalizationResult.failed.map(\.site.address))
 
             var plan: [PlannedWrite] = []
-            for t in admitted where !failedAddresses.contains(t.site.address) {
+            plan.reserveCapacity(admitted.count)
+            for i in admitted where failedAddresses.isEmpty || !failedAddresses.contains(transitions[i].site.address) {
+                let t = transitions[i]
                 let site = t.site
                 guard let record = state.records[site.address] else {
                     result.failed.append(SiteOutcome(site: site, problem: .protocolFailed("site is not in normal form")))
                     continue
                 }
-                let found = CodeWriter.read(site.address, count: X86SiteEncoding.normalLength)
-                let expected = X86SiteEncoding.encode(record.instruction, at: site.address)!
-                guard X86SiteEncoding.decode(found, at: site.address) == record.instruction else {
+                let found = CodeWriter.readPacked(site.address, count: X86SiteEncoding.normalLength)
+                guard X86SiteEncoding.decodePacked(found, at: site.address) == record.instruction else {
+                    let expected = X86SiteEncoding.encode(record.instruction, at: site.address)!
                     result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(
-                        expected: "\(record.instruction) (\(hex(expected)))", found: found)))
+                        expected: "\(record.instruction) (\(hex(expected)))", found: found.array)))
                     continue
                 }
                 if record.instruction == t.to {
                     result.unchanged.append(site)
                     continue
                 }
-                guard let new = X86SiteEncoding.encode(t.to, at: site.address) else {
+                guard let new = X86SiteEncoding.encodePacked(t.to, at: site.address) else {
                     if case let .call(target) = t.to {
                         result.failed.append(SiteOutcome(site: site, problem: .targetOutOfRange(target: target)))
                     }
@@ -185,8 +188,8 @@ public final class TextPoker: Sendable {
     /// One site's writes: OLD is what was verified, NEW what it becomes.
     struct PlannedWrite {
         var site: Site
-        var old: [UInt8]
-        var new: [UInt8]
+        var old: PackedBytes
+        var new: PackedBytes
         var becomes: SiteInstruction
         /// The address after NEW, where an emulated nop resumes and an
         /// emulated call returns (A+5, or A+6 for a GOT call site).
@@ -197,7 +200,7 @@ public final class TextPoker: Sendable {
 
     /// Installs or reinstalls the handlers; false (all sites failed) when
     /// the protocol cannot run.
-    private func prepare(_ state: inout State, _ result: inout BatchResult, sites: [Site]) -> Bool {
+    private func prepare(_ state: inout State, _ result: inout BatchResult, sites: () -> [Site]) -> Bool {
         var problem: PatchProblem? = nil
         if let wedged = state.wedged {
             problem = .protocolFailed("an earlier batch could not complete: \(wedged)")
@@ -213,7 +216,7 @@ public final class TextPoker: Sendable {
             }
         }
         if let problem {
-            result.failed = sites.map { SiteOutcome(site: $0, problem: problem) }
+            result.failed = sites().map { SiteOutcome(site: $0, problem: problem) }
             return false
         }
         return true
@@ -265,13 +268,13 @@ public final class TextPoker: Sendable {
                 state.records[a] = SiteRecord(instruction: .nop)
                 result.unchanged.append(site)
             } else if head == X86SiteEncoding.nop1x5 {
-                plan.append(PlannedWrite(site: site, old: head, new: X86SiteEncoding.nop5, becomes: .nop, next: fiveNext, rescue: true))
+                plan.append(PlannedWrite(site: site, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: true))
             } else {
                 result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "a 5-byte nop or five 1-byte nops", found: found)))
             }
         case .callFentry:
             if found[0] == X86SiteEncoding.callRel32Opcode {
-                plan.append(PlannedWrite(site: site, old: head, new: X86SiteEncoding.nop5, becomes: .nop, next: fiveNext, rescue: false))
+                plan.append(PlannedWrite(site: site, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: false))
             } else if isNop5 {
                 state.records[a] = SiteRecord(instruction: .nop)
                 result.unchanged.append(site)
@@ -281,7 +284,7 @@ public final class TextPoker: Sendable {
         case .callFentryGOT:
             let opcode = Array(found[0..<2])
             if opcode == X86SiteEncoding.callIndirectRipRelative || opcode == X86SiteEncoding.callAddr32Rel32 {
-                plan.append(PlannedWrite(site: site, old: found, new: X86SiteEncoding.nop5 + [X86SiteEncoding.nop1],
+                plan.append(PlannedWrite(site: site, old: PackedBytes(found), new: PackedBytes(X86SiteEncoding.nop5 + [X86SiteEncoding.nop1]),
                                          becomes: .nop, next: a + UInt(found.count), rescue: false))
             } else if isNop5 && found[5] == X86SiteEncoding.nop1 {
                 state.records[a] = SiteRecord(instruction: .nop)
@@ -348,7 +351,7 @@ public final class TextPoker: Sendable {
         var stepsDone = 0
         do throws(PatchProblem) {
             // Step 2: int3 over A[0]; serialize; rescue threads from nop1x5.
-            try write(plan.map { CodeWriter.Write(address: $0.site.address, bytes: [X86SiteEncoding.int3]) })
+            try write(plan.map { CodeWriter.Write(address: $0.site.address, packed: PackedBytes([X86SiteEncoding.int3])) })
             stepsDone = 2
             try serialize()
             if plan.contains(where: \.rescue) {
@@ -357,11 +360,11 @@ public final class TextPoker: Sendable {
                 result.threadsRescued += Int(trapCounters.rescued - before)
             }
             // Step 3: NEW[1...]; serialize.
-            try write(plan.map { CodeWriter.Write(address: $0.site.address + 1, bytes: Array($0.new.dropFirst())) })
+            try write(plan.map { CodeWriter.Write(address: $0.site.address + 1, packed: $0.new.tail) })
             stepsDone = 3
             try serialize()
             // Step 4: NEW[0]; serialize.
-            try write(plan.map { CodeWriter.Write(address: $0.site.address, bytes: [$0.new[0]]) })
+            try write(plan.map { CodeWriter.Write(address: $0.site.address, packed: $0.new.head) })
             stepsDone = 4
             try serialize()
         } catch {
@@ -381,6 +384,7 @@ public final class TextPoker: Sendable {
         // Step 5: retire the table.
         retire(table)
         result.serializations += serializations
+        result.patched.reserveCapacity(result.patched.count + plan.count)
         for w in plan {
             state.records[w.site.address] = SiteRecord(instruction: w.becomes)
             result.patched.append(w.site)
@@ -395,10 +399,10 @@ public final class TextPoker: Sendable {
                           mappings: [MemoryMapping], mechanism: CoreSerializer.Mechanism) -> Bool {
         do throws(SystemCallError) {
             if stepsDone >= 3 {
-                try writer.perform(plan.map { CodeWriter.Write(address: $0.site.address + 1, bytes: Array($0.old.dropFirst())) }, mappings: mappings)
+                try writer.perform(plan.map { CodeWriter.Write(address: $0.site.address + 1, packed: $0.old.tail) }, mappings: mappings)
                 try? CoreSerializer.serializeAllCores(using: mechanism)
             }
-            try writer.perform(plan.map { CodeWriter.Write(address: $0.site.address, bytes: [$0.old[0]]) }, mappings: mappings)
+            try writer.perform(plan.map { CodeWriter.Write(address: $0.site.address, packed: $0.old.head) }, mappings: mappings)
             try? CoreSerializer.serializeAllCores(using: mechanism)
             return true
         } catch {
@@ -444,3 +448,4 @@ public final class TextPoker: Sendable {
 func hex(_ bytes: [UInt8]) -> String {
     bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: " ")
 }
+

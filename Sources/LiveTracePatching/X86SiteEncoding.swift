@@ -30,6 +30,31 @@ public enum X86SiteEncoding {
     /// Length of the normal-form instruction.
     public static let normalLength = 5
 
+    /// The 4-byte nop5 prefix as it reads in the low bits of PackedBytes.
+    static let nop5PrefixBits = UInt64(0x00_44_1F_0F)
+
+    /// `encode`, packed (the batch path: no allocation).
+    public static func encodePacked(_ instruction: SiteInstruction, at address: UInt) -> PackedBytes? {
+        switch instruction {
+        case .nop:
+            return PackedBytes(nop5)
+        case let .call(target):
+            guard let rel = rel32(from: address &+ UInt(normalLength), to: target) else { return nil }
+            return PackedBytes(bits: UInt64(callRel32Opcode) | UInt64(UInt32(bitPattern: rel)) << 8, count: normalLength)
+        }
+    }
+
+    /// `decode`, packed.
+    public static func decodePacked(_ bytes: PackedBytes, at address: UInt) -> SiteInstruction? {
+        guard bytes.count >= normalLength else { return nil }
+        if bytes.bits & 0xFFFF_FFFF == nop5PrefixBits { return .nop }
+        if bytes[0] == callRel32Opcode {
+            let rel = Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: bytes.bits >> 8)))
+            return .call(UInt(bitPattern: Int(Int64(Int(bitPattern: address)) + Int64(normalLength) + rel)))
+        }
+        return nil
+    }
+
     /// The bytes of `instruction` at `address`, or nil when a call target is
     /// not reachable with a rel32 displacement.
     public static func encode(_ instruction: SiteInstruction, at address: UInt) -> [UInt8]? {
