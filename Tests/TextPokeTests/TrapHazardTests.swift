@@ -138,8 +138,57 @@ final class TrapHazardTests: XCTestCase {
                 XCTAssertLessThanOrEqual(counted(Int32(w)), made(Int32(w)))
             }
         }
-        print("nop1x5: \(rescued) threads moved out of five 1-byte nops")
-        XCTAssertGreaterThan(rescued, 0, "no thread was ever found between the nops: the rescue was not exercised")
+        // Threads rarely stop between the nops by chance (int3 stops new
+        // arrivals at once); the next test holds one there on purpose.
+        print("nop1x5: \(rescued) threads moved out of five 1-byte nops by chance")
+    }
+
+    /// A thread held (by a ptrace helper) with its PC between the five nops
+    /// while they are rewritten is moved past them by its sync handler, and
+    /// runs on unharmed.
+    func testThreadStoppedBetweenTheNopsIsMovedPastThem() throws {
+        let tracer = try Fixtures.compile(["poke/rescue_tracer.c"], compiler: "gcc", flags: ["-O2"], output: "rescue_tracer")
+        let lib = try PokeFixtures.load("nop1x5_sites.c", compiler: "gcc", flags: ["-fpatchable-function-entry=5"])
+        let addressOf = lib.function("lt_nop_site_address", as: (@convention(c) (Int32) -> UInt).self)
+        let site = PokeFixtures.site(function: addressOf(7), kind: .nop1x5, name: "lt_nop_site_07")
+        XCTAssertEqual(lib.function("lt_nop_start", as: (@convention(c) (Int32) -> Int32).self)(1), 1)
+        let made = lib.function("lt_nop_made", as: (@convention(c) (Int32) -> Int).self)
+        let tidOf = lib.function("lt_nop_worker_tid", as: (@convention(c) (Int32) -> Int32).self)
+        while tidOf(0) == 0 { usleep(1000) }
+        XCTAssertTrue(poker.normalize([]).succeeded) // handlers installed first
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tracer)
+        process.arguments = [String(tidOf(0)), String(site.address, radix: 16)]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var text = ""
+        while !text.contains("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        XCTAssertTrue(text.hasPrefix("ready "), "tracer: \(text)")
+        let heldAt = UInt(text.dropFirst(6).prefix { $0 != "\n" }, radix: 16) ?? 0
+        XCTAssertTrue(heldAt > site.address && heldAt < site.address + 5)
+
+        let before = poker.trapCounters.rescued
+        let r = poker.normalize([site])
+        XCTAssertEqual(r.patchedCount, 1, "\(r.failed)")
+        XCTAssertEqual(r.threadsRescued, 1)
+        XCTAssertEqual(poker.trapCounters.rescued - before, 1)
+        process.waitUntilExit()
+        let rest = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(process.terminationStatus, 0, "tracer: \(text)\(rest)")
+        XCTAssertTrue((text + rest).contains("delivered \(lt_trap_sync_signal())"), "tracer: \(text)\(rest)")
+
+        // The worker runs on through the rewritten site.
+        let madeAfter = made(0)
+        usleep(20_000)
+        XCTAssertGreaterThan(made(0), madeAfter)
+        XCTAssertEqual(CodeWriter.read(site.address, count: 5), X86SiteEncoding.nop5)
+        lib.function("lt_nop_stop", as: (@convention(c) () -> Void).self)()
     }
 
     /// `call __fentry__` (clang: e8) and `call *__fentry__@GOTPCREL(%rip)`

@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
 
 #define LT_SITES 64
 #define LT_MAX_WORKERS 8
@@ -43,9 +45,11 @@ static atomic_int lt_stop;
 static struct lt_counters lt_counters[LT_MAX_WORKERS];
 static pthread_t lt_threads[LT_MAX_WORKERS];
 static int lt_workers;
+static atomic_int lt_tids[LT_MAX_WORKERS];
 
 static void *worker(void *arg) {
     struct lt_counters *c = arg;
+    atomic_store(&lt_tids[c - lt_counters], (int)syscall(SYS_gettid));
     while (!atomic_load_explicit(&lt_stop, memory_order_relaxed)) {
         for (int i = 0; i < LT_SITES; i++) {
             c->made++;
@@ -58,6 +62,7 @@ static void *worker(void *arg) {
 int lt_nop_start(int n) {
     if (n > LT_MAX_WORKERS) return -1;
     memset(lt_counters, 0, sizeof lt_counters);
+    for (int i = 0; i < LT_MAX_WORKERS; i++) atomic_store(&lt_tids[i], 0);
     atomic_store(&lt_stop, 0);
     lt_workers = n;
     for (int i = 0; i < n; i++)
@@ -69,6 +74,9 @@ void lt_nop_stop(void) {
     atomic_store(&lt_stop, 1);
     for (int i = 0; i < lt_workers; i++) pthread_join(lt_threads[i], NULL);
 }
+
+/* The thread id of worker i, 0 until it has started. */
+int lt_nop_worker_tid(int i) { return atomic_load(&lt_tids[i]); }
 
 long lt_nop_made(int i) { return lt_counters[i].made; }
 long lt_nop_counted(int i) { return lt_counters[i].a; }
