@@ -184,6 +184,14 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(lines[3], "      120 ns      104 ns           5  fib")
     }
 
+    func testReportCommandHelpNamesItsOptions() throws {
+        let help = try Fixtures.run([Fixtures.livetraceExecutable, "report", "--help"])
+        XCTAssertEqual(help.status, 0)
+        for fragment in ["USAGE: livetrace report", "-d, --directory", "livetrace.data", "-s, --sort", "--json"] {
+            XCTAssertTrue(help.stdout.contains(fragment), "help lacks '\(fragment)':\n\(help.stdout)")
+        }
+    }
+
     func testReportCommandRejectsDamageClearly() throws {
         let dir = RecordingFixtures.scratchDirectory("report-damaged")
         try TraceWriter.write(Self.trace([Self.thread1]), to: dir)
