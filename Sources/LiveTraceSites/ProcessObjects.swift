@@ -44,7 +44,7 @@ extension SiteTable {
                 let (elf, linkTimeSites) = try DiscoveryCache.shared.sites(of: path, options: options)
                 try object.checkMatches(elf)
                 var sites = linkTimeSites.relocated(by: object.bias)
-                sites.path = object.filePath == object.name ? path : (object.name.isEmpty ? path : object.name)
+                sites.path = path
                 for i in sites.sites.indices where sites.sites[i].isUsable && !isOwnedByPatcher(sites.sites[i].address) {
                     sites.sites[i].rejection = object.verifyMemory(of: sites.sites[i], bias: object.bias, file: elf)
                 }
@@ -130,15 +130,12 @@ struct LoadedObject {
         let prefix = site.hasEndbr ? X86.endbr64Length : 0
         let length = prefix + max(site.form.compiledLength, X86.nop5Length)
         let linkTime = UInt64(site.address &- bias) &- UInt64(prefix)
-        guard let segment = segments.first(where: { segment in
+        let insideLoadedCode = segments.contains { segment in
             segment.isExecutable && segment.isReadable && linkTime >= segment.address
                 && linkTime - segment.address < segment.memorySize
                 && segment.memorySize - (linkTime - segment.address) >= UInt64(length)
-        }) else {
-            return .outsideExecutableSegment
         }
-        _ = segment
-        guard let fileWindow = file.codeWindow(at: linkTime), fileWindow.count >= length,
+        guard insideLoadedCode, let fileWindow = file.codeWindow(at: linkTime), fileWindow.count >= length,
               let runTime = UnsafeRawPointer(bitPattern: UInt(linkTime) &+ bias) else {
             return .outsideExecutableSegment
         }

@@ -158,25 +158,36 @@ public struct SiteTable: Sendable {
         return nil
     }
 
-    /// The site of the function that starts at `functionAddress`.
+    /// The site of the function that starts at `functionAddress`: at most
+    /// endbr64's length after it, so the search starts at the first site at
+    /// or after the function.
     public func site(ofFunctionAt functionAddress: UInt) -> Site? {
         for object in objects {
-            // The site is at most endbr64 + M bytes away from the function; search near it.
-            if let site = object.sites.first(where: { $0.functionAddress == functionAddress }) { return site }
+            var index = object.sites.lowerBound(address: functionAddress)
+            while index < object.sites.count, object.sites[index].address - functionAddress <= UInt(X86.endbr64Length) {
+                if object.sites[index].functionAddress == functionAddress { return object.sites[index] }
+                index += 1
+            }
         }
         return nil
     }
 }
 
 extension Array where Element == Site {
-    /// Index of the site at `address` in an array sorted by address.
-    func binarySearch(address: UInt) -> Int? {
+    /// Index of the first site at or after `address`, in an array sorted by address.
+    func lowerBound(address: UInt) -> Int {
         var low = 0, high = count
         while low < high {
             let mid = (low + high) / 2
             if self[mid].address < address { low = mid + 1 } else { high = mid }
         }
-        return low < count && self[low].address == address ? low : nil
+        return low
+    }
+
+    /// Index of the site at `address` in an array sorted by address.
+    func binarySearch(address: UInt) -> Int? {
+        let index = lowerBound(address: address)
+        return index < count && self[index].address == address ? index : nil
     }
 }
 
