@@ -56,6 +56,27 @@ final class CompilerSitesTests: XCTestCase {
                   expect: Expectation(kind: .callFentryGOT, form: .callFentryGOT))
     }
 
+    /// lld leaves 0 in the list's place and puts the value only in the
+    /// R_X86_64_RELATIVE addend; with -z pack-relative-relocs (RELR) the value
+    /// is in place and no RELA exists. Both must give the GNU ld result.
+    func testLldAndRelrLinkedListsGiveTheSameSites() throws {
+        for (linkFlags, label) in [(["-fuse-ld=lld"], "lld"), (["-fuse-ld=lld", "-Wl,-z,pack-relative-relocs"], "lld-relr")] {
+            for library in [false, true] {
+                var flags = ["-O1", "-fpatchable-function-entry=5"] + linkFlags
+                if library { flags += ["-shared", "-fPIC", "-DFIXTURE_LIBRARY"] }
+                let path = try Fixtures.compile(["discovery/sites.c"], compiler: "clang", flags: flags, output: "sites-\(label)-\(library)")
+                if label == "lld", let inPlace = try ObjectMetadata.listEntries(path, section: "__patchable_function_entries") {
+                    XCTAssertTrue(inPlace.allSatisfy { $0 == 0 }, "lld leaves the list zero in place: \(inPlace)")
+                }
+                let sites = try ElfObject(path: path).discoverSites()
+                var expected = Self.instrumented
+                if !library { expected.insert("main") }
+                XCTAssertEqual(Set(sites.sites.map(\.function)), expected, label)
+                XCTAssertTrue(sites.sites.allSatisfy { $0.isUsable && $0.kind == .nop5 }, label)
+            }
+        }
+    }
+
     /// Builds the fixture with `flags` (× cf-protection × executable/library)
     /// and checks discovery against the expectation and the metadata.
     func check(compiler: String, flags: [String], list: String?, libraries: Bool = true, expect: Expectation,
