@@ -40,7 +40,10 @@ final class SourceLines {
             var lines: OpaquePointer?
             var count: Int = 0
             guard dwarf_getsrclines(&unit, &lines, &count) == 0, let lines else { continue }
-            rows.reserveCapacity(rows.count + count)
+            if rows.capacity < rows.count + count {
+                // Grow geometrically: an exact reserve per unit would copy all rows per unit.
+                rows.reserveCapacity(max(rows.count + count, rows.capacity * 2))
+            }
             for index in 0..<count {
                 guard let line = dwarf_onesrcline(lines, index) else { continue }
                 var address: Dwarf_Addr = 0
