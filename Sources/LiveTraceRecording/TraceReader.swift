@@ -100,36 +100,62 @@ public enum TraceWriter {
     }
 }
 
-/// Run-time address → function name, from objects.json alone.
+/// Run-time address → function name, from objects.json alone:
+///   1. the object whose executable ranges contain the address;
+///   2. in that object's symbols (link-time), the last one starting at or
+///      below `address - load_bias`, if the address lies inside it.
+/// Symbols of one object never name an address of another, so an object
+/// mapped twice, or an object whose bias could not be found, cannot make
+/// another object's functions nameless.
 public struct Symbolizer: Sendable {
-    struct Entry { var start: UInt64; var end: UInt64; var name: String }
-    private let entries: [Entry]
+    struct Range { var start: UInt64; var end: UInt64; var object: Int }
+    struct Object { var bias: UInt64; var starts: [UInt64]; var ends: [UInt64]; var names: [String] }
+    private let ranges: [Range]
+    private let objects: [Object]
 
     public init(_ table: ObjectTable) {
-        var entries: [Entry] = []
-        for object in table.objects {
-            for symbol in object.symbols {
-                let start = symbol.address &+ object.loadBias
-                entries.append(Entry(start: start, end: start &+ max(symbol.size, 1), name: symbol.name))
+        var ranges: [Range] = []
+        var objects: [Object] = []
+        for (index, object) in table.objects.enumerated() {
+            for range in object.ranges where range.count == 2 {
+                ranges.append(Range(start: range[0], end: range[1], object: index))
             }
+            let symbols = object.symbols.sorted { $0.address < $1.address }
+            objects.append(Object(
+                bias: object.loadBias, starts: symbols.map(\.address),
+                ends: symbols.map { $0.address &+ max($0.size, 1) }, names: symbols.map(\.name)))
         }
-        self.entries = entries.sorted { $0.start < $1.start }
+        self.ranges = ranges.sorted { $0.start < $1.start }
+        self.objects = objects
     }
 
     /// The name of the function containing `address`, or nil.
     public func name(of address: UInt64) -> String? {
-        var low = 0, high = entries.count
-        while low < high {
-            let mid = (low + high) / 2
-            if entries[mid].start <= address { low = mid + 1 } else { high = mid }
-        }
-        guard low > 0 else { return nil }
-        let entry = entries[low - 1]
-        return address < entry.end ? entry.name : nil
+        // Step 1.
+        guard let r = Self.lastIndex(in: ranges.lazy.map(\.start), atOrBelow: address),
+              address < ranges[r].end else { return nil }
+        // Step 2.
+        let object = objects[ranges[r].object]
+        let linkAddress = address &- object.bias
+        guard let s = Self.lastIndex(in: object.starts, atOrBelow: linkAddress),
+              linkAddress < object.ends[s] else { return nil }
+        return object.names[s]
     }
 
     /// The name, or the address in hex.
     public func describe(_ address: UInt64) -> String {
         name(of: address) ?? "0x" + String(address, radix: 16)
+    }
+
+    /// Binary search in ascending `values`: the last index whose value is
+    /// at most `key`.
+    private static func lastIndex<C: RandomAccessCollection>(in values: C, atOrBelow key: UInt64) -> Int?
+    where C.Element == UInt64, C.Index == Int {
+        var low = values.startIndex, high = values.endIndex
+        while low < high {
+            let mid = (low + high) / 2
+            if values[mid] <= key { low = mid + 1 } else { high = mid }
+        }
+        return low > values.startIndex ? low - 1 : nil
     }
 }

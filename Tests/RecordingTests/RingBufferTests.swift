@@ -161,20 +161,22 @@ final class RingBufferTests: XCTestCase {
         let dir = RecordingFixtures.scratchDirectory("symbols")
         let recorder = try Recorder.start(directory: dir)
         let handle = dlopen(nil, RTLD_NOW)
-        let malloc = UInt(bitPattern: dlsym(handle, "malloc"))
-        let free = UInt(bitPattern: dlsym(handle, "free"))
+        let malloc = UInt64(UInt(bitPattern: dlsym(handle, "malloc")))
+        let free = UInt64(UInt(bitPattern: dlsym(handle, "free")))
         runThreads(1) { _ in
-            lt_record_entry(malloc, 0)
-            lt_record_entry(free, 1)
-            lt_record_exit(free, 1, 0)
-            lt_record_exit(malloc, 0, 0)
+            lt_record_entry(UInt(malloc), 0)
+            lt_record_entry(UInt(free), 1)
+            lt_record_exit(UInt(free), 1, 0)
+            lt_record_exit(UInt(malloc), 0, 0)
         }
         try recorder.stop()
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/rings"), "the ring area is removed after a complete stop")
         let trace = try TraceReader.read(directory: dir)
         let report = TraceReport(trace: trace)
         let names = Set(report.functions.map(\.function))
-        XCTAssertTrue(names.contains { $0.contains("malloc") }, "\(names)")
+        let holders = trace.objects.objects.filter { object in object.ranges.contains { $0[0] <= malloc && malloc < $0[1] } }
+            .map { "\($0.path) bias 0x\(String($0.loadBias, radix: 16)) \($0.symbols.count) symbols" }
+        XCTAssertTrue(names.contains { $0.contains("malloc") }, "\(names); malloc 0x\(String(malloc, radix: 16)) in \(holders)")
         XCTAssertTrue(names.contains { $0.contains("free") }, "\(names)")
         XCTAssertTrue(trace.objects.objects.contains { $0.path.contains("libc.so") && $0.buildId != nil })
     }

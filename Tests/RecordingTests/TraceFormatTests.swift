@@ -58,6 +58,23 @@ final class TraceFormatTests: XCTestCase {
         XCTAssertEqual(bytes[80 + 20], 1)  // kind entry
     }
 
+    func testSymbolsOfOneObjectNeverNameAnotherObjectsAddresses() {
+        // "bogus" claims symbols at link addresses that, with its bias,
+        // would land inside "real"'s range; lookups in "real"'s range use
+        // only "real"'s symbols.
+        let table = ObjectTable(objects: [
+            TraceObject(path: "/real", buildId: nil, loadBias: 0x7000_0000, ranges: [[0x7000_1000, 0x7000_2000]],
+                        symbols: [TraceSymbol(name: "real_function", address: 0x1800, size: 0x10)]),
+            TraceObject(path: "/bogus", buildId: nil, loadBias: 0x7000_0000, ranges: [[0x7100_0000, 0x7100_1000]],
+                        symbols: [TraceSymbol(name: "huge", address: 0x1000, size: 0x10_0000)]),
+        ])
+        let symbolizer = Symbolizer(table)
+        XCTAssertEqual(symbolizer.name(of: 0x7000_1800), "real_function")
+        XCTAssertEqual(symbolizer.name(of: 0x7000_1808), "real_function")
+        XCTAssertNil(symbolizer.name(of: 0x7000_1900), "inside real's range, outside its symbols")
+        XCTAssertNil(symbolizer.name(of: 0x7000_0800), "outside every range")
+    }
+
     // MARK: - damage
 
     private func damagedTrace(_ name: String, _ damage: (String) throws -> Void) throws -> String {
