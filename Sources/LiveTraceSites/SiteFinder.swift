@@ -164,7 +164,8 @@ struct SiteFinder {
         return ObjectSites(
             path: object.path, type: object.type, loadBias: 0, addressesAreRunTime: false,
             sites: sites, functionsWithoutSites: withoutSites, siteSources: sources,
-            discardedListEntries: nullEntries, hasSourceLines: hasLines)
+            discardedListEntries: nullEntries, hasSourceLines: hasLines,
+            ignoredSymbols: functions.ignoredSymbols, ignoredRelocations: relocations.bogusSymbolIndices)
     }
 
     // MARK: Step 3 and 4: one list entry.

@@ -51,6 +51,11 @@ public struct ObjectSites: Sendable {
     public var discardedListEntries: Int
     /// DWARF line information was found and used.
     public var hasSourceLines: Bool
+    /// Function symbols left out: a name outside the string table, or an
+    /// address outside every executable segment.
+    public var ignoredSymbols: Int = 0
+    /// Relocations naming a symbol index past the end of their symbol table.
+    public var ignoredRelocations: Int = 0
 
     public var summary: SiteSummary {
         var summary = SiteSummary()

@@ -151,6 +151,8 @@ enum ListText {
         }
         text += "; \(summary.functionsWithoutSites) functions without sites"
         if object.discardedListEntries > 0 { text += "; \(object.discardedListEntries) list entries of discarded functions (0) ignored" }
+        if object.ignoredSymbols > 0 { text += "; \(object.ignoredSymbols) function symbols ignored (bad name or address)" }
+        if object.ignoredRelocations > 0 { text += "; \(object.ignoredRelocations) relocations ignored (bad symbol index)" }
         return text
     }
 
@@ -184,7 +186,8 @@ enum ListJSON {
             let reasons = summary.rejectedByReason.sorted { $0.key < $1.key }.map { "\(string($0.key)): \($0.value)" }.joined(separator: ", ")
             out += "      \"summary\": {\"found\": \(summary.found), \"usable\": \(summary.usable), \"rejected\": \(summary.rejected), "
             out += "\"rejectedByReason\": {\(reasons)}, \"functionsWithoutSites\": \(summary.functionsWithoutSites), "
-            out += "\"discardedListEntries\": \(object.discardedListEntries)},\n"
+            out += "\"discardedListEntries\": \(object.discardedListEntries), "
+            out += "\"ignoredSymbols\": \(object.ignoredSymbols), \"ignoredRelocations\": \(object.ignoredRelocations)},\n"
             out += "      \"sites\": [" + rows(object.sites) + "],\n"
             out += "      \"functionsWithoutSites\": [" + rows(object.functionsWithoutSites) + "]\n"
             out += "    }"
