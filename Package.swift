@@ -56,6 +56,7 @@ let package = Package(
         .testTarget(name: "TextPokeTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "TrampolineTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "RecordingTests", dependencies: ["LiveTrace", "TestSupport"]),
+        .testTarget(name: "FunctionGraphTests", dependencies: ["LiveTrace", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

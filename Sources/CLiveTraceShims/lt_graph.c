@@ -1,0 +1,369 @@
+/* lt_graph.c — the shadow stack of the function graph: entry callback, exit
+ * handler, and the unwinders' restore/resume (protocol in lt_graph.h).
+ *
+ * Rules of this file:
+ *   - the entry and exit paths take no lock, never allocate with malloc, and
+ *     call libc only through raw system calls on their slow paths (mmap,
+ *     sigaltstack, write): they run in signal handlers too;
+ *   - no floating point, no long double: the return trampoline leaves the
+ *     x87 stack (a long double result in st0) and MXCSR untouched, so nothing
+ *     called from lt_graph_exit may use them;
+ *   - errno is saved and restored around every path the traced program sees.
+ */
+#define _GNU_SOURCE
+#include "lt_graph.h"
+#include "lt_record.h"
+#include "lt_tramp.h"
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define LT_HIDDEN __attribute__((visibility("hidden")))
+#define lt_signal_fence() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+/* Frame states. FREE frames are being pushed or popped (or were left half
+ * pushed by a siglongjmp): every reader skips them. */
+enum lt_graph_frame_state {
+    LT_FRAME_FREE = 0,
+    LT_FRAME_HOOKED = 1,   /* the slot holds the return trampoline */
+    LT_FRAME_RESTORED = 2, /* the slot holds the original (an unwinder runs) */
+};
+#define LT_FRAME_STATE_MASK 3u
+#define LT_FRAME_SILENT 4u /* deeper than the depth limit: not recorded */
+
+/* One frame, 32 bytes. */
+struct lt_graph_frame {
+    uintptr_t slot;           /* address of the return-address slot */
+    uintptr_t return_address; /* what the slot held before the hook */
+    uintptr_t function;       /* the site (recorded as the event address) */
+    uint32_t state;           /* enum lt_graph_frame_state | LT_FRAME_SILENT */
+    uint32_t reserved;
+};
+
+struct lt_graph_stack {
+    uint32_t count;           /* frames[0 ..< count] are pushed */
+    uint32_t graveyard_next;
+    struct lt_graph_frame graveyard[LT_GRAPH_GRAVEYARD];
+    struct lt_graph_frame frames[LT_GRAPH_STACK_CAPACITY];
+};
+
+static __thread struct lt_graph_stack *lt_graph_self __attribute__((tls_model("initial-exec")));
+static struct lt_graph_stats lt_graph_counters;
+static uint32_t lt_graph_depth_limit = LT_GRAPH_STACK_CAPACITY;
+static pthread_key_t lt_graph_exit_key;
+static int lt_graph_key_ready;
+
+#define lt_count(field) __atomic_fetch_add(&lt_graph_counters.field, 1, __ATOMIC_RELAXED)
+
+uintptr_t lt_graph_return_trampoline_address(void) { return (uintptr_t)&lt_graph_return_trampoline; }
+
+void lt_graph_set_max_depth(uint32_t limit) {
+    if (limit == 0 || limit > LT_GRAPH_STACK_CAPACITY) limit = LT_GRAPH_STACK_CAPACITY;
+    __atomic_store_n(&lt_graph_depth_limit, limit, __ATOMIC_RELAXED);
+}
+
+uint32_t lt_graph_max_depth(void) { return __atomic_load_n(&lt_graph_depth_limit, __ATOMIC_RELAXED); }
+
+void lt_graph_get_stats(struct lt_graph_stats *stats) {
+    stats->overflow = __atomic_load_n(&lt_graph_counters.overflow, __ATOMIC_RELAXED);
+    stats->unwound = __atomic_load_n(&lt_graph_counters.unwound, __ATOMIC_RELAXED);
+    stats->restored = __atomic_load_n(&lt_graph_counters.restored, __ATOMIC_RELAXED);
+    stats->rehooked = __atomic_load_n(&lt_graph_counters.rehooked, __ATOMIC_RELAXED);
+    stats->recovered = __atomic_load_n(&lt_graph_counters.recovered, __ATOMIC_RELAXED);
+    stats->no_stack = __atomic_load_n(&lt_graph_counters.no_stack, __ATOMIC_RELAXED);
+    stats->stacks = __atomic_load_n(&lt_graph_counters.stacks, __ATOMIC_RELAXED);
+}
+
+uint32_t lt_graph_thread_depth(void) {
+    struct lt_graph_stack *stack = lt_graph_self;
+    return stack ? stack->count : 0;
+}
+
+/* ---- system calls (raw: async-signal-safe, errno untouched) ------------ */
+
+static long lt_graph_syscall2(long number, long a, long b) {
+    long result;
+    __asm__ volatile("syscall" : "=a"(result) : "a"(number), "D"(a), "S"(b) : "rcx", "r11", "memory");
+    return result;
+}
+
+static long lt_graph_syscall6(long number, long a, long b, long c, long d, long e, long f) {
+    long result;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall" : "=a"(result)
+                     : "a"(number), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return result;
+}
+
+/* mmap(2) of a private anonymous region; NULL on failure. (mmap does not
+ * fail with EINTR.) */
+static void *lt_graph_sys_map(size_t size) {
+    long r = lt_graph_syscall6(SYS_mmap, 0, (long)size, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return (r < 0 && r > -4096) ? NULL : (void *)r;
+}
+
+static void lt_graph_sys_unmap(void *address, size_t size) {
+    (void)lt_graph_syscall2(SYS_munmap, (long)address, (long)size);
+}
+
+/* sigaltstack(2) query: 1 and the stack's bounds when the thread runs on its
+ * alternate signal stack now. */
+static int lt_graph_sys_on_altstack(uintptr_t *low, uintptr_t *high) {
+    stack_t current;
+    if (lt_graph_syscall2(SYS_sigaltstack, 0, (long)&current) != 0) return 0;
+    if (!(current.ss_flags & SS_ONSTACK)) return 0;
+    *low = (uintptr_t)current.ss_sp;
+    *high = (uintptr_t)current.ss_sp + current.ss_size;
+    return 1;
+}
+
+static void lt_graph_sys_write_stderr(const char *text, size_t length) {
+    while (length > 0) {
+        long r = lt_graph_syscall6(SYS_write, 2, (long)text, (long)length, 0, 0, 0);
+        if (r == -EINTR) continue;
+        if (r <= 0) return;
+        text += r;
+        length -= (size_t)r;
+    }
+}
+
+/* ---- the per-thread stack ---------------------------------------------- */
+
+/* Thread exit: every frame has returned or been unwound (the start routine
+ * returned, or pthread_exit unwound it: lt_unwind.c); the stack goes back. */
+static void lt_graph_thread_exit(void *value) {
+    struct lt_graph_stack *stack = value;
+    if (lt_graph_self == stack) lt_graph_self = NULL;
+    lt_graph_sys_unmap(stack, sizeof *stack);
+}
+
+__attribute__((constructor)) static void lt_graph_init(void) {
+    if (pthread_key_create(&lt_graph_exit_key, lt_graph_thread_exit) == 0)
+        __atomic_store_n(&lt_graph_key_ready, 1, __ATOMIC_RELEASE);
+}
+
+/* First traced call of a thread. Called from the entry callback (after E1,
+ * where libc is allowed); pthread_setspecific only writes the thread's own
+ * key array for a key from a constructor. */
+static __attribute__((noinline)) struct lt_graph_stack *lt_graph_stack_create(void) {
+    struct lt_graph_stack *stack = lt_graph_sys_map(sizeof(struct lt_graph_stack));
+    if (stack == NULL) return NULL;
+    lt_graph_self = stack;
+    if (__atomic_load_n(&lt_graph_key_ready, __ATOMIC_ACQUIRE))
+        pthread_setspecific(lt_graph_exit_key, stack);
+    lt_count(stacks);
+    return stack;
+}
+
+static void lt_graph_bury(struct lt_graph_stack *stack, const struct lt_graph_frame *frame) {
+    uint32_t index = stack->graveyard_next++ % LT_GRAPH_GRAVEYARD;
+    stack->graveyard[index] = *frame;
+}
+
+/* Pops the top frame as unwound: copy, FREE, count-1, then the UNWOUND exit
+ * (the record comes last so that a signal handler pushing meanwhile finds a
+ * consistent stack). */
+static void lt_graph_pop_unwound(struct lt_graph_stack *stack) {
+    uint32_t index = stack->count - 1;
+    struct lt_graph_frame frame = stack->frames[index];
+    lt_signal_fence();
+    stack->frames[index].state = LT_FRAME_FREE;
+    lt_signal_fence();
+    stack->count = index;
+    lt_signal_fence();
+    uint32_t state = frame.state & LT_FRAME_STATE_MASK;
+    if (state == LT_FRAME_FREE) return;
+    if (state == LT_FRAME_HOOKED) lt_graph_bury(stack, &frame);
+    if (!(frame.state & LT_FRAME_SILENT)) {
+        lt_record_exit(frame.function, index, LT_EVENT_FLAG_UNWOUND);
+        lt_count(unwound);
+    }
+}
+
+/* Step 1 of the entry: frames whose slot is below the new call's slot
+ * (`slot`) on the same stack are dead (left by longjmp or an unwinder); so
+ * are RESTORED frames whose slot was overwritten.
+ * Equal slots: the new function was tail-called by the hooked frame (its
+ * return address is the trampoline: the frame is alive) or the dead frame's
+ * slot was reused by this call (it is not). A thread on its alternate signal
+ * stack pops only frames on that stack. */
+static void lt_graph_pop_dead(struct lt_graph_stack *stack, uintptr_t slot, int tail_call) {
+    int checked_altstack = 0;
+    uintptr_t alt_low = 0, alt_high = 0;
+    int on_altstack = 0;
+    while (stack->count > 0) {
+        const struct lt_graph_frame *top = &stack->frames[stack->count - 1];
+        uint32_t state = top->state & LT_FRAME_STATE_MASK;
+        if (state == LT_FRAME_FREE) return;
+        /* A RESTORED frame (an unwinder runs) whose slot no longer holds its
+         * return address was unwound and its slot reused by a cleanup's
+         * call: dead, wherever it lies. (Only RESTORED frames are read this
+         * way: they are on the stack being unwound, which is mapped.) */
+        if (state == LT_FRAME_RESTORED && *(volatile uintptr_t *)top->slot != top->return_address) {
+            lt_graph_pop_unwound(stack);
+            continue;
+        }
+        if (top->slot > slot || (top->slot == slot && tail_call)) return;
+        if (!checked_altstack) {
+            on_altstack = lt_graph_sys_on_altstack(&alt_low, &alt_high);
+            checked_altstack = 1;
+        }
+        if (on_altstack && (top->slot < alt_low || top->slot >= alt_high)) return;
+        lt_graph_pop_unwound(stack);
+    }
+}
+
+void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs) {
+    (void)ops;
+    struct lt_graph_stack *stack = lt_graph_self;
+    if (__builtin_expect(stack == NULL, 0)) {
+        stack = lt_graph_stack_create();
+        if (stack == NULL) {
+            lt_count(no_stack);
+            return;
+        }
+    }
+    uintptr_t trampoline = (uintptr_t)&lt_graph_return_trampoline;
+    uintptr_t slot = regs->rsp;
+    /* Step 1. */
+    if (stack->count > 0) lt_graph_pop_dead(stack, slot, parent_ip == trampoline);
+    uint32_t index = stack->count;
+    if (__builtin_expect(index >= LT_GRAPH_STACK_CAPACITY, 0)) {
+        lt_count(overflow);
+        return;
+    }
+    /* Step 2: FREE, count+1, fields, state (see lt_graph.h). */
+    struct lt_graph_frame *frame = &stack->frames[index];
+    frame->state = LT_FRAME_FREE;
+    lt_signal_fence();
+    stack->count = index + 1;
+    lt_signal_fence();
+    frame->slot = slot;
+    frame->return_address = parent_ip;
+    frame->function = ip;
+    int recorded = index < __atomic_load_n(&lt_graph_depth_limit, __ATOMIC_RELAXED);
+    lt_signal_fence();
+    frame->state = LT_FRAME_HOOKED | (recorded ? 0 : LT_FRAME_SILENT);
+    lt_signal_fence();
+    /* Step 3. */
+    if (recorded) lt_record_entry(ip, index);
+    /* Step 4. */
+    *(volatile uintptr_t *)slot = trampoline;
+}
+
+static const char lt_graph_lost_message[] =
+    "livetrace: a function returned through the return trampoline with no shadow-stack frame for its "
+    "return slot (its stack was switched by a mechanism LiveTrace does not follow, e.g. swapcontext); "
+    "the original return address is unknown, aborting\n";
+
+/* The exit (called by lt_graph_return_trampoline with the slot the function
+ * returned through):
+ *   1. find the HOOKED frame of `slot`, from the top;
+ *   2. pop the frames above it as unwound (dead: deeper than a returning frame);
+ *   3. write the original return address back into the slot (backtraces
+ *      taken from here on see the real caller), pop the frame, record the exit;
+ *   4. return the original return address to the trampoline. */
+uintptr_t lt_graph_exit(uintptr_t slot) {
+    int saved_errno = errno;
+    struct lt_graph_stack *stack = lt_graph_self;
+    uint32_t found = 0;
+    if (stack != NULL) {
+        /* Step 1. */
+        for (uint32_t i = stack->count; i > 0; i--) {
+            const struct lt_graph_frame *frame = &stack->frames[i - 1];
+            if ((frame->state & LT_FRAME_STATE_MASK) == LT_FRAME_HOOKED && frame->slot == slot) {
+                found = i;
+                break;
+            }
+        }
+    }
+    if (__builtin_expect(found == 0, 0)) {
+        /* A frame popped as dead that was alive (the only way here). */
+        for (uint32_t i = 0; stack != NULL && i < LT_GRAPH_GRAVEYARD; i++) {
+            struct lt_graph_frame *frame = &stack->graveyard[i];
+            if (frame->state != LT_FRAME_FREE && frame->slot == slot) {
+                uintptr_t original = frame->return_address;
+                frame->state = LT_FRAME_FREE;
+                *(volatile uintptr_t *)slot = original;
+                lt_count(recovered);
+                errno = saved_errno;
+                return original;
+            }
+        }
+        lt_graph_sys_write_stderr(lt_graph_lost_message, sizeof lt_graph_lost_message - 1);
+        abort();
+    }
+    /* Step 2. */
+    while (stack->count > found) lt_graph_pop_unwound(stack);
+    /* Step 3. */
+    uint32_t index = found - 1;
+    struct lt_graph_frame frame = stack->frames[index];
+    *(volatile uintptr_t *)slot = frame.return_address;
+    lt_signal_fence();
+    stack->frames[index].state = LT_FRAME_FREE;
+    lt_signal_fence();
+    stack->count = index;
+    lt_signal_fence();
+    if (!(frame.state & LT_FRAME_SILENT)) lt_record_exit(frame.function, index, 0);
+    errno = saved_errno;
+    /* Step 4. */
+    return frame.return_address;
+}
+
+/* ---- unwinders (called by lt_unwind.c) ----------------------------------- */
+
+/* Top down, so that a tail-called frame (whose original return address is
+ * the trampoline, sharing its caller's slot) is restored before its caller. */
+void lt_graph_restore_thread(void) {
+    struct lt_graph_stack *stack = lt_graph_self;
+    if (stack == NULL) return;
+    uintptr_t trampoline = (uintptr_t)&lt_graph_return_trampoline;
+    for (uint32_t i = stack->count; i > 0; i--) {
+        struct lt_graph_frame *frame = &stack->frames[i - 1];
+        if ((frame->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED) continue;
+        volatile uintptr_t *slot = (volatile uintptr_t *)frame->slot;
+        if (*slot != trampoline) continue;
+        *slot = frame->return_address;
+        lt_signal_fence();
+        frame->state = (frame->state & ~LT_FRAME_STATE_MASK) | LT_FRAME_RESTORED;
+        lt_count(restored);
+    }
+}
+
+/* Bottom up: a caller is hooked before the frame it tail-called. */
+void lt_graph_resume_thread(uintptr_t sp) {
+    struct lt_graph_stack *stack = lt_graph_self;
+    if (stack == NULL) return;
+    while (stack->count > 0) {
+        const struct lt_graph_frame *top = &stack->frames[stack->count - 1];
+        if ((top->state & LT_FRAME_STATE_MASK) != LT_FRAME_FREE && top->slot >= sp) break;
+        lt_graph_pop_unwound(stack);
+    }
+    uintptr_t trampoline = (uintptr_t)&lt_graph_return_trampoline;
+    for (uint32_t i = 0; i < stack->count; i++) {
+        struct lt_graph_frame *frame = &stack->frames[i];
+        if ((frame->state & LT_FRAME_STATE_MASK) != LT_FRAME_RESTORED) continue;
+        volatile uintptr_t *slot = (volatile uintptr_t *)frame->slot;
+        if (*slot != frame->return_address) continue;
+        frame->state = (frame->state & ~LT_FRAME_STATE_MASK) | LT_FRAME_HOOKED;
+        lt_signal_fence();
+        *slot = trampoline;
+        lt_count(rehooked);
+    }
+}
+
+void lt_graph_unwind_thread(void) {
+    struct lt_graph_stack *stack = lt_graph_self;
+    if (stack == NULL) return;
+    lt_graph_restore_thread();
+    while (stack->count > 0) lt_graph_pop_unwound(stack);
+}

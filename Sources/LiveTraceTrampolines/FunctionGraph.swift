@@ -1,0 +1,165 @@
+// The function graph: entry and exit events of the chosen functions, by
+// return hooking with a per-thread shadow stack. The mechanism is C and
+// assembly (lt_graph.c, lt_return_x86_64.S, lt_unwind.c; protocol in
+// lt_graph.h); this file registers it as an ops and owns its lifetime.
+//
+// Events go to the recording active in the process (lt_record_attach*,
+// Recorder): an entry at the frame's depth, an exit at the same depth, the
+// exit flagged LT_EVENT_FLAG_UNWOUND when the frame was left without a
+// return (longjmp, C++ exception, pthread_exit).
+import CLiveTraceShims
+import Glibc
+
+/// Counters of the function graph over all threads since the process started.
+public struct FunctionGraphStatistics: Sendable, Equatable {
+    /// Calls neither hooked nor recorded: the thread's shadow stack was full.
+    public var overflow: UInt64
+    /// Exits recorded flagged unwound.
+    public var unwound: UInt64
+    /// Hooked return slots restored before an unwinder ran.
+    public var restored: UInt64
+    /// Restored slots hooked again at a catch.
+    public var rehooked: UInt64
+    /// Returns through a frame that had been popped as dead.
+    public var recovered: UInt64
+    /// Calls not hooked because a shadow stack could not be mapped.
+    public var noStack: UInt64
+    /// Shadow stacks mapped (threads that made a traced call).
+    public var stacks: UInt64
+}
+
+/// A running function graph. Only one runs per process at a time (the shadow
+/// stack and the depth limit are per process): `start` while one runs throws
+/// `alreadyRegistered`.
+public final class FunctionGraph: @unchecked Sendable {
+    /// The most frames a thread's shadow stack holds, and the largest depth limit.
+    public static let stackCapacity = Int(LT_GRAPH_STACK_CAPACITY)
+
+    /// Ownership: `ops` is immutable; `running` is read and written under
+    /// `FunctionGraph.lock` only.
+    public let ops: Ops
+    public let maxDepth: Int
+    private var running = true
+
+    private static let lock = PThreadMutex()
+    nonisolated(unsafe) private static var current: FunctionGraph?
+
+    private init(ops: Ops, maxDepth: Int) {
+        self.ops = ops
+        self.maxDepth = maxDepth
+    }
+
+    /// Starts recording entries and exits of every function matching
+    /// `functions` (globs over raw and demangled names, or "0x…"
+    /// addresses; empty: every function with a site) except `excluding`.
+    /// Calls at depth `maxDepth` or deeper are followed (so depths stay
+    /// right) but not recorded.
+    public static func start(
+        functions: [String], excluding: [String] = [], maxDepth: Int = stackCapacity
+    ) throws(TraceError) -> FunctionGraph {
+        guard maxDepth >= 1, maxDepth <= stackCapacity else {
+            throw TraceError.invalidArgument("depth limit \(maxDepth) outside 1...\(stackCapacity)")
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        if current != nil { throw TraceError.alreadyRegistered }
+        let ops = try Ops(callback: lt_graph_entry_callback, data: nil, flags: [.saveRegisters])
+        OpsRegistry.shared.adopt(ops)
+        do throws(TraceError) {
+            for pattern in functions {
+                try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops)
+            }
+            for pattern in excluding {
+                try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops, exclude: true)
+            }
+            lt_graph_set_max_depth(UInt32(maxDepth))
+            try OpsRegistry.shared.register(ops)
+        } catch {
+            OpsRegistry.shared.destroy(ops)
+            throw error
+        }
+        let graph = FunctionGraph(ops: ops, maxDepth: maxDepth)
+        current = graph
+        return graph
+    }
+
+    /// Unpatches the functions. Frames hooked before keep returning through
+    /// the (permanent) return trampoline and still record their exits.
+    public func stop() throws(TraceError) {
+        FunctionGraph.lock.lock()
+        defer { FunctionGraph.lock.unlock() }
+        guard running else { throw TraceError.notRegistered }
+        running = false
+        FunctionGraph.current = nil
+        defer { OpsRegistry.shared.destroy(ops) }
+        try OpsRegistry.shared.unregister(ops)
+    }
+
+    /// The graph started through the C API (lt_graph_start), if any.
+    static func stopCurrent() throws(TraceError) {
+        lock.lock()
+        let graph = current
+        lock.unlock()
+        guard let graph else { throw TraceError.notRegistered }
+        try graph.stop()
+    }
+
+    public static var statistics: FunctionGraphStatistics {
+        var raw = lt_graph_stats()
+        lt_graph_get_stats(&raw)
+        return FunctionGraphStatistics(
+            overflow: raw.overflow, unwound: raw.unwound, restored: raw.restored, rehooked: raw.rehooked,
+            recovered: raw.recovered, noStack: raw.no_stack, stacks: raw.stacks)
+    }
+
+    /// The calling thread's shadow-stack depth.
+    public static var currentThreadDepth: Int { Int(lt_graph_thread_depth()) }
+}
+
+/// A pthread mutex usable from static storage (the registry's lock is
+/// private to it).
+final class PThreadMutex: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    init() {
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+}
+
+private func globList(_ list: UnsafePointer<UnsafePointer<CChar>?>?) -> [String] {
+    guard var cursor = list else { return [] }
+    var result: [String] = []
+    while let item = cursor.pointee {
+        result.append(String(cString: item))
+        cursor += 1
+    }
+    return result
+}
+
+// The C entry point (lt_graph.h) for the LD_PRELOAD shim and `livetrace record`.
+@_cdecl("lt_graph_start")
+public func livetrace_graph_start(
+    _ filters: UnsafePointer<UnsafePointer<CChar>?>?, _ notrace: UnsafePointer<UnsafePointer<CChar>?>?,
+    _ maxDepth: UInt32, _ minTimeNs: UInt64
+) -> Int32 {
+    guard minTimeNs == 0 else { return -Int32(LT_EINVAL) }
+    let depth = maxDepth == 0 ? FunctionGraph.stackCapacity : Int(maxDepth)
+    do {
+        _ = try FunctionGraph.start(functions: globList(filters), excluding: globList(notrace), maxDepth: depth)
+        return 0
+    } catch {
+        return error.cCode
+    }
+}
+
+@_cdecl("lt_graph_stop")
+public func livetrace_graph_stop() -> Int32 {
+    do {
+        try FunctionGraph.stopCurrent()
+        return 0
+    } catch {
+        return error.cCode
+    }
+}
