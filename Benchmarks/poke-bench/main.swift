@@ -64,16 +64,20 @@ source += """
 
     """
 let cPath = dir.appendingPathComponent("sites.c").path
-let soPath = dir.appendingPathComponent("sites.so").path
+// LIVETRACE_POKE_BENCH_SO: keep the compiled library at this path and reuse it.
+let keptLibrary = ProcessInfo.processInfo.environment["LIVETRACE_POKE_BENCH_SO"]
+let soPath = keptLibrary ?? dir.appendingPathComponent("sites.so").path
 FileManager.default.createFile(atPath: cPath, contents: Data(source.utf8))
 let compiler = FileManager.default.isExecutableFile(atPath: "/opt/swift/usr/bin/clang") ? "/opt/swift/usr/bin/clang" : "clang"
 let compileStart = now()
+if keptLibrary == nil || !FileManager.default.fileExists(atPath: soPath) {
 let cc = Process()
 cc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
 cc.arguments = [compiler, "-O1", "-fPIC", "-shared", "-pthread", "-fpatchable-function-entry=5", cPath, "-o", soPath]
 do { try cc.run() } catch { fail("cannot run \(compiler): \(error)") }
 cc.waitUntilExit()
 guard cc.terminationStatus == 0 else { fail("compiling \(siteCount) functions failed") }
+}
 let compileSeconds = now() - compileStart
 
 // 2. Load, describe the sites.

@@ -59,6 +59,8 @@ public final class TextPoker: Sendable {
     /// Written only under the patch lock.
     struct SiteRecord {
         var instruction: SiteInstruction
+        /// The address is in the published known-site set.
+        var known = false
     }
 
     struct State: ~Copyable {
@@ -67,7 +69,6 @@ public final class TextPoker: Sendable {
         var records: [UInt: SiteRecord] = [:]
         /// Every address ever written, sorted; mirrored in `publishedKnown`.
         var knownAddresses: [UInt64] = []
-        var knownSet: Set<UInt64> = []
         var publishedKnown: UnsafeMutablePointer<lt_address_set>? = nil
         /// Set when a batch could neither finish nor roll back: its table
         /// stays published (threads are still emulated correctly) and no
@@ -106,13 +107,13 @@ public final class TextPoker: Sendable {
         state.withLock { state in
             var result = BatchResult()
             guard prepare(&state, &result, sites: { sites }) else { return result }
-            var seen = Set<UInt>()
+            var seen = Set<UInt>(minimumCapacity: sites.count)
             var plan: [PlannedWrite] = []
-            for site in sites {
-                guard admit(site, seen: &seen, result: &result) else { continue }
-                planNormalization(of: site, state: &state, plan: &plan, result: &result)
+            for i in sites.indices {
+                guard admit(sites[i], seen: &seen, result: &result) else { continue }
+                planNormalization(of: sites[i], index: i, state: &state, plan: &plan, result: &result)
             }
-            run(plan, state: &state, result: &result)
+            run(plan, site: { sites[$0] }, state: &state, result: &result)
             return result
         }
     }
@@ -126,17 +127,24 @@ public final class TextPoker: Sendable {
             var seen = Set<UInt>(minimumCapacity: transitions.count)
             var admitted: [Int] = []
             admitted.reserveCapacity(transitions.count)
-            for (i, t) in transitions.enumerated() where admit(t.site, seen: &seen, result: &result) {
+            for i in transitions.indices where admit(transitions[i].site, seen: &seen, result: &result) {
                 admitted.append(i)
             }
 
             // Normalization first, for the sites we have no record of.
             var normalization: [PlannedWrite] = []
             var normalizationResult = BatchResult()
-            for i in admitted where state.records[transitions[i].site.address] == nil {
-                planNormalization(of: transitions[i].site, state: &state, plan: &normalization, result: &normalizationResult)
+            // One lookup per site: its record, or nil until normalized.
+            var recorded: [(index: Int, record: SiteRecord?)] = []
+            recorded.reserveCapacity(admitted.count)
+            for i in admitted {
+                let record = state.records[transitions[i].site.address]
+                if record == nil {
+                    planNormalization(of: transitions[i].site, index: i, state: &state, plan: &normalization, result: &normalizationResult)
+                }
+                recorded.append((i, record))
             }
-            run(normalization, state: &state, result: &normalizationResult)
+            run(normalization, site: { transitions[$0].site }, state: &state, result: &normalizationResult)
             result.failed += normalizationResult.failed
             result.serializations += normalizationResult.serializations
             result.threadsRescued += normalizationResult.threadsRescued
@@ -144,34 +152,35 @@ public final class TextPoker: Sendable {
 
             var plan: [PlannedWrite] = []
             plan.reserveCapacity(admitted.count)
-            for i in admitted where failedAddresses.isEmpty || !failedAddresses.contains(transitions[i].site.address) {
-                let t = transitions[i]
-                let site = t.site
-                guard let record = state.records[site.address] else {
-                    result.failed.append(SiteOutcome(site: site, problem: .protocolFailed("site is not in normal form")))
+            for (i, known) in recorded where failedAddresses.isEmpty || !failedAddresses.contains(transitions[i].site.address) {
+                let address = transitions[i].site.address
+                let to = transitions[i].to
+                guard let record = known ?? state.records[address] else {
+                    result.failed.append(SiteOutcome(site: transitions[i].site, problem: .protocolFailed("site is not in normal form")))
                     continue
                 }
-                let found = CodeWriter.readPacked(site.address, count: X86SiteEncoding.normalLength)
-                guard X86SiteEncoding.decodePacked(found, at: site.address) == record.instruction else {
-                    let expected = X86SiteEncoding.encode(record.instruction, at: site.address)!
-                    result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(
+                let found = CodeWriter.readPacked(address, count: X86SiteEncoding.normalLength)
+                guard X86SiteEncoding.decodePacked(found, at: address) == record.instruction else {
+                    let expected = X86SiteEncoding.encode(record.instruction, at: address)!
+                    result.failed.append(SiteOutcome(site: transitions[i].site, problem: .bytesMismatch(
                         expected: "\(record.instruction) (\(hex(expected)))", found: found.array)))
                     continue
                 }
-                if record.instruction == t.to {
-                    result.unchanged.append(site)
+                if record.instruction == to {
+                    result.unchanged.append(transitions[i].site)
                     continue
                 }
-                guard let new = X86SiteEncoding.encodePacked(t.to, at: site.address) else {
-                    if case let .call(target) = t.to {
-                        result.failed.append(SiteOutcome(site: site, problem: .targetOutOfRange(target: target)))
+                guard let new = X86SiteEncoding.encodePacked(to, at: address) else {
+                    if case let .call(target) = to {
+                        result.failed.append(SiteOutcome(site: transitions[i].site, problem: .targetOutOfRange(target: target)))
                     }
                     continue
                 }
-                plan.append(PlannedWrite(site: site, old: found, new: new, becomes: t.to,
-                                         next: site.address + UInt(X86SiteEncoding.normalLength), rescue: false))
+                plan.append(PlannedWrite(siteIndex: i, address: address, old: found, new: new, becomes: to,
+                                         next: address + UInt(X86SiteEncoding.normalLength), rescue: false,
+                                         known: record.known))
             }
-            run(plan, state: &state, result: &result)
+            run(plan, site: { transitions[$0].site }, state: &state, result: &result)
             return result
         }
     }
@@ -187,7 +196,9 @@ public final class TextPoker: Sendable {
 
     /// One site's writes: OLD is what was verified, NEW what it becomes.
     struct PlannedWrite {
-        var site: Site
+        /// Index of the site in the caller's request (for the result).
+        var siteIndex: Int
+        var address: UInt
         var old: PackedBytes
         var new: PackedBytes
         var becomes: SiteInstruction
@@ -196,6 +207,8 @@ public final class TextPoker: Sendable {
         var next: UInt
         /// Five 1-byte nops: threads inside them must be moved first.
         var rescue: Bool
+        /// The address is already in the published known-site set.
+        var known = false
     }
 
     /// Installs or reinstalls the handlers; false (all sites failed) when
@@ -246,7 +259,7 @@ public final class TextPoker: Sendable {
     ///     callFentry                e8 r0 r1 r2 r3    → 0f 1f 44 00 00
     ///     callFentryGOT             ff 15 r0 r1 r2 r3 → 0f 1f 44 00 00 90
     ///                            or 67 e8 r0 r1 r2 r3 → 0f 1f 44 00 00 90
-    private func planNormalization(of site: Site, state: inout State, plan: inout [PlannedWrite], result: inout BatchResult) {
+    private func planNormalization(of site: Site, index: Int, state: inout State, plan: inout [PlannedWrite], result: inout BatchResult) {
         let a = site.address
         if let record = state.records[a] {
             let found = CodeWriter.read(a, count: X86SiteEncoding.normalLength)
@@ -268,13 +281,13 @@ public final class TextPoker: Sendable {
                 state.records[a] = SiteRecord(instruction: .nop)
                 result.unchanged.append(site)
             } else if head == X86SiteEncoding.nop1x5 {
-                plan.append(PlannedWrite(site: site, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: true))
+                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: true))
             } else {
                 result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "a 5-byte nop or five 1-byte nops", found: found)))
             }
         case .callFentry:
             if found[0] == X86SiteEncoding.callRel32Opcode {
-                plan.append(PlannedWrite(site: site, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: false))
+                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: false))
             } else if isNop5 {
                 state.records[a] = SiteRecord(instruction: .nop)
                 result.unchanged.append(site)
@@ -284,7 +297,7 @@ public final class TextPoker: Sendable {
         case .callFentryGOT:
             let opcode = Array(found[0..<2])
             if opcode == X86SiteEncoding.callIndirectRipRelative || opcode == X86SiteEncoding.callAddr32Rel32 {
-                plan.append(PlannedWrite(site: site, old: PackedBytes(found), new: PackedBytes(X86SiteEncoding.nop5 + [X86SiteEncoding.nop1]),
+                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(found), new: PackedBytes(X86SiteEncoding.nop5 + [X86SiteEncoding.nop1]),
                                          becomes: .nop, next: a + UInt(found.count), rescue: false))
             } else if isNop5 && found[5] == X86SiteEncoding.nop1 {
                 state.records[a] = SiteRecord(instruction: .nop)
@@ -306,9 +319,11 @@ public final class TextPoker: Sendable {
     }
 
     /// Runs steps 1-5 for a verified plan, recording the outcome.
-    private func run(_ unsorted: [PlannedWrite], state: inout State, result: inout BatchResult) {
+    private func run(_ unsorted: [PlannedWrite], site: (Int) -> Site, state: inout State, result: inout BatchResult) {
         if unsorted.isEmpty { return }
-        let plan = unsorted.sorted { $0.site.address < $1.site.address }
+        // Callers usually pass sites in address order: sort only if not.
+        let inOrder = zip(unsorted, unsorted.dropFirst()).allSatisfy { $0.address < $1.address }
+        let plan = inOrder ? unsorted : unsorted.sorted { $0.address < $1.address }
         let mechanism = serialization(state)
         result.serializationMechanism = mechanism
         let writer = CodeWriter(method: state.configuration.writeMethod)
@@ -316,18 +331,18 @@ public final class TextPoker: Sendable {
         do throws(SystemCallError) {
             mappings = try MemoryMapping.current()
         } catch {
-            fail(plan, .codeAccessFailed(error.description), &result)
+            fail(plan, site, .codeAccessFailed(error.description), &result)
             return
         }
 
         // Step 1: publish the known sites, then the in-flight table.
-        publishKnown(plan.map { UInt64($0.site.address) }, state: &state)
+        publishKnown(plan.lazy.filter { !$0.known }.map { UInt64($0.address) }, state: &state)
         let entries = UnsafeMutablePointer<lt_inflight_entry>.allocate(capacity: plan.count)
         for (i, w) in plan.enumerated() {
             var target: UInt = 0
             if case let .call(t) = w.becomes { target = t }
             entries[i] = lt_inflight_entry(
-                address: UInt64(w.site.address), target: UInt64(target), next: UInt64(w.next),
+                address: UInt64(w.address), target: UInt64(target), next: UInt64(w.next),
                 emulate: UInt32(target == 0 ? LT_EMULATE_NOP : LT_EMULATE_CALL),
                 rescue_length: w.rescue ? UInt32(X86SiteEncoding.normalLength) : 0)
         }
@@ -351,7 +366,7 @@ public final class TextPoker: Sendable {
         var stepsDone = 0
         do throws(PatchProblem) {
             // Step 2: int3 over A[0]; serialize; rescue threads from nop1x5.
-            try write(plan.map { CodeWriter.Write(address: $0.site.address, packed: PackedBytes([X86SiteEncoding.int3])) })
+            try write(plan.map { CodeWriter.Write(address: $0.address, packed: PackedBytes([X86SiteEncoding.int3])) })
             stepsDone = 2
             try serialize()
             if plan.contains(where: \.rescue) {
@@ -360,11 +375,11 @@ public final class TextPoker: Sendable {
                 result.threadsRescued += Int(trapCounters.rescued - before)
             }
             // Step 3: NEW[1...]; serialize.
-            try write(plan.map { CodeWriter.Write(address: $0.site.address + 1, packed: $0.new.tail) })
+            try write(plan.map { CodeWriter.Write(address: $0.address + 1, packed: $0.new.tail) })
             stepsDone = 3
             try serialize()
             // Step 4: NEW[0]; serialize.
-            try write(plan.map { CodeWriter.Write(address: $0.site.address, packed: $0.new.head) })
+            try write(plan.map { CodeWriter.Write(address: $0.address, packed: $0.new.head) })
             stepsDone = 4
             try serialize()
         } catch {
@@ -373,11 +388,11 @@ public final class TextPoker: Sendable {
                 // The table stays published: every thread that reaches one
                 // of these sites is still emulated correctly.
                 state.wedged = error.description
-                fail(plan, .protocolFailed("\(error) (sites left in flight, emulated by the trap handler)"), &result)
+                fail(plan, site, .protocolFailed("\(error) (sites left in flight, emulated by the trap handler)"), &result)
                 return
             }
             retire(table)
-            fail(plan, error, &result)
+            fail(plan, site, error, &result)
             return
         }
 
@@ -386,8 +401,8 @@ public final class TextPoker: Sendable {
         result.serializations += serializations
         result.patched.reserveCapacity(result.patched.count + plan.count)
         for w in plan {
-            state.records[w.site.address] = SiteRecord(instruction: w.becomes)
-            result.patched.append(w.site)
+            state.records[w.address] = SiteRecord(instruction: w.becomes, known: true)
+            result.patched.append(site(w.siteIndex))
         }
     }
 
@@ -399,10 +414,10 @@ public final class TextPoker: Sendable {
                           mappings: [MemoryMapping], mechanism: CoreSerializer.Mechanism) -> Bool {
         do throws(SystemCallError) {
             if stepsDone >= 3 {
-                try writer.perform(plan.map { CodeWriter.Write(address: $0.site.address + 1, packed: $0.old.tail) }, mappings: mappings)
+                try writer.perform(plan.map { CodeWriter.Write(address: $0.address + 1, packed: $0.old.tail) }, mappings: mappings)
                 try? CoreSerializer.serializeAllCores(using: mechanism)
             }
-            try writer.perform(plan.map { CodeWriter.Write(address: $0.site.address, packed: $0.old.head) }, mappings: mappings)
+            try writer.perform(plan.map { CodeWriter.Write(address: $0.address, packed: $0.old.head) }, mappings: mappings)
             try? CoreSerializer.serializeAllCores(using: mechanism)
             return true
         } catch {
@@ -417,16 +432,15 @@ public final class TextPoker: Sendable {
         table.deallocate()
     }
 
-    private func fail(_ plan: [PlannedWrite], _ problem: PatchProblem, _ result: inout BatchResult) {
-        result.failed += plan.map { SiteOutcome(site: $0.site, problem: problem) }
+    private func fail(_ plan: [PlannedWrite], _ site: (Int) -> Site, _ problem: PatchProblem, _ result: inout BatchResult) {
+        result.failed += plan.map { SiteOutcome(site: site($0.siteIndex), problem: problem) }
     }
 
     /// Adds addresses to the published known-site set (replacing the
     /// published copy; the old one is freed once no handler reads it).
-    private func publishKnown(_ addresses: [UInt64], state: inout State) {
-        let fresh = addresses.filter { !state.knownSet.contains($0) }
+    private func publishKnown<S: Sequence<UInt64>>(_ addresses: S, state: inout State) {
+        let fresh = Array(addresses)
         if fresh.isEmpty { return }
-        state.knownSet.formUnion(fresh)
         var merged = state.knownAddresses
         merged += fresh
         merged.sort()

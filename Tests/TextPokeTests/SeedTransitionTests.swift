@@ -55,7 +55,7 @@ final class SeedTransitionTests: XCTestCase {
     }
 
     func testSwitchingBetweenTwoCallTargetsCountsEveryCallExactlyOnce() throws {
-        let rounds = soak ? 50 : 3
+        let rounds = soak ? 50 : 2
         for _ in 0..<rounds {
             try switchCallTargets(transitions: 10_000)
         }
@@ -70,7 +70,7 @@ final class SeedTransitionTests: XCTestCase {
     /// call made entirely inside a window where the site was stably enabled
     /// is counted; none made in a stably disabled window is.
     func testNopCallTransitionsCountEveryCallMadeWhileStablyEnabled() throws {
-        let rounds = soak ? 20 : 2
+        let rounds = soak ? 20 : 1
         for _ in 0..<rounds {
             let seed = try SeedFixture()
             let workers = seed.start(plainWorkers: 3)
