@@ -34,8 +34,13 @@ public enum ObjectCapture {
             let mappings = byPath[path]!
             let ranges = mappings.filter(\.executable).map { [$0.start, $0.end] }
             guard !ranges.isEmpty else { continue }
-            guard let elf = try? ElfSymbols.read(path: path) else {
-                objects.append(TraceObject(path: path, buildId: nil, loadBias: 0, ranges: ranges, symbols: []))
+            let elf: ElfSymbols
+            do throws(RecordingError) {
+                elf = try ElfSymbols.read(path: path)
+            } catch {
+                // Said in objects.json, not dropped: its addresses stay hex.
+                objects.append(TraceObject(
+                    path: path, buildId: nil, loadBias: 0, ranges: ranges, symbols: [], symbolsError: "\(error)"))
                 continue
             }
             var bias: UInt64 = 0

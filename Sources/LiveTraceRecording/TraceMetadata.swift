@@ -116,19 +116,26 @@ public struct TraceObject: Codable, Equatable, Sendable {
     /// Executable run-time ranges [start, end).
     public var ranges: [[UInt64]]
     public var symbols: [TraceSymbol]
+    /// Why the object's file could not be read for symbols; nil when it was.
+    public var symbolsError: String?
 
-    public init(path: String, buildId: String?, loadBias: UInt64, ranges: [[UInt64]], symbols: [TraceSymbol]) {
+    public init(
+        path: String, buildId: String?, loadBias: UInt64, ranges: [[UInt64]], symbols: [TraceSymbol],
+        symbolsError: String? = nil
+    ) {
         self.path = path
         self.buildId = buildId
         self.loadBias = loadBias
         self.ranges = ranges
         self.symbols = symbols
+        self.symbolsError = symbolsError
     }
 
     enum CodingKeys: String, CodingKey {
         case path, ranges, symbols
         case buildId = "build_id"
         case loadBias = "load_bias"
+        case symbolsError = "symbols_error"
     }
 }
 

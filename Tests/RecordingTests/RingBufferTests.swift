@@ -175,7 +175,7 @@ final class RingBufferTests: XCTestCase {
         let report = TraceReport(trace: trace)
         let names = Set(report.functions.map(\.function))
         let holders = trace.objects.objects.filter { object in object.ranges.contains { $0[0] <= malloc && malloc < $0[1] } }
-            .map { "\($0.path) bias 0x\(String($0.loadBias, radix: 16)) \($0.symbols.count) symbols" }
+            .map { "\($0.path) bias 0x\(String($0.loadBias, radix: 16)) \($0.symbols.count) symbols \($0.symbolsError ?? "")" }
         XCTAssertTrue(names.contains { $0.contains("malloc") }, "\(names); malloc 0x\(String(malloc, radix: 16)) in \(holders)")
         XCTAssertTrue(names.contains { $0.contains("free") }, "\(names)")
         XCTAssertTrue(trace.objects.objects.contains { $0.path.contains("libc.so") && $0.buildId != nil })
