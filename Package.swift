@@ -26,7 +26,17 @@ let package = Package(
         ),
         // The small C layer the machine demands: syscall wrappers, the
         // async-signal-safe trap handler, thread-local state, trampolines.
-        .target(name: "CLiveTraceShims"),
+        .target(
+            name: "CLiveTraceShims",
+            // lt_unwind.c interposes the unwinder's entry points: an
+            // executable that links this target statically must export them,
+            // or libstdc++ and libc keep calling their own.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic-symbol=_Unwind_RaiseException",
+                                           "-Xlinker", "--export-dynamic-symbol=_Unwind_Resume_or_Rethrow",
+                                           "-Xlinker", "--export-dynamic-symbol=_Unwind_ForcedUnwind",
+                                           "-Xlinker", "--export-dynamic-symbol=__cxa_begin_catch",
+                                           "-Xlinker", "--export-dynamic-symbol=pthread_exit"])]
+        ),
         // Finding sites in ELF objects (files and the loaded process).
         .target(name: "LiveTraceSites", dependencies: ["CElfutils", "CLiveTraceShims"]),
         // The text poke: normal form, batched int3 protocol, trap handler.
