@@ -48,6 +48,15 @@ enum GraphFixtures {
         }
     }
 
+    /// Registers names given by symbol: [symbol: name to print].
+    static func nameFunctions(_ handle: UnsafeMutableRawPointer, _ symbolNames: [String: String]) {
+        lock.lock()
+        defer { lock.unlock() }
+        for (symbol, name) in symbolNames {
+            if let address = dlsym(handle, symbol) { names[UInt64(UInt(bitPattern: address))] = name }
+        }
+    }
+
     static func name(of address: UInt64) -> String {
         lock.lock()
         defer { lock.unlock() }
