@@ -57,6 +57,8 @@ let package = Package(
         .executableTarget(name: "livetrace-tramp-bench", dependencies: ["LiveTrace"], path: "Benchmarks/tramp-bench"),
         // Benchmarks/poke-batch.sh: time to switch 100k sites in one batch.
         .executableTarget(name: "livetrace-poke-bench", dependencies: ["LiveTrace"], path: "Benchmarks/poke-bench"),
+        // Benchmarks/graph-cost.sh: cost per call of recording entry and exit.
+        .executableTarget(name: "livetrace-graph-bench", dependencies: ["LiveTrace"], path: "Benchmarks/graph-bench"),
         .executableTarget(
             name: "livetrace",
             dependencies: ["LiveTrace", .product(name: "ArgumentParser", package: "swift-argument-parser")]
