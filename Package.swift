@@ -30,8 +30,14 @@ let package = Package(
             name: "CLiveTraceShims",
             // lt_unwind.c interposes the unwinder's entry points: an
             // executable that links this target statically must export them,
-            // or libstdc++ and libc keep calling their own.
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic-symbol=_Unwind_RaiseException",
+            // or libstdc++ and libc keep calling their own. Likewise
+            // lt_sigmask.c's signal-mask and sigaction entry points, so that
+            // libraries loaded later (dlopen) reach them too.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic-symbol=sigaction",
+                                           "-Xlinker", "--export-dynamic-symbol=signal",
+                                           "-Xlinker", "--export-dynamic-symbol=sigprocmask",
+                                           "-Xlinker", "--export-dynamic-symbol=pthread_sigmask",
+                                           "-Xlinker", "--export-dynamic-symbol=_Unwind_RaiseException",
                                            "-Xlinker", "--export-dynamic-symbol=_Unwind_Resume_or_Rethrow",
                                            "-Xlinker", "--export-dynamic-symbol=_Unwind_ForcedUnwind",
                                            "-Xlinker", "--export-dynamic-symbol=__cxa_begin_catch",
@@ -45,12 +51,15 @@ let package = Package(
         .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims"]),
         // Per-thread event buffers, the trace directory format, its reader.
         .target(name: "LiveTraceRecording", dependencies: ["CElfutils", "CLiveTraceShims"]),
+        // The LD_PRELOAD shim's environment and its control channel to
+        // `livetrace record` (Glibc only: it is linked into liblivetrace.so).
+        .target(name: "LiveTracePreload"),
         // The public Swift API: re-exports the mechanisms above.
         .target(name: "LiveTrace", dependencies: ["LiveTraceSites", "LiveTracePatching", "LiveTraceTrampolines", "LiveTraceRecording"]),
         // The @_cdecl functions of livetrace.h; the Swift runtime is linked in.
         .target(
             name: "LiveTraceC",
-            dependencies: ["LiveTraceTrampolines", "CLiveTraceShims"],
+            dependencies: ["LiveTraceTrampolines", "LiveTracePreload", "CLiveTraceShims"],
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=liblivetrace.so"])]
         ),
         // Benchmarks/tramp-cost.sh: cost per call of an enabled site.
@@ -61,7 +70,7 @@ let package = Package(
         .executableTarget(name: "livetrace-graph-bench", dependencies: ["LiveTrace"], path: "Benchmarks/graph-bench"),
         .executableTarget(
             name: "livetrace",
-            dependencies: ["LiveTrace", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LiveTrace", "LiveTracePreload", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),
@@ -69,6 +78,7 @@ let package = Package(
         .testTarget(name: "TrampolineTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "RecordingTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "FunctionGraphTests", dependencies: ["LiveTrace", "TestSupport"]),
+        .testTarget(name: "RecordCommandTests", dependencies: ["LiveTrace", "LiveTracePreload", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
