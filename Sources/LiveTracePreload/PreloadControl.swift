@@ -1,0 +1,226 @@
+// The LD_PRELOAD shim's configuration and its control channel to
+// `livetrace record`.
+//
+// Configuration: environment variables, set by the CLI (or by hand) and
+// inherited across fork and exec, so every image of the program re-reads
+// them (`PreloadEnvironment`).
+//
+// Control channel: an abstract-namespace SOCK_SEQPACKET socket named by
+// LIVETRACE_CONTROL. It exists so the CLI captures the program's memory map
+// and symbols (objects.json) at the moments they are complete, while the
+// program is alive and waiting:
+//
+//   shim (in the program)                    CLI (PreloadControlServer)
+//   1. constructor: attach rings, patch
+//   2. connect, send "start PID STATUS TEXT" ─▶ capture /proc/PID/maps (main
+//                                               program only), then
+//   3. wait for the reply (bounded)      ◀──── reply "go"
+//   4. close, return to the loader: main runs
+//   5. at exit(): "exit PID 0 -" the same way (libraries dlopened since start)
+//
+// STATUS is 0 or the negative LT_E* code of the start-up failure; TEXT says
+// what failed, so the CLI prints it (the shim itself never writes to the
+// program's stdout or stderr when a CLI listens). The socket is SOCK_CLOEXEC
+// and closed before main: the program never sees it. If no CLI answers
+// within `replyTimeout`, the shim goes on alone: the program is never held.
+import Glibc
+
+/// A failed system call of the control channel: the call, its subject, errno.
+public struct PreloadControlError: Error, CustomStringConvertible, Equatable {
+    public var call: String
+    public var subject: String
+    public var errno: Int32
+
+    public var description: String {
+        "\(call)(\(subject)) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}
+
+/// Retries EINTR; any other failure becomes a PreloadControlError naming the call.
+private func retrying<T: BinaryInteger>(_ call: String, _ subject: String, _ body: () -> T) throws(PreloadControlError) -> T {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        let code = errno
+        if code == EINTR { continue }
+        throw PreloadControlError(call: call, subject: subject, errno: code)
+    }
+}
+
+/// The environment variables the shim reads.
+public enum PreloadEnvironment {
+    /// Ring-area file to attach (lt_record_attach_env). Its presence turns the shim on.
+    public static let rings = "LIVETRACE_RINGS"
+    /// `;`-separated globs of the functions to trace (-F); unset or empty: every function with a site.
+    public static let filter = "LIVETRACE_FILTER"
+    /// `;`-separated globs of the functions not to trace (-N).
+    public static let notrace = "LIVETRACE_NOTRACE"
+    /// Depth limit (-D), a decimal number ≥ 1.
+    public static let depth = "LIVETRACE_DEPTH"
+    /// Minimum duration in nanoseconds (-t).
+    public static let minTime = "LIVETRACE_MIN_TIME"
+    /// Abstract socket name of the CLI's control channel.
+    public static let control = "LIVETRACE_CONTROL"
+    /// Separator of the glob lists.
+    public static let listSeparator: Character = ";"
+
+    public static func joinList(_ globs: [String]) -> String {
+        globs.joined(separator: String(listSeparator))
+    }
+
+    public static func splitList(_ value: String?) -> [String] {
+        guard let value else { return [] }
+        return value.split(separator: listSeparator).map(String.init).filter { !$0.isEmpty }
+    }
+}
+
+/// One message of the shim.
+public struct PreloadMessage: Equatable, Sendable {
+    public enum Verb: String, Sendable { case start, exit }
+    public var verb: Verb
+    public var pid: Int32
+    /// 0, or the negative LT_E* code of a start-up failure.
+    public var status: Int32
+    /// What failed, or "-".
+    public var text: String
+
+    public init(verb: Verb, pid: Int32, status: Int32, text: String) {
+        self.verb = verb
+        self.pid = pid
+        self.status = status
+        self.text = text.isEmpty ? "-" : text
+    }
+
+    /// "VERB PID STATUS TEXT" (TEXT may hold spaces).
+    public var encoded: String { "\(verb.rawValue) \(pid) \(status) \(text)" }
+
+    public init?(decoding line: String) {
+        let parts = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 4, let verb = Verb(rawValue: String(parts[0])),
+              let pid = Int32(parts[1]), let status = Int32(parts[2]) else { return nil }
+        self.init(verb: verb, pid: pid, status: status, text: String(parts[3]))
+    }
+}
+
+/// An abstract-namespace unix socket address: sun_path[0] = 0, then the name.
+private func withAbstractAddress<R>(
+    _ name: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R
+) -> R {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(name.utf8.prefix(MemoryLayout.size(ofValue: address.sun_path) - 1))
+    withUnsafeMutableBytes(of: &address.sun_path) { path in
+        path[0] = 0
+        for (index, byte) in bytes.enumerated() { path[index + 1] = byte }
+    }
+    let length = socklen_t(MemoryLayout<sa_family_t>.size + 1 + bytes.count)
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+    }
+}
+
+private func sendMessage(_ fd: Int32, _ text: String) throws(PreloadControlError) {
+    let bytes = Array(text.utf8)
+    _ = try retrying("send", "control socket") {
+        bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+}
+
+private func receiveMessage(_ fd: Int32) throws(PreloadControlError) -> String {
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    let count = try retrying("recv", "control socket") {
+        buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
+    }
+    return String(decoding: buffer[0..<count], as: UTF8.self)
+}
+
+/// The shim's side: one message, one bounded wait for the reply.
+public enum PreloadControlClient {
+    public static let replyTimeoutSeconds = 10
+
+    /// Sends `message` to the listener named `name` and waits for its reply.
+    /// Throws when nobody listens or the reply does not come in time.
+    public static func send(_ message: PreloadMessage, to name: String) throws(PreloadControlError) {
+        let fd = try retrying("socket", "AF_UNIX") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: replyTimeoutSeconds, tv_usec: 0)
+        _ = try retrying("setsockopt", "SO_RCVTIMEO") {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+        _ = try retrying("connect", "@" + name) { withAbstractAddress(name) { connect(fd, $0, $1) } }
+        try sendMessage(fd, message.encoded)
+        _ = try receiveMessage(fd)
+    }
+}
+
+/// The CLI's side: a thread that accepts the shim's connections one at a
+/// time, hands each message to `handler` (which runs while the program
+/// waits), and replies.
+public final class PreloadControlServer: @unchecked Sendable {
+    public let name: String
+    private let listener: Int32
+    private let handler: @Sendable (PreloadMessage) -> Void
+    private var thread: pthread_t?
+
+    /// Listens on a fresh abstract name derived from this process's pid.
+    public init(handler: @escaping @Sendable (PreloadMessage) -> Void) throws(PreloadControlError) {
+        // Unique per listener: the pid, and the monotonic clock for several
+        // listeners of one process.
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let name = "livetrace-\(getpid())-\(String(now.tv_sec, radix: 16))\(String(now.tv_nsec, radix: 16))"
+        self.name = name
+        self.handler = handler
+        let fd = try retrying("socket", "AF_UNIX") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do throws(PreloadControlError) {
+            _ = try retrying("bind", "@" + name) { withAbstractAddress(name) { bind(fd, $0, $1) } }
+            _ = try retrying("listen", "@" + name) { listen(fd, 16) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        listener = fd
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var handle = pthread_t()
+        if pthread_create(&handle, nil, { argument in
+            let server = Unmanaged<PreloadControlServer>.fromOpaque(argument!).takeRetainedValue()
+            server.serve()
+            return nil
+        }, box) == 0 {
+            thread = handle
+        } else {
+            Unmanaged<PreloadControlServer>.fromOpaque(box).release()
+            close(fd)
+            throw PreloadControlError(call: "pthread_create", subject: "control thread", errno: EAGAIN)
+        }
+    }
+
+    private func serve() {
+        while true {
+            // Accepted after the program was spawned, so no exec can inherit
+            // it before FD_CLOEXEC is set.
+            let connection = accept(listener, nil, nil)
+            if connection < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return // the listener was shut down by stop()
+            }
+            _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            if let text = try? receiveMessage(connection), let message = PreloadMessage(decoding: text) {
+                handler(message)
+                try? sendMessage(connection, "go")
+            }
+            close(connection)
+        }
+    }
+
+    /// Stops accepting and waits for the thread (a message being handled is
+    /// finished first).
+    public func stop() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+        close(listener)
+    }
+}
