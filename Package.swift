@@ -51,12 +51,15 @@ let package = Package(
         .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims"]),
         // Per-thread event buffers, the trace directory format, its reader.
         .target(name: "LiveTraceRecording", dependencies: ["CElfutils", "CLiveTraceShims"]),
+        // The LD_PRELOAD shim's environment and its control channel to
+        // `livetrace record` (Glibc only: it is linked into liblivetrace.so).
+        .target(name: "LiveTracePreload"),
         // The public Swift API: re-exports the mechanisms above.
         .target(name: "LiveTrace", dependencies: ["LiveTraceSites", "LiveTracePatching", "LiveTraceTrampolines", "LiveTraceRecording"]),
         // The @_cdecl functions of livetrace.h; the Swift runtime is linked in.
         .target(
             name: "LiveTraceC",
-            dependencies: ["LiveTraceTrampolines", "CLiveTraceShims"],
+            dependencies: ["LiveTraceTrampolines", "LiveTracePreload", "CLiveTraceShims"],
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=liblivetrace.so"])]
         ),
         // Benchmarks/tramp-cost.sh: cost per call of an enabled site.
@@ -67,7 +70,7 @@ let package = Package(
         .executableTarget(name: "livetrace-graph-bench", dependencies: ["LiveTrace"], path: "Benchmarks/graph-bench"),
         .executableTarget(
             name: "livetrace",
-            dependencies: ["LiveTrace", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LiveTrace", "LiveTracePreload", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),
@@ -75,6 +78,7 @@ let package = Package(
         .testTarget(name: "TrampolineTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "RecordingTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "FunctionGraphTests", dependencies: ["LiveTrace", "TestSupport"]),
+        .testTarget(name: "RecordCommandTests", dependencies: ["LiveTrace", "LiveTracePreload", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
