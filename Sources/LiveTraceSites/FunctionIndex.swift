@@ -49,11 +49,14 @@ struct FunctionIndex {
                 candidates.append(Candidate(address: symbol.value, size: symbol.size, name: name, rank: bindingRank * 2 + tableRank))
             }
         }
-        candidates.sort { a, b in
+        func precedes(_ a: Candidate, _ b: Candidate) -> Bool {
             if a.address != b.address { return a.address < b.address }
             if a.rank != b.rank { return a.rank < b.rank }
             return a.name.count < b.name.count
         }
+        // Linkers usually emit symbols in address order: then nothing moves.
+        let ordered = candidates.indices.dropFirst().allSatisfy { !precedes(candidates[$0], candidates[$0 - 1]) }
+        if !ordered { candidates.sort(by: precedes) }
         functions.reserveCapacity(candidates.count)
         for candidate in candidates {
             if let last = functions.last, last.address == candidate.address {
