@@ -1,7 +1,8 @@
 // Hundreds of corrupted variants of the fixtures through `livetrace list`:
 // every run must end with a listing (exit 0 or 2) or a clear error (exit 1
 // and a "livetrace list:" message) — never a signal, never a timeout.
-// LIVETRACE_SOAK=1 runs twenty times as many.
+// LIVETRACE_SOAK=1 runs twenty times as many; LIVETRACE_MUTATION_SEED=N
+// starts from another seed (the default is fixed, so runs are reproducible).
 import Foundation
 import LiveTrace
 import TestSupport
@@ -25,6 +26,7 @@ final class MutationTests: XCTestCase {
     func testCorruptedObjectsNeverCrashOrHangTheLister() throws {
         let soak = ProcessInfo.processInfo.environment["LIVETRACE_SOAK"] == "1"
         let perFixture = soak ? 2000 : 100
+        let seedBase = ProcessInfo.processInfo.environment["LIVETRACE_MUTATION_SEED"].flatMap { UInt64($0) } ?? 0x5eed_0000
         let fixtures: [(String, [String], String)] = [
             ("gcc", ["-O1", "-g", "-fpatchable-function-entry=5"], "mut-gcc-patch.exe"),
             ("clang", ["-O1", "-g", "-pg", "-mfentry", "-fcf-protection=full"], "mut-clang-pg.exe"),
@@ -39,7 +41,7 @@ final class MutationTests: XCTestCase {
         for (fixtureIndex, (compiler, flags, name)) in fixtures.enumerated() {
             let base = try Fixtures.compile(["discovery/sites.c"], compiler: compiler, flags: flags, output: name)
             let original = try ElfEditor(path: base)
-            let seed = UInt64(0x5eed_0000 + fixtureIndex)
+            let seed = seedBase &+ UInt64(fixtureIndex)
             var random = SplitMix64(state: seed)
             for variant in 0..<perFixture {
                 var editor = original
