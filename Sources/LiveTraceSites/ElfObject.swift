@@ -148,6 +148,7 @@ public final class ElfObject: @unchecked Sendable {
 enum ElfLayout {
     static let magic: UInt32 = 0x464c_457f          // "\x7fELF" little-endian
     static let identSize = 16
+    static let classELF32: UInt8 = 1
     static let classELF64: UInt8 = 2
     static let dataLittleEndian: UInt8 = 1
     static let machineX86_64: UInt16 = 62
@@ -200,7 +201,7 @@ private struct ElfHeaderReader {
         guard bytes.load(as: UInt32.self) == ElfLayout.magic else { throw .notELF(path: path) }
         let elfClass = bytes[4], data = bytes[5]
         guard elfClass == ElfLayout.classELF64 else {
-            throw .unsupported(path: path, reason: elfClass == 1 ? "32-bit (ELFCLASS32) object; LiveTrace patches x86-64 only" : "unknown ELF class \(elfClass)")
+            throw .unsupported(path: path, reason: elfClass == ElfLayout.classELF32 ? "32-bit (ELFCLASS32) object; LiveTrace patches x86-64 only" : "unknown ELF class \(elfClass)")
         }
         guard data == ElfLayout.dataLittleEndian else {
             throw .unsupported(path: path, reason: "big-endian or unknown data encoding \(data)")
