@@ -437,13 +437,12 @@ enum ProgramLauncher {
         defer { posix_spawnattr_destroy(&attributes) }
         var mask = signals.originalMask
         posix_spawnattr_setsigmask(&attributes, &mask)
-        // SIGPIPE: the Swift runtime of this process ignores it, and an
-        // ignored disposition would be inherited; the program gets the default.
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // Dispositions: this process changes none (the forwarded signals are
+        // blocked, not caught), so the program inherits its caller's, SIG_IGN
+        // included (nohup, a shell's background job). glibc's posix_spawn
+        // marks its two internal signals (32, 33) ignored in the child; glibc
+        // installs its own handlers for them when it needs them.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

@@ -1,0 +1,162 @@
+// `livetrace record` on real compiled programs: exact call counts for every
+// site kind, the program's output and exit status unchanged, filters and the
+// depth limit, threads, crashes, forwarded signals, a Swift program with its
+// own runtime.
+import Foundation
+import Glibc
+import LiveTrace
+import TestSupport
+import XCTest
+
+final class RecordCommandTests: XCTestCase {
+    /// calls.c's call tree (see the fixture's header comment).
+    static let expectedCalls: [String: UInt64] = ["main": 1, "shout": 1, "fib": 1973, "worker": 3, "leaf": 6987]
+
+    func testEverySiteKindRecordsExactCountsAndLeavesTheProgramUnchanged() throws {
+        for (index, set) in RecordFixtures.siteFlagSets.enumerated() {
+            let label = "\(set.compiler) \(set.flags.joined(separator: " ")) (\(set.kind))"
+            let program = try RecordFixtures.build("calls.c", compiler: set.compiler, flags: set.flags, output: "record-calls-\(index)")
+            let work = RecordFixtures.scratch("calls-\(index)")
+            let untraced = try RecordFixtures.run([program], in: work, stdin: "hello record\n")
+            XCTAssertEqual(untraced.stdout, "HELLO RECORD fib(15)=610\n", label)
+            XCTAssertEqual(untraced.status, 7, label)
+
+            let traced = try RecordFixtures.record([], trace: "trace", program: [program], in: work, stdin: "hello record\n")
+            XCTAssertEqual(traced.stdout, untraced.stdout, label)
+            XCTAssertEqual(traced.status, untraced.status, "\(label): \(traced.stderr)")
+            XCTAssertFalse(traced.signaled, label)
+            let calls = try RecordFixtures.calls(work + "/trace")
+            XCTAssertEqual(calls, Self.expectedCalls, "\(label): \(traced.stderr)")
+            let summary = try XCTUnwrap(RecordFixtures.summaryLine(traced.stderr), traced.stderr)
+            XCTAssertTrue(summary.hasPrefix("livetrace record: 4 threads, \(2 * Self.expectedCalls.values.reduce(0, +)) events, 5 functions, 0 events lost, "), "\(label): \(summary)")
+            let report = try TraceReport(directory: work + "/trace")
+            XCTAssertEqual(report.functions.map(\.unfinished), Array(repeating: 0, count: report.functions.count), label)
+            XCTAssertEqual(report.unmatchedExits, 0, label)
+        }
+    }
+
+    func testReportThroughTheCLIReadsTheRecordedTrace() throws {
+        let program = try RecordFixtures.build("calls.c", output: "record-calls-cli")
+        let work = RecordFixtures.scratch("cli")
+        let traced = try RecordFixtures.record([], trace: "livetrace.data", program: [program], in: work, stdin: "x\n")
+        XCTAssertEqual(traced.status, 7, traced.stderr)
+        let report = try RecordFixtures.run([Fixtures.livetraceExecutable, "report", "--json", "-s", "calls"], in: work)
+        XCTAssertEqual(report.status, 0, report.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])
+        let functions = try XCTUnwrap(json["functions"] as? [[String: Any]])
+        XCTAssertEqual(functions.first?["function"] as? String, "leaf")
+        XCTAssertEqual(functions.first?["calls"] as? Int, 6987)
+    }
+
+    func testFiltersAndNotraceChooseTheFunctions() throws {
+        let program = try RecordFixtures.build("calls.c", compiler: "clang", output: "record-calls-filter")
+        let work = RecordFixtures.scratch("filter")
+        let traced = try RecordFixtures.record(["-F", "fib", "-F", "l*f", "-N", "leaf"], trace: "t", program: [program], in: work, stdin: "a\n")
+        XCTAssertEqual(traced.status, 7, traced.stderr)
+        XCTAssertEqual(traced.stdout, "A fib(15)=610\n")
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t"), ["fib": 1973])
+    }
+
+    func testDepthLimitRecordsOnlyTheOutermostCalls() throws {
+        let program = try RecordFixtures.build("calls.c", output: "record-calls-depth")
+        let work = RecordFixtures.scratch("depth")
+        let traced = try RecordFixtures.record(["-D", "1"], trace: "t", program: [program], in: work, stdin: "a\n")
+        XCTAssertEqual(traced.status, 7, traced.stderr)
+        // Depth 0 of each thread: main on the main thread, worker on the others.
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t"), ["main": 1, "worker": 3])
+        let two = try RecordFixtures.record(["-D", "2"], trace: "t2", program: [program], in: work, stdin: "a\n")
+        XCTAssertEqual(two.status, 7, two.stderr)
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t2"), ["main": 1, "worker": 3, "shout": 1, "fib": 1, "leaf": 6000])
+    }
+
+    func testAnOlderTraceIsKeptAsOld() throws {
+        let program = try RecordFixtures.build("calls.c", output: "record-calls-old")
+        let work = RecordFixtures.scratch("old")
+        XCTAssertEqual(try RecordFixtures.record(["-F", "shout"], trace: "t", program: [program], in: work).status, 7)
+        XCTAssertEqual(try RecordFixtures.record(["-F", "worker"], trace: "t", program: [program], in: work).status, 7)
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t"), ["worker": 3])
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t.old"), ["shout": 1])
+    }
+
+    func testSwiftProgramWithItsOwnRuntimeIsRecordedThroughTheShim() throws {
+        let object = try Fixtures.compile(
+            ["record/swift_sum.c"], compiler: "clang", flags: ["-O2", "-fpatchable-function-entry=5", "-c"], output: "record-swift-sum.o")
+        let program = try Fixtures.compile(
+            ["record/swift_main.swift", object], compiler: "swiftc",
+            flags: ["-import-objc-header", Fixtures.source("record/swift_sum.h")], output: "record-swift-main")
+        let work = RecordFixtures.scratch("swift")
+        let untraced = try RecordFixtures.run([program], in: work)
+        XCTAssertEqual(untraced.stdout, "sums: 328350,2646700,8955050\n")
+        let traced = try RecordFixtures.record([], trace: "t", program: [program], in: work)
+        XCTAssertEqual(traced.stdout, untraced.stdout)
+        XCTAssertEqual(traced.status, 0, traced.stderr)
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t"), ["record_fixture_sum_squares": 3, "record_fixture_square": 600])
+    }
+}
+
+/// A crash mid-run leaves a readable trace with every event up to the crash.
+final class RecordCrashTests: XCTestCase {
+    func testSegfaultAndAbortLeaveEveryEventBeforeTheCrash() throws {
+        for (mode, signal) in [("segv", SIGSEGV), ("abort", SIGABRT)] {
+            for (compiler, flags) in [("gcc", ["-O2", "-fpatchable-function-entry=5"]), ("clang", ["-O1", "-pg", "-mfentry"])] {
+                let label = "\(mode), \(compiler) \(flags.joined(separator: " "))"
+                let program = try RecordFixtures.build("crash.c", compiler: compiler, flags: flags, output: "record-crash-\(compiler)")
+                let work = RecordFixtures.scratch("crash-\(mode)")
+                let traced = try RecordFixtures.record([], trace: "t", program: [program, mode], in: work)
+                XCTAssertEqual(traced.status, 128 + signal, "\(label): \(traced.stderr)")
+                XCTAssertFalse(traced.signaled, "livetrace itself must exit, not die: \(label)")
+                XCTAssertEqual(traced.stdout, "before the crash\n", label)
+                let summary = try XCTUnwrap(RecordFixtures.summaryLine(traced.stderr), traced.stderr)
+                XCTAssertTrue(summary.contains("killed by SIG\(mode == "segv" ? "SEGV" : "ABRT")"), summary)
+                let trace = try TraceReader.read(directory: work + "/t")
+                XCTAssertTrue(trace.info.complete, label)
+                XCTAssertTrue(trace.info.salvaged, label)
+                let report = TraceReport(trace: trace)
+                let byName = Dictionary(report.functions.map { ($0.function, $0) }, uniquingKeysWith: { a, _ in a })
+                XCTAssertEqual(byName["step"]?.calls, 1000, label)
+                XCTAssertEqual(byName["step"]?.unfinished, 0, label)
+                let crashFunction = mode == "segv" ? "crash_segv" : "crash_abort"
+                XCTAssertEqual(byName["main"]?.unfinished, 1, label)
+                XCTAssertEqual(byName[crashFunction]?.unfinished, 1, label)
+                XCTAssertEqual(report.lostEvents, 0, label)
+            }
+        }
+    }
+}
+
+/// Signals sent to `livetrace record` reach the program.
+final class RecordSignalTests: XCTestCase {
+    func testSignalsSentToLivetraceAreForwarded() throws {
+        let program = try RecordFixtures.build("signals.c", output: "record-signals")
+        let work = RecordFixtures.scratch("signals")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Fixtures.livetraceExecutable)
+        process.arguments = ["record", "-d", "t", "--", program]
+        process.currentDirectoryURL = URL(fileURLWithPath: work)
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let reader = out.fileHandleForReading
+        func readUntil(_ text: String) -> String {
+            var seen = Data()
+            while !String(decoding: seen, as: UTF8.self).contains(text) {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                seen.append(chunk)
+            }
+            return String(decoding: seen, as: UTF8.self)
+        }
+        XCTAssertEqual(readUntil("ready\n"), "ready\n")
+        kill(process.processIdentifier, SIGUSR1)
+        XCTAssertEqual(readUntil("usr1\n"), "usr1\n")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(process.terminationReason, .exit, "livetrace exits; only the program was killed")
+        XCTAssertEqual(process.terminationStatus, 128 + SIGTERM, stderr)
+        XCTAssertTrue(stderr.contains("killed by SIGTERM"), stderr)
+        let calls = try RecordFixtures.calls(work + "/t")
+        XCTAssertEqual(calls["note_signal"], 1, "the handler's traced call is recorded: \(calls)")
+    }
+}
