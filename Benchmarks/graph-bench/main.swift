@@ -36,6 +36,12 @@ do {
     let untracedFirst = measure()
     print("graph: untraced call (nop5 site)             \(format(untracedFirst)) ns/call")
 
+    // The hooks alone: no recording attached (the writer returns at once).
+    let hooksOnly = try FunctionGraph.start(functions: ["graph_bench_f"])
+    let hooked = measure()
+    try hooksOnly.stop()
+    print("graph: entry+exit hooked, no recording       \(format(hooked)) ns/call")
+
     let recorder = try Recorder.start(directory: directory)
     let graph = try FunctionGraph.start(functions: ["graph_bench_f"])
     let recorded = measure()
