@@ -68,6 +68,18 @@ enum Sys {
         _ = try retrying("ftruncate", subject) { Glibc.ftruncate(fd, off_t(size)) }
     }
 
+    /// Reserves the blocks of [0, size): a page of a MAP_SHARED file that the
+    /// file system cannot back (disk full) is a SIGBUS in the traced program
+    /// at its first store, so the space is taken when the area is created.
+    static func fallocate(_ fd: Int32, _ size: Int, _ subject: String) throws(RecordingError) {
+        while true {
+            let result = Glibc.posix_fallocate(fd, 0, off_t(size))
+            if result == 0 { return }
+            if result == EINTR { continue }
+            throw .systemCall(call: "posix_fallocate", subject: subject, errno: result)
+        }
+    }
+
     static func fileSize(_ fd: Int32, _ subject: String) throws(RecordingError) -> Int {
         var st = stat()
         _ = try retrying("fstat", subject) { Glibc.fstat(fd, &st) }

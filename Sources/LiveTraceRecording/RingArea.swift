@@ -51,6 +51,7 @@ public final class RingArea: @unchecked Sendable {
         let fd = try Sys.open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
         defer { Sys.close(fd) }
         try Sys.ftruncate(fd, size, path)
+        try Sys.fallocate(fd, size, path)
         let base = try Sys.mmapShared(fd, size, path)
         let (start, ticksPerMs) = calibrateCoarsely()
         let status = lt_ring_area_init(

@@ -257,7 +257,24 @@ final class StreamFileWriter {
                 try Sys.writeAll(fd, StreamCodec.header(identity), path)
             }
         } catch {
+            // A header cut short (disk full) would make the whole trace
+            // unreadable: the file goes, nothing was in it.
+            _ = Glibc.ftruncate(fd, 0)
             Sys.close(fd)
+            _ = try? Sys.unlinkIfPresent(path)
+            throw error
+        }
+    }
+
+    /// Runs a write; when it fails (disk full), cuts the file back to its
+    /// size before, so the stream still ends with a whole chunk and stays
+    /// readable up to the failure.
+    private func wholeOrNothing(_ write: () throws(RecordingError) -> Void) throws(RecordingError) {
+        let before = try Sys.fileSize(fd, path)
+        do throws(RecordingError) {
+            try write()
+        } catch {
+            _ = Glibc.ftruncate(fd, off_t(before))
             throw error
         }
     }
@@ -268,12 +285,12 @@ final class StreamFileWriter {
     /// either whole or (when this process dies inside write) truncated.
     func append(eventBytes: [UInt8]) throws(RecordingError) {
         guard eventBytes.count > 0 else { return }
-        try Sys.writeAll(fd, StreamCodec.chunk(eventBytes: eventBytes), path)
+        try wholeOrNothing { () throws(RecordingError) in try Sys.writeAll(fd, StreamCodec.chunk(eventBytes: eventBytes), path) }
     }
 
     /// A whole chunk, header included, in one write.
     func append(chunk: UnsafeRawBufferPointer) throws(RecordingError) {
-        try Sys.writeAll(fd, chunk, path)
+        try wholeOrNothing { () throws(RecordingError) in try Sys.writeAll(fd, chunk, path) }
     }
 
     func append(_ events: [TraceEvent]) throws(RecordingError) {

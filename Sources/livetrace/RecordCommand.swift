@@ -124,9 +124,11 @@ struct RecordCommand: ParsableCommand {
         let forwarder = SignalForwarder.blockForwardedSignals()
         let shim = ShimReports()
         let session: RecordingSession
+        let existed = access(directory, F_OK) == 0
         do throws(RecordingError) {
             session = try RecordingSession.start(directory: directory, command: programArguments)
         } catch {
+            TraceDirectory.removeFailedStart(directory, created: !existed)
             throw .traceDirectory("cannot create the trace in \(directory): \(error)")
         }
         let control: PreloadControlServer
@@ -330,6 +332,19 @@ enum TraceDirectory {
         guard rename(path, old) == 0 else {
             throw .traceDirectory("cannot rename the older trace \(path) to \(old): \(String(cString: strerror(errno)))")
         }
+    }
+}
+
+extension TraceDirectory {
+    /// After a session failed to start (disk full, no permission): the ring
+    /// file it may have sized goes, and the directory too when this run
+    /// created it and nothing else is in it.
+    static func removeFailedStart(_ path: String, created: Bool) {
+        unlink(path + "/" + TraceFormat.ringsFile)
+        guard created else { return }
+        for name in [TraceFormat.infoFile, TraceFormat.objectsFile] { unlink(path + "/" + name) }
+        rmdir(path + "/" + TraceFormat.streamsDirectory)
+        rmdir(path)
     }
 }
 
