@@ -136,6 +136,31 @@ static void lt_graph_sys_write_stderr(const char *text, size_t length) {
     }
 }
 
+/* ---- the guard ------------------------------------------------------------ */
+
+/* The exit and the unwinders' paths change the shadow stack and write the
+ * event in two steps; a signal handler calling traced functions between
+ * them would record depths that contradict the stream. So these paths run
+ * inside the thread's callback section, as the entry callback does (odd
+ * seq, lt_tramp.h): a traced call from a handler that interrupts them is
+ * skipped by the trampoline's recursion guard and counted in
+ * lt_skipped_calls(), exactly as one that interrupts the entry callback.
+ * The reclaimer sees a thread here as inside a section: it waits a few
+ * nanoseconds more, never less. */
+static inline struct lt_thread_slot *lt_graph_guard_enter(void) {
+    struct lt_thread_slot *slot = lt_thread_self;
+    if (slot == NULL || (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) & 1)) return NULL;
+    __atomic_store_n(&slot->seq, slot->seq + 1, __ATOMIC_RELAXED);
+    lt_signal_fence();
+    return slot;
+}
+
+static inline void lt_graph_guard_leave(struct lt_thread_slot *slot) {
+    if (slot == NULL) return;
+    lt_signal_fence();
+    __atomic_store_n(&slot->seq, slot->seq + 1, __ATOMIC_RELEASE);
+}
+
 /* ---- the per-thread stack ---------------------------------------------- */
 
 /* Thread exit: every frame has returned or been unwound (the start routine
@@ -274,6 +299,7 @@ static const char lt_graph_lost_message[] =
  *   4. return the original return address to the trampoline. */
 uintptr_t lt_graph_exit(uintptr_t slot) {
     int saved_errno = errno;
+    struct lt_thread_slot *guard = lt_graph_guard_enter();
     struct lt_graph_stack *stack = lt_graph_self;
     uint32_t found = 0;
     if (stack != NULL) {
@@ -295,6 +321,7 @@ uintptr_t lt_graph_exit(uintptr_t slot) {
                 frame->state = LT_FRAME_FREE;
                 *(volatile uintptr_t *)slot = original;
                 lt_count(recovered);
+                lt_graph_guard_leave(guard);
                 errno = saved_errno;
                 return original;
             }
@@ -314,6 +341,7 @@ uintptr_t lt_graph_exit(uintptr_t slot) {
     stack->count = index;
     lt_signal_fence();
     if (!(frame.state & LT_FRAME_SILENT)) lt_record_exit(frame.function, index, 0);
+    lt_graph_guard_leave(guard);
     errno = saved_errno;
     /* Step 4. */
     return frame.return_address;
@@ -323,7 +351,7 @@ uintptr_t lt_graph_exit(uintptr_t slot) {
 
 /* Top down, so that a tail-called frame (whose original return address is
  * the trampoline, sharing its caller's slot) is restored before its caller. */
-void lt_graph_restore_thread(void) {
+static void lt_graph_restore_frames(void) {
     struct lt_graph_stack *stack = lt_graph_self;
     if (stack == NULL) return;
     uintptr_t trampoline = (uintptr_t)&lt_graph_return_trampoline;
@@ -340,7 +368,7 @@ void lt_graph_restore_thread(void) {
 }
 
 /* Bottom up: a caller is hooked before the frame it tail-called. */
-void lt_graph_resume_thread(uintptr_t sp) {
+static void lt_graph_resume_frames(uintptr_t sp) {
     struct lt_graph_stack *stack = lt_graph_self;
     if (stack == NULL) return;
     while (stack->count > 0) {
@@ -361,9 +389,27 @@ void lt_graph_resume_thread(uintptr_t sp) {
     }
 }
 
-void lt_graph_unwind_thread(void) {
+static void lt_graph_unwind_frames(void) {
     struct lt_graph_stack *stack = lt_graph_self;
     if (stack == NULL) return;
-    lt_graph_restore_thread();
+    lt_graph_restore_frames();
     while (stack->count > 0) lt_graph_pop_unwound(stack);
+}
+
+void lt_graph_restore_thread(void) {
+    struct lt_thread_slot *guard = lt_graph_guard_enter();
+    lt_graph_restore_frames();
+    lt_graph_guard_leave(guard);
+}
+
+void lt_graph_resume_thread(uintptr_t sp) {
+    struct lt_thread_slot *guard = lt_graph_guard_enter();
+    lt_graph_resume_frames(sp);
+    lt_graph_guard_leave(guard);
+}
+
+void lt_graph_unwind_thread(void) {
+    struct lt_thread_slot *guard = lt_graph_guard_enter();
+    lt_graph_unwind_frames();
+    lt_graph_guard_leave(guard);
 }

@@ -23,7 +23,7 @@ final class FunctionGraphExactnessTests: XCTestCase {
             "g_double", "g_float", "g_int128", "g_struct_big", "g_struct_mixed", "g_struct_doubles", "g_set_errno",
             "g_jumper", "g_deep2", "g_deep1", "g_longjmp_host", "g_jumping_handler", "g_returning_handler",
             "g_raise_deep", "g_signal_host", "g_siglongjmp_host", "g_altstack_body", "g_worker", "g_exiter2",
-            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host",
+            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler",
         ])
     }
 
@@ -205,5 +205,50 @@ final class FunctionGraphExactnessTests: XCTestCase {
         XCTAssertEqual(top(1), 7)
         let lines = try recording.finish().map(\.line)
         XCTAssertEqual(lines, ["> g_top 0", "< g_top 0"], "nothing after stop")
+    }
+
+    func testSignalsAtAnyInstructionKeepEveryThreadsGraphWellNested() throws {
+        typealias Run = @convention(c) (Int, UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Int
+        let run = try function("g_stress_run", as: Run.self)
+        let signals = ProcessInfo.processInfo.environment["LIVETRACE_SOAK"] == nil ? 5_000 : 200_000
+        var sumOK: Int32 = 0, tid: Int32 = 0
+        var calls = 0
+        let skippedBefore = lt_skipped_calls()
+        let recording = try GraphRecording(rings: 8, capacity: 1 << 21)
+        let graph = try FunctionGraph.start(functions: ["g_*"])
+        let handled = run(signals, &calls, &sumOK, &tid)
+        try graph.stop()
+        let events = try recording.finish().filter { $0.tid == UInt64(tid) }.map(\.line)
+        XCTAssertEqual(sumOK, 1, "every g_top result was right")
+        XCTAssertGreaterThan(handled, signals / 10, "signals were delivered")
+        // Well nested: every exit closes the innermost open entry, at its
+        // depth, and none is flagged unwound (no frame was left by a jump).
+        var open: [String] = []
+        var handlerEntries = 0, topEntries = 0
+        for line in events {
+            let parts = line.split(separator: " ")
+            guard parts.count == 3 else { XCTFail(line); break }
+            if parts[0] == ">" {
+                guard Int(parts[2]) == open.count else { XCTFail("entry depth \(open.count) expected: \(line)"); break }
+                open.append(String(parts[1]))
+                if parts[1] == "g_stress_handler" { handlerEntries += 1 }
+                if parts[1] == "g_top" { topEntries += 1 }
+            } else {
+                guard parts[0] == "<", open.last == String(parts[1]), Int(parts[2]) == open.count - 1 else {
+                    XCTFail("exit does not close \(open.last ?? "nothing") at depth \(open.count - 1): \(line)")
+                    break
+                }
+                open.removeLast()
+            }
+        }
+        XCTAssertEqual(open, [], "every entry has its exit")
+        XCTAssertEqual(topEntries, calls, "every call of g_top recorded")
+        // A handler run that interrupted the tracer itself (entry callback or
+        // return path) is skipped by the per-thread guard with the g_leaf it
+        // calls, and counted; every other run is recorded.
+        let skipped = Int(lt_skipped_calls() - skippedBefore)
+        XCTAssertEqual(skipped % 2, 0, "a skipped handler run skips its g_leaf too")
+        XCTAssertEqual(handlerEntries + skipped / 2, handled, "each handler run recorded or counted as skipped")
+        print("signals: \(handled) handler runs during \(calls) calls, \(handlerEntries) recorded, \(skipped / 2) skipped by the guard")
     }
 }
