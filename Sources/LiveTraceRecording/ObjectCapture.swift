@@ -1,9 +1,10 @@
 // Captures the memory map of a process and the function symbols and
 // build-id of every executable object in it, for objects.json.
 //
-// Load bias of an object: take a mapping of it (start S, file offset O) and
-// the PT_LOAD segment whose page-aligned file offset is O; then
-//   bias = S - pageDown(p_vaddr)
+// Load bias of an object: take an executable mapping of it (start S, file
+// offset O) and the PT_LOAD segment whose page-aligned file range holds O;
+// then
+//   bias = S - (pageDown(p_vaddr) + O - pageDown(p_offset))
 // and a run-time address A lies at link-time address A - bias.
 import CElfutils
 import Glibc
@@ -31,27 +32,32 @@ public enum ObjectCapture {
         }
         var objects: [TraceObject] = []
         for path in order {
-            let mappings = byPath[path]!
-            let ranges = mappings.filter(\.executable).map { [$0.start, $0.end] }
-            guard !ranges.isEmpty else { continue }
+            let executable = byPath[path]!.filter(\.executable)
+            guard !executable.isEmpty else { continue }
             let elf: ElfSymbols
             do throws(RecordingError) {
                 elf = try ElfSymbols.read(path: path)
             } catch {
                 // Said in objects.json, not dropped: its addresses stay hex.
                 objects.append(TraceObject(
-                    path: path, buildId: nil, loadBias: 0, ranges: ranges, symbols: [], symbolsError: "\(error)"))
+                    path: path, buildId: nil, loadBias: 0, ranges: executable.map { [$0.start, $0.end] }, symbols: [],
+                    symbolsError: "\(error)"))
                 continue
             }
-            var bias: UInt64 = 0
-            let pageMask = ~UInt64(4095)
-            for mapping in mappings.sorted(by: { $0.start < $1.start }) {
-                if let load = elf.loads.first(where: { $0.offset & pageMask == mapping.offset }) {
-                    bias = mapping.start &- (load.vaddr & pageMask)
-                    break
-                }
+            // Only executable mappings give the bias: the same file may also
+            // be mapped as plain data (a reader of ELF files), or loaded twice
+            // (dlmopen); each load is one object.
+            var rangesByBias: [UInt64: [[UInt64]]] = [:]
+            var biasOrder: [UInt64] = []
+            for mapping in executable {
+                let bias = elf.loadBias(ofMappingAt: mapping.start, fileOffset: mapping.offset) ?? 0
+                if rangesByBias[bias] == nil { biasOrder.append(bias) }
+                rangesByBias[bias, default: []].append([mapping.start, mapping.end])
             }
-            objects.append(TraceObject(path: path, buildId: elf.buildId, loadBias: bias, ranges: ranges, symbols: elf.symbols))
+            for bias in biasOrder {
+                objects.append(TraceObject(
+                    path: path, buildId: elf.buildId, loadBias: bias, ranges: rangesByBias[bias]!, symbols: elf.symbols))
+            }
         }
         return ObjectTable(objects: objects)
     }
@@ -80,7 +86,7 @@ extension Substring {
 
 /// Function symbols, PT_LOAD segments and build-id of one ELF file (libelf).
 public struct ElfSymbols {
-    public struct Load { public var offset: UInt64; public var vaddr: UInt64 }
+    public struct Load { public var offset: UInt64; public var vaddr: UInt64; public var fileSize: UInt64 }
     public var symbols: [TraceSymbol]
     public var loads: [Load]
     public var buildId: String?
@@ -93,6 +99,19 @@ public struct ElfSymbols {
     static let sectionNote: UInt32 = 7            // SHT_NOTE
     static let programLoad: UInt32 = 1            // PT_LOAD
     static let noteGnuBuildId: UInt32 = 3         // NT_GNU_BUILD_ID
+
+    static let pageMask = ~UInt64(4095)
+
+    /// The bias of the load whose mapping of file offset `fileOffset` starts
+    /// at `start`; nil when no PT_LOAD covers that offset.
+    public func loadBias(ofMappingAt start: UInt64, fileOffset: UInt64) -> UInt64? {
+        for load in loads {
+            let first = load.offset & Self.pageMask
+            guard first <= fileOffset, fileOffset < load.offset + max(load.fileSize, 1) else { continue }
+            return start &- ((load.vaddr & Self.pageMask) + (fileOffset - first))
+        }
+        return nil
+    }
 
     public static func read(path: String) throws(RecordingError) -> ElfSymbols {
         _ = elf_version(UInt32(EV_CURRENT))
@@ -110,7 +129,7 @@ public struct ElfSymbols {
             for i in 0..<phnum {
                 var phdr = GElf_Phdr()
                 guard gelf_getphdr(elf, Int32(i), &phdr) != nil, phdr.p_type == programLoad else { continue }
-                loads.append(Load(offset: phdr.p_offset, vaddr: phdr.p_vaddr))
+                loads.append(Load(offset: phdr.p_offset, vaddr: phdr.p_vaddr, fileSize: phdr.p_filesz))
             }
         }
 

@@ -1,0 +1,33 @@
+// objects.json from a live process: biases from executable mappings only,
+// so a library that is also mapped as plain data (as ELF readers do) keeps
+// its function names.
+import Foundation
+import LiveTraceRecording
+import XCTest
+
+final class ObjectCaptureTests: XCTestCase {
+    func testDataMappingOfALoadedLibraryDoesNotMoveItsSymbols() throws {
+        let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+        let libc = try XCTUnwrap(
+            maps.split(separator: "\n").compactMap { line in line.split(separator: " ", omittingEmptySubsequences: true).last }
+                .first { $0.hasSuffix("/libc.so.6") }.map(String.init))
+        // A read-only data mapping of the same file, at offset 0, below
+        // every real mapping of it.
+        let fd = open(libc, O_RDONLY)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        let hint = UnsafeMutableRawPointer(bitPattern: 0x1000_0000)
+        let data = try XCTUnwrap(mmap(hint, 4 * 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, 0))
+        XCTAssertNotEqual(data, MAP_FAILED)
+        defer { munmap(data, 4 * 4096) }
+
+        let table = try ObjectCapture.capture(pid: getpid())
+        let malloc = UInt64(UInt(bitPattern: dlsym(dlopen(nil, RTLD_NOW), "malloc")))
+        let name = Symbolizer(table).name(of: malloc)
+        XCTAssertTrue(name?.contains("malloc") == true, "malloc named \(String(describing: name))")
+        let objects = table.objects.filter { $0.path == libc }
+        XCTAssertEqual(objects.count, 1, "one load of libc, the data mapping is not an object")
+        XCTAssertNil(objects.first?.symbolsError)
+        XCTAssertNotNil(objects.first?.buildId)
+    }
+}
