@@ -208,19 +208,20 @@ final class FunctionGraphExactnessTests: XCTestCase {
     }
 
     func testSignalsAtAnyInstructionKeepEveryThreadsGraphWellNested() throws {
-        typealias Run = @convention(c) (Int, UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Int
+        typealias Run = @convention(c) (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Int
         let run = try function("g_stress_run", as: Run.self)
-        let signals = ProcessInfo.processInfo.environment["LIVETRACE_SOAK"] == nil ? 5_000 : 200_000
+        let soak = ProcessInfo.processInfo.environment["LIVETRACE_SOAK"] != nil
+        let calls = soak ? 1_000_000 : 100_000
         var sumOK: Int32 = 0, tid: Int32 = 0
-        var calls = 0
         let skippedBefore = lt_skipped_calls()
-        let recording = try GraphRecording(rings: 8, capacity: 1 << 21)
+        // 8 events per g_top call, a few per handler run.
+        let recording = try GraphRecording(rings: 8, capacity: soak ? 1 << 24 : 1 << 21)
         let graph = try FunctionGraph.start(functions: ["g_*"])
-        let handled = run(signals, &calls, &sumOK, &tid)
+        let handled = run(calls, &sumOK, &tid)
         try graph.stop()
         let events = try recording.finish().filter { $0.tid == UInt64(tid) }.map(\.line)
         XCTAssertEqual(sumOK, 1, "every g_top result was right")
-        XCTAssertGreaterThan(handled, signals / 10, "signals were delivered")
+        XCTAssertGreaterThan(handled, 0, "signals were delivered")
         // Well nested: every exit closes the innermost open entry, at its
         // depth, and none is flagged unwound (no frame was left by a jump).
         var open: [String] = []

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -197,11 +198,12 @@ int g_fork_host(int *child_pid) {
 }
 
 /* ---- signals at any instruction ----------------------------------------- */
-/* One thread calls g_top in a loop while another sends it `signals` SIGUSR2
- * signals; the handler calls traced functions. Signals land anywhere: in
- * the entry trampoline, in the middle of a shadow-stack push or pop, in the
- * return trampoline. Returns the number of handler runs; *calls is the
- * number of g_top calls, *sum_ok 1 when every g_top result was right. */
+/* One thread makes `calls` calls of g_top while another sends it SIGUSR2
+ * continuously; the handler calls traced functions. Signals land anywhere:
+ * in the entry trampoline, in the middle of a shadow-stack push or pop, in
+ * the return trampoline. Returns the number of handler runs (pending
+ * signals of one number coalesce: fewer than were sent); *sum_ok is 1 when
+ * every g_top result was right. */
 static volatile int g_stress_stop;
 static volatile long g_stress_handled;
 static pid_t g_stress_tid;
@@ -210,25 +212,24 @@ void g_stress_handler(int signal) { (void)signal; g_stress_handled++; g_leaf(1);
 NOSITE static void *g_stress_body(void *calls) {
     g_stress_tid = gettid();
     g_stress_started = 1;
-    long bad = 0, i = 0;
-    for (; !g_stress_stop; i++)
+    long bad = 0;
+    for (long i = 0; i < (long)(intptr_t)calls; i++)
         if (g_top((int)(i & 1023)) != 4 * (int)(i & 1023) + 3) bad++;
-    *(long *)calls = i;
+    g_stress_stop = 1;
     return (void *)(intptr_t)bad;
 }
-NOSITE long g_stress_run(long signals, long *calls, int *sum_ok, int *tid) {
+NOSITE long g_stress_run(long calls, int *sum_ok, int *tid) {
     g_stress_stop = 0;
     g_stress_started = 0;
     g_stress_handled = 0;
     g_install(SIGUSR2, g_stress_handler, SA_RESTART);
     pthread_t thread;
-    pthread_create(&thread, NULL, g_stress_body, calls);
-    while (!g_stress_started) {}
-    for (long n = 0; n < signals; n++) {
+    pthread_create(&thread, NULL, g_stress_body, (void *)(intptr_t)calls);
+    while (!g_stress_started) sched_yield();
+    for (long n = 0; !g_stress_stop; n++) {
         pthread_kill(thread, SIGUSR2);
-        for (volatile int spin = 0; spin < 500; spin++) {}
+        for (volatile int spin = 0; spin < 200 + (int)(n % 97) * 7; spin++) {}
     }
-    g_stress_stop = 1;
     void *bad;
     pthread_join(thread, &bad);
     g_install(SIGUSR2, SIG_DFL, 0);
