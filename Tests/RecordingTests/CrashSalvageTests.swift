@@ -94,7 +94,11 @@ final class RecordingSessionTests: XCTestCase {
     private func runSession(_ name: String, end: String) throws -> (Trace, ProcessResult, DrainSummary) {
         let writer = try RecordingFixtures.ringWriter()
         let dir = RecordingFixtures.scratchDirectory(name)
-        let session = try RecordingSession.start(directory: dir, command: [writer], ringCapacity: 1 << 12)
+        // Small rings the drain must keep emptying; writers wait up to 1 s
+        // for it, so only a drain starved that long (not a busy machine)
+        // makes them lose.
+        let session = try RecordingSession.start(
+            directory: dir, command: [writer], ringCapacity: 1 << 12, waitTimeoutMicroseconds: 1_000_000)
         XCTAssertEqual(session.environment["LIVETRACE_RINGS"], dir + "/rings")
         let result = try Fixtures.run([writer, "-", "3", "40000", "1", end], environment: session.environment)
         let summary = try session.finish(programDied: result.signaled)

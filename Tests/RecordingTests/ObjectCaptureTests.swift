@@ -7,10 +7,8 @@ import XCTest
 
 final class ObjectCaptureTests: XCTestCase {
     func testDataMappingOfALoadedLibraryDoesNotMoveItsSymbols() throws {
-        let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
-        let libc = try XCTUnwrap(
-            maps.split(separator: "\n").compactMap { line in line.split(separator: " ", omittingEmptySubsequences: true).last }
-                .first { $0.hasSuffix("/libc.so.6") }.map(String.init))
+        let before = try ObjectCapture.capture(pid: getpid())
+        let libc = try XCTUnwrap(before.objects.first { $0.path.hasSuffix("/libc.so.6") }?.path)
         // A read-only data mapping of the same file, at offset 0, below
         // every real mapping of it.
         let fd = open(libc, O_RDONLY)
