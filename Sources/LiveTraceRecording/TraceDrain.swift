@@ -84,7 +84,10 @@ public final class TraceDrain: @unchecked Sendable {
             pid = old.pid
         }
         let drain = try TraceDrain(directory: directory, area: area, command: command, pid: pid)
-        return try drain.finish(salvaged: true)
+        let summary = try drain.finish(salvaged: true)
+        // Everything the ring area held is in the streams now.
+        try Sys.unlinkIfPresent(area.path)
+        return summary
     }
 
     /// The totals of every stream file in `directory` (each one decoded and

@@ -53,6 +53,7 @@ final class CrashSalvageTests: XCTestCase {
         XCTAssertTrue(result.signaled)
         XCTAssertEqual(result.status, SIGABRT)
         let summary = try TraceDrain.salvage(directory: dir)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/rings"), "a salvaged area is removed")
         let trace = try TraceReader.read(directory: dir)
         XCTAssertEqual(trace.streams.count, 2)
         for stream in trace.streams {

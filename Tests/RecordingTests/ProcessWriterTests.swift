@@ -35,7 +35,7 @@ final class ProcessWriterTests: XCTestCase {
     func testSignalHandlerEventsAreStoredOrCountedNeverCorrupting() throws {
         let handlerAddress: UInt64 = 0xABC_0000
         let (trace, result, summary) = try RecordingFixtures.recordChild(
-            "signals", threads: 2, pairs: 300_000, minPairs: 1, end: "signals", capacity: 1 << 20)
+            "signals", threads: 2, pairs: 300_000, minPairs: 1, end: "signals", capacity: 1 << 20, ringCount: 4)
         XCTAssertEqual(result.status, 0, result.stderr)
         let handlerPairs = try XCTUnwrap(
             result.stdout.split(separator: "\n").first { $0.hasPrefix("handler pairs ") }.flatMap { UInt64($0.dropFirst(14)) })

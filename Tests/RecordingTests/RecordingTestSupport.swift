@@ -31,11 +31,12 @@ enum RecordingFixtures {
     /// process running concurrently, then salvages. Returns the trace and
     /// how the writer ended.
     static func recordChild(
-        _ name: String, threads: Int, pairs: Int, minPairs: Int, end: String, capacity: Int = 1 << 12
+        _ name: String, threads: Int, pairs: Int, minPairs: Int, end: String, capacity: Int = 1 << 12,
+        ringCount: Int = 16
     ) throws -> (Trace, ProcessResult, DrainSummary) {
         let writer = try RecordingFixtures.ringWriter()
         let dir = RecordingFixtures.scratchDirectory(name)
-        let area = try RingArea.create(path: dir + "/" + TraceFormat.ringsFile, ringCount: 16, ringCapacity: capacity)
+        let area = try RingArea.create(path: dir + "/" + TraceFormat.ringsFile, ringCount: ringCount, ringCapacity: capacity)
         let drain = try TraceDrain(directory: dir, area: area, command: [writer], pid: 0)
         // The concurrent reader: drains until told to stop.
         let stop = DispatchSemaphore(value: 0), stopped = DispatchSemaphore(value: 0)
