@@ -23,7 +23,7 @@ final class FunctionGraphExactnessTests: XCTestCase {
             "g_double", "g_float", "g_int128", "g_struct_big", "g_struct_mixed", "g_struct_doubles", "g_set_errno",
             "g_jumper", "g_deep2", "g_deep1", "g_longjmp_host", "g_jumping_handler", "g_returning_handler",
             "g_raise_deep", "g_signal_host", "g_siglongjmp_host", "g_altstack_body", "g_worker", "g_exiter2",
-            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler",
+            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler", "g_backtrace_inner", "g_backtrace_outer",
         ])
     }
 
@@ -251,5 +251,23 @@ final class FunctionGraphExactnessTests: XCTestCase {
         XCTAssertEqual(skipped % 2, 0, "a skipped handler run skips its g_leaf too")
         XCTAssertEqual(handlerEntries + skipped / 2, handled, "each handler run recorded or counted as skipped")
         print("signals: \(handled) handler runs during \(calls) calls, \(handlerEntries) recorded, \(skipped / 2) skipped by the guard")
+    }
+
+    func testBacktraceThroughHookedFramesEndsCleanlyAtTheReturnTrampoline() throws {
+        typealias Run = @convention(c) (UnsafeMutablePointer<UInt>) -> Int32
+        let outer = try function("g_backtrace_outer", as: Run.self)
+        var last: UInt = 0
+        let untraced = outer(&last)
+        XCTAssertGreaterThan(untraced, 3, "the untraced walk reaches this test's callers")
+        var traced: Int32 = 0
+        let recorded = try recordGraph(["g_backtrace_*"]) { traced = outer(&last) }
+        // The unwinder meets the trampoline as g_backtrace_inner's return
+        // address; its unwind information ends the walk there (the original
+        // return address lives in the shadow stack, out of DWARF's reach).
+        XCTAssertEqual(traced, 2, "g_backtrace_inner, then the trampoline as its return address")
+        XCTAssertEqual(last, lt_graph_return_trampoline_address())
+        XCTAssertEqual(recorded.byThread[currentThreadID()], [
+            "> g_backtrace_outer 0", "> g_backtrace_inner 1", "< g_backtrace_inner 1", "< g_backtrace_outer 0",
+        ])
     }
 }

@@ -237,3 +237,15 @@ NOSITE long g_stress_run(long calls, int *sum_ok, int *tid) {
     *tid = g_stress_tid;
     return g_stress_handled;
 }
+
+/* ---- backtraces through hooked frames -------------------------------------- */
+#include <execinfo.h>
+/* backtrace() from inside g_backtrace_inner, called by g_backtrace_outer:
+ * returns the number of frames and the last one in *last. */
+static void *g_frames[64];
+int g_backtrace_inner(uintptr_t *last) {
+    int count = backtrace(g_frames, 64);
+    *last = count > 0 ? (uintptr_t)g_frames[count - 1] : 0;
+    return count;
+}
+int g_backtrace_outer(uintptr_t *last) { return g_backtrace_inner(last); }
