@@ -197,7 +197,7 @@ static void lt_graph_bury(struct lt_graph_stack *stack, const struct lt_graph_fr
 /* Pops the top frame as unwound: copy, FREE, count-1, then the UNWOUND exit
  * (the record comes last so that a signal handler pushing meanwhile finds a
  * consistent stack). */
-static void lt_graph_pop_unwound(struct lt_graph_stack *stack) {
+static __attribute__((noinline)) void lt_graph_pop_unwound(struct lt_graph_stack *stack) {
     uint32_t index = stack->count - 1;
     struct lt_graph_frame frame = stack->frames[index];
     lt_signal_fence();
@@ -221,7 +221,7 @@ static void lt_graph_pop_unwound(struct lt_graph_stack *stack) {
  * return address is the trampoline: the frame is alive) or the dead frame's
  * slot was reused by this call (it is not). A thread on its alternate signal
  * stack pops only frames on that stack. */
-static void lt_graph_pop_dead(struct lt_graph_stack *stack, uintptr_t slot, int tail_call) {
+static __attribute__((noinline)) void lt_graph_pop_dead(struct lt_graph_stack *stack, uintptr_t slot, int tail_call) {
     int checked_altstack = 0;
     uintptr_t alt_low = 0, alt_high = 0;
     int on_altstack = 0;
@@ -259,9 +259,15 @@ void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_
     }
     uintptr_t trampoline = (uintptr_t)&lt_graph_return_trampoline;
     uintptr_t slot = regs->rsp;
-    /* Step 1. */
-    if (stack->count > 0) lt_graph_pop_dead(stack, slot, parent_ip == trampoline);
+    /* Step 1 (the common case, a call nested in the top frame, inline). */
     uint32_t index = stack->count;
+    if (index > 0) {
+        const struct lt_graph_frame *top = &stack->frames[index - 1];
+        if (__builtin_expect(top->slot <= slot || (top->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED, 0)) {
+            lt_graph_pop_dead(stack, slot, parent_ip == trampoline);
+            index = stack->count;
+        }
+    }
     if (__builtin_expect(index >= LT_GRAPH_STACK_CAPACITY, 0)) {
         lt_count(overflow);
         return;
