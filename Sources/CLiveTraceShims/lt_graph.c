@@ -14,11 +14,13 @@
 #include "lt_graph.h"
 #include "lt_record.h"
 #include "lt_tramp.h"
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stddef.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -61,6 +63,19 @@ static int lt_graph_key_ready;
 #define lt_count(field) __atomic_fetch_add(&lt_graph_counters.field, 1, __ATOMIC_RELAXED)
 
 uintptr_t lt_graph_return_trampoline_address(void) { return (uintptr_t)&lt_graph_return_trampoline; }
+
+/* The return trampoline must outlive every hooked frame: a library holding
+ * it is made RTLD_NODELETE before the first hook (dlclose would otherwise
+ * unmap code that hooked frames still return to). */
+int lt_graph_pin_code(void) {
+    Dl_info info;
+    if (dladdr((void *)&lt_graph_return_trampoline, &info) == 0 || info.dli_fname == NULL) return -1;
+    /* The main program (its program headers lie in the same object) is
+     * never unloaded. */
+    Dl_info program;
+    if (dladdr((void *)getauxval(AT_PHDR), &program) != 0 && program.dli_fbase == info.dli_fbase) return 0;
+    return dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) != NULL ? 0 : -1;
+}
 
 void lt_graph_set_max_depth(uint32_t limit) {
     if (limit == 0 || limit > LT_GRAPH_STACK_CAPACITY) limit = LT_GRAPH_STACK_CAPACITY;

@@ -63,6 +63,9 @@ public final class FunctionGraph: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if current != nil { throw TraceError.alreadyRegistered }
+        guard lt_graph_pin_code() == 0 else {
+            throw TraceError.invalidArgument("the library holding the return trampoline cannot be made permanent (RTLD_NODELETE)")
+        }
         let ops = try Ops(callback: lt_graph_entry_callback, data: nil, flags: [.saveRegisters])
         OpsRegistry.shared.adopt(ops)
         do throws(TraceError) {

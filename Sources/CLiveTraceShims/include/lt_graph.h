@@ -32,6 +32,12 @@
  * FREE, count-1; every reader skips FREE frames. Only compiler ordering
  * matters (same thread): signal fences.
  *
+ * The exit path and the unwinders' paths run inside the thread's callback
+ * section (odd lt_thread_slot.seq, lt_tramp.h), as the entry callback does:
+ * a traced call from a signal handler that interrupts the tracer itself is
+ * skipped by the trampolines' recursion guard and counted
+ * (lt_skipped_calls), never recorded at a depth the stream contradicts.
+ *
  * Unwinders (lt_unwind.c): before a C++ exception or pthread_exit unwinds,
  * every hooked slot of the thread gets its original return address back
  * (state RESTORED), so the unwinder sees the real stack; at the catch the
@@ -72,6 +78,10 @@ __attribute__((visibility("hidden"))) uintptr_t lt_graph_exit(uintptr_t slot);
 /* The return trampoline (never call it). */
 void lt_graph_return_trampoline(void);
 uintptr_t lt_graph_return_trampoline_address(void);
+
+/* Makes the code holding the return trampoline permanent (RTLD_NODELETE):
+ * call once before the first hook, outside signal handlers. 0 or -1. */
+int lt_graph_pin_code(void);
 
 /* The depth limit: frames at depth >= limit are hooked but not recorded.
  * 0 or > LT_GRAPH_STACK_CAPACITY mean LT_GRAPH_STACK_CAPACITY. */
