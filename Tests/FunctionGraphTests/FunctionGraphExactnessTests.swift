@@ -23,7 +23,7 @@ final class FunctionGraphExactnessTests: XCTestCase {
             "g_double", "g_float", "g_int128", "g_struct_big", "g_struct_mixed", "g_struct_doubles", "g_set_errno",
             "g_jumper", "g_deep2", "g_deep1", "g_longjmp_host", "g_jumping_handler", "g_returning_handler",
             "g_raise_deep", "g_signal_host", "g_siglongjmp_host", "g_altstack_body", "g_worker", "g_exiter2",
-            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler", "g_backtrace_inner", "g_backtrace_outer",
+            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler", "g_backtrace_inner", "g_backtrace_outer", "g_exec_host",
         ])
     }
 
@@ -269,5 +269,22 @@ final class FunctionGraphExactnessTests: XCTestCase {
         XCTAssertEqual(recorded.byThread[currentThreadID()], [
             "> g_backtrace_outer 0", "> g_backtrace_inner 1", "< g_backtrace_inner 1", "< g_backtrace_outer 0",
         ])
+    }
+
+    func testExecFailingOrReplacingTheImageUnderHookedFrames() throws {
+        typealias Run = @convention(c) (UnsafeMutablePointer<Int32>) -> Int32
+        let host = try function("g_exec_host", as: Run.self)
+        var failed: Int32 = 0
+        var status: Int32 = -1
+        let recorded = try recordGraph(["g_*"]) { status = host(&failed) }
+        XCTAssertEqual(failed, -ENOENT, "the failed execve returned its error (errno kept) into hooked frames")
+        XCTAssertEqual(status, 0, "the child's new image (/bin/true) ran and exited 0")
+        XCTAssertEqual(recorded.byThread[currentThreadID()], [
+            "> g_exec_host 0", "> g_leaf 1", "< g_leaf 1", "< g_exec_host 0",
+        ])
+        // The child's stream ends inside g_exec_host: its image was replaced,
+        // the frame never returned (a reader reports it unfinished).
+        let child = recorded.events.filter { $0.pid != UInt64(getpid()) }.map(\.line)
+        XCTAssertEqual(child, ["> g_leaf 1", "< g_leaf 1"])
     }
 }

@@ -249,3 +249,23 @@ int g_backtrace_inner(uintptr_t *last) {
     return count;
 }
 int g_backtrace_outer(uintptr_t *last) { return g_backtrace_inner(last); }
+
+/* ---- exec ------------------------------------------------------------------ */
+/* A failed execve returns into hooked frames; a successful one (in a forked
+ * child) replaces the image under them. Returns the child's exit status
+ * (the new image's: 0) or -errno of the failed exec in *failed. */
+int g_exec_host(int *failed) {
+    char *const argv[] = {"/bin/true", NULL};
+    char *const envp[] = {NULL};
+    *failed = execve("/nonexistent/livetrace-graph", argv, envp) == -1 ? -errno : 0;
+    g_leaf(10);
+    pid_t pid = fork();
+    if (pid == 0) {
+        g_leaf(11);
+        execve("/bin/true", argv, envp);
+        _exit(127);
+    }
+    int status = -1;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    return status;
+}
