@@ -23,7 +23,7 @@ final class FunctionGraphExactnessTests: XCTestCase {
             "g_double", "g_float", "g_int128", "g_struct_big", "g_struct_mixed", "g_struct_doubles", "g_set_errno",
             "g_jumper", "g_deep2", "g_deep1", "g_longjmp_host", "g_jumping_handler", "g_returning_handler",
             "g_raise_deep", "g_signal_host", "g_siglongjmp_host", "g_altstack_body", "g_worker", "g_exiter2",
-            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler", "g_backtrace_inner", "g_backtrace_outer", "g_exec_host",
+            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler", "g_backtrace_inner", "g_backtrace_outer", "g_exec_host", "g_recurse",
         ])
     }
 
@@ -286,5 +286,20 @@ final class FunctionGraphExactnessTests: XCTestCase {
         // the frame never returned (a reader reports it unfinished).
         let child = recorded.events.filter { $0.pid != UInt64(getpid()) }.map(\.line)
         XCTAssertEqual(child, ["> g_leaf 1", "< g_leaf 1"])
+    }
+
+    func testRecursionDeeperThanTheShadowStackIsCountedNotLost() throws {
+        typealias Recurse = @convention(c) (Int) -> Int
+        let recurse = try function("g_recurse", as: Recurse.self)
+        let depth = FunctionGraph.stackCapacity + 500
+        let before = FunctionGraph.statistics.overflow
+        var result = 0
+        let recorded = try recordGraph(["g_recurse"]) { result = recurse(depth - 1) }
+        XCTAssertEqual(result, depth - 1)
+        XCTAssertEqual(FunctionGraph.statistics.overflow - before, 500, "calls beyond the capacity are counted")
+        let lines = try XCTUnwrap(recorded.byThread[currentThreadID()])
+        let capacity = FunctionGraph.stackCapacity
+        let expected = (0..<capacity).map { "> g_recurse \($0)" } + (0..<capacity).reversed().map { "< g_recurse \($0)" }
+        XCTAssertEqual(lines, expected, "the frames the shadow stack holds are exact")
     }
 }

@@ -269,3 +269,6 @@ int g_exec_host(int *failed) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     return status;
 }
+
+/* ---- deeper than the shadow stack ---------------------------------------- */
+long g_recurse(long n) { return n == 0 ? 0 : 1 + g_recurse(n - 1); }
