@@ -1,4 +1,4 @@
-// `livetrace record [-F GLOB]... [-N GLOB]... [-D DEPTH] [-t TIME] [-d DIR] -- PROGRAM [ARGS...]`:
+// `livetrace record [-F GLOB]... [-N GLOB]... [-D DEPTH] [-t TIME] [-d DIR] [-b EVENTS] [--wait MS] -- PROGRAM [ARGS...]`:
 // runs PROGRAM with the LD_PRELOAD shim (liblivetrace.so, LiveTraceC/Preload.swift)
 // and drains its rings into a trace directory.
 //
@@ -61,6 +61,12 @@ struct RecordCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "The trace directory (an older trace there is renamed DIR.old).")
     var directory: String = "livetrace.data"
 
+    @Option(name: .customShort("b"), help: "Events per thread buffer, rounded up to a power of two (default \(RingArea.defaultRingCapacity); disk use is \(RingArea.defaultRingCount) buffers of 24 bytes per event while recording).")
+    var bufferEvents: Int = RingArea.defaultRingCapacity
+
+    @Option(name: .customLong("wait"), help: "Milliseconds a thread whose buffer is full waits for the drain before its events are counted lost (default \(RingArea.defaultWaitTimeoutMicroseconds / 1000)).")
+    var waitMilliseconds: Int = Int(RingArea.defaultWaitTimeoutMicroseconds / 1000)
+
     @Argument(parsing: .captureForPassthrough, help: "-- PROGRAM [ARGS...]")
     var command: [String] = []
 
@@ -70,6 +76,12 @@ struct RecordCommand: ParsableCommand {
         guard !programArguments.isEmpty else { throw ValidationError("no program given: livetrace record [options] -- PROGRAM [ARGS...]") }
         if let depth, depth < 1 || depth > FunctionGraph.stackCapacity {
             throw ValidationError("-D \(depth): the depth must be in 1...\(FunctionGraph.stackCapacity)")
+        }
+        guard (2...RingArea.maximumRingCapacity).contains(bufferEvents) else {
+            throw ValidationError("-b \(bufferEvents): a buffer holds 2...\(RingArea.maximumRingCapacity) events")
+        }
+        guard (0...60_000).contains(waitMilliseconds) else {
+            throw ValidationError("--wait \(waitMilliseconds): the wait is 0...60000 milliseconds")
         }
         if let minTime, RecordCommand.parseDuration(minTime) == nil {
             throw ValidationError("-t \(minTime): not a time (a number with ns, us, ms or s; a bare number is nanoseconds)")
@@ -126,7 +138,9 @@ struct RecordCommand: ParsableCommand {
         let session: RecordingSession
         let existed = access(directory, F_OK) == 0
         do throws(RecordingError) {
-            session = try RecordingSession.start(directory: directory, command: programArguments)
+            session = try RecordingSession.start(
+                directory: directory, command: programArguments, ringCapacity: bufferEvents,
+                waitTimeoutMicroseconds: UInt32(waitMilliseconds * 1000))
         } catch {
             TraceDirectory.removeFailedStart(directory, created: !existed)
             throw .traceDirectory("cannot create the trace in \(directory): \(error)")
