@@ -41,7 +41,9 @@ let package = Package(
                                            "-Xlinker", "--export-dynamic-symbol=_Unwind_Resume_or_Rethrow",
                                            "-Xlinker", "--export-dynamic-symbol=_Unwind_ForcedUnwind",
                                            "-Xlinker", "--export-dynamic-symbol=__cxa_begin_catch",
-                                           "-Xlinker", "--export-dynamic-symbol=pthread_exit"])]
+                                           "-Xlinker", "--export-dynamic-symbol=pthread_exit",
+                                           "-Xlinker", "--export-dynamic-symbol=backtrace",
+                                           "-Xlinker", "--export-dynamic-symbol=_Unwind_Backtrace"])]
         ),
         // Finding sites in ELF objects (files and the loaded process).
         .target(name: "LiveTraceSites", dependencies: ["CElfutils", "CLiveTraceShims"]),

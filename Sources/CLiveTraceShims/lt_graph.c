@@ -429,6 +429,23 @@ void lt_graph_resume_thread(uintptr_t sp) {
     lt_graph_guard_leave(guard);
 }
 
+int lt_graph_restore_thread_for_walk(void) {
+    struct lt_thread_slot *guard = lt_graph_guard_enter();
+    if (guard == NULL) return 0;
+    /* An unwinder is running (frames RESTORED by it): the resume after the
+     * walk would hook them under its feet. Leave the stack as it is. */
+    struct lt_graph_stack *stack = lt_graph_self;
+    for (uint32_t i = 0; stack != NULL && i < stack->count; i++) {
+        if ((stack->frames[i].state & LT_FRAME_STATE_MASK) == LT_FRAME_RESTORED) {
+            lt_graph_guard_leave(guard);
+            return 0;
+        }
+    }
+    lt_graph_restore_frames();
+    lt_graph_guard_leave(guard);
+    return 1;
+}
+
 void lt_graph_unwind_thread(void) {
     struct lt_thread_slot *guard = lt_graph_guard_enter();
     lt_graph_unwind_frames();

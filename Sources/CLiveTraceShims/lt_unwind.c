@@ -17,6 +17,12 @@
  *       recorded UNWOUND —, the survivors are hooked again.
  *   pthread_exit: the thread's frames are all about to be unwound: restore
  *       them and record their exits UNWOUND now, then exit.
+ *   backtrace, _Unwind_Backtrace (stack walks that leave every frame
+ *       alive): restore, walk, hook again, so a program's own backtraces
+ *       (crash handlers, loggers) see its real callers. From a signal
+ *       handler that interrupted the tracer itself nothing is restored and
+ *       the walk ends at the return trampoline (its unwind information says
+ *       so: lt_return_x86_64.S).
  *
  * Cleanup code that runs during the unwinding (destructors, landing pads)
  * may call traced functions: they are hooked as usual above the restored
@@ -49,6 +55,8 @@ typedef lt_unwind_reason_code (*lt_unwind_raise_fn)(struct _Unwind_Exception *);
 typedef lt_unwind_reason_code (*lt_unwind_forced_fn)(struct _Unwind_Exception *, void *stop, void *stop_argument);
 typedef void *(*lt_begin_catch_fn)(void *);
 typedef void (*lt_pthread_exit_fn)(void *);
+typedef int (*lt_backtrace_fn)(void **, int);
+typedef lt_unwind_reason_code (*lt_unwind_backtrace_fn)(void *trace, void *argument);
 
 /* The next definition of `name` after ours, looked up once (dlsym may
  * allocate: these paths are not async-signal-safe, nor are their callers). */
@@ -71,6 +79,36 @@ static void lt_unwind_missing(const char *name) {
 }
 
 static void *lt_next_raise, *lt_next_rethrow, *lt_next_forced, *lt_next_begin_catch, *lt_next_pthread_exit;
+static void *lt_next_backtrace, *lt_next_unwind_backtrace;
+
+/* Resolves what is already loaded at start-up, so that the first backtrace
+ * from a crash handler need not call dlsym (which takes the loader's lock). */
+__attribute__((constructor)) static void lt_unwind_resolve_early(void) {
+    (void)lt_unwind_next(&lt_next_backtrace, "backtrace");
+    (void)lt_unwind_next(&lt_next_pthread_exit, "pthread_exit");
+    (void)lt_unwind_next(&lt_next_unwind_backtrace, "_Unwind_Backtrace");
+}
+
+int backtrace(void **buffer, int size) {
+    lt_backtrace_fn next = (lt_backtrace_fn)lt_unwind_next(&lt_next_backtrace, "backtrace");
+    if (next == NULL) return 0;
+    int restored = lt_graph_restore_thread_for_walk();
+    int count = next(buffer, size);
+    if (restored) lt_graph_resume_thread(0);
+    return count;
+}
+
+lt_unwind_reason_code _Unwind_Backtrace(void *trace, void *argument) {
+    lt_unwind_backtrace_fn next = (lt_unwind_backtrace_fn)lt_unwind_next(&lt_next_unwind_backtrace, "_Unwind_Backtrace");
+    if (next == NULL) {
+        lt_unwind_missing("_Unwind_Backtrace");
+        return LT_URC_FATAL_PHASE1_ERROR;
+    }
+    int restored = lt_graph_restore_thread_for_walk();
+    lt_unwind_reason_code reason = next(trace, argument);
+    if (restored) lt_graph_resume_thread(0);
+    return reason;
+}
 
 lt_unwind_reason_code _Unwind_RaiseException(struct _Unwind_Exception *exception) {
     lt_unwind_raise_fn next = (lt_unwind_raise_fn)lt_unwind_next(&lt_next_raise, "_Unwind_RaiseException");

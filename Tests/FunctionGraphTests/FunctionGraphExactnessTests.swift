@@ -23,7 +23,7 @@ final class FunctionGraphExactnessTests: XCTestCase {
             "g_double", "g_float", "g_int128", "g_struct_big", "g_struct_mixed", "g_struct_doubles", "g_set_errno",
             "g_jumper", "g_deep2", "g_deep1", "g_longjmp_host", "g_jumping_handler", "g_returning_handler",
             "g_raise_deep", "g_signal_host", "g_siglongjmp_host", "g_altstack_body", "g_worker", "g_exiter2",
-            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler", "g_backtrace_inner", "g_backtrace_outer", "g_exec_host", "g_recurse",
+            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler", "g_backtrace_inner", "g_backtrace_outer", "g_exec_host", "g_recurse", "g_backtrace_raw_inner", "g_backtrace_raw_outer",
         ])
     }
 
@@ -253,22 +253,36 @@ final class FunctionGraphExactnessTests: XCTestCase {
         print("signals: \(handled) handler runs during \(calls) calls, \(handlerEntries) recorded, \(skipped / 2) skipped by the guard")
     }
 
-    func testBacktraceThroughHookedFramesEndsCleanlyAtTheReturnTrampoline() throws {
+    func testBacktraceThroughHookedFramesSeesTheRealCallers() throws {
         typealias Run = @convention(c) (UnsafeMutablePointer<UInt>) -> Int32
         let outer = try function("g_backtrace_outer", as: Run.self)
-        var last: UInt = 0
-        let untraced = outer(&last)
+        var lastUntraced: UInt = 0, lastTraced: UInt = 0
+        let untraced = outer(&lastUntraced)
         XCTAssertGreaterThan(untraced, 3, "the untraced walk reaches this test's callers")
         var traced: Int32 = 0
-        let recorded = try recordGraph(["g_backtrace_*"]) { traced = outer(&last) }
-        // The unwinder meets the trampoline as g_backtrace_inner's return
-        // address; its unwind information ends the walk there (the original
-        // return address lives in the shadow stack, out of DWARF's reach).
-        XCTAssertEqual(traced, 2, "g_backtrace_inner, then the trampoline as its return address")
-        XCTAssertEqual(last, lt_graph_return_trampoline_address())
+        let recorded = try recordGraph(["g_backtrace_*"]) { traced = outer(&lastTraced) }
+        // backtrace() is interposed (lt_unwind.c): the hooked slots hold their
+        // original return addresses during the walk, then are hooked again.
+        // The traced call runs under the recording closure: a few frames more.
+        XCTAssertGreaterThanOrEqual(traced, untraced, "the walk goes through the hooked frames")
+        XCTAssertEqual(lastTraced, lastUntraced, "both walks end at the same outermost frame")
         XCTAssertEqual(recorded.byThread[currentThreadID()], [
             "> g_backtrace_outer 0", "> g_backtrace_inner 1", "< g_backtrace_inner 1", "< g_backtrace_outer 0",
-        ])
+        ], "the frames were hooked again after the walk: their exits are recorded")
+    }
+
+    func testBacktraceFromAnUnwinderThatCannotRestoreEndsAtTheReturnTrampoline() throws {
+        // _Unwind_Backtrace reached without the interposer (glibc's
+        // backtrace calls libgcc_s through its own handle; here: the real
+        // function directly) meets the trampoline: its unwind information
+        // ends the walk there instead of walking garbage.
+        typealias Run = @convention(c) (UnsafeMutablePointer<UInt>) -> Int32
+        let outer = try function("g_backtrace_raw_outer", as: Run.self)
+        var last: UInt = 0
+        var traced: Int32 = 0
+        _ = try recordGraph(["g_backtrace_raw_*"]) { traced = outer(&last) }
+        XCTAssertEqual(traced, 2, "g_backtrace_raw_inner, then the trampoline as its return address")
+        XCTAssertEqual(last, lt_graph_return_trampoline_address())
     }
 
     func testExecFailingOrReplacingTheImageUnderHookedFrames() throws {

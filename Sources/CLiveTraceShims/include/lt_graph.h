@@ -99,6 +99,13 @@ void lt_graph_restore_thread(void);
  * whose slot is below `sp` are popped, their exits recorded UNWOUND; the
  * others are hooked again. */
 void lt_graph_resume_thread(uintptr_t sp);
+/* For a stack walk that leaves every frame alive (backtrace): restores as
+ * lt_graph_restore_thread does, unless the thread is inside the tracer
+ * itself (a signal handler interrupted it: its shadow stack may be mid-push)
+ * or an unwinder already restored frames — then nothing is restored and 0
+ * is returned. 1: restored; call
+ * lt_graph_resume_thread(0) after the walk. */
+int lt_graph_restore_thread_for_walk(void);
 /* Pops every frame of the thread, recording UNWOUND exits (pthread_exit),
  * after restoring their slots. */
 void lt_graph_unwind_thread(void);

@@ -272,3 +272,28 @@ int g_exec_host(int *failed) {
 
 /* ---- deeper than the shadow stack ---------------------------------------- */
 long g_recurse(long n) { return n == 0 ? 0 : 1 + g_recurse(n - 1); }
+
+/* The real _Unwind_Backtrace of libgcc_s, reached through its own handle
+ * (as glibc's backtrace does), so no interposer restores the stack. */
+#include <dlfcn.h>
+#include <unwind.h>
+struct g_walk { int count; uintptr_t last; };
+NOSITE static _Unwind_Reason_Code g_walk_frame(struct _Unwind_Context *context, void *argument) {
+    struct g_walk *walk = argument;
+    uintptr_t ip = _Unwind_GetIP(context);
+    if (ip == 0) return _URC_END_OF_STACK;
+    walk->last = ip;
+    walk->count++;
+    return walk->count < 64 ? _URC_NO_REASON : _URC_END_OF_STACK;
+}
+int g_backtrace_raw_inner(uintptr_t *last) {
+    void *libgcc = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD);
+    if (libgcc == NULL) libgcc = dlopen("libgcc_s.so.1", RTLD_NOW);
+    _Unwind_Reason_Code (*walk_stack)(_Unwind_Trace_Fn, void *) =
+        (_Unwind_Reason_Code (*)(_Unwind_Trace_Fn, void *))dlsym(libgcc, "_Unwind_Backtrace");
+    struct g_walk walk = {0, 0};
+    walk_stack(g_walk_frame, &walk);
+    *last = walk.last;
+    return walk.count;
+}
+int g_backtrace_raw_outer(uintptr_t *last) { return g_backtrace_raw_inner(last); }
