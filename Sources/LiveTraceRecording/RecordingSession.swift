@@ -101,6 +101,12 @@ public final class RecordingSession: @unchecked Sendable {
         try drain.writeObjects(try ObjectCapture.capture(pid: pid))
     }
 
+    /// Step 2: a table the caller captured (and merged: `livetrace record`
+    /// keeps the images a program had before an exec), for objects.json.
+    public func writeObjects(_ table: ObjectTable) throws(RecordingError) {
+        try drain.writeObjects(table)
+    }
+
     /// Step 3, after the program ended. `programDied`: it was killed by a
     /// signal (the trace is then marked salvaged).
     @discardableResult

@@ -371,6 +371,8 @@ final class ShimReports: @unchecked Sendable {
     /// Written by the control thread, read after it stopped.
     private var started = Set<Int32>()
     private var failures: [String] = []
+    /// Every image of the program captured so far (the newest first).
+    private var objects = ObjectTable(objects: [])
 
     /// Runs on the control thread while the shim waits for the reply.
     func received(_ message: PreloadMessage, session: RecordingSession) {
@@ -386,7 +388,15 @@ final class ShimReports: @unchecked Sendable {
         let main = mainPid.load(ordering: .acquiring)
         guard message.pid == main || main == 0 && started.count == 1 else { return }
         do throws(RecordingError) {
-            try session.captureObjects(pid: message.pid)
+            let captured = try ObjectCapture.capture(pid: message.pid)
+            // Objects of an earlier image (before an exec) stay while no new
+            // mapping overlaps them, so its events keep their names.
+            let ranges = captured.objects.flatMap(\.ranges)
+            let kept = objects.objects.filter { old in
+                !old.ranges.contains { range in ranges.contains { $0[0] < range[1] && range[0] < $0[1] } }
+            }
+            objects = ObjectTable(objects: captured.objects + kept)
+            try session.writeObjects(objects)
         } catch {
             failures.append("the memory map of pid \(message.pid) could not be captured (function names may be missing): \(error)")
         }

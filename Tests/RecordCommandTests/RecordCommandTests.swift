@@ -160,3 +160,28 @@ final class RecordSignalTests: XCTestCase {
         XCTAssertEqual(calls["note_signal"], 1, "the handler's traced call is recorded: \(calls)")
     }
 }
+
+/// The shim follows fork (the child records into its own stream) and exec
+/// (the new image loads the shim again from the inherited environment).
+final class RecordForkExecTests: XCTestCase {
+    func testForkedChildRecordsIntoItsOwnStream() throws {
+        let program = try RecordFixtures.build("forkexec.c", output: "record-fork")
+        let work = RecordFixtures.scratch("fork")
+        let traced = try RecordFixtures.record([], trace: "t", program: [program], in: work)
+        XCTAssertEqual(traced.status, 0, traced.stderr)
+        XCTAssertEqual(traced.stdout, "child exited 0\n")
+        let trace = try TraceReader.read(directory: work + "/t")
+        XCTAssertEqual(Set(trace.streams.map(\.identity.pid)).count, 2, "one stream per process")
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t"), ["main": 1, "parent_work": 3, "child_work": 4])
+    }
+
+    func testExecdImageIsRecordedAndEarlierNamesAreKept() throws {
+        let program = try RecordFixtures.build("forkexec.c", compiler: "clang", output: "record-exec")
+        let work = RecordFixtures.scratch("exec")
+        let traced = try RecordFixtures.record([], trace: "t", program: [program, "then-exec"], in: work)
+        XCTAssertEqual(traced.status, 0, traced.stderr)
+        XCTAssertEqual(traced.stdout, "child exited 0\nafter exec\n")
+        // main: once before the exec (never returns: exec replaces it), once after.
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t"), ["main": 2, "parent_work": 3, "child_work": 4, "after_exec": 5])
+    }
+}
