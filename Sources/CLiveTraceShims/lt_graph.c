@@ -178,10 +178,17 @@ static inline void lt_graph_guard_leave(struct lt_thread_slot *slot) {
 
 /* ---- the per-thread stack ---------------------------------------------- */
 
-/* Thread exit: every frame has returned or been unwound (the start routine
- * returned, or pthread_exit unwound it: lt_unwind.c); the stack goes back. */
+static void lt_graph_pop_unwound(struct lt_graph_stack *stack);
+
+/* Thread exit: normally every frame has returned or been unwound (the start
+ * routine returned, or pthread_exit unwound it: lt_unwind.c). Frames left
+ * are those of a thread ended by cancellation (glibc's unwinder is reached
+ * through its own handle, stops at the first hooked frame and ends the
+ * thread): their exits are recorded UNWOUND now — or counted lost if the
+ * thread's ring was released first. Then the stack goes back. */
 static void lt_graph_thread_exit(void *value) {
     struct lt_graph_stack *stack = value;
+    while (stack->count > 0) lt_graph_pop_unwound(stack);
     if (lt_graph_self == stack) lt_graph_self = NULL;
     lt_graph_sys_unmap(stack, sizeof *stack);
 }

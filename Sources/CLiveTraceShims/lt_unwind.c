@@ -34,7 +34,10 @@
  * liblivetrace.so, or LD_PRELOAD, or links this code statically); a library
  * dlopen'ed RTLD_LOCAL is not in that scope. glibc's thread cancellation
  * (pthread_cancel) reaches the unwinder without a call we can interpose:
- * its unwinding stops at the first hooked frame. Unwinders that never call
+ * its unwinding stops at the first hooked frame and ends the thread (C
+ * cleanup handlers still run; C++ destructors of older frames do not), and
+ * the frames' exits are recorded UNWOUND at thread exit (lt_graph.c).
+ * Unwinders that never call
  * __cxa_begin_catch (foreign exceptions caught by a non-C++ runtime) leave
  * their surviving frames RESTORED: their exits are recorded UNWOUND when a
  * later entry or exit finds them dead.

@@ -23,7 +23,7 @@ final class FunctionGraphExactnessTests: XCTestCase {
             "g_double", "g_float", "g_int128", "g_struct_big", "g_struct_mixed", "g_struct_doubles", "g_set_errno",
             "g_jumper", "g_deep2", "g_deep1", "g_longjmp_host", "g_jumping_handler", "g_returning_handler",
             "g_raise_deep", "g_signal_host", "g_siglongjmp_host", "g_altstack_body", "g_worker", "g_exiter2",
-            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler", "g_backtrace_inner", "g_backtrace_outer", "g_exec_host", "g_recurse", "g_backtrace_raw_inner", "g_backtrace_raw_outer",
+            "g_exiter1", "g_exit_body", "g_child_work", "g_fork_host", "g_stress_handler", "g_backtrace_inner", "g_backtrace_outer", "g_exec_host", "g_recurse", "g_backtrace_raw_inner", "g_backtrace_raw_outer", "g_cancel_wait", "g_cancel_body",
         ])
     }
 
@@ -315,5 +315,17 @@ final class FunctionGraphExactnessTests: XCTestCase {
         let capacity = FunctionGraph.stackCapacity
         let expected = (0..<capacity).map { "> g_recurse \($0)" } + (0..<capacity).reversed().map { "< g_recurse \($0)" }
         XCTAssertEqual(lines, expected, "the frames the shadow stack holds are exact")
+    }
+
+    func testCancelledThreadsFramesAreRecordedUnwoundAtThreadExit() throws {
+        typealias Run = @convention(c) (UnsafeMutablePointer<Int32>) -> Int32
+        let run = try function("g_cancel_run", as: Run.self)
+        var tid: Int32 = 0
+        var cancelled: Int32 = 0
+        let recorded = try recordGraph(["g_cancel_*"]) { cancelled = run(&tid) }
+        XCTAssertEqual(cancelled, 1, "the thread ended as cancelled")
+        XCTAssertEqual(recorded.byThread[UInt64(tid)], [
+            "> g_cancel_body 0", "> g_cancel_wait 1", "<! g_cancel_wait 1", "<! g_cancel_body 0",
+        ])
     }
 }

@@ -297,3 +297,22 @@ int g_backtrace_raw_inner(uintptr_t *last) {
     return walk.count;
 }
 int g_backtrace_raw_outer(uintptr_t *last) { return g_backtrace_raw_inner(last); }
+
+/* ---- pthread_cancel ---------------------------------------------------------- */
+static pid_t g_cancel_tid;
+static volatile int g_cancel_waiting;
+void g_cancel_wait(int x) { (void)x; g_cancel_waiting = 1; for (;;) pause(); }
+void *g_cancel_body(void *unused) { (void)unused; g_cancel_tid = gettid(); g_cancel_wait(1); return NULL; }
+/* Cancels a thread blocked in pause() under two hooked frames; returns 1
+ * when it ended as cancelled, its thread id in *tid. */
+NOSITE int g_cancel_run(int *tid) {
+    pthread_t thread;
+    g_cancel_waiting = 0;
+    pthread_create(&thread, NULL, g_cancel_body, NULL);
+    while (!g_cancel_waiting) sched_yield();
+    pthread_cancel(thread);
+    void *result;
+    pthread_join(thread, &result);
+    *tid = g_cancel_tid;
+    return result == PTHREAD_CANCELED;
+}
