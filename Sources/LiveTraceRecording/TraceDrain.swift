@@ -27,6 +27,8 @@ public struct DrainSummary: Equatable, Sendable {
     public var lostWithoutRing: UInt64
     /// Bytes of the stream files.
     public var bytes: UInt64
+    /// Distinct functions entered (distinct entry addresses).
+    public var functions: Int = 0
 }
 
 public final class TraceDrain: @unchecked Sendable {
@@ -46,6 +48,8 @@ public final class TraceDrain: @unchecked Sendable {
     /// One chunk of a whole ring: header and capacity events.
     private let chunkBuffer: UnsafeMutableRawBufferPointer
     private var streams = Set<String>()
+    /// Entry addresses seen in the events moved (DrainSummary.functions).
+    private var entered = Set<UInt64>()
     private var events: UInt64 = 0
     private var lostInStreams: UInt64 = 0
     private var bytes: UInt64 = 0
@@ -95,6 +99,7 @@ public final class TraceDrain: @unchecked Sendable {
     static func summarize(directory: String, lostWithoutRing: UInt64) throws(RecordingError) -> DrainSummary {
         let streamsPath = directory + "/" + TraceFormat.streamsDirectory
         var summary = DrainSummary(threads: 0, events: 0, lost: lostWithoutRing, lostWithoutRing: lostWithoutRing, bytes: 0)
+        var entered = Set<UInt64>()
         for name in try TraceReader.listDirectory(streamsPath) where name.hasSuffix("." + TraceFormat.streamExtension) {
             let path = streamsPath + "/" + name
             let bytes = try Sys.readFile(path)
@@ -103,8 +108,10 @@ public final class TraceDrain: @unchecked Sendable {
             summary.bytes += UInt64(bytes.count)
             for event in stream.events {
                 if event.kind == .lost { summary.lost += event.address } else { summary.events += 1 }
+                if event.kind == .entry { entered.insert(event.address) }
             }
         }
+        summary.functions = entered.count
         return summary
     }
 
@@ -144,7 +151,7 @@ public final class TraceDrain: @unchecked Sendable {
     public var summary: DrainSummary {
         DrainSummary(
             threads: streams.count, events: events, lost: lostInStreams + area.lostWithoutRing,
-            lostWithoutRing: area.lostWithoutRing, bytes: bytes)
+            lostWithoutRing: area.lostWithoutRing, bytes: bytes, functions: entered.count)
     }
 
     /// Records the program's pid once it is known (info.json is rewritten).
@@ -207,9 +214,18 @@ public final class TraceDrain: @unchecked Sendable {
             var lostHere: UInt64 = 0
             var lostRecords = 0
             let lostKind = TraceEvent.Kind.lost.rawValue
-            for i in 0..<count where body.loadUnaligned(fromByteOffset: i * eventSize + 20, as: UInt16.self) == lostKind {
-                lostHere += body.loadUnaligned(fromByteOffset: i * eventSize, as: UInt64.self)
-                lostRecords += 1
+            let entryKind = TraceEvent.Kind.entry.rawValue
+            var lastEntered: UInt64 = 0
+            for i in 0..<count {
+                let kind = body.loadUnaligned(fromByteOffset: i * eventSize + 20, as: UInt16.self)
+                let address = body.loadUnaligned(fromByteOffset: i * eventSize, as: UInt64.self)
+                if kind == lostKind {
+                    lostHere += address
+                    lostRecords += 1
+                } else if kind == entryKind, address != lastEntered {
+                    entered.insert(address)
+                    lastEntered = address
+                }
             }
             let lastAt = (count - 1) * eventSize
             cursors[index]!.lastTimestamp = body.loadUnaligned(fromByteOffset: lastAt + 8, as: UInt64.self)

@@ -187,9 +187,8 @@ struct RecordCommand: ParsableCommand {
         }
         // Step 6.
         for line in shim.problems(programPid: pid) { RecordOutput.warning(line) }
-        let functions = (try? TraceReport(directory: directory).functions.count).map(String.init) ?? "?"
         var line = "\(summary.threads) thread\(summary.threads == 1 ? "" : "s"), \(summary.events) events, "
-        line += "\(functions) functions, \(summary.lost) events lost, \(RecordOutput.size(summary.bytes)) in \(directory)"
+        line += "\(summary.functions) functions, \(summary.lost) events lost, \(RecordOutput.size(summary.bytes)) in \(directory)"
         if let signal = exit.signal { line += "; \(programArguments[0]) killed by \(RecordOutput.signalName(signal))" }
         RecordOutput.summary(line)
         return exit.status
