@@ -18,7 +18,8 @@
 //   5. wait for PROGRAM; finish the session (the last drain; a program
 //      killed by a signal leaves its published events in the rings, the
 //      trace is marked salvaged);
-//   6. one summary line on stderr; exit with PROGRAM's status (128 + the
+//   6. with -t, the calls shorter than TIME leave the trace (TimeFilter);
+//      one summary line on stderr; exit with PROGRAM's status (128 + the
 //      signal when a signal killed it, as a shell does).
 //
 // Signal forwarding: a signal sent to this process by kill(2) (si_code
@@ -124,11 +125,6 @@ struct RecordCommand: ParsableCommand {
             }
         }
         let minTimeNs = minTime.flatMap(RecordCommand.parseDuration) ?? 0
-        if minTimeNs != 0 {
-            // The shim would refuse it at start-up (lt_graph_start); refusing
-            // here keeps the program from running untraced.
-            throw .unsupported("-t: filtering calls by time is not supported by the function graph yet; record without -t")
-        }
         let library = try ShimLibrary.locate()
         // Step 2.
         try TraceDirectory.prepare(directory)
@@ -185,10 +181,21 @@ struct RecordCommand: ParsableCommand {
                 """)
             return exit.status
         }
-        // Step 6.
+        // Step 6 (-t: the calls shorter than the threshold leave the complete trace).
+        var summaryEvents = summary.events, summaryFunctions = summary.functions, summaryBytes = summary.bytes
+        var filtered = ""
+        if minTimeNs > 0 {
+            do throws(RecordingError) {
+                let result = try TimeFilter.apply(directory: directory, minimumNanoseconds: minTimeNs)
+                (summaryEvents, summaryFunctions, summaryBytes) = (result.events, result.functions, result.bytes)
+                filtered = " (\(result.removedCalls) calls shorter than \(minTime ?? "") left out)"
+            } catch {
+                RecordOutput.error("-t \(minTime ?? ""): the time filter failed, the trace holds every call: \(error)")
+            }
+        }
         for line in shim.problems(programPid: pid) { RecordOutput.warning(line) }
-        var line = "\(summary.threads) thread\(summary.threads == 1 ? "" : "s"), \(summary.events) events, "
-        line += "\(summary.functions) functions, \(summary.lost) events lost, \(RecordOutput.size(summary.bytes)) in \(directory)"
+        var line = "\(summary.threads) thread\(summary.threads == 1 ? "" : "s"), \(summaryEvents) events\(filtered), "
+        line += "\(summaryFunctions) functions, \(summary.lost) events lost, \(RecordOutput.size(summaryBytes)) in \(directory)"
         if let signal = exit.signal { line += "; \(programArguments[0]) killed by \(RecordOutput.signalName(signal))" }
         RecordOutput.summary(line)
         return exit.status
@@ -199,8 +206,6 @@ struct RecordCommand: ParsableCommand {
 enum RecordFailure: Error, CustomStringConvertible {
     /// The program cannot be run or traced (status 2, before it ran).
     case badProgram(String)
-    /// An option this build cannot honour (status 2).
-    case unsupported(String)
     /// The trace directory cannot be created or written (status 1).
     case traceDirectory(String)
     /// A system call of this command failed (status 1).
@@ -208,13 +213,13 @@ enum RecordFailure: Error, CustomStringConvertible {
 
     var description: String {
         switch self {
-        case let .badProgram(text), let .unsupported(text), let .traceDirectory(text), let .system(text): return text
+        case let .badProgram(text), let .traceDirectory(text), let .system(text): return text
         }
     }
 
     var exitStatus: Int32 {
         switch self {
-        case .badProgram, .unsupported: return 2
+        case .badProgram: return 2
         case .traceDirectory, .system: return 1
         }
     }

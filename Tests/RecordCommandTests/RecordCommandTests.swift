@@ -69,6 +69,23 @@ final class RecordCommandTests: XCTestCase {
         XCTAssertEqual(try RecordFixtures.calls(work + "/t2"), ["main": 1, "worker": 3, "shout": 1, "fib": 1, "leaf": 6000])
     }
 
+    func testMinimumTimeLeavesOutShorterCalls() throws {
+        let program = try RecordFixtures.build("timed.c", output: "record-timed")
+        let work = RecordFixtures.scratch("timed")
+        let traced = try RecordFixtures.record(["-t", "5ms"], trace: "t", program: [program], in: work)
+        XCTAssertEqual(traced.status, 0, traced.stderr)
+        XCTAssertEqual(traced.stdout, "done\n")
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t"), ["main": 1, "slow": 2])
+        XCTAssertTrue(traced.stderr.contains("1002 calls shorter than 5ms left out"), traced.stderr)
+        let summary = try XCTUnwrap(RecordFixtures.summaryLine(traced.stderr))
+        XCTAssertTrue(summary.contains(": 1 thread, 6 events"), summary)
+        let medium = try RecordFixtures.record(["-t", "500us"], trace: "t2", program: [program], in: work)
+        XCTAssertEqual(medium.status, 0, medium.stderr)
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t2"), ["main": 1, "slow": 2, "medium": 1])
+        let report = try TraceReport(directory: work + "/t2")
+        XCTAssertEqual(report.unmatchedExits, 0)
+    }
+
     func testAnOlderTraceIsKeptAsOld() throws {
         let program = try RecordFixtures.build("calls.c", output: "record-calls-old")
         let work = RecordFixtures.scratch("old")
