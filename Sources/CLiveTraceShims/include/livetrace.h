@@ -6,7 +6,7 @@
  * Compile and link in one line (liblivetrace.so is self-contained: the Swift
  * standard library is linked into it):
  *
- *     cc -fpatchable-function-entry=5 prog.c -I<repo>/Sources/CLiveTraceShims/include \
+ *     cc -fpatchable-function-entry=5 prog.c -I<repo>/include \
  *        -L<dir of liblivetrace.so> -llivetrace -Wl,-rpath,<same dir> -o prog
  *
  * Functions with a site: compile them with clang -fpatchable-function-entry=5,

@@ -1,0 +1,1 @@
+../Sources/CLiveTraceShims/include/lt_graph.h
