@@ -37,7 +37,12 @@ demo: release
 
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build 2>&1 | tee .build/test.log; exit $${PIPESTATUS[0]}
+	$(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/test.log; status=$${PIPESTATUS[0]}; \
+	passed=$$(grep -cE "^Test Case '.*' passed" .build/test.log); \
+	failed=$$(grep -cE "^Test Case '.*' failed" .build/test.log); \
+	skipped=$$(grep -cE "^Test Case '.*' skipped" .build/test.log); \
+	echo "xctest: $$passed passed, $$failed failed, $$skipped skipped"; \
+	exit $$status
 
 bench: release
 	@./Benchmarks/run.sh $(RELEASE)
