@@ -103,7 +103,8 @@ final class RecordBadInputTests: XCTestCase {
     }
 
     /// A full disk: on a small tmpfs (skipped where mounting is not
-    /// allowed). Too small for the ring area: refused before the program
+    /// allowed), with 32768-event buffers (a 48 MiB ring area). Too small
+    /// for the ring area: refused before the program
     /// runs, nothing left behind. Room for the rings but not the events: the
     /// program runs unharmed, the trace holds what was written, readable.
     func testFullDiskNeverHarmsTheProgramAndLeavesAReadableTrace() throws {
@@ -117,14 +118,14 @@ final class RecordBadInputTests: XCTestCase {
 
         try mount(megabytes: 1)
         defer { unmount() }
-        let tooSmall = try record(["-d", mountPoint + "/t"], program: [program, "1000"], in: "/")
+        let tooSmall = try record(["-b", "32768", "-d", mountPoint + "/t"], program: [program, "1000"], in: "/")
         assertRefused(tooSmall, status: 1, saying: "No space left on device")
         XCTAssertFalse(FileManager.default.fileExists(atPath: mountPoint + "/t"), "the failed start cleans up")
         unmount()
 
         try mount(megabytes: 60)
         let untraced = try RecordFixtures.run([program, "3000000"], in: "/")
-        let full = try record(["-d", mountPoint + "/t"], program: [program, "3000000"], in: "/")
+        let full = try record(["-b", "32768", "-d", mountPoint + "/t"], program: [program, "3000000"], in: "/")
         XCTAssertEqual(full.stdout, untraced.stdout)
         XCTAssertEqual(full.status, untraced.status, full.stderr)
         XCTAssertTrue(full.stderr.contains("No space left on device"), full.stderr)
