@@ -47,19 +47,19 @@ struct RecordCommand: ParsableCommand {
             """
     )
 
-    @Option(name: .customShort("F"), help: "Trace only functions matching this glob (repeatable; default: every function with a site).")
+    @Option(name: .customShort("F"), help: ArgumentHelp("Trace only functions matching this glob (repeatable; default: every function with a site).", valueName: "glob"))
     var filter: [String] = []
 
-    @Option(name: .customShort("N"), help: "Do not trace functions matching this glob (repeatable).")
+    @Option(name: .customShort("N"), help: ArgumentHelp("Do not trace functions matching this glob (repeatable).", valueName: "glob"))
     var notrace: [String] = []
 
-    @Option(name: .customShort("D"), help: "Record calls only down to this nesting depth (1 = the outermost traced calls).")
+    @Option(name: .customShort("D"), help: ArgumentHelp("Record calls only down to this nesting depth (1 = the outermost traced calls).", valueName: "depth"))
     var depth: Int?
 
-    @Option(name: .customShort("t"), help: "Leave out calls shorter than this time (e.g. 500ns, 10us, 2ms, 1s).")
+    @Option(name: .customShort("t"), help: ArgumentHelp("Leave out calls shorter than this time (e.g. 500ns, 10us, 2ms, 1s).", valueName: "time"))
     var minTime: String?
 
-    @Option(name: .shortAndLong, help: "The trace directory (an older trace there is renamed DIR.old).")
+    @Option(name: .shortAndLong, help: ArgumentHelp("The trace directory (an older trace there is renamed DIR.old).", valueName: "dir"))
     var directory: String = "livetrace.data"
 
     /// 131072 events (3 MiB) per thread: with the library default (32768) a
@@ -69,18 +69,21 @@ struct RecordCommand: ParsableCommand {
     /// on disk only while recording.
     static let defaultBufferEvents = 1 << 17
 
-    @Option(name: .customShort("b"), help: "Events per thread buffer, rounded up to a power of two (default \(RecordCommand.defaultBufferEvents); \(RingArea.defaultRingCount) buffers of 24 bytes per event are reserved on disk while recording).")
+    @Option(name: .customShort("b"), help: ArgumentHelp("Events per thread buffer, rounded up to a power of two; \(RingArea.defaultRingCount) buffers of 24 bytes per event are reserved on disk while recording.", valueName: "events"))
     var bufferEvents: Int = RecordCommand.defaultBufferEvents
 
-    @Option(name: .customLong("wait"), help: "Milliseconds a thread whose buffer is full waits for the drain before its events are counted lost (default \(RingArea.defaultWaitTimeoutMicroseconds / 1000)).")
+    @Option(name: .customLong("wait"), help: ArgumentHelp("Milliseconds a thread whose buffer is full waits for the drain before its events are counted lost.", valueName: "ms"))
     var waitMilliseconds: Int = Int(RingArea.defaultWaitTimeoutMicroseconds / 1000)
 
-    @Argument(parsing: .captureForPassthrough, help: "-- PROGRAM [ARGS...]")
+    @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The program and its arguments, after --.", valueName: "-- program args"))
     var command: [String] = []
 
     var programArguments: [String] { command.first == "--" ? Array(command.dropFirst()) : command }
 
     func validate() throws {
+        // The program's arguments are passed through untouched, so the
+        // parser sees a help flag before `--` as the program's name.
+        if let first = command.first, ["-h", "--help", "-help"].contains(first) { throw CleanExit.helpRequest(self) }
         guard !programArguments.isEmpty else { throw ValidationError("no program given: livetrace record [options] -- PROGRAM [ARGS...]") }
         if let depth, depth < 1 || depth > FunctionGraph.stackCapacity {
             throw ValidationError("-D \(depth): the depth must be in 1...\(FunctionGraph.stackCapacity)")

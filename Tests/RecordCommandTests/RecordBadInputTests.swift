@@ -88,6 +88,14 @@ final class RecordBadInputTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: work + "/other/notes.txt", encoding: .utf8), "mine")
     }
 
+    func testHelpNamesEveryOption() throws {
+        let help = try RecordFixtures.run([Fixtures.livetraceExecutable, "record", "--help"], in: "/")
+        XCTAssertEqual(help.status, 0, help.stderr)
+        for option in ["-F <glob>", "-N <glob>", "-D <depth>", "-t <time>", "--directory <dir>", "-b <events>", "--wait <ms>", "-- program args"] {
+            XCTAssertTrue(help.stdout.contains(option), "\(option) missing from:\n\(help.stdout)")
+        }
+    }
+
     func testOptionErrors() throws {
         let work = RecordFixtures.scratch("options")
         let program = try RecordFixtures.build("calls.c", output: "record-options")
