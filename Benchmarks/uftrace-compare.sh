@@ -17,7 +17,7 @@
 # each time the best of REPEAT runs. Target: uftrace / livetrace >= 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN="${1:-.build/release}"
+BIN="$(cd "${1:-.build/release}" && pwd)"
 CALLS="${UFTRACE_CALLS:-2000000}"
 REPEAT="${UFTRACE_REPEAT:-3}"
 SMALL=$((CALLS / 100))
@@ -28,8 +28,11 @@ if ! command -v uftrace >/dev/null; then
 fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-gcc -O2 -pg -mfentry Benchmarks/uftrace-fixture.c -o "$WORK/pg"
-gcc -O2 -fpatchable-function-entry=5 Benchmarks/uftrace-fixture.c -o "$WORK/nop"
+REPO="$(pwd)"
+# Every run happens in $WORK: the -pg binary writes gmon.out where it runs.
+gcc -O2 -pg -mfentry "$REPO/Benchmarks/uftrace-fixture.c" -o "$WORK/pg"
+gcc -O2 -fpatchable-function-entry=5 "$REPO/Benchmarks/uftrace-fixture.c" -o "$WORK/nop"
+cd "$WORK"
 
 # best_ns COUNT COMMAND...: the best wall time of REPEAT runs, in ns.
 best_ns() {
