@@ -8,8 +8,10 @@
  *
  * Frame (rbp-based, rsp aligned down to 16 whatever the caller did):
  *   rsp + 0   .. 255   struct lt_regs (livetrace.h; xmm at +128, 16-aligned)
- *   rsp + 256          the record pointer (r11), kept across C calls
- *   rsp + 264          this thread's slot
+ *   rsp + 256          the record pointer (r11), parked across the slow
+ *                      paths' C calls (the fast path keeps it in r11)
+ *   rsp + 264          unused (the slot is reloaded from TLS after the call:
+ *                      two loads are cheaper than a store on this path)
  *
  * Register contract: rdi rsi rdx rcx r8 r9 rax r10 xmm0-7 are restored from
  * lt_regs; r12 r13 r14 rbx r15 rbp are callee-saved in the C convention the
@@ -37,7 +39,6 @@
 #define REGS_ERRNO   112
 #define REGS_XMM     128
 #define FRAME_RECORD 256
-#define FRAME_SLOT   264
 #define FRAME_SIZE   272
 #define RECORD_FUNC  0
 #define RECORD_OPS   8
@@ -82,8 +83,9 @@ lt_tramp_entry:
     movaps %xmm5, REGS_XMM+80(%rsp)
     movaps %xmm6, REGS_XMM+96(%rsp)
     movaps %xmm7, REGS_XMM+112(%rsp)
-    mov %r11, FRAME_RECORD(%rsp)
-    /* This thread's slot (initial-exec TLS). */
+    /* This thread's slot (initial-exec TLS). r11 (the record) stays live
+     * on the fast path; only the slow paths, which call C, park it in the
+     * frame. */
     movq lt_thread_self@gottpoff(%rip), %rax
     movq %fs:(%rax), %rax
     test %rax, %rax
@@ -93,7 +95,6 @@ lt_tramp_entry:
     jnz .Lnested
     /* E1: seq becomes odd; every record/ops/list read comes after this. */
     incq SLOT_SEQ(%rax)
-    mov %rax, FRAME_SLOT(%rsp)
     cmpb $0, SLOT_READY(%rax)
     jz .Lfinish_claim
 .Lready:
@@ -103,7 +104,6 @@ lt_tramp_entry:
     mov %rdi, REGS_RESUME(%rsp)
     sub $5, %rdi                          /* ip: the 5-byte site */
     mov 16(%rbp), %rsi                    /* parent_ip */
-    mov FRAME_RECORD(%rsp), %r11
     mov RECORD_OPS(%r11), %rdx
     mov %rdx, REGS_CURRENT(%rsp)
     mov lt_errno_tpoff(%rip), %rcx
@@ -111,12 +111,19 @@ lt_tramp_entry:
     mov %ecx, REGS_ERRNO(%rsp)
     mov %rsp, %rcx
     call *RECORD_FUNC(%r11)
+    /* errno and the return address are written back only when they changed:
+     * stores are what this path spends its time on. */
     mov REGS_ERRNO(%rsp), %ecx
     mov lt_errno_tpoff(%rip), %rdx
-    mov %ecx, %fs:(%rdx)
+    cmp %ecx, %fs:(%rdx)
+    jne .Lrestore_errno
+.Lerrno_done:
     mov REGS_RESUME(%rsp), %rax
-    mov %rax, 8(%rbp)
-    mov FRAME_SLOT(%rsp), %rax
+    cmp %rax, 8(%rbp)
+    jne .Lwrite_resume
+.Lresume_done:
+    movq lt_thread_self@gottpoff(%rip), %rax
+    movq %fs:(%rax), %rax
     /* E2: seq becomes even; only this permanent code runs from here. */
     incq SLOT_SEQ(%rax)
 .Lrestore:
@@ -146,15 +153,25 @@ lt_tramp_entry:
     incq SLOT_SKIPPED(%rax)
     jmp .Lrestore
 .Lclaim:
+    mov %r11, FRAME_RECORD(%rsp)
     call lt_thread_claim
+    mov FRAME_RECORD(%rsp), %r11
     test %rax, %rax
     jnz .Lhave_slot
     lock incq lt_thread_overflow(%rip)
     jmp .Lrestore
 .Lfinish_claim:
+    mov %r11, FRAME_RECORD(%rsp)
     mov %rax, %rdi
     call lt_thread_finish_claim
+    mov FRAME_RECORD(%rsp), %r11
     jmp .Lready
+.Lrestore_errno:
+    mov %ecx, %fs:(%rdx)
+    jmp .Lerrno_done
+.Lwrite_resume:
+    mov %rax, 8(%rbp)
+    jmp .Lresume_done
     .cfi_endproc
     .size lt_tramp_entry, .-lt_tramp_entry
 
