@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 BIN="${1:-.build/release}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-clang -O2 -fpatchable-function-entry=5 -shared -fPIC Benchmarks/graph-fixture.c -o "$WORK/graph-fixture.so"
-"$BIN/livetrace-graph-bench" "$WORK/graph-fixture.so" "$WORK/trace" "${GRAPH_CALLS:-1000000}"
+clang -O2 -fpatchable-function-entry=5 -shared -fPIC Benchmarks/hot-fixture.c -o "$WORK/hot-fixture.so"
+"$BIN/livetrace-graph-bench" "$WORK/hot-fixture.so" "$WORK/trace" "${GRAPH_CALLS:-1000000}"

@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 BIN="${1:-.build/release}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-clang -O2 -fpatchable-function-entry=5 -shared -fPIC Benchmarks/tramp-fixture.c -o "$WORK/tramp-fixture.so"
-"$BIN/livetrace-tramp-bench" "$WORK/tramp-fixture.so" "${TRAMP_CALLS:-20000000}"
+clang -O2 -fpatchable-function-entry=5 -shared -fPIC Benchmarks/hot-fixture.c -o "$WORK/hot-fixture.so"
+"$BIN/livetrace-tramp-bench" "$WORK/hot-fixture.so" "${TRAMP_CALLS:-20000000}"

@@ -2,19 +2,19 @@
 // recorded (entry trampoline + shadow-stack push + return trampoline +
 // two ring events), with the recording drained to a trace directory by the
 // real drain thread, against the untraced call in the same run.
-// Usage: livetrace-graph-bench <graph-fixture.so> <trace dir> [calls]
+// Usage: livetrace-graph-bench <hot-fixture.so> <trace dir> [calls]
 import Glibc
 import LiveTrace
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 3, let library = dlopen(arguments[1], RTLD_NOW | RTLD_GLOBAL) else {
-    printError("usage: livetrace-graph-bench <graph-fixture.so> <trace dir> [calls]\n")
+    printError("usage: livetrace-graph-bench <hot-fixture.so> <trace dir> [calls]\n")
     exit(2)
 }
 let directory = arguments[2]
 let calls = arguments.count > 3 ? Int(arguments[3]) ?? 1_000_000 : 1_000_000
 typealias Loop = @convention(c) (Int) -> UInt64
-let loop = unsafeBitCast(dlsym(library, "graph_bench_loop")!, to: Loop.self)
+let loop = unsafeBitCast(dlsym(library, "bench_loop")!, to: Loop.self)
 let runs = 5
 
 /// Best of `runs`, in ns per call.
@@ -37,13 +37,13 @@ do {
     print("graph: untraced call (nop5 site)             \(format(untracedFirst)) ns/call")
 
     // The hooks alone: no recording attached (the writer returns at once).
-    let hooksOnly = try FunctionGraph.start(functions: ["graph_bench_f"])
+    let hooksOnly = try FunctionGraph.start(functions: ["bench_f"])
     let hooked = measure()
     try hooksOnly.stop()
     print("graph: entry+exit hooked, no recording       \(format(hooked)) ns/call")
 
     let recorder = try Recorder.start(directory: directory)
-    let graph = try FunctionGraph.start(functions: ["graph_bench_f"])
+    let graph = try FunctionGraph.start(functions: ["bench_f"])
     let recorded = measure()
     try graph.stop()
     let summary = try recorder.stop()
@@ -52,7 +52,7 @@ do {
     // writer never waits for the drain (which then copies afterwards).
     let shortCalls = calls / 4
     let bigRings = try Recorder.start(directory: directory + "-big", ringCount: 2, ringCapacity: 1 << 23)
-    let graphBig = try FunctionGraph.start(functions: ["graph_bench_f"])
+    let graphBig = try FunctionGraph.start(functions: ["bench_f"])
     let recordedNoWait = measure(shortCalls)
     try graphBig.stop()
     let summaryBig = try bigRings.stop()

@@ -7,7 +7,7 @@ import LiveTrace
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2, let library = dlopen(arguments[1], RTLD_NOW | RTLD_GLOBAL) else {
-    printError("usage: livetrace-tramp-bench <tramp-fixture.so> [calls]\n")
+    printError("usage: livetrace-tramp-bench <hot-fixture.so> [calls]\n")
     exit(2)
 }
 let calls = arguments.count > 2 ? Int(arguments[2]) ?? 20_000_000 : 20_000_000

@@ -1,6 +1,7 @@
-/* The traced side of the trampoline benchmark: a tiny function with an entry
- * site, the timing loop (no site), and an empty C callback (no site).
- * Built by Benchmarks/tramp-cost.sh: clang -O2 -fpatchable-function-entry=5 -shared -fPIC. */
+/* The traced side of the trampoline and function-graph benchmarks: a tiny
+ * hot function with an entry site, the timing loop (no site), and an empty C
+ * callback (no site). Built by Benchmarks/tramp-cost.sh and graph-cost.sh:
+ * clang -O2 -fpatchable-function-entry=5 -shared -fPIC. */
 #include <stdint.h>
 #include <time.h>
 
