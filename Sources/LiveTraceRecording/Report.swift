@@ -93,7 +93,7 @@ public struct TraceReport: Equatable, Sendable {
         out += "  \"functions\": ["
         for (i, f) in functions.enumerated() {
             out += i == 0 ? "\n" : ",\n"
-            out += "    {\"function\": \(jsonString(f.function)), \"address\": \"0x\(String(f.address, radix: 16))\", "
+            out += "    {\"function\": \(JSONText.quoted(f.function)), \"address\": \"0x\(String(f.address, radix: 16))\", "
             out += "\"calls\": \(f.calls), \"total_ns\": \(f.totalNs), \"self_ns\": \(f.selfNs), \"unfinished\": \(f.unfinished)}"
         }
         out += functions.isEmpty ? "]\n" : "\n  ]\n"
@@ -125,22 +125,6 @@ public struct TraceReport: Equatable, Sendable {
 
     private func pad(_ s: String, _ width: Int) -> String {
         s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
-    }
-
-    private func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
     }
 }
 

@@ -231,24 +231,5 @@ enum ListJSON {
         return "{" + fields.joined(separator: ", ") + "}"
     }
 
-    /// A JSON string literal (RFC 8259): quote, backslash and control
-    /// characters escaped; symbol bytes that are not UTF-8 were already
-    /// replaced by U+FFFD when the name was decoded.
-    static func string(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let digits = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func string(_ text: String) -> String { JSONText.quoted(text) }
 }
