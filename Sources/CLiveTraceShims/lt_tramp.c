@@ -27,6 +27,7 @@ _Static_assert(sizeof(struct lt_thread_slot) == 64, "one slot per cache line");
 extern char __start_lt_tramp_text[];
 extern char __stop_lt_tramp_text[];
 uintptr_t lt_tramp_entry_address(void) { return (uintptr_t)&lt_tramp_entry; }
+uintptr_t lt_tramp_entry_lean_address(void) { return (uintptr_t)&lt_tramp_entry_lean; }
 uintptr_t lt_tramp_iterate_address(void) { return (uintptr_t)&lt_tramp_iterate; }
 uintptr_t lt_tramp_text_start(void) { return (uintptr_t)__start_lt_tramp_text; }
 uintptr_t lt_tramp_text_end(void) { return (uintptr_t)__stop_lt_tramp_text; }
@@ -139,6 +140,7 @@ const char *lt_strerror(int error) {
     case LT_ETIMEDOUT: return "unregistered, but a thread stayed inside the callback: quiescence not reached in time";
     case LT_EDEADLK: return "called from inside a callback";
     case LT_ESITES: return "the sites of the process could not be read";
+    case LT_ETRACEDIR: return "the trace directory could not be created or written (errno says why)";
     default: return "unknown LiveTrace error";
     }
 }

@@ -96,7 +96,7 @@ final class JITMemory {
             let index = regions.count
             regions.append(Region(base: mapped, freeSlots: Array((1..<Self.slotsPerRegion).reversed())))
             do throws(TraceError) {
-                try write(StubX86_64.header(entry: lt_tramp_entry_address()), at: mapped)
+                try write(StubX86_64.header(entry: lt_tramp_entry_address(), leanEntry: lt_tramp_entry_lean_address()), at: mapped)
             } catch {
                 regions[index].freeSlots = []
                 throw error

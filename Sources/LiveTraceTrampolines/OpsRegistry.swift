@@ -377,7 +377,8 @@ public final class OpsRegistry: @unchecked Sendable {
         let bytes = StubX86_64.stub(
             at: address, regionBase: jit.regions[slot.region].base,
             function: UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self)),
-            ops: UInt(bitPattern: ops.raw))
+            ops: UInt(bitPattern: ops.raw),
+            lean: ops.flags.isDisjoint(with: [.saveRegisters, .modifyResume]))
         do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
         ops.stubs[slot.region] = slot
         return address

@@ -1,10 +1,11 @@
 // The x86-64 encoding of JIT stubs (layout drawn in lt_tramp.h).
 //
 //   header slot (region + 0):
-//     +0   address of lt_tramp_entry (8 bytes), then 24 bytes of int3
+//     +0   address of lt_tramp_entry (8 bytes)
+//     +8   address of lt_tramp_entry_lean (8 bytes), then 16 bytes of int3
 //   stub slot (32 bytes, immutable once published):
 //     +0   4c 8d 1d 09 00 00 00   lea  r11, [rip + 0x9]    -> stub + 16 (record)
-//     +7   ff 25 d0 d1 d2 d3      jmp  qword [rip + disp32] -> region header
+//     +7   ff 25 d0 d1 d2 d3      jmp  qword [rip + disp32] -> header +0 or +8
 //     +13  cc cc cc               int3 (never executed)
 //     +16  func (8)               the lt_func the entry calls
 //     +24  ops (8)                its `ops` argument
@@ -18,15 +19,20 @@ enum StubX86_64 {
     static let jmpLength = 6
     static let recordOffset = 16
 
-    static func header(entry: UInt) -> [UInt8] {
-        littleEndian(UInt64(entry)) + [UInt8](repeating: int3, count: JITMemory.slotSize - 8)
+    /// Offset in the header of the lean entry's address.
+    static let leanEntryOffset = 8
+
+    static func header(entry: UInt, leanEntry: UInt) -> [UInt8] {
+        littleEndian(UInt64(entry)) + littleEndian(UInt64(leanEntry))
+            + [UInt8](repeating: int3, count: JITMemory.slotSize - 16)
     }
 
     /// The 32 bytes of a stub at `address` in the region at `regionBase`.
-    static func stub(at address: UInt, regionBase: UInt, function: UInt, ops: UInt) -> [UInt8] {
+    static func stub(at address: UInt, regionBase: UInt, function: UInt, ops: UInt, lean: Bool = false) -> [UInt8] {
         var bytes = leaR11RipRelative + littleEndian(Int32(recordOffset - leaLength))
         let jmpEnd = Int64(bitPattern: UInt64(address)) + Int64(leaLength + jmpLength)
-        let headerDisplacement = Int32(Int64(bitPattern: UInt64(regionBase)) - jmpEnd)
+        let entrySlot = Int64(bitPattern: UInt64(regionBase)) + Int64(lean ? leanEntryOffset : 0)
+        let headerDisplacement = Int32(entrySlot - jmpEnd)
         bytes += jmpRipIndirect + littleEndian(headerDisplacement)
         bytes += [UInt8](repeating: int3, count: recordOffset - bytes.count)
         bytes += littleEndian(UInt64(function)) + littleEndian(UInt64(ops))

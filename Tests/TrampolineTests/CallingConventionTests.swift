@@ -64,23 +64,26 @@ final class CallingConventionTests: XCTestCase {
         let untraced = (1...5).map { contract.results(seed: $0) }
 
         let before = contract.hostileCalls.pointee
+        let full = try Tracer.attach(Self.contractFunctions, callback: contract.hostile, flags: [.saveRegisters])
+        XCTAssertEqual((1...5).map { contract.results(seed: $0) }, untraced, "per-function trampoline (full entry) changed a result")
+        try full.detach()
         let first = try Tracer.attach(Self.contractFunctions, callback: contract.hostile)
         XCTAssertEqual(first.functions.count, 12)
         let perFunction = (1...5).map { contract.results(seed: $0) }
         XCTAssertEqual(perFunction, untraced, "per-function trampoline changed a result")
-        XCTAssertEqual(contract.hostileCalls.pointee - before, 5 * 12)
+        XCTAssertEqual(contract.hostileCalls.pointee - before, 2 * 5 * 12)
 
         let secondBefore = contract.secondCalls.pointee
         let second = try Tracer.attach(Self.contractFunctions, callback: contract.second)
         let iterated = (1...5).map { contract.results(seed: $0) }
         XCTAssertEqual(iterated, untraced, "iterator changed a result")
         XCTAssertEqual(contract.secondCalls.pointee - secondBefore, 5 * 12)
-        XCTAssertEqual(contract.hostileCalls.pointee - before, 2 * 5 * 12)
+        XCTAssertEqual(contract.hostileCalls.pointee - before, 3 * 5 * 12)
 
         try second.detach()
         try first.detach()
         XCTAssertEqual((1...5).map { contract.results(seed: $0) }, untraced)
-        XCTAssertEqual(contract.hostileCalls.pointee - before, 2 * 5 * 12, "a detached ops was called")
+        XCTAssertEqual(contract.hostileCalls.pointee - before, 3 * 5 * 12, "a detached ops was called")
     }
 
     func testEveryRegisterOfBothConventionsSurvivesEachTrampolineKind() throws {
@@ -91,9 +94,15 @@ final class CallingConventionTests: XCTestCase {
         let untraced = contract.registersAfterCalling("lt_fix_probe", pattern: pattern)
         XCTAssertEqual(registers(untraced), registers(pattern), "the probe itself must not change a register")
 
+        // An ops with LT_OPS_SAVE_REGS goes through the full entry, one
+        // without through the lean entry (lt_tramp_x86_64.S): both keep it all.
+        let full = try Tracer.attach(["lt_fix_probe"], callback: contract.hostile, flags: [.saveRegisters])
+        XCTAssertEqual(registers(contract.registersAfterCalling("lt_fix_probe", pattern: pattern)), registers(pattern),
+                       "per-function trampoline, full entry")
+        try full.detach()
         let first = try Tracer.attach(["lt_fix_probe"], callback: contract.hostile)
         XCTAssertEqual(registers(contract.registersAfterCalling("lt_fix_probe", pattern: pattern)), registers(pattern),
-                       "per-function trampoline")
+                       "per-function trampoline, lean entry")
         let second = try Tracer.attach(["lt_fix_probe"], callback: contract.second)
         XCTAssertEqual(registers(contract.registersAfterCalling("lt_fix_probe", pattern: pattern)), registers(pattern),
                        "iterator trampoline")

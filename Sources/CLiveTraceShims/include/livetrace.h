@@ -70,8 +70,10 @@ struct lt_regs {
 
 /* Flags of lt_ops_create. */
 enum {
-    /* The callback reads `regs`. Registers are always saved in this
-     * implementation; the flag is accepted for ftrace compatibility. */
+    /* The callback reads all of `regs`. Without this flag (and without
+     * LT_OPS_MODIFY_RESUME) the trampoline takes a leaner path: `regs` holds
+     * the argument registers, rsp and xmm0-7 (still restored from there), but
+     * r12, r13, r14 and resume are left undefined. */
     LT_OPS_SAVE_REGS = 1u << 0,
     /* The callback may call lt_regs_set_resume (live patching). At most one
      * such ops per function: a second one gets -LT_EBUSY at register. */
@@ -93,6 +95,8 @@ enum {
                            but its callback may still be running; keep `data` alive */
     LT_EDEADLK = 10,    /* called from inside a callback */
     LT_ESITES = 11,     /* the sites of the process could not be read */
+    LT_ETRACEDIR = 12,  /* lt_trace_*: the trace directory could not be created
+                           or written; errno holds the system's reason */
 };
 
 /* Creates an unregistered ops with an empty filter. NULL when func is NULL,
@@ -127,6 +131,88 @@ uint64_t lt_skipped_calls(void);
  * `replacement`: a MODIFY_RESUME ops managed by the runtime. Returns the ops
  * (to lt_ops_destroy to undo) or NULL, with the error in *error. */
 lt_ops *lt_replace_function(const char *function, uintptr_t replacement, int *error);
+
+/* ------------------------------------------------------------------------
+ * Recording from inside
+ *
+ * The program records the function graph of its own functions (entry and
+ * exit of every call, every thread, with TSC timestamps) into a trace
+ * directory that `livetrace report -d DIR` reads, exactly as
+ * `livetrace record` would have recorded it from outside:
+ *
+ *     if (lt_trace_start("trace.data", "parse_*,eval", NULL, 0) != 0) ...
+ *     run_the_work();
+ *     struct lt_trace_summary summary;
+ *     if (lt_trace_stop(&summary) == 0)
+ *         printf("%llu events, %llu lost\n", summary.events, summary.lost);
+ *
+ * Threading rules:
+ *   - One recording per process at a time. lt_trace_start and lt_trace_stop
+ *     may be called from any thread (one internal lock orders them), never
+ *     from an lt_ops callback (-LT_EDEADLK) nor from a signal handler.
+ *   - Every call of a chosen function, on any thread, that starts after
+ *     lt_trace_start returns 0 is recorded with its entry; its exit is
+ *     recorded when it returns before lt_trace_stop begins (or is left by
+ *     longjmp or an exception: the exit is then flagged unwound). Calls
+ *     still running when lt_trace_stop is called — for instance the function
+ *     calling it — keep their entry only: the report counts them unfinished.
+ *   - The recording runs a drain thread of its own (named livetrace-drain;
+ *     every asynchronous signal is blocked in it, so the program's signals
+ *     still go to the program's threads). It writes to the directory while
+ *     the program runs; a thread whose buffer is full waits for it, briefly
+ *     and boundedly, then counts what it could not store: losses are in the trace
+ *     (info.json "lost_events", and the summary below), never silent.
+ *   - A program that exits (exit() or a return from main) while recording
+ *     has the recording stopped and the directory completed at exit. A
+ *     process killed by a signal leaves DIR/rings: everything published
+ *     until then is in it, and info.json says "complete": false.
+ *   - After fork, the recording belongs to the parent: lt_trace_stop in the
+ *     child returns -LT_ENOTREG (the child's own calls are recorded in the
+ *     parent's trace, in streams of the child's pid, until the parent stops).
+ *
+ * Errors (negated): LT_EINVAL (NULL or empty directory, an empty item or a
+ * malformed glob in a list, max_depth above LT_TRACE_MAX_DEPTH), LT_ENOENT
+ * (the filter matches no function with a usable site), LT_EALREADY (a
+ * recording is already running in this process: lt_trace_start twice, the
+ * Swift GraphRecording, or `livetrace record` / the LD_PRELOAD shim),
+ * LT_ENOTREG (lt_trace_stop with nothing started by lt_trace_start in this
+ * process), LT_ETRACEDIR (errno set), and the patching errors of
+ * lt_ops_register (LT_ENOMEM, LT_EPATCH, LT_ESITES, LT_ETIMEDOUT). When
+ * lt_trace_start fails, nothing stays patched or running.
+ * ------------------------------------------------------------------------ */
+
+/* The deepest max_depth: a thread's shadow stack holds this many frames. */
+#define LT_TRACE_MAX_DEPTH 4096u
+
+/* What a recording holds, as lt_trace_stop completed it. */
+struct lt_trace_summary {
+    uint64_t threads;     /* event streams (one per thread that made a traced call) */
+    uint64_t events;      /* entry and exit events stored */
+    uint64_t lost;        /* events that could not be stored (counted in the trace) */
+    uint64_t functions;   /* distinct functions entered */
+    uint64_t bytes;       /* size of the event streams */
+};
+
+/* Starts recording into `directory` the calls of the functions matching
+ * `filter` minus those matching `notrace`.
+ *   - filter, notrace: comma-separated lists of globs or addresses, as
+ *     lt_ops_set_filter takes them ("fib,parse_*"; a glob cannot contain a
+ *     comma; spaces around items are ignored). NULL or "" means every
+ *     function with a site (filter) and none (notrace).
+ *   - max_depth: calls nested deeper are followed but not recorded
+ *     (0: LT_TRACE_MAX_DEPTH).
+ *   - directory: created if missing; an older trace there is renamed
+ *     DIR.old (replacing any DIR.old); a directory holding anything else is
+ *     refused (LT_ETRACEDIR, errno ENOTEMPTY). When the start fails, what it
+ *     created is removed.
+ * Returns 0 or a negative LT_E* code. */
+int lt_trace_start(const char *directory, const char *filter, const char *notrace, unsigned max_depth);
+
+/* Unpatches the functions, stores the last events and completes the trace
+ * directory. Fills `summary` when it is not NULL (zeroes on failure).
+ * Returns 0 or a negative LT_E* code; even on failure the recording is over
+ * and a later lt_trace_start may begin a new one. */
+int lt_trace_stop(struct lt_trace_summary *summary);
 
 #ifdef __cplusplus
 }

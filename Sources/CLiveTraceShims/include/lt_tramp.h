@@ -6,6 +6,7 @@
  *   STUB (JIT memory within +-2 GiB of the site, 32 bytes, immutable):
  *     +0   4c 8d 1d 09 00 00 00   lea  r11, [rip+0x9]    ; r11 = STUB+16 (record)
  *     +7   ff 25 xx xx xx xx      jmp  [rip+disp]        ; region header: lt_tramp_entry
+ *                                                          ; or lt_tramp_entry_lean
  *     +13  cc cc cc               int3 padding
  *     +16  record.func            ; lt_func to call
  *     +24  record.ops             ; its `ops` argument
@@ -81,6 +82,8 @@ extern intptr_t lt_errno_tpoff;
 void lt_tramp_entry(void);
 void lt_tramp_iterate(uintptr_t ip, uintptr_t parent_ip, lt_ops *list, lt_regs *regs);
 uintptr_t lt_tramp_entry_address(void);
+void lt_tramp_entry_lean(void);
+uintptr_t lt_tramp_entry_lean_address(void);
 uintptr_t lt_tramp_iterate_address(void);
 uintptr_t lt_tramp_text_start(void);
 uintptr_t lt_tramp_text_end(void);
