@@ -47,7 +47,7 @@ static void *consumer(void *unused) {
             for (uint64_t i = tail; i < head; i++) copy[i & (CAPACITY - 1)] = events[i & (CAPACITY - 1)];
             consumed += head - tail;
             moved += head != tail;
-            lt_atomic_store_release_u64(&ring->tail, head);
+            lt_ring_release_tail(ring, head);
         }
         if (!moved) usleep(50);
     }

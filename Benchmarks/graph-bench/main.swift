@@ -3,7 +3,9 @@
 // two ring events), with the recording drained to a trace directory by the
 // real drain thread, against the untraced call in the same run.
 // Usage: livetrace-graph-bench <hot-fixture.so> <trace dir> [calls]
+import Foundation
 import Glibc
+import CLiveTraceShims
 import LiveTrace
 
 let arguments = CommandLine.arguments
@@ -25,6 +27,17 @@ func measure(_ count: Int = calls) -> Double {
     return best
 }
 
+/// The bounded waits of every writer for the drain (ring header counters).
+func writerWaits(_ area: RingArea) -> (count: UInt64, milliseconds: Double) {
+    var count: UInt64 = 0, ticks: UInt64 = 0
+    for index in 0..<area.ringCount {
+        count += area.ring(index).pointee.waits
+        ticks += area.ring(index).pointee.wait_ticks
+    }
+    let perMs = area.base.assumingMemoryBound(to: lt_area_header.self).pointee.tsc_ticks_per_ms
+    return (count, Double(ticks) / Double(max(perMs, 1)))
+}
+
 func format(_ x: Double) -> String { String((x * 100).rounded() / 100) }
 
 func printError(_ text: String) {
@@ -42,11 +55,15 @@ do {
     try hooksOnly.stop()
     print("graph: entry+exit hooked, no recording       \(format(hooked)) ns/call")
 
-    let recorder = try Recorder.start(directory: directory)
+    let env = ProcessInfo.processInfo.environment
+    let ringEvents = env["GRAPH_RING_EVENTS"].flatMap { Int($0) } ?? RingArea.defaultRingCapacity
+    let drainMicroseconds = env["GRAPH_DRAIN_US"].flatMap { Int($0) } ?? 2000
+    let recorder = try Recorder.start(directory: directory, ringCapacity: ringEvents, drainInterval: .microseconds(drainMicroseconds))
     let graph = try FunctionGraph.start(functions: ["bench_f"])
     let recorded = measure()
     try graph.stop()
     let summary = try recorder.stop()
+    let waits = writerWaits(recorder.area)
 
     // The writer alone: rings large enough for the whole run, so the
     // writer never waits for the drain (which then copies afterwards).
@@ -64,6 +81,7 @@ do {
     print("graph: entry+exit recorded, drained to disk   \(format(recorded)) ns/call")
     print("graph: untraced again after stop             \(format(untracedAfter)) ns/call; baseline \(format(baseline)) ns/call")
     print("graph: added per call, drained while recording: \(format(recorded - baseline)) ns; writer never waiting: \(format(recordedNoWait - baseline)) ns; hooks alone: \(format(hooked - baseline)) ns")
+    print("graph: writer waits for the drain while recording: \(waits.count), \(format(waits.milliseconds)) ms in total")
     print("graph: events \(summary.events) (expected \(expectedEvents)), lost \(summary.lost)")
     print("graph: reference: uftrace record costs 92-95 ns per call on this machine (NOTES.md); target: at least 4x less")
 } catch {

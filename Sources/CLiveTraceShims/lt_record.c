@@ -26,6 +26,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
@@ -64,6 +66,19 @@ static long lt_record_sys_membarrier(int cmd) {
     long r;
     do { r = syscall(SYS_membarrier, cmd, 0, 0); } while (r < 0 && errno == EINTR);
     return r < 0 ? -errno : r;
+}
+
+/* Shared (not PRIVATE) futex operations: the words live in a MAP_SHARED
+ * file mapping that the drain may map in another process. EINTR is not
+ * retried here: every caller re-checks its condition and its deadline. */
+static long lt_record_sys_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns) {
+    struct timespec timeout = {(time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u)};
+    long r = syscall(SYS_futex, word, FUTEX_WAIT, expected, &timeout, NULL, 0);
+    return r < 0 ? -errno : r;
+}
+
+static void lt_record_sys_futex_wake(uint32_t *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
 uint64_t lt_record_gettid(void) { return (uint64_t)syscall(SYS_gettid); }
@@ -113,12 +128,20 @@ static void lt_init_once(void) {
     pthread_atfork(NULL, NULL, lt_after_fork_child);
 }
 
+static void lt_wake_drain(struct lt_area_header *area);
+
+/* OWNED → RETIRED, then the drain is woken: it frees the ring for the next
+ * thread sooner than its timeout would. */
 void lt_record_thread_retire(void) {
     struct lt_ring_header *ring = lt_thread.ring;
+    struct lt_area_header *area = lt_thread.area;
     lt_thread.exiting = 1;
     if (ring == NULL) return;
     lt_thread.ring = NULL;
     lt_atomic_store_release_u32(&ring->state, LT_RING_RETIRED);
+    int saved_errno = errno;
+    lt_wake_drain(area);
+    errno = saved_errno;
 }
 
 void lt_record_thread_ignore(int ignore) { lt_thread.ignored = ignore ? 1 : 0; }
@@ -137,9 +160,13 @@ static __attribute__((noinline)) struct lt_ring_header *lt_claim_ring(struct lt_
         ring->pid = (uint64_t)getpid();
         ring->generation += 1;
         ring->busy = 0;
+        ring->writer_waiting = 0;
         ring->stall_tail = ~0ull;
-        ring->tail_cache = lt_atomic_load_acquire_u64(&ring->tail);
+        ring->limit = lt_atomic_load_acquire_u64(&ring->tail) + area->high_water;
         ring->lost_emitted = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
+        ring->waits = 0;
+        ring->wait_ticks = 0;
+        ring->wakes = 0;
         lt_atomic_store_release_u32(&ring->state, LT_RING_OWNED);
         __atomic_store_n(&area->claim_hint, (index + 1) % count, __ATOMIC_RELAXED);
         pthread_once(&lt_once, lt_init_once);
@@ -149,111 +176,151 @@ static __attribute__((noinline)) struct lt_ring_header *lt_claim_ring(struct lt_
     return NULL;
 }
 
-/* ---- the full-ring path ---------------------------------------------- */
+/* ---- the slow path: the mark, a full ring, the wake-ups ------------- */
 
-/* Returns 1 when there is room for one event at `head`, 0 when the event
- * must be counted as lost. Waits only while a reader is attached, at most
- * wait_timeout_us, and not again at a tail where a wait already expired
- * (a stalled reader costs the program one timeout, not one per event). */
-static __attribute__((noinline)) int lt_make_room(struct lt_area_header *area,
-                                                  struct lt_ring_header *ring, uint64_t head,
-                                                  uint64_t needed) {
+/* The writer's half of the drain wake-up (lt_ring.h): its head is
+ * published; the fetch-add is the full fence before reading drain_sleeping. */
+static void lt_wake_drain(struct lt_area_header *area) {
+    __atomic_fetch_add(&area->drain_wake, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&area->drain_sleeping, __ATOMIC_SEQ_CST)) lt_record_sys_futex_wake(&area->drain_wake);
+}
+
+/* The next head at which the writer must look at tail again (lt_ring.h). */
+static inline uint64_t lt_next_limit(const struct lt_area_header *area, uint64_t head, uint64_t tail) {
+    return head - tail < area->high_water ? tail + area->high_water : tail + area->ring_capacity;
+}
+
+/* Waits, at most until `deadline` (TSC), for the reader to make room for
+ * `needed` events at `head`: a short spin, then futex waits on the low half
+ * of tail with writer_waiting set (the writer's half of the pairing drawn in
+ * lt_ring.h). Returns the tail that makes room, or the last tail seen with
+ * *expired set when the deadline passed or the reader left. */
+static uint64_t lt_wait_for_tail(struct lt_area_header *area, struct lt_ring_header *ring, uint64_t head,
+                                 uint64_t needed, uint64_t deadline, int *expired) {
     uint64_t capacity = area->ring_capacity;
-    uint64_t tail = lt_atomic_load_acquire_u64(&ring->tail);
-    ring->tail_cache = tail;
-    if (head + needed - tail <= capacity) return 1;
-    if (lt_atomic_load_acquire_u32(&area->reader_state) != LT_READER_ATTACHED) return 0;
-    if (ring->stall_tail == tail) return 0;
-    uint64_t deadline = lt_rdtsc() + area->tsc_ticks_per_ms * area->wait_timeout_us / 1000;
-    /* Spin briefly, then sleep with a growing pause (10 us .. 1 ms): a
-     * waiting writer must leave the CPU to the reader it waits for, which
-     * sched_yield does not do under CFS. nanosleep is async-signal-safe; an
-     * EINTR only ends one pause early. */
-    long pause_ns = 10000;
+    uint64_t tail = 0;
+    *expired = 0;
     for (uint32_t spins = 0;; spins++) {
         if (spins < 64) {
             __builtin_ia32_pause();
+            tail = lt_atomic_load_acquire_u64(&ring->tail);
         } else {
-            struct timespec pause = {0, pause_ns};
-            nanosleep(&pause, NULL);
-            if (pause_ns < 1000000) pause_ns *= 2;
+            __atomic_store_n(&ring->writer_waiting, 1, __ATOMIC_SEQ_CST);
+            tail = __atomic_load_n(&ring->tail, __ATOMIC_SEQ_CST);
+            if (head + needed - tail > capacity) {
+                uint64_t now = lt_rdtsc();
+                uint64_t left_ticks = deadline > now ? deadline - now : 0;
+                uint64_t left_ns = left_ticks * 1000000u / area->tsc_ticks_per_ms;
+                if (left_ns > 0) lt_record_sys_futex_wait((uint32_t *)&ring->tail, (uint32_t)tail, left_ns);
+                tail = lt_atomic_load_acquire_u64(&ring->tail);
+            }
+            __atomic_store_n(&ring->writer_waiting, 0, __ATOMIC_RELAXED);
         }
-        tail = lt_atomic_load_acquire_u64(&ring->tail);
-        if (head + needed - tail <= capacity) {
-            ring->tail_cache = tail;
-            ring->stall_tail = ~0ull;
-            return 1;
-        }
-        if (lt_atomic_load_acquire_u32(&area->reader_state) != LT_READER_ATTACHED) return 0;
-        if (lt_rdtsc() > deadline) {
-            ring->stall_tail = tail;
-            return 0;
+        if (head + needed - tail <= capacity) return tail;
+        if (lt_atomic_load_acquire_u32(&area->reader_state) != LT_READER_ATTACHED || lt_rdtsc() > deadline) {
+            *expired = 1;
+            return tail;
         }
     }
 }
 
+/* Returns 1 when there is room for `needed` events at `head`, 0 when the
+ * event must be counted as lost; sets the next limit. Past the high-water
+ * mark it wakes the drain. A full ring waits only while a reader is
+ * attached, at most wait_timeout_us, and not again at a tail where a wait
+ * already expired (a stalled reader costs the program one timeout, not one
+ * per event). errno is kept: the program must not see the wait. */
+static __attribute__((noinline)) int lt_make_room(struct lt_area_header *area, struct lt_ring_header *ring,
+                                                  uint64_t head, uint64_t needed) {
+    uint64_t capacity = area->ring_capacity;
+    uint64_t tail = lt_atomic_load_acquire_u64(&ring->tail);
+    int saved_errno = errno;
+    int room = 1;
+    if (head - tail >= area->high_water) {
+        ring->wakes += 1;
+        lt_wake_drain(area);
+    }
+    if (head + needed - tail > capacity) {
+        if (lt_atomic_load_acquire_u32(&area->reader_state) != LT_READER_ATTACHED || ring->stall_tail == tail) {
+            room = 0;
+        } else {
+            uint64_t began = lt_rdtsc();
+            uint64_t deadline = began + area->tsc_ticks_per_ms * area->wait_timeout_us / 1000;
+            int expired;
+            ring->waits += 1;
+            tail = lt_wait_for_tail(area, ring, head, needed, deadline, &expired);
+            ring->wait_ticks += lt_rdtsc() - began;
+            if (expired) {
+                ring->stall_tail = tail;
+                room = 0;
+            } else {
+                ring->stall_tail = ~0ull;
+            }
+        }
+    }
+    /* A lost event leaves head where it is: the limit stays at head so the
+     * next event comes back here (and writes the LOST event first). */
+    ring->limit = room ? lt_next_limit(area, head + needed, tail) : head;
+    errno = saved_errno;
+    return room;
+}
+
 /* ---- the hot path ----------------------------------------------------- */
 
-/* Stores one event at `head` and publishes it, then leaves the ring. */
+/* Stores one event at `head` and publishes it, then leaves the ring.
+ * Layout of the event: lt_ring.h. */
 static inline __attribute__((always_inline)) void lt_store_event(struct lt_ring_header *ring,
                                                                  struct lt_event *slot, uint64_t head,
-                                                                 uint64_t ip, uint32_t depth,
-                                                                 uint16_t kind, uint16_t flags) {
-    slot->address = ip;
+                                                                 uint64_t word) {
     slot->timestamp = lt_rdtsc();
-    slot->depth = depth;
-    slot->kind = kind;
-    slot->flags = flags;
+    slot->word = word;
     lt_atomic_store_release_u64(&ring->head, head + 1);
     __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
 }
 
-/* The rest of an event whose ring is full or owes a LOST event; the caller
- * holds the ring (busy == 1), this releases it. */
+/* The rest of an event that reached the ring's limit, owes a LOST event, or
+ * carries an address too wide for the event; the caller holds the ring
+ * (busy == 1), this releases it. */
 static __attribute__((noinline)) void lt_record_event_contended(struct lt_area_header *area,
                                                                 struct lt_ring_header *ring,
-                                                                uint64_t ip, uint32_t depth,
-                                                                uint16_t kind, uint16_t flags) {
+                                                                uint64_t ip, uint64_t word) {
     uint64_t head = ring->head;
     uint64_t mask = (uint64_t)area->ring_capacity - 1;
     uint64_t lost = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
     uint64_t pending_lost = lost - ring->lost_emitted;
-    uint64_t needed = pending_lost ? 2 : 1;
-    if (head + needed - ring->tail_cache > mask + 1 && !lt_make_room(area, ring, head, needed)) {
+    if (ip > LT_EVENT_ADDRESS_MAX || !lt_make_room(area, ring, head, pending_lost ? 2 : 1)) {
         __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
         return;
     }
     struct lt_event *events = lt_ring_events(ring);
     if (pending_lost != 0) {
+        /* A count wider than the address bits goes out in several LOST events. */
+        uint64_t count = pending_lost < LT_EVENT_ADDRESS_MAX ? pending_lost : LT_EVENT_ADDRESS_MAX;
         struct lt_event *record = &events[head & mask];
-        record->address = pending_lost;
         record->timestamp = lt_rdtsc();
-        record->depth = depth;
-        record->kind = LT_EVENT_LOST;
-        record->flags = 0;
-        ring->lost_emitted = lost;
+        record->word = lt_event_pack(count, lt_event_depth(word), LT_EVENT_LOST, 0);
+        ring->lost_emitted += count;
         head += 1;
     }
-    lt_store_event(ring, &events[head & mask], head, ip, depth, kind, flags);
+    lt_store_event(ring, &events[head & mask], head, word);
 }
 
 /* An event of a thread without a usable ring (first event, recording
  * restarted, thread exiting, every ring taken) or nested in its own write. */
-static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_header *area,
-                                                              uint64_t ip, uint32_t depth,
-                                                              uint16_t kind, uint16_t flags);
+static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_header *area, uint64_t ip,
+                                                              uint64_t word);
 
 /* The hot path: one TLS load, the busy flag around the write (stop
- * protocol, above), one slot, one release store of head. Everything else is
- * out of line so this path keeps few registers. */
-static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, uint32_t depth,
-                                                                  uint16_t kind, uint16_t flags) {
+ * protocol, above), one compare with the ring's limit, two stores in the
+ * slot, one release store of head. Everything else is out of line so this
+ * path keeps few registers. */
+static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, uint64_t word) {
     struct lt_area_header *area = __atomic_load_n(&lt_active_area, __ATOMIC_ACQUIRE);
     if (__builtin_expect(area == NULL, 0)) return;
     struct lt_ring_header *ring = lt_thread.ring;
     if (__builtin_expect(ring == NULL || lt_thread.area != area || ring->busy != 0, 0)) {
-        lt_record_event_unowned(area, ip, depth, kind, flags);
+        lt_record_event_unowned(area, ip, word);
         return;
     }
     ring->busy = 1;
@@ -263,19 +330,17 @@ static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, u
         return;
     }
     uint64_t head = ring->head;
-    uint64_t capacity = area->ring_capacity;
-    if (__builtin_expect(head + 1 - ring->tail_cache > capacity ||
+    if (__builtin_expect(head >= ring->limit || ip > LT_EVENT_ADDRESS_MAX ||
                              __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED) != ring->lost_emitted,
                          0)) {
-        lt_record_event_contended(area, ring, ip, depth, kind, flags);
+        lt_record_event_contended(area, ring, ip, word);
         return;
     }
-    lt_store_event(ring, &lt_ring_events(ring)[head & (capacity - 1)], head, ip, depth, kind, flags);
+    lt_store_event(ring, &lt_ring_events(ring)[head & (area->ring_capacity - 1)], head, word);
 }
 
-static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_header *area,
-                                                              uint64_t ip, uint32_t depth,
-                                                              uint16_t kind, uint16_t flags) {
+static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_header *area, uint64_t ip,
+                                                              uint64_t word) {
     struct lt_ring_header *ring = lt_thread.ring;
     if (ring != NULL && lt_thread.area == area) {
         /* Re-entry from a signal handler that interrupted this very write. */
@@ -289,15 +354,47 @@ static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_hea
     }
     lt_thread.area = area;
     lt_thread.ring = ring;
-    lt_record_event(ip, depth, kind, flags);
+    lt_record_event(ip, word);
 }
 
+/* The address bits of the packed word are masked here; an address wider
+ * than them reaches lt_record_event_contended through `ip` and is counted
+ * as lost there. */
 void lt_record_entry(uintptr_t ip, uint32_t depth) {
-    lt_record_event(ip, depth, LT_EVENT_ENTRY, 0);
+    lt_record_event(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, depth, LT_EVENT_ENTRY, 0));
 }
 
 void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags) {
-    lt_record_event(ip, depth, LT_EVENT_EXIT, (uint16_t)flags);
+    lt_record_event(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, depth, LT_EVENT_EXIT, flags));
+}
+
+/* ---- the reader's half of the wake-ups -------------------------------- */
+
+void lt_ring_release_tail(struct lt_ring_header *ring, uint64_t tail) {
+    __atomic_store_n(&ring->tail, tail, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&ring->writer_waiting, __ATOMIC_SEQ_CST)) lt_record_sys_futex_wake((uint32_t *)&ring->tail);
+}
+
+void lt_area_wake_drain(struct lt_area_header *area) { lt_wake_drain(area); }
+
+int lt_area_drain_wait(struct lt_area_header *area, uint64_t timeout_ns) {
+    uint32_t seen = __atomic_load_n(&area->drain_wake, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&area->drain_sleeping, 1, __ATOMIC_SEQ_CST);
+    int work = 0;
+    for (uint32_t i = 0; i < area->ring_count && !work; i++) {
+        struct lt_ring_header *ring = lt_area_ring(area, i);
+        uint32_t state = lt_atomic_load_acquire_u32(&ring->state);
+        if (state == LT_RING_RETIRED) work = 1;
+        if (state != LT_RING_OWNED) continue;
+        uint64_t head = lt_atomic_load_acquire_u64(&ring->head);
+        uint64_t tail = __atomic_load_n(&ring->tail, __ATOMIC_RELAXED);
+        work = head - tail >= area->high_water || __atomic_load_n(&ring->writer_waiting, __ATOMIC_SEQ_CST);
+    }
+    long status = 0;
+    if (!work) status = lt_record_sys_futex_wait(&area->drain_wake, seen, timeout_ns);
+    __atomic_store_n(&area->drain_sleeping, 0, __ATOMIC_RELAXED);
+    if (work) return 1;
+    return status == -ETIMEDOUT ? 0 : 1;
 }
 
 /* ---- creating an area ------------------------------------------------- */
@@ -331,10 +428,12 @@ int lt_ring_area_init(void *base, size_t size, uint32_t ring_count, uint32_t rin
     area->start_monotonic_ns = start_monotonic_ns;
     area->tsc_ticks_per_ms = tsc_ticks_per_ms ? tsc_ticks_per_ms : 1;
     area->wait_timeout_us = wait_timeout_us;
+    area->high_water = ring_capacity / 2;
     for (uint32_t i = 0; i < ring_count; i++) {
         struct lt_ring_header *ring = lt_area_ring(area, i);
         ring->index = i;
         ring->stall_tail = ~0ull;
+        ring->limit = area->high_water;
     }
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy(area->magic, LT_RING_AREA_MAGIC, sizeof area->magic);
@@ -352,6 +451,7 @@ static int lt_validate(const struct lt_area_header *area, size_t size) {
         area->event_size != sizeof(struct lt_event) || capacity == 0 || (capacity & (capacity - 1)) != 0 ||
         area->ring_stride < LT_RING_HEADER_SIZE + capacity * sizeof(struct lt_event) ||
         area->rings_offset != LT_AREA_HEADER_SIZE || area->ring_count == 0 ||
+        area->high_water == 0 || area->high_water > capacity || area->tsc_ticks_per_ms == 0 ||
         area->rings_offset + (uint64_t)area->ring_count * area->ring_stride > size ||
         area->area_size != size)
         return -LT_RECORD_ELAYOUT;

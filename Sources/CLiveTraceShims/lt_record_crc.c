@@ -39,10 +39,14 @@ static uint32_t lt_crc32c_sse42(uint32_t crc, const unsigned char *p, size_t n) 
     return c32;
 }
 
-uint32_t lt_record_crc32c(const void *data, size_t length) {
+/* The register form of a CRC is the finished value xor 0xFFFFFFFF, so
+ * continuing a finished CRC is: undo the final xor, run, xor again. */
+uint32_t lt_record_crc32c_extend(uint32_t crc, const void *data, size_t length) {
     const unsigned char *p = data;
-    uint32_t crc = 0xFFFFFFFFu;
-    crc = __builtin_cpu_supports("sse4.2") ? lt_crc32c_sse42(crc, p, length)
-                                           : lt_crc32c_portable(crc, p, length);
-    return crc ^ 0xFFFFFFFFu;
+    uint32_t state = crc ^ 0xFFFFFFFFu;
+    state = __builtin_cpu_supports("sse4.2") ? lt_crc32c_sse42(state, p, length)
+                                             : lt_crc32c_portable(state, p, length);
+    return state ^ 0xFFFFFFFFu;
 }
+
+uint32_t lt_record_crc32c(const void *data, size_t length) { return lt_record_crc32c_extend(0, data, length); }

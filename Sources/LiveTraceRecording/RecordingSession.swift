@@ -42,7 +42,10 @@ final class DrainThread: @unchecked Sendable {
         defer { finished.signal() }
         while running.load(ordering: .acquiring) {
             do throws(RecordingError) {
-                if try drain.drainOnce() == 0 { Thread.sleep(forTimeInterval: interval.seconds) }
+                // One pass, then a pause that a writer ends early by
+                // passing its ring's high-water mark or waiting for room.
+                try drain.drainOnce()
+                drain.waitForWriters(timeout: interval)
             } catch {
                 failure.withLock { $0 = error }
                 drain.detachReader()
@@ -55,6 +58,7 @@ final class DrainThread: @unchecked Sendable {
     /// early, if any.
     func stop() throws(RecordingError) {
         running.store(false, ordering: .releasing)
+        drain.interruptWait()
         finished.wait()
         if let error = failure.withLock({ $0 }) { throw error }
     }

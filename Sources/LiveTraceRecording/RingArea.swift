@@ -97,7 +97,7 @@ public final class RingArea: @unchecked Sendable {
               UInt64(h.event_size) == eventSize, capacity > 0, capacity & (capacity - 1) == 0, h.ring_count > 0,
               h.rings_offset == UInt64(LT_AREA_HEADER_SIZE),
               h.ring_stride >= UInt64(LT_RING_HEADER_SIZE) + capacity * eventSize,
-              h.area_size == UInt64(size),
+              h.area_size == UInt64(size), h.high_water > 0, UInt64(h.high_water) <= capacity, h.tsc_ticks_per_ms > 0,
               h.rings_offset + UInt64(h.ring_count) * h.ring_stride <= UInt64(size) else {
             throw .badRingArea(path: path, reason: "inconsistent layout (file size \(size), \(h.ring_count) rings of \(capacity) events)")
         }

@@ -48,7 +48,7 @@ public enum TimeFilter {
                 if event.kind == .entry { entered.insert(event.address) }
             }
             var bytes = StreamCodec.header(stream.identity)
-            if !kept.isEmpty { bytes += StreamCodec.chunk(eventBytes: StreamCodec.encode(kept)) }
+            if !kept.isEmpty { bytes += StreamCodec.chunk(eventBytes: try StreamCodec.encode(kept, file: path)) }
             result.bytes += UInt64(bytes.count)
             try Sys.writeFileAtomically(path, bytes)
         }

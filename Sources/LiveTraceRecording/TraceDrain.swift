@@ -7,9 +7,12 @@
 // One pass over ring k (reader side of the protocol in lt_ring.h):
 //   1. state = load_acquire(ring.state); skip FREE and CLAIMING.
 //   2. a generation the drain has not seen opens a new stream file.
-//   3. h = load_acquire(ring.head); copy events [tail, h) as one chunk,
-//      summing the counts of the LOST events copied.
-//   4. store_release(ring.tail, h): the writer may reuse those slots.
+//   3. h = load_acquire(ring.head); write events [tail, h) as one chunk,
+//      straight from the ring (one writev of the chunk header and the one
+//      or two spans of slots: the ring's event layout is the file's),
+//      summing the counts of the LOST events written.
+//   4. release tail = h (lt_ring_release_tail): the writer may reuse those
+//      slots; a writer waiting for room is woken.
 //   5. RETIRED (the thread exited) or the final pass: the writer's lost_total
 //      minus the LOST counts already in the stream is appended as one more
 //      LOST event, so a loss the writer could not yet write is still counted.
@@ -45,11 +48,15 @@ public final class TraceDrain: @unchecked Sendable {
     }
     /// Owned by the thread calling drainOnce/finish (one at a time).
     private var cursors: [Int: Cursor] = [:]
-    /// One chunk of a whole ring: header and capacity events.
-    private let chunkBuffer: UnsafeMutableRawBufferPointer
+    /// The 16-byte header of the chunk being written.
+    private let chunkHeader: UnsafeMutableRawBufferPointer
     private var streams = Set<String>()
     /// Entry addresses seen in the events moved (DrainSummary.functions).
     private var entered = Set<UInt64>()
+    /// A direct-mapped filter in front of `entered`: an address found in its
+    /// slot was inserted already, so the hot functions of a trace cost one
+    /// compare per event, not a hash-set insert.
+    private var recentlyEntered = [UInt64](repeating: .max, count: 1 << 12)
     private var events: UInt64 = 0
     private var lostInStreams: UInt64 = 0
     private var bytes: UInt64 = 0
@@ -60,8 +67,7 @@ public final class TraceDrain: @unchecked Sendable {
     public init(directory: String, area: RingArea, command: [String], pid: UInt64) throws(RecordingError) {
         self.directory = directory
         self.area = area
-        chunkBuffer = .allocate(
-            byteCount: TraceFormat.chunkHeaderSize + area.ringCapacity * TraceFormat.eventSize, alignment: 16)
+        chunkHeader = .allocate(byteCount: TraceFormat.chunkHeaderSize, alignment: 16)
         try Sys.mkdir(directory)
         try Sys.mkdir(directory + "/" + TraceFormat.streamsDirectory)
         let now = RingArea.calibrationPairNow()
@@ -75,7 +81,7 @@ public final class TraceDrain: @unchecked Sendable {
         area.setReader(attached: true)
     }
 
-    deinit { chunkBuffer.deallocate() }
+    deinit { chunkHeader.deallocate() }
 
     /// Salvages the trace directory of a program that died: drains what its
     /// writers published, counts what they lost, and marks it salvaged.
@@ -160,6 +166,22 @@ public final class TraceDrain: @unchecked Sendable {
         try writeInfo()
     }
 
+    /// The drain thread's pause between passes: returns at once when a ring
+    /// is past its high-water mark, retired, or has a writer waiting for
+    /// room; otherwise sleeps until a writer asks for the drain (passing its
+    /// mark, waiting for room, exiting) or `timeout` passes. Returns whether
+    /// a writer asked (false: the timeout passed).
+    @discardableResult
+    public func waitForWriters(timeout: Duration) -> Bool {
+        let (seconds, attoseconds) = timeout.components
+        let nanoseconds = UInt64(max(seconds, 0)) * 1_000_000_000 + UInt64(max(attoseconds, 0) / 1_000_000_000)
+        return lt_area_drain_wait(area.header, nanoseconds) != 0
+    }
+
+    /// Ends a waitForWriters in progress now (the drain thread is being
+    /// stopped).
+    public func interruptWait() { lt_area_wake_drain(area.header) }
+
     /// Tells writers nobody drains any more: a full ring then loses at once.
     public func detachReader() { area.setReader(attached: false) }
 
@@ -200,45 +222,46 @@ public final class TraceDrain: @unchecked Sendable {
         }
         let eventSize = TraceFormat.eventSize
         if count > 0 {
-            // The chunk is built in place: header, then the events copied
-            // straight out of the ring (they already have the file layout).
             let slots = UnsafeRawPointer(lt_ring_events(ring)!)
-            let chunk = chunkBuffer.baseAddress!
-            let body = chunk + TraceFormat.chunkHeaderSize
             let first = Int(tail & (capacity - 1))
             let firstSpan = min(count, Int(capacity) - first)
-            body.copyMemory(from: slots + first * eventSize, byteCount: firstSpan * eventSize)
+            var spans = [UnsafeRawBufferPointer(start: slots + first * eventSize, count: firstSpan * eventSize)]
             if firstSpan < count {
-                (body + firstSpan * eventSize).copyMemory(from: slots, byteCount: (count - firstSpan) * eventSize)
+                spans.append(UnsafeRawBufferPointer(start: slots, count: (count - firstSpan) * eventSize))
             }
             var lostHere: UInt64 = 0
             var lostRecords = 0
-            let lostKind = TraceEvent.Kind.lost.rawValue
-            let entryKind = TraceEvent.Kind.entry.rawValue
-            var lastEntered: UInt64 = 0
-            for i in 0..<count {
-                let kind = body.loadUnaligned(fromByteOffset: i * eventSize + 20, as: UInt16.self)
-                let address = body.loadUnaligned(fromByteOffset: i * eventSize, as: UInt64.self)
-                if kind == lostKind {
-                    lostHere += address
-                    lostRecords += 1
-                } else if kind == entryKind, address != lastEntered {
-                    entered.insert(address)
-                    lastEntered = address
+            var lastWord: UInt64 = 0
+            for span in spans {
+                let words = span.count / eventSize
+                for i in 0..<words {
+                    let word = span.loadUnaligned(fromByteOffset: i * eventSize + 8, as: UInt64.self)
+                    switch lt_event_kind(word) {
+                    case UInt32(LT_EVENT_LOST.rawValue):
+                        lostHere += lt_event_address(word)
+                        lostRecords += 1
+                    case UInt32(LT_EVENT_ENTRY.rawValue):
+                        let address = lt_event_address(word)
+                        let slot = Int(truncatingIfNeeded: (address ^ address >> 12) & UInt64(recentlyEntered.count - 1))
+                        if recentlyEntered[slot] != address {
+                            recentlyEntered[slot] = address
+                            entered.insert(address)
+                        }
+                    default: break
+                    }
                 }
+                lastWord = span.loadUnaligned(fromByteOffset: span.count - eventSize + 8, as: UInt64.self)
+                cursors[index]!.lastTimestamp = span.loadUnaligned(fromByteOffset: span.count - eventSize, as: UInt64.self)
             }
-            let lastAt = (count - 1) * eventSize
-            cursors[index]!.lastTimestamp = body.loadUnaligned(fromByteOffset: lastAt + 8, as: UInt64.self)
-            cursors[index]!.lastDepth = body.loadUnaligned(fromByteOffset: lastAt + 16, as: UInt32.self)
-            let chunkSize = TraceFormat.chunkHeaderSize + count * eventSize
-            StreamCodec.fillChunkHeader(chunk, eventCount: count)
-            try cursors[index]!.writer.append(chunk: UnsafeRawBufferPointer(start: chunk, count: chunkSize))
+            cursors[index]!.lastDepth = lt_event_depth(lastWord)
+            StreamCodec.fillChunkHeader(chunkHeader.baseAddress!, spans: spans)
+            try cursors[index]!.writer.append(header: UnsafeRawBufferPointer(chunkHeader), spans: spans)
             cursors[index]!.lostInStream += lostHere
             lostInStreams += lostHere
             events += UInt64(count - lostRecords)
-            bytes += UInt64(chunkSize)
+            bytes += UInt64(TraceFormat.chunkHeaderSize + count * eventSize)
             // Step 4.
-            withUnsafeMutablePointer(to: &ring.pointee.tail) { lt_atomic_store_release_u64($0, head) }
+            lt_ring_release_tail(ring, head)
         }
         // Step 5.
         let retired = state == LT_RING_RETIRED.rawValue

@@ -4,6 +4,9 @@
 // add a line here and in docs/FORMAT.md):
 //   1  info.json, objects.json, streams/*.lts with 64-byte stream header and
 //      CRC-32C-checked chunks of 24-byte events.
+//   2  16-byte events: u64 TSC, u64 word packing the address (48 bits), the
+//      depth (13 bits, saturating), UNWOUND and the kind (2 bits) — the
+//      ring's own layout, so the drain writes ring memory as it is.
 //
 // A trace directory:
 //
@@ -17,9 +20,9 @@
 //
 //   offset  size  header
 //   0       8     magic "LTSTREAM"
-//   8       4     format version (1)
+//   8       4     format version (2)
 //   12      4     header size (64)
-//   16      4     event size (24)
+//   16      4     event size (16)
 //   20      4     ring index
 //   24      8     pid
 //   32      8     tid
@@ -29,18 +32,26 @@
 //   then chunks, each:
 //   0       4     magic "LTCK"
 //   4       4     event count n
-//   8       4     CRC-32C (Castagnoli) of the n * 24 event bytes
+//   8       4     CRC-32C (Castagnoli) of the n * 16 event bytes
 //   12      4     zero
-//   16      24*n  events: u64 address, u64 tsc, u32 depth, u16 kind, u16 flags
+//   16      16*n  events (struct lt_event, lt_ring.h):
+//                   0  u64 timestamp (TSC ticks)
+//                   8  u64 word: bits 0-47 address (LOST: count),
+//                      48-60 depth (8191 = 8191 or deeper), 61 UNWOUND,
+//                      62-63 kind (1 entry, 2 exit, 3 lost; 0 is damage)
 import CLiveTraceShims
 
 public enum TraceFormat {
-    public static let version = 1
+    public static let version = 2
     public static let streamMagic: [UInt8] = Array("LTSTREAM".utf8)
     public static let chunkMagic: [UInt8] = Array("LTCK".utf8)
     public static let streamHeaderSize = 64
     public static let chunkHeaderSize = 16
-    public static let eventSize = 24
+    public static let eventSize = MemoryLayout<lt_event>.size
+    /// The widest address (and LOST count) an event holds.
+    public static let addressMax = UInt64(LT_EVENT_ADDRESS_MAX)
+    /// Depths at or above this are written as this.
+    public static let depthMax = UInt32(LT_EVENT_DEPTH_MAX)
     public static let infoFile = "info.json"
     public static let objectsFile = "objects.json"
     public static let streamsDirectory = "streams"
@@ -75,6 +86,24 @@ public struct TraceEvent: Equatable, Sendable {
     }
 
     public var isUnwound: Bool { flags & TraceEvent.flagUnwound != 0 }
+
+    /// The event's packed word (lt_ring.h); nil when a field does not fit
+    /// the format: an address or count wider than 48 bits, a flag other than
+    /// UNWOUND, UNWOUND on anything but an exit. A depth above
+    /// TraceFormat.depthMax saturates, as the writer's does.
+    var packedWord: UInt64? {
+        guard address <= TraceFormat.addressMax, flags & ~TraceEvent.flagUnwound == 0,
+              flags == 0 || kind == .exit else { return nil }
+        return lt_event_pack(address, depth, UInt32(kind.rawValue), UInt32(flags))
+    }
+
+    /// Decodes one 16-byte event; nil for kind 0 or UNWOUND on a non-exit.
+    init?(timestamp: UInt64, word: UInt64) {
+        guard let kind = Kind(rawValue: UInt16(lt_event_kind(word))) else { return nil }
+        let flags = UInt16(lt_event_flags(word))
+        guard flags == 0 || kind == .exit else { return nil }
+        self.init(kind: kind, address: lt_event_address(word), timestamp: timestamp, depth: lt_event_depth(word), flags: flags)
+    }
 }
 
 /// Who wrote a stream.
@@ -148,6 +177,23 @@ enum StreamCodec {
         return out
     }
 
+    /// The 16-byte header of a chunk whose events are the bytes of `spans`
+    /// in order (CRC-32C continued across them), written at `header`.
+    static func fillChunkHeader(
+        _ header: UnsafeMutableRawPointer, spans: [UnsafeRawBufferPointer]
+    ) {
+        var crc: UInt32 = 0
+        var length = 0
+        for span in spans {
+            crc = lt_record_crc32c_extend(crc, span.baseAddress, span.count)
+            length += span.count
+        }
+        for (i, byte) in TraceFormat.chunkMagic.enumerated() { header.storeBytes(of: byte, toByteOffset: i, as: UInt8.self) }
+        header.storeBytes(of: UInt32(length / TraceFormat.eventSize).littleEndian, toByteOffset: 4, as: UInt32.self)
+        header.storeBytes(of: crc.littleEndian, toByteOffset: 8, as: UInt32.self)
+        header.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
+    }
+
     /// Writes the 16-byte chunk header at `chunk` for the `eventCount`
     /// events that follow it.
     static func fillChunkHeader(_ chunk: UnsafeMutableRawPointer, eventCount: Int) {
@@ -159,15 +205,28 @@ enum StreamCodec {
         chunk.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
     }
 
-    static func encode(_ events: [TraceEvent]) -> [UInt8] {
+    /// The 16-byte events of `events`. A LOST count wider than the address
+    /// bits goes out as several LOST events; any other field that does not
+    /// fit (TraceEvent.packedWord) is an error naming the event and `file`.
+    static func encode(_ events: [TraceEvent], file: String) throws(RecordingError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(events.count * TraceFormat.eventSize)
-        for e in events {
-            out.appendLE(e.address)
+        for (index, event) in events.enumerated() {
+            var e = event
+            while e.kind == .lost && e.address > TraceFormat.addressMax {
+                var part = e
+                part.address = TraceFormat.addressMax
+                out.appendLE(part.timestamp)
+                out.appendLE(part.packedWord!)
+                e.address -= TraceFormat.addressMax
+            }
+            guard let word = e.packedWord else {
+                throw .damagedTrace(
+                    file: file,
+                    reason: "event \(index) (\(e.kind), address 0x\(String(e.address, radix: 16)), flags \(e.flags)) does not fit the version \(TraceFormat.version) event")
+            }
             out.appendLE(e.timestamp)
-            out.appendLE(e.depth)
-            out.appendLE(e.kind.rawValue)
-            out.appendLE(e.flags)
+            out.appendLE(word)
         }
         return out
     }
@@ -211,24 +270,23 @@ enum StreamCodec {
                 throw damaged("checksum mismatch in chunk at offset \(offset) (events \(events.count)..<\(events.count + count))")
             }
             events.reserveCapacity(events.count + count)
-            // One pass over the chunk's bytes; the first event of an unknown
-            // kind stops it and is reported.
-            let badEvent: (index: Int, at: Int, kind: UInt16)? = bytes.withUnsafeBytes { raw in
+            // One pass over the chunk's bytes; the first event that is not
+            // one a writer can produce (kind 0, UNWOUND on a non-exit)
+            // stops it and is reported.
+            let badEvent: (index: Int, at: Int, word: UInt64)? = bytes.withUnsafeBytes { raw in
                 for i in 0..<count {
                     let at = start + i * TraceFormat.eventSize
-                    let rawKind = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: at + 20, as: UInt16.self))
-                    guard let kind = TraceEvent.Kind(rawValue: rawKind) else { return (events.count, at, rawKind) }
-                    events.append(TraceEvent(
-                        kind: kind,
-                        address: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self)),
-                        timestamp: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)),
-                        depth: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at + 16, as: UInt32.self)),
-                        flags: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: at + 22, as: UInt16.self))))
+                    let timestamp = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+                    let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self))
+                    guard let event = TraceEvent(timestamp: timestamp, word: word) else { return (events.count, at, word) }
+                    events.append(event)
                 }
                 return nil
             }
             if let badEvent {
-                throw damaged("event \(badEvent.index) at offset \(badEvent.at): unknown kind \(badEvent.kind)")
+                let kind = lt_event_kind(badEvent.word)
+                let reason = kind == 0 ? "unknown kind 0" : "UNWOUND flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
+                throw damaged("event \(badEvent.index) at offset \(badEvent.at): \(reason)")
             }
             offset = start + length
         }
@@ -294,7 +352,39 @@ final class StreamFileWriter {
     }
 
     func append(_ events: [TraceEvent]) throws(RecordingError) {
-        try append(eventBytes: StreamCodec.encode(events))
+        try append(eventBytes: StreamCodec.encode(events, file: path))
+    }
+
+    /// One chunk whose events are in up to two spans of memory (a ring that
+    /// wrapped), written with one writev straight from them: `header` is
+    /// the chunk header for the spans (StreamCodec.chunkHeader).
+    func append(header: UnsafeRawBufferPointer, spans: [UnsafeRawBufferPointer]) throws(RecordingError) {
+        try wholeOrNothing { () throws(RecordingError) in try writevAll([header] + spans) }
+    }
+
+    /// writev until every byte is written; EINTR retried, a short write
+    /// continued from where it stopped, errors named "writev".
+    private func writevAll(_ buffers: [UnsafeRawBufferPointer]) throws(RecordingError) {
+        var vectors = buffers.filter { $0.count > 0 }.map {
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)
+        }
+        var first = 0
+        while first < vectors.count {
+            let written = vectors[first...].withUnsafeBufferPointer { Glibc.writev(fd, $0.baseAddress, Int32($0.count)) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw .systemCall(call: "writev", subject: path, errno: errno)
+            }
+            var left = written
+            while first < vectors.count && left >= vectors[first].iov_len {
+                left -= vectors[first].iov_len
+                first += 1
+            }
+            if left > 0 {
+                vectors[first].iov_base += left
+                vectors[first].iov_len -= left
+            }
+        }
     }
 }
 

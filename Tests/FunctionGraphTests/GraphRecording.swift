@@ -121,13 +121,15 @@ final class GraphRecording {
     }
 
     static func describe(_ event: lt_event) -> String {
-        let name = GraphFixtures.name(of: event.address)
-        switch UInt32(event.kind) {
-        case LT_EVENT_ENTRY.rawValue: return "> \(name) \(event.depth)"
+        // The packed word of a ring event (lt_ring.h).
+        let address = lt_event_address(event.word), depth = lt_event_depth(event.word)
+        let name = GraphFixtures.name(of: address)
+        switch lt_event_kind(event.word) {
+        case LT_EVENT_ENTRY.rawValue: return "> \(name) \(depth)"
         case LT_EVENT_EXIT.rawValue:
-            let unwound = UInt32(event.flags) & LT_EVENT_FLAG_UNWOUND.rawValue != 0
-            return "\(unwound ? "<!" : "<") \(name) \(event.depth)"
-        default: return "? kind \(event.kind) \(event.address)"
+            let unwound = lt_event_flags(event.word) & LT_EVENT_FLAG_UNWOUND.rawValue != 0
+            return "\(unwound ? "<!" : "<") \(name) \(depth)"
+        default: return "? kind \(lt_event_kind(event.word)) \(address)"
         }
     }
 }

@@ -49,13 +49,59 @@ final class TraceFormatTests: XCTestCase {
         let path = dir + "/streams/" + StreamIdentity(pid: 4242, tid: 4242, ring: 0, generation: 1).fileName
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         XCTAssertEqual(Array(bytes[0..<8]), Array("LTSTREAM".utf8))
-        XCTAssertEqual(bytes.count, 64 + 16 + 5 * 24)
+        XCTAssertEqual(Array(bytes[8..<12]), [2, 0, 0, 0], "format version 2")
+        XCTAssertEqual(Array(bytes[16..<20]), [16, 0, 0, 0], "16-byte events")
+        XCTAssertEqual(bytes.count, 64 + 16 + 5 * 16)
         XCTAssertEqual(Array(bytes[64..<68]), Array("LTCK".utf8))
         XCTAssertEqual(bytes[68], 5)  // event count
-        // First event: address little-endian, then the TSC 2000 = 0x7d0.
-        XCTAssertEqual(Array(bytes[80..<88]), [0x00, 0x11, 0x00, 0x00, 0x55, 0x55, 0x00, 0x00])
-        XCTAssertEqual(Array(bytes[88..<90]), [0xd0, 0x07])
-        XCTAssertEqual(bytes[80 + 20], 1)  // kind entry
+        // First event: the TSC 2000 = 0x7d0, then the word: address in bits
+        // 0-47, depth 0, kind 1 (entry) in bits 62-63.
+        XCTAssertEqual(Array(bytes[80..<88]), [0xd0, 0x07, 0, 0, 0, 0, 0, 0])
+        XCTAssertEqual(Array(bytes[88..<96]), [0x00, 0x11, 0x00, 0x00, 0x55, 0x55, 0x00, 0x40])
+        // Second event: depth 1 in bits 48-60.
+        XCTAssertEqual(Array(bytes[104..<112]), [0x40, 0x11, 0x00, 0x00, 0x55, 0x55, 0x01, 0x40])
+        // Third: LOST (kind 3) of 7 events at depth 1.
+        XCTAssertEqual(Array(bytes[120..<128]), [7, 0, 0, 0, 0, 0, 0x01, 0xC0])
+        // Fourth: an exit (kind 2) with UNWOUND (bit 61), depth 1.
+        XCTAssertEqual(Array(bytes[136..<144]), [0x40, 0x11, 0x00, 0x00, 0x55, 0x55, 0x01, 0xA0])
+    }
+
+    func testPackedFieldsRoundTripAtTheirLimits() throws {
+        let dir = RecordingFixtures.scratchDirectory("limits")
+        var trace = Self.sampleTrace()
+        let widest = TraceFormat.addressMax
+        trace.streams = [ThreadStream(identity: StreamIdentity(pid: 1, tid: 1), events: [
+            TraceEvent(kind: .entry, address: widest, timestamp: .max, depth: TraceFormat.depthMax - 1),
+            TraceEvent(kind: .entry, address: 0, timestamp: 0, depth: 100_000),
+            TraceEvent(kind: .lost, address: widest * 2 + 5, timestamp: 7, depth: 3),
+            TraceEvent(kind: .exit, address: widest, timestamp: 8, depth: TraceFormat.depthMax, flags: TraceEvent.flagUnwound),
+        ])]
+        try TraceWriter.write(trace, to: dir)
+        let events = try TraceReader.read(directory: dir).streams[0].events
+        XCTAssertEqual(events, [
+            TraceEvent(kind: .entry, address: widest, timestamp: .max, depth: TraceFormat.depthMax - 1),
+            // A depth beyond the field saturates (the writer's rule too).
+            TraceEvent(kind: .entry, address: 0, timestamp: 0, depth: TraceFormat.depthMax),
+            // A count wider than the field is split, never cut.
+            TraceEvent(kind: .lost, address: widest, timestamp: 7, depth: 3),
+            TraceEvent(kind: .lost, address: widest, timestamp: 7, depth: 3),
+            TraceEvent(kind: .lost, address: 5, timestamp: 7, depth: 3),
+            TraceEvent(kind: .exit, address: widest, timestamp: 8, depth: TraceFormat.depthMax, flags: TraceEvent.flagUnwound),
+        ])
+    }
+
+    func testEventsTheFormatCannotHoldAreRefusedNotCut() throws {
+        for (name, event) in [
+            ("wide", TraceEvent(kind: .entry, address: TraceFormat.addressMax + 1, timestamp: 1)),
+            ("unwound-entry", TraceEvent(kind: .entry, address: 0x1000, timestamp: 1, flags: TraceEvent.flagUnwound)),
+            ("flag", TraceEvent(kind: .exit, address: 0x1000, timestamp: 1, flags: 4)),
+        ] {
+            var trace = Self.sampleTrace()
+            trace.streams = [ThreadStream(identity: StreamIdentity(pid: 1, tid: 1), events: [event])]
+            XCTAssertThrowsError(try TraceWriter.write(trace, to: RecordingFixtures.scratchDirectory(name)), name) { error in
+                XCTAssertTrue("\(error)".contains("does not fit the version 2 event"), "\(error)")
+            }
+        }
     }
 
     func testSymbolsOfOneObjectNeverNameAnotherObjectsAddresses() {
@@ -114,29 +160,46 @@ final class TraceFormatTests: XCTestCase {
     }
 
     func testFlippedBitIsCaughtByTheChecksum() throws {
-        let dir = try damagedTrace("bitflip") { try self.mutate(self.streamPath($0)) { $0[90] ^= 0x04 } }
+        let dir = try damagedTrace("bitflip") { try self.mutate(self.streamPath($0)) { $0[92] ^= 0x04 } }
         assertDamaged(dir, mentions: ["checksum mismatch in chunk at offset 64", "events 0..<5"])
     }
 
-    func testUnknownEventKindIsRejected() throws {
-        // A kind of 9 with a matching checksum: damage the checksum cannot see.
-        let dir = RecordingFixtures.scratchDirectory("kind")
+    /// The sample's first stream alone, with `change` applied to the bytes of
+    /// its events and the chunk's checksum recomputed: damage the checksum
+    /// cannot see.
+    private func rewrittenEvents(_ name: String, _ change: @escaping (inout [UInt8]) -> Void) throws -> String {
+        let dir = RecordingFixtures.scratchDirectory(name)
         var trace = Self.sampleTrace()
         trace.streams = [trace.streams[0]]
         try TraceWriter.write(trace, to: dir)
         try mutate(streamPath(dir)) { bytes in
-            bytes[80 + 24 + 20] = 9
-            let crc = Self.crc32(Array(bytes[80...]))
+            var events = Array(bytes[80...])
+            change(&events)
+            bytes.replaceSubrange(80..., with: events)
+            let crc = Self.crc32(events)
             withUnsafeBytes(of: crc.littleEndian) { for i in 0..<4 { bytes[72 + i] = $0[i] } }
         }
-        assertDamaged(dir, mentions: ["event 1", "unknown kind 9"])
+        return dir
+    }
+
+    func testUnknownEventKindIsRejected() throws {
+        // Kind 0 (bits 62-63 of the word clear): a slot no writer wrote.
+        let dir = try rewrittenEvents("kind") { $0[16 + 15] &= 0x3F }
+        assertDamaged(dir, mentions: ["event 1 at offset 96", "unknown kind 0"])
+    }
+
+    func testUnwoundFlagOnAnEntryIsRejected() throws {
+        let dir = try rewrittenEvents("unwound-entry") { $0[15] |= 0x20 }
+        assertDamaged(dir, mentions: ["event 0 at offset 80", "UNWOUND flag on an event of kind entry"])
     }
 
     func testBadMagicAndFutureVersionAreRejected() throws {
         let magic = try damagedTrace("magic") { try self.mutate(self.streamPath($0)) { $0[0] = UInt8(ascii: "X") } }
         assertDamaged(magic, mentions: ["bad magic"])
         let version = try damagedTrace("version") { try self.mutate(self.streamPath($0)) { $0[8] = 7 } }
-        assertDamaged(version, mentions: ["stream format version 7", "knows version 1"])
+        assertDamaged(version, mentions: ["stream format version 7", "knows version 2"])
+        let sizes = try damagedTrace("event-size") { try self.mutate(self.streamPath($0)) { $0[16] = 24 } }
+        assertDamaged(sizes, mentions: ["header or event size differs from version 2"])
     }
 
     func testDamagedInfoJSONIsRejected() throws {
@@ -151,7 +214,7 @@ final class TraceFormatTests: XCTestCase {
         assertDamaged(missingField, mentions: ["info.json", "missing field clock"])
         let future = try damagedTrace("info-version") { dir in
             try self.mutate(dir + "/info.json") { bytes in
-                let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\"version\":1", with: "\"version\":99")
+                let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\"version\":2", with: "\"version\":99")
                 bytes = Array(text.utf8)
             }
         }

@@ -3,14 +3,19 @@
 /* The writer side of recording: what the trampolines call on every traced
  * entry and exit. The hot path (lt_record_entry / lt_record_exit) takes no
  * lock, makes no system call and never allocates: it reads the thread's ring
- * from an initial-exec TLS slot, stores one 24-byte event and publishes it
- * with one release store (protocol in lt_ring.h).
+ * from an initial-exec TLS slot, compares its head with the ring's limit,
+ * stores one 16-byte event and publishes it with one release store
+ * (protocol in lt_ring.h).
  *
  * Slow paths, each counted, never silent:
+ *   - the ring passes its high-water mark (at most once per half ring): the
+ *     writer reads the reader's tail and, if the ring really is that full,
+ *     wakes the drain (a futex wake, only when the drain sleeps);
  *   - first event of a thread: claims a FREE ring by CAS; when every ring is
  *     taken the event is added to the area's lost_without_ring.
  *   - full ring: waits for the reader at most wait_timeout_us when a reader is
- *     attached (spinning, then sleeping); otherwise, or when the wait
+ *     attached (spinning, then a futex wait the reader ends when it releases
+ *     room); otherwise, or when the wait
  *     expires, the event is added to the ring's lost_total and a LOST event
  *     carrying the count is written before the next stored event.
  *   - an event from a signal handler that interrupted this thread's own
@@ -74,6 +79,20 @@ struct lt_area_header *lt_record_active_area(void);
 void lt_record_entry(uintptr_t ip, uint32_t depth);
 void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags);
 
+/* The reader's half of the wake-ups (lt_ring.h): releases `tail` (the
+ * events before it are consumed) and wakes the ring's writer if it waits
+ * for room. */
+void lt_ring_release_tail(struct lt_ring_header *ring, uint64_t tail);
+
+/* The drain's sleep: returns 1 at once when a ring is at or above the
+ * high-water mark, retired, or has a waiting writer; otherwise sleeps until
+ * a writer asks for the drain (1) or `timeout_ns` passes (0). */
+int lt_area_drain_wait(struct lt_area_header *area, uint64_t timeout_ns);
+
+/* Ends the drain's sleep now (as a writer asking for it does): for the
+ * drain's owner stopping it. */
+void lt_area_wake_drain(struct lt_area_header *area);
+
 /* Marks the calling thread as the tracer's own (the drain thread): its
  * events are dropped before they are counted, since they are not the
  * program's. */
@@ -88,6 +107,12 @@ uint64_t lt_record_gettid(void);
 /* CRC-32C (Castagnoli) of `length` bytes, as the trace format's chunks
  * carry it (lt_record_crc.c). */
 uint32_t lt_record_crc32c(const void *data, size_t length);
+
+/* The CRC-32C of the bytes whose CRC-32C is `crc` followed by `length`
+ * bytes at `data` (lt_record_crc32c(a ++ b) ==
+ * lt_record_crc32c_extend(lt_record_crc32c(a), b)); extend(0, ...) is the
+ * CRC of the bytes alone. */
+uint32_t lt_record_crc32c_extend(uint32_t crc, const void *data, size_t length);
 
 /* CLOCK_MONOTONIC in nanoseconds, and a calibration pair read back to back. */
 uint64_t lt_record_monotonic_ns(void);

@@ -8,11 +8,14 @@
  * Format history of the ring area (LT_RING_AREA_VERSION):
  *   1  first version: 4096-byte area header, rings of 192-byte header
  *      plus `ring_capacity` 24-byte events.
+ *   2  16-byte events (TSC, then address/depth/flags/kind packed in one
+ *      word); 256-byte ring headers (a fourth line of writer statistics);
+ *      the high-water mark and the two futex words of the wake-ups.
  *
  * Byte layout (all little-endian, offsets from the start of the mapping):
  *
  *   0      struct lt_area_header   (4096 bytes)
- *   4096   ring 0: struct lt_ring_header (192 bytes), then
+ *   4096   ring 0: struct lt_ring_header (256 bytes), then
  *                  struct lt_event[ring_capacity]
  *   4096 + k * ring_stride   ring k
  *
@@ -28,6 +31,31 @@
  *   next was copied by R before R released that tail (the pairing of R's
  *   release with W's acquire).
  *
+ * The writer does not read `tail` per event: it compares head with `limit`,
+ * a position it computed the last time it read tail, and only there takes
+ * the slow path (lt_record.c):
+ *
+ *   limit = tail + high_water   while head - tail < high_water
+ *         = tail + capacity     once the mark is passed (the ring is full there)
+ *
+ * Wake-ups (futex words in the shared mapping, so across processes):
+ *
+ *   drain asleep, writer passes its mark     writer waits for room (ring full)
+ *   ─────────────────────────────────────    ──────────────────────────────────
+ *   R: seen = load(drain_wake)               W: writer_waiting = 1
+ *      drain_sleeping = 1; full fence           full fence
+ *      any ring with head - tail >= mark?       tail = load(tail); room? → go
+ *        yes: do not sleep                      futex_wait(&tail (low 32 bits))
+ *      futex_wait(&drain_wake, seen)         R: store_release(tail, h)
+ *   W: (head published) full fence             full fence
+ *      drain_wake += 1                          writer_waiting? → futex_wake(&tail)
+ *      drain_sleeping? → futex_wake
+ *
+ * Each side stores its flag, fences, then reads the other's state (a Dekker
+ * pairing): either the sleeper sees the work, or the waker sees the sleeper.
+ * The writer makes these system calls only where it crosses its mark (at
+ * most once per half ring) or finds its ring full: never per event.
+ *
  * Ring states (lt_ring_header.state), the only legal transitions:
  *   FREE ──claim CAS (any writer)──▶ CLAIMING ──writer──▶ OWNED
  *   OWNED ──thread exit (writer)──▶ RETIRED ──drain, after its last copy──▶ FREE
@@ -36,9 +64,9 @@
 #include <stddef.h>
 
 #define LT_RING_AREA_MAGIC "LTRINGS"   /* 8 bytes with the terminating NUL */
-#define LT_RING_AREA_VERSION 1u
+#define LT_RING_AREA_VERSION 2u
 #define LT_AREA_HEADER_SIZE 4096u
-#define LT_RING_HEADER_SIZE 192u
+#define LT_RING_HEADER_SIZE 256u
 
 enum lt_ring_state {
     LT_RING_FREE = 0,
@@ -53,26 +81,53 @@ enum lt_reader_state {
     LT_READER_GONE = 2,     /* the reader detached: a full ring loses at once */
 };
 
-/* Event kinds (lt_event.kind). */
+/* Event kinds (bits 62-63 of lt_event.word; 0 is never written). */
 enum lt_event_kind {
     LT_EVENT_ENTRY = 1,
     LT_EVENT_EXIT = 2,
-    LT_EVENT_LOST = 3, /* `address` holds the number of events lost just before */
+    LT_EVENT_LOST = 3, /* the address bits hold the number of events lost just before */
 };
 
-/* Event flags (lt_event.flags). */
+/* Event flags (bit 61 of lt_event.word). */
 enum lt_event_flags {
     LT_EVENT_FLAG_UNWOUND = 1u << 0, /* exit by unwinding (longjmp, exception), not by return */
 };
 
-/* One event, 24 bytes. */
+/* One event, 16 bytes:
+ *
+ *   0   u64 timestamp   raw TSC ticks (rdtsc)
+ *   8   u64 word        bits  0-47  function entry address (LOST: the count)
+ *                       bits 48-60  nesting depth, 0 = outermost; 8191 means
+ *                                   8191 or deeper (the field saturates)
+ *                       bit  61     UNWOUND (exits only)
+ *                       bits 62-63  kind (enum lt_event_kind)
+ *
+ * A user-space address on x86-64 fits in 47 bits (48 with LA57 hints
+ * excepted): a writer given a larger one counts the event as lost rather
+ * than store a wrong address. */
 struct lt_event {
-    uint64_t address;   /* function entry address; for LOST: the count */
-    uint64_t timestamp; /* raw TSC ticks (rdtsc) */
-    uint32_t depth;     /* nesting depth given by the caller (0 = outermost) */
-    uint16_t kind;      /* enum lt_event_kind */
-    uint16_t flags;     /* enum lt_event_flags */
+    uint64_t timestamp;
+    uint64_t word;
 };
+
+#define LT_EVENT_ADDRESS_BITS 48
+#define LT_EVENT_ADDRESS_MAX 0xFFFFFFFFFFFFull /* (1 << LT_EVENT_ADDRESS_BITS) - 1 */
+#define LT_EVENT_DEPTH_SHIFT 48
+#define LT_EVENT_DEPTH_MAX 8191u
+#define LT_EVENT_UNWOUND_SHIFT 61
+#define LT_EVENT_KIND_SHIFT 62
+
+/* The packed word of an event. `depth` saturates at LT_EVENT_DEPTH_MAX;
+ * `address` must be at most LT_EVENT_ADDRESS_MAX. */
+static inline uint64_t lt_event_pack(uint64_t address, uint32_t depth, uint32_t kind, uint32_t flags) {
+    uint64_t d = depth < LT_EVENT_DEPTH_MAX ? depth : LT_EVENT_DEPTH_MAX;
+    return address | d << LT_EVENT_DEPTH_SHIFT | (uint64_t)(flags & LT_EVENT_FLAG_UNWOUND) << LT_EVENT_UNWOUND_SHIFT |
+           (uint64_t)kind << LT_EVENT_KIND_SHIFT;
+}
+static inline uint64_t lt_event_address(uint64_t word) { return word & LT_EVENT_ADDRESS_MAX; }
+static inline uint32_t lt_event_depth(uint64_t word) { return (uint32_t)(word >> LT_EVENT_DEPTH_SHIFT) & LT_EVENT_DEPTH_MAX; }
+static inline uint32_t lt_event_flags(uint64_t word) { return (uint32_t)(word >> LT_EVENT_UNWOUND_SHIFT) & 1u; }
+static inline uint32_t lt_event_kind(uint64_t word) { return (uint32_t)(word >> LT_EVENT_KIND_SHIFT); }
 
 /* The area header, 4096 bytes. Lines 0..1 are written once by the creator
  * before any writer or reader maps the area; later lines hold the shared
@@ -93,22 +148,26 @@ struct lt_area_header {
     uint64_t start_monotonic_ns;
     uint64_t tsc_ticks_per_ms; /* coarse, for the writer's bounded wait only */
     uint32_t wait_timeout_us;  /* bounded wait of a writer whose ring is full */
-    uint32_t reserved0;
+    uint32_t high_water;       /* events in a ring at which its writer wakes the drain (1..capacity) */
     uint8_t pad0[128 - 88];
     /* line 2: written by the reader only */
     uint32_t reader_state;     /* enum lt_reader_state (release/acquire) */
     uint32_t reader_pid;
-    uint8_t pad1[64 - 8];
+    uint32_t drain_sleeping;   /* 1 while the drain waits on drain_wake (seq_cst) */
+    uint8_t pad1[64 - 12];
     /* line 3: written by any writer (atomic add) */
     uint64_t lost_without_ring; /* events lost because every ring was taken */
     uint8_t pad2[64 - 8];
     /* line 4: written by any writer (relaxed hint for the claim scan) */
     uint32_t claim_hint;
     uint8_t pad3[64 - 4];
-    uint8_t pad4[LT_AREA_HEADER_SIZE - 320];
+    /* line 5: written by any writer (atomic add), the drain's futex word */
+    uint32_t drain_wake;       /* bumped by a writer that wants the drain */
+    uint8_t pad4[64 - 4];
+    uint8_t pad5[LT_AREA_HEADER_SIZE - 384];
 };
 
-/* A ring header, 192 bytes: three cache lines, one per owner. */
+/* A ring header, 256 bytes: four cache lines, one per owner. */
 struct lt_ring_header {
     /* line 0: written by the claiming writer while CLAIMING, by the drain
      * while RETIRED; `state` by CAS/release as drawn above. */
@@ -118,27 +177,36 @@ struct lt_ring_header {
     uint64_t pid;         /* owner process (a forked child claims its own) */
     uint64_t generation;  /* counts claims of this ring; names the stream */
     uint8_t pad0[64 - 32];
-    /* line 1: written by the owning writer only */
+    /* line 1: written by the owning writer only (read by the drain) */
     uint64_t head;        /* events published (store_release) */
     uint64_t lost_total;  /* events this writer could not store (atomic add) */
     uint64_t lost_emitted;/* part of lost_total already written as LOST events */
-    uint64_t tail_cache;  /* the writer's last view of tail */
+    uint64_t limit;       /* head at which the writer next takes its slow path */
     uint64_t stall_tail;  /* tail at which a bounded wait expired; ~0 when none */
     uint32_t busy;        /* 1 while the writer is inside lt_record_* */
-    uint32_t reserved;
+    uint32_t writer_waiting; /* 1 while the writer waits on tail (seq_cst) */
     uint8_t pad1[64 - 48];
-    /* line 2: written by the reader only */
+    /* line 2: written by the reader only; the low 32 bits of `tail` are the
+     * writer's futex word */
     uint64_t tail;        /* events consumed (store_release) */
     uint8_t pad2[64 - 8];
+    /* line 3: written by the owning writer on its slow path only (statistics) */
+    uint64_t waits;       /* bounded waits for room begun */
+    uint64_t wait_ticks;  /* TSC ticks spent in them */
+    uint64_t wakes;       /* times this writer asked the drain to run */
+    uint8_t pad3[64 - 24];
 };
 
-_Static_assert(sizeof(struct lt_event) == 24, "lt_event is 24 bytes");
+_Static_assert(sizeof(struct lt_event) == 16, "lt_event is 16 bytes");
 _Static_assert(sizeof(struct lt_area_header) == LT_AREA_HEADER_SIZE, "area header size");
 _Static_assert(sizeof(struct lt_ring_header) == LT_RING_HEADER_SIZE, "ring header size");
+_Static_assert(offsetof(struct lt_area_header, high_water) == 84, "high-water mark");
 _Static_assert(offsetof(struct lt_area_header, reader_state) == 128, "reader line");
 _Static_assert(offsetof(struct lt_area_header, lost_without_ring) == 192, "lost line");
+_Static_assert(offsetof(struct lt_area_header, drain_wake) == 320, "wake line");
 _Static_assert(offsetof(struct lt_ring_header, head) == 64, "writer line");
 _Static_assert(offsetof(struct lt_ring_header, tail) == 128, "reader line");
+_Static_assert(offsetof(struct lt_ring_header, waits) == 192, "statistics line");
 
 /* Atomic accessors for the reader side (Swift cannot apply C11 atomics to
  * memory it did not allocate). */
