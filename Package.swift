@@ -59,9 +59,11 @@ let package = Package(
         // The public Swift API: re-exports the mechanisms above.
         .target(name: "LiveTrace", dependencies: ["LiveTraceSites", "LiveTracePatching", "LiveTraceTrampolines", "LiveTraceRecording"]),
         // The @_cdecl functions of livetrace.h; the Swift runtime is linked in.
+        // Nothing it depends on may import Foundation (it cannot be linked
+        // into liblivetrace.so): LiveTrace brings GraphRecording (lt_trace_start).
         .target(
             name: "LiveTraceC",
-            dependencies: ["LiveTraceTrampolines", "LiveTracePreload", "CLiveTraceShims"],
+            dependencies: ["LiveTrace", "LiveTraceTrampolines", "LiveTracePreload", "CLiveTraceShims"],
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=liblivetrace.so"])]
         ),
         // Benchmarks/tramp-cost.sh: cost per call of an enabled site.

@@ -2,6 +2,7 @@
 // trampoline), empty Swift closure, and the iterator, against the untraced
 // call of the same function, all measured in this run.
 // Usage: livetrace-tramp-bench <fixture.so> [calls]
+import Foundation
 import Glibc
 import LiveTrace
 

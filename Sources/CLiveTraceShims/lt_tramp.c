@@ -132,8 +132,8 @@ const char *lt_strerror(int error) {
     case LT_EINVAL: return "invalid argument (NULL, malformed glob or address, unknown flag)";
     case LT_ENOENT: return "the filter matches no function with a usable site";
     case LT_EBUSY: return "another LT_OPS_MODIFY_RESUME ops already owns one of these functions";
-    case LT_EALREADY: return "the ops is already registered";
-    case LT_ENOTREG: return "the ops is not registered";
+    case LT_EALREADY: return "the ops is already registered (lt_trace_start: a recording is already running in this process)";
+    case LT_ENOTREG: return "the ops is not registered (lt_trace_stop: no recording was started by lt_trace_start in this process)";
     case LT_ENOMEM: return "out of memory (no JIT memory within +-2 GiB of a site, or malloc failed)";
     case LT_EPATCH: return "the text poke refused or failed to patch a site";
     case LT_EPERM: return "lt_regs_set_resume needs an ops created with LT_OPS_MODIFY_RESUME";

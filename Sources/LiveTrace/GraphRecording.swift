@@ -11,8 +11,8 @@
 //             exits through the return trampoline until they return);
 //          2. Recorder.stop: writers detached, the last drain, objects.json
 //             of the process as mapped now, info.json marked complete.
-// A failure at step 2 of start undoes step 1, so no half-started recording
-// is left behind.
+// A failure at step 2 of start undoes step 1 (Recorder.discard: the files
+// it created are removed), so no half-started recording is left behind.
 import LiveTraceRecording
 import LiveTraceTrampolines
 
@@ -60,7 +60,7 @@ public final class GraphRecording: @unchecked Sendable {
             let graph = try FunctionGraph.start(functions: functions, excluding: excluding, maxDepth: maxDepth)
             return GraphRecording(recorder: recorder, graph: graph)
         } catch {
-            _ = try? recorder.stop()
+            recorder.discard()
             throw .tracing(error)
         }
     }

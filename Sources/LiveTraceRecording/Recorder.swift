@@ -1,17 +1,28 @@
 // Recording the current process into a trace directory, from inside:
 //
-//   start: 1. create DIR/rings (RingArea) and the drain (info.json marked
-//             incomplete, objects.json of the process as mapped now);
+//   start: 1. an older trace in DIR becomes DIR.old (a directory holding
+//             anything else is refused); create DIR/rings (RingArea) and the
+//             drain (info.json marked incomplete, objects.json of the process
+//             as mapped now);
 //          2. attach the writer layer (lt_record_attach): from here every
 //             lt_record_entry/exit of any thread lands in a ring;
 //          3. start the drain thread (its own events are ignored: it is the
 //             tracer, not the program).
+//          A failure at any step undoes the steps before it: the writers are
+//          detached and DIR/rings is removed (DIR keeps an empty, incomplete
+//          trace; nothing was recorded into it).
 //   stop:  1. lt_record_detach: no writer stores an event after it returns;
 //          2. stop and join the drain thread;
 //          3. the final drain, objects.json again (objects loaded since start),
 //             info.json marked complete; DIR/rings is removed.
+//          Step 3 runs even when step 1 or 2 failed (the drain thread may
+//          have stopped on a full disk that has space again); the first
+//          error is thrown. If step 3 fails, DIR/rings stays, so
+//          TraceDrain.salvage(directory:) can complete the trace later.
+//
+// No Foundation here: this file is linked into liblivetrace.so (lt_trace_start).
 import CLiveTraceShims
-import Foundation
+import Glibc
 import Synchronization
 
 public final class Recorder: @unchecked Sendable {
@@ -19,15 +30,18 @@ public final class Recorder: @unchecked Sendable {
     public let area: RingArea
     private let drain: TraceDrain
     private let thread: DrainThread
+    /// True when start created the directory (discard then removes it).
+    private let createdDirectory: Bool
 
     /// At most one recording per process (the writer layer has one area).
     private static let current = Mutex<Recorder?>(nil)
 
-    private init(directory: String, area: RingArea, drain: TraceDrain, interval: Duration) {
+    private init(directory: String, area: RingArea, drain: TraceDrain, thread: DrainThread, createdDirectory: Bool) {
+        self.createdDirectory = createdDirectory
         self.directory = directory
         self.area = area
         self.drain = drain
-        self.thread = DrainThread(drain: drain, interval: interval)
+        self.thread = thread
     }
 
     /// Starts recording this process into `directory` (created if needed).
@@ -40,23 +54,35 @@ public final class Recorder: @unchecked Sendable {
         try current.withLock { (current: inout Recorder?) throws(RecordingError) -> Recorder in
             guard current == nil else { throw .recordingActive }
             // Step 1.
+            try Sys.prepareTraceDirectory(directory)
+            let createdDirectory = !Sys.exists(directory)
             try Sys.mkdir(directory)
             let area = try RingArea.create(
                 path: directory + "/" + TraceFormat.ringsFile, ringCount: ringCount, ringCapacity: ringCapacity,
                 waitTimeoutMicroseconds: waitTimeoutMicroseconds)
-            let drain = try TraceDrain(
-                directory: directory, area: area, command: CommandLine.arguments, pid: UInt64(getpid()))
-            try drain.writeObjects(try ObjectCapture.capture(pid: getpid()))
-            // Step 2.
-            let status = lt_record_attach(area.base, area.size)
-            guard status == 0 else {
-                drain.detachReader()
-                throw .writer(call: "lt_record_attach", code: status)
+            var attached = false
+            var drain: TraceDrain?
+            do throws(RecordingError) {
+                let newDrain = try TraceDrain(
+                    directory: directory, area: area, command: CommandLine.arguments, pid: UInt64(getpid()))
+                drain = newDrain
+                try newDrain.writeObjects(try ObjectCapture.capture(pid: getpid()))
+                // Step 2.
+                let status = lt_record_attach(area.base, area.size)
+                guard status == 0 else { throw .writer(call: "lt_record_attach", code: status) }
+                attached = true
+                // Step 3.
+                let thread = try DrainThread(drain: newDrain, interval: drainInterval)
+                let recorder = Recorder(
+                    directory: directory, area: area, drain: newDrain, thread: thread, createdDirectory: createdDirectory)
+                current = recorder
+                return recorder
+            } catch {
+                if attached { _ = lt_record_detach() }
+                drain?.detachReader()
+                try? Sys.unlinkIfPresent(area.path)
+                throw error
             }
-            // Step 3.
-            let recorder = Recorder(directory: directory, area: area, drain: drain, interval: drainInterval)
-            current = recorder
-            return recorder
         }
     }
 
@@ -66,23 +92,38 @@ public final class Recorder: @unchecked Sendable {
         try Recorder.current.withLock { (current: inout Recorder?) throws(RecordingError) -> DrainSummary in
             guard current === self else { throw .recordingInactive }
             current = nil
+            var firstError: RecordingError?
             // Step 1.
             let status = lt_record_detach()
+            if status != 0 { firstError = .writer(call: "lt_record_detach", code: status) }
             // Step 2.
-            try thread.stop()
-            guard status == 0 else { throw .writer(call: "lt_record_detach", code: status) }
+            do throws(RecordingError) {
+                try thread.stop()
+            } catch {
+                firstError = firstError ?? error
+            }
             // Step 3.
             let summary = try drain.finish(objects: try ObjectCapture.capture(pid: getpid()))
             try Sys.unlinkIfPresent(area.path)
+            if let firstError { throw firstError }
             return summary
         }
     }
 }
 
-extension Duration {
-    var seconds: Double {
-        let (s, attoseconds) = components
-        return Double(s) + Double(attoseconds) / 1e18
+extension Recorder {
+    /// Undoes a start whose caller could not go on (GraphRecording when no
+    /// function matches): stops, then removes everything start created —
+    /// start found the directory missing or empty (an older trace went to
+    /// DIR.old), so every file in it is this recording's; the directory
+    /// itself goes when start created it.
+    public func discard() {
+        _ = try? stop()
+        try? Sys.removeTree(directory + "/" + TraceFormat.streamsDirectory)
+        for file in [TraceFormat.infoFile, TraceFormat.objectsFile, TraceFormat.ringsFile] {
+            try? Sys.unlinkIfPresent(directory + "/" + file)
+        }
+        if createdDirectory { _ = rmdir(directory) }
     }
 }
 

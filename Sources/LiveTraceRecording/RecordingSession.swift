@@ -16,30 +16,67 @@
 // If the CLI itself dies, DIR/rings stays: TraceDrain.salvage(directory:)
 // completes the trace later.
 import CLiveTraceShims
-import Foundation
+import Glibc
 import Synchronization
 
 /// The drain's own thread: drains every `interval` while nothing moves,
 /// continuously while events flow. Shared by Recorder and RecordingSession.
+///
+/// A plain pthread (no Foundation: Recorder runs inside liblivetrace.so).
+/// It runs inside the traced program when Recorder starts it, so the program
+/// must not notice it: every asynchronous signal is blocked in it (a signal
+/// sent to the process is delivered to one of the program's own threads, as
+/// it would be without LiveTrace), and its own calls are not recorded.
+///
+/// Ownership: `running` is written by stop() and read by the thread;
+/// `failure` is written by the thread before it ends and read by stop()
+/// after pthread_join, which orders the two.
 final class DrainThread: @unchecked Sendable {
     private let drain: TraceDrain
     private let interval: Duration
     private let running = Atomic<Bool>(true)
     private let failure = Mutex<RecordingError?>(nil)
-    private let finished = DispatchSemaphore(value: 0)
+    private var thread: pthread_t?
 
-    init(drain: TraceDrain, interval: Duration) {
+    /// Signals that stay deliverable in the drain thread: the faults the
+    /// kernel sends to the faulting thread whatever its mask.
+    private static let synchronousSignals = [SIGSEGV, SIGBUS, SIGILL, SIGFPE]
+
+    /// Starts the thread.
+    init(drain: TraceDrain, interval: Duration) throws(RecordingError) {
         self.drain = drain
         self.interval = interval
-        let thread = Thread { [self] in loop() }
-        thread.name = "livetrace-drain"
-        thread.start()
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var handle = pthread_t()
+        let status = pthread_create(&handle, nil, { argument in
+            let thread = Unmanaged<DrainThread>.fromOpaque(argument!).takeRetainedValue()
+            thread.loop()
+            return nil
+        }, box)
+        guard status == 0 else {
+            Unmanaged<DrainThread>.fromOpaque(box).release()
+            throw .systemCall(call: "pthread_create", subject: "drain thread", errno: status)
+        }
+        thread = handle
     }
 
+    /// The thread's name (ps, top, gdb), written where pthread_setname_np
+    /// writes it (that function needs _GNU_SOURCE, which Swift does not set).
+    private static let threadName = "livetrace-drain"
+    private static let threadNameFile = "/proc/thread-self/comm"
+
     private func loop() {
+        if let fd = try? Sys.open(Self.threadNameFile, O_WRONLY) {
+            try? Sys.writeAll(fd, Array(Self.threadName.utf8), Self.threadNameFile)
+            Sys.close(fd)
+        }
+        var blocked = sigset_t()
+        sigfillset(&blocked)
+        for signal in Self.synchronousSignals { sigdelset(&blocked, signal) }
+        lt_sigmask_remove_protected(&blocked)
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
         // The drain is the tracer, not the program: its events are not recorded.
         lt_record_thread_ignore(1)
-        defer { finished.signal() }
         while running.load(ordering: .acquiring) {
             do throws(RecordingError) {
                 // One pass, then a pause that a writer ends early by
@@ -59,7 +96,10 @@ final class DrainThread: @unchecked Sendable {
     func stop() throws(RecordingError) {
         running.store(false, ordering: .releasing)
         drain.interruptWait()
-        finished.wait()
+        if let thread {
+            pthread_join(thread, nil)
+            self.thread = nil
+        }
         if let error = failure.withLock({ $0 }) { throw error }
     }
 }
@@ -73,11 +113,11 @@ public final class RecordingSession: @unchecked Sendable {
     /// Environment variables the program must get.
     public var environment: [String: String] { [LT_RECORD_RINGS_ENV: area.path] }
 
-    private init(directory: String, area: RingArea, drain: TraceDrain, interval: Duration) {
+    private init(directory: String, area: RingArea, drain: TraceDrain, interval: Duration) throws(RecordingError) {
         self.directory = directory
         self.area = area
         self.drain = drain
-        self.thread = DrainThread(drain: drain, interval: interval)
+        self.thread = try DrainThread(drain: drain, interval: interval)
     }
 
     /// Step 1: creates `directory` with its ring area and starts draining.
@@ -91,8 +131,21 @@ public final class RecordingSession: @unchecked Sendable {
         let area = try RingArea.create(
             path: directory + "/" + TraceFormat.ringsFile, ringCount: ringCount, ringCapacity: ringCapacity,
             waitTimeoutMicroseconds: waitTimeoutMicroseconds)
-        let drain = try TraceDrain(directory: directory, area: area, command: command, pid: 0)
-        return RecordingSession(directory: directory, area: area, drain: drain, interval: drainInterval)
+        // A failure leaves no ring area behind (nothing could have attached).
+        let drain: TraceDrain
+        do throws(RecordingError) {
+            drain = try TraceDrain(directory: directory, area: area, command: command, pid: 0)
+        } catch {
+            try? Sys.unlinkIfPresent(area.path)
+            throw error
+        }
+        do throws(RecordingError) {
+            return try RecordingSession(directory: directory, area: area, drain: drain, interval: drainInterval)
+        } catch {
+            drain.detachReader()
+            try? Sys.unlinkIfPresent(area.path)
+            throw error
+        }
     }
 
     /// Step 2: the program's pid, for info.json.

@@ -163,3 +163,48 @@ enum Sys {
         return (try? fileSize(fd, path)) ?? 0
     }
 }
+
+// MARK: - the trace directory before a recording
+
+extension Sys {
+    /// Makes `path` ready to receive a new trace, with uftrace's habit (and
+    /// `livetrace record`'s): a missing or empty directory is used as it is;
+    /// an older trace (it has info.json) is renamed `path.old`, replacing any
+    /// older `path.old`; anything else is refused (ENOTDIR, ENOTEMPTY), so
+    /// no stream of another recording can mix into the new one and nothing
+    /// that is not a trace is ever removed.
+    static func prepareTraceDirectory(_ path: String) throws(RecordingError) {
+        var status = stat()
+        guard lstat(path, &status) == 0 else {
+            if errno == ENOENT { return }
+            throw .systemCall(call: "lstat", subject: path, errno: errno)
+        }
+        guard status.st_mode & S_IFMT == S_IFDIR else {
+            throw .systemCall(call: "mkdir", subject: path, errno: ENOTDIR)
+        }
+        let entries = try TraceReader.listDirectory(path)
+        if entries.isEmpty { return }
+        guard entries.contains(TraceFormat.infoFile) else {
+            throw .systemCall(call: "mkdir", subject: path, errno: ENOTEMPTY)
+        }
+        let old = path + ".old"
+        try removeTree(old)
+        _ = try retrying("rename", path) { Glibc.rename(path, old) }
+    }
+
+    /// Removes `path` and, for a directory, everything under it (symbolic
+    /// links are removed, never followed). A missing `path` is not an error.
+    static func removeTree(_ path: String) throws(RecordingError) {
+        var status = stat()
+        guard lstat(path, &status) == 0 else {
+            if errno == ENOENT { return }
+            throw .systemCall(call: "lstat", subject: path, errno: errno)
+        }
+        if status.st_mode & S_IFMT == S_IFDIR {
+            for name in try TraceReader.listDirectory(path) { try removeTree(path + "/" + name) }
+            _ = try retrying("rmdir", path) { Glibc.rmdir(path) }
+        } else {
+            _ = try retrying("unlink", path) { Glibc.unlink(path) }
+        }
+    }
+}

@@ -13,7 +13,8 @@
 //   - frames still open at the end of a stream are closed at its last
 //     timestamp and counted as `unfinished`;
 //   - times of all threads add up (total may exceed wall time).
-import Foundation
+//
+// No Foundation in this module: it is linked into liblivetrace.so.
 
 public enum ReportSort: String, CaseIterable, Sendable {
     case total, `self`, calls
@@ -116,11 +117,20 @@ public struct TraceReport: Equatable, Sendable {
     }
 
     static func duration(_ ns: UInt64) -> String {
-        let value = Double(ns)
         if ns < 1_000 { return "\(ns) ns" }
-        if ns < 1_000_000 { return String(format: "%.3f us", value / 1e3) }
-        if ns < 1_000_000_000 { return String(format: "%.3f ms", value / 1e6) }
-        return String(format: "%.3f  s", value / 1e9)
+        if ns < 1_000_000 { return threeDecimals(ns, unitNs: 1_000) + " us" }
+        if ns < 1_000_000_000 { return threeDecimals(ns, unitNs: 1_000_000) + " ms" }
+        return threeDecimals(ns, unitNs: 1_000_000_000) + "  s"
+    }
+
+    /// `ns` in units of `unitNs` (a power of 1000) with three decimals,
+    /// rounded half up: what "%.3f" printed.
+    static func threeDecimals(_ ns: UInt64, unitNs: UInt64) -> String {
+        let thousandth = unitNs / 1_000
+        let roundsUp = ns % thousandth >= (thousandth + 1) / 2
+        let thousandths = ns / thousandth + (roundsUp ? 1 : 0)
+        let fraction = String(thousandths % 1_000)
+        return "\(thousandths / 1_000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
     }
 
     private func pad(_ s: String, _ width: Int) -> String {

@@ -2,10 +2,14 @@
 // when, and how to turn TSC ticks into nanoseconds) and objects.json (the
 // memory map and symbol tables, so the trace reads without the binaries).
 // Layouts are in docs/FORMAT.md; versions in TraceFormat.swift.
-import Foundation
+//
+// Both are written and read by JSONText (no Foundation: this code is linked
+// into liblivetrace.so). Written compact, keys in sorted order (the order the
+// files always had); read with unknown keys ignored, so a reader accepts a
+// file with fields added later in the same version.
 
 /// A TSC reading and a CLOCK_MONOTONIC reading taken back to back.
-public struct ClockPair: Codable, Equatable, Sendable {
+public struct ClockPair: Equatable, Sendable {
     public var tsc: UInt64
     public var monotonicNs: UInt64
 
@@ -13,17 +17,12 @@ public struct ClockPair: Codable, Equatable, Sendable {
         self.tsc = tsc
         self.monotonicNs = monotonicNs
     }
-
-    enum CodingKeys: String, CodingKey {
-        case tsc
-        case monotonicNs = "monotonic_ns"
-    }
 }
 
 /// Converts TSC ticks to CLOCK_MONOTONIC nanoseconds: the line through the
 /// pair taken when the ring area was created and the pair taken at the last
 /// drain (the TSC is invariant on this machine: `constant_tsc nonstop_tsc`).
-public struct ClockCalibration: Codable, Equatable, Sendable {
+public struct ClockCalibration: Equatable, Sendable {
     public var start: ClockPair
     public var end: ClockPair
 
@@ -48,7 +47,7 @@ public struct ClockCalibration: Codable, Equatable, Sendable {
 }
 
 /// info.json.
-public struct TraceInfo: Codable, Equatable, Sendable {
+public struct TraceInfo: Equatable, Sendable {
     public var format: String
     public var version: Int
     public var command: [String]
@@ -84,18 +83,10 @@ public struct TraceInfo: Codable, Equatable, Sendable {
         self.complete = complete
         self.salvaged = salvaged
     }
-
-    enum CodingKeys: String, CodingKey {
-        case format, version, command, pid, clock, complete, salvaged
-        case lostWithoutRing = "lost_without_ring"
-        case lostEvents = "lost_events"
-        case ringCount = "ring_count"
-        case ringCapacity = "ring_capacity"
-    }
 }
 
 /// A function symbol, at its link-time address in its object.
-public struct TraceSymbol: Codable, Equatable, Sendable {
+public struct TraceSymbol: Equatable, Sendable {
     public var name: String
     public var address: UInt64
     public var size: UInt64
@@ -108,7 +99,7 @@ public struct TraceSymbol: Codable, Equatable, Sendable {
 }
 
 /// One mapped object.
-public struct TraceObject: Codable, Equatable, Sendable {
+public struct TraceObject: Equatable, Sendable {
     public var path: String
     public var buildId: String?
     /// Run-time address minus link-time address.
@@ -130,17 +121,10 @@ public struct TraceObject: Codable, Equatable, Sendable {
         self.symbols = symbols
         self.symbolsError = symbolsError
     }
-
-    enum CodingKeys: String, CodingKey {
-        case path, ranges, symbols
-        case buildId = "build_id"
-        case loadBias = "load_bias"
-        case symbolsError = "symbols_error"
-    }
 }
 
 /// objects.json.
-public struct ObjectTable: Codable, Equatable, Sendable {
+public struct ObjectTable: Equatable, Sendable {
     public var version: Int
     public var objects: [TraceObject]
 
@@ -150,39 +134,178 @@ public struct ObjectTable: Codable, Equatable, Sendable {
     }
 }
 
-enum TraceJSON {
-    static func encode<T: Encodable>(_ value: T) throws(RecordingError) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        do {
-            return Array(try encoder.encode(value))
-        } catch {
-            throw .damagedTrace(file: "\(T.self)", reason: "cannot encode: \(error)")
+/// A value that is one JSON document of the trace directory, or part of one.
+protocol TraceJSONDocument {
+    /// Writes the value as compact JSON, keys in sorted order.
+    func write(to json: inout JSONWriter)
+    /// Reads the value from `json`, found at `path` in its document.
+    init(json: JSONValue, path: String) throws(JSONDecodingProblem)
+}
+
+extension ClockPair: TraceJSONDocument {
+    func write(to json: inout JSONWriter) {
+        json.object { members in
+            members.member("monotonic_ns") { $0.number(monotonicNs) }
+            members.member("tsc") { $0.number(tsc) }
         }
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], file: String) throws(RecordingError) -> T {
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(bytes))
-        } catch let DecodingError.dataCorrupted(context) {
-            throw .damagedTrace(file: file, reason: "invalid JSON: \(context.debugDescription) \(describe(context.underlyingError))")
-        } catch let DecodingError.keyNotFound(key, context) {
-            throw .damagedTrace(file: file, reason: "missing field \(path(context.codingPath + [key]))")
-        } catch let DecodingError.typeMismatch(_, context) {
-            throw .damagedTrace(file: file, reason: "wrong type at \(path(context.codingPath)): \(context.debugDescription)")
-        } catch let DecodingError.valueNotFound(_, context) {
-            throw .damagedTrace(file: file, reason: "missing value at \(path(context.codingPath))")
+    init(json: JSONValue, path: String) throws(JSONDecodingProblem) {
+        let fields = try JSONFields(json, path: path)
+        self.init(tsc: try fields.integer("tsc"), monotonicNs: try fields.integer("monotonic_ns"))
+    }
+}
+
+extension ClockCalibration: TraceJSONDocument {
+    func write(to json: inout JSONWriter) {
+        json.object { members in
+            members.member("end") { end.write(to: &$0) }
+            members.member("start") { start.write(to: &$0) }
+        }
+    }
+
+    init(json: JSONValue, path: String) throws(JSONDecodingProblem) {
+        let fields = try JSONFields(json, path: path)
+        self.init(
+            start: try ClockPair(json: try fields.value("start"), path: fields.childPath("start")),
+            end: try ClockPair(json: try fields.value("end"), path: fields.childPath("end")))
+    }
+}
+
+extension TraceInfo: TraceJSONDocument {
+    func write(to json: inout JSONWriter) {
+        json.object { members in
+            members.member("clock") { clock.write(to: &$0) }
+            members.member("command") { $0.array(command) { $0.string($1) } }
+            members.member("complete") { $0.bool(complete) }
+            members.member("format") { $0.string(format) }
+            members.member("lost_events") { $0.number(lostEvents) }
+            members.member("lost_without_ring") { $0.number(lostWithoutRing) }
+            members.member("pid") { $0.number(pid) }
+            members.member("ring_capacity") { $0.number(ringCapacity) }
+            members.member("ring_count") { $0.number(ringCount) }
+            members.member("salvaged") { $0.bool(salvaged) }
+            members.member("version") { $0.number(version) }
+        }
+    }
+
+    init(json: JSONValue, path: String) throws(JSONDecodingProblem) {
+        let fields = try JSONFields(json, path: path)
+        let command = try fields.array("command")
+        var arguments: [String] = []
+        for (index, argument) in command.enumerated() {
+            arguments.append(try JSONFields.string(argument, path: fields.childPath("command") + "[\(index)]"))
+        }
+        self.init(
+            command: arguments, pid: try fields.integer("pid"),
+            clock: try ClockCalibration(json: try fields.value("clock"), path: fields.childPath("clock")),
+            lostWithoutRing: try fields.integer("lost_without_ring"), lostEvents: try fields.integer("lost_events"),
+            ringCount: try fields.integer("ring_count"), ringCapacity: try fields.integer("ring_capacity"),
+            complete: try fields.bool("complete"), salvaged: try fields.bool("salvaged"))
+        // The file's own format and version, for the reader to check.
+        format = try fields.string("format")
+        version = try fields.integer("version")
+    }
+}
+
+extension TraceSymbol: TraceJSONDocument {
+    func write(to json: inout JSONWriter) {
+        json.object { members in
+            members.member("address") { $0.number(address) }
+            members.member("name") { $0.string(name) }
+            members.member("size") { $0.number(size) }
+        }
+    }
+
+    init(json: JSONValue, path: String) throws(JSONDecodingProblem) {
+        let fields = try JSONFields(json, path: path)
+        self.init(name: try fields.string("name"), address: try fields.integer("address"), size: try fields.integer("size"))
+    }
+}
+
+extension TraceObject: TraceJSONDocument {
+    func write(to json: inout JSONWriter) {
+        json.object { members in
+            members.member("build_id") { json in
+                if let buildId { json.string(buildId) } else { json.null() }
+            }
+            members.member("load_bias") { $0.number(loadBias) }
+            members.member("path") { $0.string(path) }
+            members.member("ranges") { $0.array(ranges) { json, range in json.array(range) { $0.number($1) } } }
+            members.member("symbols") { $0.array(symbols) { json, symbol in symbol.write(to: &json) } }
+            // Absent when the symbols were read (docs/FORMAT.md).
+            if let symbolsError { members.member("symbols_error") { $0.string(symbolsError) } }
+        }
+    }
+
+    init(json: JSONValue, path: String) throws(JSONDecodingProblem) {
+        let fields = try JSONFields(json, path: path)
+        var ranges: [[UInt64]] = []
+        for (index, range) in try fields.array("ranges").enumerated() {
+            let rangePath = fields.childPath("ranges") + "[\(index)]"
+            guard case let .array(bounds) = range else {
+                throw .wrongType(path: rangePath, expected: "an array", found: range.kindName)
+            }
+            var values: [UInt64] = []
+            for (position, bound) in bounds.enumerated() {
+                values.append(try JSONFields.integer(bound, path: rangePath + "[\(position)]"))
+            }
+            ranges.append(values)
+        }
+        var symbols: [TraceSymbol] = []
+        let symbolsPath = fields.childPath("symbols")
+        for (index, symbol) in try fields.array("symbols").enumerated() {
+            symbols.append(try TraceSymbol(json: symbol, path: symbolsPath + "[\(index)]"))
+        }
+        self.init(
+            path: try fields.string("path"), buildId: try fields.optionalString("build_id"),
+            loadBias: try fields.integer("load_bias"), ranges: ranges, symbols: symbols,
+            symbolsError: try fields.optionalString("symbols_error"))
+    }
+}
+
+extension ObjectTable: TraceJSONDocument {
+    func write(to json: inout JSONWriter) {
+        json.object { members in
+            members.member("objects") { $0.array(objects) { json, object in object.write(to: &json) } }
+            members.member("version") { $0.number(version) }
+        }
+    }
+
+    init(json: JSONValue, path: String) throws(JSONDecodingProblem) {
+        let fields = try JSONFields(json, path: path)
+        var objects: [TraceObject] = []
+        let objectsPath = fields.childPath("objects")
+        for (index, object) in try fields.array("objects").enumerated() {
+            objects.append(try TraceObject(json: object, path: objectsPath + "[\(index)]"))
+        }
+        self.init(objects: objects)
+        // The file's own version, for the reader to check.
+        version = try fields.integer("version")
+    }
+}
+
+/// info.json and objects.json as bytes, and back.
+enum TraceJSON {
+    static func encode<T: TraceJSONDocument>(_ value: T) throws(RecordingError) -> [UInt8] {
+        var json = JSONWriter()
+        value.write(to: &json)
+        return json.bytes
+    }
+
+    /// Decodes `bytes`, the contents of `file`; every defect is a
+    /// `damagedTrace` error naming the file and the field.
+    static func decode<T: TraceJSONDocument>(_ type: T.Type, from bytes: [UInt8], file: String) throws(RecordingError) -> T {
+        let value: JSONValue
+        do throws(JSONSyntaxError) {
+            value = try JSONValue.parse(bytes)
+        } catch {
+            throw .damagedTrace(file: file, reason: "invalid JSON: \(error)")
+        }
+        do throws(JSONDecodingProblem) {
+            return try T(json: value, path: "")
         } catch {
             throw .damagedTrace(file: file, reason: "\(error)")
         }
-    }
-
-    private static func path(_ keys: [CodingKey]) -> String {
-        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-    }
-
-    private static func describe(_ error: Error?) -> String {
-        guard let error else { return "" }
-        return "(\((error as NSError).localizedDescription))"
     }
 }

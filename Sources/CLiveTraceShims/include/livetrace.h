@@ -140,7 +140,7 @@ lt_ops *lt_replace_function(const char *function, uintptr_t replacement, int *er
  * directory that `livetrace report -d DIR` reads, exactly as
  * `livetrace record` would have recorded it from outside:
  *
- *     if (lt_trace_start("trace.data", "parse_*,eval", NULL, 0) != 0) ...
+ *     if (lt_trace_start("trace.data", "parse_*;eval", NULL, 0) != 0) ...
  *     run_the_work();
  *     struct lt_trace_summary summary;
  *     if (lt_trace_stop(&summary) == 0)
@@ -195,10 +195,11 @@ struct lt_trace_summary {
 
 /* Starts recording into `directory` the calls of the functions matching
  * `filter` minus those matching `notrace`.
- *   - filter, notrace: comma-separated lists of globs or addresses, as
- *     lt_ops_set_filter takes them ("fib,parse_*"; a glob cannot contain a
- *     comma; spaces around items are ignored). NULL or "" means every
- *     function with a site (filter) and none (notrace).
+ *   - filter, notrace: `;`-separated lists of globs or addresses, as
+ *     lt_ops_set_filter takes them ("fib;parse_*"; `;` as in the shim's
+ *     LIVETRACE_FILTER, since demangled names contain commas; spaces around
+ *     items are ignored). NULL or "" means every function with a site
+ *     (filter) and none (notrace).
  *   - max_depth: calls nested deeper are followed but not recorded
  *     (0: LT_TRACE_MAX_DEPTH).
  *   - directory: created if missing; an older trace there is renamed

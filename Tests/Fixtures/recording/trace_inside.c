@@ -1,0 +1,116 @@
+/* A plain C program that records its own function graph through the C API
+ * of liblivetrace.so (livetrace.h, "Recording from inside").
+ *
+ *   trace_inside DIR   records DIR, then checks the API's bad-input answers
+ *                      (DIR-busy must exist and hold a file that is not a
+ *                      trace), then records DIR-atexit and exits without
+ *                      lt_trace_stop
+ *
+ * Known call tree, recorded with filter "tr_work;tr_fib;tr_leaf;
+ * tr_thread_body;tr_hidden" (spaces around items) minus notrace "tr_hid*":
+ *   main thread:  tr_work(6) = tr_fib(6) + tr_hidden(); tr_fib(n) calls
+ *                 tr_leaf at each of its F(n+1) base cases, so tr_fib runs
+ *                 2*F(7)-1 = 25 times and tr_leaf 13 times; then tr_work
+ *                 joins the second thread.
+ *   second thread: tr_thread_body calls tr_leaf 100 times.
+ * After lt_trace_stop, tr_leaf is called again: that call is not recorded.
+ *
+ * Every line of output is "NAME VALUE"; the test reads them. The program
+ * exits 0 unless something crashed it. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <livetrace.h>
+
+#if defined(__clang__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE __attribute__((noinline, noclone))
+#endif
+
+static volatile long sink;
+
+NOINLINE void tr_leaf(long x) { sink += x; }
+
+NOINLINE void tr_hidden(void) { sink += 1; }
+
+NOINLINE long tr_fib(int n) {
+    if (n < 2) {
+        tr_leaf(n);
+        return n;
+    }
+    return tr_fib(n - 1) + tr_fib(n - 2);
+}
+
+NOINLINE void *tr_thread_body(void *argument) {
+    (void)argument;
+    for (long i = 0; i < 100; i++) tr_leaf(i);
+    return 0;
+}
+
+NOINLINE long tr_work(int n, pthread_t thread) {
+    long value = tr_fib(n);
+    tr_hidden();
+    pthread_join(thread, 0);
+    return value;
+}
+
+static void check(const char *name, int code) {
+    printf("%s %d %s\n", name, code, code == 0 ? "-" : lt_strerror(code));
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: trace_inside DIR\n");
+        return 2;
+    }
+    const char *directory = argv[1];
+    char other[4096];
+
+    /* The recording. The second thread starts after lt_trace_start: every
+     * one of its calls is inside the recording. */
+    check("start", lt_trace_start(directory, " tr_work; tr_fib ;tr_leaf;tr_thread_body;tr_hidden", "tr_hid*", 0));
+    pthread_t thread;
+    pthread_create(&thread, 0, tr_thread_body, 0);
+    printf("work %ld\n", tr_work(6, thread));
+    check("start_again", lt_trace_start(directory, 0, 0, 0));
+    struct lt_trace_summary summary;
+    check("stop", lt_trace_stop(&summary));
+    printf("summary %llu %llu %llu %llu\n", (unsigned long long)summary.threads,
+           (unsigned long long)summary.events, (unsigned long long)summary.lost,
+           (unsigned long long)summary.functions);
+    tr_leaf(1);
+
+    /* Bad input: each a clear code, nothing left started. */
+    check("stop_again", lt_trace_stop(&summary));
+    printf("summary_after_failure %llu\n", (unsigned long long)summary.events);
+    check("null_directory", lt_trace_start(0, 0, 0, 0));
+    check("empty_directory", lt_trace_start("", 0, 0, 0));
+    errno = 0;
+    int unwritable = lt_trace_start("/proc/livetrace-cannot-be-here", "tr_*", 0, 0);
+    int unwritable_errno = errno;
+    check("unwritable", unwritable);
+    printf("unwritable_errno %d %s\n", unwritable_errno, strerror(unwritable_errno));
+    /* DIR-busy: the test put a file that is not a trace there. */
+    snprintf(other, sizeof other, "%s-busy", directory);
+    errno = 0;
+    int busy = lt_trace_start(other, "tr_*", 0, 0);
+    int busy_errno = errno;
+    check("busy", busy);
+    printf("busy_errno %d %s\n", busy_errno, strerror(busy_errno));
+    snprintf(other, sizeof other, "%s-none", directory);
+    check("no_match", lt_trace_start(other, "no_such_function_*", 0, 0));
+    snprintf(other, sizeof other, "%s-lists", directory);
+    check("empty_glob", lt_trace_start(other, "tr_fib;;tr_leaf", 0, 0));
+    check("too_deep", lt_trace_start(other, "tr_*", 0, LT_TRACE_MAX_DEPTH + 1));
+    check("stop_never_started", lt_trace_stop(0));
+
+    /* Still usable after all that: a second recording, completed at exit
+     * (no lt_trace_stop). */
+    snprintf(other, sizeof other, "%s-atexit", directory);
+    check("start_for_exit", lt_trace_start(other, "tr_leaf", 0, 0));
+    tr_leaf(2);
+    tr_leaf(3);
+    return 0;
+}

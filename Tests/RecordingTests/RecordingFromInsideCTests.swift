@@ -1,0 +1,240 @@
+// Recording from inside, from C: a plain C program linked against
+// liblivetrace.so (nothing else) records its own function graph with
+// lt_trace_start / lt_trace_stop, and the trace it leaves is read back here
+// and compared, event by event, with the call tree the program makes
+// (Tests/Fixtures/recording/trace_inside.c).
+import CLiveTraceShims
+import Foundation
+import LiveTrace
+import TestSupport
+import XCTest
+
+final class RecordingFromInsideCTests: XCTestCase {
+    struct Variant {
+        var compiler: String
+        var flags: [String]
+        var name: String
+    }
+
+    static let gccPatchableEntry = Variant(compiler: "gcc", flags: ["-O2", "-fpatchable-function-entry=5"], name: "gcc-nop1x5")
+    static let clangPatchableEntry = Variant(compiler: "clang", flags: ["-O2", "-fpatchable-function-entry=5"], name: "clang-nop5")
+    static let clangFentry = Variant(compiler: "clang", flags: ["-O1", "-pg", "-mfentry"], name: "clang-call-fentry")
+
+    // MARK: - the call tree, exactly
+
+    func testCProgramBuiltWithGccPatchableEntryRecordsItsExactCallTree() throws {
+        let run = try runFixture(try build(Self.gccPatchableEntry))
+        try assertExactCallTree(run.directory)
+        assertSummaryMatchesTheTree(run)
+    }
+
+    func testCProgramBuiltWithClangPatchableEntryRecordsItsExactCallTree() throws {
+        let run = try runFixture(try build(Self.clangPatchableEntry))
+        try assertExactCallTree(run.directory)
+        assertSummaryMatchesTheTree(run)
+    }
+
+    func testCProgramBuiltWithClangFentryRecordsItsExactCallTree() throws {
+        let run = try runFixture(try build(Self.clangFentry))
+        try assertExactCallTree(run.directory)
+        assertSummaryMatchesTheTree(run)
+    }
+
+    // MARK: - bad input
+
+    func testBadInputGetsClearNegativeCodesAndTheProgramLives() throws {
+        let run = try runFixture(try build(Self.gccPatchableEntry))
+        XCTAssertEqual(run.result.status, 0, run.result.stdout + run.result.stderr)
+        XCTAssertFalse(run.result.signaled)
+        let code = { (name: String) -> Int32? in run.lines[name].flatMap { Int32($0[0]) } }
+        XCTAssertEqual(code("start_again"), -Int32(LT_EALREADY), "double start")
+        XCTAssertEqual(code("stop_again"), -Int32(LT_ENOTREG), "stop after stop")
+        XCTAssertEqual(run.lines["summary_after_failure"], ["0"], "a failed stop zeroes the summary")
+        XCTAssertEqual(code("null_directory"), -Int32(LT_EINVAL))
+        XCTAssertEqual(code("empty_directory"), -Int32(LT_EINVAL))
+        XCTAssertEqual(code("unwritable"), -Int32(LT_ETRACEDIR))
+        XCTAssertEqual(run.lines["unwritable_errno"]?.first, String(ENOENT), "errno says why: \(run.lines["unwritable_errno"] ?? [])")
+        XCTAssertEqual(code("busy"), -Int32(LT_ETRACEDIR), "a directory holding something else is refused")
+        XCTAssertEqual(run.lines["busy_errno"]?.first, String(ENOTEMPTY))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.directory + "-busy/keep.txt"), "nothing that is not a trace is removed")
+        XCTAssertEqual(code("no_match"), -Int32(LT_ENOENT), "a filter that matches nothing")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.directory + "-none"), "a failed start removes what it created")
+        XCTAssertEqual(code("empty_glob"), -Int32(LT_EINVAL), "an empty item in a glob list")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.directory + "-lists"))
+        XCTAssertEqual(code("too_deep"), -Int32(LT_EINVAL), "max_depth above LT_TRACE_MAX_DEPTH")
+        XCTAssertEqual(code("stop_never_started"), -Int32(LT_ENOTREG))
+        // Every failing code has its own message.
+        XCTAssertTrue(run.result.stdout.contains("unwritable -\(LT_ETRACEDIR) the trace directory could not be created or written"),
+                      run.result.stdout)
+        // After all of that, a new recording works; the program exits
+        // without lt_trace_stop and the recording is completed at exit.
+        XCTAssertEqual(code("start_for_exit"), 0)
+        let atExit = try TraceReport(directory: run.directory + "-atexit")
+        XCTAssertEqual(Dictionary(atExit.functions.map { ($0.function, $0.calls) }, uniquingKeysWith: +), ["tr_leaf": 2])
+        XCTAssertTrue(try TraceReader.readInfo(directory: run.directory + "-atexit").complete)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.directory + "-atexit/rings"))
+    }
+
+    func testAnOlderTraceInTheDirectoryBecomesDirOldAndNothingOfItMixesIn() throws {
+        let program = try build(Self.clangPatchableEntry)
+        let first = try runFixture(program)
+        let firstStreams = try streamFiles(first.directory)
+        let second = try runFixture(program, directory: first.directory)
+        try assertExactCallTree(second.directory)
+        XCTAssertEqual(try streamFiles(first.directory + ".old"), firstStreams, "the first trace, whole, in DIR.old")
+        XCTAssertTrue(Set(try streamFiles(second.directory)).isDisjoint(with: firstStreams))
+    }
+
+    // MARK: - a plain C program
+
+    func testPlainCProgramNeedsNothingButLiblivetrace() throws {
+        let program = try build(Self.gccPatchableEntry)
+        let lib = try Self.libraryDirectory()
+        let ldd = try Fixtures.run(["/usr/bin/ldd", program])
+        XCTAssertEqual(ldd.status, 0, ldd.stderr)
+        XCTAssertFalse(ldd.stdout.contains("libswift"), "no Swift runtime library is loaded:\n\(ldd.stdout)")
+        XCTAssertFalse(ldd.stdout.contains("Foundation"), ldd.stdout)
+        XCTAssertFalse(ldd.stdout.contains("not found"), ldd.stdout)
+        XCTAssertTrue(ldd.stdout.contains("liblivetrace.so => \(lib)/liblivetrace.so"), ldd.stdout)
+        let symbols = try Fixtures.run(["/usr/bin/nm", "-D", "--defined-only", lib + "/liblivetrace.so"]).stdout
+        for name in ["lt_trace_start", "lt_trace_stop"] {
+            XCTAssertTrue(symbols.contains(" T \(name)\n"), "\(name) must be exported")
+        }
+        // Foundation cannot live in liblivetrace.so (its ICU symbols stay
+        // unresolved): none of its code may be linked in.
+        let all = try Fixtures.run(["/usr/bin/nm", lib + "/liblivetrace.so"]).stdout
+        XCTAssertFalse(all.contains("FoundationEssentials"), "Foundation was linked into liblivetrace.so")
+        // And it runs with an environment that points at no Swift library.
+        let run = try runFixture(program, environment: ["LD_LIBRARY_PATH": ""])
+        XCTAssertEqual(run.lines["start"]?.first, "0", run.result.stdout + run.result.stderr)
+    }
+
+    // MARK: - helpers
+
+    /// A directory holding liblivetrace.so → the built libLiveTraceC.so.
+    static func libraryDirectory() throws -> String {
+        let products = URL(fileURLWithPath: Fixtures.livetraceExecutable).deletingLastPathComponent().path
+        let built = products + "/libLiveTraceC.so"
+        guard FileManager.default.fileExists(atPath: built) else {
+            throw FixtureError.compileFailed(
+                command: "find \(built)", output: "libLiveTraceC.so is not built: run `swift build` (it builds every product) before the tests")
+        }
+        let dir = Fixtures.buildDirectory.appendingPathComponent("liblivetrace-recording").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let link = dir + "/liblivetrace.so"
+        try? FileManager.default.removeItem(atPath: link)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: built)
+        return dir
+    }
+
+    static var includeDirectory: String {
+        Fixtures.sourceDirectory.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("include").path
+    }
+
+    func build(_ variant: Variant) throws -> String {
+        let lib = try Self.libraryDirectory()
+        // No sibling calls: a tail call returns for its caller, and the
+        // call tree would not be the source's. Fixtures.compile puts the
+        // source after the flags, and Debian's gcc links --as-needed: the
+        // library must be kept although it comes before its user.
+        return try Fixtures.compile(
+            ["recording/trace_inside.c"], compiler: variant.compiler,
+            flags: variant.flags + ["-g", "-pthread", "-fno-optimize-sibling-calls", "-I", Self.includeDirectory,
+                                    "-L", lib, "-Wl,--no-as-needed", "-llivetrace", "-Wl,-rpath,\(lib)"],
+            output: "trace_inside-\(variant.name)")
+    }
+
+    struct FixtureRun {
+        var result: ProcessResult
+        /// Output lines by their first word: the rest, split on spaces.
+        var lines: [String: [String]]
+        var directory: String
+    }
+
+    /// Runs the fixture into `directory` (default: a fresh one), with
+    /// DIR-busy holding a file that is not a trace.
+    func runFixture(_ program: String, directory: String? = nil, environment: [String: String]? = nil) throws -> FixtureRun {
+        let directory = directory ?? RecordingFixtures.scratchDirectory("inside-c") + "/trace"
+        try FileManager.default.createDirectory(atPath: directory + "-busy", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: directory + "-busy/keep.txt", contents: Data("mine\n".utf8))
+        // -pg programs write their profile at exit: into the scratch directory.
+        let profile = ["GMON_OUT_PREFIX": directory + "-gmon"]
+        let result = try Fixtures.run([program, directory], environment: profile.merging(environment ?? [:]) { $1 })
+        var lines: [String: [String]] = [:]
+        for line in result.stdout.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            if let name = words.first { lines[name] = Array(words.dropFirst()) }
+        }
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertFalse(result.signaled, result.stderr)
+        XCTAssertEqual(lines["start"]?.first, "0", result.stdout + result.stderr)
+        XCTAssertEqual(lines["stop"]?.first, "0", result.stdout + result.stderr)
+        XCTAssertEqual(lines["work"], ["8"], "the program computes what it computes untraced (fib(6) = 8)")
+        return FixtureRun(result: result, lines: lines, directory: directory)
+    }
+
+    func streamFiles(_ directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory + "/streams").sorted()
+    }
+
+    /// tr_fib(n): entry, then tr_leaf at a base case or tr_fib(n-1) and
+    /// tr_fib(n-2), then exit; depths relative to the thread's first call.
+    static func fibEvents(_ n: Int, depth: Int, into events: inout [String]) {
+        events.append("> tr_fib \(depth)")
+        if n < 2 {
+            events += ["> tr_leaf \(depth + 1)", "< tr_leaf \(depth + 1)"]
+        } else {
+            fibEvents(n - 1, depth: depth + 1, into: &events)
+            fibEvents(n - 2, depth: depth + 1, into: &events)
+        }
+        events.append("< tr_fib \(depth)")
+    }
+
+    /// The whole trace against the fixture's call tree: two threads, each
+    /// stream exactly its thread's entries and exits, in order, nested.
+    func assertExactCallTree(_ directory: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let trace = try TraceReader.read(directory: directory)
+        XCTAssertTrue(trace.info.complete, file: file, line: line)
+        XCTAssertEqual(trace.info.lostEvents, 0, file: file, line: line)
+        XCTAssertTrue(trace.info.command.last == directory, "command: \(trace.info.command)", file: file, line: line)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/rings"), file: file, line: line)
+        let symbols = Symbolizer(trace.objects)
+
+        var mainThread = ["> tr_work 0"]
+        Self.fibEvents(6, depth: 1, into: &mainThread)
+        mainThread.append("< tr_work 0")
+        let secondThread = ["> tr_thread_body 0"]
+            + Array(repeating: ["> tr_leaf 1", "< tr_leaf 1"], count: 100).flatMap { $0 } + ["< tr_thread_body 0"]
+
+        XCTAssertEqual(trace.streams.count, 2, "one stream per thread that made a traced call", file: file, line: line)
+        var recorded: [String: [String]] = [:]
+        var baseDepths: Set<UInt32> = []
+        for stream in trace.streams {
+            guard let first = stream.events.first else { continue }
+            baseDepths.insert(first.depth)
+            recorded[symbols.describe(first.address)] = stream.events.map { event in
+                let mark = event.kind == .entry ? ">" : event.kind == .exit ? "<" : "lost"
+                let unwound = event.isUnwound ? " unwound" : ""
+                return "\(mark) \(symbols.describe(event.address)) \(Int(event.depth) - Int(first.depth))\(unwound)"
+            }
+        }
+        XCTAssertEqual(baseDepths.count, 1, "both threads' first calls at the same depth", file: file, line: line)
+        XCTAssertEqual(recorded["tr_work"], mainThread, file: file, line: line)
+        XCTAssertEqual(recorded["tr_thread_body"], secondThread, file: file, line: line)
+
+        let report = try TraceReport(directory: directory)
+        let calls = Dictionary(report.functions.map { ($0.function, $0.calls) }, uniquingKeysWith: +)
+        // fib(6): 2*F(7)-1 = 25 calls, F(7) = 13 base cases; tr_hidden is notrace;
+        // the tr_leaf call after lt_trace_stop is not recorded.
+        XCTAssertEqual(calls, ["tr_work": 1, "tr_fib": 25, "tr_leaf": 13 + 100, "tr_thread_body": 1], file: file, line: line)
+        XCTAssertEqual(report.unmatchedExits, 0, file: file, line: line)
+        XCTAssertEqual(report.functions.map(\.unfinished), [0, 0, 0, 0], file: file, line: line)
+    }
+
+    /// lt_trace_stop's summary: 2 threads, (1 + 25 + 13 + 1 + 100) calls of
+    /// 2 events each, nothing lost, 4 functions.
+    func assertSummaryMatchesTheTree(_ run: FixtureRun, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(run.lines["summary"], ["2", "280", "0", "4"], file: file, line: line)
+    }
+}
