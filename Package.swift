@@ -32,7 +32,8 @@ let package = Package(
             // executable that links this target statically must export them,
             // or libstdc++ and libc keep calling their own. Likewise
             // lt_sigmask.c's signal-mask and sigaction entry points, so that
-            // libraries loaded later (dlopen) reach them too.
+            // libraries loaded later (dlopen) reach them too; and lt_unload.c's
+            // dlclose.
             linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic-symbol=sigaction",
                                            "-Xlinker", "--export-dynamic-symbol=signal",
                                            "-Xlinker", "--export-dynamic-symbol=sigprocmask",
@@ -43,7 +44,8 @@ let package = Package(
                                            "-Xlinker", "--export-dynamic-symbol=__cxa_begin_catch",
                                            "-Xlinker", "--export-dynamic-symbol=pthread_exit",
                                            "-Xlinker", "--export-dynamic-symbol=backtrace",
-                                           "-Xlinker", "--export-dynamic-symbol=_Unwind_Backtrace"])]
+                                           "-Xlinker", "--export-dynamic-symbol=_Unwind_Backtrace",
+                                           "-Xlinker", "--export-dynamic-symbol=dlclose"])]
         ),
         // Finding sites in ELF objects (files and the loaded process).
         .target(name: "LiveTraceSites", dependencies: ["CElfutils", "CLiveTraceShims"]),

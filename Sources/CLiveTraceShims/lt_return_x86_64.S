@@ -1,7 +1,10 @@
 /* lt_return_x86_64.S — the return trampoline of the function graph.
  *
  * A hooked function's return slot holds lt_graph_return_trampoline
- * (lt_graph.c, entry step 4); its `ret` lands here with:
+ * (lt_graph.c, entry step 4). The trampoline entry then runs the function
+ * from lt_graph_call_body, a `call` placed right before this trampoline, so
+ * the return stack buffer predicts the function's `ret` to here and this
+ * trampoline's `ret` to the caller. The function's `ret` lands here with:
  *   rsp        =  slot + 8 (the caller's stack pointer after the call)
  *   live       =  the return registers of the C and Swift conventions:
  *                 rax rdx (C, Swift), rcx r8 (Swift), xmm0-xmm3, x87 st0/st1
@@ -24,7 +27,7 @@
  *   rsp + 64  rax  72 rdx  80 rcx  88 r8  96 r9  104 rdi  112 rsi  120 r10  128 r11
  *
  * CFI: an unwinder that meets the trampoline as a hooked function's return
- * address looks up (address - 1): the `nop` before the symbol, where the
+ * address looks up (address - 1): the `call` before the symbol, where the
  * return address is undefined: a backtrace through a hooked frame ends
  * cleanly at the trampoline instead of walking garbage. (Exceptions and
  * pthread_exit restore the real addresses before unwinding: lt_unwind.c.)
@@ -52,10 +55,18 @@
     .text
     .globl lt_graph_return_trampoline
     .type lt_graph_return_trampoline,@function
+    .globl lt_graph_call_body
+    .hidden lt_graph_call_body
+    .globl lt_graph_return_point
+    .hidden lt_graph_return_point
     .p2align 4
     .cfi_startproc
     .cfi_undefined rip
-    nop
+lt_graph_call_body:
+    /* The trampoline entry's way out for a hooked frame (lt_tramp_x86_64.S):
+     * the return slot was popped, r11 is where the function continues. */
+    call *%r11
+lt_graph_return_point:
 lt_graph_return_trampoline:
     /* Here CFA = rsp = slot + 8 and the return address is at the slot. */
     .cfi_def_cfa_offset 0

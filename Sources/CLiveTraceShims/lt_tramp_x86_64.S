@@ -1,32 +1,42 @@
 /* lt_tramp_x86_64.S — the two entries of the trampoline stubs:
- *   lt_tramp_entry       fills all of lt_regs and honours a new resume
- *                        address (ops with LT_OPS_SAVE_REGS or
+ *   lt_tramp_entry       fills all of lt_regs (ops with LT_OPS_SAVE_REGS or
  *                        LT_OPS_MODIFY_RESUME, and every iterator);
- *   lt_tramp_entry_lean  the same protocol without r12-r14, resume and the
- *                        resume write-back (every other ops): 4 stores and
- *                        a compare fewer, about 0.5 ns a call.
+ *   lt_tramp_entry_lean  the same without r12-r14 (every other ops).
  *
- * Entered by `jmp` from a 32-byte stub (lt_tramp.h) with:
- *   r11        -> the stub's record { func, ops }
- *   [rsp]      =  site + 5 (return address into the traced function)
- *   [rsp + 8]  =  parent_ip (the traced function's own return address)
+ * Entered by `jmp` from a 64-byte stub (lt_tramp.h), itself reached by the
+ * site's `jmp`, so nothing was pushed since the function's caller called it:
+ *   r11        -> the stub's record { func, ops, resume }
+ *   [rsp]      =  parent_ip (the traced function's return address)
  *   every argument register of the C and Swift conventions live.
  *
  * Frame (rbp-based, rsp aligned down to 16 whatever the caller did):
+ *   rbp + 8            parent_ip: the function's return slot (regs->rsp)
  *   rsp + 0   .. 255   struct lt_regs (livetrace.h; xmm at +128, 16-aligned)
  *   rsp + 256          the record pointer (r11), parked across the slow
  *                      paths' C calls (the fast path keeps it in r11)
- *   rsp + 264          unused (the slot is reloaded from TLS after the call:
- *                      two loads are cheaper than a store on this path)
+ *
+ * The way out (after E2) continues the function at regs->resume (the
+ * record's site + 5, or what a MODIFY_RESUME callback set):
+ *   - normally `jmp *resume`: the function runs with its return slot as the
+ *     caller left it;
+ *   - when a callback has hooked the return slot (the function graph wrote
+ *     lt_graph_return_trampoline there), the slot is popped and the function
+ *     is *called* from lt_graph_call_body, whose return address is that same
+ *     trampoline: the function's `ret` is then predicted by the return stack
+ *     buffer, and so is the trampoline's own `ret` to the caller (a return
+ *     address overwritten in place costs two mispredicted returns and a
+ *     desynchronized return stack: ~27 ns a call on this machine).
  *
  * Register contract: rdi rsi rdx rcx r8 r9 rax r10 xmm0-7 are restored from
  * lt_regs; r12 r13 r14 rbx r15 rbp are callee-saved in the C convention the
- * callback follows; r11 is scratch at function entry in both conventions;
- * errno is restored; flags are not part of either convention at entry.
- * Only xmm0-7 of the vector state are preserved (not the ymm/zmm upper halves).
+ * callback follows; r11 is scratch at function entry in both conventions
+ * (it carries the resume address out); errno is restored; flags are not part
+ * of either convention at entry. Only xmm0-7 of the vector state are
+ * preserved (not the ymm/zmm upper halves).
  *
  * Steps E1/E2 of the quiescence protocol are marked below; everything between
- * the site's call and E1 lives in section lt_tramp_text (see lt_tramp.h).
+ * the site's jump and E1 lives in section lt_tramp_text (see lt_tramp.h), and
+ * nothing reads the record after E2.
  */
 #define REGS_RDI     0
 #define REGS_RSI     8
@@ -48,9 +58,18 @@
 #define FRAME_SIZE   272
 #define RECORD_FUNC  0
 #define RECORD_OPS   8
+#define RECORD_RESUME 16
+#define SITE_LENGTH  5
 #define SLOT_SEQ     0
 #define SLOT_SKIPPED 8
 #define SLOT_READY   20
+
+    .hidden lt_errno_tpoff
+    .hidden lt_thread_overflow
+    .hidden lt_thread_claim
+    .hidden lt_thread_finish_claim
+    .hidden lt_graph_call_body
+    .hidden lt_graph_return_point
 
 /* Steps shared by both entries. FRAME: the rbp frame, aligned; SAVE: the
  * argument registers and xmm0-7 into lt_regs; RESTORE: the same back. */
@@ -100,43 +119,41 @@
     mov REGS_R10(%rsp), %r10
 .endm
 
-    .hidden lt_errno_tpoff
-    .hidden lt_thread_overflow
-    .hidden lt_thread_claim
-    .hidden lt_thread_finish_claim
-
-    .section lt_tramp_text,"ax",@progbits
-    .globl lt_tramp_entry
-    .type lt_tramp_entry,@function
+/* ENTRY name, full: one entry; `full` also saves r12-r14. */
+.macro ENTRY name, full
+    .globl \name
+    .type \name,@function
     .p2align 4
-lt_tramp_entry:
+\name:
     .cfi_startproc
     FRAME
     SAVE
+.if \full
     mov %r12, REGS_R12(%rsp)
     mov %r13, REGS_R13(%rsp)
     mov %r14, REGS_R14(%rsp)
+.endif
+    mov RECORD_RESUME(%r11), %rcx
+    mov %rcx, REGS_RESUME(%rsp)
     /* This thread's slot (initial-exec TLS). r11 (the record) stays live
-     * on the fast path; only the slow paths, which call C, park it in the
-     * frame. */
+     * on the fast path; only the slow paths, which call C, park it. */
     movq lt_thread_self@gottpoff(%rip), %rax
     movq %fs:(%rax), %rax
     test %rax, %rax
-    jz .Lclaim
-.Lhave_slot:
+    jz .L\name\()_claim
+.L\name\()_have_slot:
     testb $1, SLOT_SEQ(%rax)
-    jnz .Lnested
+    jnz .L\name\()_nested
     /* E1: seq becomes odd; every record/ops/list read comes after this. */
     incq SLOT_SEQ(%rax)
     cmpb $0, SLOT_READY(%rax)
-    jz .Lfinish_claim
-.Lready:
-    lea 16(%rbp), %rcx
+    jz .L\name\()_finish_claim
+.L\name\()_ready:
+    lea 8(%rbp), %rcx
     mov %rcx, REGS_RSP(%rsp)
-    mov 8(%rbp), %rdi
-    mov %rdi, REGS_RESUME(%rsp)
-    sub $5, %rdi                          /* ip: the 5-byte site */
-    mov 16(%rbp), %rsi                    /* parent_ip */
+    mov REGS_RESUME(%rsp), %rdi
+    sub $SITE_LENGTH, %rdi                /* ip: the 5-byte site */
+    mov 8(%rbp), %rsi                     /* parent_ip */
     mov RECORD_OPS(%r11), %rdx
     mov %rdx, REGS_CURRENT(%rsp)
     mov lt_errno_tpoff(%rip), %rcx
@@ -144,128 +161,67 @@ lt_tramp_entry:
     mov %ecx, REGS_ERRNO(%rsp)
     mov %rsp, %rcx
     call *RECORD_FUNC(%r11)
-    /* errno and the return address are written back only when they changed:
-     * stores are what this path spends its time on. */
+    /* errno is written back only when it changed: stores are what this
+     * path spends its time on. */
     mov REGS_ERRNO(%rsp), %ecx
     mov lt_errno_tpoff(%rip), %rdx
     cmp %ecx, %fs:(%rdx)
-    jne .Lrestore_errno
-.Lerrno_done:
-    mov REGS_RESUME(%rsp), %rax
-    cmp %rax, 8(%rbp)
-    jne .Lwrite_resume
-.Lresume_done:
+    jne .L\name\()_restore_errno
+.L\name\()_errno_done:
     movq lt_thread_self@gottpoff(%rip), %rax
     movq %fs:(%rax), %rax
-    /* E2: seq becomes even; only this permanent code runs from here. */
+    /* E2: seq becomes even; only permanent code runs from here. */
     incq SLOT_SEQ(%rax)
-.Lrestore:
+    lea lt_graph_return_point(%rip), %rax
+    cmp %rax, 8(%rbp)
+    je .L\name\()_call_body
+.L\name\()_leave:
     RESTORE
+    mov REGS_RESUME(%rsp), %r11
     .cfi_remember_state
     leave
     .cfi_def_cfa %rsp, 8
-    ret
+    jmp *%r11
     .cfi_restore_state
-.Lnested:
+.L\name\()_call_body:
+    /* The return slot is hooked: pop it and call the function (above). */
+    RESTORE
+    mov REGS_RESUME(%rsp), %r11
+    .cfi_remember_state
+    leave
+    .cfi_def_cfa %rsp, 8
+    add $8, %rsp
+    .cfi_def_cfa_offset 0
+    .cfi_undefined rip
+    jmp lt_graph_call_body
+    .cfi_restore_state
+.L\name\()_nested:
     /* The recursion guard: a callback called a traced function. */
     incq SLOT_SKIPPED(%rax)
-    jmp .Lrestore
-.Lclaim:
+    jmp .L\name\()_leave
+.L\name\()_claim:
     mov %r11, FRAME_RECORD(%rsp)
     call lt_thread_claim
     mov FRAME_RECORD(%rsp), %r11
     test %rax, %rax
-    jnz .Lhave_slot
+    jnz .L\name\()_have_slot
     lock incq lt_thread_overflow(%rip)
-    jmp .Lrestore
-.Lfinish_claim:
+    jmp .L\name\()_leave
+.L\name\()_finish_claim:
     mov %r11, FRAME_RECORD(%rsp)
     mov %rax, %rdi
     call lt_thread_finish_claim
     mov FRAME_RECORD(%rsp), %r11
-    jmp .Lready
-.Lrestore_errno:
+    jmp .L\name\()_ready
+.L\name\()_restore_errno:
     mov %ecx, %fs:(%rdx)
-    jmp .Lerrno_done
-.Lwrite_resume:
-    mov %rax, 8(%rbp)
-    jmp .Lresume_done
+    jmp .L\name\()_errno_done
     .cfi_endproc
-    .size lt_tramp_entry, .-lt_tramp_entry
+    .size \name, .-\name
+.endm
 
-/* lt_tramp_entry_lean: the entry of ops without LT_OPS_SAVE_REGS or
- * LT_OPS_MODIFY_RESUME (never the iterator). The same protocol and register
- * contract as lt_tramp_entry; lt_regs is filled with the argument registers,
- * xmm0-7, rsp and current only (r12-r14 and resume are not written: such a
- * callback has no use for them), and the return address is never rewritten. */
-    .globl lt_tramp_entry_lean
-    .type lt_tramp_entry_lean,@function
-    .p2align 4
-lt_tramp_entry_lean:
-    .cfi_startproc
-    FRAME
-    SAVE
-    movq lt_thread_self@gottpoff(%rip), %rax
-    movq %fs:(%rax), %rax
-    test %rax, %rax
-    jz .Llean_claim
-.Llean_have_slot:
-    testb $1, SLOT_SEQ(%rax)
-    jnz .Llean_nested
-    /* E1 */
-    incq SLOT_SEQ(%rax)
-    cmpb $0, SLOT_READY(%rax)
-    jz .Llean_finish_claim
-.Llean_ready:
-    lea 16(%rbp), %rcx
-    mov %rcx, REGS_RSP(%rsp)
-    mov 8(%rbp), %rdi
-    sub $5, %rdi
-    mov 16(%rbp), %rsi
-    mov RECORD_OPS(%r11), %rdx
-    mov %rdx, REGS_CURRENT(%rsp)
-    mov lt_errno_tpoff(%rip), %rcx
-    mov %fs:(%rcx), %ecx
-    mov %ecx, REGS_ERRNO(%rsp)
-    mov %rsp, %rcx
-    call *RECORD_FUNC(%r11)
-    mov REGS_ERRNO(%rsp), %ecx
-    mov lt_errno_tpoff(%rip), %rdx
-    cmp %ecx, %fs:(%rdx)
-    jne .Llean_restore_errno
-.Llean_errno_done:
-    movq lt_thread_self@gottpoff(%rip), %rax
-    movq %fs:(%rax), %rax
-    /* E2 */
-    incq SLOT_SEQ(%rax)
-.Llean_restore:
-    RESTORE
-    .cfi_remember_state
-    leave
-    .cfi_def_cfa %rsp, 8
-    ret
-    .cfi_restore_state
-.Llean_nested:
-    incq SLOT_SKIPPED(%rax)
-    jmp .Llean_restore
-.Llean_claim:
-    mov %r11, FRAME_RECORD(%rsp)
-    call lt_thread_claim
-    mov FRAME_RECORD(%rsp), %r11
-    test %rax, %rax
-    jnz .Llean_have_slot
-    lock incq lt_thread_overflow(%rip)
-    jmp .Llean_restore
-.Llean_finish_claim:
-    mov %r11, FRAME_RECORD(%rsp)
-    mov %rax, %rdi
-    call lt_thread_finish_claim
-    mov FRAME_RECORD(%rsp), %r11
-    jmp .Llean_ready
-.Llean_restore_errno:
-    mov %ecx, %fs:(%rdx)
-    jmp .Llean_errno_done
-    .cfi_endproc
-    .size lt_tramp_entry_lean, .-lt_tramp_entry_lean
+    .section lt_tramp_text,"ax",@progbits
+    ENTRY lt_tramp_entry, 1
+    ENTRY lt_tramp_entry_lean, 0
 
     .section .note.GNU-stack,"",@progbits

@@ -178,7 +178,8 @@ static void forward(int sig, siginfo_t *info, void *uc) {
 /* ---- the handlers ------------------------------------------------------ */
 
 /* SIGTRAP. The int3 at A has executed, so RIP = A + 1.
- *   1. A in the in-flight table: emulate NEW on the trapped context.
+ *   1. A in the in-flight table: emulate NEW on the trapped context
+ *      (a jump only moves RIP).
  *      call: the kernel built our signal frame below the red zone, and at a
  *      function entry the slot at RSP-8 is dead (the caller's `call` has just
  *      used it), so pushing the return address there is safe.
@@ -199,6 +200,9 @@ static void lt_trap_handler(int sig, siginfo_t *info, void *ucv) {
                 uint64_t rsp = (uint64_t)regs[REG_RSP] - 8;
                 *(uint64_t *)rsp = e->next;
                 regs[REG_RSP] = (greg_t)rsp;
+                regs[REG_RIP] = (greg_t)e->target;
+                count(&lt_count_calls);
+            } else if (e->emulate == LT_EMULATE_JUMP) {
                 regs[REG_RIP] = (greg_t)e->target;
                 count(&lt_count_calls);
             } else {

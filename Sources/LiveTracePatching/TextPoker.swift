@@ -171,7 +171,7 @@ public final class TextPoker: Sendable {
                     continue
                 }
                 guard let new = X86SiteEncoding.encodePacked(to, at: address) else {
-                    if case let .call(target) = to {
+                    if let target = to.target {
                         result.failed.append(SiteOutcome(site: transitions[i].site, problem: .targetOutOfRange(target: target)))
                     }
                     continue
@@ -339,11 +339,15 @@ public final class TextPoker: Sendable {
         publishKnown(plan.lazy.filter { !$0.known }.map { UInt64($0.address) }, state: &state)
         let entries = UnsafeMutablePointer<lt_inflight_entry>.allocate(capacity: plan.count)
         for (i, w) in plan.enumerated() {
-            var target: UInt = 0
-            if case let .call(t) = w.becomes { target = t }
+            let emulate: Int
+            switch w.becomes {
+            case .nop: emulate = LT_EMULATE_NOP
+            case .call: emulate = LT_EMULATE_CALL
+            case .jump: emulate = LT_EMULATE_JUMP
+            }
             entries[i] = lt_inflight_entry(
-                address: UInt64(w.address), target: UInt64(target), next: UInt64(w.next),
-                emulate: UInt32(target == 0 ? LT_EMULATE_NOP : LT_EMULATE_CALL),
+                address: UInt64(w.address), target: UInt64(w.becomes.target ?? 0), next: UInt64(w.next),
+                emulate: UInt32(emulate),
                 rescue_length: w.rescue ? UInt32(X86SiteEncoding.normalLength) : 0)
         }
         let table = UnsafeMutablePointer<lt_inflight_table>.allocate(capacity: 1)
@@ -436,14 +440,32 @@ public final class TextPoker: Sendable {
         result.failed += plan.map { SiteOutcome(site: site($0.siteIndex), problem: problem) }
     }
 
-    /// Adds addresses to the published known-site set (replacing the
-    /// published copy; the old one is freed once no handler reads it).
+    /// Forgets the sites in [start, end): dlclose unmapped their object
+    /// (lt_unload.h). Their records go and they leave the known-site set, so
+    /// bytes of another object mapped there later are a stranger's again.
+    public func forgetSites(from start: UInt, to end: UInt) {
+        state.withLock { state in
+            for address in state.records.keys where address >= start && address < end {
+                state.records[address] = nil
+            }
+            let kept = state.knownAddresses.filter { $0 < UInt64(start) || $0 >= UInt64(end) }
+            if kept.count != state.knownAddresses.count { replaceKnown(with: kept, state: &state) }
+        }
+    }
+
+    /// Adds addresses to the published known-site set.
     private func publishKnown<S: Sequence<UInt64>>(_ addresses: S, state: inout State) {
         let fresh = Array(addresses)
         if fresh.isEmpty { return }
         var merged = state.knownAddresses
         merged += fresh
         merged.sort()
+        replaceKnown(with: merged, state: &state)
+    }
+
+    /// Publishes `merged` (sorted) as the known-site set, replacing the
+    /// published copy; the old one is freed once no handler reads it.
+    private func replaceKnown(with merged: [UInt64], state: inout State) {
         state.knownAddresses = merged
         let buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: merged.count)
         buffer.initialize(from: merged, count: merged.count)

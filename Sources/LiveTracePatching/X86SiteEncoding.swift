@@ -11,6 +11,7 @@ import LiveTraceSites
 ///                                           after the linker relaxed the GOT load)
 ///       normal form, off:   0f 1f 44 00 00 [90]
 ///       normal form, on:    e8 t0 t1 t2 t3 [90]    t = target - (A + 5)
+///                       or  e9 t0 t1 t2 t3 [90]    (jmp: the trampolines)
 ///     ([90]: only for callFentryGOT, a permanent 1-byte nop at A+5 so that
 ///      the return address A+5 of the new call is an instruction boundary.)
 ///     During a transition A[0] is int3 (cc) and A[1...4] is either OLD or NEW.
@@ -18,6 +19,7 @@ public enum X86SiteEncoding {
     public static let int3: UInt8 = 0xCC
     public static let nop1: UInt8 = 0x90
     public static let callRel32Opcode: UInt8 = 0xE8
+    public static let jmpRel32Opcode: UInt8 = 0xE9
     /// `ff 15`: call through a rip-relative memory operand.
     public static let callIndirectRipRelative: [UInt8] = [0xFF, 0x15]
     /// `67 e8`: addr32 call rel32, the linker's relaxation of `ff 15`.
@@ -38,9 +40,9 @@ public enum X86SiteEncoding {
         switch instruction {
         case .nop:
             return PackedBytes(nop5)
-        case let .call(target):
+        case let .call(target), let .jump(target):
             guard let rel = rel32(from: address &+ UInt(normalLength), to: target) else { return nil }
-            return PackedBytes(bits: UInt64(callRel32Opcode) | UInt64(UInt32(bitPattern: rel)) << 8, count: normalLength)
+            return PackedBytes(bits: UInt64(opcode(of: instruction)) | UInt64(UInt32(bitPattern: rel)) << 8, count: normalLength)
         }
     }
 
@@ -48,9 +50,10 @@ public enum X86SiteEncoding {
     public static func decodePacked(_ bytes: PackedBytes, at address: UInt) -> SiteInstruction? {
         guard bytes.count >= normalLength else { return nil }
         if bytes.bits & 0xFFFF_FFFF == nop5PrefixBits { return .nop }
-        if bytes[0] == callRel32Opcode {
+        if bytes[0] == callRel32Opcode || bytes[0] == jmpRel32Opcode {
             let rel = Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: bytes.bits >> 8)))
-            return .call(UInt(bitPattern: Int(Int64(Int(bitPattern: address)) + Int64(normalLength) + rel)))
+            let target = UInt(bitPattern: Int(Int64(Int(bitPattern: address)) + Int64(normalLength) + rel))
+            return bytes[0] == callRel32Opcode ? .call(target) : .jump(target)
         }
         return nil
     }
@@ -61,10 +64,10 @@ public enum X86SiteEncoding {
         switch instruction {
         case .nop:
             return nop5
-        case let .call(target):
+        case let .call(target), let .jump(target):
             guard let rel = rel32(from: address &+ UInt(normalLength), to: target) else { return nil }
             let bits = UInt32(bitPattern: rel)
-            return [callRel32Opcode] + (0..<4).map { UInt8(truncatingIfNeeded: bits >> (8 * UInt32($0))) }
+            return [opcode(of: instruction)] + (0..<4).map { UInt8(truncatingIfNeeded: bits >> (8 * UInt32($0))) }
         }
     }
 
@@ -72,12 +75,19 @@ public enum X86SiteEncoding {
     public static func decode(_ bytes: [UInt8], at address: UInt) -> SiteInstruction? {
         guard bytes.count >= normalLength else { return nil }
         if Array(bytes[0..<4]) == nop5Prefix { return .nop }
-        if bytes[0] == callRel32Opcode {
+        if bytes[0] == callRel32Opcode || bytes[0] == jmpRel32Opcode {
             let raw = (1...4).reduce(UInt32(0)) { $0 | UInt32(bytes[$1]) << (8 * UInt32($1 - 1)) }
             let rel = Int64(Int32(bitPattern: raw))
-            return .call(UInt(bitPattern: Int(Int64(Int(bitPattern: address)) + Int64(normalLength) + rel)))
+            let target = UInt(bitPattern: Int(Int64(Int(bitPattern: address)) + Int64(normalLength) + rel))
+            return bytes[0] == callRel32Opcode ? .call(target) : .jump(target)
         }
         return nil
+    }
+
+    /// The rel32 opcode of a call or jump (e8 or e9).
+    static func opcode(of instruction: SiteInstruction) -> UInt8 {
+        if case .jump = instruction { return jmpRel32Opcode }
+        return callRel32Opcode
     }
 
     /// rel32 displacement from `next` (the address after the instruction)

@@ -66,7 +66,9 @@ public final class FunctionGraph: @unchecked Sendable {
         guard lt_graph_pin_code() == 0 else {
             throw TraceError.invalidArgument("the library holding the return trampoline cannot be made permanent (RTLD_NODELETE)")
         }
-        let ops = try Ops(callback: lt_graph_entry_callback, data: nil, flags: [.saveRegisters])
+        // The entry callback reads only regs->rsp (the return slot): the lean
+        // entry fills it.
+        let ops = try Ops(callback: lt_graph_entry_callback, data: nil, flags: [])
         OpsRegistry.shared.adopt(ops)
         do throws(TraceError) {
             for pattern in functions {

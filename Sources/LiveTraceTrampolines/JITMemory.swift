@@ -8,9 +8,9 @@
 //  2. Bytes are written through /proc/self/mem (the kernel's FOLL_FORCE
 //     write), only into a slot that is free: never published, or retired and
 //     proven quiescent (Quiescence.swift). Every write is read back.
-//  3. Slot 0 of each region is the header: the address of lt_tramp_entry,
-//     which every stub reaches with `jmp [rip+disp]` (x86-64 part in
-//     StubX86_64.swift).
+//  3. Slot 0 of each region is the header: the addresses of lt_tramp_entry
+//     and lt_tramp_entry_lean, which every stub reaches with `jmp [rip+disp]`
+//     (x86-64 part in StubX86_64.swift).
 //  4. A slot is reachable from a site when every byte of the region is
 //     within a signed 32-bit displacement of site+5.
 //
@@ -24,8 +24,8 @@ struct JITSlot: Hashable, Sendable {
 }
 
 final class JITMemory {
-    static let regionSize = 64 * 1024
-    static let slotSize = 32
+    static let regionSize = 256 * 1024
+    static let slotSize = 64
     static let slotsPerRegion = regionSize / slotSize
     /// The widest reach of a rel32 displacement, kept a page short of 2 GiB.
     static let reach: Int64 = Int64(Int32.max) - 4096
@@ -45,7 +45,7 @@ final class JITMemory {
         regions[slot.region].base + UInt(slot.index * Self.slotSize)
     }
 
-    /// A free slot reachable by `call rel32` from the site at `site`.
+    /// A free slot reachable by `jmp rel32` from the site at `site`.
     func allocate(near site: UInt) throws(TraceError) -> JITSlot {
         for (i, region) in regions.enumerated() where !region.freeSlots.isEmpty && Self.reaches(site, region.base) {
             let index = regions[i].freeSlots.removeLast()

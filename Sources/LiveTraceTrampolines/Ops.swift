@@ -72,8 +72,9 @@ public final class Ops: @unchecked Sendable {
     var quiescedSinceUnregister = false
     /// Site addresses this ops is attached to (registered only).
     var attachedSites: Set<UInt> = []
-    /// Its per-function trampoline in each JIT region (registered only).
-    var stubs: [Int: JITSlot] = [:]
+    /// Its per-function trampoline of each site, by site address (registered
+    /// only; a stub holds its site's resume address).
+    var stubs: [UInt: JITSlot] = [:]
     /// An object the callback's data points into (a closure box): released
     /// only when the ops itself is reclaimed.
     public var keepAlive: AnyObject?

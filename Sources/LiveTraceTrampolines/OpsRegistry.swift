@@ -4,13 +4,13 @@
 //
 //     ops wanting the site   instruction at the site
 //     0                      nop
-//     1 (ops X)              call X's per-function trampoline (X's stub in a
-//                            JIT region within reach of the site)
-//     n >= 2                 call this site's iterator: a stub whose record
+//     1 (ops X)              jmp to X's per-function trampoline for the site
+//                            (X's stub in a JIT region within reach of it)
+//     n >= 2                 jmp to this site's iterator: a stub whose record
 //                            is (lt_tramp_iterate, immutable list of the n ops)
 //
 // Every change of that set is one transition through the text poke; the
-// poke's trap handler emulates the *new* call, so each ops sees every call of
+// poke's trap handler emulates the *new* jump, so each ops sees every call of
 // its functions from the return of its registration to the start of its
 // unregistration, exactly once. A list or stub is never modified once
 // published: a new one replaces it, and the old one is retired.
@@ -34,7 +34,13 @@ import LiveTracePatching
 import LiveTraceSites
 
 public final class OpsRegistry: @unchecked Sendable {
-    public static let shared = OpsRegistry()
+    /// The process's registry; it forgets the sites of objects that dlclose
+    /// unmaps (lt_unload.h).
+    public static let shared: OpsRegistry = {
+        let registry = OpsRegistry()
+        lt_unload_set_hook { start, end in OpsRegistry.shared.forgetSites(from: start, to: end) }
+        return registry
+    }()
 
     /// Where the sites come from: by default every object of this process.
     public typealias SiteProvider = @Sendable (_ isPatched: @escaping (UInt) -> Bool) throws(TraceError) -> [Site]
@@ -106,7 +112,7 @@ public final class OpsRegistry: @unchecked Sendable {
 
     public func addFilter(_ pattern: FunctionPattern, to ops: Ops, exclude: Bool = false) throws(TraceError) {
         try guardNotInCallback()
-        try lock.withLock { () throws(TraceError) in
+        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
             try checkAlive(ops)
             let before = (ops.filter, ops.notrace)
             if exclude { ops.notrace.append(pattern) } else { ops.filter.append(pattern) }
@@ -119,13 +125,13 @@ public final class OpsRegistry: @unchecked Sendable {
                 if let previous = try? resolve(ops, in: sites) { try? change(ops, to: previous, sites: sites) }
                 throw error
             }
-        }
+        } }
     }
 
     /// Patches every function of the filter to call the ops (steps 1–4).
     public func register(_ ops: Ops) throws(TraceError) {
         try guardNotInCallback()
-        try lock.withLock { () throws(TraceError) in
+        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
             try checkAlive(ops)
             if ops.isRegistered { throw TraceError.alreadyRegistered }
             live[UInt(bitPattern: ops.raw)] = ops
@@ -143,7 +149,7 @@ public final class OpsRegistry: @unchecked Sendable {
                 retireStubs(of: ops)
                 throw error
             }
-        }
+        } }
     }
 
     /// Unpatches, then waits until no thread is inside the ops (step 5).
@@ -152,7 +158,7 @@ public final class OpsRegistry: @unchecked Sendable {
     /// reclaimed by a later grace period (one per `retiredBatch` retirements).
     public func unregister(_ ops: Ops, waitForQuiescence: Bool = true) throws(TraceError) {
         try guardNotInCallback()
-        try lock.withLock { () throws(TraceError) in
+        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
             try checkAlive(ops)
             guard ops.isRegistered else { throw TraceError.notRegistered }
             try change(ops, to: [], sites: [:])
@@ -164,13 +170,15 @@ public final class OpsRegistry: @unchecked Sendable {
             } else if retired.count >= Self.retiredBatch {
                 try? reclaim()
             }
-        }
+        } }
     }
 
     /// Unregisters if needed, then frees the ops after quiescence (now, or at
     /// a later grace period when a thread is still inside it).
     public func destroy(_ ops: Ops) {
         guard (try? guardNotInCallback()) != nil else { return }
+        let gate = lt_unload_gate_enter(UInt32.max)
+        defer { lt_unload_gate_leave(gate) }
         lock.withLock {
             guard !ops.isDestroyed else { return }
             if ops.isRegistered {
@@ -205,14 +213,14 @@ public final class OpsRegistry: @unchecked Sendable {
         adopt(ops)
         do throws(TraceError) {
             try guardNotInCallback()
-            try lock.withLock { () throws(TraceError) in
+            try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
                 let sites = try loadSites()
                 let wanted = try resolve(ops, in: sites)
                 let functions = Set(wanted.compactMap { sites[$0]?.functionAddress })
                 guard functions.count == 1 else {
                     throw TraceError.invalidArgument("\(pattern) matches \(functions.count) functions; a replacement needs exactly one")
                 }
-            }
+            } }
             try register(ops)
         } catch {
             destroy(ops)
@@ -254,6 +262,41 @@ public final class OpsRegistry: @unchecked Sendable {
                 jitFreeSlots: jit.freeSlotCount,
                 retiredItems: retired.slots.count + retired.lists.count + retired.ops.count,
                 gracePeriods: gracePeriods)
+        }
+    }
+
+    // MARK: Objects unloaded by dlclose
+
+    /// How long a change waits for a dlclose in another thread (lt_unload.h).
+    static let unloadGateTimeoutMilliseconds: UInt32 = 5000
+
+    /// Runs a change that may poke sites with the unload gate entered: no
+    /// dlclose unmaps an object meanwhile. Gate before `lock`, always.
+    private func withSitesStable<T>(_ body: () throws(TraceError) -> T) throws(TraceError) -> T {
+        let gate = lt_unload_gate_enter(Self.unloadGateTimeoutMilliseconds)
+        guard gate >= 0 else {
+            throw TraceError.sitesUnavailable("a dlclose in another thread did not finish within \(Self.unloadGateTimeoutMilliseconds) ms")
+        }
+        defer { lt_unload_gate_leave(gate) }
+        return try body()
+    }
+
+    /// dlclose unmapped [start, end) (called by lt_unload.c with the gate
+    /// closed): its sites are gone with their code, so the registry and the
+    /// text poke forget them — no later change pokes those addresses — and retires the
+    /// iterators only they called. The ops stay registered for their other
+    /// functions; reloading the object does not re-attach them.
+    func forgetSites(from start: UInt, to end: UInt) {
+        lock.withLock {
+            TextPoker.shared.forgetSites(from: start, to: end)
+            let gone = siteStates.keys.filter { $0 >= start && $0 < end }
+            guard !gone.isEmpty else { return }
+            for address in gone {
+                guard let state = siteStates.removeValue(forKey: address) else { continue }
+                for ops in state.ops { ops.attachedSites.remove(address) }
+                if let iterator = state.iterator { retire(iterator) }
+            }
+            siteCache = nil
         }
     }
 
@@ -321,11 +364,11 @@ public final class OpsRegistry: @unchecked Sendable {
                 case 0:
                     plan.state.instruction = .nop
                 case 1:
-                    plan.state.instruction = .call(try perFunctionStub(of: state.ops[0], near: state.site.address))
+                    plan.state.instruction = .jump(try perFunctionStub(of: state.ops[0], for: state.site))
                 default:
-                    let iterator = try buildIterator(state.ops, near: state.site.address)
+                    let iterator = try buildIterator(state.ops, for: state.site)
                     plan.built = iterator
-                    plan.state.instruction = .call(jit.address(of: iterator.slot))
+                    plan.state.instruction = .jump(jit.address(of: iterator.slot))
                 }
                 plans.append(plan)
                 let current = siteStates[address]?.instruction ?? .nop
@@ -366,38 +409,43 @@ public final class OpsRegistry: @unchecked Sendable {
         }
     }
 
-    /// The per-function trampoline of `ops` reachable from `site`, built on
-    /// first use in each region (kept until the ops is unregistered).
-    private func perFunctionStub(of ops: Ops, near site: UInt) throws(TraceError) -> UInt {
-        for (_, slot) in ops.stubs where JITMemory.reaches(site, jit.regions[slot.region].base) {
-            return jit.address(of: slot)
-        }
-        let slot = try jit.allocate(near: site)
+    /// The per-function trampoline of `ops` for `site`, built on first use
+    /// (kept until the ops is unregistered).
+    private func perFunctionStub(of ops: Ops, for site: Site) throws(TraceError) -> UInt {
+        if let slot = ops.stubs[site.address] { return jit.address(of: slot) }
+        let slot = try jit.allocate(near: site.address)
         let address = jit.address(of: slot)
         let bytes = StubX86_64.stub(
             at: address, regionBase: jit.regions[slot.region].base,
             function: UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self)),
-            ops: UInt(bitPattern: ops.raw),
+            ops: UInt(bitPattern: ops.raw), resume: Self.resumeAddress(of: site),
             lean: ops.flags.isDisjoint(with: [.saveRegisters, .modifyResume]))
         do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
-        ops.stubs[slot.region] = slot
+        ops.stubs[site.address] = slot
         return address
     }
 
+    /// Where a traced call continues after its trampoline: the instruction
+    /// after the site's 5-byte jump.
+    static func resumeAddress(of site: Site) -> UInt {
+        site.address + UInt(X86SiteEncoding.normalLength)
+    }
+
     /// A new iterator for `list` (immutable once the site calls it).
-    private func buildIterator(_ list: [Ops], near site: UInt) throws(TraceError) -> IteratorAllocation {
+    private func buildIterator(_ list: [Ops], for site: Site) throws(TraceError) -> IteratorAllocation {
         let size = MemoryLayout<UInt64>.stride * (1 + list.count)
-        guard let memory = malloc(size) else { throw TraceError.outOfMemory(near: site) }
+        guard let memory = malloc(size) else { throw TraceError.outOfMemory(near: site.address) }
         memory.storeBytes(of: UInt64(list.count), as: UInt64.self)
         for (i, ops) in list.enumerated() {
             memory.storeBytes(of: UInt(bitPattern: ops.raw), toByteOffset: 8 * (i + 1), as: UInt.self)
         }
         let slot: JITSlot
-        do throws(TraceError) { slot = try jit.allocate(near: site) } catch { free(memory); throw error }
+        do throws(TraceError) { slot = try jit.allocate(near: site.address) } catch { free(memory); throw error }
         let address = jit.address(of: slot)
         let bytes = StubX86_64.stub(
             at: address, regionBase: jit.regions[slot.region].base,
-            function: lt_tramp_iterate_address(), ops: UInt(bitPattern: memory))
+            function: lt_tramp_iterate_address(), ops: UInt(bitPattern: memory),
+            resume: Self.resumeAddress(of: site), lean: false)
         do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); free(memory); throw error }
         return IteratorAllocation(slot: slot, list: memory)
     }

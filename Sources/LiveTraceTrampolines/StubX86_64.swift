@@ -2,13 +2,15 @@
 //
 //   header slot (region + 0):
 //     +0   address of lt_tramp_entry (8 bytes)
-//     +8   address of lt_tramp_entry_lean (8 bytes), then 16 bytes of int3
-//   stub slot (32 bytes, immutable once published):
+//     +8   address of lt_tramp_entry_lean (8 bytes), then int3 to the slot's end
+//   stub slot (64 bytes, one per site and target, immutable once published):
 //     +0   4c 8d 1d 09 00 00 00   lea  r11, [rip + 0x9]    -> stub + 16 (record)
 //     +7   ff 25 d0 d1 d2 d3      jmp  qword [rip + disp32] -> header +0 or +8
 //     +13  cc cc cc               int3 (never executed)
 //     +16  func (8)               the lt_func the entry calls
 //     +24  ops (8)                its `ops` argument
+//     +32  resume (8)             the site + 5: where the function's body starts
+//     +40  cc ...                 int3 to the slot's end
 enum StubX86_64 {
     /// `lea r11, [rip + disp32]`: REX.W+R, LEA, ModRM(r11, rip-relative).
     static let leaR11RipRelative: [UInt8] = [0x4c, 0x8d, 0x1d]
@@ -18,7 +20,6 @@ enum StubX86_64 {
     static let leaLength = 7
     static let jmpLength = 6
     static let recordOffset = 16
-
     /// Offset in the header of the lean entry's address.
     static let leanEntryOffset = 8
 
@@ -27,16 +28,17 @@ enum StubX86_64 {
             + [UInt8](repeating: int3, count: JITMemory.slotSize - 16)
     }
 
-    /// The 32 bytes of a stub at `address` in the region at `regionBase`.
-    static func stub(at address: UInt, regionBase: UInt, function: UInt, ops: UInt, lean: Bool = false) -> [UInt8] {
+    /// The bytes of a stub at `address` in the region at `regionBase`.
+    static func stub(
+        at address: UInt, regionBase: UInt, function: UInt, ops: UInt, resume: UInt, lean: Bool
+    ) -> [UInt8] {
         var bytes = leaR11RipRelative + littleEndian(Int32(recordOffset - leaLength))
         let jmpEnd = Int64(bitPattern: UInt64(address)) + Int64(leaLength + jmpLength)
         let entrySlot = Int64(bitPattern: UInt64(regionBase)) + Int64(lean ? leanEntryOffset : 0)
-        let headerDisplacement = Int32(entrySlot - jmpEnd)
-        bytes += jmpRipIndirect + littleEndian(headerDisplacement)
+        bytes += jmpRipIndirect + littleEndian(Int32(entrySlot - jmpEnd))
         bytes += [UInt8](repeating: int3, count: recordOffset - bytes.count)
-        bytes += littleEndian(UInt64(function)) + littleEndian(UInt64(ops))
-        precondition(bytes.count == JITMemory.slotSize)
+        bytes += littleEndian(UInt64(function)) + littleEndian(UInt64(ops)) + littleEndian(UInt64(resume))
+        bytes += [UInt8](repeating: int3, count: JITMemory.slotSize - bytes.count)
         return bytes
     }
 

@@ -49,7 +49,7 @@ final class LoadTests: XCTestCase {
         load.countA.pointee = 0
         let a = try Tracer.attach(["lt_load_f"], callback: load.callbackA)
         let site = try XCTUnwrap(a.functions.first)
-        guard case let .call(perFunctionTarget) = OpsRegistry.shared.instruction(at: site.address) else {
+        guard case let .jump(perFunctionTarget) = OpsRegistry.shared.instruction(at: site.address) else {
             return XCTFail("A alone must be a call")
         }
         XCTAssertTrue(OpsRegistry.shared.isPerFunctionTrampoline(perFunctionTarget, of: a.ops))
@@ -64,7 +64,7 @@ final class LoadTests: XCTestCase {
             let b = try Tracer.attach(["lt_load_f"], callback: load.callbackB)
             let startedAfterAttach = load.snapshot(workers: Self.workers)
             if cycle == 0 {
-                guard case let .call(target) = OpsRegistry.shared.instruction(at: site.address) else { return XCTFail("iterator") }
+                guard case let .jump(target) = OpsRegistry.shared.instruction(at: site.address) else { return XCTFail("iterator") }
                 XCTAssertFalse(OpsRegistry.shared.isPerFunctionTrampoline(target, of: a.ops), "two ops must use the iterator")
             }
             // Let the workers run through the window.
@@ -86,7 +86,7 @@ final class LoadTests: XCTestCase {
             if counted < lower || counted > upper { break }
             insideCalls += lower
             if lower > 0 { windowsWithCalls += 1 }
-            guard case .call(perFunctionTarget) = OpsRegistry.shared.instruction(at: site.address) else {
+            guard case .jump(perFunctionTarget) = OpsRegistry.shared.instruction(at: site.address) else {
                 return XCTFail("after B detached, the site must call A's own trampoline again")
             }
         }

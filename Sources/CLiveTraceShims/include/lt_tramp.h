@@ -1,19 +1,26 @@
 /* lt_tramp.h — the machine side of trampolines and ops (issue 4).
  *
- * Call path of a patched site (x86-64):
+ * Path of a patched site (x86-64):
  *
- *   function:  [endbr64] call STUB          ; the site, pushes site+5
- *   STUB (JIT memory within +-2 GiB of the site, 32 bytes, immutable):
+ *   function:  [endbr64] jmp STUB           ; the site: pushes nothing
+ *   STUB (JIT memory within +-2 GiB of the site, 64 bytes, one per site and
+ *   target, immutable):
  *     +0   4c 8d 1d 09 00 00 00   lea  r11, [rip+0x9]    ; r11 = STUB+16 (record)
  *     +7   ff 25 xx xx xx xx      jmp  [rip+disp]        ; region header: lt_tramp_entry
  *                                                          ; or lt_tramp_entry_lean
  *     +13  cc cc cc               int3 padding
  *     +16  record.func            ; lt_func to call
  *     +24  record.ops             ; its `ops` argument
+ *     +32  record.resume          ; site + 5: where the body starts
  *   lt_tramp_entry (lt_tramp_x86_64.S, permanent code):
- *     saves lt_regs, enters the quiescence section, calls record.func(ip,
- *     parent_ip, record.ops, regs), leaves the section, restores, and returns
- *     to regs->resume (site+5 unless a MODIFY_RESUME callback changed it).
+ *     saves lt_regs, enters the quiescence section, calls record.func(ip =
+ *     resume - 5, parent_ip, record.ops, regs), leaves the section, restores,
+ *     and jumps to regs->resume (unless a MODIFY_RESUME callback changed it)
+ *     — or, when the function graph hooked the return slot, calls it from
+ *     lt_graph_call_body so that returns stay predicted.
+ *   Why `jmp` and not ftrace's `call`: a call at the site leaves an entry in
+ *   the return stack buffer that no return consumes once the return slot is
+ *   hooked; every hooked return then mispredicts, and so do the caller's.
  *
  * A per-function trampoline is a STUB whose record is (ops->func, ops). The
  * iterator is a STUB whose record is (lt_tramp_iterate, list): the site's own
@@ -30,7 +37,7 @@
  *   treats a thread as quiescent when (a) seq was odd and has changed, or
  *   (b) seq advanced by >= 2, or (c) seq is unchanged and even and the thread
  *   is blocked with its PC outside [lt_tramp_text] and the JIT regions (it is
- *   then not between the site's call and E1), (d) it has exited, or (e) its
+ *   then not between the site's jump and E1), (d) it has exited, or (e) its
  *   seq is unchanged and even and it has since run 1 ms of CPU time (the
  *   site-to-E1 stretch is ~20 straight-line instructions). Residual risk: a
  *   signal handler interrupting that stretch during a grace period.
@@ -78,7 +85,7 @@ extern uint64_t lt_thread_overflow;
 extern intptr_t lt_errno_tpoff;
 
 /* The common entry of every stub, and the bounds of the code that runs
- * between a site's call and E1 (section lt_tramp_text). */
+ * between a site's jump and E1 (section lt_tramp_text). */
 void lt_tramp_entry(void);
 void lt_tramp_iterate(uintptr_t ip, uintptr_t parent_ip, lt_ops *list, lt_regs *regs);
 uintptr_t lt_tramp_entry_address(void);

@@ -26,15 +26,16 @@
 enum {
     LT_EMULATE_NOP = 0,  /* resume at `next` */
     LT_EMULATE_CALL = 1, /* push `next` as the return address, resume at `target` */
+    LT_EMULATE_JUMP = 2, /* resume at `target` */
 };
 
 /* One site in flight: the semantics of its NEW instruction. */
 typedef struct lt_inflight_entry {
     uint64_t address;       /* A: first byte of the site (where int3 goes) */
-    uint64_t target;        /* LT_EMULATE_CALL: the call's target */
+    uint64_t target;        /* LT_EMULATE_CALL/JUMP: the call's or jump's target */
     uint64_t next;          /* the address after NEW (A+5; A+6 while a 6-byte
                                GOT call is being normalized) */
-    uint32_t emulate;       /* LT_EMULATE_NOP or LT_EMULATE_CALL */
+    uint32_t emulate;       /* LT_EMULATE_NOP, LT_EMULATE_CALL or LT_EMULATE_JUMP */
     uint32_t rescue_length; /* > 0 for five 1-byte nops being normalized: a
                                thread whose PC is in (A, A+rescue_length) is
                                moved to `next` by the sync handler */
@@ -98,7 +99,7 @@ long lt_trap_send_sync(long tid);
 
 /* Counters, for tests and reports (relaxed reads). */
 typedef struct lt_trap_counters {
-    uint64_t emulated_calls;  /* traps on a site in flight, emulated as a call */
+    uint64_t emulated_calls;  /* traps on a site in flight, emulated as a call or a jump */
     uint64_t emulated_nops;   /* ... emulated as a nop */
     uint64_t stale;           /* traps on a site whose int3 was already gone */
     uint64_t forwarded;       /* SIGTRAPs that were not ours */
