@@ -59,6 +59,11 @@ do {
     let ringEvents = env["GRAPH_RING_EVENTS"].flatMap { Int($0) } ?? RingArea.defaultRingCapacity
     let drainMicroseconds = env["GRAPH_DRAIN_US"].flatMap { Int($0) } ?? 2000
     let recorder = try Recorder.start(directory: directory, ringCapacity: ringEvents, drainInterval: .microseconds(drainMicroseconds))
+    // GRAPH_HIGH_WATER: the wake-up mark, in events (set before the first
+    // event: rings are claimed, and their limits computed, at first use).
+    if let mark = env["GRAPH_HIGH_WATER"].flatMap({ UInt32($0) }) {
+        _ = lt_ring_area_set_high_water(recorder.area.base, mark)
+    }
     let graph = try FunctionGraph.start(functions: ["bench_f"])
     let recorded = measure()
     try graph.stop()

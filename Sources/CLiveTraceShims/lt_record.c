@@ -428,7 +428,7 @@ int lt_ring_area_init(void *base, size_t size, uint32_t ring_count, uint32_t rin
     area->start_monotonic_ns = start_monotonic_ns;
     area->tsc_ticks_per_ms = tsc_ticks_per_ms ? tsc_ticks_per_ms : 1;
     area->wait_timeout_us = wait_timeout_us;
-    area->high_water = ring_capacity / 2;
+    area->high_water = ring_capacity / 4 ? ring_capacity / 4 : 1;
     for (uint32_t i = 0; i < ring_count; i++) {
         struct lt_ring_header *ring = lt_area_ring(area, i);
         ring->index = i;
@@ -437,6 +437,17 @@ int lt_ring_area_init(void *base, size_t size, uint32_t ring_count, uint32_t rin
     }
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy(area->magic, LT_RING_AREA_MAGIC, sizeof area->magic);
+    return 0;
+}
+
+int lt_ring_area_set_high_water(void *base, uint32_t events) {
+    struct lt_area_header *area = base;
+    if (events == 0 || events > area->ring_capacity) return -LT_RECORD_ELAYOUT;
+    area->high_water = events;
+    for (uint32_t i = 0; i < area->ring_count; i++) {
+        struct lt_ring_header *ring = lt_area_ring(area, i);
+        if (lt_atomic_load_acquire_u32(&ring->state) == LT_RING_FREE) ring->limit = events;
+    }
     return 0;
 }
 

@@ -12,7 +12,7 @@ public final class RingArea: @unchecked Sendable {
     public let size: Int
 
     public static let defaultRingCount = 64
-    public static let defaultRingCapacity = 1 << 15
+    public static let defaultRingCapacity = 1 << 17
     public static let defaultWaitTimeoutMicroseconds: UInt32 = 20_000
     public static let maximumRingCount = 1 << 16
     public static let maximumRingCapacity = 1 << 26

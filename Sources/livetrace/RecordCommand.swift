@@ -62,14 +62,14 @@ struct RecordCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("The trace directory (an older trace there is renamed DIR.old).", valueName: "dir"))
     var directory: String = "livetrace.data"
 
-    /// 131072 events (3 MiB) per thread: with the library default (32768) a
-    /// hot function fills a buffer in under a millisecond and the writer's
-    /// waits for the drain dominated (Benchmarks/uftrace-compare.sh: ~140 ns
-    /// per call against ~50 ns); the area (64 buffers, 192 MiB) is reserved
-    /// on disk only while recording.
-    static let defaultBufferEvents = 1 << 17
+    /// 131072 events (2 MiB) per thread, the library default too: a hot
+    /// function fills a buffer of 32768 in under a millisecond, and on a busy
+    /// machine the drain may not run that soon (Benchmarks/graph-cost.sh);
+    /// the area (64 buffers, 128 MiB) is reserved on disk only while
+    /// recording.
+    static let defaultBufferEvents = RingArea.defaultRingCapacity
 
-    @Option(name: .customShort("b"), help: ArgumentHelp("Events per thread buffer, rounded up to a power of two; \(RingArea.defaultRingCount) buffers of 24 bytes per event are reserved on disk while recording.", valueName: "events"))
+    @Option(name: .customShort("b"), help: ArgumentHelp("Events per thread buffer, rounded up to a power of two; \(RingArea.defaultRingCount) buffers of \(TraceFormat.eventSize) bytes per event are reserved on disk while recording.", valueName: "events"))
     var bufferEvents: Int = RecordCommand.defaultBufferEvents
 
     @Option(name: .customLong("wait"), help: ArgumentHelp("Milliseconds a thread whose buffer is full waits for the drain before its events are counted lost.", valueName: "ms"))

@@ -18,7 +18,7 @@ final class DrainWakeupTests: XCTestCase {
         let area = try RingArea.create(path: dir + "/rings", ringCount: 1, ringCapacity: 1024)
         let drain = try TraceDrain(directory: dir, area: area, command: ["test"], pid: UInt64(getpid()))
         XCTAssertEqual(lt_record_attach(area.base, area.size), 0)
-        XCTAssertEqual(header(area).pointee.high_water, 512)
+        XCTAssertEqual(header(area).pointee.high_water, 256, "a quarter of the ring")
         // The writer stays alive between its two bursts (an exiting thread
         // retires its ring, which wakes the drain too).
         let belowMark = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
@@ -36,11 +36,11 @@ final class DrainWakeupTests: XCTestCase {
         }
         writer.start()
         belowMark.wait()
-        // 200 events, under the mark of 512: the drain sleeps its whole timeout.
+        // 200 events, under the mark of 256: the drain sleeps its whole timeout.
         let quiet = Date()
         XCTAssertFalse(drain.waitForWriters(timeout: .milliseconds(100)), "no writer asked")
         XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(quiet), 0.09)
-        // Asleep with a long timeout; the writer's 512th event ends the sleep.
+        // Asleep with a long timeout; the writer's 256th event ends the sleep.
         nonisolated(unsafe) var woken = false
         nonisolated(unsafe) var slept = 0.0
         let sleeperDone = DispatchSemaphore(value: 0)

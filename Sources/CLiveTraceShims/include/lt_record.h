@@ -8,7 +8,7 @@
  * (protocol in lt_ring.h).
  *
  * Slow paths, each counted, never silent:
- *   - the ring passes its high-water mark (at most once per half ring): the
+ *   - the ring passes its high-water mark (at most twice per quarter ring): the
  *     writer reads the reader's tail and, if the ring really is that full,
  *     wakes the drain (a futex wake, only when the drain sleeps);
  *   - first event of a thread: claims a FREE ring by CAS; when every ring is
@@ -44,6 +44,12 @@ enum lt_record_error {
 int lt_ring_area_init(void *area, size_t size, uint32_t ring_count, uint32_t ring_capacity,
                       uint32_t wait_timeout_us, uint64_t start_tsc, uint64_t start_monotonic_ns,
                       uint64_t tsc_ticks_per_ms);
+
+/* Sets the high-water mark of a new area (lt_ring_area_init sets a quarter
+ * of the capacity): the number of events in a ring at which its writer
+ * wakes the drain, 1..ring_capacity. For the creator, before any writer
+ * attaches. Returns 0 or -LT_RECORD_ELAYOUT. */
+int lt_ring_area_set_high_water(void *area, uint32_t events);
 
 /* The size of an area of `ring_count` rings of `ring_capacity` events. */
 size_t lt_ring_area_size(uint32_t ring_count, uint32_t ring_capacity);

@@ -54,7 +54,7 @@
  * Each side stores its flag, fences, then reads the other's state (a Dekker
  * pairing): either the sleeper sees the work, or the waker sees the sleeper.
  * The writer makes these system calls only where it crosses its mark (at
- * most once per half ring) or finds its ring full: never per event.
+ * most twice per quarter ring) or finds its ring full: never per event.
  *
  * Ring states (lt_ring_header.state), the only legal transitions:
  *   FREE ──claim CAS (any writer)──▶ CLAIMING ──writer──▶ OWNED
@@ -148,7 +148,7 @@ struct lt_area_header {
     uint64_t start_monotonic_ns;
     uint64_t tsc_ticks_per_ms; /* coarse, for the writer's bounded wait only */
     uint32_t wait_timeout_us;  /* bounded wait of a writer whose ring is full */
-    uint32_t high_water;       /* events in a ring at which its writer wakes the drain (1..capacity) */
+    uint32_t high_water;       /* events in a ring at which its writer wakes the drain (1..capacity; capacity / 4 by default) */
     uint8_t pad0[128 - 88];
     /* line 2: written by the reader only */
     uint32_t reader_state;     /* enum lt_reader_state (release/acquire) */

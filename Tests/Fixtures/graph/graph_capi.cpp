@@ -71,9 +71,10 @@ int main(int argc, char **argv) {
         if (ring->state == LT_RING_FREE) continue;
         struct lt_event *events = lt_ring_events(ring);
         for (uint64_t e = 0; e < ring->head; e++) {
-            const char *mark = events[e].kind == LT_EVENT_ENTRY ? ">"
-                               : (events[e].flags & LT_EVENT_FLAG_UNWOUND) ? "<!" : "<";
-            printf("%s %s %u\n", mark, name_of(events[e].address), events[e].depth);
+            uint64_t word = events[e].word; /* packed: lt_ring.h */
+            const char *mark = lt_event_kind(word) == LT_EVENT_ENTRY ? ">"
+                               : (lt_event_flags(word) & LT_EVENT_FLAG_UNWOUND) ? "<!" : "<";
+            printf("%s %s %u\n", mark, name_of(lt_event_address(word)), lt_event_depth(word));
         }
         printf("lost %lu\n", (unsigned long)ring->lost_total);
     }
