@@ -9,8 +9,8 @@
 //          3. start the drain thread (its own events are ignored: it is the
 //             tracer, not the program).
 //          A failure at any step undoes the steps before it: the writers are
-//          detached and DIR/rings is removed (DIR keeps an empty, incomplete
-//          trace; nothing was recorded into it).
+//          detached and the files of step 1 are removed (DIR too, when
+//          step 1 created it).
 //   stop:  1. lt_record_detach: no writer stores an event after it returns;
 //          2. stop and join the drain thread;
 //          3. the final drain, objects.json again (objects loaded since start),
@@ -57,12 +57,12 @@ public final class Recorder: @unchecked Sendable {
             try Sys.prepareTraceDirectory(directory)
             let createdDirectory = !Sys.exists(directory)
             try Sys.mkdir(directory)
-            let area = try RingArea.create(
-                path: directory + "/" + TraceFormat.ringsFile, ringCount: ringCount, ringCapacity: ringCapacity,
-                waitTimeoutMicroseconds: waitTimeoutMicroseconds)
             var attached = false
             var drain: TraceDrain?
             do throws(RecordingError) {
+                let area = try RingArea.create(
+                    path: directory + "/" + TraceFormat.ringsFile, ringCount: ringCount, ringCapacity: ringCapacity,
+                    waitTimeoutMicroseconds: waitTimeoutMicroseconds)
                 let newDrain = try TraceDrain(
                     directory: directory, area: area, command: CommandLine.arguments, pid: UInt64(getpid()))
                 drain = newDrain
@@ -80,7 +80,7 @@ public final class Recorder: @unchecked Sendable {
             } catch {
                 if attached { _ = lt_record_detach() }
                 drain?.detachReader()
-                try? Sys.unlinkIfPresent(area.path)
+                removeTraceFiles(in: directory, createdDirectory: createdDirectory)
                 throw error
             }
         }
@@ -119,9 +119,16 @@ extension Recorder {
     /// itself goes when start created it.
     public func discard() {
         _ = try? stop()
+        Recorder.removeTraceFiles(in: directory, createdDirectory: createdDirectory)
+    }
+
+    /// Removes the files a recording writes into `directory` (and their
+    /// temporary names), then the directory when the recording created it.
+    static func removeTraceFiles(in directory: String, createdDirectory: Bool) {
         try? Sys.removeTree(directory + "/" + TraceFormat.streamsDirectory)
         for file in [TraceFormat.infoFile, TraceFormat.objectsFile, TraceFormat.ringsFile] {
             try? Sys.unlinkIfPresent(directory + "/" + file)
+            try? Sys.unlinkIfPresent(directory + "/" + file + Sys.temporarySuffix)
         }
         if createdDirectory { _ = rmdir(directory) }
     }

@@ -139,10 +139,13 @@ enum Sys {
         }
     }
 
+    /// The temporary name of a file being written is its name plus this.
+    static let temporarySuffix = ".tmp"
+
     /// Writes a whole file through a temporary name and rename, so a reader
     /// never sees half of it.
     static func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws(RecordingError) {
-        let temporary = path + ".tmp"
+        let temporary = path + temporarySuffix
         let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
         defer { close(fd) }
         try writeAll(fd, bytes, temporary)

@@ -85,6 +85,22 @@ final class RecordingFromInsideCTests: XCTestCase {
         XCTAssertTrue(Set(try streamFiles(second.directory)).isDisjoint(with: firstStreams))
     }
 
+    func testUnderLivetraceRecordTheStartSaysARecordingIsRunningAndTheShimRecordsEverything() throws {
+        let program = try build(Self.gccPatchableEntry)
+        let scratch = RecordingFixtures.scratchDirectory("inside-c-nested")
+        let ownDirectory = scratch + "/own"
+        let result = try Fixtures.run(
+            [Fixtures.livetraceExecutable, "record", "-F", "tr_*", "-N", "tr_hidden", "-d", scratch + "/trace", "--",
+             program, ownDirectory, "nested"],
+            environment: ["GMON_OUT_PREFIX": scratch + "/gmon"])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("nested_start -\(LT_EALREADY) "), result.stdout)
+        XCTAssertTrue(result.stdout.contains("nested_stop -\(LT_ENOTREG) "), result.stdout)
+        XCTAssertTrue(result.stdout.contains("work 8\n"), result.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ownDirectory), "the refused start removed what it created")
+        try assertExactCallTree(scratch + "/trace", command: [program, ownDirectory, "nested"])
+    }
+
     // MARK: - a plain C program
 
     func testPlainCProgramNeedsNothingButLiblivetrace() throws {
@@ -193,11 +209,17 @@ final class RecordingFromInsideCTests: XCTestCase {
 
     /// The whole trace against the fixture's call tree: two threads, each
     /// stream exactly its thread's entries and exits, in order, nested.
-    func assertExactCallTree(_ directory: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertExactCallTree(
+        _ directory: String, command: [String]? = nil, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let trace = try TraceReader.read(directory: directory)
         XCTAssertTrue(trace.info.complete, file: file, line: line)
         XCTAssertEqual(trace.info.lostEvents, 0, file: file, line: line)
-        XCTAssertTrue(trace.info.command.last == directory, "command: \(trace.info.command)", file: file, line: line)
+        if let command {
+            XCTAssertEqual(trace.info.command, command, file: file, line: line)
+        } else {
+            XCTAssertEqual(trace.info.command.last, directory, "command: \(trace.info.command)", file: file, line: line)
+        }
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/rings"), file: file, line: line)
         let symbols = Symbolizer(trace.objects)
 

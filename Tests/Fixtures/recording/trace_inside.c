@@ -5,6 +5,10 @@
  *                      (DIR-busy must exist and hold a file that is not a
  *                      trace), then records DIR-atexit and exits without
  *                      lt_trace_stop
+ *   trace_inside DIR nested
+ *                      run under `livetrace record`: lt_trace_start finds
+ *                      the recording of the shim and must say so; then the
+ *                      same call tree runs (recorded by the shim)
  *
  * Known call tree, recorded with filter "tr_work;tr_fib;tr_leaf;
  * tr_thread_body;tr_hidden" (spaces around items) minus notrace "tr_hid*":
@@ -67,6 +71,14 @@ int main(int argc, char **argv) {
     }
     const char *directory = argv[1];
     char other[4096];
+    if (argc > 2 && strcmp(argv[2], "nested") == 0) {
+        check("nested_start", lt_trace_start(directory, "tr_*", 0, 0));
+        pthread_t thread;
+        pthread_create(&thread, 0, tr_thread_body, 0);
+        printf("work %ld\n", tr_work(6, thread));
+        check("nested_stop", lt_trace_stop(0));
+        return 0;
+    }
 
     /* The recording. The second thread starts after lt_trace_start: every
      * one of its calls is inside the recording. */
