@@ -15,8 +15,10 @@ public struct FunctionCall {
     public let site: UInt
     /// The function's return address, in its caller.
     public let returnAddress: UInt
-    /// The registers at entry; writing an argument register changes what the
-    /// function receives.
+    /// The registers at entry: the argument registers, xmm0–7 and rsp;
+    /// writing an argument register changes what the function receives.
+    /// (r12–r14 and resume are not filled: closures run through the lean
+    /// entry, like C callbacks without LT_OPS_SAVE_REGS.)
     public let registers: UnsafeMutablePointer<lt_regs>
 }
 
@@ -77,7 +79,7 @@ public enum Tracer {
     ) throws(TraceError) -> TraceHandle {
         guard !patterns.isEmpty else { throw TraceError.invalidArgument("no function pattern") }
         let box = ClosureBox(body)
-        let ops = try Ops(callback: closureCallback, data: Unmanaged.passUnretained(box).toOpaque(), flags: [.saveRegisters])
+        let ops = try Ops(callback: closureCallback, data: Unmanaged.passUnretained(box).toOpaque(), flags: [])
         ops.keepAlive = box
         let handle = TraceHandle(ops: ops)
         OpsRegistry.shared.adopt(ops)
