@@ -180,6 +180,16 @@ static inline void lt_graph_guard_leave(struct lt_thread_slot *slot) {
 
 static void lt_graph_pop_unwound(struct lt_graph_stack *stack);
 
+/* Releases the top frame `index` (already copied by the caller): FREE, then
+ * count-1, each behind a signal fence, so that a signal handler pushing
+ * meanwhile never sees a counted frame half released. */
+static inline void lt_graph_release_top(struct lt_graph_stack *stack, uint32_t index) {
+    stack->frames[index].state = LT_FRAME_FREE;
+    lt_signal_fence();
+    stack->count = index;
+    lt_signal_fence();
+}
+
 /* Thread exit: normally every frame has returned or been unwound (the start
  * routine returned, or pthread_exit unwound it: lt_unwind.c). Frames left
  * are those of a thread ended by cancellation (glibc's unwinder is reached
@@ -223,10 +233,7 @@ static __attribute__((noinline)) void lt_graph_pop_unwound(struct lt_graph_stack
     uint32_t index = stack->count - 1;
     struct lt_graph_frame frame = stack->frames[index];
     lt_signal_fence();
-    stack->frames[index].state = LT_FRAME_FREE;
-    lt_signal_fence();
-    stack->count = index;
-    lt_signal_fence();
+    lt_graph_release_top(stack, index);
     uint32_t state = frame.state & LT_FRAME_STATE_MASK;
     if (state == LT_FRAME_FREE) return;
     if (state == LT_FRAME_HOOKED) lt_graph_bury(stack, &frame);
@@ -364,10 +371,7 @@ uintptr_t lt_graph_exit(uintptr_t slot) {
     struct lt_graph_frame frame = stack->frames[index];
     *(volatile uintptr_t *)slot = frame.return_address;
     lt_signal_fence();
-    stack->frames[index].state = LT_FRAME_FREE;
-    lt_signal_fence();
-    stack->count = index;
-    lt_signal_fence();
+    lt_graph_release_top(stack, index);
     if (!(frame.state & LT_FRAME_SILENT)) lt_record_exit(frame.function, index, 0);
     lt_graph_guard_leave(guard);
     errno = saved_errno;
