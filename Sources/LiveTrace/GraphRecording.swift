@@ -44,6 +44,9 @@ public final class GraphRecording: @unchecked Sendable {
     /// Starts recording entries and exits of `functions` (globs; empty:
     /// every function with a site) minus `excluding`, down to `maxDepth`,
     /// into `directory` (read it with `TraceReport` or `livetrace report`).
+    /// The directory is created if missing; an older trace there becomes
+    /// `directory.old`; a directory holding anything else is refused.
+    /// The C API's lt_trace_start (livetrace.h) is this function.
     public static func start(
         directory: String, functions: [String] = [], excluding: [String] = [],
         maxDepth: Int = FunctionGraph.stackCapacity

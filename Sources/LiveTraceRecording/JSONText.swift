@@ -31,6 +31,7 @@ struct JSONWriter {
 
     private static let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
     private static let colon = UInt8(ascii: ":"), comma = UInt8(ascii: ",")
+    private static let zero = UInt8(ascii: "0"), minus = UInt8(ascii: "-")
     private static let hexDigits = Array("0123456789abcdef".utf8)
     /// The two-character escapes of RFC 8259 section 7, by the byte they stand for.
     private static func shortEscape(_ byte: UInt8) -> UInt8? {
@@ -50,25 +51,55 @@ struct JSONWriter {
     }
 
     /// A string literal: `"`, `\` and control characters escaped, every
-    /// other scalar as its UTF-8 bytes.
+    /// other scalar as its UTF-8 bytes. Runs of bytes that need no escape
+    /// are copied whole (objects.json holds every symbol of the process).
     mutating func string(_ text: String) {
         bytes.append(Self.quote)
-        for byte in text.utf8 {
-            if let escaped = Self.shortEscape(byte) {
-                bytes.append(Self.backslash)
-                bytes.append(escaped)
-            } else if byte <= Self.lastControlCharacter {
-                raw("\\u00")
-                bytes.append(Self.hexDigits[Int(byte >> 4)])
-                bytes.append(Self.hexDigits[Int(byte & 0xf)])
-            } else {
-                bytes.append(byte)
+        var text = text
+        text.withUTF8 { utf8 in
+            var runStart = 0
+            for (index, byte) in utf8.enumerated()
+            where byte == Self.quote || byte == Self.backslash || byte <= Self.lastControlCharacter {
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index]))
+                escape(byte)
+                runStart = index + 1
             }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...]))
         }
         bytes.append(Self.quote)
     }
 
-    mutating func number<T: BinaryInteger>(_ value: T) { bytes.append(contentsOf: String(value).utf8) }
+    /// The escape of one byte: its two-character form, or \u00XX.
+    private mutating func escape(_ byte: UInt8) {
+        if let escaped = Self.shortEscape(byte) {
+            bytes.append(Self.backslash)
+            bytes.append(escaped)
+        } else {
+            raw("\\u00")
+            bytes.append(Self.hexDigits[Int(byte >> 4)])
+            bytes.append(Self.hexDigits[Int(byte & 0xf)])
+        }
+    }
+
+    /// A decimal integer, digits written straight into the buffer.
+    mutating func number(_ value: UInt64) {
+        let maximumDigits = 20 // UInt64.max = 18446744073709551615
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maximumDigits) { digits in
+            var remaining = value
+            var first = maximumDigits
+            repeat {
+                first -= 1
+                digits[first] = Self.zero + UInt8(remaining % 10)
+                remaining /= 10
+            } while remaining > 0
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[first...]))
+        }
+    }
+
+    mutating func number(_ value: Int) {
+        if value < 0 { bytes.append(Self.minus) }
+        number(UInt64(value.magnitude))
+    }
     mutating func bool(_ value: Bool) { value ? raw("true") : raw("false") }
     mutating func null() { raw("null") }
 

@@ -130,7 +130,7 @@ extension Recorder {
             try? Sys.unlinkIfPresent(directory + "/" + file)
             try? Sys.unlinkIfPresent(directory + "/" + file + Sys.temporarySuffix)
         }
-        if createdDirectory { _ = rmdir(directory) }
+        if createdDirectory { _ = try? Sys.retrying("rmdir", directory) { Glibc.rmdir(directory) } }
     }
 }
 
