@@ -101,6 +101,42 @@ final class RecordingFromInsideCTests: XCTestCase {
         try assertExactCallTree(scratch + "/trace", command: [program, ownDirectory, "nested"])
     }
 
+    // MARK: - the program does not notice
+
+    func testTheDrainThreadNeverTakesASignalMeantForTheProgram() throws {
+        // The program blocks SIGUSR1 in its only thread after the recording
+        // started, sends it to itself and takes it with sigtimedwait. A drain
+        // thread that left it unblocked would be the one thread the kernel
+        // may deliver it to: the default action would kill the program.
+        let directory = RecordingFixtures.scratchDirectory("inside-c-signals") + "/trace"
+        let result = try Fixtures.run([try build(Self.gccPatchableEntry), directory, "signals"])
+        XCTAssertFalse(result.signaled, "killed by signal \(result.status)")
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertEqual(result.stdout, "start 0 -\nsigwait \(SIGUSR1)\nstop 0 -\n")
+        let report = try TraceReport(directory: directory)
+        XCTAssertEqual(report.functions.map(\.function), ["tr_leaf"])
+        XCTAssertEqual(report.functions.map(\.calls), [1])
+    }
+
+    func testForkedChildsCallsAreInTheParentsTraceAndOnlyTheParentStops() throws {
+        let directory = RecordingFixtures.scratchDirectory("inside-c-fork") + "/trace"
+        let result = try Fixtures.run([try build(Self.clangPatchableEntry), directory, "fork"])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.first, "start 0 -")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("child_stop -\(LT_ENOTREG) ") }, result.stdout)
+        XCTAssertTrue(lines.contains("child_status 0"), result.stdout)
+        XCTAssertEqual(lines.last, "stop 0 -")
+        let trace = try TraceReader.read(directory: directory)
+        XCTAssertTrue(trace.info.complete)
+        XCTAssertEqual(trace.info.lostEvents, 0)
+        // Parent: tr_leaf(1) before the fork, tr_leaf(2) after; child: 5 calls.
+        let callsByPid = Dictionary(grouping: trace.streams, by: \.identity.pid)
+            .mapValues { $0.reduce(0) { $0 + $1.events.filter { $0.kind == .entry }.count } }
+        XCTAssertEqual(callsByPid[trace.info.pid], 2, "\(callsByPid)")
+        XCTAssertEqual(callsByPid.filter { $0.key != trace.info.pid }.map(\.value), [5], "\(callsByPid)")
+    }
+
     // MARK: - a plain C program
 
     func testPlainCProgramNeedsNothingButLiblivetrace() throws {

@@ -9,6 +9,14 @@
  *                      run under `livetrace record`: lt_trace_start finds
  *                      the recording of the shim and must say so; then the
  *                      same call tree runs (recorded by the shim)
+ *   trace_inside DIR signals
+ *                      while recording, blocks SIGUSR1 in its only thread,
+ *                      sends it to the process and takes it with
+ *                      sigtimedwait: the drain thread must not take it
+ *   trace_inside DIR fork
+ *                      while recording, forks: the child calls tr_leaf 5
+ *                      times, its lt_trace_stop is refused, and its calls
+ *                      are in the parent's trace, in a stream of its own
  *
  * Known call tree, recorded with filter "tr_work;tr_fib;tr_leaf;
  * tr_thread_body;tr_hidden" (spaces around items) minus notrace "tr_hid*":
@@ -23,8 +31,13 @@
  * exits 0 unless something crashed it. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <livetrace.h>
 
 #if defined(__clang__)
@@ -71,6 +84,37 @@ int main(int argc, char **argv) {
     }
     const char *directory = argv[1];
     char other[4096];
+    if (argc > 2 && strcmp(argv[2], "signals") == 0) {
+        check("start", lt_trace_start(directory, "tr_*", 0, 0));
+        sigset_t usr1;
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &usr1, 0);
+        kill(getpid(), SIGUSR1);
+        struct timespec timeout = {5, 0};
+        printf("sigwait %d\n", sigtimedwait(&usr1, 0, &timeout));
+        tr_leaf(1);
+        check("stop", lt_trace_stop(0));
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[2], "fork") == 0) {
+        check("start", lt_trace_start(directory, "tr_*", 0, 0));
+        tr_leaf(1);
+        fflush(stdout);
+        pid_t child = fork();
+        if (child == 0) {
+            for (long i = 0; i < 5; i++) tr_leaf(i);
+            check("child_stop", lt_trace_stop(0));
+            fflush(stdout);
+            exit(0); /* the exit hook leaves the parent's recording alone */
+        }
+        int status = -1;
+        waitpid(child, &status, 0);
+        printf("child_status %d\n", status);
+        tr_leaf(2);
+        check("stop", lt_trace_stop(0));
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[2], "nested") == 0) {
         check("nested_start", lt_trace_start(directory, "tr_*", 0, 0));
         pthread_t thread;
