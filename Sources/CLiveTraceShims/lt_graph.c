@@ -333,7 +333,8 @@ static const char lt_graph_lost_message[] =
  *      taken from here on see the real caller), pop the frame, record the exit;
  *   4. return the original return address to the trampoline. */
 uintptr_t lt_graph_exit(uintptr_t slot) {
-    int saved_errno = errno;
+    int *errno_slot = lt_errno_slot();
+    int saved_errno = *errno_slot;
     struct lt_thread_slot *guard = lt_graph_guard_enter();
     struct lt_graph_stack *stack = lt_graph_self;
     uint32_t found = 0;
@@ -357,7 +358,7 @@ uintptr_t lt_graph_exit(uintptr_t slot) {
                 *(volatile uintptr_t *)slot = original;
                 lt_count(recovered);
                 lt_graph_guard_leave(guard);
-                errno = saved_errno;
+                *errno_slot = saved_errno;
                 return original;
             }
         }
@@ -374,7 +375,7 @@ uintptr_t lt_graph_exit(uintptr_t slot) {
     lt_graph_release_top(stack, index);
     if (!(frame.state & LT_FRAME_SILENT)) lt_record_exit(frame.function, index, 0);
     lt_graph_guard_leave(guard);
-    errno = saved_errno;
+    *errno_slot = saved_errno;
     /* Step 4. */
     return frame.return_address;
 }

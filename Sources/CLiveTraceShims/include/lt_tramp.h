@@ -83,6 +83,14 @@ extern __thread struct lt_thread_slot *lt_thread_self __attribute__((tls_model("
 extern uint64_t lt_thread_overflow;
 /* errno's offset from the thread pointer (static TLS of libc), set at load. */
 extern intptr_t lt_errno_tpoff;
+/* This thread's errno, reached like the trampoline does (no call to
+ * __errno_location through the PLT on the hot paths). Valid once the
+ * library's constructors ran. */
+static inline int *lt_errno_slot(void) {
+    uintptr_t thread_pointer;
+    __asm__("mov %%fs:0, %0" : "=r"(thread_pointer));
+    return (int *)(thread_pointer + lt_errno_tpoff);
+}
 
 /* The common entry of every stub, and the bounds of the code that runs
  * between a site's jump and E1 (section lt_tramp_text). */
