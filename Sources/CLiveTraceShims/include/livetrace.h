@@ -144,7 +144,8 @@ lt_ops *lt_replace_function(const char *function, uintptr_t replacement, int *er
  *     run_the_work();
  *     struct lt_trace_summary summary;
  *     if (lt_trace_stop(&summary) == 0)
- *         printf("%llu events, %llu lost\n", summary.events, summary.lost);
+ *         printf("%llu events, %llu lost\n", (unsigned long long)summary.events,
+ *                (unsigned long long)summary.lost);
  *
  * Threading rules:
  *   - One recording per process at a time. lt_trace_start and lt_trace_stop
@@ -160,12 +161,13 @@ lt_ops *lt_replace_function(const char *function, uintptr_t replacement, int *er
  *     every asynchronous signal is blocked in it, so the program's signals
  *     still go to the program's threads). It writes to the directory while
  *     the program runs; a thread whose buffer is full waits for it, briefly
- *     and boundedly, then counts what it could not store: losses are in the trace
- *     (info.json "lost_events", and the summary below), never silent.
+ *     and boundedly, then counts what it could not store: losses are in the
+ *     trace (info.json "lost_events", and the summary below), never silent.
  *   - A program that exits (exit() or a return from main) while recording
  *     has the recording stopped and the directory completed at exit. A
- *     process killed by a signal leaves DIR/rings: everything published
- *     until then is in it, and info.json says "complete": false.
+ *     process killed by a signal (or ending in _exit) leaves a readable
+ *     trace of what the drain had moved, info.json "complete": false, and
+ *     DIR/rings, which holds every event published after that.
  *   - After fork, the recording belongs to the parent: lt_trace_stop in the
  *     child returns -LT_ENOTREG (the child's own calls are recorded in the
  *     parent's trace, in streams of the child's pid, until the parent stops).
@@ -176,7 +178,8 @@ lt_ops *lt_replace_function(const char *function, uintptr_t replacement, int *er
  * recording is already running in this process: lt_trace_start twice, the
  * Swift GraphRecording, or `livetrace record` / the LD_PRELOAD shim),
  * LT_ENOTREG (lt_trace_stop with nothing started by lt_trace_start in this
- * process), LT_ETRACEDIR (errno set), and the patching errors of
+ * process), LT_ETRACEDIR (errno set; at stop, e.g. a full disk: DIR/rings
+ * is kept with the events not yet written), and the patching errors of
  * lt_ops_register (LT_ENOMEM, LT_EPATCH, LT_ESITES, LT_ETIMEDOUT). When
  * lt_trace_start fails, nothing stays patched or running.
  * ------------------------------------------------------------------------ */
