@@ -65,7 +65,8 @@ uftrace_nop_ns=$(per_call uftrace record -d "$WORK/data" --no-libcall -P . "$WOR
 livetrace_pg_ns=$(per_call "$BIN/livetrace" record -d "$WORK/data" -- "$WORK/pg")
 livetrace_nop_ns=$(per_call "$BIN/livetrace" record -d "$WORK/data" -- "$WORK/nop")
 # The recorded counts, checked once: both tracers saw every call.
-"$BIN/livetrace" record -d "$WORK/data" -- "$WORK/pg" "$CALLS" >/dev/null 2>&1
+"$BIN/livetrace" record -d "$WORK/data" -- "$WORK/pg" "$CALLS" >/dev/null 2>"$WORK/summary"
+live_summary=$(grep "livetrace record:" "$WORK/summary" || true)
 live_calls=$("$BIN/livetrace" report -d "$WORK/data" --json | tr '{' '\n' | grep '"function" *: *"hot"' | sed 's/.*"calls" *: *\([0-9]*\).*/\1/')
 rm -rf "$WORK/data"
 uftrace record -d "$WORK/data" --no-libcall "$WORK/pg" "$CALLS" >/dev/null 2>&1
@@ -74,6 +75,7 @@ uf_calls=$(uftrace report -d "$WORK/data" -f call 2>/dev/null | awk '$2 == "hot"
 echo "uftrace-compare: entry+exit of a hot function, $CALLS calls, best of $REPEAT, overhead per call above the untraced nop binary"
 echo "  uftrace 0.13 record    (-pg -mfentry binary):        ${uftrace_ns} ns/call  (recorded ${uf_calls:-?} calls of hot)"
 echo "  livetrace record       (-pg -mfentry binary):        ${livetrace_pg_ns} ns/call  (recorded ${live_calls:-?} calls of hot)"
+echo "    its summary: ${live_summary:-none}"
 echo "  uftrace 0.13 record -P (patchable-entry binary):     ${uftrace_nop_ns} ns/call"
 echo "  livetrace record       (patchable-entry binary):     ${livetrace_nop_ns} ns/call"
 awk -v u="$uftrace_ns" -v l="$livetrace_pg_ns" 'BEGIN { if (l > 0) printf "  ratio uftrace / livetrace, -pg binary:             %.1fx\n", u / l }'

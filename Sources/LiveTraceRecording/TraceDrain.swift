@@ -7,12 +7,13 @@
 // One pass over ring k (reader side of the protocol in lt_ring.h):
 //   1. state = load_acquire(ring.state); skip FREE and CLAIMING.
 //   2. a generation the drain has not seen opens a new stream file.
-//   3. h = load_acquire(ring.head); write events [tail, h) as one chunk,
-//      straight from the ring (one writev of the chunk header and the one
-//      or two spans of slots: the ring's event layout is the file's),
-//      summing the counts of the LOST events written.
-//   4. release tail = h (lt_ring_release_tail): the writer may reuse those
-//      slots; a writer waiting for room is woken.
+//   3. h = load_acquire(ring.head); write events [tail, h) as chunks of at
+//      most chunkEvents, none across the ring's wrap, each straight from
+//      the ring (one writev of the chunk header and the slots: the ring's
+//      event layout is the file's) after one pass over its events
+//      (checksum, LOST counts, functions entered);
+//   4. after each chunk, release tail past it (lt_ring_release_tail): the
+//      writer may reuse those slots; a writer waiting for room is woken.
 //   5. RETIRED (the thread exited) or the final pass: the writer's lost_total
 //      minus the LOST counts already in the stream is appended as one more
 //      LOST event, so a loss the writer could not yet write is still counted.
@@ -50,6 +51,10 @@ public final class TraceDrain: @unchecked Sendable {
     private var cursors: [Int: Cursor] = [:]
     /// The 16-byte header of the chunk being written.
     private let chunkHeader: UnsafeMutableRawBufferPointer
+    /// Room for the entry addresses one chunk may add (lt_record_scan_events).
+    private let newEntries: UnsafeMutableBufferPointer<UInt64>
+    /// Events per chunk written: 128 KiB, a quarter of an L2 cache.
+    public static let chunkEvents = 8192
     private var streams = Set<String>()
     /// Entry addresses seen in the events moved (DrainSummary.functions).
     private var entered = Set<UInt64>()
@@ -68,6 +73,7 @@ public final class TraceDrain: @unchecked Sendable {
         self.directory = directory
         self.area = area
         chunkHeader = .allocate(byteCount: TraceFormat.chunkHeaderSize, alignment: 16)
+        newEntries = .allocate(capacity: TraceDrain.chunkEvents)
         try Sys.mkdir(directory)
         try Sys.mkdir(directory + "/" + TraceFormat.streamsDirectory)
         let now = RingArea.calibrationPairNow()
@@ -81,7 +87,10 @@ public final class TraceDrain: @unchecked Sendable {
         area.setReader(attached: true)
     }
 
-    deinit { chunkHeader.deallocate() }
+    deinit {
+        chunkHeader.deallocate()
+        newEntries.deallocate()
+    }
 
     /// Salvages the trace directory of a program that died: drains what its
     /// writers published, counts what they lost, and marks it salvaged.
@@ -221,47 +230,34 @@ public final class TraceDrain: @unchecked Sendable {
             throw .badRingArea(path: area.path, reason: "ring \(index): head \(head) and tail \(tail) are inconsistent")
         }
         let eventSize = TraceFormat.eventSize
-        if count > 0 {
-            let slots = UnsafeRawPointer(lt_ring_events(ring)!)
-            let first = Int(tail & (capacity - 1))
-            let firstSpan = min(count, Int(capacity) - first)
-            var spans = [UnsafeRawBufferPointer(start: slots + first * eventSize, count: firstSpan * eventSize)]
-            if firstSpan < count {
-                spans.append(UnsafeRawBufferPointer(start: slots, count: (count - firstSpan) * eventSize))
+        // Chunks of at most chunkEvents, none across the ring's wrap: each
+        // is scanned, checksummed and written while it is in this core's
+        // cache, and its slots go back to the writer at once.
+        var position = tail
+        while position < head {
+            let slot = Int(position & (capacity - 1))
+            let chunkCount = min(Int(head - position), Int(capacity) - slot, TraceDrain.chunkEvents)
+            let slots = lt_ring_events(ring)! + slot
+            var scan = lt_chunk_scan()
+            recentlyEntered.withUnsafeMutableBufferPointer { filter in
+                lt_record_scan_events(
+                    slots, chunkCount, &scan, filter.baseAddress, UInt64(filter.count - 1), newEntries.baseAddress)
             }
-            var lostHere: UInt64 = 0
-            var lostRecords = 0
-            var lastWord: UInt64 = 0
-            for span in spans {
-                let words = span.count / eventSize
-                for i in 0..<words {
-                    let word = span.loadUnaligned(fromByteOffset: i * eventSize + 8, as: UInt64.self)
-                    switch lt_event_kind(word) {
-                    case UInt32(LT_EVENT_LOST.rawValue):
-                        lostHere += lt_event_address(word)
-                        lostRecords += 1
-                    case UInt32(LT_EVENT_ENTRY.rawValue):
-                        let address = lt_event_address(word)
-                        let slot = Int(truncatingIfNeeded: (address ^ address >> 12) & UInt64(recentlyEntered.count - 1))
-                        if recentlyEntered[slot] != address {
-                            recentlyEntered[slot] = address
-                            entered.insert(address)
-                        }
-                    default: break
-                    }
-                }
-                lastWord = span.loadUnaligned(fromByteOffset: span.count - eventSize + 8, as: UInt64.self)
-                cursors[index]!.lastTimestamp = span.loadUnaligned(fromByteOffset: span.count - eventSize, as: UInt64.self)
-            }
-            cursors[index]!.lastDepth = lt_event_depth(lastWord)
-            StreamCodec.fillChunkHeader(chunkHeader.baseAddress!, spans: spans)
-            try cursors[index]!.writer.append(header: UnsafeRawBufferPointer(chunkHeader), spans: spans)
-            cursors[index]!.lostInStream += lostHere
-            lostInStreams += lostHere
-            events += UInt64(count - lostRecords)
-            bytes += UInt64(TraceFormat.chunkHeaderSize + count * eventSize)
+            for address in newEntries.prefix(Int(scan.new_entries)) { entered.insert(address) }
+            let last = slots[chunkCount - 1]
+            cursors[index]!.lastTimestamp = last.timestamp
+            cursors[index]!.lastDepth = lt_event_depth(last.word)
+            StreamCodec.fillChunkHeader(chunkHeader.baseAddress!, eventCount: chunkCount, crc: scan.crc)
+            try cursors[index]!.writer.append(
+                header: UnsafeRawBufferPointer(chunkHeader),
+                spans: [UnsafeRawBufferPointer(start: slots, count: chunkCount * eventSize)])
+            cursors[index]!.lostInStream += scan.lost
+            lostInStreams += scan.lost
+            events += UInt64(chunkCount) - scan.lost_records
+            bytes += UInt64(TraceFormat.chunkHeaderSize + chunkCount * eventSize)
+            position += UInt64(chunkCount)
             // Step 4.
-            lt_ring_release_tail(ring, head)
+            lt_ring_release_tail(ring, position)
         }
         // Step 5.
         let retired = state == LT_RING_RETIRED.rawValue

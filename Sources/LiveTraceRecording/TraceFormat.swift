@@ -177,32 +177,13 @@ enum StreamCodec {
         return out
     }
 
-    /// The 16-byte header of a chunk whose events are the bytes of `spans`
-    /// in order (CRC-32C continued across them), written at `header`.
-    static func fillChunkHeader(
-        _ header: UnsafeMutableRawPointer, spans: [UnsafeRawBufferPointer]
-    ) {
-        var crc: UInt32 = 0
-        var length = 0
-        for span in spans {
-            crc = lt_record_crc32c_extend(crc, span.baseAddress, span.count)
-            length += span.count
-        }
+    /// Writes the 16-byte header of a chunk of `eventCount` events whose
+    /// CRC-32C is `crc` at `header`.
+    static func fillChunkHeader(_ header: UnsafeMutableRawPointer, eventCount: Int, crc: UInt32) {
         for (i, byte) in TraceFormat.chunkMagic.enumerated() { header.storeBytes(of: byte, toByteOffset: i, as: UInt8.self) }
-        header.storeBytes(of: UInt32(length / TraceFormat.eventSize).littleEndian, toByteOffset: 4, as: UInt32.self)
+        header.storeBytes(of: UInt32(eventCount).littleEndian, toByteOffset: 4, as: UInt32.self)
         header.storeBytes(of: crc.littleEndian, toByteOffset: 8, as: UInt32.self)
         header.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
-    }
-
-    /// Writes the 16-byte chunk header at `chunk` for the `eventCount`
-    /// events that follow it.
-    static func fillChunkHeader(_ chunk: UnsafeMutableRawPointer, eventCount: Int) {
-        let length = eventCount * TraceFormat.eventSize
-        let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: chunk + TraceFormat.chunkHeaderSize, count: length))
-        for (i, byte) in TraceFormat.chunkMagic.enumerated() { chunk.storeBytes(of: byte, toByteOffset: i, as: UInt8.self) }
-        chunk.storeBytes(of: UInt32(eventCount).littleEndian, toByteOffset: 4, as: UInt32.self)
-        chunk.storeBytes(of: crc.littleEndian, toByteOffset: 8, as: UInt32.self)
-        chunk.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
     }
 
     /// The 16-byte events of `events`. A LOST count wider than the address

@@ -133,4 +133,48 @@ final class DrainWakeupTests: XCTestCase {
         XCTAssertEqual(events.map(\.kind), [.entry, .lost, .exit])
         XCTAssertEqual(events.map(\.address), [0x1000, 1, 0x1000])
     }
+
+    func testDrainWritesCacheSizedChunksSplitAtTheWrap() throws {
+        let dir = RecordingFixtures.scratchDirectory("chunks")
+        let area = try RingArea.create(path: dir + "/rings", ringCount: 1, ringCapacity: 16_384)
+        let drain = try TraceDrain(directory: dir, area: area, command: ["test"], pid: UInt64(getpid()))
+        XCTAssertEqual(lt_record_attach(area.base, area.size), 0)
+        let hold = DispatchSemaphore(value: 0), wrote = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        Thread {
+            writePairs(thread: 0, pairs: 6_000)
+            wrote.signal()
+            hold.wait()
+            for s in 6_000..<10_000 {
+                let ip = UInt(1 << 32 | s)
+                lt_record_entry(ip, 0)
+                lt_record_exit(ip, 0, 0)
+            }
+            wrote.signal()
+            done.wait()
+        }.start()
+        wrote.wait()
+        // 12000 events: one chunk of TraceDrain.chunkEvents, then the rest.
+        XCTAssertEqual(try drain.drainOnce(), 12_000)
+        hold.signal()
+        wrote.wait()
+        // 8000 more, from slot 12000: 4384 up to the end of the ring, 3616 from its start.
+        XCTAssertEqual(try drain.drainOnce(), 8_000)
+        done.signal()
+        XCTAssertEqual(lt_record_detach(), 0)
+        _ = try drain.finish()
+        let trace = try TraceReader.read(directory: dir)
+        XCTAssertEqual(trace.streams.map { checkWriterStream($0).pairs }, [10_000])
+        let path = dir + "/streams/" + trace.streams[0].identity.fileName
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var counts: [Int] = []
+        var offset = TraceFormat.streamHeaderSize
+        while offset < bytes.count {
+            XCTAssertEqual(Array(bytes[offset..<offset + 4]), Array("LTCK".utf8))
+            let count = Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8 | Int(bytes[offset + 6]) << 16
+            counts.append(count)
+            offset += TraceFormat.chunkHeaderSize + count * TraceFormat.eventSize
+        }
+        XCTAssertEqual(TraceDrain.chunkEvents, 8_192)
+        XCTAssertEqual(counts, [8_192, 3_808, 4_384, 3_616])
+    }
 }

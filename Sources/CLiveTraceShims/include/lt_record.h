@@ -120,6 +120,23 @@ uint32_t lt_record_crc32c(const void *data, size_t length);
  * CRC of the bytes alone. */
 uint32_t lt_record_crc32c_extend(uint32_t crc, const void *data, size_t length);
 
+/* What the drain learns from one pass over a chunk (lt_record_scan_events);
+ * `crc` is read (the CRC so far, 0 for none) and written. */
+struct lt_chunk_scan {
+    uint32_t crc;
+    uint32_t reserved;
+    uint64_t lost;         /* sum of the LOST events' counts */
+    uint64_t lost_records; /* number of LOST events */
+    uint64_t new_entries;  /* entry addresses appended to new_entries */
+};
+
+/* The drain's single pass over `count` events: the CRC-32C continued, the
+ * LOST counts, and each entry address missing from the direct-mapped
+ * `filter` (filter_mask + 1 slots; stored there and appended to
+ * `new_entries`, room for `count`) (lt_record_crc.c). */
+void lt_record_scan_events(const struct lt_event *events, size_t count, struct lt_chunk_scan *scan,
+                           uint64_t *filter, uint64_t filter_mask, uint64_t *new_entries);
+
 /* CLOCK_MONOTONIC in nanoseconds, and a calibration pair read back to back. */
 uint64_t lt_record_monotonic_ns(void);
 void lt_record_calibration_pair(uint64_t *tsc, uint64_t *monotonic_ns);
