@@ -172,24 +172,20 @@
     movq %fs:(%rax), %rax
     /* E2: seq becomes even; only permanent code runs from here. */
     incq SLOT_SEQ(%rax)
-    lea lt_graph_return_point(%rip), %rax
-    cmp %rax, 8(%rbp)
-    je .L\name\()_call_body
+    lea lt_graph_return_point(%rip), %r11
+    cmp %r11, 8(%rbp)
 .L\name\()_leave:
+    /* ZF set: the return slot is hooked (the nested and overflow paths
+     * arrive with ZF clear). RESTORE, mov and leave keep the flags. */
     RESTORE
     mov REGS_RESUME(%rsp), %r11
     .cfi_remember_state
     leave
     .cfi_def_cfa %rsp, 8
+    je .L\name\()_call_body
     jmp *%r11
-    .cfi_restore_state
 .L\name\()_call_body:
-    /* The return slot is hooked: pop it and call the function (above). */
-    RESTORE
-    mov REGS_RESUME(%rsp), %r11
-    .cfi_remember_state
-    leave
-    .cfi_def_cfa %rsp, 8
+    /* Pop the hooked slot and call the function (see above). */
     add $8, %rsp
     .cfi_def_cfa_offset 0
     .cfi_undefined rip
@@ -198,6 +194,7 @@
 .L\name\()_nested:
     /* The recursion guard: a callback called a traced function. */
     incq SLOT_SKIPPED(%rax)
+    test %rsp, %rsp
     jmp .L\name\()_leave
 .L\name\()_claim:
     mov %r11, FRAME_RECORD(%rsp)
@@ -206,6 +203,7 @@
     test %rax, %rax
     jnz .L\name\()_have_slot
     lock incq lt_thread_overflow(%rip)
+    test %rsp, %rsp
     jmp .L\name\()_leave
 .L\name\()_finish_claim:
     mov %r11, FRAME_RECORD(%rsp)
