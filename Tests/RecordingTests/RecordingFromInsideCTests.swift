@@ -101,6 +101,34 @@ final class RecordingFromInsideCTests: XCTestCase {
         try assertExactCallTree(scratch + "/trace", command: [program, ownDirectory, "nested"])
     }
 
+    // MARK: - starts and stops racing with the calls
+
+    func testSoakStartsAndStopsRacingWithCallsLeaveEveryTraceCompleteAndWellNested() throws {
+        // LIVETRACE_SOAK=1 (make soak): 200 cycles instead of 4.
+        let cycles = ProcessInfo.processInfo.environment["LIVETRACE_SOAK"] == "1" ? 200 : 4
+        let directory = RecordingFixtures.scratchDirectory("inside-c-cycles") + "/trace"
+        let result = try Fixtures.run([try build(Self.gccPatchableEntry), directory, "cycles", String(cycles)])
+        XCTAssertFalse(result.signaled, "killed by signal \(result.status)")
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertEqual(result.stdout, (0..<cycles).map { "cycle \($0) 0 0\n" }.joined())
+        for cycle in 0..<cycles {
+            let trace = try TraceReader.read(directory: "\(directory)-\(cycle)")
+            XCTAssertTrue(trace.info.complete)
+            // Losses (a writer that waited its bounded time for the drain on a
+            // loaded machine) are allowed, but every one is counted.
+            let lostInStreams = trace.streams.reduce(UInt64(0)) { total, stream in
+                stream.events.reduce(total) { $1.kind == .lost ? $0 + $1.address : $0 }
+            }
+            XCTAssertEqual(trace.info.lostEvents, lostInStreams + trace.info.lostWithoutRing)
+            // A call already running at start was not hooked: no exit without
+            // its entry. A call running at stop keeps its entry only.
+            let report = try TraceReport(directory: "\(directory)-\(cycle)")
+            XCTAssertEqual(report.unmatchedExits, 0, "cycle \(cycle)")
+            XCTAssertGreaterThan(report.functions.first { $0.function == "tr_fib" }?.calls ?? 0, 0, "cycle \(cycle)")
+            XCTAssertLessThanOrEqual(report.functions.reduce(0) { $0 + $1.unfinished }, 2 * 6, "at most each worker's open frames")
+        }
+    }
+
     // MARK: - the program does not notice
 
     func testTheDrainThreadNeverTakesASignalMeantForTheProgram() throws {

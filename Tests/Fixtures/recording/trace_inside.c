@@ -5,6 +5,11 @@
  *                      (DIR-busy must exist and hold a file that is not a
  *                      trace), then records DIR-atexit and exits without
  *                      lt_trace_stop
+ *   trace_inside DIR cycles N
+ *                      2 threads call tr_fib(5) without pause while the
+ *                      main thread records N times, ~5 ms each, into
+ *                      DIR-0 ... DIR-(N-1): starts and stops race with the
+ *                      calls; prints "cycle I START STOP" for each
  *   trace_inside DIR nested
  *                      run under `livetrace record`: lt_trace_start finds
  *                      the recording of the shim and must say so; then the
@@ -66,6 +71,14 @@ NOINLINE void *tr_thread_body(void *argument) {
     return 0;
 }
 
+static int stop_busy;
+
+NOINLINE void *tr_busy(void *argument) {
+    (void)argument;
+    while (!__atomic_load_n(&stop_busy, __ATOMIC_ACQUIRE)) tr_fib(5);
+    return 0;
+}
+
 NOINLINE long tr_work(int n, pthread_t thread) {
     long value = tr_fib(n);
     tr_hidden();
@@ -113,6 +126,22 @@ int main(int argc, char **argv) {
         printf("child_status %d\n", status);
         tr_leaf(2);
         check("stop", lt_trace_stop(0));
+        return 0;
+    }
+    if (argc > 3 && strcmp(argv[2], "cycles") == 0) {
+        int cycles = atoi(argv[3]);
+        pthread_t workers[2];
+        for (int i = 0; i < 2; i++) pthread_create(&workers[i], 0, tr_busy, 0);
+        for (int i = 0; i < cycles; i++) {
+            snprintf(other, sizeof other, "%s-%d", directory, i);
+            int started = lt_trace_start(other, "tr_fib;tr_leaf", 0, 0);
+            struct timespec pause = {0, 5000000};
+            nanosleep(&pause, 0);
+            int stopped = lt_trace_stop(0);
+            printf("cycle %d %d %d\n", i, started, stopped);
+        }
+        __atomic_store_n(&stop_busy, 1, __ATOMIC_RELEASE);
+        for (int i = 0; i < 2; i++) pthread_join(workers[i], 0);
         return 0;
     }
     if (argc > 2 && strcmp(argv[2], "nested") == 0) {
