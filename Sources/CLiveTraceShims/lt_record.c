@@ -168,6 +168,7 @@ static __attribute__((noinline)) struct lt_ring_header *lt_claim_ring(struct lt_
         ring->wait_ticks = 0;
         ring->wakes = 0;
         lt_atomic_store_release_u32(&ring->state, LT_RING_OWNED);
+        __atomic_fetch_add(&area->claims, 1, __ATOMIC_RELEASE);
         __atomic_store_n(&area->claim_hint, (index + 1) % count, __ATOMIC_RELAXED);
         pthread_once(&lt_once, lt_init_once);
         pthread_setspecific(lt_exit_key, ring);
@@ -377,18 +378,24 @@ void lt_ring_release_tail(struct lt_ring_header *ring, uint64_t tail) {
 
 void lt_area_wake_drain(struct lt_area_header *area) { lt_wake_drain(area); }
 
-int lt_area_drain_wait(struct lt_area_header *area, uint64_t timeout_ns) {
+int lt_area_drain_wait(struct lt_area_header *area, uint64_t timeout_ns, const uint32_t *rings,
+                       uint32_t ring_count, uint32_t claims_seen) {
     uint32_t seen = __atomic_load_n(&area->drain_wake, __ATOMIC_SEQ_CST);
     __atomic_store_n(&area->drain_sleeping, 1, __ATOMIC_SEQ_CST);
-    int work = 0;
-    for (uint32_t i = 0; i < area->ring_count && !work; i++) {
-        struct lt_ring_header *ring = lt_area_ring(area, i);
+    int work = __atomic_load_n(&area->claims, __ATOMIC_ACQUIRE) != claims_seen;
+    for (uint32_t i = 0; i < ring_count && !work; i++) {
+        if (rings[i] >= area->ring_count) continue;
+        struct lt_ring_header *ring = lt_area_ring(area, rings[i]);
         uint32_t state = lt_atomic_load_acquire_u32(&ring->state);
         if (state == LT_RING_RETIRED) work = 1;
         if (state != LT_RING_OWNED) continue;
         uint64_t head = lt_atomic_load_acquire_u64(&ring->head);
         uint64_t tail = __atomic_load_n(&ring->tail, __ATOMIC_RELAXED);
-        work = head - tail >= area->high_water || __atomic_load_n(&ring->writer_waiting, __ATOMIC_SEQ_CST);
+        /* A writer waiting for room has a full ring, so this covers it too;
+         * writer_waiting is not itself work: it stays set until the woken
+         * writer runs, and a drain spinning on it would keep the writer
+         * from running. */
+        work = head - tail >= area->high_water;
     }
     long status = 0;
     if (!work) status = lt_record_sys_futex_wait(&area->drain_wake, seen, timeout_ns);

@@ -12,8 +12,9 @@
 //      the ring (one writev of the chunk header and the slots: the ring's
 //      event layout is the file's) after one pass over its events
 //      (checksum, LOST counts, functions entered);
-//   4. after each chunk, release tail past it (lt_ring_release_tail): the
-//      writer may reuse those slots; a writer waiting for room is woken.
+//   4. after each chunk, store_release(tail) past it: the writer may reuse
+//      those slots; once the pass has freed high_water slots, and at its
+//      end, a writer asleep waiting for room is woken (lt_ring_release_tail).
 //   5. RETIRED (the thread exited) or the final pass: the writer's lost_total
 //      minus the LOST counts already in the stream is appended as one more
 //      LOST event, so a loss the writer could not yet write is still counted.
@@ -51,6 +52,10 @@ public final class TraceDrain: @unchecked Sendable {
     private var cursors: [Int: Cursor] = [:]
     /// The 16-byte header of the chunk being written.
     private let chunkHeader: UnsafeMutableRawBufferPointer
+    /// Owned by the thread calling drainOnce/waitForWriters (refreshActiveRings).
+    private var activeRings: [UInt32] = []
+    private var claimsSeen: UInt32 = 0
+    private var ringsScanned = false
     /// Room for the entry addresses one chunk may add (lt_record_scan_events).
     private let newEntries: UnsafeMutableBufferPointer<UInt64>
     /// Events per chunk written: 128 KiB, a quarter of an L2 cache.
@@ -133,11 +138,31 @@ public final class TraceDrain: @unchecked Sendable {
     /// One pass over every ring; returns the number of events moved.
     @discardableResult
     public func drainOnce() throws(RecordingError) -> Int {
+        refreshActiveRings()
         var moved = 0
-        for index in 0..<area.ringCount {
-            moved += try drain(ring: index, final: false)
+        var freed = false
+        for index in activeRings {
+            moved += try drain(ring: Int(index), final: false)
+            freed = freed || state(of: index) == LT_RING_FREE.rawValue
         }
+        if freed { activeRings.removeAll { state(of: $0) == LT_RING_FREE.rawValue } }
         return moved
+    }
+
+    /// The rings a pass looks at: those not FREE when the ring states were
+    /// last read, read again only when the area's claim counter moved (a
+    /// writer bumps it after each claim; only the drain frees rings). A
+    /// pass thus touches the rings in use, not every ring of the area.
+    private func refreshActiveRings() {
+        let claims = withUnsafeMutablePointer(to: &area.header.pointee.claims) { lt_atomic_load_acquire_u32($0) }
+        guard !ringsScanned || claims != claimsSeen else { return }
+        ringsScanned = true
+        claimsSeen = claims
+        activeRings = (0..<UInt32(area.ringCount)).filter { state(of: $0) != LT_RING_FREE.rawValue }
+    }
+
+    private func state(of index: UInt32) -> UInt32 {
+        withUnsafeMutablePointer(to: &area.ring(Int(index)).pointee.state) { lt_atomic_load_acquire_u32($0) }
     }
 
     /// The last pass: everything published, every loss counted, the end
@@ -176,15 +201,17 @@ public final class TraceDrain: @unchecked Sendable {
     }
 
     /// The drain thread's pause between passes: returns at once when a ring
-    /// is past its high-water mark, retired, or has a writer waiting for
-    /// room; otherwise sleeps until a writer asks for the drain (passing its
+    /// is past its high-water mark (a writer waiting for room is) or
+    /// retired, or a ring was claimed; otherwise sleeps until a writer asks for the drain (passing its
     /// mark, waiting for room, exiting) or `timeout` passes. Returns whether
     /// a writer asked (false: the timeout passed).
     @discardableResult
     public func waitForWriters(timeout: Duration) -> Bool {
         let (seconds, attoseconds) = timeout.components
         let nanoseconds = UInt64(max(seconds, 0)) * 1_000_000_000 + UInt64(max(attoseconds, 0) / 1_000_000_000)
-        return lt_area_drain_wait(area.header, nanoseconds) != 0
+        return activeRings.withUnsafeBufferPointer {
+            lt_area_drain_wait(area.header, nanoseconds, $0.baseAddress, UInt32($0.count), claimsSeen) != 0
+        }
     }
 
     /// Ends a waitForWriters in progress now (the drain thread is being
@@ -230,6 +257,7 @@ public final class TraceDrain: @unchecked Sendable {
             throw .badRingArea(path: area.path, reason: "ring \(index): head \(head) and tail \(tail) are inconsistent")
         }
         let eventSize = TraceFormat.eventSize
+        let highWater = UInt64(area.header.pointee.high_water)
         // Chunks of at most chunkEvents, none across the ring's wrap: each
         // is scanned, checksummed and written while it is in this core's
         // cache, and its slots go back to the writer at once.
@@ -256,8 +284,15 @@ public final class TraceDrain: @unchecked Sendable {
             events += UInt64(chunkCount) - scan.lost_records
             bytes += UInt64(TraceFormat.chunkHeaderSize + chunkCount * eventSize)
             position += UInt64(chunkCount)
-            // Step 4.
-            lt_ring_release_tail(ring, position)
+            // Step 4. A writer asleep waiting for room is woken once the
+            // pass has freed high_water slots (or at its end), not after
+            // every chunk: woken per chunk, it refilled 8192 slots and slept
+            // again, in lock step with the drain.
+            if position - tail >= highWater || position == head {
+                lt_ring_release_tail(ring, position)
+            } else {
+                withUnsafeMutablePointer(to: &ring.pointee.tail) { lt_atomic_store_release_u64($0, position) }
+            }
         }
         // Step 5.
         let retired = state == LT_RING_RETIRED.rawValue

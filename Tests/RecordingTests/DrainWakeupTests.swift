@@ -36,11 +36,15 @@ final class DrainWakeupTests: XCTestCase {
         }
         writer.start()
         belowMark.wait()
-        // 200 events, under the mark of 256: the drain sleeps its whole timeout.
+        // A pass: the drain has seen the writer's ring (a claim it has not
+        // seen yet would end its sleep at once) and emptied it.
+        XCTAssertEqual(try drain.drainOnce(), 200)
+        // An empty ring, under the mark of 256: the drain sleeps its whole timeout.
         let quiet = Date()
         XCTAssertFalse(drain.waitForWriters(timeout: .milliseconds(100)), "no writer asked")
         XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(quiet), 0.09)
-        // Asleep with a long timeout; the writer's 256th event ends the sleep.
+        // Asleep with a long timeout; the writer's 256th event past the
+        // drain's tail ends the sleep.
         nonisolated(unsafe) var woken = false
         nonisolated(unsafe) var slept = 0.0
         let sleeperDone = DispatchSemaphore(value: 0)
@@ -50,7 +54,13 @@ final class DrainWakeupTests: XCTestCase {
             slept = Date().timeIntervalSince(started)
             sleeperDone.signal()
         }.start()
+        let asleepBy = Date().addingTimeInterval(10)
         while withUnsafeMutablePointer(to: &header(area).pointee.drain_sleeping, { lt_atomic_load_acquire_u32($0) }) == 0 {
+            guard Date() < asleepBy else {
+                go.signal()
+                go.signal()
+                return XCTFail("the drain never went to sleep")
+            }
             usleep(100)
         }
         go.signal()
@@ -65,6 +75,33 @@ final class DrainWakeupTests: XCTestCase {
         let summary = try drain.finish()
         XCTAssertEqual(summary.events, 600)
         XCTAssertEqual(summary.lost, 0)
+    }
+
+    func testNewlyClaimedRingEndsTheDrainsSleep() throws {
+        let dir = RecordingFixtures.scratchDirectory("wake-claim")
+        let area = try RingArea.create(path: dir + "/rings", ringCount: 4, ringCapacity: 1024)
+        let drain = try TraceDrain(directory: dir, area: area, command: ["test"], pid: UInt64(getpid()))
+        XCTAssertEqual(lt_record_attach(area.base, area.size), 0)
+        XCTAssertEqual(try drain.drainOnce(), 0, "no ring in use")
+        XCTAssertFalse(drain.waitForWriters(timeout: .milliseconds(20)), "nothing claimed: the whole timeout")
+        // One event claims a ring: the drain's next sleep ends at once, so
+        // its next pass looks at the new ring.
+        // The writer stays alive: an exiting thread's retired ring would
+        // wake the drain too.
+        let wrote = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        Thread {
+            lt_record_entry(0x1000, 0)
+            wrote.signal()
+            release.wait()
+        }.start()
+        wrote.wait()
+        defer { release.signal() }
+        let started = Date()
+        XCTAssertTrue(drain.waitForWriters(timeout: .seconds(30)))
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+        XCTAssertEqual(try drain.drainOnce(), 1)
+        XCTAssertEqual(lt_record_detach(), 0)
+        XCTAssertEqual(try drain.finish().events, 1)
     }
 
     func testWriterWaitingForRoomIsWokenByTheDrainNotItsTimeout() throws {

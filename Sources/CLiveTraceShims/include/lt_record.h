@@ -90,10 +90,13 @@ void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags);
  * for room. */
 void lt_ring_release_tail(struct lt_ring_header *ring, uint64_t tail);
 
-/* The drain's sleep: returns 1 at once when a ring is at or above the
- * high-water mark, retired, or has a waiting writer; otherwise sleeps until
+/* The drain's sleep: returns 1 at once when a ring was claimed since the
+ * drain saw `claims_seen` claims, or one of the `ring_count` rings it
+ * drains (`rings`, indices) is at or above the high-water mark (a writer
+ * waiting for room is: its ring is full) or retired; otherwise sleeps until
  * a writer asks for the drain (1) or `timeout_ns` passes (0). */
-int lt_area_drain_wait(struct lt_area_header *area, uint64_t timeout_ns);
+int lt_area_drain_wait(struct lt_area_header *area, uint64_t timeout_ns, const uint32_t *rings,
+                       uint32_t ring_count, uint32_t claims_seen);
 
 /* Ends the drain's sleep now (as a writer asking for it does): for the
  * drain's owner stopping it. */

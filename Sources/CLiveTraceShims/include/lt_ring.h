@@ -158,9 +158,11 @@ struct lt_area_header {
     /* line 3: written by any writer (atomic add) */
     uint64_t lost_without_ring; /* events lost because every ring was taken */
     uint8_t pad2[64 - 8];
-    /* line 4: written by any writer (relaxed hint for the claim scan) */
-    uint32_t claim_hint;
-    uint8_t pad3[64 - 4];
+    /* line 4: written by any writer */
+    uint32_t claim_hint;       /* relaxed hint for the claim scan */
+    uint32_t claims;           /* bumped (release) after each FREE → OWNED: the drain
+                                  rescans ring states only when it changed */
+    uint8_t pad3[64 - 8];
     /* line 5: written by any writer (atomic add), the drain's futex word */
     uint32_t drain_wake;       /* bumped by a writer that wants the drain */
     uint8_t pad4[64 - 4];
@@ -203,6 +205,7 @@ _Static_assert(sizeof(struct lt_ring_header) == LT_RING_HEADER_SIZE, "ring heade
 _Static_assert(offsetof(struct lt_area_header, high_water) == 84, "high-water mark");
 _Static_assert(offsetof(struct lt_area_header, reader_state) == 128, "reader line");
 _Static_assert(offsetof(struct lt_area_header, lost_without_ring) == 192, "lost line");
+_Static_assert(offsetof(struct lt_area_header, claims) == 260, "claims counter");
 _Static_assert(offsetof(struct lt_area_header, drain_wake) == 320, "wake line");
 _Static_assert(offsetof(struct lt_ring_header, head) == 64, "writer line");
 _Static_assert(offsetof(struct lt_ring_header, tail) == 128, "reader line");
