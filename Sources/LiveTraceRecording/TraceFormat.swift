@@ -230,7 +230,11 @@ enum StreamCodec {
         let identity = StreamIdentity(
             pid: r.le(UInt64.self, at: 24), tid: r.le(UInt64.self, at: 32),
             ring: r.le(UInt32.self, at: 20), generation: r.le(UInt64.self, at: 40))
+        // Room for every event the file can hold, reserved once: reserving
+        // per chunk grows the array by exactly one chunk each time, which
+        // copies it once per chunk (quadratic in a long stream).
         var events: [TraceEvent] = []
+        events.reserveCapacity((bytes.count - TraceFormat.streamHeaderSize) / TraceFormat.eventSize)
         var offset = TraceFormat.streamHeaderSize
         while offset < bytes.count {
             guard bytes.count - offset >= TraceFormat.chunkHeaderSize else {
@@ -250,7 +254,6 @@ enum StreamCodec {
             guard actual == crc else {
                 throw damaged("checksum mismatch in chunk at offset \(offset) (events \(events.count)..<\(events.count + count))")
             }
-            events.reserveCapacity(events.count + count)
             // One pass over the chunk's bytes; the first event that is not
             // one a writer can produce (kind 0, UNWOUND on a non-exit)
             // stops it and is reported.
