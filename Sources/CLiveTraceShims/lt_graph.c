@@ -320,6 +320,87 @@ void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_
     *(volatile uintptr_t *)slot = trampoline;
 }
 
+/* ---- the fast entry and exit ---------------------------------------------
+ *
+ * The common cases of lt_graph_entry_callback and lt_graph_exit, for the
+ * graph's own trampoline entry and return trampoline, which then save almost
+ * nothing: these functions preserve every register they touch but their
+ * parameters, vector registers included (no_caller_saved_registers: clang
+ * leaves the parameter registers to the caller), call nothing (everything
+ * they use is inlined: checked in ARCHITECTURE.md's way, by disassembly;
+ * a call would make the compiler save every register) and never change
+ * errno. Anything else — the thread's first
+ * call, a nested call, dead frames to pop, a full shadow stack, an event the
+ * ring cannot take at once — returns undone (nothing changed) and the caller
+ * takes the full path. The stack is changed in the same order, behind the
+ * same guard, as on the full path. */
+#define LT_GRAPH_FAST __attribute__((no_caller_saved_registers, section("lt_tramp_text"), visibility("hidden")))
+
+/* The entry at `slot` (its return slot) of the function whose site is `ip`;
+ * *done = 1 when it was recorded and hooked here. */
+LT_GRAPH_FAST void lt_graph_entry_fast(uintptr_t ip, uintptr_t slot, uint64_t *done) {
+    struct lt_thread_slot *guard = lt_thread_self;
+    struct lt_graph_stack *stack = lt_graph_self;
+    if (guard == NULL || stack == NULL || !guard->ready || (__atomic_load_n(&guard->seq, __ATOMIC_RELAXED) & 1)) return;
+    uint32_t index = stack->count;
+    if (index >= LT_GRAPH_STACK_CAPACITY) return;
+    if (index > 0) {
+        const struct lt_graph_frame *top = &stack->frames[index - 1];
+        if (top->slot <= slot || (top->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED) return;
+    }
+    __atomic_store_n(&guard->seq, guard->seq + 1, __ATOMIC_RELAXED);
+    lt_signal_fence();
+    struct lt_graph_frame *frame = &stack->frames[index];
+    frame->state = LT_FRAME_FREE;
+    lt_signal_fence();
+    stack->count = index + 1;
+    lt_signal_fence();
+    frame->slot = slot;
+    frame->return_address = *(volatile uintptr_t *)slot;
+    frame->function = ip;
+    int recorded = index < __atomic_load_n(&lt_graph_depth_limit, __ATOMIC_RELAXED);
+    lt_signal_fence();
+    frame->state = LT_FRAME_HOOKED | (recorded ? 0 : LT_FRAME_SILENT);
+    lt_signal_fence();
+    if (recorded && !lt_record_event_try(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, index, LT_EVENT_ENTRY, 0))) {
+        lt_graph_release_top(stack, index);
+        lt_graph_guard_leave(guard);
+        return;
+    }
+    *(volatile uintptr_t *)slot = (uintptr_t)&lt_graph_return_trampoline;
+    lt_graph_guard_leave(guard);
+    *done = 1;
+}
+
+/* The return through `slot` of the top frame: on success the slot holds the
+ * original return address again. */
+LT_GRAPH_FAST void lt_graph_exit_fast(uintptr_t slot) {
+    struct lt_thread_slot *guard = lt_thread_self;
+    struct lt_graph_stack *stack = lt_graph_self;
+    if (guard == NULL || stack == NULL || stack->count == 0 || (__atomic_load_n(&guard->seq, __ATOMIC_RELAXED) & 1)) return;
+    uint32_t index = stack->count - 1;
+    struct lt_graph_frame *frame = &stack->frames[index];
+    if ((frame->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED || frame->slot != slot) return;
+    __atomic_store_n(&guard->seq, guard->seq + 1, __ATOMIC_RELAXED);
+    lt_signal_fence();
+    uint32_t state = frame->state;
+    uintptr_t function = frame->function;
+    uintptr_t return_address = frame->return_address;
+    *(volatile uintptr_t *)slot = return_address;
+    lt_signal_fence();
+    lt_graph_release_top(stack, index);
+    if (!(state & LT_FRAME_SILENT) &&
+        !lt_record_event_try(function, lt_event_pack(function & LT_EVENT_ADDRESS_MAX, index, LT_EVENT_EXIT, 0))) {
+        /* Undone in the reverse order: the full path takes it from here. */
+        stack->count = index + 1;
+        lt_signal_fence();
+        frame->state = state;
+        lt_signal_fence();
+        *(volatile uintptr_t *)slot = (uintptr_t)&lt_graph_return_trampoline;
+    }
+    lt_graph_guard_leave(guard);
+}
+
 static const char lt_graph_lost_message[] =
     "livetrace: a function returned through the return trampoline with no shadow-stack frame for its "
     "return slot (its stack was switched by a mechanism LiveTrace does not follow, e.g. swapcontext); "

@@ -41,19 +41,11 @@
 
 /* ---- per-thread and process state ------------------------------------ */
 
-struct lt_thread_state {
-    struct lt_area_header *area; /* the area `ring` belongs to; NULL before the first claim */
-    struct lt_ring_header *ring; /* NULL: no ring (not yet claimed, or none free) */
-    uint32_t ignored;            /* the tracer's own thread */
-    uint32_t exiting;            /* ring released at thread exit: later events are lost */
-};
-
-static __thread struct lt_thread_state lt_thread
-    __attribute__((tls_model("initial-exec")));
+__thread struct lt_thread_state lt_thread __attribute__((tls_model("initial-exec")));
 
 /* Written by attach/detach only (serialised by lt_control_lock); read by
  * every writer with an acquire load. */
-static struct lt_area_header *lt_active_area;
+struct lt_area_header *lt_active_area;
 
 static pthread_mutex_t lt_control_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t lt_once = PTHREAD_ONCE_INIT;
@@ -267,17 +259,6 @@ static __attribute__((noinline)) int lt_make_room(struct lt_area_header *area, s
 }
 
 /* ---- the hot path ----------------------------------------------------- */
-
-/* Stores one event at `head` and publishes it, then leaves the ring.
- * Layout of the event: lt_ring.h. */
-static inline __attribute__((always_inline)) void lt_store_event(struct lt_ring_header *ring,
-                                                                 struct lt_event *slot, uint64_t head,
-                                                                 uint64_t word) {
-    slot->timestamp = lt_rdtsc();
-    slot->word = word;
-    lt_atomic_store_release_u64(&ring->head, head + 1);
-    __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
-}
 
 /* The rest of an event that reached the ring's limit, owes a LOST event, or
  * carries an address too wide for the event; the caller holds the ring

@@ -12,6 +12,10 @@
  *                 callee-saved in C, so lt_graph_exit keeps it).
  *
  * Steps:
+ *   0. the common case: lt_graph_exit_fast(slot) (lt_graph.c) saves what it
+ *      touches itself, pops the frame, records the exit and writes the
+ *      original return address back: `ret` there. Otherwise, it changed
+ *      nothing and the full path follows;
  *   1. rsp -= 8: rsp is the slot again; the frame is built under it
  *      (the caller's red zone is dead across a call: the call wrote it);
  *   2. save rax rdx rcx r8 r9 rdi rsi r10 r11 xmm0-3 in a 16-aligned frame;
@@ -51,6 +55,7 @@
 #define SLOT_FROM_RBP 8
 
     .hidden lt_graph_exit
+    .hidden lt_graph_exit_fast
 
     .text
     .globl lt_graph_return_trampoline
@@ -71,9 +76,31 @@ lt_graph_return_trampoline:
     /* Here CFA = rsp = slot + 8 and the return address is at the slot. */
     .cfi_def_cfa_offset 0
     .cfi_offset rip, -8
-    /* Step 1. */
+    /* Step 0, the fast exit: lt_graph_exit_fast(slot) preserves every
+     * register it touches; when it wrote the original return address back,
+     * return there. */
     sub $8, %rsp
     .cfi_def_cfa_offset 8
+    push %rbp
+    .cfi_def_cfa_offset 16
+    .cfi_offset rbp, -16
+    mov %rsp, %rbp
+    .cfi_def_cfa_register rbp
+    and $-16, %rsp
+    sub $16, %rsp
+    mov %rdi, (%rsp)
+    lea SLOT_FROM_RBP(%rbp), %rdi
+    call lt_graph_exit_fast
+    lea lt_graph_return_point(%rip), %rdi
+    cmp %rdi, SLOT_FROM_RBP(%rbp)
+    mov (%rsp), %rdi
+    leave
+    .cfi_def_cfa rsp, 8
+    .cfi_restore rbp
+    je .Lfull_exit
+    ret
+.Lfull_exit:
+    /* Step 1 (rsp is the slot already). */
     push %rbp
     .cfi_def_cfa_offset 16
     .cfi_offset rbp, -16

@@ -28,6 +28,7 @@ extern char __start_lt_tramp_text[];
 extern char __stop_lt_tramp_text[];
 uintptr_t lt_tramp_entry_address(void) { return (uintptr_t)&lt_tramp_entry; }
 uintptr_t lt_tramp_entry_lean_address(void) { return (uintptr_t)&lt_tramp_entry_lean; }
+uintptr_t lt_tramp_entry_graph_address(void) { return (uintptr_t)&lt_tramp_entry_graph; }
 uintptr_t lt_tramp_iterate_address(void) { return (uintptr_t)&lt_tramp_iterate; }
 uintptr_t lt_tramp_text_start(void) { return (uintptr_t)__start_lt_tramp_text; }
 uintptr_t lt_tramp_text_end(void) { return (uintptr_t)__stop_lt_tramp_text; }

@@ -125,6 +125,7 @@
     .type \name,@function
     .p2align 4
 \name:
+\name\()_local:                   /* for jumps from this file: no PLT */
     .cfi_startproc
     FRAME
     SAVE
@@ -221,5 +222,65 @@
     .section lt_tramp_text,"ax",@progbits
     ENTRY lt_tramp_entry, 1
     ENTRY lt_tramp_entry_lean, 0
+
+/* lt_tramp_entry_graph: the entry of the function graph's own ops. It hands
+ * the common case to lt_graph_entry_fast (lt_graph.c), which preserves every
+ * register but its parameters, and falls back to lt_tramp_entry_lean (which
+ * calls lt_graph_entry_callback) for the rest.
+ *   1. an aligned frame (a compiler may call a function it knows needs no
+ *      alignment with rsp misaligned) holding the three registers that carry
+ *      the parameters, the resume address and a `done` word;
+ *   2. lt_graph_entry_fast(ip = resume - 5, slot, &done): it records the
+ *      entry and hooks the slot, inside the thread's section (E1/E2), or
+ *      changes nothing;
+ *   3. done: pop the hooked slot and call the body from lt_graph_call_body
+ *      (as the other entries do), with the resume address from the frame (no
+ *      record read after E2); not done: leave the frame and take the lean
+ *      entry with r11 still the record.
+ * Frame, from the aligned rsp: +0 resume, +8 done, +16 rdi, +24 rsi, +32 rdx;
+ * rbp + 8 is the return slot. */
+    .globl lt_tramp_entry_graph
+    .type lt_tramp_entry_graph,@function
+    .hidden lt_graph_entry_fast
+    .p2align 4
+lt_tramp_entry_graph:
+    .cfi_startproc
+    push %rbp
+    .cfi_def_cfa_offset 16
+    .cfi_offset %rbp, -16
+    mov %rsp, %rbp
+    .cfi_def_cfa_register %rbp
+    and $-16, %rsp
+    sub $48, %rsp
+    mov %rdi, 16(%rsp)
+    mov %rsi, 24(%rsp)
+    mov %rdx, 32(%rsp)
+    movq $0, 8(%rsp)
+    mov RECORD_RESUME(%r11), %rdi
+    mov %rdi, (%rsp)
+    sub $SITE_LENGTH, %rdi
+    lea 8(%rbp), %rsi
+    lea 8(%rsp), %rdx
+    call lt_graph_entry_fast
+    mov 16(%rsp), %rdi
+    mov 24(%rsp), %rsi
+    mov 32(%rsp), %rdx
+    cmpq $0, 8(%rsp)
+    je .Lgraph_not_done
+    mov (%rsp), %r11
+    .cfi_remember_state
+    leave
+    .cfi_def_cfa %rsp, 8
+    add $8, %rsp
+    .cfi_def_cfa_offset 0
+    .cfi_undefined rip
+    jmp lt_graph_call_body
+    .cfi_restore_state
+.Lgraph_not_done:
+    leave
+    .cfi_def_cfa %rsp, 8
+    jmp lt_tramp_entry_lean_local
+    .cfi_endproc
+    .size lt_tramp_entry_graph, .-lt_tramp_entry_graph
 
     .section .note.GNU-stack,"",@progbits

@@ -66,9 +66,11 @@ public final class FunctionGraph: @unchecked Sendable {
         guard lt_graph_pin_code() == 0 else {
             throw TraceError.invalidArgument("the library holding the return trampoline cannot be made permanent (RTLD_NODELETE)")
         }
-        // The entry callback reads only regs->rsp (the return slot): the lean
-        // entry fills it.
+        // The graph's own entry takes the common case through
+        // lt_graph_entry_fast and the rest through the lean entry and this
+        // callback (it reads only regs->rsp, the return slot).
         let ops = try Ops(callback: lt_graph_entry_callback, data: nil, flags: [])
+        ops.entry = .graph
         OpsRegistry.shared.adopt(ops)
         do throws(TraceError) {
             for pattern in functions {

@@ -8,8 +8,9 @@
 //  2. Bytes are written through /proc/self/mem (the kernel's FOLL_FORCE
 //     write), only into a slot that is free: never published, or retired and
 //     proven quiescent (Quiescence.swift). Every write is read back.
-//  3. Slot 0 of each region is the header: the addresses of lt_tramp_entry
-//     and lt_tramp_entry_lean, which every stub reaches with `jmp [rip+disp]`
+//  3. Slot 0 of each region is the header: the addresses of lt_tramp_entry,
+//     lt_tramp_entry_lean and lt_tramp_entry_graph, which every stub reaches
+//     with `jmp [rip+disp]`
 //     (x86-64 part in StubX86_64.swift).
 //  4. A slot is reachable from a site when every byte of the region is
 //     within a signed 32-bit displacement of site+5.
@@ -96,7 +97,7 @@ final class JITMemory {
             let index = regions.count
             regions.append(Region(base: mapped, freeSlots: Array((1..<Self.slotsPerRegion).reversed())))
             do throws(TraceError) {
-                try write(StubX86_64.header(entry: lt_tramp_entry_address(), leanEntry: lt_tramp_entry_lean_address()), at: mapped)
+                try write(StubX86_64.header(full: lt_tramp_entry_address(), lean: lt_tramp_entry_lean_address(), graph: lt_tramp_entry_graph_address()), at: mapped)
             } catch {
                 regions[index].freeSlots = []
                 throw error

@@ -72,6 +72,10 @@ public final class Ops: @unchecked Sendable {
     var quiescedSinceUnregister = false
     /// Site addresses this ops is attached to (registered only).
     var attachedSites: Set<UInt> = []
+    /// The permanent entry its per-function trampolines jump to: the full one
+    /// for LT_OPS_SAVE_REGS or LT_OPS_MODIFY_RESUME, the lean one otherwise,
+    /// or the function graph's own (set by FunctionGraph).
+    var entry: StubX86_64.Entry = .lean
     /// Its per-function trampoline of each site, by site address (registered
     /// only; a stub holds its site's resume address).
     var stubs: [UInt: JITSlot] = [:]
@@ -92,6 +96,7 @@ public final class Ops: @unchecked Sendable {
         raw.pointee.flags = flags.rawValue
         raw.pointee.magic = LT_OPS_MAGIC
         self.flags = flags
+        entry = flags.isDisjoint(with: [.saveRegisters, .modifyResume]) ? .lean : .full
         raw.pointee.owner = Unmanaged.passUnretained(self).toOpaque()
     }
 

@@ -418,8 +418,7 @@ public final class OpsRegistry: @unchecked Sendable {
         let bytes = StubX86_64.stub(
             at: address, regionBase: jit.regions[slot.region].base,
             function: UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self)),
-            ops: UInt(bitPattern: ops.raw), resume: Self.resumeAddress(of: site),
-            lean: ops.flags.isDisjoint(with: [.saveRegisters, .modifyResume]))
+            ops: UInt(bitPattern: ops.raw), resume: Self.resumeAddress(of: site), entry: ops.entry)
         do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
         ops.stubs[site.address] = slot
         return address
@@ -445,7 +444,7 @@ public final class OpsRegistry: @unchecked Sendable {
         let bytes = StubX86_64.stub(
             at: address, regionBase: jit.regions[slot.region].base,
             function: lt_tramp_iterate_address(), ops: UInt(bitPattern: memory),
-            resume: Self.resumeAddress(of: site), lean: false)
+            resume: Self.resumeAddress(of: site), entry: .full)
         do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); free(memory); throw error }
         return IteratorAllocation(slot: slot, list: memory)
     }

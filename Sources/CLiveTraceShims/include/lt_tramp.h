@@ -99,6 +99,9 @@ void lt_tramp_iterate(uintptr_t ip, uintptr_t parent_ip, lt_ops *list, lt_regs *
 uintptr_t lt_tramp_entry_address(void);
 void lt_tramp_entry_lean(void);
 uintptr_t lt_tramp_entry_lean_address(void);
+/* The function graph's entry (fast path in lt_graph.c, else the lean entry). */
+void lt_tramp_entry_graph(void);
+uintptr_t lt_tramp_entry_graph_address(void);
 uintptr_t lt_tramp_iterate_address(void);
 uintptr_t lt_tramp_text_start(void);
 uintptr_t lt_tramp_text_end(void);
