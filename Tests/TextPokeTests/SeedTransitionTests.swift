@@ -85,6 +85,20 @@ final class SeedTransitionTests: XCTestCase {
                     break
                 }
             }
+            // On a loaded machine a worker (the signal-handler one most of
+            // all) may not have run inside any of those short windows: one
+            // last enabled window stays open until every worker has made a
+            // call in it (bounded), then closes.
+            seed.beginTransition(enabledAfter: true)
+            XCTAssertEqual(poker.apply([SiteTransition(site: seed.site, to: .call(seed.targetA))]).patchedCount, 1)
+            seed.endTransition()
+            let deadline = ContinuousClock.now + .seconds(30)
+            while (0..<workers).contains(where: { seed.counter($0, .stableOn) == 0 }), ContinuousClock.now < deadline {
+                usleep(1_000)
+            }
+            seed.beginTransition(enabledAfter: false)
+            XCTAssertEqual(poker.apply([SiteTransition(site: seed.site, to: .nop)]).patchedCount, 1)
+            seed.endTransition()
             seed.stop()
             for w in 0..<workers {
                 let made = seed.counter(w, .made), a = seed.counter(w, .a)
