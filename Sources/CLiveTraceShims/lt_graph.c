@@ -170,7 +170,7 @@ static inline struct lt_thread_slot *lt_graph_guard_enter(void) {
     return slot;
 }
 
-static inline void lt_graph_guard_leave(struct lt_thread_slot *slot) {
+static inline __attribute__((always_inline)) void lt_graph_guard_leave(struct lt_thread_slot *slot) {
     if (slot == NULL) return;
     lt_signal_fence();
     __atomic_store_n(&slot->seq, slot->seq + 1, __ATOMIC_RELEASE);
@@ -180,10 +180,31 @@ static inline void lt_graph_guard_leave(struct lt_thread_slot *slot) {
 
 static void lt_graph_pop_unwound(struct lt_graph_stack *stack);
 
+/* Pushes frame `index` (the new top): FREE, count+1, fields, state, each
+ * step behind a signal fence (see lt_graph.h). Returns whether the frame is
+ * recorded (within the depth limit) or SILENT. */
+static inline __attribute__((always_inline)) int lt_graph_push_frame(struct lt_graph_stack *stack, uint32_t index,
+                                                                     uintptr_t slot, uintptr_t return_address,
+                                                                     uintptr_t function) {
+    struct lt_graph_frame *frame = &stack->frames[index];
+    frame->state = LT_FRAME_FREE;
+    lt_signal_fence();
+    stack->count = index + 1;
+    lt_signal_fence();
+    frame->slot = slot;
+    frame->return_address = return_address;
+    frame->function = function;
+    int recorded = index < __atomic_load_n(&lt_graph_depth_limit, __ATOMIC_RELAXED);
+    lt_signal_fence();
+    frame->state = LT_FRAME_HOOKED | (recorded ? 0 : LT_FRAME_SILENT);
+    lt_signal_fence();
+    return recorded;
+}
+
 /* Releases the top frame `index` (already copied by the caller): FREE, then
  * count-1, each behind a signal fence, so that a signal handler pushing
  * meanwhile never sees a counted frame half released. */
-static inline void lt_graph_release_top(struct lt_graph_stack *stack, uint32_t index) {
+static inline __attribute__((always_inline)) void lt_graph_release_top(struct lt_graph_stack *stack, uint32_t index) {
     stack->frames[index].state = LT_FRAME_FREE;
     lt_signal_fence();
     stack->count = index;
@@ -301,19 +322,8 @@ void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_
         lt_count(overflow);
         return;
     }
-    /* Step 2: FREE, count+1, fields, state (see lt_graph.h). */
-    struct lt_graph_frame *frame = &stack->frames[index];
-    frame->state = LT_FRAME_FREE;
-    lt_signal_fence();
-    stack->count = index + 1;
-    lt_signal_fence();
-    frame->slot = slot;
-    frame->return_address = parent_ip;
-    frame->function = ip;
-    int recorded = index < __atomic_load_n(&lt_graph_depth_limit, __ATOMIC_RELAXED);
-    lt_signal_fence();
-    frame->state = LT_FRAME_HOOKED | (recorded ? 0 : LT_FRAME_SILENT);
-    lt_signal_fence();
+    /* Step 2. */
+    int recorded = lt_graph_push_frame(stack, index, slot, parent_ip, ip);
     /* Step 3. */
     if (recorded) lt_record_entry(ip, index);
     /* Step 4. */
@@ -350,18 +360,7 @@ LT_GRAPH_FAST void lt_graph_entry_fast(uintptr_t ip, uintptr_t slot, uint64_t *d
     }
     __atomic_store_n(&guard->seq, guard->seq + 1, __ATOMIC_RELAXED);
     lt_signal_fence();
-    struct lt_graph_frame *frame = &stack->frames[index];
-    frame->state = LT_FRAME_FREE;
-    lt_signal_fence();
-    stack->count = index + 1;
-    lt_signal_fence();
-    frame->slot = slot;
-    frame->return_address = *(volatile uintptr_t *)slot;
-    frame->function = ip;
-    int recorded = index < __atomic_load_n(&lt_graph_depth_limit, __ATOMIC_RELAXED);
-    lt_signal_fence();
-    frame->state = LT_FRAME_HOOKED | (recorded ? 0 : LT_FRAME_SILENT);
-    lt_signal_fence();
+    int recorded = lt_graph_push_frame(stack, index, slot, *(volatile uintptr_t *)slot, ip);
     if (recorded && !lt_record_event_try(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, index, LT_EVENT_ENTRY, 0))) {
         lt_graph_release_top(stack, index);
         lt_graph_guard_leave(guard);
