@@ -58,6 +58,26 @@ uint32_t lt_record_crc32c(const void *data, size_t length) { return lt_record_cr
  * `count` addresses). Fused so that the drain reads every event once at
  * recording throughput: the CRC instruction's chain and the word tests
  * overlap. */
+/* One event word of the scan: an entry whose address the direct-mapped
+ * filter has not seen is stored there and appended to new_entries; a LOST
+ * event adds its count. */
+static inline __attribute__((always_inline)) void lt_scan_word(uint64_t word, struct lt_chunk_scan *scan,
+                                                               uint64_t *filter, uint64_t filter_mask,
+                                                               uint64_t *new_entries) {
+    uint32_t kind = lt_event_kind(word);
+    if (kind == LT_EVENT_ENTRY) {
+        uint64_t address = lt_event_address(word);
+        uint64_t slot = (address ^ address >> 12) & filter_mask;
+        if (filter[slot] != address) {
+            filter[slot] = address;
+            new_entries[scan->new_entries++] = address;
+        }
+    } else if (kind == LT_EVENT_LOST) {
+        scan->lost += lt_event_address(word);
+        scan->lost_records += 1;
+    }
+}
+
 __attribute__((target("sse4.2")))
 static void lt_scan_sse42(const struct lt_event *events, size_t count, struct lt_chunk_scan *scan,
                           uint64_t *filter, uint64_t filter_mask, uint64_t *new_entries) {
@@ -68,18 +88,7 @@ static void lt_scan_sse42(const struct lt_event *events, size_t count, struct lt
         __builtin_memcpy(&word, &events[i].word, 8);
         c = __builtin_ia32_crc32di(c, timestamp);
         c = __builtin_ia32_crc32di(c, word);
-        uint32_t kind = lt_event_kind(word);
-        if (kind == LT_EVENT_ENTRY) {
-            uint64_t address = lt_event_address(word);
-            uint64_t slot = (address ^ address >> 12) & filter_mask;
-            if (filter[slot] != address) {
-                filter[slot] = address;
-                new_entries[scan->new_entries++] = address;
-            }
-        } else if (kind == LT_EVENT_LOST) {
-            scan->lost += lt_event_address(word);
-            scan->lost_records += 1;
-        }
+        lt_scan_word(word, scan, filter, filter_mask, new_entries);
     }
     scan->crc = (uint32_t)c ^ 0xFFFFFFFFu;
 }
@@ -93,17 +102,6 @@ void lt_record_scan_events(const struct lt_event *events, size_t count, struct l
     scan->crc = lt_record_crc32c_extend(scan->crc, events, count * sizeof *events);
     for (size_t i = 0; i < count; i++) {
         uint64_t word = events[i].word;
-        uint32_t kind = lt_event_kind(word);
-        if (kind == LT_EVENT_ENTRY) {
-            uint64_t address = lt_event_address(word);
-            uint64_t slot = (address ^ address >> 12) & filter_mask;
-            if (filter[slot] != address) {
-                filter[slot] = address;
-                new_entries[scan->new_entries++] = address;
-            }
-        } else if (kind == LT_EVENT_LOST) {
-            scan->lost += lt_event_address(word);
-            scan->lost_records += 1;
-        }
+        lt_scan_word(word, scan, filter, filter_mask, new_entries);
     }
 }
