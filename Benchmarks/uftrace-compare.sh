@@ -15,10 +15,12 @@
 #   overhead = ((T(N) - T(n)) - (B(N) - B(n))) / (N - n)
 # with T a traced run, B the untraced baseline, N = CALLS, n = CALLS/100,
 # each time the best of REPEAT runs. Target: uftrace / livetrace >= 4.
+# N defaults to 10M: at 2M, start-up jitter (about +-50 ms) swamps the
+# per-call figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$(cd "${1:-.build/release}" && pwd)"
-CALLS="${UFTRACE_CALLS:-2000000}"
+CALLS="${UFTRACE_CALLS:-10000000}"
 REPEAT="${UFTRACE_REPEAT:-3}"
 SMALL=$((CALLS / 100))
 if ! command -v uftrace >/dev/null; then
