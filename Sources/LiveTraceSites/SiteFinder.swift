@@ -83,7 +83,6 @@ struct SiteFinder {
             let contents = try object.contents(of: section)
             if !sources.contains(section.name) { sources.append(section.name) }
             for index in 0..<(contents.count / 8) {
-                let slot = section.address &+ UInt64(index * 8)
                 let value = relocations.relativeValues[listIndex][index]
                     ?? contents.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)
                 guard value != 0 else { nullEntries += 1; continue }

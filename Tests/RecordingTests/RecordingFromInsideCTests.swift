@@ -193,18 +193,7 @@ final class RecordingFromInsideCTests: XCTestCase {
 
     /// A directory holding liblivetrace.so → the built libLiveTraceC.so.
     static func libraryDirectory() throws -> String {
-        let products = URL(fileURLWithPath: Fixtures.livetraceExecutable).deletingLastPathComponent().path
-        let built = products + "/libLiveTraceC.so"
-        guard FileManager.default.fileExists(atPath: built) else {
-            throw FixtureError.compileFailed(
-                command: "find \(built)", output: "libLiveTraceC.so is not built: run `swift build` (it builds every product) before the tests")
-        }
-        let dir = Fixtures.buildDirectory.appendingPathComponent("liblivetrace-recording").path
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let link = dir + "/liblivetrace.so"
-        try? FileManager.default.removeItem(atPath: link)
-        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: built)
-        return dir
+        try Fixtures.liblivetraceDirectory("liblivetrace-recording")
     }
 
     static var includeDirectory: String {

@@ -99,4 +99,21 @@ public enum Fixtures {
             ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         return dir.appendingPathComponent("livetrace").path
     }
+
+    /// A directory of its own (`name`) holding `liblivetrace.so`, a link to
+    /// the built `libLiveTraceC.so`, for C fixtures that link `-llivetrace`.
+    public static func liblivetraceDirectory(_ name: String) throws -> String {
+        let built = URL(fileURLWithPath: livetraceExecutable).deletingLastPathComponent()
+            .appendingPathComponent("libLiveTraceC.so").path
+        guard FileManager.default.fileExists(atPath: built) else {
+            throw FixtureError.compileFailed(
+                command: "find \(built)", output: "libLiveTraceC.so is not built: run `swift build` (it builds every product) before the tests")
+        }
+        let dir = buildDirectory.appendingPathComponent(name).path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let link = dir + "/liblivetrace.so"
+        try? FileManager.default.removeItem(atPath: link)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: built)
+        return dir
+    }
 }
