@@ -146,6 +146,38 @@ final class RecordingFromInsideCTests: XCTestCase {
         XCTAssertEqual(report.functions.map(\.calls), [1])
     }
 
+    func testAProgramKilledWhileRecordingItselfIsCompletedByLivetraceRecover() throws {
+        // The same recording twice: stopped (nested mode), and ended by
+        // SIGKILL (killed mode), then recovered from DIR/rings by the CLI.
+        let program = try build(Self.gccPatchableEntry)
+        let stoppedDirectory = RecordingFixtures.scratchDirectory("inside-c-stopped") + "/trace"
+        let stopped = try Fixtures.run([program, stoppedDirectory, "nested"])
+        XCTAssertEqual(stopped.status, 0, stopped.stdout + stopped.stderr)
+        let directory = RecordingFixtures.scratchDirectory("inside-c-killed") + "/trace"
+        let killed = try Fixtures.run([program, directory, "killed"])
+        XCTAssertTrue(killed.signaled && killed.status == SIGKILL, "status \(killed.status): \(killed.stderr)")
+        XCTAssertFalse(try TraceReader.readInfo(directory: directory).complete)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/" + TraceFormat.ringsFile))
+
+        let recover = try Fixtures.run([Fixtures.livetraceExecutable, "recover", "-d", directory])
+        XCTAssertEqual(recover.status, 0, recover.stderr)
+        XCTAssertTrue(recover.stderr.contains("0 events lost, recovered in"), recover.stderr)
+        XCTAssertTrue(try TraceReader.readInfo(directory: directory).complete)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/" + TraceFormat.ringsFile))
+        let recovered = try TraceReport(directory: directory)
+        let reference = try TraceReport(directory: stoppedDirectory)
+        XCTAssertEqual(recovered.functions.map(\.function), reference.functions.map(\.function))
+        XCTAssertEqual(recovered.functions.map(\.calls), reference.functions.map(\.calls))
+        XCTAssertEqual(recovered.events, reference.events)
+
+        let again = try Fixtures.run([Fixtures.livetraceExecutable, "recover", "-d", directory])
+        XCTAssertEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("complete already"), again.stderr)
+        let missing = try Fixtures.run([Fixtures.livetraceExecutable, "recover", "-d", directory + "-missing"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.stderr.hasPrefix("livetrace recover: "), missing.stderr)
+    }
+
     func testForkedChildsCallsAreInTheParentsTraceAndOnlyTheParentStops() throws {
         let directory = RecordingFixtures.scratchDirectory("inside-c-fork") + "/trace"
         let result = try Fixtures.run([try build(Self.clangPatchableEntry), directory, "fork"])

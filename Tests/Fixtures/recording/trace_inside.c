@@ -144,6 +144,16 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 2; i++) pthread_join(workers[i], 0);
         return 0;
     }
+    if (argc > 2 && strcmp(argv[2], "killed") == 0) {
+        /* The nested mode's recording, ended by SIGKILL instead of a stop:
+         * what the drain had not moved yet is left in DIR/rings. */
+        check("killed_start", lt_trace_start(directory, "tr_*", 0, 0));
+        pthread_t thread;
+        pthread_create(&thread, 0, tr_thread_body, 0);
+        printf("work %ld\n", tr_work(6, thread));
+        fflush(stdout);
+        raise(SIGKILL);
+    }
     if (argc > 2 && strcmp(argv[2], "nested") == 0) {
         check("nested_start", lt_trace_start(directory, "tr_*", 0, 0));
         pthread_t thread;
