@@ -24,6 +24,17 @@ void lt_unload_set_hook(lt_unload_hook hook) {
 
 uint64_t lt_unload_count(void) { return __atomic_load_n(&lt_unload_objects, __ATOMIC_RELAXED); }
 
+/* A child forked while another thread was inside dlclose inherits a closed
+ * gate whose owner does not exist there: it starts with the gate open. */
+static void lt_unload_after_fork_in_child(void) {
+    pthread_mutex_init(&lt_unload_gate, NULL);
+    __atomic_store_n(&lt_unload_gate_owner, 0, __ATOMIC_RELAXED);
+}
+
+__attribute__((constructor)) static void lt_unload_init(void) {
+    pthread_atfork(NULL, NULL, lt_unload_after_fork_in_child);
+}
+
 static int32_t lt_unload_gettid(void) { return (int32_t)syscall(SYS_gettid); }
 
 int lt_unload_gate_enter(unsigned timeout_ms) {

@@ -63,6 +63,22 @@ final class UnloadTests: XCTestCase {
         XCTAssertEqual(dlclose(handle), 0)
     }
 
+    func testAChildForkedWhileTheUnloadGateIsClosedStartsWithItOpen() throws {
+        // This thread closes the gate as a dlclose in progress would; a
+        // child forked now must be able to enter it (its owner is not there).
+        let entered = lt_unload_gate_enter(1_000)
+        XCTAssertEqual(entered, 1)
+        let child = fork()
+        if child == 0 {
+            let token = lt_unload_gate_enter(1_000)
+            _exit(token == 1 ? 0 : 3)
+        }
+        lt_unload_gate_leave(entered)
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(child, &status, 0), child)
+        XCTAssertEqual(status, 0, "the child could not enter the gate its parent held at fork")
+    }
+
     func testDlcloseThatOnlyDropsAReferenceKeepsTheSitesPatched() throws {
         let path = try build("unload_twice")
         let counter = CallCounter()

@@ -17,7 +17,8 @@
  *   4. if the object is no longer loaded (dlclose only drops a reference
  *      while others hold it), call the unload hook for each range: the
  *      registry forgets the sites in it and retires what only they used;
- *   5. open the gate. */
+ *   5. open the gate.
+ * A child forked meanwhile starts with the gate open (pthread_atfork). */
 #include <stdint.h>
 
 typedef void (*lt_unload_hook)(uintptr_t start, uintptr_t end);
