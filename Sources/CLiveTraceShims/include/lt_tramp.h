@@ -7,7 +7,7 @@
  *   target, immutable):
  *     +0   4c 8d 1d 09 00 00 00   lea  r11, [rip+0x9]    ; r11 = STUB+16 (record)
  *     +7   ff 25 xx xx xx xx      jmp  [rip+disp]        ; region header: lt_tramp_entry
- *                                                          ; or lt_tramp_entry_lean
+ *                                                          ; lt_tramp_entry_lean or _graph
  *     +13  cc cc cc               int3 padding
  *     +16  record.func            ; lt_func to call
  *     +24  record.ops             ; its `ops` argument
