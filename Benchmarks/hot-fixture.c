@@ -1,6 +1,7 @@
 /* The traced side of the trampoline and function-graph benchmarks: a tiny
- * hot function with an entry site, the timing loop (no site), and an empty C
- * callback (no site). Built by Benchmarks/tramp-cost.sh and graph-cost.sh:
+ * hot function with an entry site, the timing loop (no site), an empty C
+ * callback and a `counter++` one (no site; both small leaf functions, so
+ * the registry gives them a leaf stub unless LIVETRACE_NO_LEAF=1). Built by Benchmarks/tramp-cost.sh and graph-cost.sh:
  * clang -O2 -fpatchable-function-entry=5 -shared -fPIC. */
 #include <stdint.h>
 #include <time.h>
@@ -27,4 +28,11 @@ NOSITE uint64_t bench_loop(long count) {
 
 NOSITE void bench_empty_callback(uintptr_t ip, uintptr_t parent_ip, void *ops, void *regs) {
     (void)ip; (void)parent_ip; (void)ops; (void)regs;
+}
+
+uint64_t bench_counter;
+
+NOSITE void bench_counter_callback(uintptr_t ip, uintptr_t parent_ip, void *ops, void *regs) {
+    (void)ip; (void)parent_ip; (void)ops; (void)regs;
+    bench_counter++;
 }

@@ -1,6 +1,8 @@
-// Cost per call of an enabled site: empty C callback (per-function
-// trampoline), empty Swift closure, and the iterator, against the untraced
-// call of the same function, all measured in this run.
+// Cost per call of an enabled site: empty C callback through its leaf stub
+// (the issue's target) and through the generic lean entry (leaf stubs off),
+// a `counter++` C callback (leaf stub), empty Swift closure, and the
+// iterator, against the untraced call of the same function, all measured in
+// this run.
 // Usage: livetrace-tramp-bench <fixture.so> [calls]
 import Foundation
 import Glibc
@@ -15,6 +17,8 @@ let calls = arguments.count > 2 ? Int(arguments[2]) ?? 20_000_000 : 20_000_000
 typealias Loop = @convention(c) (Int) -> UInt64
 let loop = unsafeBitCast(dlsym(library, "bench_loop")!, to: Loop.self)
 let emptyCallback = unsafeBitCast(dlsym(library, "bench_empty_callback")!, to: OpsCallback.self)
+let counterCallback = unsafeBitCast(dlsym(library, "bench_counter_callback")!, to: OpsCallback.self)
+let counter = dlsym(library, "bench_counter")!.assumingMemoryBound(to: UInt64.self)
 
 /// Best of 7 runs, in ns per call.
 func measure() -> Double {
@@ -42,10 +46,32 @@ do {
     let untraced = untracedFirst
     print("tramp: \("untraced call (nop5 site)".padding(toLength: 34, withPad: " ", startingAt: 0)) \(format(untraced)) ns/call")
 
+    let leafWasOn = OpsRegistry.shared.leafStubsEnabled
     let c = try Tracer.attach(["bench_f"], callback: emptyCallback)
     let perFunction = measure()
-    report("empty C callback (per-function)", perFunction, baseline: untraced)
+    let cIsLeaf = OpsRegistry.shared.isLeafStub(try currentTarget(c), of: c.ops)
+    report(cIsLeaf ? "empty C callback (leaf stub)" : "empty C callback (generic: leaf off)", perFunction, baseline: untraced)
     try c.detach()
+
+    OpsRegistry.shared.leafStubsEnabled = false
+    let g = try Tracer.attach(["bench_f"], callback: emptyCallback)
+    let generic = measure()
+    report("empty C callback (generic lean)", generic, baseline: untraced)
+    try g.detach()
+    OpsRegistry.shared.leafStubsEnabled = leafWasOn
+
+    counter.pointee = 0
+    let k = try Tracer.attach(["bench_f"], callback: counterCallback)
+    let counting = measure()
+    let kIsLeaf = OpsRegistry.shared.isLeafStub(try currentTarget(k), of: k.ops)
+    report(kIsLeaf ? "counter++ C callback (leaf stub)" : "counter++ C callback (generic)", counting, baseline: untraced)
+    try k.detach()
+    // measure() makes 7 timed runs after one warm-up of a tenth.
+    let expectedCount = UInt64(calls / 10 + 7 * calls)
+    if counter.pointee != expectedCount {
+        printError("livetrace-tramp-bench: the counter callback counted \(counter.pointee) calls, expected \(expectedCount)\n")
+        exit(1)
+    }
 
     let closure = try Tracer.attach("bench_f") { _ in }
     let swiftClosure = measure()
@@ -60,11 +86,19 @@ do {
     let after = measure()
     let baseline = min(untracedFirst, after)
     print("tramp: untraced again after detach     \(format(after)) ns/call; baseline used below: \(format(baseline)) ns/call")
-    print("tramp: added per call: C callback \(format(perFunction - baseline)) ns, Swift closure \(format(swiftClosure - baseline)) ns, iterator of two \(format(iterator - baseline)) ns")
+    print("tramp: added per call: C callback \(format(perFunction - baseline)) ns (\(cIsLeaf ? "leaf stub" : "generic")), generic lean \(format(generic - baseline)) ns, counter++ \(format(counting - baseline)) ns, Swift closure \(format(swiftClosure - baseline)) ns, iterator of two \(format(iterator - baseline)) ns")
     print("tramp: targets: C callback <= 3 ns added, Swift closure <= 6 ns added")
 } catch {
     printError("livetrace-tramp-bench: \(error)\n")
     exit(1)
+}
+
+/// The trampoline the traced function's site jumps to now.
+func currentTarget(_ handle: TraceHandle) throws -> UInt {
+    guard let site = handle.functions.first, case let .jump(target) = OpsRegistry.shared.instruction(at: site.address) else {
+        throw TraceError.invalidArgument("bench_f is not patched")
+    }
+    return target
 }
 
 func printError(_ text: String) {

@@ -19,9 +19,12 @@
 import CLiveTraceShims
 import Glibc
 
+/// One stub's slots: `count` contiguous slots from `index` (a leaf stub that
+/// does not fit 64 bytes takes two).
 struct JITSlot: Hashable, Sendable {
     var region: Int
     var index: Int
+    var count = 1
 }
 
 final class JITMemory {
@@ -46,20 +49,33 @@ final class JITMemory {
         regions[slot.region].base + UInt(slot.index * Self.slotSize)
     }
 
-    /// A free slot reachable by `jmp rel32` from the site at `site`.
-    func allocate(near site: UInt) throws(TraceError) -> JITSlot {
-        for (i, region) in regions.enumerated() where !region.freeSlots.isEmpty && Self.reaches(site, region.base) {
-            let index = regions[i].freeSlots.removeLast()
-            return JITSlot(region: i, index: index)
+    /// `count` contiguous free slots reachable by `jmp rel32` from the site
+    /// at `site`.
+    func allocate(near site: UInt, slots count: Int = 1) throws(TraceError) -> JITSlot {
+        for (i, region) in regions.enumerated() where Self.reaches(site, region.base) {
+            if let slot = take(count, from: i) { return slot }
         }
         let region = try mapRegion(near: site)
-        let index = regions[region].freeSlots.removeLast()
-        return JITSlot(region: region, index: index)
+        guard let slot = take(count, from: region) else { throw TraceError.outOfMemory(near: site) }
+        return slot
+    }
+
+    private func take(_ count: Int, from region: Int) -> JITSlot? {
+        if count == 1 {
+            guard let index = regions[region].freeSlots.popLast() else { return nil }
+            return JITSlot(region: region, index: index)
+        }
+        let free = Set(regions[region].freeSlots)
+        guard let first = free.sorted().first(where: { start in (1..<count).allSatisfy { free.contains(start + $0) } }) else {
+            return nil
+        }
+        regions[region].freeSlots.removeAll { $0 >= first && $0 < first + count }
+        return JITSlot(region: region, index: first, count: count)
     }
 
     /// Returns a slot that is quiescent (or was never published).
     func free(_ slot: JITSlot) {
-        regions[slot.region].freeSlots.append(slot.index)
+        regions[slot.region].freeSlots.append(contentsOf: (slot.index..<slot.index + slot.count).reversed())
     }
 
     var freeSlotCount: Int { regions.reduce(0) { $0 + $1.freeSlots.count } }

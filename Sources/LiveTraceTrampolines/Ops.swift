@@ -84,6 +84,11 @@ public final class Ops: @unchecked Sendable {
     public var keepAlive: AnyObject?
     /// Registration order, for the iterator lists.
     var order: UInt64 = 0
+    /// The leaf analysis of the callback (LeafCallbackX86_64.swift), made
+    /// once, at the first stub built for a lean ops with no flags; nil before.
+    var leafAnalysis: Result<LeafCallback, LeafRejection>?
+    /// The sites (keys of `stubs`) whose stub is a leaf stub.
+    var leafStubSites: Set<UInt> = []
 
     public init(callback: OpsCallback, data: UnsafeMutableRawPointer?, flags: OpsFlags) throws(TraceError) {
         guard OpsFlags.all.isSuperset(of: flags) else {

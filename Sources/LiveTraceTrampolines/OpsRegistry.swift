@@ -26,6 +26,15 @@
 //   5. (unregister, destroy) Wait for a grace period (Quiescence.swift), then
 //      free every retired stub, list and ops.
 //
+// Which per-function trampoline (step 2): an ops with no flags whose
+// callback is a small leaf function (LeafCallbackX86_64.swift, analyzed once
+// per ops and cached on it) gets a leaf stub (StubX86_64.leafStub) that calls
+// the callback directly; every other ops gets the generic stub and its entry.
+// The kind of stub changes nothing in the transitions above: a leaf stub is
+// published, retired and reclaimed exactly like the generic one, and the
+// reclaimer also watches the leaf callbacks' code (rule (c)).
+// LIVETRACE_NO_LEAF=1 (read once) or `leafStubsEnabled = false` turns it off.
+//
 // Ownership: every stored property is read and written under `lock` only.
 // Trampolines read lt_ops, lists and stubs without it, between E1 and E2.
 import CLiveTraceShims
@@ -59,6 +68,8 @@ public final class OpsRegistry: @unchecked Sendable {
 
     struct Retired {
         var slots: [JITSlot] = []
+        /// Code of the leaf callbacks whose stubs are among `slots`.
+        var leafCode: [(UInt, UInt)] = []
         var lists: [UnsafeMutableRawPointer] = []
         var ops: [UnsafeMutablePointer<lt_ops>] = []
         var keepAlive: [AnyObject] = []
@@ -92,8 +103,34 @@ public final class OpsRegistry: @unchecked Sendable {
     public static var retiredBatchSize: Int { retiredBatch }
     /// How long unregister waits for threads to leave the callbacks.
     public var quiescenceDeadline: Duration = .seconds(2)
+    /// Leaf stubs for eligible callbacks; off when LIVETRACE_NO_LEAF=1.
+    private var leafStubs = OpsRegistry.leafStubsFromEnvironment
+
+    static let leafStubsFromEnvironment: Bool = {
+        guard let value = getenv("LIVETRACE_NO_LEAF") else { return true }
+        return String(cString: value) != "1"
+    }()
 
     init() {}
+
+    /// Whether stubs built from now on may be leaf stubs (benchmarks and
+    /// tests compare both paths); stubs already published stay as they are.
+    public var leafStubsEnabled: Bool {
+        get { lock.withLock { leafStubs } }
+        set { lock.withLock { leafStubs = newValue } }
+    }
+
+    /// The leaf analysis of an ops's callback, once a stub was built for it
+    /// (nil before, or when the ops cannot take the leaf path: flags, the
+    /// function graph's entry).
+    public func leafAnalysis(of ops: Ops) -> Result<LeafCallback, LeafRejection>? {
+        lock.withLock { ops.leafAnalysis }
+    }
+
+    /// Whether `target` is a leaf stub of `ops`.
+    public func isLeafStub(_ target: UInt, of ops: Ops) -> Bool {
+        lock.withLock { ops.stubs.contains { ops.leafStubSites.contains($0.key) && jit.address(of: $0.value) == target } }
+    }
 
     // MARK: Public operations
 
@@ -410,9 +447,13 @@ public final class OpsRegistry: @unchecked Sendable {
     }
 
     /// The per-function trampoline of `ops` for `site`, built on first use
-    /// (kept until the ops is unregistered).
+    /// (kept until the ops is unregistered): a leaf stub when the callback
+    /// allows it, else the generic stub.
     private func perFunctionStub(of ops: Ops, for site: Site) throws(TraceError) -> UInt {
         if let slot = ops.stubs[site.address] { return jit.address(of: slot) }
+        if let leaf = leafCallback(of: ops), let address = try leafStub(of: ops, callback: leaf, for: site) {
+            return address
+        }
         let slot = try jit.allocate(near: site.address)
         let address = jit.address(of: slot)
         let bytes = StubX86_64.stub(
@@ -422,6 +463,40 @@ public final class OpsRegistry: @unchecked Sendable {
         do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
         ops.stubs[site.address] = slot
         return address
+    }
+
+    /// The eligible leaf callback of `ops`: only a lean ops without flags (no
+    /// SAVE_REGS, no MODIFY_RESUME, not the function graph) can take the leaf
+    /// path. The analysis runs once per ops.
+    private func leafCallback(of ops: Ops) -> LeafCallback? {
+        guard leafStubs, ops.flags.isEmpty, ops.entry == .lean else { return nil }
+        if ops.leafAnalysis == nil {
+            let entry = UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self))
+            ops.leafAnalysis = LeafCallbackAnalysis.analyze(entry)
+        }
+        guard case let .success(leaf)? = ops.leafAnalysis else { return nil }
+        return leaf
+    }
+
+    /// A leaf stub in one slot, or two contiguous ones when it needs them;
+    /// nil when it fits neither (the caller builds the generic stub).
+    private func leafStub(of ops: Ops, callback: LeafCallback, for site: Site) throws(TraceError) -> UInt? {
+        for count in 1...2 {
+            let slot = try jit.allocate(near: site.address, slots: count)
+            let address = jit.address(of: slot)
+            let bytes = StubX86_64.leafStub(
+                at: address, site: site.address, resume: Self.resumeAddress(of: site),
+                ops: UInt(bitPattern: ops.raw), callback: callback)
+            guard bytes.count <= count * JITMemory.slotSize else {
+                jit.free(slot)
+                continue
+            }
+            do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
+            ops.stubs[site.address] = slot
+            ops.leafStubSites.insert(site.address)
+            return address
+        }
+        return nil
     }
 
     /// Where a traced call continues after its trampoline: the instruction
@@ -461,15 +536,34 @@ public final class OpsRegistry: @unchecked Sendable {
     }
 
     private func retireStubs(of ops: Ops) {
+        if !ops.leafStubSites.isEmpty, case let .success(leaf)? = ops.leafAnalysis {
+            retired.leafCode += Self.ranges(of: leaf)
+        }
         retired.slots.append(contentsOf: ops.stubs.values)
         ops.stubs = [:]
+        ops.leafStubSites = []
+    }
+
+    /// Where a thread running a leaf callback can be: its decoded code.
+    static func ranges(of leaf: LeafCallback) -> [(UInt, UInt)] {
+        leaf.codeRanges.map { ($0.lowerBound, $0.upperBound + 1) }
+    }
+
+    /// The code rule (c) of the grace period checks: the JIT regions, and
+    /// the leaf callbacks that published or retired leaf stubs can run.
+    private var quiescenceCodeRanges: [(UInt, UInt)] {
+        var ranges = jit.ranges + retired.leafCode
+        for ops in live.values where !ops.leafStubSites.isEmpty {
+            if case let .success(leaf)? = ops.leafAnalysis { ranges += Self.ranges(of: leaf) }
+        }
+        return ranges
     }
 
     /// Step 5: a grace period, then free everything retired before it.
     private func reclaim(always: Bool = false) throws(TraceError) {
         guard always || !retired.isEmpty else { return }
         let batch = retired
-        try Quiescence.synchronize(codeRanges: jit.ranges, deadline: quiescenceDeadline)
+        try Quiescence.synchronize(codeRanges: quiescenceCodeRanges, deadline: quiescenceDeadline)
         gracePeriods += 1
         retired = Retired()
         for slot in batch.slots { jit.free(slot) }

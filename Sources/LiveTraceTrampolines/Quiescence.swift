@@ -33,6 +33,17 @@
 // function (advancing seq, rule b) or computes for longer than
 // `windowCPUBound` (rule e). Signals delivered in that window of a few
 // nanoseconds, while a grace period runs, are the residual risk.
+// Leaf stubs (StubX86_64.leafStub) have no E1/E2: a thread runs the stub
+// and the leaf callback with its seq untouched. Rules (a)/(b) stay sound for
+// it: a leaf callback calls nothing, so a seq that moved (E1/E2 of a generic
+// trampoline, or the end of the callback section it was nested in) means
+// the thread left the leaf code first. Rules (c)/(d)/(e) see it otherwise:
+// `codeRanges` also holds the decoded code of every leaf callback that has
+// a published or retired leaf stub (a thread preempted or faulting there
+// shows its PC in /proc/self/task/T/syscall), and the window between the
+// site's jump and leaving the leaf stub is bounded by the stub plus at most
+// 64 loop-free instructions of the callback, well under `windowCPUBound`.
+// The same signal-handler blind spot applies to that window.
 //   R4  repeat R3 with a growing pause until every thread is quiescent, or
 //       the deadline passes: then nothing is freed (the retired items wait
 //       for the next grace period) and the caller gets a timeout.
@@ -53,7 +64,8 @@ enum Quiescence {
     /// Rule (e): CPU time after which a running thread is past the window.
     static let windowCPUBound: UInt64 = 1_000_000
 
-    /// Waits for a grace period (R1–R4). `codeRanges` are the JIT regions.
+    /// Waits for a grace period (R1–R4). `codeRanges` are the JIT regions
+    /// and the code of the leaf callbacks with published or retired stubs.
     static func synchronize(codeRanges: [(UInt, UInt)], deadline: Duration = .seconds(2)) throws(TraceError) {
         if lt_thread_current_seq() & 1 == 1 { throw TraceError.calledFromCallback }
         try Sys.membarrier()                                             // R1

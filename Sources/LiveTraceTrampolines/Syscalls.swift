@@ -84,6 +84,21 @@ enum Sys {
         return names
     }
 
+    /// Up to `count` bytes of this process's memory at `address`, read
+    /// through /proc/self/mem (the kernel copies; an unmapped page ends the
+    /// copy early, or is EIO when it is the first) instead of loading them,
+    /// so a bad address never faults this process. (process_vm_readv would
+    /// do the same but Glibc does not import it without _GNU_SOURCE.)
+    static func readOwnMemory(at address: UInt, count: Int) throws(TraceError) -> [UInt8] {
+        let fd = try open("/proc/self/mem", O_RDONLY)
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: count)
+        let n = try retrying("pread(/proc/self/mem)", {
+            buffer.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress, count, off_t(Int64(bitPattern: UInt64(address)))) }
+        }, failed: { $0 < 0 })
+        return Array(buffer.prefix(n))
+    }
+
     static func gettid() -> Int32 { lt_tramp_gettid() }
 
     static func membarrier() throws(TraceError) {

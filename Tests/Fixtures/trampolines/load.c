@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "livetrace.h"
+#include "lt_tramp.h"
 
 #define NOINLINE __attribute__((noinline, used))
 #define NOSITE __attribute__((noinline, used, patchable_function_entry(0, 0)))
@@ -45,6 +46,17 @@ NOSITE void lt_load_count_a_callback(uintptr_t ip, uintptr_t parent, lt_ops *ops
 NOSITE void lt_load_count_b_callback(uintptr_t ip, uintptr_t parent, lt_ops *ops, lt_regs *regs) {
     (void)ip; (void)parent; (void)ops; (void)regs;
     __atomic_fetch_add(&lt_load_count_b, 1, __ATOMIC_RELAXED);
+}
+
+/* A leaf callback that reads its ops through rdx (lt_ops.magic) and sets a
+ * flag: after lt_ops_unregister returns, neither may change; a read of a
+ * freed ops would show as a bad magic. */
+uint64_t lt_load_leaf_calls, lt_load_leaf_bad_ops;
+NOSITE void lt_load_ops_reader_callback(uintptr_t ip, uintptr_t parent, lt_ops *ops, lt_regs *regs) {
+    (void)ip; (void)parent; (void)regs;
+    uint64_t bad = *(volatile uint32_t *)&ops->magic != LT_OPS_MAGIC;
+    __atomic_fetch_add(&lt_load_leaf_bad_ops, bad, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&lt_load_leaf_calls, 1, __ATOMIC_RELAXED);
 }
 
 struct worker_args { int index; int live; };
