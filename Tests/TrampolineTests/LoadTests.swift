@@ -43,7 +43,24 @@ final class LoadTests: XCTestCase {
     static let soak = ProcessInfo.processInfo.environment["LIVETRACE_SOAK"] == "1"
     static let workers = 2
 
+    /// A's callback is a small leaf function: with leaf stubs off it goes
+    /// through the generic stub and lean entry.
     func testSeedScenarioPerFunctionToIteratorAndBackLosesAndDuplicatesNothing() throws {
+        let registry = OpsRegistry.shared
+        let leafWasOn = registry.leafStubsEnabled
+        registry.leafStubsEnabled = false
+        defer { registry.leafStubsEnabled = leafWasOn }
+        try runSeedScenario(leafA: false)
+    }
+
+    /// The same with A on its own leaf stub (no E1/E2, no lt_regs) and B
+    /// making the site switch between it and the iterator.
+    func testSeedScenarioWithALeafStubForALosesAndDuplicatesNothing() throws {
+        XCTAssertTrue(OpsRegistry.shared.leafStubsEnabled, "LIVETRACE_NO_LEAF must not be set for this test")
+        try runSeedScenario(leafA: true)
+    }
+
+    func runSeedScenario(leafA: Bool) throws {
         let load = try Load()
         let cycles = Self.soak ? 20_000 : 1_000
         load.countA.pointee = 0
@@ -53,6 +70,7 @@ final class LoadTests: XCTestCase {
             return XCTFail("A alone must be a call")
         }
         XCTAssertTrue(OpsRegistry.shared.isPerFunctionTrampoline(perFunctionTarget, of: a.ops))
+        XCTAssertEqual(OpsRegistry.shared.isLeafStub(perFunctionTarget, of: a.ops), leafA, "A's stub kind")
         XCTAssertEqual(load.start(Int32(Self.workers), 0), 0)
         defer { load.stop() }
 
@@ -95,7 +113,7 @@ final class LoadTests: XCTestCase {
         try a.detach()
         XCTAssertEqual(load.countA.pointee, made, "A must count exactly every call made")
         XCTAssertGreaterThan(windowsWithCalls, cycles / 10, "the workers must actually run inside B's windows")
-        print("seed scenario: \(cycles) cycles, \(made) calls, \(insideCalls) strictly inside B's windows (\(windowsWithCalls) windows with calls)")
+        print("seed scenario (A \(leafA ? "leaf stub" : "generic stub")): \(cycles) cycles, \(made) calls, \(insideCalls) strictly inside B's windows (\(windowsWithCalls) windows with calls)")
     }
 
     func testLivePatchingUnderLoadNoCallRunsTheOldBodyAfterReplaceReturns() throws {
@@ -131,16 +149,21 @@ final class LoadTests: XCTestCase {
         let cycles = Self.soak ? 100_000 : 5_000
         load.countA.pointee = 0
         let a = try Tracer.attach(["lt_load_f"], callback: load.callbackA)
+        if let site = a.functions.first, case let .jump(target) = OpsRegistry.shared.instruction(at: site.address) {
+            XCTAssertEqual(OpsRegistry.shared.isLeafStub(target, of: a.ops), OpsRegistry.shared.leafStubsEnabled, "A's leaf stub")
+        }
         XCTAssertEqual(load.start(Int32(Self.workers), 0), 0)
         defer { load.stop() }
         var baseline: (Int, OpsRegistry.Statistics)? = nil
         let clock = ContinuousClock()
         let began = clock.now
         for cycle in 0..<cycles {
-            // Alternate between the C-callback and closure kinds of ops.
+            // Alternate between the C-callback and closure kinds of ops; the
+            // C callback also gets lt_load_buggy, where it is alone: a leaf
+            // stub built and retired every other cycle.
             let b: TraceHandle
             if cycle % 2 == 0 {
-                b = try Tracer.attach(["lt_load_f"], callback: load.callbackB)
+                b = try Tracer.attach(["lt_load_f", "lt_load_buggy"], callback: load.callbackB)
             } else {
                 b = try Tracer.attach("lt_load_f") { _ in }
             }
