@@ -31,6 +31,20 @@
  *     (lt_skipped_calls()).
  *   - A callback must not call lt_ops_register/unregister/destroy
  *     (-LT_EDEADLK): they wait for every thread to leave the callbacks.
+ *
+ * Small leaf callbacks get a specialized path. When an ops has no flags and
+ * its callback is a small leaf function — at most 64 instructions, no call,
+ * no loop (no backward branch), every path ending in `ret`, no system call
+ * or trap, no SSE/AVX/x87, no fs/gs (thread-local) access, no string
+ * instruction or one-operand mul/div, and it does not read `regs` — the
+ * runtime reads its machine code once and gives each of its functions a
+ * stub that saves only the registers the callback uses and calls it
+ * directly (tramp-cost.sh: +1.6 ns a call instead of +6 ns). Such
+ * a callback receives ip, parent_ip and ops as usual, but `regs` is
+ * undefined, it cannot change errno, and it runs even when the call comes
+ * from inside another callback (it cannot recurse). Everything else above
+ * holds unchanged, unregister's guarantee included. LIVETRACE_NO_LEAF=1 in
+ * the environment (read once) turns the path off.
  */
 #ifndef LIVETRACE_H
 #define LIVETRACE_H
