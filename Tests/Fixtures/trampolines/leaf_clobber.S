@@ -39,3 +39,33 @@ lt_leaf_clobber_ops:
 .Lclobber_ops:
     .quad 0
     .section .note.GNU-stack,"",@progbits
+
+/* rcx as a scratch register, written (zeroed) before it is read on every
+ * path: eligible, and the stub saves rcx. */
+    .text
+    .globl lt_leaf_rcx_scratch_callback
+    .type lt_leaf_rcx_scratch_callback,@function
+lt_leaf_rcx_scratch_callback:
+    xor %ecx, %ecx
+    cmp %rsi, %rdi
+    setb %cl
+    add %rcx, .Lrcx_sink(%rip)
+    ret
+    .size lt_leaf_rcx_scratch_callback, .-lt_leaf_rcx_scratch_callback
+
+/* rcx written on one path only: the other reads `regs`. Not eligible. */
+    .globl lt_leaf_rcx_one_path_callback
+    .type lt_leaf_rcx_one_path_callback,@function
+lt_leaf_rcx_one_path_callback:
+    test %rdi, %rdi
+    je 1f
+    xor %ecx, %ecx
+1:  mov %rcx, .Lrcx_sink(%rip)
+    ret
+    .size lt_leaf_rcx_one_path_callback, .-lt_leaf_rcx_one_path_callback
+
+    .data
+    .align 8
+.Lrcx_sink:
+    .quad 0
+    .section .note.GNU-stack,"",@progbits
