@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "lt_graph.h"
+#include "lt_graph_layout.h"
 #include "lt_record.h"
 #include "lt_tramp.h"
 #include <dlfcn.h>
@@ -54,9 +55,46 @@ struct lt_graph_stack {
     struct lt_graph_frame frames[LT_GRAPH_STACK_CAPACITY];
 };
 
-static __thread struct lt_graph_stack *lt_graph_self __attribute__((tls_model("initial-exec")));
+/* This thread's shadow stack and the depth limit: read by the assembly fast
+ * paths too (hidden, initial-exec TLS). */
+__thread struct lt_graph_stack *lt_graph_self __attribute__((tls_model("initial-exec"), visibility("hidden")));
 static struct lt_graph_stats lt_graph_counters;
-static uint32_t lt_graph_depth_limit = LT_GRAPH_STACK_CAPACITY;
+uint32_t lt_graph_depth_limit __attribute__((visibility("hidden"))) = LT_GRAPH_STACK_CAPACITY;
+
+/* The layout the assembly fast paths assume (lt_graph_layout.h). */
+_Static_assert(offsetof(struct lt_thread_slot, seq) == LT_LAYOUT_SLOT_SEQ, "slot seq");
+_Static_assert(offsetof(struct lt_thread_slot, ready) == LT_LAYOUT_SLOT_READY, "slot ready");
+_Static_assert(offsetof(struct lt_graph_stack, count) == LT_LAYOUT_STACK_COUNT, "stack count");
+_Static_assert(offsetof(struct lt_graph_stack, frames) == LT_LAYOUT_STACK_FRAMES, "stack frames");
+_Static_assert(LT_GRAPH_STACK_CAPACITY == LT_LAYOUT_STACK_CAPACITY, "stack capacity");
+_Static_assert(LT_GRAPH_STACK_CAPACITY <= LT_EVENT_DEPTH_MAX, "a depth never saturates on the fast paths");
+_Static_assert(sizeof(struct lt_graph_frame) == LT_LAYOUT_FRAME_SIZE, "frame size");
+_Static_assert(1u << LT_LAYOUT_FRAME_SHIFT == LT_LAYOUT_FRAME_SIZE, "frame shift");
+_Static_assert(offsetof(struct lt_graph_frame, slot) == LT_LAYOUT_FRAME_SLOT, "frame slot");
+_Static_assert(offsetof(struct lt_graph_frame, return_address) == LT_LAYOUT_FRAME_RETURN, "frame return");
+_Static_assert(offsetof(struct lt_graph_frame, function) == LT_LAYOUT_FRAME_FUNCTION, "frame function");
+_Static_assert(offsetof(struct lt_graph_frame, state) == LT_LAYOUT_FRAME_STATE, "frame state");
+_Static_assert(LT_FRAME_FREE == LT_LAYOUT_FRAME_FREE && LT_FRAME_HOOKED == LT_LAYOUT_FRAME_HOOKED &&
+               LT_FRAME_STATE_MASK == LT_LAYOUT_FRAME_STATE_MASK && LT_FRAME_SILENT == LT_LAYOUT_FRAME_SILENT,
+               "frame states");
+_Static_assert(offsetof(struct lt_thread_state, area) == LT_LAYOUT_WRITER_AREA, "writer area");
+_Static_assert(offsetof(struct lt_thread_state, ring) == LT_LAYOUT_WRITER_RING, "writer ring");
+_Static_assert(offsetof(struct lt_area_header, ring_capacity) == LT_LAYOUT_AREA_RING_CAPACITY, "ring capacity");
+_Static_assert(offsetof(struct lt_ring_header, head) == LT_LAYOUT_RING_HEAD, "ring head");
+_Static_assert(offsetof(struct lt_ring_header, lost_total) == LT_LAYOUT_RING_LOST_TOTAL, "ring lost_total");
+_Static_assert(offsetof(struct lt_ring_header, lost_emitted) == LT_LAYOUT_RING_LOST_EMITTED, "ring lost_emitted");
+_Static_assert(offsetof(struct lt_ring_header, limit) == LT_LAYOUT_RING_LIMIT, "ring limit");
+_Static_assert(offsetof(struct lt_ring_header, busy) == LT_LAYOUT_RING_BUSY, "ring busy");
+_Static_assert(LT_RING_HEADER_SIZE == LT_LAYOUT_RING_EVENTS && sizeof(struct lt_ring_header) == LT_RING_HEADER_SIZE,
+               "ring events");
+_Static_assert(sizeof(struct lt_event) == 1u << LT_LAYOUT_EVENT_SHIFT, "event size");
+_Static_assert(offsetof(struct lt_event, timestamp) == LT_LAYOUT_EVENT_TIMESTAMP &&
+               offsetof(struct lt_event, word) == LT_LAYOUT_EVENT_WORD, "event fields");
+_Static_assert(LT_EVENT_DEPTH_SHIFT == LT_LAYOUT_EVENT_DEPTH_SHIFT &&
+               LT_EVENT_ADDRESS_BITS == LT_LAYOUT_EVENT_ADDRESS_BITS && LT_EVENT_DEPTH_MAX == LT_LAYOUT_EVENT_DEPTH_MASK &&
+               (uint64_t)LT_EVENT_ENTRY << LT_EVENT_KIND_SHIFT == 1ull << LT_LAYOUT_EVENT_ENTRY_BIT &&
+               (uint64_t)LT_EVENT_EXIT << LT_EVENT_KIND_SHIFT == 1ull << LT_LAYOUT_EVENT_EXIT_BIT,
+               "event word");
 static pthread_key_t lt_graph_exit_key;
 static int lt_graph_key_ready;
 
@@ -330,75 +368,13 @@ void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_
     *(volatile uintptr_t *)slot = trampoline;
 }
 
-/* ---- the fast entry and exit ---------------------------------------------
- *
- * The common cases of lt_graph_entry_callback and lt_graph_exit, for the
- * graph's own trampoline entry and return trampoline, which then save almost
- * nothing: these functions preserve every register they touch but their
- * parameters, vector registers included (no_caller_saved_registers: clang
- * leaves the parameter registers to the caller), call nothing (everything
- * they use is inlined: checked in ARCHITECTURE.md's way, by disassembly;
- * a call would make the compiler save every register) and never change
- * errno. Anything else — the thread's first
- * call, a nested call, dead frames to pop, a full shadow stack, an event the
- * ring cannot take at once — returns undone (nothing changed) and the caller
- * takes the full path. The stack is changed in the same order, behind the
- * same guard, as on the full path. */
-#define LT_GRAPH_FAST __attribute__((no_caller_saved_registers, section("lt_tramp_text"), visibility("hidden")))
-
-/* The entry at `slot` (its return slot) of the function whose site is `ip`;
- * *done = 1 when it was recorded and hooked here. */
-LT_GRAPH_FAST void lt_graph_entry_fast(uintptr_t ip, uintptr_t slot, uint64_t *done) {
-    struct lt_thread_slot *guard = lt_thread_self;
-    struct lt_graph_stack *stack = lt_graph_self;
-    if (guard == NULL || stack == NULL || !guard->ready || (__atomic_load_n(&guard->seq, __ATOMIC_RELAXED) & 1)) return;
-    uint32_t index = stack->count;
-    if (index >= LT_GRAPH_STACK_CAPACITY) return;
-    if (index > 0) {
-        const struct lt_graph_frame *top = &stack->frames[index - 1];
-        if (top->slot <= slot || (top->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED) return;
-    }
-    __atomic_store_n(&guard->seq, guard->seq + 1, __ATOMIC_RELAXED);
-    lt_signal_fence();
-    int recorded = lt_graph_push_frame(stack, index, slot, *(volatile uintptr_t *)slot, ip);
-    if (recorded && !lt_record_event_try(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, index, LT_EVENT_ENTRY, 0))) {
-        lt_graph_release_top(stack, index);
-        lt_graph_guard_leave(guard);
-        return;
-    }
-    *(volatile uintptr_t *)slot = (uintptr_t)&lt_graph_return_trampoline;
-    lt_graph_guard_leave(guard);
-    *done = 1;
-}
-
-/* The return through `slot` of the top frame: on success the slot holds the
- * original return address again. */
-LT_GRAPH_FAST void lt_graph_exit_fast(uintptr_t slot) {
-    struct lt_thread_slot *guard = lt_thread_self;
-    struct lt_graph_stack *stack = lt_graph_self;
-    if (guard == NULL || stack == NULL || stack->count == 0 || (__atomic_load_n(&guard->seq, __ATOMIC_RELAXED) & 1)) return;
-    uint32_t index = stack->count - 1;
-    struct lt_graph_frame *frame = &stack->frames[index];
-    if ((frame->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED || frame->slot != slot) return;
-    __atomic_store_n(&guard->seq, guard->seq + 1, __ATOMIC_RELAXED);
-    lt_signal_fence();
-    uint32_t state = frame->state;
-    uintptr_t function = frame->function;
-    uintptr_t return_address = frame->return_address;
-    *(volatile uintptr_t *)slot = return_address;
-    lt_signal_fence();
-    lt_graph_release_top(stack, index);
-    if (!(state & LT_FRAME_SILENT) &&
-        !lt_record_event_try(function, lt_event_pack(function & LT_EVENT_ADDRESS_MAX, index, LT_EVENT_EXIT, 0))) {
-        /* Undone in the reverse order: the full path takes it from here. */
-        stack->count = index + 1;
-        lt_signal_fence();
-        frame->state = state;
-        lt_signal_fence();
-        *(volatile uintptr_t *)slot = (uintptr_t)&lt_graph_return_trampoline;
-    }
-    lt_graph_guard_leave(guard);
-}
+/* The common cases of lt_graph_entry_callback and lt_graph_exit run in
+ * assembly, in lt_tramp_entry_graph (lt_tramp_x86_64.S) and at the top of
+ * the return trampoline (lt_return_x86_64.S): the same checks, the same
+ * stores in the same order, behind the same guard, with a handful of
+ * registers pushed instead of a C frame. They reach lt_graph_self,
+ * lt_graph_depth_limit and the writer's state through the offsets in
+ * lt_graph_layout.h, checked above. Anything unusual falls back here. */
 
 static const char lt_graph_lost_message[] =
     "livetrace: a function returned through the return trampoline with no shadow-stack frame for its "

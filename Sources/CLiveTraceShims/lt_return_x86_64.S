@@ -12,12 +12,15 @@
  *                 callee-saved in C, so lt_graph_exit keeps it).
  *
  * Steps:
- *   0. the common case: lt_graph_exit_fast(slot) (lt_graph.c) saves what it
- *      touches itself, pops the frame, records the exit and writes the
- *      original return address back: `ret` there. Otherwise, it changed
- *      nothing and the full path follows;
- *   1. rsp -= 8: rsp is the slot again; the frame is built under it
- *      (the caller's red zone is dead across a call: the call wrote it);
+ *   0. rsp -= 8: rsp is the slot again; every frame is built under it
+ *      (the caller's red zone is dead across a call: the call wrote it).
+ *      The common case runs right here in assembly, with eight registers
+ *      pushed and popped: lt_graph_exit's steps for a thread outside any
+ *      callback section whose top frame is HOOKED for this slot, with room
+ *      in its ring (0a-0d below; the same stores in the same order as
+ *      lt_graph_exit and lt_record_event_try). Anything else is undone and
+ *      the full path follows, rsp the slot again;
+ *   1. the full path's frame, under the slot;
  *   2. save rax rdx rcx r8 r9 rdi rsi r10 r11 xmm0-3 in a 16-aligned frame;
  *   3. call lt_graph_exit(slot): pops the shadow stack, records the exit
  *      (errno saved and restored inside), writes the original return address
@@ -53,9 +56,13 @@
 #define SAVE_R11    128
 #define FRAME_SIZE  144
 #define SLOT_FROM_RBP 8
+#include "lt_graph_layout.h"
+#define FAST_SLOT 64 /* the slot, above the fast exit's eight pushes */
 
     .hidden lt_graph_exit
-    .hidden lt_graph_exit_fast
+    .hidden lt_graph_self
+    .hidden lt_thread
+    .hidden lt_active_area
 
     .text
     .globl lt_graph_return_trampoline
@@ -76,29 +83,165 @@ lt_graph_return_trampoline:
     /* Here CFA = rsp = slot + 8 and the return address is at the slot. */
     .cfi_def_cfa_offset 0
     .cfi_offset rip, -8
-    /* Step 0, the fast exit: lt_graph_exit_fast(slot) preserves every
-     * register it touches; when it wrote the original return address back,
-     * return there. */
+    /* Step 0, the fast exit (see above). rsp = slot first: the frame is
+     * built below the slot (the caller's red zone is dead across a call). */
     sub $8, %rsp
     .cfi_def_cfa_offset 8
-    push %rbp
-    .cfi_def_cfa_offset 16
-    .cfi_offset rbp, -16
-    mov %rsp, %rbp
-    .cfi_def_cfa_register rbp
-    and $-16, %rsp
-    sub $16, %rsp
-    mov %rdi, (%rsp)
-    lea SLOT_FROM_RBP(%rbp), %rdi
-    call lt_graph_exit_fast
-    lea lt_graph_return_point(%rip), %rdi
-    cmp %rdi, SLOT_FROM_RBP(%rbp)
-    mov (%rsp), %rdi
-    leave
-    .cfi_def_cfa rsp, 8
-    .cfi_restore rbp
-    je .Lfull_exit
+    push %rax
+    .cfi_adjust_cfa_offset 8
+    push %rcx
+    .cfi_adjust_cfa_offset 8
+    push %rdx
+    .cfi_adjust_cfa_offset 8
+    push %rsi
+    .cfi_adjust_cfa_offset 8
+    push %rdi
+    .cfi_adjust_cfa_offset 8
+    push %r8
+    .cfi_adjust_cfa_offset 8
+    push %r9
+    .cfi_adjust_cfa_offset 8
+    push %r10
+    .cfi_adjust_cfa_offset 8
+    /* 0a. rcx: the thread's slot; rsi: its shadow stack; eax: the top
+     * frame's index; rdx: the top frame; r8d: its state; r9: its function
+     * (below 2^48, as the event word needs). */
+    movq lt_thread_self@gottpoff(%rip), %rax
+    movq %fs:(%rax), %rcx
+    movq lt_graph_self@gottpoff(%rip), %rax
+    movq %fs:(%rax), %rsi
+    test %rcx, %rcx
+    jz .Lfast_fallback
+    test %rsi, %rsi
+    jz .Lfast_fallback
+    testb $1, LT_LAYOUT_SLOT_SEQ(%rcx)
+    jnz .Lfast_fallback
+    mov LT_LAYOUT_STACK_COUNT(%rsi), %eax
+    sub $1, %eax
+    jb .Lfast_fallback
+    mov %rax, %rdx
+    shl $LT_LAYOUT_FRAME_SHIFT, %rdx
+    lea LT_LAYOUT_STACK_FRAMES(%rsi,%rdx), %rdx
+    mov LT_LAYOUT_FRAME_STATE(%rdx), %r8d
+    mov %r8d, %edi
+    and $LT_LAYOUT_FRAME_STATE_MASK, %edi
+    cmp $LT_LAYOUT_FRAME_HOOKED, %edi
+    jne .Lfast_fallback
+    lea FAST_SLOT(%rsp), %rdi
+    cmp %rdi, LT_LAYOUT_FRAME_SLOT(%rdx)
+    jne .Lfast_fallback
+    mov LT_LAYOUT_FRAME_FUNCTION(%rdx), %r9
+    mov %r9, %rdi
+    shr $LT_LAYOUT_EVENT_ADDRESS_BITS, %rdi
+    jnz .Lfast_fallback
+    /* 0b. E1 (seq odd), then the frame popped: the original return address
+     * back into the slot, state FREE, count - 1. */
+    incq LT_LAYOUT_SLOT_SEQ(%rcx)
+    mov LT_LAYOUT_FRAME_RETURN(%rdx), %r10
+    mov %r10, FAST_SLOT(%rsp)
+    movl $LT_LAYOUT_FRAME_FREE, LT_LAYOUT_FRAME_STATE(%rdx)
+    mov %eax, LT_LAYOUT_STACK_COUNT(%rsi)
+    test $LT_LAYOUT_FRAME_SILENT, %r8d
+    jnz .Lfast_done
+    /* 0c. The EXIT event, stored as the entry stores the ENTRY event
+     * (lt_tramp_x86_64.S, step 4). r9: the word; r10: the area, then the
+     * event; rdi: the ring; rax: the head, rsi the next (rdtsc takes rax and
+     * rdx; the stack comes back from the frame if undone). */
+    shl $LT_LAYOUT_EVENT_DEPTH_SHIFT, %rax
+    or %rax, %r9
+    bts $LT_LAYOUT_EVENT_EXIT_BIT, %r9
+    mov lt_active_area(%rip), %r10
+    test %r10, %r10
+    jz .Lfast_done
+    movq lt_thread@gottpoff(%rip), %rdi
+    cmp %r10, %fs:LT_LAYOUT_WRITER_AREA(%rdi)
+    jne .Lfast_undo
+    movq %fs:LT_LAYOUT_WRITER_RING(%rdi), %rdi
+    test %rdi, %rdi
+    jz .Lfast_undo
+    cmpl $0, LT_LAYOUT_RING_BUSY(%rdi)
+    jne .Lfast_undo
+    movl $1, LT_LAYOUT_RING_BUSY(%rdi)
+    mov LT_LAYOUT_RING_HEAD(%rdi), %rax
+    cmp lt_active_area(%rip), %r10
+    jne .Lfast_undo_busy
+    cmp LT_LAYOUT_RING_LIMIT(%rdi), %rax
+    jae .Lfast_undo_busy
+    mov LT_LAYOUT_AREA_RING_CAPACITY(%r10), %r10d
+    dec %r10d
+    and %rax, %r10
+    shl $LT_LAYOUT_EVENT_SHIFT, %r10
+    lea LT_LAYOUT_RING_EVENTS(%rdi,%r10), %r10
+    mov LT_LAYOUT_RING_LOST_TOTAL(%rdi), %rsi
+    cmp LT_LAYOUT_RING_LOST_EMITTED(%rdi), %rsi
+    jne .Lfast_undo_busy
+    lea 1(%rax), %rsi
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, LT_LAYOUT_EVENT_TIMESTAMP(%r10)
+    mov %r9, LT_LAYOUT_EVENT_WORD(%r10)
+    mov %rsi, LT_LAYOUT_RING_HEAD(%rdi)
+    movl $0, LT_LAYOUT_RING_BUSY(%rdi)
+.Lfast_done:
+    /* 0d. E2, the registers back, and `ret` to the original address. */
+    incq LT_LAYOUT_SLOT_SEQ(%rcx)
+    .cfi_remember_state
+    pop %r10
+    .cfi_adjust_cfa_offset -8
+    pop %r9
+    .cfi_adjust_cfa_offset -8
+    pop %r8
+    .cfi_adjust_cfa_offset -8
+    pop %rdi
+    .cfi_adjust_cfa_offset -8
+    pop %rsi
+    .cfi_adjust_cfa_offset -8
+    pop %rdx
+    .cfi_adjust_cfa_offset -8
+    pop %rcx
+    .cfi_adjust_cfa_offset -8
+    pop %rax
+    .cfi_adjust_cfa_offset -8
     ret
+    .cfi_restore_state
+.Lfast_undo_busy:
+    movl $0, LT_LAYOUT_RING_BUSY(%rdi)
+.Lfast_undo:
+    /* Undone in the reverse order (count + 1, state, the slot hooked
+     * again), E2, and the full path. The index comes back from the word,
+     * the stack from the frame's address. */
+    mov %r9, %rax
+    shr $LT_LAYOUT_EVENT_DEPTH_SHIFT, %rax
+    and $LT_LAYOUT_EVENT_DEPTH_MASK, %eax
+    mov %rax, %rdi
+    shl $LT_LAYOUT_FRAME_SHIFT, %rdi
+    lea LT_LAYOUT_STACK_FRAMES(%rdi), %rdi
+    mov %rdx, %rsi
+    sub %rdi, %rsi
+    lea 1(%rax), %edi
+    mov %edi, LT_LAYOUT_STACK_COUNT(%rsi)
+    mov %r8d, LT_LAYOUT_FRAME_STATE(%rdx)
+    lea lt_graph_return_point(%rip), %rdi
+    mov %rdi, FAST_SLOT(%rsp)
+    incq LT_LAYOUT_SLOT_SEQ(%rcx)
+.Lfast_fallback:
+    pop %r10
+    .cfi_adjust_cfa_offset -8
+    pop %r9
+    .cfi_adjust_cfa_offset -8
+    pop %r8
+    .cfi_adjust_cfa_offset -8
+    pop %rdi
+    .cfi_adjust_cfa_offset -8
+    pop %rsi
+    .cfi_adjust_cfa_offset -8
+    pop %rdx
+    .cfi_adjust_cfa_offset -8
+    pop %rcx
+    .cfi_adjust_cfa_offset -8
+    pop %rax
+    .cfi_adjust_cfa_offset -8
 .Lfull_exit:
     /* Step 1 (rsp is the slot already). */
     push %rbp

@@ -66,8 +66,8 @@ public final class FunctionGraph: @unchecked Sendable {
         guard lt_graph_pin_code() == 0 else {
             throw TraceError.invalidArgument("the library holding the return trampoline cannot be made permanent (RTLD_NODELETE)")
         }
-        // The graph's own entry takes the common case through
-        // lt_graph_entry_fast and the rest through the lean entry and this
+        // The graph's own entry takes the common case in assembly
+        // (lt_tramp_entry_graph) and the rest through the lean entry and this
         // callback (it reads only regs->rsp, the return slot).
         let ops = try Ops(callback: lt_graph_entry_callback, data: nil, flags: [])
         ops.entry = .graph

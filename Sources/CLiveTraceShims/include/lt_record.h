@@ -144,9 +144,13 @@ void lt_record_scan_events(const struct lt_event *events, size_t count, struct l
 uint64_t lt_record_monotonic_ns(void);
 void lt_record_calibration_pair(uint64_t *tsc, uint64_t *monotonic_ns);
 
-/* ---- the writer's state and its call-free fast path ---------------------
- * Shared with lt_graph.c, whose fast entry and exit (lt_graph_entry_fast,
- * lt_graph_exit_fast) store events without calling anything. */
+/* ---- the writer's state ----------------------------------------------------
+ * Shared with the function graph's assembly fast paths (lt_tramp_entry_graph
+ * in lt_tramp_x86_64.S, the return trampoline in lt_return_x86_64.S), which
+ * store an event the way lt_record_event's hot path does (lt_record.c): the
+ * area, the thread's ring of that area, busy, the area rechecked, head below
+ * the limit, no LOST event owed, then lt_store_event's stores. Anything else
+ * they leave to the full path. Offsets: lt_graph_layout.h. */
 
 struct lt_thread_state {
     struct lt_area_header *area; /* the area `ring` belongs to; NULL before the first claim */
@@ -170,27 +174,6 @@ static inline __attribute__((always_inline)) void lt_store_event(struct lt_ring_
     slot->word = word;
     lt_atomic_store_release_u64(&ring->head, head + 1);
     __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
-}
-
-/* The hot path of lt_record_entry/exit when it needs nothing else: no area
- * attached (nothing to record), or this thread's ring has room and owes no
- * LOST event. Returns 1 when done, 0 — having changed nothing — when the
- * caller must take the full path (lt_record_entry/exit). */
-static inline __attribute__((always_inline)) int lt_record_event_try(uint64_t ip, uint64_t word) {
-    struct lt_area_header *area = __atomic_load_n(&lt_active_area, __ATOMIC_ACQUIRE);
-    if (area == NULL) return 1;
-    struct lt_ring_header *ring = lt_thread.ring;
-    if (ring == NULL || lt_thread.area != area || ring->busy != 0 || ip > LT_EVENT_ADDRESS_MAX) return 0;
-    ring->busy = 1;
-    __asm__ __volatile__("" ::: "memory");
-    uint64_t head = ring->head;
-    if (__atomic_load_n(&lt_active_area, __ATOMIC_RELAXED) != area || head >= ring->limit ||
-        __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED) != ring->lost_emitted) {
-        __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
-        return 0;
-    }
-    lt_store_event(ring, &lt_ring_events(ring)[head & (area->ring_capacity - 1)], head, word);
-    return 1;
 }
 
 #endif
