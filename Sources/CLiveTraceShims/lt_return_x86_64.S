@@ -57,12 +57,8 @@
 #define FRAME_SIZE  144
 #define SLOT_FROM_RBP 8
 #include "lt_graph_layout.h"
-#define FAST_SLOT 64 /* the slot, above the fast exit's eight pushes */
 
     .hidden lt_graph_exit
-    .hidden lt_graph_self
-    .hidden lt_thread
-    .hidden lt_active_area
 
     .text
     .globl lt_graph_return_trampoline
@@ -84,38 +80,15 @@ lt_graph_return_trampoline:
     .cfi_def_cfa_offset 0
     .cfi_offset rip, -8
     /* Step 0, the fast exit (see above). rsp = slot first: the frame is
-     * built below the slot (the caller's red zone is dead across a call). */
+     * built below the slot (the caller's red zone is dead across a call).
+     * Registers: rcx the thread's slot, rsi its shadow stack, eax the top
+     * frame's index, rdx the frame, r8d its state, r9 its function (below
+     * 2^48, as the event word needs) then the word. */
     sub $8, %rsp
     .cfi_def_cfa_offset 8
-    push %rax
-    .cfi_adjust_cfa_offset 8
-    push %rcx
-    .cfi_adjust_cfa_offset 8
-    push %rdx
-    .cfi_adjust_cfa_offset 8
-    push %rsi
-    .cfi_adjust_cfa_offset 8
-    push %rdi
-    .cfi_adjust_cfa_offset 8
-    push %r8
-    .cfi_adjust_cfa_offset 8
-    push %r9
-    .cfi_adjust_cfa_offset 8
-    push %r10
-    .cfi_adjust_cfa_offset 8
-    /* 0a. rcx: the thread's slot; rsi: its shadow stack; eax: the top
-     * frame's index; rdx: the top frame; r8d: its state; r9: its function
-     * (below 2^48, as the event word needs). */
-    movq lt_thread_self@gottpoff(%rip), %rax
-    movq %fs:(%rax), %rcx
-    movq lt_graph_self@gottpoff(%rip), %rax
-    movq %fs:(%rax), %rsi
-    test %rcx, %rcx
-    jz .Lfast_fallback
-    test %rsi, %rsi
-    jz .Lfast_fallback
-    testb $1, LT_LAYOUT_SLOT_SEQ(%rcx)
-    jnz .Lfast_fallback
+    LT_FAST_PUSH
+    /* 0a. The checks. */
+    LT_FAST_THREAD %rcx, %rsi, .Lfast_fallback
     mov LT_LAYOUT_STACK_COUNT(%rsi), %eax
     sub $1, %eax
     jb .Lfast_fallback
@@ -127,7 +100,7 @@ lt_graph_return_trampoline:
     and $LT_LAYOUT_FRAME_STATE_MASK, %edi
     cmp $LT_LAYOUT_FRAME_HOOKED, %edi
     jne .Lfast_fallback
-    lea FAST_SLOT(%rsp), %rdi
+    lea LT_FAST_SLOT(%rsp), %rdi
     cmp %rdi, LT_LAYOUT_FRAME_SLOT(%rdx)
     jne .Lfast_fallback
     mov LT_LAYOUT_FRAME_FUNCTION(%rdx), %r9
@@ -138,71 +111,21 @@ lt_graph_return_trampoline:
      * back into the slot, state FREE, count - 1. */
     incq LT_LAYOUT_SLOT_SEQ(%rcx)
     mov LT_LAYOUT_FRAME_RETURN(%rdx), %r10
-    mov %r10, FAST_SLOT(%rsp)
+    mov %r10, LT_FAST_SLOT(%rsp)
     movl $LT_LAYOUT_FRAME_FREE, LT_LAYOUT_FRAME_STATE(%rdx)
     mov %eax, LT_LAYOUT_STACK_COUNT(%rsi)
     test $LT_LAYOUT_FRAME_SILENT, %r8d
     jnz .Lfast_done
-    /* 0c. The EXIT event, stored as the entry stores the ENTRY event
-     * (lt_tramp_x86_64.S, step 4). r9: the word; r10: the area, then the
-     * event; rdi: the ring; rax: the head, rsi the next (rdtsc takes rax and
-     * rdx; the stack comes back from the frame if undone). */
+    /* 0c. The EXIT event (LT_FAST_RECORD, lt_graph_layout.h). */
     shl $LT_LAYOUT_EVENT_DEPTH_SHIFT, %rax
     or %rax, %r9
     bts $LT_LAYOUT_EVENT_EXIT_BIT, %r9
-    mov lt_active_area(%rip), %r10
-    test %r10, %r10
-    jz .Lfast_done
-    movq lt_thread@gottpoff(%rip), %rdi
-    cmp %r10, %fs:LT_LAYOUT_WRITER_AREA(%rdi)
-    jne .Lfast_undo
-    movq %fs:LT_LAYOUT_WRITER_RING(%rdi), %rdi
-    test %rdi, %rdi
-    jz .Lfast_undo
-    cmpl $0, LT_LAYOUT_RING_BUSY(%rdi)
-    jne .Lfast_undo
-    movl $1, LT_LAYOUT_RING_BUSY(%rdi)
-    mov LT_LAYOUT_RING_HEAD(%rdi), %rax
-    cmp lt_active_area(%rip), %r10
-    jne .Lfast_undo_busy
-    cmp LT_LAYOUT_RING_LIMIT(%rdi), %rax
-    jae .Lfast_undo_busy
-    mov LT_LAYOUT_AREA_RING_CAPACITY(%r10), %r10d
-    dec %r10d
-    and %rax, %r10
-    shl $LT_LAYOUT_EVENT_SHIFT, %r10
-    lea LT_LAYOUT_RING_EVENTS(%rdi,%r10), %r10
-    mov LT_LAYOUT_RING_LOST_TOTAL(%rdi), %rsi
-    cmp LT_LAYOUT_RING_LOST_EMITTED(%rdi), %rsi
-    jne .Lfast_undo_busy
-    lea 1(%rax), %rsi
-    rdtsc
-    shl $32, %rdx
-    or %rdx, %rax
-    mov %rax, LT_LAYOUT_EVENT_TIMESTAMP(%r10)
-    mov %r9, LT_LAYOUT_EVENT_WORD(%r10)
-    mov %rsi, LT_LAYOUT_RING_HEAD(%rdi)
-    movl $0, LT_LAYOUT_RING_BUSY(%rdi)
+    LT_FAST_RECORD %r9, %r10, %r10d, %rdi, %rsi, .Lfast_undo, .Lfast_undo_busy, .Lfast_done
 .Lfast_done:
     /* 0d. E2, the registers back, and `ret` to the original address. */
     incq LT_LAYOUT_SLOT_SEQ(%rcx)
     .cfi_remember_state
-    pop %r10
-    .cfi_adjust_cfa_offset -8
-    pop %r9
-    .cfi_adjust_cfa_offset -8
-    pop %r8
-    .cfi_adjust_cfa_offset -8
-    pop %rdi
-    .cfi_adjust_cfa_offset -8
-    pop %rsi
-    .cfi_adjust_cfa_offset -8
-    pop %rdx
-    .cfi_adjust_cfa_offset -8
-    pop %rcx
-    .cfi_adjust_cfa_offset -8
-    pop %rax
-    .cfi_adjust_cfa_offset -8
+    LT_FAST_POP
     ret
     .cfi_restore_state
 .Lfast_undo_busy:
@@ -210,7 +133,7 @@ lt_graph_return_trampoline:
 .Lfast_undo:
     /* Undone in the reverse order (count + 1, state, the slot hooked
      * again), E2, and the full path. The index comes back from the word,
-     * the stack from the frame's address. */
+     * the stack from the frame's address (rsi may hold the lost count). */
     mov %r9, %rax
     shr $LT_LAYOUT_EVENT_DEPTH_SHIFT, %rax
     and $LT_LAYOUT_EVENT_DEPTH_MASK, %eax
@@ -223,25 +146,10 @@ lt_graph_return_trampoline:
     mov %edi, LT_LAYOUT_STACK_COUNT(%rsi)
     mov %r8d, LT_LAYOUT_FRAME_STATE(%rdx)
     lea lt_graph_return_point(%rip), %rdi
-    mov %rdi, FAST_SLOT(%rsp)
+    mov %rdi, LT_FAST_SLOT(%rsp)
     incq LT_LAYOUT_SLOT_SEQ(%rcx)
 .Lfast_fallback:
-    pop %r10
-    .cfi_adjust_cfa_offset -8
-    pop %r9
-    .cfi_adjust_cfa_offset -8
-    pop %r8
-    .cfi_adjust_cfa_offset -8
-    pop %rdi
-    .cfi_adjust_cfa_offset -8
-    pop %rsi
-    .cfi_adjust_cfa_offset -8
-    pop %rdx
-    .cfi_adjust_cfa_offset -8
-    pop %rcx
-    .cfi_adjust_cfa_offset -8
-    pop %rax
-    .cfi_adjust_cfa_offset -8
+    LT_FAST_POP
 .Lfull_exit:
     /* Step 1 (rsp is the slot already). */
     push %rbp

@@ -224,70 +224,39 @@
     ENTRY lt_tramp_entry_lean, 0
 
 /* lt_tramp_entry_graph: the entry of the function graph's own ops. The
- * common case runs here, in assembly that keeps eight registers live; the
- * rest falls back to lt_tramp_entry_lean (which calls
- * lt_graph_entry_callback, lt_graph.c) with nothing changed.
- * It is lt_graph_entry_callback's steps 2-4 for a thread whose slot and
- * shadow stack exist, outside any callback section, whose call nests in the
- * top frame (or is the first), with room on the shadow stack and in its ring
- * (lt_record_event_try's conditions, lt_record.h):
- *   1. checks: slot, stack, ready, seq even, count < capacity, top frame
- *      HOOKED with its slot above this one, ip below 2^48;
+ * common case runs here, in assembly with eight registers pushed; the rest
+ * falls back to lt_tramp_entry_lean (which calls lt_graph_entry_callback,
+ * lt_graph.c) with nothing changed. It is lt_graph_entry_callback's steps
+ * 2-4 for a thread whose slot and shadow stack exist, outside any callback
+ * section, whose call nests in the top frame (or is the first), with room on
+ * the shadow stack and in its ring:
+ *   1. checks: slot, stack, seq even, ready, ip below 2^48, count below
+ *      the capacity, top frame HOOKED with its slot above this one;
  *   2. E1 (seq odd): the recursion guard, and the section the reclaimer sees;
  *   3. the frame pushed as lt_graph_push_frame does: state FREE, count + 1,
  *      slot / return address / function, then state HOOKED (| SILENT past the
  *      depth limit) — x86 keeps the stores in program order, which is all a
  *      signal handler on this thread can observe;
- *   4. the ENTRY event, as lt_record_event_try stores it: busy, the area and
- *      room rechecked, the event (timestamp, then word), head + 1, busy 0.
- *      When the ring cannot take it: busy 0, the frame released (FREE, then
- *      count), E2, and the fallback;
+ *   4. the ENTRY event (LT_FAST_RECORD, lt_graph_layout.h). When the ring
+ *      cannot take it: busy 0, the frame released (FREE, then count), E2,
+ *      and the fallback;
  *   5. the slot hooked; the resume address taken from the record; E2;
  *   6. the registers back, the hooked slot popped, and the function called
  *      from lt_graph_call_body (lt_return_x86_64.S), as the other entries do.
- * Layout offsets: lt_graph_layout.h (checked against the C structures).
- * Frame: the pushes below; GRAPH_SLOT(%rsp) is the function's return slot. */
+ * Registers: rcx the thread's slot, rsi its shadow stack, eax the new
+ * frame's index, rdx the frame, rdi the return slot, r9 ip then the event
+ * word. Offsets: lt_graph_layout.h (checked against the C structures). */
 #include "lt_graph_layout.h"
-#define GRAPH_SLOT 64
     .globl lt_tramp_entry_graph
     .type lt_tramp_entry_graph,@function
-    .hidden lt_graph_self
-    .hidden lt_graph_depth_limit
-    .hidden lt_thread
-    .hidden lt_active_area
     .p2align 4
 lt_tramp_entry_graph:
     .cfi_startproc
-    push %rax
-    .cfi_adjust_cfa_offset 8
-    push %rcx
-    .cfi_adjust_cfa_offset 8
-    push %rdx
-    .cfi_adjust_cfa_offset 8
-    push %rsi
-    .cfi_adjust_cfa_offset 8
-    push %rdi
-    .cfi_adjust_cfa_offset 8
-    push %r8
-    .cfi_adjust_cfa_offset 8
-    push %r9
-    .cfi_adjust_cfa_offset 8
-    push %r10
-    .cfi_adjust_cfa_offset 8
-    /* Step 1. rcx: the thread's slot; rsi: its shadow stack; eax: the new
-     * frame's index; rdx: the new frame; rdi: the return slot; r9: ip. */
-    movq lt_thread_self@gottpoff(%rip), %rax
-    movq %fs:(%rax), %rcx
-    movq lt_graph_self@gottpoff(%rip), %rax
-    movq %fs:(%rax), %rsi
-    test %rcx, %rcx
-    jz .Lgraph_fallback
-    test %rsi, %rsi
-    jz .Lgraph_fallback
+    LT_FAST_PUSH
+    /* Step 1. */
+    LT_FAST_THREAD %rcx, %rsi, .Lgraph_fallback
     cmpb $0, LT_LAYOUT_SLOT_READY(%rcx)
     je .Lgraph_fallback
-    testb $1, LT_LAYOUT_SLOT_SEQ(%rcx)
-    jnz .Lgraph_fallback
     mov RECORD_RESUME(%r11), %r9
     sub $SITE_LENGTH, %r9
     mov %r9, %rax
@@ -299,7 +268,7 @@ lt_tramp_entry_graph:
     mov %rax, %rdx
     shl $LT_LAYOUT_FRAME_SHIFT, %rdx
     lea LT_LAYOUT_STACK_FRAMES(%rsi,%rdx), %rdx
-    lea GRAPH_SLOT(%rsp), %rdi
+    lea LT_FAST_SLOT(%rsp), %rdi
     test %eax, %eax
     jz .Lgraph_first
     cmp %rdi, LT_LAYOUT_FRAME_SLOT-LT_LAYOUT_FRAME_SIZE(%rdx)
@@ -322,68 +291,20 @@ lt_tramp_entry_graph:
     cmp lt_graph_depth_limit(%rip), %eax
     jae .Lgraph_silent
     movl $LT_LAYOUT_FRAME_HOOKED, LT_LAYOUT_FRAME_STATE(%rdx)
-    /* Step 4. r9: the event word; r8: the area, then the event; rdi: the
-     * ring; rax: the head, r10 the next (rdtsc takes rax and rdx). */
+    /* Step 4. */
     shl $LT_LAYOUT_EVENT_DEPTH_SHIFT, %rax
     or %rax, %r9
     bts $LT_LAYOUT_EVENT_ENTRY_BIT, %r9
-    mov lt_active_area(%rip), %r8
-    test %r8, %r8
-    jz .Lgraph_hook
-    movq lt_thread@gottpoff(%rip), %rdi
-    cmp %r8, %fs:LT_LAYOUT_WRITER_AREA(%rdi)
-    jne .Lgraph_undo
-    movq %fs:LT_LAYOUT_WRITER_RING(%rdi), %rdi
-    test %rdi, %rdi
-    jz .Lgraph_undo
-    cmpl $0, LT_LAYOUT_RING_BUSY(%rdi)
-    jne .Lgraph_undo
-    movl $1, LT_LAYOUT_RING_BUSY(%rdi)
-    mov LT_LAYOUT_RING_HEAD(%rdi), %rax
-    cmp lt_active_area(%rip), %r8
-    jne .Lgraph_undo_busy
-    cmp LT_LAYOUT_RING_LIMIT(%rdi), %rax
-    jae .Lgraph_undo_busy
-    mov LT_LAYOUT_AREA_RING_CAPACITY(%r8), %r8d
-    dec %r8d
-    and %rax, %r8
-    shl $LT_LAYOUT_EVENT_SHIFT, %r8
-    lea LT_LAYOUT_RING_EVENTS(%rdi,%r8), %r8
-    mov LT_LAYOUT_RING_LOST_TOTAL(%rdi), %r10
-    cmp LT_LAYOUT_RING_LOST_EMITTED(%rdi), %r10
-    jne .Lgraph_undo_busy
-    lea 1(%rax), %r10
-    rdtsc
-    shl $32, %rdx
-    or %rdx, %rax
-    mov %rax, LT_LAYOUT_EVENT_TIMESTAMP(%r8)
-    mov %r9, LT_LAYOUT_EVENT_WORD(%r8)
-    mov %r10, LT_LAYOUT_RING_HEAD(%rdi)
-    movl $0, LT_LAYOUT_RING_BUSY(%rdi)
+    LT_FAST_RECORD %r9, %r8, %r8d, %rdi, %r10, .Lgraph_undo, .Lgraph_undo_busy, .Lgraph_hook
 .Lgraph_hook:
     /* Step 5. */
     lea lt_graph_return_point(%rip), %rax
-    mov %rax, GRAPH_SLOT(%rsp)
+    mov %rax, LT_FAST_SLOT(%rsp)
     mov RECORD_RESUME(%r11), %r11
     incq LT_LAYOUT_SLOT_SEQ(%rcx)
     /* Step 6. */
     .cfi_remember_state
-    pop %r10
-    .cfi_adjust_cfa_offset -8
-    pop %r9
-    .cfi_adjust_cfa_offset -8
-    pop %r8
-    .cfi_adjust_cfa_offset -8
-    pop %rdi
-    .cfi_adjust_cfa_offset -8
-    pop %rsi
-    .cfi_adjust_cfa_offset -8
-    pop %rdx
-    .cfi_adjust_cfa_offset -8
-    pop %rcx
-    .cfi_adjust_cfa_offset -8
-    pop %rax
-    .cfi_adjust_cfa_offset -8
+    LT_FAST_POP
     add $8, %rsp
     .cfi_def_cfa_offset 0
     .cfi_undefined rip
@@ -395,29 +316,15 @@ lt_tramp_entry_graph:
 .Lgraph_undo_busy:
     movl $0, LT_LAYOUT_RING_BUSY(%rdi)
 .Lgraph_undo:
-    /* The frame released as lt_graph_release_top does, then E2. */
+    /* The frame released as lt_graph_release_top does (the index back from
+     * the word), then E2. */
     movl $LT_LAYOUT_FRAME_FREE, LT_LAYOUT_FRAME_STATE(%rdx)
     shr $LT_LAYOUT_EVENT_DEPTH_SHIFT, %r9
     and $LT_LAYOUT_EVENT_DEPTH_MASK, %r9d
     mov %r9d, LT_LAYOUT_STACK_COUNT(%rsi)
     incq LT_LAYOUT_SLOT_SEQ(%rcx)
 .Lgraph_fallback:
-    pop %r10
-    .cfi_adjust_cfa_offset -8
-    pop %r9
-    .cfi_adjust_cfa_offset -8
-    pop %r8
-    .cfi_adjust_cfa_offset -8
-    pop %rdi
-    .cfi_adjust_cfa_offset -8
-    pop %rsi
-    .cfi_adjust_cfa_offset -8
-    pop %rdx
-    .cfi_adjust_cfa_offset -8
-    pop %rcx
-    .cfi_adjust_cfa_offset -8
-    pop %rax
-    .cfi_adjust_cfa_offset -8
+    LT_FAST_POP
     jmp lt_tramp_entry_lean_local
     .cfi_endproc
     .size lt_tramp_entry_graph, .-lt_tramp_entry_graph

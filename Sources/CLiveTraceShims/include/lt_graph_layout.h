@@ -1,10 +1,11 @@
 /* lt_graph_layout.h — the byte offsets the function graph's assembly fast
  * paths (lt_tramp_x86_64.S: lt_tramp_entry_graph; lt_return_x86_64.S: the
  * return trampoline) use to reach the C structures they share with
- * lt_graph.c, lt_tramp.c and lt_record.c. Macros only, so that the
- * assembler can include it; lt_graph.c checks every one against the C
- * layout with _Static_assert (a change of a structure that forgets this file
- * does not compile).
+ * lt_graph.c, lt_tramp.c and lt_record.c, and (for the assembler only) the
+ * steps both paths share. Macros only, so that the assembler can include
+ * it; lt_graph.c checks every offset against the C layout with
+ * _Static_assert (a change of a structure that forgets this file does not
+ * compile).
  */
 #ifndef LT_GRAPH_LAYOUT_H
 #define LT_GRAPH_LAYOUT_H
@@ -50,5 +51,91 @@
 #define LT_LAYOUT_EVENT_DEPTH_MASK 8191 /* LT_EVENT_DEPTH_MAX */
 #define LT_LAYOUT_EVENT_ENTRY_BIT 62 /* kind ENTRY = 1 */
 #define LT_LAYOUT_EVENT_EXIT_BIT 63  /* kind EXIT = 2 */
+
+#ifdef __ASSEMBLER__
+/* ---- what both fast paths share (assembler only) ------------------------ */
+
+    .hidden lt_graph_self
+    .hidden lt_graph_depth_limit
+    .hidden lt_thread
+    .hidden lt_active_area
+
+/* The eight registers a fast path may use, pushed and popped with their CFA
+ * adjustments; after LT_FAST_PUSH the return slot is LT_FAST_SLOT(%rsp). */
+#define LT_FAST_SLOT 64
+.macro LT_FAST_PUSH
+    .irp reg, rax, rcx, rdx, rsi, rdi, r8, r9, r10
+    push %\reg
+    .cfi_adjust_cfa_offset 8
+    .endr
+.endm
+.macro LT_FAST_POP
+    .irp reg, r10, r9, r8, rdi, rsi, rdx, rcx, rax
+    pop %\reg
+    .cfi_adjust_cfa_offset -8
+    .endr
+.endm
+
+/* LT_FAST_THREAD slot, stack, fallback: the thread's slot (lt_thread_self)
+ * and shadow stack (lt_graph_self), both present, the slot outside any
+ * callback section (seq even); `fallback` otherwise. Uses rax. */
+.macro LT_FAST_THREAD slot, stack, fallback
+    movq lt_thread_self@gottpoff(%rip), %rax
+    movq %fs:(%rax), \slot
+    movq lt_graph_self@gottpoff(%rip), %rax
+    movq %fs:(%rax), \stack
+    test \slot, \slot
+    jz \fallback
+    test \stack, \stack
+    jz \fallback
+    testb $1, LT_LAYOUT_SLOT_SEQ(\slot)
+    jnz \fallback
+.endm
+
+/* LT_FAST_RECORD word, area, area32, ring, next, undo, undo_busy, done:
+ * stores the event `word` as lt_record_event's hot path does (lt_record.c):
+ *   1. no area attached: nothing to record, `done`;
+ *   2. the thread's ring of that area, not busy (`undo` otherwise);
+ *   3. busy = 1; the area rechecked, head below the ring's limit, no LOST
+ *      event owed (`undo_busy` otherwise, busy still 1);
+ *   4. the event at head & (capacity - 1): timestamp (rdtsc), then word;
+ *      head + 1; busy = 0; then falls through.
+ * rax and rdx are taken (head, rdtsc); area, ring and next are scratch. */
+.macro LT_FAST_RECORD word, area, area32, ring, next, undo, undo_busy, done
+    mov lt_active_area(%rip), \area
+    test \area, \area
+    jz \done
+    movq lt_thread@gottpoff(%rip), \ring
+    cmp \area, %fs:LT_LAYOUT_WRITER_AREA(\ring)
+    jne \undo
+    movq %fs:LT_LAYOUT_WRITER_RING(\ring), \ring
+    test \ring, \ring
+    jz \undo
+    cmpl $0, LT_LAYOUT_RING_BUSY(\ring)
+    jne \undo
+    movl $1, LT_LAYOUT_RING_BUSY(\ring)
+    mov LT_LAYOUT_RING_HEAD(\ring), %rax
+    cmp lt_active_area(%rip), \area
+    jne \undo_busy
+    cmp LT_LAYOUT_RING_LIMIT(\ring), %rax
+    jae \undo_busy
+    mov LT_LAYOUT_RING_LOST_TOTAL(\ring), \next
+    cmp LT_LAYOUT_RING_LOST_EMITTED(\ring), \next
+    jne \undo_busy
+    mov LT_LAYOUT_AREA_RING_CAPACITY(\area), \area32
+    dec \area32
+    and %rax, \area
+    shl $LT_LAYOUT_EVENT_SHIFT, \area
+    lea LT_LAYOUT_RING_EVENTS(\ring,\area), \area
+    lea 1(%rax), \next
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, LT_LAYOUT_EVENT_TIMESTAMP(\area)
+    mov \word, LT_LAYOUT_EVENT_WORD(\area)
+    mov \next, LT_LAYOUT_RING_HEAD(\ring)
+    movl $0, LT_LAYOUT_RING_BUSY(\ring)
+.endm
+#endif
 
 #endif
