@@ -54,6 +54,17 @@ enum StubX86_64 {
 // function (LeafCallbackX86_64.swift). It is entered by the site's
 // `jmp rel32` with [rsp] = parent_ip and rsp = 8 mod 16, and calls the
 // callback itself: no entry, no lt_regs, no recursion guard, no errno save.
+// Why each can go:
+//   - lt_regs: the callback provably never reads rcx before writing it;
+//   - the recursion guard and E1/E2: the callback calls nothing, so it
+//     cannot reach a traced function; the reclaimer sees a thread in it by
+//     its PC (Quiescence.swift, rule (c)) or by its CPU time (rule (e));
+//   - errno: the callback makes no call and no system call and never uses
+//     an fs/gs override, so neither the kernel nor the code can write the
+//     thread's errno (a TLS variable);
+//   - xmm0–7 and the x87/MXCSR state: it has no vector or x87 instruction.
+// Registers it does not mention it cannot change; the callee-saved ones it
+// mentions it preserves by the C convention it was compiled with.
 //
 //   +0   [41] 50+r  ...           push  each caller-saved register the callback
 //                                       mentions (rdi rsi rdx rcx rax r8–r11;
