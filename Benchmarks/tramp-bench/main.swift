@@ -50,7 +50,7 @@ do {
     let c = try Tracer.attach(["bench_f"], callback: emptyCallback)
     let perFunction = measure()
     let cIsLeaf = OpsRegistry.shared.isLeafStub(try currentTarget(c), of: c.ops)
-    report(cIsLeaf ? "empty C callback (leaf stub)" : "empty C callback (generic: leaf off)", perFunction, baseline: untraced)
+    report(cIsLeaf ? "empty C callback (leaf stub)" : "empty C callback (leaf off)", perFunction, baseline: untraced)
     try c.detach()
 
     OpsRegistry.shared.leafStubsEnabled = false
