@@ -127,6 +127,12 @@ public final class OpsRegistry: @unchecked Sendable {
         lock.withLock { ops.leafAnalysis }
     }
 
+    /// How many 64-byte slots the stub of `ops` for the site at `address`
+    /// takes (nil when it has none).
+    public func stubSlotCount(at address: UInt, of ops: Ops) -> Int? {
+        lock.withLock { ops.stubs[address]?.count }
+    }
+
     /// Whether `target` is a leaf stub of `ops`.
     public func isLeafStub(_ target: UInt, of ops: Ops) -> Bool {
         lock.withLock { ops.stubs.contains { ops.leafStubSites.contains($0.key) && jit.address(of: $0.value) == target } }

@@ -163,6 +163,52 @@ final class LeafStubTests: XCTestCase {
         XCTAssertEqual(StubX86_64.leafStub(at: stub, site: site, resume: site + 5, ops: 0x1234_5678, callback: near).count, JITMemory.slotSize)
     }
 
+    func testCallbackBeyondTwoGiBIsCalledThroughALiteralInATwoSlotLeafStub() throws {
+        let contract = try CallingConventionTests.Contract()
+        let library = try TrampolineFixtures.library("ltfix_leaf_clobber", sources: ["leaf_clobber.S"])
+        let start = TrampolineFixtures.address(library, "lt_leaf_pic_callback")
+        let end = TrampolineFixtures.address(library, "lt_leaf_pic_callback_end")
+        let length = end - start
+        // A page far below the libraries (which sit near 0x7f...).
+        let page = Int(getpagesize())
+        var far: UnsafeMutableRawPointer?
+        for candidate in stride(from: UInt(0x2000_0000), to: 0x8000_0000, by: 0x1000_0000) {
+            let mapped = mmap(UnsafeMutableRawPointer(bitPattern: candidate), page, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+            if mapped != MAP_FAILED, mapped == UnsafeMutableRawPointer(bitPattern: candidate) { far = mapped; break }
+        }
+        let code = try XCTUnwrap(far, "no free page below 2 GiB")
+        // Never unmapped: a retired stub may still be between its call and
+        // the callback's ret for the length of a grace period.
+        code.copyMemory(from: start, byteCount: length)
+        XCTAssertEqual(mprotect(code, page, PROT_READ | PROT_EXEC), 0)
+        let callback = unsafeBitCast(code, to: OpsCallback.self)
+        let data = UnsafeMutablePointer<UInt>.allocate(capacity: 3)
+        data.initialize(repeating: 0, count: 3)
+        defer { data.deallocate() }
+
+        let pattern = CallingConventionTests.registerPattern(9)
+        func registers(_ image: [UInt8]) -> [UInt8] { Array(image[0..<104]) + Array(image[112..<240]) }
+        let ops = try Ops(callback: callback, data: UnsafeMutableRawPointer(data), flags: [])
+        OpsRegistry.shared.adopt(ops)
+        defer { OpsRegistry.shared.destroy(ops) }
+        try OpsRegistry.shared.addFilter(.glob("lt_fix_probe"), to: ops)
+        try OpsRegistry.shared.register(ops)
+        let site = try XCTUnwrap(OpsRegistry.shared.attachedSites(of: ops).first)
+        guard case let .jump(target) = OpsRegistry.shared.instruction(at: site.address) else { return XCTFail("not patched") }
+        XCTAssertTrue(OpsRegistry.shared.isLeafStub(target, of: ops), "\(String(describing: OpsRegistry.shared.leafAnalysis(of: ops)))")
+        XCTAssertGreaterThan(abs(Int64(bitPattern: UInt64(target)) - Int64(bitPattern: UInt64(UInt(bitPattern: code)))), Int64(Int32.max))
+        XCTAssertEqual(OpsRegistry.shared.stubSlotCount(at: site.address, of: ops), 2, "a far callback mentioning every scratch register needs two slots")
+        XCTAssertEqual(registers(contract.registersAfterCalling("lt_fix_probe", pattern: pattern)), registers(pattern))
+        XCTAssertEqual(data[0], 1)
+        XCTAssertEqual(data[1], site.address, "ip")
+        let harness = UInt(bitPattern: TrampolineFixtures.address(contract.handle, "lt_fix_call_with_regs"))
+        XCTAssertTrue(data[2] > harness && data[2] < harness + 512, "parent_ip")
+        try OpsRegistry.shared.unregister(ops)
+        _ = contract.registersAfterCalling("lt_fix_probe", pattern: pattern)
+        XCTAssertEqual(data[0], 1, "called after unregister")
+    }
+
     func testUnregisterAndDestroyReturnOnlyWhenNoThreadRunsTheLeafCallbackOrReadsItsOps() throws {
         let load = try LoadTests.Load()
         let calls = TrampolineFixtures.address(load.handle, "lt_load_leaf_calls").assumingMemoryBound(to: UInt64.self)

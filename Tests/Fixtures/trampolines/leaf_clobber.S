@@ -69,3 +69,30 @@ lt_leaf_rcx_one_path_callback:
 .Lrcx_sink:
     .quad 0
     .section .note.GNU-stack,"",@progbits
+
+/* lt_leaf_pic_callback: position-independent (no rip-relative operand), so
+ * a test can copy its bytes [lt_leaf_pic_callback, lt_leaf_pic_callback_end)
+ * far from every site (beyond +-2 GiB: the stub calls it through a literal).
+ * Its ops's data points at { calls, ip, parent_ip } (lt_ops.data is at +8,
+ * lt_tramp.h). It mentions rax rdx rsi rdi r8-r11 and clobbers them all:
+ * with the alignment push, the stub takes two slots. */
+    .text
+    .globl lt_leaf_pic_callback, lt_leaf_pic_callback_end
+    .type lt_leaf_pic_callback,@function
+lt_leaf_pic_callback:
+    mov 8(%rdx), %rax
+    lock incq (%rax)
+    mov %rdi, 8(%rax)
+    mov %rsi, 16(%rax)
+    mov $-1, %rax
+    mov $-1, %rdx
+    mov $-1, %rsi
+    mov $-1, %rdi
+    mov $-1, %r8
+    mov $-1, %r9
+    mov $-1, %r10
+    mov $-1, %r11
+    ret
+lt_leaf_pic_callback_end:
+    .size lt_leaf_pic_callback, .-lt_leaf_pic_callback
+    .section .note.GNU-stack,"",@progbits
