@@ -164,6 +164,12 @@ final class LoadTests: XCTestCase {
             let b: TraceHandle
             if cycle % 2 == 0 {
                 b = try Tracer.attach(["lt_load_f", "lt_load_buggy"], callback: load.callbackB)
+                if cycle == 0 {
+                    let alone = try XCTUnwrap(b.functions.first { $0.function == "lt_load_buggy" })
+                    guard case let .jump(target) = OpsRegistry.shared.instruction(at: alone.address) else { return XCTFail("lt_load_buggy") }
+                    XCTAssertEqual(OpsRegistry.shared.isLeafStub(target, of: b.ops), OpsRegistry.shared.leafStubsEnabled,
+                                   "B alone on lt_load_buggy: its own leaf stub")
+                }
             } else {
                 b = try Tracer.attach("lt_load_f") { _ in }
             }
