@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$(cd "${1:-.build/release}" && pwd)"
 CALLS="${UFTRACE_CALLS:-10000000}"
-REPEAT="${UFTRACE_REPEAT:-3}"
+REPEAT="${UFTRACE_REPEAT:-5}"
 SMALL=$((CALLS / 100))
 if ! command -v uftrace >/dev/null; then
     echo "uftrace-compare: installing uftrace"

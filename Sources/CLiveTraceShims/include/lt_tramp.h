@@ -41,6 +41,9 @@
  *   seq is unchanged and even and it has since run 1 ms of CPU time (the
  *   site-to-E1 stretch is ~20 straight-line instructions). Residual risk: a
  *   signal handler interrupting that stretch during a grace period.
+ *   A leaf stub (StubX86_64.swift) has no E1/E2 at all: its callback is a
+ *   loop-free leaf of at most 64 instructions, so a thread inside it is seen
+ *   by (c) — the callback's code counts as a watched range — and (e).
  */
 #ifndef LT_TRAMP_H
 #define LT_TRAMP_H
