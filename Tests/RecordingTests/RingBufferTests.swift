@@ -182,21 +182,6 @@ final class RingBufferTests: XCTestCase {
     }
 }
 
-final class RecorderCAPITests: XCTestCase {
-    func testCEntryPointsStartAndStopARecording() throws {
-        let dir = RecordingFixtures.scratchDirectory("c-api")
-        XCTAssertEqual(dir.withCString { lt_recording_start($0) }, 0)
-        XCTAssertEqual(dir.withCString { lt_recording_start($0) }, -1, "one recording at a time")
-        runThreads(2) { writePairs(thread: $0, pairs: 1_000) }
-        XCTAssertEqual(lt_recording_stop(), 0)
-        XCTAssertEqual(lt_recording_stop(), -1, "nothing left to stop")
-        let trace = try TraceReader.read(directory: dir)
-        XCTAssertTrue(trace.info.complete)
-        XCTAssertEqual(trace.streams.map { checkWriterStream($0).pairs }, [1_000, 1_000])
-        XCTAssertEqual("/nonexistent/dir/trace".withCString { lt_recording_start($0) }, -ENOENT)
-    }
-}
-
 final class RecordingSoakTests: XCTestCase {
     /// LIVETRACE_SOAK=1 (make soak): eight writers, small rings, a long run.
     func testSoakManyWritersSmallRings() throws {
