@@ -208,7 +208,7 @@ static inline struct lt_thread_slot *lt_graph_guard_enter(void) {
     return slot;
 }
 
-static inline __attribute__((always_inline)) void lt_graph_guard_leave(struct lt_thread_slot *slot) {
+static inline void lt_graph_guard_leave(struct lt_thread_slot *slot) {
     if (slot == NULL) return;
     lt_signal_fence();
     __atomic_store_n(&slot->seq, slot->seq + 1, __ATOMIC_RELEASE);
@@ -220,10 +220,10 @@ static void lt_graph_pop_unwound(struct lt_graph_stack *stack);
 
 /* Pushes frame `index` (the new top): FREE, count+1, fields, state, each
  * step behind a signal fence (see lt_graph.h). Returns whether the frame is
- * recorded (within the depth limit) or SILENT. */
-static inline __attribute__((always_inline)) int lt_graph_push_frame(struct lt_graph_stack *stack, uint32_t index,
-                                                                     uintptr_t slot, uintptr_t return_address,
-                                                                     uintptr_t function) {
+ * recorded (within the depth limit) or SILENT. lt_tramp_entry_graph's step 3
+ * does the same stores in the same order. */
+static inline int lt_graph_push_frame(struct lt_graph_stack *stack, uint32_t index, uintptr_t slot,
+                                      uintptr_t return_address, uintptr_t function) {
     struct lt_graph_frame *frame = &stack->frames[index];
     frame->state = LT_FRAME_FREE;
     lt_signal_fence();
@@ -241,8 +241,9 @@ static inline __attribute__((always_inline)) int lt_graph_push_frame(struct lt_g
 
 /* Releases the top frame `index` (already copied by the caller): FREE, then
  * count-1, each behind a signal fence, so that a signal handler pushing
- * meanwhile never sees a counted frame half released. */
-static inline __attribute__((always_inline)) void lt_graph_release_top(struct lt_graph_stack *stack, uint32_t index) {
+ * meanwhile never sees a counted frame half released. The return
+ * trampoline's fast exit (step 0b) does the same. */
+static inline void lt_graph_release_top(struct lt_graph_stack *stack, uint32_t index) {
     stack->frames[index].state = LT_FRAME_FREE;
     lt_signal_fence();
     stack->count = index;

@@ -18,7 +18,7 @@
  *      pushed and popped: lt_graph_exit's steps for a thread outside any
  *      callback section whose top frame is HOOKED for this slot, with room
  *      in its ring (0a-0d below; the same stores in the same order as
- *      lt_graph_exit and lt_record_event_try). Anything else is undone and
+ *      lt_graph_exit and lt_record_event's hot path). Anything else is undone and
  *      the full path follows, rsp the slot again;
  *   1. the full path's frame, under the slot;
  *   2. save rax rdx rcx r8 r9 rdi rsi r10 r11 xmm0-3 in a 16-aligned frame;

@@ -1,7 +1,12 @@
-/* lt_tramp_x86_64.S — the two entries of the trampoline stubs:
+/* lt_tramp_x86_64.S — the three entries of the trampoline stubs:
  *   lt_tramp_entry       fills all of lt_regs (ops with LT_OPS_SAVE_REGS or
  *                        LT_OPS_MODIFY_RESUME, and every iterator);
- *   lt_tramp_entry_lean  the same without r12-r14 (every other ops).
+ *   lt_tramp_entry_lean  the same without r12-r14 (every other ops, unless
+ *                        its callback takes a leaf stub, StubX86_64.swift,
+ *                        which needs no entry);
+ *   lt_tramp_entry_graph the function graph's own ops (at the end of this
+ *                        file: its common case in assembly, the rest through
+ *                        the lean entry).
  *
  * Entered by `jmp` from a 64-byte stub (lt_tramp.h), itself reached by the
  * site's `jmp`, so nothing was pushed since the function's caller called it:
@@ -71,7 +76,7 @@
     .hidden lt_graph_call_body
     .hidden lt_graph_return_point
 
-/* Steps shared by both entries. FRAME: the rbp frame, aligned; SAVE: the
+/* Steps shared by the full and the lean entry. FRAME: the rbp frame, aligned; SAVE: the
  * argument registers and xmm0-7 into lt_regs; RESTORE: the same back. */
 .macro FRAME
     push %rbp

@@ -135,6 +135,7 @@ struct X86LeafDecoder {
     private var decoded: [UInt: (end: UInt, depth: Int)] = [:]
     /// (instruction, rcx written on the way there) pairs already followed.
     private var followed: Set<FollowKey> = []
+    private var code = CodeWindow()
 
     struct FollowKey: Hashable { var address: UInt; var rcxWritten: Bool }
 
@@ -151,7 +152,7 @@ struct X86LeafDecoder {
             if decoded[address] == nil && decoded.count >= LeafCallbackAnalysis.maxInstructions {   // step 6
                 throw .tooManyInstructions(limit: LeafCallbackAnalysis.maxInstructions)
             }
-            let bytes = try Self.read(at: address)                                   // step 2
+            let bytes = try code.bytes(at: address)                                  // step 2
             let instruction = try X86Instruction.decode(bytes, at: address)          // step 3
             mentioned.formUnion(instruction.mentioned)                               // step 4
             var rcxNowWritten = rcxWritten
@@ -195,18 +196,37 @@ struct X86LeafDecoder {
         }
         return ranges
     }
+}
 
-    /// Up to 15 bytes at `address`: fewer when the mapping ends before.
-    private static func read(at address: UInt) throws(LeafRejection) -> [UInt8] {
-        let bytes: [UInt8]
-        do throws(TraceError) {
-            bytes = try Sys.readOwnMemory(at: address, count: LeafCallbackAnalysis.maxInstructionLength)
-        } catch {
-            if case let .systemCall(_, e) = error { throw .unreadable(at: address, errno: e) }
-            throw .unreadable(at: address, errno: EIO)
+/// The callback's bytes, read through /proc/self/mem a window at a time
+/// (one read serves every instruction of a small function, instead of one
+/// read per instruction).
+struct CodeWindow {
+    static let size = 1024
+    private var start: UInt = 0
+    private var window: [UInt8] = []
+    /// The read stopped short: the mapping ends at the window's end.
+    private var endsMapping = false
+
+    /// Up to `maxInstructionLength` bytes at `address`: fewer when the
+    /// mapping ends before.
+    mutating func bytes(at address: UInt) throws(LeafRejection) -> [UInt8] {
+        let length = LeafCallbackAnalysis.maxInstructionLength
+        let end = start + UInt(window.count)
+        let covered = address >= start && address < end && (address + UInt(length) <= end || endsMapping)
+        if !covered {
+            do throws(TraceError) {
+                window = try Sys.readOwnMemory(at: address, count: Self.size)
+            } catch {
+                if case let .systemCall(_, e) = error { throw .unreadable(at: address, errno: e) }
+                throw .unreadable(at: address, errno: EIO)
+            }
+            if window.isEmpty { throw .unreadable(at: address, errno: EFAULT) }
+            start = address
+            endsMapping = window.count < Self.size
         }
-        if bytes.isEmpty { throw .unreadable(at: address, errno: EFAULT) }
-        return bytes
+        let offset = Int(address - start)
+        return Array(window[offset..<min(offset + length, window.count)])
     }
 }
 
