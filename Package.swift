@@ -24,6 +24,8 @@ let package = Package(
             pkgConfig: "libdw",
             providers: [.apt(["libelf-dev", "libdw-dev"])]
         ),
+        // Zydis (Debian libzydis-dev): the one x86-64 decoder and encoder.
+        .systemLibrary(name: "CZydis", providers: [.apt(["libzydis-dev"])]),
         // The small C layer the machine demands: syscall wrappers, the
         // async-signal-safe trap handler, thread-local state, trampolines.
         .target(
