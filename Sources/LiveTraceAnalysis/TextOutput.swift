@@ -1,0 +1,121 @@
+// Bytes for people and tools, written as they are made: every reader streams
+// its output (a replay of 100 million events is not held in memory), either
+// to a file descriptor in 256 KiB writes or into memory (tests, SVG pieces).
+import Glibc
+import LiveTraceRecording
+
+public final class TextOutput {
+    public private(set) var bytes: [UInt8] = []
+    private let fd: Int32?
+    private static let flushSize = 1 << 18
+    /// The first write error, if any (EPIPE when the reader went away);
+    /// after it, output is discarded.
+    public private(set) var error: RecordingError?
+
+    /// Output to a file descriptor.
+    public init(fd: Int32) {
+        self.fd = fd
+        bytes.reserveCapacity(Self.flushSize + 4096)
+    }
+
+    /// Output collected in `bytes`.
+    public init() { fd = nil }
+
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    @inline(__always)
+    public func write(_ string: String) {
+        var string = string
+        string.withUTF8 { write($0) }
+    }
+
+    @inline(__always)
+    public func write(_ buffer: UnsafeBufferPointer<UInt8>) {
+        bytes.append(contentsOf: buffer)
+        if fd != nil && bytes.count >= Self.flushSize { flush() }
+    }
+
+    @inline(__always)
+    public func write(_ array: [UInt8]) {
+        bytes.append(contentsOf: array)
+        if fd != nil && bytes.count >= Self.flushSize { flush() }
+    }
+
+    @inline(__always)
+    public func byte(_ value: UInt8) { bytes.append(value) }
+
+    @inline(__always)
+    public func spaces(_ count: Int) {
+        for _ in 0..<max(count, 0) { bytes.append(0x20) }
+    }
+
+    /// A decimal number.
+    public func number(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { raw in
+            var remaining = value
+            var first = raw.count
+            repeat {
+                first -= 1
+                raw[first] = 0x30 + UInt8(remaining % 10)
+                remaining /= 10
+            } while remaining > 0
+            bytes.append(contentsOf: raw[first...])
+        }
+    }
+
+    /// Writes what is buffered (file descriptor output only).
+    public func flush() {
+        guard let fd, !bytes.isEmpty else { return }
+        if error == nil {
+            var done = 0
+            while done < bytes.count {
+                let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    error = .systemCall(call: "write", subject: "output", errno: errno)
+                    break
+                }
+                done += n
+            }
+        }
+        bytes.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Function names by address index, looked up once per function.
+public struct FunctionNames {
+    public private(set) var index = AddressIndex()
+    private var names: [[UInt8]] = []
+    private let symbolizer: Symbolizer
+
+    public init(_ objects: ObjectTable) { symbolizer = Symbolizer(objects) }
+
+    /// The dense index of `address` (AddressIndex), its name made on first sight.
+    @inline(__always)
+    public mutating func id(_ address: UInt64) -> Int {
+        let i = index.index(of: address)
+        if i == names.count { names.append(Array(symbolizer.describe(address).utf8)) }
+        return i
+    }
+
+    public func name(_ id: Int) -> [UInt8] { names[id] }
+    public func string(_ id: Int) -> String { String(decoding: names[id], as: UTF8.self) }
+    public var count: Int { names.count }
+}
+
+/// fnmatch(3) globs (*, ?, [...]), as `livetrace record -F` takes them.
+public struct GlobSet: Sendable {
+    public let patterns: [String]
+    public init(_ patterns: [String]) { self.patterns = patterns }
+    public var isEmpty: Bool { patterns.isEmpty }
+    public func matches(_ name: String) -> Bool {
+        patterns.contains { fnmatch($0, name, 0) == 0 }
+    }
+}
+
+/// Durations as uftrace prints them: three decimals and a unit.
+public enum DurationText {
+    /// "123 ns", "1.234 us", "2.000 ms", "1.500  s" (TraceReport's form).
+    public static func format(_ ns: UInt64) -> String { TraceReport.duration(ns) }
+}
