@@ -110,7 +110,8 @@ public struct TraceSummary: Sendable {
         field("buffers", "\(info.ringCount) x \(info.ringCapacity) events")
         let entries = threads.reduce(0) { $0 + $1.entries }, exits = threads.reduce(0) { $0 + $1.exits }
         field("events", "\(entries + exits) (\(entries) entries, \(exits) exits)")
-        field("lost", "\(info.lostEvents) events (\(info.lostWithoutRing) without a buffer)")
+        let lostInStreams = threads.reduce(0) { $0 + $1.lost }
+        field("lost", "\(lostInStreams + info.lostWithoutRing) events (\(lostInStreams) in the threads' streams, \(info.lostWithoutRing) without a buffer)")
         field("threads", String(threads.count))
         out += "\n       TID      Events    Lost       Start         End\n"
         for t in threads {
