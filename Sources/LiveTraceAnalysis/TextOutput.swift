@@ -15,11 +15,33 @@ public final class TextOutput {
     /// Output to a file descriptor.
     public init(fd: Int32) {
         self.fd = fd
+        ownsFile = false
         bytes.reserveCapacity(Self.flushSize + 4096)
     }
 
     /// Output collected in `bytes`.
-    public init() { fd = nil }
+    public init() {
+        fd = nil
+        ownsFile = false
+    }
+
+    private var ownsFile = false
+
+    /// Output to a new file at `path` (replaced if it exists), closed when
+    /// this output goes away.
+    public convenience init(creating path: String) throws(RecordingError) {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .systemCall(call: "open", subject: path, errno: errno) }
+        self.init(fd: fd)
+        ownsFile = true
+    }
+
+    deinit {
+        if ownsFile, let fd {
+            flush()
+            Glibc.close(fd)
+        }
+    }
 
     public var text: String { String(decoding: bytes, as: UTF8.self) }
 
