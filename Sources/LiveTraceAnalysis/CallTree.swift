@@ -40,7 +40,7 @@ public struct CallTree {
         return (tree, info, walk.damage)
     }
 
-    public func nanoseconds(_ ticks: UInt64) -> UInt64 { UInt64(clock.nanoseconds(ticks: ticks).rounded()) }
+    public func nanoseconds(_ ticks: UInt64) -> UInt64 { clock.wholeNanoseconds(ticks: ticks) }
 
     public func name(_ node: Int) -> String { node == 0 ? "all" : names.string(nodes[node].function) }
 
@@ -50,7 +50,7 @@ public struct CallTree {
     }
 
     /// The sum of the outermost calls' durations.
-    public var rootTicks: UInt64 { nodes[0].children.reduce(0) { $0 + nodes[$1].totalTicks } }
+    public var rootTicks: UInt64 { nodes[0].children.reduce(0) { $0 &+ nodes[$1].totalTicks } }
 }
 
 extension CallTree: CallVisitor {
@@ -77,8 +77,8 @@ extension CallTree: CallVisitor {
     public mutating func exit(_ call: OpenCall, at time: UInt64, duration: UInt64, end: CallEnd, depth: Int) {
         let node = path.removeLast()
         nodes[node].calls += 1
-        nodes[node].totalTicks += duration
-        nodes[node].selfTicks += duration >= call.children ? duration - call.children : 0
+        nodes[node].totalTicks &+= duration
+        nodes[node].selfTicks &+= duration >= call.children ? duration - call.children : 0
     }
 }
 

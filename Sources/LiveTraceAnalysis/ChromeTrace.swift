@@ -61,8 +61,7 @@ public enum ChromeTrace {
         }
 
         func microseconds(_ tsc: UInt64) -> UInt64 {
-            let ns = info.clock.monotonicNs(tsc: tsc) - Double(info.clock.start.monotonicNs)
-            return ns > 0 ? UInt64(ns.rounded()) : 0
+            info.clock.nanosecondsSinceStart(tsc: tsc)
         }
 
         mutating func ids() {

@@ -129,6 +129,7 @@ public enum FlameGraph {
     }
 
     static func fixed(_ value: Double) -> String {
+        guard value.isFinite, abs(value) < 1e12 else { return "0.00" }
         let hundredths = Int((value * 100).rounded())
         let fraction = hundredths % 100
         return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"

@@ -97,8 +97,7 @@ public enum PerfettoTrace {
         }
 
         func nanoseconds(_ tsc: UInt64) -> UInt64 {
-            let ns = info.clock.monotonicNs(tsc: tsc)
-            return ns > 0 ? UInt64(ns.rounded()) : 0
+            info.clock.wholeMonotonicNs(tsc: tsc)
         }
 
         /// Writes one `packet` of Trace.

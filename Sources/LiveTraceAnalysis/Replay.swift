@@ -133,7 +133,7 @@ struct ReplayPrinter: CallVisitor {
     mutating func exit(_ call: OpenCall, at time: UInt64, duration: UInt64, end: CallEnd, depth: Int) {
         guard threadShown, let frame = frames.popLast() else { return }
         guard frame.shown else { return }
-        let ns = UInt64(clock.nanoseconds(ticks: duration).rounded())
+        let ns = clock.wholeNanoseconds(ticks: duration)
         if end != .unfinished && ns < options.minimumNs { return }
         let name = names.name(frame.id)
         if frame.opened {

@@ -12,9 +12,15 @@ public struct ReportDiff: Sendable {
         public var other: FunctionStats?
 
         /// other - base total time, in ns.
-        public var totalDelta: Int64 { Int64(other?.totalNs ?? 0) - Int64(base?.totalNs ?? 0) }
-        public var selfDelta: Int64 { Int64(other?.selfNs ?? 0) - Int64(base?.selfNs ?? 0) }
-        public var callsDelta: Int64 { Int64(other?.calls ?? 0) - Int64(base?.calls ?? 0) }
+        public var totalDelta: Int64 { Self.delta(base?.totalNs, other?.totalNs) }
+        public var selfDelta: Int64 { Self.delta(base?.selfNs, other?.selfNs) }
+        public var callsDelta: Int64 { Self.delta(base?.calls, other?.calls) }
+
+        /// other - base, saturated to Int64.
+        static func delta(_ base: UInt64?, _ other: UInt64?) -> Int64 {
+            let a = base ?? 0, b = other ?? 0
+            return b >= a ? Int64(clamping: b - a) : -Int64(clamping: a - b)
+        }
     }
 
     public var rows: [Row]
@@ -26,10 +32,10 @@ public struct ReportDiff: Sendable {
             var byName: [String: FunctionStats] = [:]
             for f in functions {
                 if var existing = byName[f.function] {
-                    existing.calls += f.calls
-                    existing.totalNs += f.totalNs
-                    existing.selfNs += f.selfNs
-                    existing.unfinished += f.unfinished
+                    existing.calls &+= f.calls
+                    existing.totalNs &+= f.totalNs
+                    existing.selfNs &+= f.selfNs
+                    existing.unfinished &+= f.unfinished
                     existing.minNs = min(existing.minNs, f.minNs)
                     existing.maxNs = max(existing.maxNs, f.maxNs)
                     byName[f.function] = existing

@@ -48,8 +48,7 @@ public struct TraceSummary: Sendable {
         init(clock: ClockCalibration) { self.clock = clock }
 
         func offset(_ tsc: UInt64) -> UInt64 {
-            let ns = clock.monotonicNs(tsc: tsc) - Double(clock.start.monotonicNs)
-            return ns > 0 ? UInt64(ns.rounded()) : 0
+            clock.nanosecondsSinceStart(tsc: tsc)
         }
 
         mutating func see(_ time: UInt64) {
@@ -82,7 +81,7 @@ public struct TraceSummary: Sendable {
         }
 
         mutating func lost(_ count: UInt64, at time: UInt64, depth: Int) {
-            threads[threads.count - 1].lost += count
+            threads[threads.count - 1].lost &+= count
             see(time)
         }
 
@@ -110,8 +109,8 @@ public struct TraceSummary: Sendable {
         field("buffers", "\(info.ringCount) x \(info.ringCapacity) events")
         let entries = threads.reduce(0) { $0 + $1.entries }, exits = threads.reduce(0) { $0 + $1.exits }
         field("events", "\(entries + exits) (\(entries) entries, \(exits) exits)")
-        let lostInStreams = threads.reduce(0) { $0 + $1.lost }
-        field("lost", "\(lostInStreams + info.lostWithoutRing) events (\(lostInStreams) in the threads' streams, \(info.lostWithoutRing) without a buffer)")
+        let lostInStreams = threads.reduce(0) { $0 &+ $1.lost }
+        field("lost", "\(lostInStreams &+ info.lostWithoutRing) events (\(lostInStreams) in the threads' streams, \(info.lostWithoutRing) without a buffer)")
         field("threads", String(threads.count))
         out += "\n       TID      Events    Lost       Start         End\n"
         for t in threads {

@@ -96,7 +96,7 @@ public struct TraceReport: Equatable, Sendable {
     init(_ accumulator: ReportAccumulator, info: TraceInfo, objects: ObjectTable, sort: ReportSort) {
         let symbolizer = Symbolizer(objects)
         let clock = info.clock
-        func ns(_ ticks: UInt64) -> UInt64 { UInt64(clock.nanoseconds(ticks: ticks).rounded()) }
+        func ns(_ ticks: UInt64) -> UInt64 { clock.wholeNanoseconds(ticks: ticks) }
         var functions = accumulator.sums.enumerated().map { index, acc in
             let address = accumulator.index.addresses[index]
             return FunctionStats(
@@ -109,7 +109,7 @@ public struct TraceReport: Equatable, Sendable {
         self.functions = functions
         self.threads = accumulator.threadStats.count
         self.events = accumulator.events
-        self.lostEvents = accumulator.lostInStreams + info.lostWithoutRing
+        self.lostEvents = accumulator.lostInStreams &+ info.lostWithoutRing
         self.unmatchedExits = accumulator.unmatchedExits
         self.threadStats = accumulator.threadStats.map { thread in
             var stats = ThreadStats(pid: thread.identity.pid, tid: thread.identity.tid)
@@ -273,12 +273,14 @@ struct ReportAccumulator: CallVisitor {
     mutating func exit(_ call: OpenCall, at time: UInt64, duration: UInt64, end: CallEnd, depth: Int) {
         let i = index.index(of: call.address)
         sums[i].active -= 1
-        sums[i].selfTicks += duration >= call.children ? duration - call.children : 0
+        // Sums wrap rather than trap: only a damaged trace (timestamps far
+        // apart) can overflow them.
+        sums[i].selfTicks &+= duration >= call.children ? duration - call.children : 0
         sums[i].durations &+= duration
         sums[i].minimum = Swift.min(sums[i].minimum, duration)
         sums[i].maximum = Swift.max(sums[i].maximum, duration)
-        if sums[i].active == 0 { sums[i].total += duration }
-        if depth == 0 { threadStats[threadStats.count - 1].total += duration }
+        if sums[i].active == 0 { sums[i].total &+= duration }
+        if depth == 0 { threadStats[threadStats.count - 1].total &+= duration }
         switch end {
         case .returned, .unwound:
             events += 1
@@ -292,8 +294,8 @@ struct ReportAccumulator: CallVisitor {
     }
 
     mutating func lost(_ count: UInt64, at time: UInt64, depth: Int) {
-        lostInStreams += count
-        threadStats[threadStats.count - 1].lost += count
+        lostInStreams &+= count
+        threadStats[threadStats.count - 1].lost &+= count
     }
 
     mutating func unmatchedExit(_ address: UInt64, at time: UInt64, depth: Int) {
