@@ -56,6 +56,7 @@ public enum Replay {
         printer.header()
         var walk = TraceWalk(order: .firstEvent, tolerateDamage: true, progress: progress)
         try walk.run(directory: directory, into: &printer)
+        printer.out.flush(to: output, threshold: 0)
         output.flush()
         return walk.damage
     }
@@ -78,6 +79,9 @@ struct ReplayPrinter: CallVisitor {
     let clock: ClockCalibration
     var names: FunctionNames
     let output: TextOutput
+    var out = LineBuffer()
+    /// "[  tid] " of the current thread.
+    private var tidColumn: [UInt8] = []
     private var frames: [Frame] = []
     private var threadShown = true
     private var tid: UInt64 = 0
@@ -91,15 +95,17 @@ struct ReplayPrinter: CallVisitor {
         self.output = output
     }
 
-    func header() {
-        output.write("#")
-        if options.showDuration { output.write(" DURATION   ") }
-        if options.showTid { output.write("  TID    ") }
-        output.write("  FUNCTION\n")
+    mutating func header() {
+        out.write("#")
+        if options.showDuration { out.write(" DURATION   ") }
+        if options.showTid { out.write("  TID    ") }
+        out.write("  FUNCTION\n")
     }
 
     mutating func beginThread(_ identity: StreamIdentity) {
         tid = identity.tid
+        let digits = String(tid)
+        tidColumn = Array(("[" + String(repeating: " ", count: max(0, 6 - digits.count)) + digits + "] ").utf8)
         threadShown = options.tids.isEmpty || options.tids.contains(identity.tid)
         frames.removeAll(keepingCapacity: true)
     }
@@ -138,18 +144,19 @@ struct ReplayPrinter: CallVisitor {
         let name = names.name(frame.id)
         if frame.opened {
             line(duration: end == .unfinished ? nil : ns, level: frame.level)
-            output.write("} /* ")
-            output.write(name)
-            output.write(Self.note(end).map { ", " + $0 } ?? "")
-            output.write(" */\n")
+            out.write("} /* ")
+            out.write(name)
+            if let note = Self.note(end) { out.write(", " + note) }
+            out.write(" */\n")
         } else {
             openAncestors()
             line(duration: end == .unfinished ? nil : ns, level: frame.level)
-            output.write(name)
-            output.write(end == .unfinished ? "() {" : "();")
-            if let note = Self.note(end) { output.write(" /* " + note + " */") }
-            output.byte(0x0a)
+            out.write(name)
+            out.write(end == .unfinished ? "() {" : "();")
+            if let note = Self.note(end) { out.write(" /* " + note + " */") }
+            out.byte(0x0a)
         }
+        out.flush(to: output)
     }
 
     mutating func lost(_ count: UInt64, at time: UInt64, depth: Int) {
@@ -175,7 +182,7 @@ struct ReplayPrinter: CallVisitor {
     private mutating func comment(level: Int, _ text: String) {
         openAncestors()
         line(duration: nil, level: level)
-        output.write("/* " + text + " */\n")
+        out.write("/* " + text + " */\n")
     }
 
     /// Prints the opening lines of the shown calls that wait for one.
@@ -183,36 +190,25 @@ struct ReplayPrinter: CallVisitor {
         for i in frames.indices where frames[i].shown && !frames[i].opened {
             frames[i].opened = true
             line(duration: nil, level: frames[i].level)
-            output.write(names.name(frames[i].id))
-            output.write("() {\n")
+            out.write(names.name(frames[i].id))
+            out.write("() {\n")
         }
     }
 
     /// The duration and tid columns and the indentation.
-    private func line(duration: UInt64?, level: Int) {
+    private mutating func line(duration: UInt64?, level: Int) {
         if options.showDuration {
             if let duration {
-                let text = DurationText.format(duration)
-                output.spaces(10 - text.count)
-                if options.color, let code = Self.colorCode(duration) {
-                    output.write(code + text + "\u{1b}[0m")
-                } else {
-                    output.write(text)
-                }
-                output.byte(0x20)
+                out.duration(duration, width: 10, color: options.color ? Self.colorCode(duration) : nil)
+                out.byte(0x20)
             } else {
-                output.spaces(11)
+                out.spaces(11)
             }
         }
-        if options.showTid {
-            output.write("[")
-            let digits = String(tid)
-            output.spaces(6 - digits.count)
-            output.write(digits)
-            output.write("] ")
-        }
-        output.write("| ")
-        output.spaces(2 * level)
+        if options.showTid { out.write(tidColumn) }
+        out.byte(UInt8(ascii: "|"))
+        out.byte(0x20)
+        out.spaces(2 * level)
     }
 
     /// uftrace's habit: long calls stand out.

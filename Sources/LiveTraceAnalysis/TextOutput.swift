@@ -141,3 +141,70 @@ public enum DurationText {
     /// "123 ns", "1.234 us", "2.000 ms", "1.500  s" (TraceReport's form).
     public static func format(_ ns: UInt64) -> String { TraceReport.duration(ns) }
 }
+
+/// Bytes being formatted by one reader, a value it owns (no per-write
+/// exclusivity check, as a class's property would have), handed to a
+/// TextOutput in large pieces.
+public struct LineBuffer {
+    public private(set) var bytes: [UInt8] = []
+    static let spaceRun = [UInt8](repeating: 0x20, count: 256)
+
+    public init() { bytes.reserveCapacity(1 << 18 + 4096) }
+
+    @inline(__always) public mutating func write(_ string: String) {
+        var string = string
+        string.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+    @inline(__always) public mutating func write(_ array: [UInt8]) { bytes.append(contentsOf: array) }
+    @inline(__always) public mutating func byte(_ value: UInt8) { bytes.append(value) }
+
+    @inline(__always) public mutating func spaces(_ count: Int) {
+        var left = count
+        while left > 0 {
+            let n = min(left, Self.spaceRun.count)
+            Self.spaceRun.withUnsafeBufferPointer { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<n])) }
+            left -= n
+        }
+    }
+
+    /// A duration as TraceReport.duration writes it ("123 ns", "1.234 us",
+    /// "2.000 ms", "1.500  s"), right-aligned in `width` columns, with an
+    /// optional colour around it.
+    public mutating func duration(_ ns: UInt64, width: Int, color: String? = nil) {
+        // Formatted right to left into a fixed buffer.
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { raw in
+            var end = raw.count
+            func put(_ byte: UInt8) { end -= 1; raw[end] = byte }
+            func putNumber(_ value: UInt64) {
+                var v = value
+                repeat { put(0x30 + UInt8(v % 10)); v /= 10 } while v > 0
+            }
+            if ns < 1_000 {
+                put(UInt8(ascii: "s")); put(UInt8(ascii: "n")); put(0x20)
+                putNumber(ns)
+            } else {
+                let (unit, scale): (StaticString, UInt64) =
+                    ns < 1_000_000 ? (" us", 1_000) : ns < 1_000_000_000 ? (" ms", 1_000_000) : ("  s", 1_000_000_000)
+                let thousandth = scale / 1_000
+                let thousandths = ns / thousandth + (ns % thousandth >= (thousandth + 1) / 2 ? 1 : 0)
+                unit.withUTF8Buffer { for byte in $0.reversed() { put(byte) } }
+                let fraction = thousandths % 1_000
+                put(0x30 + UInt8(fraction % 10)); put(0x30 + UInt8(fraction / 10 % 10)); put(0x30 + UInt8(fraction / 100))
+                put(UInt8(ascii: "."))
+                putNumber(thousandths / 1_000)
+            }
+            spaces(width - (raw.count - end))
+            if let color { write(color) }
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[end...]))
+            if color != nil { write("\u{1b}[0m") }
+        }
+    }
+
+    /// Hands the bytes to `output` when at least `threshold` are waiting.
+    @inline(__always) public mutating func flush(to output: TextOutput, threshold: Int = 1 << 18) {
+        guard bytes.count >= threshold, !bytes.isEmpty else { return }
+        output.write(bytes)
+        bytes.removeAll(keepingCapacity: true)
+    }
+}

@@ -119,6 +119,10 @@ public struct AddressIndex: Sendable {
     @usableFromInline var keys: [UInt64]
     @usableFromInline var values: [Int32]
     @usableFromInline var mask: Int
+    /// The last address looked up and its index: calls come in runs of
+    /// the same few functions.
+    @usableFromInline var lastAddress: UInt64 = 0
+    @usableFromInline var lastIndex = -1
     public private(set) var addresses: [UInt64] = []
 
     public init() {
@@ -132,11 +136,16 @@ public struct AddressIndex: Sendable {
     /// The index of `address`, given a new one at first sight.
     @inlinable
     public mutating func index(of address: UInt64) -> Int {
+        if address == lastAddress && lastIndex >= 0 { return lastIndex }
         var slot = Int(truncatingIfNeeded: (address &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
         while true {
             let value = values[slot]
             if value < 0 { break }
-            if keys[slot] == address { return Int(value) }
+            if keys[slot] == address {
+                lastAddress = address
+                lastIndex = Int(value)
+                return lastIndex
+            }
             slot = (slot + 1) & mask
         }
         return insert(address, at: slot)

@@ -247,6 +247,8 @@ struct ReportAccumulator: CallVisitor {
     private(set) var events: UInt64 = 0
     private(set) var lostInStreams: UInt64 = 0
     private(set) var unmatchedExits: UInt64 = 0
+    /// The function index of each open call (the walker's stack, in step).
+    private var openIndices: [Int] = []
 
     mutating func beginThread(_ identity: StreamIdentity) {
         threadStats.append(Thread(identity: identity))
@@ -259,6 +261,7 @@ struct ReportAccumulator: CallVisitor {
     mutating func enter(_ call: OpenCall, depth: Int) {
         let i = index.index(of: call.address)
         if i == sums.count { sums.append(Sums()) }
+        openIndices.append(i)
         sums[i].calls += 1
         sums[i].active += 1
         events += 1
@@ -271,7 +274,7 @@ struct ReportAccumulator: CallVisitor {
     /// total when it is the outermost active call of its function (the
     /// walker already added it to its caller's callee time).
     mutating func exit(_ call: OpenCall, at time: UInt64, duration: UInt64, end: CallEnd, depth: Int) {
-        let i = index.index(of: call.address)
+        let i = openIndices.removeLast()
         sums[i].active -= 1
         // Sums wrap rather than trap: only a damaged trace (timestamps far
         // apart) can overflow them.

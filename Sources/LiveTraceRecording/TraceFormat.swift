@@ -245,27 +245,32 @@ enum StreamCodec {
         return (count, crc)
     }
 
-    /// Step 3: the events of a chunk whose checksum matched, `events.count`
-    /// a multiple of the event size; the first event no writer can produce
-    /// (kind 0, UNWOUND on a non-exit) is damage naming its index in the
-    /// stream (`firstIndex` + its place) and its file offset (`fileOffset`
-    /// is that of `events`).
+    /// Step 3: event `index` of checksummed event bytes; an event no
+    /// writer can produce (kind 0, UNWOUND on a non-exit) is damage naming
+    /// its index in the stream (`firstIndex` + `index`) and its file offset
+    /// (`fileOffset` is that of `events`).
     @inline(__always)
+    static func decodeEvent(
+        _ events: UnsafeRawBufferPointer, index: Int, firstIndex: Int, fileOffset: Int, file: String
+    ) throws(RecordingError) -> TraceEvent {
+        let at = index * TraceFormat.eventSize
+        let timestamp = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+        let word = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self))
+        guard let event = TraceEvent(timestamp: timestamp, word: word) else {
+            let kind = lt_event_kind(word)
+            let reason = kind == 0 ? "unknown kind 0" : "UNWOUND flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
+            throw .damagedTrace(file: file, reason: "event \(firstIndex + index) at offset \(fileOffset + at): \(reason)")
+        }
+        return event
+    }
+
+    /// Step 3 for a whole chunk.
     static func decodeEvents(
         _ events: UnsafeRawBufferPointer, firstIndex: Int, fileOffset: Int, file: String,
         _ body: (TraceEvent) -> Void
     ) throws(RecordingError) {
-        let count = events.count / TraceFormat.eventSize
-        for i in 0..<count {
-            let at = i * TraceFormat.eventSize
-            let timestamp = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at, as: UInt64.self))
-            let word = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self))
-            guard let event = TraceEvent(timestamp: timestamp, word: word) else {
-                let kind = lt_event_kind(word)
-                let reason = kind == 0 ? "unknown kind 0" : "UNWOUND flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
-                throw .damagedTrace(file: file, reason: "event \(firstIndex + i) at offset \(fileOffset + at): \(reason)")
-            }
-            body(event)
+        for i in 0..<events.count / TraceFormat.eventSize {
+            body(try decodeEvent(events, index: i, firstIndex: firstIndex, fileOffset: fileOffset, file: file))
         }
     }
 

@@ -131,9 +131,15 @@ public final class StreamReader {
 
     private let fd: Int32
     private let buffer: UnsafeMutableRawBufferPointer
-    private var decoded: [TraceEvent] = []
+    /// Checksummed event bytes at the start of `buffer` not handed out yet,
+    /// from event `position` on; `pieceOffset` is the file offset of the
+    /// piece's first byte and `pieceFirst` the stream index of its first
+    /// event.
+    private var pieceEvents = 0
     private var position = 0
-    /// Events of the current (verified) chunk not decoded yet.
+    private var pieceOffset = 0
+    private var pieceFirst = 0
+    /// Events of the current (verified) chunk not read into a piece yet.
     private var chunkEventsLeft = 0
 
     /// Opens `path` and checks its header. `bufferBytes` bounds the memory
@@ -153,7 +159,6 @@ public final class StreamReader {
             throw error
         }
         offset = TraceFormat.streamHeaderSize
-        decoded.reserveCapacity(capacity / TraceFormat.eventSize)
     }
 
     deinit {
@@ -162,35 +167,58 @@ public final class StreamReader {
     }
 
     /// The next event, nil at the end of the stream.
-    @inline(__always)
     public func next() throws(RecordingError) -> TraceEvent? {
-        if position == decoded.count {
+        if position == pieceEvents {
             guard try refill() else { return nil }
         }
+        let event = try StreamCodec.decodeEvent(
+            UnsafeRawBufferPointer(buffer), index: position, firstIndex: pieceFirst, fileOffset: pieceOffset, file: path)
         position += 1
         eventsRead += 1
-        return decoded[position - 1]
+        return event
     }
 
-    /// Decodes the next piece of events into `decoded`; false at the end.
+    /// Hands every remaining event to `body`, in order; the fast way through
+    /// a stream (one check per piece, not per event, of this object's state).
+    public func forEach(_ body: (TraceEvent) -> Void) throws(RecordingError) {
+        while true {
+            if position == pieceEvents {
+                guard try refill() else { return }
+            }
+            let bytes = UnsafeRawBufferPointer(buffer)
+            let (count, first, at, file) = (pieceEvents, pieceFirst, pieceOffset, path)
+            var i = position
+            defer {
+                eventsRead += i - position
+                position = i
+            }
+            while i < count {
+                body(try StreamCodec.decodeEvent(bytes, index: i, firstIndex: first, fileOffset: at, file: file))
+                i += 1
+            }
+        }
+    }
+
+    /// Reads the next piece of checksummed events; false at the end.
     private func refill() throws(RecordingError) -> Bool {
-        decoded.removeAll(keepingCapacity: true)
+        pieceFirst += pieceEvents
+        pieceEvents = 0
         position = 0
-        while decoded.isEmpty {
+        while pieceEvents == 0 {
             if chunkEventsLeft == 0 {
                 guard offset < fileSize else { return false }
                 try startChunk()
                 continue
             }
             let count = min(chunkEventsLeft, buffer.count / TraceFormat.eventSize)
-            let bytes = try Self.pread(fd, buffer, count: count * TraceFormat.eventSize, at: offset, path: path)
-            try decodePiece(bytes)
+            _ = try Self.pread(fd, buffer, count: count * TraceFormat.eventSize, at: offset, path: path)
+            takePiece(count)
         }
         return true
     }
 
     /// Reads and verifies the chunk header at `offset` and the checksum of
-    /// its events; a chunk that fits the buffer is decoded at once.
+    /// its events; a chunk that fits the buffer becomes the piece at once.
     private func startChunk() throws(RecordingError) {
         let chunkOffset = offset
         let header = try Self.pread(fd, buffer, count: min(TraceFormat.chunkHeaderSize, fileSize - offset), at: offset, path: path)
@@ -200,11 +228,11 @@ public final class StreamReader {
         if length <= buffer.count {
             let bytes = try Self.pread(fd, buffer, count: length, at: start, path: path)
             guard CRC32C.checksum(bytes) == crc else {
-                throw StreamCodec.checksumMismatch(offset: chunkOffset, firstIndex: eventsRead + decoded.count, count: count, file: path)
+                throw StreamCodec.checksumMismatch(offset: chunkOffset, firstIndex: pieceFirst, count: count, file: path)
             }
             offset = start
             chunkEventsLeft = count
-            try decodePiece(bytes)
+            takePiece(count)
             return
         }
         var checksum: UInt32 = 0
@@ -215,17 +243,19 @@ public final class StreamReader {
             at += bytes.count
         }
         guard checksum == crc else {
-            throw StreamCodec.checksumMismatch(offset: chunkOffset, firstIndex: eventsRead + decoded.count, count: count, file: path)
+            throw StreamCodec.checksumMismatch(offset: chunkOffset, firstIndex: pieceFirst, count: count, file: path)
         }
         offset = start
         chunkEventsLeft = count
     }
 
-    private func decodePiece(_ bytes: UnsafeRawBufferPointer) throws(RecordingError) {
-        let first = eventsRead + decoded.count
-        try StreamCodec.decodeEvents(bytes, firstIndex: first, fileOffset: offset, file: path) { decoded.append($0) }
-        chunkEventsLeft -= bytes.count / TraceFormat.eventSize
-        offset += bytes.count
+    /// The `count` events at the start of `buffer`, read from `offset`, are
+    /// the new piece.
+    private func takePiece(_ count: Int) {
+        pieceOffset = offset
+        pieceEvents = count
+        chunkEventsLeft -= count
+        offset += count * TraceFormat.eventSize
     }
 
     /// Exactly `count` bytes at file offset `at` into the start of `buffer`.

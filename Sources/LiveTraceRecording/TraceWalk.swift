@@ -23,9 +23,11 @@ public struct TraceWalk {
     /// Called now and then with (bytes read, bytes of all streams).
     public var progress: ((Int, Int) -> Void)?
     /// The damage met when `tolerateDamage` is set, in the order met.
-    public private(set) var damage: [RecordingError] = []
+    public var damage: [RecordingError] { damageMet }
     /// Threads whose stream went into the walk (damaged ones included).
-    public private(set) var threads = 0
+    public var threads: Int { threadsWalked }
+    @usableFromInline var damageMet: [RecordingError] = []
+    @usableFromInline var threadsWalked = 0
 
     public init(order: Order = .files, tolerateDamage: Bool = false, progress: ((Int, Int) -> Void)? = nil) {
         self.order = order
@@ -34,26 +36,17 @@ public struct TraceWalk {
     }
 
     /// Walks the streams of the trace in `directory`.
+    @inlinable
     public mutating func run<V: CallVisitor>(directory: String, into visitor: inout V) throws(RecordingError) {
         try run(paths: try TraceReader.streamPaths(directory: directory), into: &visitor)
     }
 
+    /// Walks the streams at `paths` (generic and inlinable, so that each
+    /// visitor gets its own specialized loop, whatever its module).
+    @inlinable
     public mutating func run<V: CallVisitor>(paths: [String], into visitor: inout V) throws(RecordingError) {
-        var ordered = paths
-        if order == .firstEvent {
-            var keyed: [(first: UInt64, index: Int, path: String)] = []
-            for (index, path) in paths.enumerated() {
-                var first: UInt64 = 0
-                do throws(RecordingError) {
-                    first = try StreamReader(path: path, bufferBytes: 1 << 12).next()?.timestamp ?? 0
-                } catch {
-                    if !tolerateDamage { throw error }
-                }
-                keyed.append((first, index, path))
-            }
-            ordered = keyed.sorted { ($0.first, $0.index) < ($1.first, $1.index) }.map(\.path)
-        }
-        let total = ordered.reduce(0) { $0 + Sys.fileSizeOrZero($1) }
+        let ordered = try orderedPaths(paths)
+        let total = ordered.reduce(0) { $0 + TraceWalk.fileSize($1) }
         var done = 0
         var walker = CallWalker()
         for path in ordered {
@@ -62,26 +55,30 @@ public struct TraceWalk {
                 reader = try StreamReader(path: path)
             } catch {
                 if !tolerateDamage { throw error }
-                damage.append(error)
-                done += Sys.fileSizeOrZero(path)
+                damageMet.append(error)
+                done += TraceWalk.fileSize(path)
                 continue
             }
-            threads += 1
+            threadsWalked += 1
             visitor.beginThread(reader.identity)
             var cut: RecordingError?
             do throws(RecordingError) {
-                var sinceProgress = 0
-                while let event = try reader.next() {
-                    walker.feed(event, into: &visitor)
-                    sinceProgress += 1
-                    if sinceProgress == 1 << 16, let progress {
-                        sinceProgress = 0
-                        progress(done + reader.offset, total)
+                if let progress {
+                    var sinceProgress = 0
+                    try reader.forEach { event in
+                        walker.feed(event, into: &visitor)
+                        sinceProgress += 1
+                        if sinceProgress == 1 << 16 {
+                            sinceProgress = 0
+                            progress(done + reader.offset, total)
+                        }
                     }
+                } else {
+                    try reader.forEach { walker.feed($0, into: &visitor) }
                 }
             } catch {
                 if !tolerateDamage { throw error }
-                damage.append(error)
+                damageMet.append(error)
                 cut = error
             }
             walker.finish(into: &visitor)
@@ -89,5 +86,25 @@ public struct TraceWalk {
             done += reader.fileSize
             progress?(done, total)
         }
+    }
+
+    @usableFromInline
+    static func fileSize(_ path: String) -> Int { Sys.fileSizeOrZero(path) }
+
+    /// `paths` in the walk's order.
+    @usableFromInline
+    func orderedPaths(_ paths: [String]) throws(RecordingError) -> [String] {
+        guard order == .firstEvent else { return paths }
+        var keyed: [(first: UInt64, index: Int, path: String)] = []
+        for (index, path) in paths.enumerated() {
+            var first: UInt64 = 0
+            do throws(RecordingError) {
+                first = try StreamReader(path: path, bufferBytes: 1 << 12).next()?.timestamp ?? 0
+            } catch {
+                if !tolerateDamage { throw error }
+            }
+            keyed.append((first, index, path))
+        }
+        return keyed.sorted { ($0.first, $0.index) < ($1.first, $1.index) }.map(\.path)
     }
 }
