@@ -60,6 +60,22 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(replayHelp.stdout.contains("USAGE: livetrace replay"), replayHelp.stdout)
     }
 
+    func testCompletionScriptsAndTheManPageAreCurrent() throws {
+        let root = URL(fileURLWithPath: Fixtures.sourceDirectory.path).deletingLastPathComponent().deletingLastPathComponent()
+        for (shell, file) in [("bash", "livetrace.bash"), ("zsh", "_livetrace"), ("fish", "livetrace.fish")] {
+            let generated = try ReadingFixtures.livetrace(["--generate-completion-script", shell])
+            XCTAssertEqual(generated.status, 0, generated.stderr)
+            let committed = try String(contentsOf: root.appendingPathComponent("completions/" + file), encoding: .utf8)
+            XCTAssertEqual(generated.stdout, committed, "completions/\(file) is stale: run `make docs`")
+            XCTAssertTrue(committed.contains("replay") && committed.contains("flame-graph"), file)
+        }
+        let manual = try String(contentsOf: root.appendingPathComponent("docs/man/livetrace.1"), encoding: .utf8)
+        for command in ["list", "record", "report", "replay", "dump", "info", "recover"] {
+            XCTAssertTrue(manual.contains(".It Em \(command)"), "docs/man/livetrace.1 lacks \(command): run `make docs`")
+        }
+        XCTAssertTrue(manual.contains("-flame-graph"), "docs/man/livetrace.1 is stale: run `make docs`")
+    }
+
     func testEveryReadingCommandNamesAnUnknownOptionAndAMissingDirectory() throws {
         let missing = ReadingFixtures.scratch("missing") + "/no-such-trace"
         for command in Self.readingCommands {
