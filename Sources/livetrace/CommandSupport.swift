@@ -32,9 +32,11 @@ enum CommandOutput {
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal and the
-/// command has run for more than a second; erased when done.
+/// command has run for more than a second (LIVETRACE_PROGRESS_AFTER=SECONDS
+/// changes the delay: tests use 0); erased when done.
 final class ProgressBar {
     private let start = ProgressBar.now()
+    private let delay = getenv("LIVETRACE_PROGRESS_AFTER").flatMap { Double(String(cString: $0)) } ?? 1
     private var lastDraw: Double = 0
     private var drawn = false
     private let enabled = isatty(STDERR_FILENO) == 1
@@ -52,7 +54,7 @@ final class ProgressBar {
 
     func update(_ done: Int, _ total: Int) {
         let t = Self.now()
-        guard t - start > 1, t - lastDraw > 0.1, total > 0 else { return }
+        guard t - start >= delay, t - lastDraw > 0.1, total > 0 else { return }
         lastDraw = t
         drawn = true
         let width = 40

@@ -2,6 +2,7 @@
 // missing trace directories reported as such by every reading command, and
 // report's new columns, threads and diffs on a synthetic trace.
 import Foundation
+import LiveTraceRecording
 import TestSupport
 import XCTest
 
@@ -131,5 +132,28 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(rows[1]["calls_delta"] as? Int, -2)
         let text = try ReadingFixtures.livetrace(["report", "-d", base, "--diff", other])
         XCTAssertTrue(text.stdout.contains("    2.100 ms    4.200 ms   +2.100 ms"), text.stdout)
+    }
+}
+
+final class ProgressBarTests: XCTestCase {
+    /// One thread calling leaf 100,000 times; the bar's one-second delay is
+    /// set to 0 (LIVETRACE_PROGRESS_AFTER).
+    func testAProgressBarOnATerminalOnly() throws {
+        var events: [TraceEvent] = []
+        let leaf = SyntheticTraces.addresses["leaf"]!
+        for i in 0..<100_000 as Range<UInt64> {
+            events.append(TraceEvent(kind: .entry, address: leaf, timestamp: 10 * i))
+            events.append(TraceEvent(kind: .exit, address: leaf, timestamp: 10 * i + 5))
+        }
+        let dir = try SyntheticTraces.directory("progress", SyntheticTraces.trace([events]))
+        // script(1) gives the command a terminal; its output is the terminal's.
+        let command = "LIVETRACE_PROGRESS_AFTER=0 \(Fixtures.livetraceExecutable) replay -d \(dir) > /dev/null"
+        let onTerminal = try Fixtures.run(["/usr/bin/script", "-qec", command, "/dev/null"])
+        XCTAssertEqual(onTerminal.status, 0, onTerminal.stdout)
+        XCTAssertTrue(onTerminal.stdout.contains("\r[#"), onTerminal.stdout)
+        XCTAssertTrue(onTerminal.stdout.contains("%"), onTerminal.stdout)
+        let piped = try Fixtures.run([Fixtures.livetraceExecutable, "report", "-d", dir], environment: ["LIVETRACE_PROGRESS_AFTER": "0"])
+        XCTAssertEqual(piped.status, 0)
+        XCTAssertEqual(piped.stderr, "", "no progress bar without a terminal")
     }
 }
