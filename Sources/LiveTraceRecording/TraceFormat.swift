@@ -203,8 +203,8 @@ enum StreamCodec {
     }
 
     // The one parser of stream bytes: the file reader (StreamReader,
-    // TraceReader.swift) and `decode` below go through these three steps,
-    // so a format change touches this enum alone.
+    // TraceReader.swift), through which every reader of events goes, uses
+    // these three steps, so a format change touches this enum alone.
 
     /// Step 1: the 64-byte header; its identity, or the damage.
     static func parseHeader(_ header: UnsafeRawBufferPointer, file: String) throws(RecordingError) -> StreamIdentity {
@@ -264,44 +264,8 @@ enum StreamCodec {
         return event
     }
 
-    /// Step 3 for a whole chunk.
-    static func decodeEvents(
-        _ events: UnsafeRawBufferPointer, firstIndex: Int, fileOffset: Int, file: String,
-        _ body: (TraceEvent) -> Void
-    ) throws(RecordingError) {
-        for i in 0..<events.count / TraceFormat.eventSize {
-            body(try decodeEvent(events, index: i, firstIndex: firstIndex, fileOffset: fileOffset, file: file))
-        }
-    }
-
     static func checksumMismatch(offset: Int, firstIndex: Int, count: Int, file: String) -> RecordingError {
         .damagedTrace(file: file, reason: "checksum mismatch in chunk at offset \(offset) (events \(firstIndex)..<\(firstIndex + count))")
-    }
-
-    /// Parses a whole stream file held in memory; any damage is an error
-    /// naming the offset.
-    static func decode(_ bytes: [UInt8], file: String) throws(RecordingError) -> ThreadStream {
-        try bytes.withUnsafeBytes { raw in Result { () throws(RecordingError) -> ThreadStream in
-            let identity = try parseHeader(raw, file: file)
-            // Room for every event the file can hold, reserved once: reserving
-            // per chunk grows the array by exactly one chunk each time, which
-            // copies it once per chunk (quadratic in a long stream).
-            var events: [TraceEvent] = []
-            events.reserveCapacity((raw.count - TraceFormat.streamHeaderSize) / TraceFormat.eventSize)
-            var offset = TraceFormat.streamHeaderSize
-            while offset < raw.count {
-                let header = UnsafeRawBufferPointer(rebasing: raw[offset..<min(raw.count, offset + TraceFormat.chunkHeaderSize)])
-                let (count, crc) = try parseChunkHeader(header, offset: offset, remaining: raw.count - offset, file: file)
-                let start = offset + TraceFormat.chunkHeaderSize
-                let body = UnsafeRawBufferPointer(rebasing: raw[start..<start + count * TraceFormat.eventSize])
-                guard CRC32C.checksum(body) == crc else {
-                    throw checksumMismatch(offset: offset, firstIndex: events.count, count: count, file: file)
-                }
-                try decodeEvents(body, firstIndex: events.count, fileOffset: start, file: file) { events.append($0) }
-                offset = start + body.count
-            }
-            return ThreadStream(identity: identity, events: events)
-        } }.get()
     }
 }
 

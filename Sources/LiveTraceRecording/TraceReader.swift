@@ -71,11 +71,18 @@ public enum TraceReader {
         directory: String, _ body: (ThreadStream) throws(RecordingError) -> Void
     ) throws(RecordingError) {
         for path in try streamPaths(directory: directory) {
-            let reader = try StreamReader(path: path)
-            var events: [TraceEvent] = []
-            while let event = try reader.next() { events.append(event) }
-            try body(ThreadStream(identity: reader.identity, events: events))
+            try body(try readStream(path: path))
         }
+    }
+
+    /// One stream file's events, all in memory (for rewriting a stream;
+    /// readers that can go one event at a time use StreamReader).
+    public static func readStream(path: String) throws(RecordingError) -> ThreadStream {
+        let reader = try StreamReader(path: path)
+        var events: [TraceEvent] = []
+        events.reserveCapacity(max(0, reader.fileSize - TraceFormat.streamHeaderSize) / TraceFormat.eventSize)
+        try reader.forEach { events.append($0) }
+        return ThreadStream(identity: reader.identity, events: events)
     }
 
     public static func read(directory: String) throws(RecordingError) -> Trace {

@@ -89,15 +89,18 @@ final class DumpCommandTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: chromium) else {
             return XCTFail("Debian's chromium is missing: `make deps` installs it")
         }
-        let traces = try ReadingFixtures.traces()
+        // The synthetic trace: its widths are exact (a recorded trace's
+        // shortest calls may fall under the 0.05 px that frames need).
+        let trace = try SyntheticTraces.directory("flame-synthetic")
         let work = ReadingFixtures.scratch("flame")
         let svg = work + "/flame.svg"
-        let result = try ReadingFixtures.livetrace(["dump", "-d", traces.normal, "--flame-graph", svg])
+        let result = try ReadingFixtures.livetrace(["dump", "-d", trace, "--flame-graph", svg])
         XCTAssertEqual(result.status, 0, result.stderr)
         let text = try String(contentsOfFile: svg, encoding: .utf8)
-        for name in ["main", "fact", "jumper", "deeper", "on_signal", "thread_body", "leaf"] {
-            XCTAssertTrue(text.contains("data-name=\"\(name)\""), "no frame for \(name)")
-        }
+        XCTAssertTrue(text.contains("<title>main (2.100 ms, 99.98%, 1 call)</title>"), text)
+        XCTAssertTrue(text.contains("<title>work (149.900 us, 7.14%, 1 call)</title>"), text)
+        // leaf;leaf (50 ns of 2.1 ms) is narrower than 0.05 px: left out.
+        XCTAssertEqual(text.components(separatedBy: "data-name=\"leaf\"").count - 1, 3)
         func browser(_ arguments: [String]) throws -> ProcessResult {
             try Fixtures.run(["/usr/bin/timeout", "90", chromium, "--headless", "--no-sandbox", "--disable-gpu",
                               "--user-data-dir=" + work + "/profile"] + arguments)
@@ -109,21 +112,37 @@ final class DumpCommandTests: XCTestCase {
         let colours = try Fixtures.run([Self.python, "-c", Self.distinctColours, png])
         XCTAssertEqual(colours.status, 0, colours.stderr)
         XCTAssertGreaterThan(Int(colours.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, 8, "blank screenshot")
-        // A click on jumper (through the page's own click handler): it fills
-        // the width, main stays as its caller, fact and thread_body go.
-        let zoomed = try browser(["--dump-dom", "file://" + svg + "#zoom=jumper"])
+        // A click on main;work (through the page's own click handler): it
+        // fills the width, main stays as its caller, the other threads'
+        // frames go, its leaf widens.
+        let zoomed = try browser(["--dump-dom", "file://" + svg + "#zoom=work"])
         XCTAssertEqual(zoomed.status, 0, zoomed.stderr)
-        XCTAssertTrue(zoomed.stdout.contains("data-zoomed=\"jumper\""), zoomed.stdout)
-        let jumper = try XCTUnwrap(frame("jumper", in: zoomed.stdout))
-        XCTAssertTrue(jumper.contains("width=\"1179.50\""), jumper)
-        XCTAssertTrue(try XCTUnwrap(frame("main", in: zoomed.stdout)).contains("class=\"f parent\""))
-        XCTAssertTrue(try XCTUnwrap(frame("fact", in: zoomed.stdout)).contains("display: none"))
-        XCTAssertTrue(try XCTUnwrap(frame("thread_body", in: zoomed.stdout)).contains("display: none"))
-        XCTAssertFalse(try XCTUnwrap(frame("deeper", in: zoomed.stdout)).contains("display: none"))
-        // Search: the share of the frames whose name matches.
-        let searched = try browser(["--dump-dom", "file://" + svg + "#search=^main$"])
-        XCTAssertTrue(searched.stdout.contains("data-matched=\"") && !searched.stdout.contains("data-matched=\"\""), searched.stdout)
-        XCTAssertTrue(searched.stdout.contains("Matched: "), searched.stdout)
+        XCTAssertTrue(zoomed.stdout.contains("data-zoomed=\"work\""), zoomed.stdout)
+        func frame(_ info: String) throws -> String {
+            try XCTUnwrap(frames(in: zoomed.stdout).first { $0.contains("data-info=\"\(info)") }, "no frame \(info)")
+        }
+        XCTAssertEqual(frames(in: zoomed.stdout).count, 7, zoomed.stdout)
+        XCTAssertTrue(try frame("work (149.900 us").contains("width=\"1179.50\""))
+        XCTAssertTrue(try frame("main (2.100 ms").contains("class=\"f parent\""))
+        XCTAssertTrue(try frame("leaf (300 ns").contains("display: none"))
+        XCTAssertTrue(try frame("work (200 ns").contains("display: none"))
+        XCTAssertFalse(try frame("leaf (1.500 us").contains("display: none"))
+        // main;work;leaf: 1.5 us of 149.9 us, 11.3 px once zoomed.
+        XCTAssertTrue(try frame("leaf (1.500 us").contains("width=\"11.31\""))
+        // Search: the share of all time in frames named leaf (1.9 us).
+        let searched = try browser(["--dump-dom", "file://" + svg + "#search=^leaf$"])
+        XCTAssertTrue(searched.stdout.contains("data-matched=\"0.09%\""), searched.stdout)
+        XCTAssertTrue(searched.stdout.contains("Matched: 0.09%"), searched.stdout)
+        // A recorded trace renders too.
+        let traces = try ReadingFixtures.traces()
+        let recorded = try ReadingFixtures.livetrace(["dump", "-d", traces.normal, "--flame-graph", work + "/recorded.svg"])
+        XCTAssertEqual(recorded.status, 0, recorded.stderr)
+        XCTAssertTrue(try String(contentsOfFile: work + "/recorded.svg", encoding: .utf8).contains("data-name=\"main\""))
+    }
+
+    /// The frames (g elements) of a DOM dump, in document order.
+    func frames(in dom: String) -> [String] {
+        dom.components(separatedBy: "<g class=\"f").dropFirst().map { "<g class=\"f" + $0.components(separatedBy: "</g>")[0] }
     }
 
     /// The first frame (g element) named `name` in a DOM dump.
