@@ -77,6 +77,8 @@ struct ReplayPrinter: CallVisitor {
 
     let options: ReplayOptions
     let clock: ClockCalibration
+    /// The clock's slope, computed once (a division per call otherwise).
+    let nanosecondsPerTick: Double
     var names: FunctionNames
     let output: TextOutput
     var out = LineBuffer()
@@ -91,6 +93,7 @@ struct ReplayPrinter: CallVisitor {
     init(options: ReplayOptions, clock: ClockCalibration, names: FunctionNames, output: TextOutput) {
         self.options = options
         self.clock = clock
+        self.nanosecondsPerTick = clock.nanosecondsPerTick
         self.names = names
         self.output = output
     }
@@ -139,22 +142,25 @@ struct ReplayPrinter: CallVisitor {
     mutating func exit(_ call: OpenCall, at time: UInt64, duration: UInt64, end: CallEnd, depth: Int) {
         guard threadShown, let frame = frames.popLast() else { return }
         guard frame.shown else { return }
-        let ns = clock.wholeNanoseconds(ticks: duration)
+        let ns = ClockCalibration.whole(Double(duration) * nanosecondsPerTick)
         if end != .unfinished && ns < options.minimumNs { return }
         let name = names.name(frame.id)
         if frame.opened {
             line(duration: end == .unfinished ? nil : ns, level: frame.level)
-            out.write("} /* ")
+            out.write(Self.closeOpen)
             out.write(name)
             if let note = Self.note(end) { out.write(", " + note) }
-            out.write(" */\n")
+            out.write(Self.closeEnd)
         } else {
             openAncestors()
             line(duration: end == .unfinished ? nil : ns, level: frame.level)
             out.write(name)
-            out.write(end == .unfinished ? "() {" : "();")
-            if let note = Self.note(end) { out.write(" /* " + note + " */") }
-            out.byte(0x0a)
+            if end == .returned {
+                out.write(Self.leafEnd)
+            } else {
+                out.write(end == .unfinished ? "() {" : "();")
+                out.write(" /* " + Self.note(end)! + " */\n")
+            }
         }
         out.flush(to: output)
     }
@@ -169,6 +175,8 @@ struct ReplayPrinter: CallVisitor {
         let id = names.id(address)
         comment(level: frames.last.map { $0.shown ? $0.level + 1 : $0.level } ?? 0, "exit of \(names.string(id)) without its entry")
     }
+
+    static let closeOpen = Array("} /* ".utf8), closeEnd = Array(" */\n".utf8), leafEnd = Array("();\n".utf8)
 
     static func note(_ end: CallEnd) -> String? {
         switch end {

@@ -66,11 +66,6 @@ public final class TextOutput {
     @inline(__always)
     public func byte(_ value: UInt8) { bytes.append(value) }
 
-    @inline(__always)
-    public func spaces(_ count: Int) {
-        for _ in 0..<max(count, 0) { bytes.append(0x20) }
-    }
-
     /// A decimal number.
     public func number(_ value: UInt64) {
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
@@ -134,12 +129,6 @@ public struct GlobSet: Sendable {
     public func matches(_ name: String) -> Bool {
         patterns.contains { fnmatch($0, name, 0) == 0 }
     }
-}
-
-/// Durations as uftrace prints them: three decimals and a unit.
-public enum DurationText {
-    /// "123 ns", "1.234 us", "2.000 ms", "1.500  s" (TraceReport's form).
-    public static func format(_ ns: UInt64) -> String { TraceReport.duration(ns) }
 }
 
 /// Bytes being formatted by one reader, a value it owns (no per-write

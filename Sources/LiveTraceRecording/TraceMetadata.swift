@@ -58,7 +58,8 @@ public struct ClockCalibration: Equatable, Sendable {
         Self.whole(monotonicNs(tsc: tsc) - Double(start.monotonicNs))
     }
 
-    static func whole(_ value: Double) -> UInt64 {
+    @inlinable
+    public static func whole(_ value: Double) -> UInt64 {
         if !(value > 0) { return 0 }
         if value >= 18_446_744_073_709_551_615.0 { return .max }
         return UInt64(value.rounded())
