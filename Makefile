@@ -6,11 +6,11 @@ SHELL := /bin/bash
 # Each target installs the Debian packages it needs when they are missing.
 
 SWIFT      ?= swift
-APT_PKGS   := libelf-dev libdw-dev libzydis-dev pkg-config gcc g++ make binutils
+APT_PKGS   := libelf-dev libdw-dev libzydis-dev pkg-config gcc g++ make binutils chromium python3-protobuf
 BUILD_DIR  := .build/debug
 RELEASE    := .build/release
 
-.PHONY: deps build release lib demo test bench soak clean
+.PHONY: deps build release lib demo test bench soak docs clean
 
 # Installs missing system packages (root on the project machines; sudo otherwise).
 deps:
@@ -46,6 +46,15 @@ test: deps
 
 bench: release
 	@./Benchmarks/run.sh $(RELEASE)
+
+# The man page and the shell completions, generated from the CLI's own
+# definitions (swift-argument-parser); CommandLineTests checks they are current.
+docs: build
+	$(SWIFT) package --allow-writing-to-package-directory generate-manual
+	cp .build/plugins/GenerateManual/outputs/livetrace/livetrace.1 docs/man/livetrace.1
+	$(BUILD_DIR)/livetrace --generate-completion-script bash > completions/livetrace.bash
+	$(BUILD_DIR)/livetrace --generate-completion-script zsh > completions/_livetrace
+	$(BUILD_DIR)/livetrace --generate-completion-script fish > completions/livetrace.fish
 
 soak: deps
 	LIVETRACE_SOAK=1 $(SWIFT) test --filter Soak

@@ -57,6 +57,10 @@ let package = Package(
         .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims"]),
         // Per-thread event buffers, the trace directory format, its reader.
         .target(name: "LiveTraceRecording", dependencies: ["CElfutils", "CLiveTraceShims"]),
+        // Reading traces for people and tools: replay, dump (Chrome JSON,
+        // Perfetto protobuf, folded stacks, SVG flame graph), info, report
+        // diffs. Not linked into liblivetrace.so.
+        .target(name: "LiveTraceAnalysis", dependencies: ["LiveTraceRecording"]),
         // The LD_PRELOAD shim's environment and its control channel to
         // `livetrace record` (Glibc only: it is linked into liblivetrace.so).
         .target(name: "LiveTracePreload"),
@@ -78,7 +82,7 @@ let package = Package(
         .executableTarget(name: "livetrace-graph-bench", dependencies: ["LiveTrace"], path: "Benchmarks/graph-bench"),
         .executableTarget(
             name: "livetrace",
-            dependencies: ["LiveTrace", "LiveTracePreload", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),
@@ -87,6 +91,7 @@ let package = Package(
         .testTarget(name: "RecordingTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "FunctionGraphTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "RecordCommandTests", dependencies: ["LiveTrace", "LiveTracePreload", "TestSupport"]),
+        .testTarget(name: "TraceReadingTests", dependencies: ["LiveTrace", "LiveTraceAnalysis", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -146,7 +146,7 @@ extension RecordingError {
         case let .systemCall(_, _, reason): return traceDirectory(reason)
         case .badRingArea: return -Int32(LT_EINVAL)
         case .damagedTrace: return traceDirectory(EIO)
-        case .missingTraceFile: return traceDirectory(ENOENT)
+        case .missingTraceFile, .missingTraceDirectory: return traceDirectory(ENOENT)
         }
     }
 }

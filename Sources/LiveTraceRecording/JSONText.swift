@@ -23,11 +23,29 @@ public enum JSONText {
 }
 
 /// Compact JSON text (no whitespace) appended to a byte buffer; the caller
-/// supplies the structure and the key order.
-struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
+/// supplies the structure and the key order. A long document (Chrome trace
+/// JSON) is written in pieces: `take()` hands out the text so far.
+public struct JSONWriter {
+    public private(set) var bytes: [UInt8] = []
 
-    init(reservingCapacity capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+    public init(reservingCapacity capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+
+    /// The text written since the last take; the buffer keeps its capacity.
+    public mutating func take(_ body: ([UInt8]) -> Void) {
+        body(bytes)
+        bytes.removeAll(keepingCapacity: true)
+    }
+
+    /// `value / 1000` with exactly three decimals (nanoseconds as
+    /// microseconds): a JSON number without floating-point rounding.
+    public mutating func thousandths(_ value: UInt64) {
+        number(value / 1000)
+        let fraction = value % 1000
+        bytes.append(UInt8(ascii: "."))
+        bytes.append(Self.zero + UInt8(fraction / 100))
+        bytes.append(Self.zero + UInt8(fraction / 10 % 10))
+        bytes.append(Self.zero + UInt8(fraction % 10))
+    }
 
     private static let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
     private static let colon = UInt8(ascii: ":"), comma = UInt8(ascii: ",")
@@ -46,14 +64,17 @@ struct JSONWriter {
     }
     private static let lastControlCharacter: UInt8 = 0x1f
 
-    mutating func raw(_ text: StaticString) {
+    public mutating func raw(_ text: StaticString) {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
+
+    /// JSON text made by another writer (a name quoted once, used often).
+    public mutating func raw(json: [UInt8]) { bytes.append(contentsOf: json) }
 
     /// A string literal: `"`, `\` and control characters escaped, every
     /// other scalar as its UTF-8 bytes. Runs of bytes that need no escape
     /// are copied whole (objects.json holds every symbol of the process).
-    mutating func string(_ text: String) {
+    public mutating func string(_ text: String) {
         bytes.append(Self.quote)
         var text = text
         text.withUTF8 { utf8 in
@@ -82,7 +103,7 @@ struct JSONWriter {
     }
 
     /// A decimal integer, digits written straight into the buffer.
-    mutating func number(_ value: UInt64) {
+    public mutating func number(_ value: UInt64) {
         let maximumDigits = 20 // UInt64.max = 18446744073709551615
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maximumDigits) { digits in
             var remaining = value
@@ -96,15 +117,15 @@ struct JSONWriter {
         }
     }
 
-    mutating func number(_ value: Int) {
+    public mutating func number(_ value: Int) {
         if value < 0 { bytes.append(Self.minus) }
         number(UInt64(value.magnitude))
     }
-    mutating func bool(_ value: Bool) { value ? raw("true") : raw("false") }
-    mutating func null() { raw("null") }
+    public mutating func bool(_ value: Bool) { value ? raw("true") : raw("false") }
+    public mutating func null() { raw("null") }
 
     /// `"key":` — the caller writes the value next.
-    mutating func key(_ key: StaticString) {
+    public mutating func key(_ key: StaticString) {
         bytes.append(Self.quote)
         raw(key)
         bytes.append(Self.quote)
@@ -112,7 +133,7 @@ struct JSONWriter {
     }
 
     /// `{ body }`; `body` receives a member writer that places the commas.
-    mutating func object(_ body: (inout JSONMembers) -> Void) {
+    public mutating func object(_ body: (inout JSONMembers) -> Void) {
         raw("{")
         // The text moves into the member writer and back (swap, not copy):
         // one buffer with one owner at all times, so no append copies it.
@@ -124,7 +145,7 @@ struct JSONWriter {
     }
 
     /// `[ element, ... ]`.
-    mutating func array<S: Sequence>(_ elements: S, _ element: (inout JSONWriter, S.Element) -> Void) {
+    public mutating func array<S: Sequence>(_ elements: S, _ element: (inout JSONWriter, S.Element) -> Void) {
         raw("[")
         var first = true
         for item in elements {
@@ -136,16 +157,16 @@ struct JSONWriter {
     }
 
     /// Separates members of the object being written.
-    mutating func memberSeparator() { bytes.append(Self.comma) }
+    public mutating func memberSeparator() { bytes.append(Self.comma) }
 }
 
 /// The members of one JSON object being written, in the order written.
-struct JSONMembers {
+public struct JSONMembers {
     fileprivate var writer = JSONWriter()
     private var count = 0
 
     /// `"key": value`, where `value` writes the value.
-    mutating func member(_ key: StaticString, _ value: (inout JSONWriter) -> Void) {
+    public mutating func member(_ key: StaticString, _ value: (inout JSONWriter) -> Void) {
         if count > 0 { writer.memberSeparator() }
         count += 1
         writer.key(key)

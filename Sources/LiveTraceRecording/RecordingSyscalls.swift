@@ -13,6 +13,8 @@ public enum RecordingError: Error, CustomStringConvertible, Equatable {
     case damagedTrace(file: String, reason: String)
     /// A trace directory lacks a file every trace has.
     case missingTraceFile(String)
+    /// The trace directory itself does not exist.
+    case missingTraceDirectory(String)
     /// start() while a recording runs, stop() while none does.
     case recordingActive
     case recordingInactive
@@ -29,6 +31,8 @@ public enum RecordingError: Error, CustomStringConvertible, Equatable {
             return "damaged trace file \(file): \(reason)"
         case let .missingTraceFile(path):
             return "not a LiveTrace trace: \(path) is missing"
+        case let .missingTraceDirectory(path):
+            return "no trace directory \(path) (record one with `livetrace record -d \(path) -- PROGRAM`)"
         case .recordingActive: return "a recording is already active in this process"
         case .recordingInactive: return "no recording is active in this process"
         case let .writer(call, code):

@@ -40,7 +40,7 @@ public enum TimeFilter {
         let streamsPath = directory + "/" + TraceFormat.streamsDirectory
         for name in try TraceReader.listDirectory(streamsPath) where name.hasSuffix("." + TraceFormat.streamExtension) {
             let path = streamsPath + "/" + name
-            let stream = try StreamCodec.decode(try Sys.readFile(path), file: path)
+            let stream = try TraceReader.readStream(path: path)
             let (kept, removed) = filter(stream.events, thresholdTicks: threshold)
             result.removedCalls += removed
             for event in kept {

@@ -122,11 +122,10 @@ public final class TraceDrain: @unchecked Sendable {
         var entered = Set<UInt64>()
         for name in try TraceReader.listDirectory(streamsPath) where name.hasSuffix("." + TraceFormat.streamExtension) {
             let path = streamsPath + "/" + name
-            let bytes = try Sys.readFile(path)
-            let stream = try StreamCodec.decode(bytes, file: path)
+            let reader = try StreamReader(path: path)
             summary.threads += 1
-            summary.bytes += UInt64(bytes.count)
-            for event in stream.events {
+            summary.bytes += UInt64(reader.fileSize)
+            try reader.forEach { event in
                 if event.kind == .lost { summary.lost += event.address } else { summary.events += 1 }
                 if event.kind == .entry { entered.insert(event.address) }
             }
@@ -238,10 +237,12 @@ public final class TraceDrain: @unchecked Sendable {
             // its LOST counts are already in the file.
             var lostAlready: UInt64 = 0
             if Sys.exists(path) {
-                let existing = try StreamCodec.decode(try Sys.readFile(path), file: path)
-                lostAlready = existing.events.reduce(0) { $1.kind == .lost ? $0 + $1.address : $0 }
+                var existingEvents: UInt64 = 0
+                try StreamReader(path: path).forEach { event in
+                    if event.kind == .lost { lostAlready += event.address } else { existingEvents += 1 }
+                }
                 lostInStreams += lostAlready
-                events += UInt64(existing.events.filter { $0.kind != .lost }.count)
+                events += existingEvents
                 bytes += UInt64(Sys.fileSizeOrZero(path) - TraceFormat.streamHeaderSize)
             }
             cursors[index] = Cursor(

@@ -142,16 +142,6 @@ extension Array where Element == UInt8 {
     }
 }
 
-struct ByteReader {
-    let bytes: [UInt8]
-    let file: String
-
-    func le<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
-        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= bytes.count)
-        return T(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) })
-    }
-}
-
 enum StreamCodec {
     static func header(_ identity: StreamIdentity) -> [UInt8] {
         var out: [UInt8] = TraceFormat.streamMagic
@@ -212,69 +202,70 @@ enum StreamCodec {
         return out
     }
 
-    /// Parses a whole stream file; any damage is an error naming the offset.
-    static func decode(_ bytes: [UInt8], file: String) throws(RecordingError) -> ThreadStream {
+    // The one parser of stream bytes: the file reader (StreamReader,
+    // TraceReader.swift), through which every reader of events goes, uses
+    // these three steps, so a format change touches this enum alone.
+
+    /// Step 1: the 64-byte header; its identity, or the damage.
+    static func parseHeader(_ header: UnsafeRawBufferPointer, file: String) throws(RecordingError) -> StreamIdentity {
         func damaged(_ reason: String) -> RecordingError { .damagedTrace(file: file, reason: reason) }
-        let r = ByteReader(bytes: bytes, file: file)
-        guard bytes.count >= TraceFormat.streamHeaderSize else {
-            throw damaged("truncated header: \(bytes.count) bytes, a stream starts with \(TraceFormat.streamHeaderSize)")
+        guard header.count >= TraceFormat.streamHeaderSize else {
+            throw damaged("truncated header: \(header.count) bytes, a stream starts with \(TraceFormat.streamHeaderSize)")
         }
-        guard Array(bytes[0..<8]) == TraceFormat.streamMagic else { throw damaged("not a LiveTrace event stream (bad magic)") }
-        let version = r.le(UInt32.self, at: 8)
+        func le<T: FixedWidthInteger>(_ type: T.Type, _ at: Int) -> T {
+            T(littleEndian: header.loadUnaligned(fromByteOffset: at, as: T.self))
+        }
+        guard header.prefix(8).elementsEqual(TraceFormat.streamMagic) else { throw damaged("not a LiveTrace event stream (bad magic)") }
+        let version = le(UInt32.self, 8)
         guard version == TraceFormat.version else {
             throw damaged("stream format version \(version); this reader knows version \(TraceFormat.version)")
         }
-        guard r.le(UInt32.self, at: 12) == TraceFormat.streamHeaderSize, r.le(UInt32.self, at: 16) == TraceFormat.eventSize else {
+        guard le(UInt32.self, 12) == TraceFormat.streamHeaderSize, le(UInt32.self, 16) == TraceFormat.eventSize else {
             throw damaged("header or event size differs from version \(TraceFormat.version)")
         }
-        let identity = StreamIdentity(
-            pid: r.le(UInt64.self, at: 24), tid: r.le(UInt64.self, at: 32),
-            ring: r.le(UInt32.self, at: 20), generation: r.le(UInt64.self, at: 40))
-        // Room for every event the file can hold, reserved once: reserving
-        // per chunk grows the array by exactly one chunk each time, which
-        // copies it once per chunk (quadratic in a long stream).
-        var events: [TraceEvent] = []
-        events.reserveCapacity((bytes.count - TraceFormat.streamHeaderSize) / TraceFormat.eventSize)
-        var offset = TraceFormat.streamHeaderSize
-        while offset < bytes.count {
-            guard bytes.count - offset >= TraceFormat.chunkHeaderSize else {
-                throw damaged("truncated chunk header at offset \(offset) (\(bytes.count - offset) bytes left)")
-            }
-            guard Array(bytes[offset..<offset + 4]) == TraceFormat.chunkMagic else {
-                throw damaged("bad chunk magic at offset \(offset)")
-            }
-            let count = Int(r.le(UInt32.self, at: offset + 4))
-            let crc = r.le(UInt32.self, at: offset + 8)
-            let start = offset + TraceFormat.chunkHeaderSize
-            let length = count * TraceFormat.eventSize
-            guard bytes.count - start >= length else {
-                throw damaged("truncated chunk at offset \(offset): \(count) events announced, \((bytes.count - start) / TraceFormat.eventSize) present")
-            }
-            let actual = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start..<start + length])) }
-            guard actual == crc else {
-                throw damaged("checksum mismatch in chunk at offset \(offset) (events \(events.count)..<\(events.count + count))")
-            }
-            // One pass over the chunk's bytes; the first event that is not
-            // one a writer can produce (kind 0, UNWOUND on a non-exit)
-            // stops it and is reported.
-            let badEvent: (index: Int, at: Int, word: UInt64)? = bytes.withUnsafeBytes { raw in
-                for i in 0..<count {
-                    let at = start + i * TraceFormat.eventSize
-                    let timestamp = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self))
-                    let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self))
-                    guard let event = TraceEvent(timestamp: timestamp, word: word) else { return (events.count, at, word) }
-                    events.append(event)
-                }
-                return nil
-            }
-            if let badEvent {
-                let kind = lt_event_kind(badEvent.word)
-                let reason = kind == 0 ? "unknown kind 0" : "UNWOUND flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
-                throw damaged("event \(badEvent.index) at offset \(badEvent.at): \(reason)")
-            }
-            offset = start + length
+        return StreamIdentity(pid: le(UInt64.self, 24), tid: le(UInt64.self, 32), ring: le(UInt32.self, 20), generation: le(UInt64.self, 40))
+    }
+
+    /// Step 2: a chunk header at file offset `offset`, with `remaining`
+    /// bytes in the file from there; the chunk's event count and checksum.
+    static func parseChunkHeader(
+        _ header: UnsafeRawBufferPointer, offset: Int, remaining: Int, file: String
+    ) throws(RecordingError) -> (count: Int, crc: UInt32) {
+        func damaged(_ reason: String) -> RecordingError { .damagedTrace(file: file, reason: reason) }
+        guard remaining >= TraceFormat.chunkHeaderSize, header.count >= TraceFormat.chunkHeaderSize else {
+            throw damaged("truncated chunk header at offset \(offset) (\(remaining) bytes left)")
         }
-        return ThreadStream(identity: identity, events: events)
+        guard header.prefix(4).elementsEqual(TraceFormat.chunkMagic) else { throw damaged("bad chunk magic at offset \(offset)") }
+        let count = Int(UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+        let crc = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let present = (remaining - TraceFormat.chunkHeaderSize) / TraceFormat.eventSize
+        guard count <= present else {
+            throw damaged("truncated chunk at offset \(offset): \(count) events announced, \(present) present")
+        }
+        return (count, crc)
+    }
+
+    /// Step 3: event `index` of checksummed event bytes; an event no
+    /// writer can produce (kind 0, UNWOUND on a non-exit) is damage naming
+    /// its index in the stream (`firstIndex` + `index`) and its file offset
+    /// (`fileOffset` is that of `events`).
+    @inline(__always)
+    static func decodeEvent(
+        _ events: UnsafeRawBufferPointer, index: Int, firstIndex: Int, fileOffset: Int, file: String
+    ) throws(RecordingError) -> TraceEvent {
+        let at = index * TraceFormat.eventSize
+        let timestamp = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+        let word = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self))
+        guard let event = TraceEvent(timestamp: timestamp, word: word) else {
+            let kind = lt_event_kind(word)
+            let reason = kind == 0 ? "unknown kind 0" : "UNWOUND flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
+            throw .damagedTrace(file: file, reason: "event \(firstIndex + index) at offset \(fileOffset + at): \(reason)")
+        }
+        return event
+    }
+
+    static func checksumMismatch(offset: Int, firstIndex: Int, count: Int, file: String) -> RecordingError {
+        .damagedTrace(file: file, reason: "checksum mismatch in chunk at offset \(offset) (events \(firstIndex)..<\(firstIndex + count))")
     }
 }
 
@@ -283,6 +274,11 @@ enum StreamCodec {
 enum CRC32C {
     static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         lt_record_crc32c(bytes.baseAddress, bytes.count)
+    }
+
+    /// The checksum of the bytes checksummed into `crc` followed by `bytes`.
+    static func extend(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        lt_record_crc32c_extend(crc, bytes.baseAddress, bytes.count)
     }
 }
 

@@ -44,6 +44,26 @@ public struct ClockCalibration: Equatable, Sendable {
 
     /// A duration in ticks as nanoseconds.
     public func nanoseconds(ticks: UInt64) -> Double { Double(ticks) * nanosecondsPerTick }
+
+    /// A duration in ticks as whole nanoseconds, rounded. Readers convert
+    /// with these: they saturate (0 below, UInt64.max above) instead of
+    /// trapping, so a damaged calibration cannot crash a reader.
+    public func wholeNanoseconds(ticks: UInt64) -> UInt64 { Self.whole(nanoseconds(ticks: ticks)) }
+
+    /// The CLOCK_MONOTONIC time of a TSC reading in whole nanoseconds.
+    public func wholeMonotonicNs(tsc: UInt64) -> UInt64 { Self.whole(monotonicNs(tsc: tsc)) }
+
+    /// Nanoseconds from the recording's start to a TSC reading (0 before it).
+    public func nanosecondsSinceStart(tsc: UInt64) -> UInt64 {
+        Self.whole(monotonicNs(tsc: tsc) - Double(start.monotonicNs))
+    }
+
+    @inlinable
+    public static func whole(_ value: Double) -> UInt64 {
+        if !(value > 0) { return 0 }
+        if value >= 18_446_744_073_709_551_615.0 { return .max }
+        return UInt64(value.rounded())
+    }
 }
 
 /// info.json.

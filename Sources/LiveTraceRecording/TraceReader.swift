@@ -19,6 +19,7 @@ public struct Trace: Equatable, Sendable {
 
 public enum TraceReader {
     public static func readInfo(directory: String) throws(RecordingError) -> TraceInfo {
+        try checkDirectory(directory)
         let path = directory + "/" + TraceFormat.infoFile
         guard Sys.exists(path) else { throw .missingTraceFile(path) }
         let info = try TraceJSON.decode(TraceInfo.self, from: try Sys.readFile(path), file: path)
@@ -46,17 +47,42 @@ public enum TraceReader {
         return objects
     }
 
+    /// A directory that does not exist is named as such (not as a trace
+    /// whose info.json is missing).
+    public static func checkDirectory(_ directory: String) throws(RecordingError) {
+        guard let dir = opendir(directory) else {
+            if errno == ENOENT { throw .missingTraceDirectory(directory) }
+            throw .systemCall(call: "opendir", subject: directory, errno: errno)
+        }
+        closedir(dir)
+    }
+
+    /// The paths of the stream files of the trace in `directory`, in
+    /// file-name order.
+    public static func streamPaths(directory: String) throws(RecordingError) -> [String] {
+        let streamsPath = directory + "/" + TraceFormat.streamsDirectory
+        guard Sys.exists(streamsPath) else { throw .missingTraceFile(streamsPath) }
+        return try listDirectory(streamsPath).filter { $0.hasSuffix("." + TraceFormat.streamExtension) }.map { streamsPath + "/" + $0 }
+    }
+
     /// Decodes the streams one at a time, in file-name order, and hands each
     /// to `body`; only one stream is in memory at once.
     public static func forEachStream(
         directory: String, _ body: (ThreadStream) throws(RecordingError) -> Void
     ) throws(RecordingError) {
-        let streamsPath = directory + "/" + TraceFormat.streamsDirectory
-        guard Sys.exists(streamsPath) else { throw .missingTraceFile(streamsPath) }
-        for name in try listDirectory(streamsPath) where name.hasSuffix("." + TraceFormat.streamExtension) {
-            let path = streamsPath + "/" + name
-            try body(try StreamCodec.decode(try Sys.readFile(path), file: path))
+        for path in try streamPaths(directory: directory) {
+            try body(try readStream(path: path))
         }
+    }
+
+    /// One stream file's events, all in memory (for rewriting a stream;
+    /// readers that can go one event at a time use StreamReader).
+    public static func readStream(path: String) throws(RecordingError) -> ThreadStream {
+        let reader = try StreamReader(path: path)
+        var events: [TraceEvent] = []
+        events.reserveCapacity(max(0, reader.fileSize - TraceFormat.streamHeaderSize) / TraceFormat.eventSize)
+        try reader.forEach { events.append($0) }
+        return ThreadStream(identity: reader.identity, events: events)
     }
 
     public static func read(directory: String) throws(RecordingError) -> Trace {
@@ -82,6 +108,176 @@ public enum TraceReader {
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()
+    }
+}
+
+/// One thread's events read from its stream file in a single pass, in the
+/// thread's order, with memory bounded by the read buffer, whatever the
+/// file's size. This, over StreamCodec's parser (TraceFormat.swift), is how
+/// every command reads events: nothing else parses stream bytes.
+///
+/// Rules:
+///   - a chunk's events are handed out only after its checksum matched:
+///     a chunk that fits the buffer is read once, a larger one is read
+///     twice (checksum, then decode), so no event of a damaged chunk is
+///     ever seen;
+///   - damage is thrown by `next` when the reader reaches it, naming the
+///     file and the offset; every event before it was handed out, so a
+///     caller may show the results up to the damage;
+///   - the file is read up to the size it had when opened (a trace still
+///     being recorded grows).
+public final class StreamReader {
+    public let path: String
+    public let identity: StreamIdentity
+    /// The file's size when opened.
+    public let fileSize: Int
+    /// File offset up to which events were decoded (progress).
+    public private(set) var offset: Int
+    /// Events handed out so far (LOST records included).
+    public private(set) var eventsRead = 0
+
+    private let fd: Int32
+    private let buffer: UnsafeMutableRawBufferPointer
+    /// Checksummed event bytes at the start of `buffer` not handed out yet,
+    /// from event `position` on; `pieceOffset` is the file offset of the
+    /// piece's first byte and `pieceFirst` the stream index of its first
+    /// event.
+    private var pieceEvents = 0
+    private var position = 0
+    private var pieceOffset = 0
+    private var pieceFirst = 0
+    /// Events of the current (verified) chunk not read into a piece yet.
+    private var chunkEventsLeft = 0
+
+    /// Opens `path` and checks its header. `bufferBytes` bounds the memory
+    /// (rounded to whole events; at least one chunk header).
+    public init(path: String, bufferBytes: Int = 1 << 20) throws(RecordingError) {
+        self.path = path
+        fd = try Sys.open(path, O_RDONLY)
+        let capacity = max(bufferBytes / TraceFormat.eventSize, 1) * TraceFormat.eventSize
+        buffer = .allocate(byteCount: max(capacity, TraceFormat.streamHeaderSize), alignment: 16)
+        do throws(RecordingError) {
+            fileSize = try Sys.fileSize(fd, path)
+            let header = try Self.pread(fd, buffer, count: min(fileSize, TraceFormat.streamHeaderSize), at: 0, path: path)
+            identity = try StreamCodec.parseHeader(header, file: path)
+        } catch {
+            Sys.close(fd)
+            buffer.deallocate()
+            throw error
+        }
+        offset = TraceFormat.streamHeaderSize
+    }
+
+    deinit {
+        Sys.close(fd)
+        buffer.deallocate()
+    }
+
+    /// The next event, nil at the end of the stream.
+    public func next() throws(RecordingError) -> TraceEvent? {
+        if position == pieceEvents {
+            guard try refill() else { return nil }
+        }
+        let event = try StreamCodec.decodeEvent(
+            UnsafeRawBufferPointer(buffer), index: position, firstIndex: pieceFirst, fileOffset: pieceOffset, file: path)
+        position += 1
+        eventsRead += 1
+        return event
+    }
+
+    /// Hands every remaining event to `body`, in order; the fast way through
+    /// a stream (one check per piece, not per event, of this object's state).
+    public func forEach(_ body: (TraceEvent) -> Void) throws(RecordingError) {
+        while true {
+            if position == pieceEvents {
+                guard try refill() else { return }
+            }
+            let bytes = UnsafeRawBufferPointer(buffer)
+            let (count, first, at, file) = (pieceEvents, pieceFirst, pieceOffset, path)
+            var i = position
+            defer {
+                eventsRead += i - position
+                position = i
+            }
+            while i < count {
+                body(try StreamCodec.decodeEvent(bytes, index: i, firstIndex: first, fileOffset: at, file: file))
+                i += 1
+            }
+        }
+    }
+
+    /// Reads the next piece of checksummed events; false at the end.
+    private func refill() throws(RecordingError) -> Bool {
+        pieceFirst += pieceEvents
+        pieceEvents = 0
+        position = 0
+        while pieceEvents == 0 {
+            if chunkEventsLeft == 0 {
+                guard offset < fileSize else { return false }
+                try startChunk()
+                continue
+            }
+            let count = min(chunkEventsLeft, buffer.count / TraceFormat.eventSize)
+            _ = try Self.pread(fd, buffer, count: count * TraceFormat.eventSize, at: offset, path: path)
+            takePiece(count)
+        }
+        return true
+    }
+
+    /// Reads and verifies the chunk header at `offset` and the checksum of
+    /// its events; a chunk that fits the buffer becomes the piece at once.
+    private func startChunk() throws(RecordingError) {
+        let chunkOffset = offset
+        let header = try Self.pread(fd, buffer, count: min(TraceFormat.chunkHeaderSize, fileSize - offset), at: offset, path: path)
+        let (count, crc) = try StreamCodec.parseChunkHeader(header, offset: chunkOffset, remaining: fileSize - chunkOffset, file: path)
+        let start = chunkOffset + TraceFormat.chunkHeaderSize
+        let length = count * TraceFormat.eventSize
+        if length <= buffer.count {
+            let bytes = try Self.pread(fd, buffer, count: length, at: start, path: path)
+            guard CRC32C.checksum(bytes) == crc else {
+                throw StreamCodec.checksumMismatch(offset: chunkOffset, firstIndex: pieceFirst, count: count, file: path)
+            }
+            offset = start
+            chunkEventsLeft = count
+            takePiece(count)
+            return
+        }
+        var checksum: UInt32 = 0
+        var at = start
+        while at < start + length {
+            let bytes = try Self.pread(fd, buffer, count: min(buffer.count, start + length - at), at: at, path: path)
+            checksum = CRC32C.extend(checksum, bytes)
+            at += bytes.count
+        }
+        guard checksum == crc else {
+            throw StreamCodec.checksumMismatch(offset: chunkOffset, firstIndex: pieceFirst, count: count, file: path)
+        }
+        offset = start
+        chunkEventsLeft = count
+    }
+
+    /// The `count` events at the start of `buffer`, read from `offset`, are
+    /// the new piece.
+    private func takePiece(_ count: Int) {
+        pieceOffset = offset
+        pieceEvents = count
+        chunkEventsLeft -= count
+        offset += count * TraceFormat.eventSize
+    }
+
+    /// Exactly `count` bytes at file offset `at` into the start of `buffer`.
+    private static func pread(
+        _ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, count: Int, at: Int, path: String
+    ) throws(RecordingError) -> UnsafeRawBufferPointer {
+        var done = 0
+        while done < count {
+            let n = try Sys.retrying("pread", path) { Glibc.pread(fd, buffer.baseAddress! + done, count - done, off_t(at + done)) }
+            if n == 0 {
+                throw .damagedTrace(file: path, reason: "file shrank while being read: ends at offset \(at + done)")
+            }
+            done += n
+        }
+        return UnsafeRawBufferPointer(rebasing: buffer[0..<count])
     }
 }
 

@@ -205,7 +205,7 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("truncated chunk at offset 64"), result.stderr)
         let missing = try Fixtures.run([Fixtures.livetraceExecutable, "report", "-d", dir + "/nope"])
         XCTAssertEqual(missing.status, 1)
-        XCTAssertTrue(missing.stderr.contains("not a LiveTrace trace"), missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("no trace directory \(dir)/nope"), missing.stderr)
         let badSort = try Fixtures.run([Fixtures.livetraceExecutable, "report", "-d", dir, "-s", "size"])
         XCTAssertNotEqual(badSort.status, 0)
         XCTAssertTrue(badSort.stderr.contains("unknown sort key 'size'"), badSort.stderr)

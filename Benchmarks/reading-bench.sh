@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Reading a large trace (issue 12): `livetrace report` and `livetrace replay
+# > /dev/null` over a recorded trace of READ_CALLS calls of one function
+# (2 events a call), side by side with `uftrace report` / `uftrace replay` on
+# a uftrace recording of the same program and calls. $1: the release build.
+#
+# For each command: events per second (2 * READ_CALLS / wall time) and peak
+# memory (/usr/bin/time's maximum resident set size), as the median and the
+# spread (min..max) of READ_REPEAT runs, the four commands alternating run by
+# run so a slow moment of the machine hits all of them. Then livetrace's peak
+# memory at a tenth of the calls: reading is one pass with memory bounded by
+# call depth and functions, so it should not grow with the trace.
+# Targets (issue 12): report >= 30 M events/s, replay >= 10 M events/s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="$(cd "${1:-.build/release}" && pwd)"
+CALLS="${READ_CALLS:-10000000}"
+REPEAT="${READ_REPEAT:-5}"
+SMALL=$((CALLS / 10))
+if ! command -v uftrace >/dev/null; then
+    echo "reading-bench: installing uftrace"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get install -y -qq uftrace >/dev/null
+fi
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+REPO="$(pwd)"
+gcc -O2 -pg -mfentry "$REPO/Benchmarks/uftrace-fixture.c" -o "$WORK/pg"
+cd "$WORK"
+"$BIN/livetrace" record -d "$WORK/lt" -- ./pg "$CALLS" >/dev/null 2>"$WORK/record.log" || { cat "$WORK/record.log" >&2; exit 1; }
+"$BIN/livetrace" record -d "$WORK/lt-small" -- ./pg "$SMALL" >/dev/null 2>"$WORK/record.log" || { cat "$WORK/record.log" >&2; exit 1; }
+uftrace record -d "$WORK/uft" ./pg "$CALLS" >/dev/null 2>"$WORK/record.log" || { cat "$WORK/record.log" >&2; exit 1; }
+EVENTS=$((2 * CALLS + 2))
+
+# measure NAME COMMAND...: appends "seconds kilobytes" of one run to NAME.runs.
+measure() {
+    local name="$1"
+    shift
+    /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/stderr" || { cat "$WORK/stderr" >&2; exit 1; }
+    cat "$WORK/time" >>"$WORK/$name.runs"
+}
+
+for _ in $(seq "$REPEAT"); do
+    measure lt-report "$BIN/livetrace" report -d "$WORK/lt"
+    measure uft-report uftrace report -d "$WORK/uft"
+    measure lt-replay "$BIN/livetrace" replay -d "$WORK/lt"
+    measure uft-replay uftrace replay -d "$WORK/uft"
+    measure lt-report-small "$BIN/livetrace" report -d "$WORK/lt-small"
+    measure lt-replay-small "$BIN/livetrace" replay -d "$WORK/lt-small"
+done
+
+# summary NAME EVENTS: "median M ev/s (min..max), peak median MB (min..max)".
+summary() {
+    python3 - "$WORK/$1.runs" "$2" <<'PY'
+import statistics, sys
+runs = [tuple(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
+events = int(sys.argv[2])
+rates = sorted(events / max(s, 1e-3) / 1e6 for s, _ in runs)
+peaks = sorted(kb / 1024 for _, kb in runs)
+print("%7.1f M events/s (%.1f..%.1f)   peak %7.1f MB (%.1f..%.1f)" % (
+    statistics.median(rates), rates[0], rates[-1], statistics.median(peaks), peaks[0], peaks[-1]))
+PY
+}
+echo "reading-bench: $EVENTS events ($CALLS calls of one function), median and spread of $REPEAT alternating runs"
+printf "  livetrace report          %s\n" "$(summary lt-report $EVENTS)"
+printf "  uftrace report            %s\n" "$(summary uft-report $EVENTS)"
+printf "  livetrace replay          %s\n" "$(summary lt-replay $EVENTS)"
+printf "  uftrace replay            %s\n" "$(summary uft-replay $EVENTS)"
+printf "  livetrace report  (1/10)  %s\n" "$(summary lt-report-small $((2 * SMALL + 2)))"
+printf "  livetrace replay  (1/10)  %s\n" "$(summary lt-replay-small $((2 * SMALL + 2)))"

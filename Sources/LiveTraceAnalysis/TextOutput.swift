@@ -1,0 +1,199 @@
+// Bytes for people and tools, written as they are made: every reader streams
+// its output (a replay of 100 million events is not held in memory), either
+// to a file descriptor in 256 KiB writes or into memory (tests, SVG pieces).
+import Glibc
+import LiveTraceRecording
+
+public final class TextOutput {
+    public private(set) var bytes: [UInt8] = []
+    private let fd: Int32?
+    private static let flushSize = 1 << 18
+    /// The first write error, if any (EPIPE when the reader went away);
+    /// after it, output is discarded.
+    public private(set) var error: RecordingError?
+
+    /// Output to a file descriptor.
+    public init(fd: Int32) {
+        self.fd = fd
+        ownsFile = false
+        bytes.reserveCapacity(Self.flushSize + 4096)
+    }
+
+    /// Output collected in `bytes`.
+    public init() {
+        fd = nil
+        ownsFile = false
+    }
+
+    private var ownsFile = false
+
+    /// Output to a new file at `path` (replaced if it exists), closed when
+    /// this output goes away.
+    public convenience init(creating path: String) throws(RecordingError) {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .systemCall(call: "open", subject: path, errno: errno) }
+        self.init(fd: fd)
+        ownsFile = true
+    }
+
+    deinit {
+        if ownsFile, let fd {
+            flush()
+            Glibc.close(fd)
+        }
+    }
+
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    @inline(__always)
+    public func write(_ string: String) {
+        var string = string
+        string.withUTF8 { write($0) }
+    }
+
+    @inline(__always)
+    public func write(_ buffer: UnsafeBufferPointer<UInt8>) {
+        bytes.append(contentsOf: buffer)
+        if fd != nil && bytes.count >= Self.flushSize { flush() }
+    }
+
+    @inline(__always)
+    public func write(_ array: [UInt8]) {
+        bytes.append(contentsOf: array)
+        if fd != nil && bytes.count >= Self.flushSize { flush() }
+    }
+
+    @inline(__always)
+    public func byte(_ value: UInt8) { bytes.append(value) }
+
+    /// A decimal number.
+    public func number(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { raw in
+            var remaining = value
+            var first = raw.count
+            repeat {
+                first -= 1
+                raw[first] = 0x30 + UInt8(remaining % 10)
+                remaining /= 10
+            } while remaining > 0
+            bytes.append(contentsOf: raw[first...])
+        }
+    }
+
+    /// Writes what is buffered (file descriptor output only).
+    public func flush() {
+        guard let fd, !bytes.isEmpty else { return }
+        if error == nil {
+            var done = 0
+            while done < bytes.count {
+                let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    error = .systemCall(call: "write", subject: "output", errno: errno)
+                    break
+                }
+                done += n
+            }
+        }
+        bytes.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Function names by address index, looked up once per function.
+public struct FunctionNames {
+    public private(set) var index = AddressIndex()
+    private var names: [[UInt8]] = []
+    private let symbolizer: Symbolizer
+
+    public init(_ objects: ObjectTable) { symbolizer = Symbolizer(objects) }
+
+    /// The dense index of `address` (AddressIndex), its name made on first sight.
+    @inline(__always)
+    public mutating func id(_ address: UInt64) -> Int {
+        let i = index.index(of: address)
+        if i == names.count { names.append(Array(symbolizer.describe(address).utf8)) }
+        return i
+    }
+
+    public func name(_ id: Int) -> [UInt8] { names[id] }
+    public func string(_ id: Int) -> String { String(decoding: names[id], as: UTF8.self) }
+    public var count: Int { names.count }
+}
+
+/// fnmatch(3) globs (*, ?, [...]), as `livetrace record -F` takes them.
+public struct GlobSet: Sendable {
+    public let patterns: [String]
+    public init(_ patterns: [String]) { self.patterns = patterns }
+    public var isEmpty: Bool { patterns.isEmpty }
+    public func matches(_ name: String) -> Bool {
+        patterns.contains { fnmatch($0, name, 0) == 0 }
+    }
+}
+
+/// Bytes being formatted by one reader, a value it owns (no per-write
+/// exclusivity check, as a class's property would have), handed to a
+/// TextOutput in large pieces.
+public struct LineBuffer {
+    public private(set) var bytes: [UInt8] = []
+    static let spaceRun = [UInt8](repeating: 0x20, count: 256)
+
+    public init() { bytes.reserveCapacity(1 << 18 + 4096) }
+
+    @inline(__always) public mutating func write(_ string: String) {
+        var string = string
+        string.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+    @inline(__always) public mutating func write(_ array: [UInt8]) { bytes.append(contentsOf: array) }
+    @inline(__always) public mutating func byte(_ value: UInt8) { bytes.append(value) }
+
+    @inline(__always) public mutating func spaces(_ count: Int) {
+        var left = count
+        while left > 0 {
+            let n = min(left, Self.spaceRun.count)
+            Self.spaceRun.withUnsafeBufferPointer { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<n])) }
+            left -= n
+        }
+    }
+
+    /// A duration as TraceReport.duration writes it ("123 ns", "1.234 us",
+    /// "2.000 ms", "1.500  s"), right-aligned in `width` columns, with an
+    /// optional colour around it.
+    public mutating func duration(_ ns: UInt64, width: Int, color: String? = nil) {
+        // Formatted right to left into a fixed buffer.
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { raw in
+            var end = raw.count
+            func put(_ byte: UInt8) { end -= 1; raw[end] = byte }
+            func putNumber(_ value: UInt64) {
+                var v = value
+                repeat { put(0x30 + UInt8(v % 10)); v /= 10 } while v > 0
+            }
+            if ns < 1_000 {
+                put(UInt8(ascii: "s")); put(UInt8(ascii: "n")); put(0x20)
+                putNumber(ns)
+            } else {
+                let (unit, scale): (StaticString, UInt64) =
+                    ns < 1_000_000 ? (" us", 1_000) : ns < 1_000_000_000 ? (" ms", 1_000_000) : ("  s", 1_000_000_000)
+                let thousandth = scale / 1_000
+                let thousandths = ns / thousandth + (ns % thousandth >= (thousandth + 1) / 2 ? 1 : 0)
+                unit.withUTF8Buffer { for byte in $0.reversed() { put(byte) } }
+                let fraction = thousandths % 1_000
+                put(0x30 + UInt8(fraction % 10)); put(0x30 + UInt8(fraction / 10 % 10)); put(0x30 + UInt8(fraction / 100))
+                put(UInt8(ascii: "."))
+                putNumber(thousandths / 1_000)
+            }
+            spaces(width - (raw.count - end))
+            if let color { write(color) }
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[end...]))
+            if color != nil { write("\u{1b}[0m") }
+        }
+    }
+
+    /// Hands the bytes to `output` when at least `threshold` are waiting.
+    @inline(__always) public mutating func flush(to output: TextOutput, threshold: Int = 1 << 18) {
+        guard bytes.count >= threshold, !bytes.isEmpty else { return }
+        output.write(bytes)
+        bytes.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,159 @@
+// The CLI as a tool: info's text, --version, help, unknown options and
+// missing trace directories reported as such by every reading command, and
+// report's new columns, threads and diffs on a synthetic trace.
+import Foundation
+import LiveTraceRecording
+import TestSupport
+import XCTest
+
+final class CommandLineTests: XCTestCase {
+    static let readingCommands: [[String]] = [["report"], ["replay"], ["info"], ["dump", "--chrome"], ["dump", "--folded"]]
+
+    func testInfoSaysWhatTheTraceHolds() throws {
+        let dir = try SyntheticTraces.directory("info")
+        let result = try ReadingFixtures.livetrace(["info", "-d", dir])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let text = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("recorded:") ? "recorded: (time)" : String($0) }.joined(separator: "\n")
+        XCTAssertEqual(text, """
+            trace:         \(dir)
+            command:       prog arg
+            pid:           100
+            recorded: (time)
+            duration:      1.000  s
+            state:         complete
+            format:        version 2
+            buffers:       0 x 0 events
+            events:        17 (9 entries, 8 exits)
+            lost:          3 events (3 in the threads' streams, 0 without a buffer)
+            threads:       2
+
+                   TID      Events    Lost       Start         End
+                   100           8       3        0 ns    2.100 ms
+                   101           9       0      500 ns    5.000 us
+
+            binaries (1):
+              /synthetic/prog  build-id feedface  3 symbols
+
+            """)
+    }
+
+    func testInfoOfARecordedCrashNamesTheProgramAndItsThreads() throws {
+        let traces = try ReadingFixtures.traces()
+        let result = try ReadingFixtures.livetrace(["info", "-d", traces.crash])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("state:         complete, salvaged after the program died"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("reading-tree crash\n"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("threads:       3\n"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("/reading-tree  build-id "), result.stdout)
+    }
+
+    func testVersionAndHelp() throws {
+        let version = try ReadingFixtures.livetrace(["--version"])
+        XCTAssertEqual(version.status, 0)
+        XCTAssertNotNil(version.stdout.range(of: #"^[0-9]+\.[0-9]+\.[0-9]+\n$"#, options: .regularExpression), version.stdout)
+        let help = try ReadingFixtures.livetrace(["help"])
+        XCTAssertEqual(help.status, 0)
+        for command in ["list", "record", "report", "replay", "dump", "info", "recover"] {
+            XCTAssertTrue(help.stdout.contains("\n  \(command) "), "help lacks \(command):\n\(help.stdout)")
+        }
+        let replayHelp = try ReadingFixtures.livetrace(["help", "replay"])
+        XCTAssertTrue(replayHelp.stdout.contains("USAGE: livetrace replay"), replayHelp.stdout)
+    }
+
+    func testCompletionScriptsAndTheManPageAreCurrent() throws {
+        let root = URL(fileURLWithPath: Fixtures.sourceDirectory.path).deletingLastPathComponent().deletingLastPathComponent()
+        for (shell, file) in [("bash", "livetrace.bash"), ("zsh", "_livetrace"), ("fish", "livetrace.fish")] {
+            let generated = try ReadingFixtures.livetrace(["--generate-completion-script", shell])
+            XCTAssertEqual(generated.status, 0, generated.stderr)
+            let committed = try String(contentsOf: root.appendingPathComponent("completions/" + file), encoding: .utf8)
+            XCTAssertEqual(generated.stdout, committed, "completions/\(file) is stale: run `make docs`")
+            XCTAssertTrue(committed.contains("replay") && committed.contains("flame-graph"), file)
+        }
+        let manual = try String(contentsOf: root.appendingPathComponent("docs/man/livetrace.1"), encoding: .utf8)
+        for command in ["list", "record", "report", "replay", "dump", "info", "recover"] {
+            XCTAssertTrue(manual.contains(".It Em \(command)"), "docs/man/livetrace.1 lacks \(command): run `make docs`")
+        }
+        XCTAssertTrue(manual.contains("-flame-graph"), "docs/man/livetrace.1 is stale: run `make docs`")
+    }
+
+    func testEveryReadingCommandNamesAnUnknownOptionAndAMissingDirectory() throws {
+        let missing = ReadingFixtures.scratch("missing") + "/no-such-trace"
+        for command in Self.readingCommands {
+            let unknown = try ReadingFixtures.livetrace(command + ["--no-such-option"])
+            XCTAssertNotEqual(unknown.status, 0, "\(command)")
+            XCTAssertTrue(unknown.stderr.contains("Unknown option '--no-such-option'"), "\(command): \(unknown.stderr)")
+            let absent = try ReadingFixtures.livetrace(command + ["-d", missing])
+            XCTAssertEqual(absent.status, 1, "\(command)")
+            XCTAssertTrue(absent.stderr.contains("no trace directory \(missing)"), "\(command): \(absent.stderr)")
+            XCTAssertEqual(absent.stdout, "", "\(command)")
+        }
+    }
+
+    func testReportAveragesThreadsAndSortKeys() throws {
+        let dir = try SyntheticTraces.directory("report")
+        let result = try ReadingFixtures.livetrace(["report", "-d", dir, "-s", "max", "--threads"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, """
+              Total time   Self time       Calls    Avg time    Min time    Max time  Function
+              ==========  ==========  ==========  ==========  ==========  ==========  ====================
+                2.100 ms    1.950 ms           1    2.100 ms    2.100 ms    2.100 ms  main
+              150.100 us  148.500 us           2   75.050 us      200 ns  149.900 us  work
+                1.900 us    1.900 us           6      325 ns        0 ns    1.000 us  leaf  (1 unfinished)
+
+            3 events lost, 1 exits without entry: times near them are not exact
+
+                   TID      Events       Calls  Total time  Lost  Unfinished  First function
+              ========  ==========  ==========  ==========  ====  ==========  ====================
+                   100           8           4    2.100 ms     3           0  main
+                   101           9           5      500 ns     0           1  work
+
+            """)
+        for (key, order) in [("name", ["leaf", "main", "work"]), ("min", ["main", "work", "leaf"]), ("calls", ["leaf", "work", "main"])] {
+            let sorted = try ReadingFixtures.livetrace(["report", "-d", dir, "-s", key, "--json"])
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(sorted.stdout.utf8)) as? [String: Any])
+            let functions = try XCTUnwrap(json["functions"] as? [[String: Any]])
+            XCTAssertEqual(functions.map { $0["function"] as? String }, order, key)
+            XCTAssertEqual(functions.first { $0["function"] as? String == "work" }?["avg_ns"] as? Int, 75_050)
+        }
+    }
+
+    func testReportDiffShowsBothTracesAndTheChange() throws {
+        let base = try SyntheticTraces.directory("diff-base")
+        // The other run: main only, twice as long; work and leaf absent.
+        let other = try SyntheticTraces.directory("diff-other", SyntheticTraces.trace([SyntheticTraces.events([(0, "+main"), (4_200_000, "-main")])]))
+        let result = try ReadingFixtures.livetrace(["report", "-d", base, "--diff", other, "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let rows = try XCTUnwrap(json["diff"] as? [[String: Any]])
+        XCTAssertEqual(rows.map { $0["function"] as? String }, ["main", "work", "leaf"])
+        XCTAssertEqual(rows[0]["total_ns_delta"] as? Int, 2_100_000)
+        XCTAssertEqual(rows[1]["total_ns_delta"] as? Int, -150_100)
+        XCTAssertEqual(rows[1]["calls_delta"] as? Int, -2)
+        let text = try ReadingFixtures.livetrace(["report", "-d", base, "--diff", other])
+        XCTAssertTrue(text.stdout.contains("    2.100 ms    4.200 ms   +2.100 ms"), text.stdout)
+    }
+}
+
+final class ProgressBarTests: XCTestCase {
+    /// One thread calling leaf 100,000 times; the bar's one-second delay is
+    /// set to 0 (LIVETRACE_PROGRESS_AFTER).
+    func testAProgressBarOnATerminalOnly() throws {
+        var events: [TraceEvent] = []
+        let leaf = SyntheticTraces.addresses["leaf"]!
+        for i in 0..<100_000 as Range<UInt64> {
+            events.append(TraceEvent(kind: .entry, address: leaf, timestamp: 10 * i))
+            events.append(TraceEvent(kind: .exit, address: leaf, timestamp: 10 * i + 5))
+        }
+        let dir = try SyntheticTraces.directory("progress", SyntheticTraces.trace([events]))
+        // script(1) gives the command a terminal; its output is the terminal's.
+        let command = "LIVETRACE_PROGRESS_AFTER=0 \(Fixtures.livetraceExecutable) replay -d \(dir) > /dev/null"
+        let onTerminal = try Fixtures.run(["/usr/bin/script", "-qec", command, "/dev/null"])
+        XCTAssertEqual(onTerminal.status, 0, onTerminal.stdout)
+        XCTAssertTrue(onTerminal.stdout.contains("\r[#"), onTerminal.stdout)
+        XCTAssertTrue(onTerminal.stdout.contains("%"), onTerminal.stdout)
+        let piped = try Fixtures.run([Fixtures.livetraceExecutable, "report", "-d", dir], environment: ["LIVETRACE_PROGRESS_AFTER": "0"])
+        XCTAssertEqual(piped.status, 0)
+        XCTAssertEqual(piped.stderr, "", "no progress bar without a terminal")
+    }
+}
