@@ -61,6 +61,9 @@ public final class TraceDrain: @unchecked Sendable {
     /// Events per chunk written: 128 KiB, a quarter of an L2 cache.
     public static let chunkEvents = 8192
     private var streams = Set<String>()
+    /// The threads (pid, tid) of those streams: a thread has one stream per
+    /// execution context it recorded in (docs/FORMAT.md).
+    private var threadsSeen = Set<[UInt64]>()
     /// Entry addresses seen in the events moved (DrainSummary.functions).
     private var entered = Set<UInt64>()
     /// A direct-mapped filter in front of `entered`: an address found in its
@@ -120,10 +123,12 @@ public final class TraceDrain: @unchecked Sendable {
         let streamsPath = directory + "/" + TraceFormat.streamsDirectory
         var summary = DrainSummary(threads: 0, events: 0, lost: lostWithoutRing, lostWithoutRing: lostWithoutRing, bytes: 0)
         var entered = Set<UInt64>()
+        var threads = Set<[UInt64]>()
         for name in try TraceReader.listDirectory(streamsPath) where name.hasSuffix("." + TraceFormat.streamExtension) {
             let path = streamsPath + "/" + name
             let reader = try StreamReader(path: path)
-            summary.threads += 1
+            threads.insert([reader.identity.pid, reader.identity.tid])
+            summary.threads = threads.count
             summary.bytes += UInt64(reader.fileSize)
             try reader.forEach { event in
                 if event.kind == .lost { summary.lost += event.address } else { summary.events += 1 }
@@ -189,7 +194,7 @@ public final class TraceDrain: @unchecked Sendable {
 
     public var summary: DrainSummary {
         DrainSummary(
-            threads: streams.count, events: events, lost: lostInStreams + area.lostWithoutRing,
+            threads: threadsSeen.count, events: events, lost: lostInStreams + area.lostWithoutRing,
             lostWithoutRing: area.lostWithoutRing, bytes: bytes, functions: entered.count)
     }
 
@@ -248,6 +253,7 @@ public final class TraceDrain: @unchecked Sendable {
             cursors[index] = Cursor(
                 generation: generation, writer: try StreamFileWriter(path: path, identity: identity), lostInStream: lostAlready)
             if streams.insert(identity.fileName).inserted { bytes += UInt64(TraceFormat.streamHeaderSize) }
+            threadsSeen.insert([identity.pid, identity.tid])
         }
         // Step 3.
         let head = withUnsafeMutablePointer(to: &ring.pointee.head) { lt_atomic_load_acquire_u64($0) }

@@ -34,6 +34,7 @@ final class SignalHandlerRecordTests: XCTestCase {
         XCTAssertEqual(calls["on_alarm"], alarms, "every handler run recorded")
         let summary = try XCTUnwrap(RecordFixtures.summaryLine(traced.stderr), traced.stderr)
         XCTAssertTrue(summary.contains(" 0 events lost"), summary)
+        XCTAssertTrue(summary.hasPrefix("livetrace record: 4 threads, "), "main and three workers, whatever their handlers' streams: \(summary)")
 
         // Each stream (a thread's normal flow, with the handlers that
         // interrupted its own code nested inline; or the context of handlers
