@@ -109,4 +109,34 @@ final class SignalContextTests: XCTestCase {
         let fixture = try Fixture()
         XCTAssertEqual(fixture.reportsOwnHandler(), 1)
     }
+
+    /// A handler installed with the raw system call, which the interposed
+    /// sigaction never saw, gets the dispatcher in front of it when the
+    /// patcher installs its own handlers (lt_sigmask_dispatch_installed_handlers):
+    /// it still runs, and the program still reads it back.
+    func testAHandlerInstalledBehindLiveTracesBackIsDispatchedToo() throws {
+        let fixture = try Fixture()
+        let handler = TrampolineFixtures.address(fixture.handle, "lt_sig_usr1_handler")
+        let runs = TrampolineFixtures.address(fixture.handle, "lt_sig_usr1_runs").assumingMemoryBound(to: UInt64.self)
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = unsafeBitCast(handler, to: (@convention(c) (Int32) -> Void).self)
+        sigemptyset(&action.sa_mask)
+        XCTAssertEqual(lt_sys_libc_sigaction(SIGUSR1, &action, nil), 0)
+        defer {
+            var restore = sigaction()
+            restore.__sigaction_handler.sa_handler = SIG_DFL
+            _ = lt_sys_libc_sigaction(SIGUSR1, &restore, nil)
+        }
+        lt_sigmask_dispatch_installed_handlers(lt_trap_sync_signal())
+        var kernel = sigaction(), reported = sigaction()
+        XCTAssertEqual(lt_sys_libc_sigaction(SIGUSR1, nil, &kernel), 0)
+        XCTAssertNotEqual(kernel.sa_flags & SA_SIGINFO, 0, "the dispatcher (SA_SIGINFO) is what the kernel holds")
+        XCTAssertNotEqual(unsafeBitCast(kernel.__sigaction_handler.sa_sigaction, to: UnsafeRawPointer?.self), UnsafeRawPointer(handler))
+        XCTAssertEqual(sigaction(SIGUSR1, nil, &reported), 0)
+        XCTAssertEqual(reported.sa_flags & SA_SIGINFO, 0, "the program's flags")
+        XCTAssertEqual(unsafeBitCast(reported.__sigaction_handler.sa_handler, to: UnsafeRawPointer?.self), UnsafeRawPointer(handler), "the program's handler")
+        let before = runs.pointee
+        raise(SIGUSR1)
+        XCTAssertEqual(runs.pointee, before + 1, "the handler ran behind the dispatcher")
+    }
 }

@@ -169,3 +169,11 @@ NOSITE int lt_sig_reports_own_handler(void) {
     sigaction(SIGALRM, &action, NULL);
     return own;
 }
+
+/* A handler installed behind LiveTrace's back (the raw system call), as a
+ * library loaded before LiveTrace or a process attached to later has them. */
+uint64_t lt_sig_usr1_runs;
+NOSITE void lt_sig_usr1_handler(int signal) {
+    (void)signal;
+    __atomic_fetch_add(&lt_sig_usr1_runs, 1, __ATOMIC_RELAXED);
+}
