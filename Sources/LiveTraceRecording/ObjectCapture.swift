@@ -6,8 +6,44 @@
 // then
 //   bias = S - (pageDown(p_vaddr) + O - pageDown(p_offset))
 // and a run-time address A lies at link-time address A - bias.
+//
+// Cost: a capture reads /proc/PID/maps and fstat's each executable object;
+// the symbols of a file are read once per process (ElfSymbols.cached, keyed
+// by device, inode, size and mtime), so capturing again at exit costs only
+// the map. The tracer's own library is listed without symbols: none of its
+// functions is ever traced, and its 46,000 symbols (the Swift runtime is
+// linked in) were most of objects.json and of the capture's time.
 import CElfutils
 import Glibc
+import Synchronization
+
+/// A file's identity for caching what was read from it: device and inode
+/// name the file, size and mtime (to the nanosecond) tell a rewritten one.
+public struct FileIdentity: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    public var mtimeSeconds: Int64
+    public var mtimeNanoseconds: Int64
+
+    public init(_ status: stat) {
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+        size = Int64(status.st_size)
+        mtimeSeconds = Int64(status.st_mtim.tv_sec)
+        mtimeNanoseconds = Int64(status.st_mtim.tv_nsec)
+    }
+
+    /// The identity of the file at `path` (following symbolic links); nil
+    /// when it cannot be stat'ed.
+    public static func of(path: String) -> FileIdentity? {
+        var status = stat()
+        return stat(path, &status) == 0 ? FileIdentity(status) : nil
+    }
+
+    /// Same file, whatever its contents: device and inode.
+    public func isSameFile(as other: FileIdentity) -> Bool { device == other.device && inode == other.inode }
+}
 
 public enum ObjectCapture {
     /// A file-backed mapping line of /proc/PID/maps.
@@ -19,8 +55,10 @@ public enum ObjectCapture {
         var path: String
     }
 
-    /// Every object of process `pid` with executable mappings.
-    public static func capture(pid: Int32) throws(RecordingError) -> ObjectTable {
+    /// Every object of process `pid` with executable mappings. An object
+    /// whose file is one of `withoutSymbols` (the tracer's own library) is
+    /// listed with its ranges and an empty symbol list.
+    public static func capture(pid: Int32, withoutSymbols: [FileIdentity] = []) throws(RecordingError) -> ObjectTable {
         let mapsPath = "/proc/\(pid)/maps"
         let text = String(decoding: try Sys.readFile(mapsPath), as: UTF8.self)
         var byPath: [String: [Mapping]] = [:]
@@ -36,7 +74,9 @@ public enum ObjectCapture {
             guard !executable.isEmpty else { continue }
             let elf: ElfSymbols
             do throws(RecordingError) {
-                elf = try ElfSymbols.read(path: path)
+                elf = try ElfSymbols.cached(path: path) { identity in
+                    !withoutSymbols.contains { $0.isSameFile(as: identity) }
+                }
             } catch {
                 // Said in objects.json, not dropped: its addresses stay hex.
                 objects.append(TraceObject(
@@ -85,8 +125,8 @@ extension Substring {
 }
 
 /// Function symbols, PT_LOAD segments and build-id of one ELF file (libelf).
-public struct ElfSymbols {
-    public struct Load { public var offset: UInt64; public var vaddr: UInt64; public var fileSize: UInt64 }
+public struct ElfSymbols: Sendable {
+    public struct Load: Sendable { public var offset: UInt64; public var vaddr: UInt64; public var fileSize: UInt64 }
     public var symbols: [TraceSymbol]
     public var loads: [Load]
     public var buildId: String?
@@ -113,10 +153,38 @@ public struct ElfSymbols {
         return nil
     }
 
-    public static func read(path: String) throws(RecordingError) -> ElfSymbols {
-        _ = elf_version(UInt32(EV_CURRENT))
+    private struct CacheKey: Hashable {
+        var identity: FileIdentity
+        var withSymbols: Bool
+    }
+    /// What was read, per file: entries are immutable once stored.
+    private static let cache = Mutex<[CacheKey: ElfSymbols]>([:])
+
+    /// `read(path:)`, once per file identity in this process. `wantsSymbols`
+    /// decides from the file's identity whether its symbols are read at all.
+    public static func cached(path: String, wantsSymbols: (FileIdentity) -> Bool = { _ in true }) throws(RecordingError) -> ElfSymbols {
         let fd = try Sys.open(path, O_RDONLY)
         defer { Sys.close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return try read(fd: fd, path: path, withSymbols: true) }
+        let identity = FileIdentity(status)
+        let key = CacheKey(identity: identity, withSymbols: wantsSymbols(identity))
+        if let hit = cache.withLock({ $0[key] }) { return hit }
+        let result = try read(fd: fd, path: path, withSymbols: key.withSymbols)
+        cache.withLock { $0[key] = result }
+        return result
+    }
+
+    public static func read(path: String) throws(RecordingError) -> ElfSymbols {
+        let fd = try Sys.open(path, O_RDONLY)
+        defer { Sys.close(fd) }
+        return try read(fd: fd, path: path, withSymbols: true)
+    }
+
+    /// The PT_LOAD segments and build-id of the ELF file open on `fd`, and
+    /// its function symbols when `withSymbols`.
+    static func read(fd: Int32, path: String, withSymbols: Bool) throws(RecordingError) -> ElfSymbols {
+        _ = elf_version(UInt32(EV_CURRENT))
         guard let elf = elf_begin(fd, ELF_C_READ, nil) else {
             throw .damagedTrace(file: path, reason: "libelf: \(String(cString: elf_errmsg(-1)))")
         }
@@ -142,7 +210,7 @@ public struct ElfSymbols {
             var shdr = GElf_Shdr()
             guard gelf_getshdr(scn, &shdr) != nil, let data = elf_getdata(scn, nil) else { continue }
             switch shdr.sh_type {
-            case sectionSymtab, sectionDynsym:
+            case sectionSymtab where withSymbols, sectionDynsym where withSymbols:
                 let count = shdr.sh_entsize == 0 ? 0 : Int(shdr.sh_size / shdr.sh_entsize)
                 var found: [TraceSymbol] = []
                 for i in 0..<count {
