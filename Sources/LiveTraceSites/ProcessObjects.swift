@@ -23,6 +23,13 @@ import Glibc
 ///    differs is rejected (`.differsFromFile`), unless `isOwnedByPatcher`
 ///    says LiveTrace itself has rewritten it. Memory is read only inside a
 ///    loaded, readable, executable segment of that object.
+///
+/// The tracer never traces itself: the shared object holding LiveTrace's own
+/// code (liblivetrace.so, the LD_PRELOAD shim) is not an object of the table.
+/// Nothing in it is compiled with entry sites, and its 46,000 function
+/// symbols (the Swift runtime is linked in) were most of the shim's
+/// discovery time at start-up. When LiveTrace is linked into the program
+/// itself, the program is discovered like any other.
 extension SiteTable {
     /// The sites of every object loaded in this process, at run-time addresses.
     ///
@@ -35,7 +42,9 @@ extension SiteTable {
         let loaded = try LoadedObject.enumerate()
         var objects: [ObjectSites] = []
         var failures: [ObjectFailure] = []
-        for object in loaded {
+        let tracerFunction: @convention(c) (lt_loaded_object_visitor?, UnsafeMutableRawPointer?) -> Int32 = lt_iterate_loaded_objects
+        let tracerCode = UInt(bitPattern: unsafeBitCast(tracerFunction, to: UnsafeRawPointer.self))
+        for object in loaded where object.isMainProgram || !object.containsCode(at: tracerCode) {
             guard let path = object.filePath else {
                 failures.append(ObjectFailure(path: object.name, error: .unsupported(path: object.name, reason: "no file on disk (vDSO): no sites")))
                 continue
@@ -114,6 +123,12 @@ struct LoadedObject {
             throw .processEnumeration(reason: "dl_iterate_phdr reported no objects")
         }
         return collector.objects
+    }
+
+    /// Whether run-time address `address` is in one of its executable segments.
+    func containsCode(at address: UInt) -> Bool {
+        let linkTime = UInt64(address &- bias)
+        return segments.contains { $0.isExecutable && linkTime >= $0.address && linkTime - $0.address < $0.memorySize }
     }
 
     /// Step 3: the file's loadable segments must be the loaded ones.
