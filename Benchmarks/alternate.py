@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Alternating runs: the timing harness of every `make bench` script.
 
-    alternate.py [--runs N] [--json FILE] [--clean PATH]... [--cwd DIR]
+    alternate.py [--runs N] [--json FILE] [--clean PATH]... [--cwd DIR] [--quiet]
                  NAME -- COMMAND ARGS... [::: NAME -- COMMAND ARGS...]...
 
 Runs the commands in rounds: each round runs every command once, in an order
@@ -19,6 +19,7 @@ and for every command after the first its "added" time: the median (and
 spread) of the per-round differences from the first command, which is the
 baseline. Never the best run: the best hides what a user lives with.
 
+--quiet prints nothing (for scripts that compute their figures from --json).
 --json FILE appends one JSON object per command (name, runs, wall and cpu
 lists in ms, per-round added lists) so a report writer can build tables.
 """
@@ -49,7 +50,7 @@ def describe(values):
 
 
 def parse(argv):
-    runs, json_path, clean, cwd = 9, None, [], None
+    runs, json_path, clean, cwd, quiet = 9, None, [], None, False
     i = 0
     while i < len(argv) and argv[i].startswith("--"):
         flag = argv[i]
@@ -59,6 +60,8 @@ def parse(argv):
             json_path = argv[i + 1]; i += 2
         elif flag == "--clean":
             clean.append(argv[i + 1]); i += 2
+        elif flag == "--quiet":
+            quiet = True; i += 1
         elif flag == "--cwd":
             cwd = argv[i + 1]; i += 2
         else:
@@ -77,7 +80,7 @@ def parse(argv):
         sys.exit("alternate.py: no command")
     if runs < 1:
         sys.exit("alternate.py: --runs must be at least 1")
-    return runs, json_path, clean, cwd, commands
+    return runs, json_path, clean, cwd, quiet, commands
 
 
 def run_once(argv, cwd):
@@ -94,7 +97,7 @@ def run_once(argv, cwd):
 
 
 def main():
-    runs, json_path, clean, cwd, commands = parse(sys.argv[1:])
+    runs, json_path, clean, cwd, quiet, commands = parse(sys.argv[1:])
     wall = {name: [] for name, _ in commands}
     cpu = {name: [] for name, _ in commands}
     for r in range(runs):
@@ -106,15 +109,16 @@ def main():
             wall[name].append(w)
             cpu[name].append(c)
     base = commands[0][0]
-    print(f"  {runs} alternating runs, ms: median, IQR, range")
-    for name, _ in commands:
-        print(f"  {name:<34} wall {describe(wall[name])}")
-        print(f"  {'':<34} cpu  {describe(cpu[name])}")
-        if name != base:
-            added = [a - b for a, b in zip(wall[name], wall[base])]
-            added_cpu = [a - b for a, b in zip(cpu[name], cpu[base])]
-            print(f"  {'':<34} added wall {describe(added)}")
-            print(f"  {'':<34} added cpu  {describe(added_cpu)}")
+    if not quiet:
+        print(f"  {runs} alternating runs, ms: median, IQR, range")
+        for name, _ in commands:
+            print(f"  {name:<34} wall {describe(wall[name])}")
+            print(f"  {'':<34} cpu  {describe(cpu[name])}")
+            if name != base:
+                added = [a - b for a, b in zip(wall[name], wall[base])]
+                added_cpu = [a - b for a, b in zip(cpu[name], cpu[base])]
+                print(f"  {'':<34} added wall {describe(added)}")
+                print(f"  {'':<34} added cpu  {describe(added_cpu)}")
     if json_path:
         with open(json_path, "a") as out:
             for name, argv in commands:
