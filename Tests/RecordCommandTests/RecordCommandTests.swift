@@ -32,7 +32,26 @@ final class RecordCommandTests: XCTestCase {
             let report = try TraceReport(directory: work + "/trace")
             XCTAssertEqual(report.functions.map(\.unfinished), Array(repeating: 0, count: report.functions.count), label)
             XCTAssertEqual(report.unmatchedExits, 0, label)
+            try checkObjectSymbols(work + "/trace", program: program, label: label)
         }
+    }
+
+    /// objects.json names the functions events can hold: the program's,
+    /// and libc's (it defines __fentry__, so the entry scan looks at it);
+    /// the shim (never traced) and the loader (no site list, no __fentry__)
+    /// are listed with their ranges and no symbols, and no error.
+    private func checkObjectSymbols(_ trace: String, program: String, label: String) throws {
+        let objects = try TraceReader.readObjects(directory: trace).objects
+        let byName = { (suffix: String) in objects.filter { URL(fileURLWithPath: $0.path).lastPathComponent.hasPrefix(suffix) } }
+        let main = try XCTUnwrap(objects.first { $0.path == URL(fileURLWithPath: program).resolvingSymlinksInPath().path }, label)
+        XCTAssertTrue(main.symbols.contains { $0.name == "leaf" }, label)
+        XCTAssertFalse(try XCTUnwrap(byName("libc.so").first, label).symbols.isEmpty, label)
+        for object in byName("libLiveTraceC.so") + byName("liblivetrace.so") + byName("ld-linux") {
+            XCTAssertFalse(object.ranges.isEmpty, "\(label): \(object.path)")
+            XCTAssertTrue(object.symbols.isEmpty, "\(label): \(object.path) has \(object.symbols.count) symbols")
+            XCTAssertNil(object.symbolsError, "\(label): \(object.path)")
+        }
+        XCTAssertFalse(byName("ld-linux").isEmpty, label)
     }
 
     func testReportThroughTheCLIReadsTheRecordedTrace() throws {
