@@ -162,7 +162,9 @@ struct LoadedObject {
 
 /// Link-time discovery results per file, so that re-running discovery in the
 /// live process parses only objects it has not seen. Keyed by path and file
-/// identity (device, inode, size, mtime) and by the options.
+/// identity (device, inode, size, mtime) and by the options. A file found
+/// without sites is also remembered on disk for the next processes
+/// (SitelessCache).
 final class DiscoveryCache: Sendable {
     static let shared = DiscoveryCache()
 
@@ -183,7 +185,18 @@ final class DiscoveryCache: Sendable {
         if let cached = entries.withLock({ $0[key] }), cached.object.fileIdentity == object.fileIdentity {
             return (cached.object, cached.sites)
         }
-        let sites = try object.discoverSites(options: options)
+        // Across processes, only "no site here" is remembered (SitelessCache).
+        let sites: ObjectSites
+        if !options.includeFunctionsWithoutSites && SitelessCache.isSiteless(path: path, identity: object.fileIdentity) {
+            sites = ObjectSites(
+                path: path, type: object.type, loadBias: 0, addressesAreRunTime: false, sites: [],
+                functionsWithoutSites: [], siteSources: [], discardedListEntries: 0, hasSourceLines: false)
+        } else {
+            sites = try object.discoverSites(options: options)
+            if !options.includeFunctionsWithoutSites && sites.sites.isEmpty {
+                SitelessCache.recordSiteless(path: path, identity: object.fileIdentity)
+            }
+        }
         entries.withLock { $0[key] = Entry(object: object, sites: sites) }
         return (object, sites)
     }

@@ -410,7 +410,9 @@ final class ShimReports: @unchecked Sendable {
         let main = mainPid.load(ordering: .acquiring)
         guard message.pid == main || main == 0 && started.count == 1 else { return }
         do throws(RecordingError) {
-            let captured = try ObjectCapture.capture(pid: message.pid, withoutSymbols: tracerLibrary, onlyObjectsWithSites: true)
+            let captured = try ObjectCapture.capture(pid: message.pid, withoutSymbols: tracerLibrary, onlyObjectsWithSites: true) { path in
+                SitelessCache.isSiteless(path: path)
+            }
             // Objects of an earlier image (before an exec) stay while no new
             // mapping overlaps them, so its events keep their names.
             let ranges = captured.objects.flatMap(\.ranges)
