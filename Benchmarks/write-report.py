@@ -54,11 +54,11 @@ def main():
         "",
         "## Targets",
         "",
-        "| target | figure (median) | range | | goal | verdict |",
-        "|---|---:|---|---|---|---|",
+        "| target | figure (median) | range | goal | verdict |",
+        "|---|---:|---|---|---|",
     ]
     for name, median, spread, unit, target, verdict in targets:
-        lines.append(f"| {name} | {median} {unit} | {spread} | | {target} | {verdict} |")
+        lines.append(f"| {name} | {median}{unit if unit == 'x' else ' ' + unit} | {spread} | {target} | {verdict} |")
     lines += [
         "",
         "## Figures",
