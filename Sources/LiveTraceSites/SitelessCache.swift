@@ -15,6 +15,8 @@
 // (cp -p, touch -r) is a new key. The key is the entry's file name; the
 // entry's content (a version line and the path) is for people only.
 //
+// Who: the LD_PRELOAD shim writes and reads it (enable()); `livetrace
+// record` reads it (isSiteless(path:) is on for the CLI, which enables it).
 // Where: $LIVETRACE_CACHE_DIR, else $XDG_CACHE_HOME/livetrace, else
 // $HOME/.cache/livetrace (created 0700). LIVETRACE_NO_CACHE=1 turns it off.
 // Entries are written to a temporary name and renamed, so a reader never
@@ -22,12 +24,22 @@
 // home, no HOME) only means no caching. Nothing here writes to the traced
 // program's descriptors or changes its errno (callers save it).
 import Glibc
+import Synchronization
 
 public enum SitelessCache {
     static let version = "livetrace siteless v1"
 
+    /// Off until `enable()`: only the LD_PRELOAD shim (LiveTraceC/Preload.swift)
+    /// uses the cache, where a program's start-up pays for discovery; a
+    /// program tracing itself through the API leaves no file behind.
+    private static let enabled = Atomic<Bool>(false)
+
+    public static func enable() { enabled.store(true, ordering: .releasing) }
+
     /// The cache directory, or nil when caching is off.
-    static let directory: String? = {
+    static var directory: String? { enabled.load(ordering: .acquiring) ? configuredDirectory : nil }
+
+    private static let configuredDirectory: String? = {
         func variable(_ name: String) -> String? {
             guard let value = getenv(name) else { return nil }
             let text = String(cString: value)

@@ -141,6 +141,7 @@ struct RecordCommand: ParsableCommand {
         // Step 3.
         let forwarder = SignalForwarder.blockForwardedSignals()
         let shim = ShimReports(tracerLibrary: FileIdentity.of(path: library))
+        SitelessCache.enable()
         let session: RecordingSession
         let existed = access(directory, F_OK) == 0
         do throws(RecordingError) {

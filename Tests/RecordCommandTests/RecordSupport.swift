@@ -46,8 +46,8 @@ enum RecordFixtures {
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         // The siteless cache (SitelessCache.swift) of the test runs stays in
         // the fixtures' directory, not in the user's ~/.cache.
-        let cache = ["LIVETRACE_CACHE_DIR": Fixtures.buildDirectory.appendingPathComponent("livetrace-cache").path]
-        process.environment = ProcessInfo.processInfo.environment.merging(cache) { $1 }.merging(environment) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(Fixtures.cacheEnvironment) { $1 }
+            .merging(environment) { $1 }
         let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
         process.standardOutput = outPipe
         process.standardError = errPipe
