@@ -49,5 +49,11 @@ def row(name, values, unit, target="", verdict="", digits=1):
             out.write(line)
 
 
+def ratios(numerators, denominators):
+    """Per-round ratios; a round whose denominator is not positive (start-up
+    jitter larger than the measured cost) has no ratio and is left out."""
+    return [n / d for n, d in zip(numerators, denominators) if d > 0] or [float("nan")]
+
+
 def verdict(ok):
     return "met" if ok else "NOT met"

@@ -35,10 +35,10 @@ rm -f "$LUA_WORK/lua-compare.json.last"; mv "$LUA_WORK/lua-compare.json" "$LUA_W
 python3 - "$LUA_WORK/lua-compare.json.last" "$RUNS" "$exact" <<'PY'
 import sys
 sys.path.insert(0, "Benchmarks")
-from benchlib import load, describe, row, spread, verdict
+from benchlib import load, describe, row, spread, verdict, ratios
 r = load(sys.argv[1]); runs = int(sys.argv[2])
 uf, lt = r["uftrace"]["added_wall_ms"], r["livetrace"]["added_wall_ms"]
-ratio = [u / l if l > 0 else float("inf") for u, l in zip(uf, lt)]
+ratio = ratios(uf, lt)
 print(f"lua-compare: lua-gcc-pg workload.lua (Debian lua5.4, gcc -O0 -pg -mfentry), {runs} alternating rounds, ms: median (range)")
 print(f"  untraced                          {describe(r['untraced']['wall_ms'])}")
 print(f"  uftrace 0.13 record --no-libcall  +{describe(uf)}")

@@ -34,12 +34,12 @@ python3 Benchmarks/alternate.py --quiet --runs "$RUNS" --cwd "$WORK" --json "$WO
 python3 - "$WORK/startup.json" "$RUNS" <<'PY'
 import sys
 sys.path.insert(0, "Benchmarks")
-from benchlib import load, describe, row, spread, verdict
+from benchlib import load, describe, row, spread, verdict, ratios
 r = load(sys.argv[1]); runs = int(sys.argv[2])
 lt_wall, uf_wall = r["livetrace"]["added_wall_ms"], r["uftrace"]["added_wall_ms"]
 lt_cpu, uf_cpu = r["livetrace"]["added_cpu_ms"], r["uftrace"]["added_cpu_ms"]
-ratio = [l / u if u > 0 else float("inf") for l, u in zip(lt_wall, uf_wall)]
-ratio_cpu = [l / u if u > 0 else float("inf") for l, u in zip(lt_cpu, uf_cpu)]
+ratio = ratios(lt_wall, uf_wall)
+ratio_cpu = ratios(lt_cpu, uf_cpu)
 print(f"startup: record -- fib 3 (three functions, 6 events), {runs} alternating rounds, ms added to the program: median (range)")
 print(f"  untraced fib 3             wall {describe(r['plain']['wall_ms'])}")
 print(f"  uftrace 0.13 record -P .   wall +{describe(uf_wall)}  cpu +{describe(uf_cpu)}")

@@ -71,7 +71,7 @@ fi
 python3 - "$WORK" "$RUNS" "$PINNED" "$SIZES" "${uf_calls:-?}" "${live_calls:-?}" "${live_summary:-none}" <<'PY'
 import os, sys
 sys.path.insert(0, "Benchmarks")
-from benchlib import load, marginal_ns, describe, row, spread, verdict
+from benchlib import load, marginal_ns, describe, row, spread, verdict, ratios
 work, runs, pinned, sizes = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4].split()
 uf_calls, live_calls, live_summary = sys.argv[5:8]
 print(f"uftrace-compare: entry+exit of a hot function, same -fpatchable-function-entry=5 binary, "
@@ -81,7 +81,7 @@ for size in sizes:
     r = load(f"{work}/calls-{N}.json")
     uf = marginal_ns(r, "uftrace-N", "uftrace-n", "plain-N", "plain-n", N - n)
     lt = marginal_ns(r, "livetrace-N", "livetrace-n", "plain-N", "plain-n", N - n)
-    ratio = [u / l if l > 0 else float("inf") for u, l in zip(uf, lt)]
+    ratio = ratios(uf, lt)
     label = f"{N / 1e6:g}M calls"
     print(f"  {label:>10}: uftrace 0.13 record -P . {describe(uf)}  livetrace record {describe(lt)}")
     print(f"  {'':>10}  ratio uftrace / livetrace per round {describe(ratio)} (target >= 5x)")
@@ -94,7 +94,7 @@ if pinned:
     r = load(f"{work}/pinned.json")
     same = marginal_ns(r, "same-N", "same-n", "plain-N", "plain-n", N - n)
     other = marginal_ns(r, "other-N", "other-n", "plain-N", "plain-n", N - n)
-    ratio = [o / s if s > 0 else float("inf") for o, s in zip(other, same)]
+    ratio = ratios(other, same)
     print(f"  pinned, 2M calls, program on CPU 0: drain on the same core {describe(same)}, on the other core {describe(other)}")
     print(f"  {'':>10}  ratio other core / same core per round {describe(ratio, 2)} (target <= 1.5)")
     row("livetrace record, 2M calls, drain on the same core (pinned): added per call", same, "ns")

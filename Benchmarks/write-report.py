@@ -50,7 +50,7 @@ def main():
         f"the run took {int(seconds) // 60} min {int(seconds) % 60} s.",
         "Every figure is the **median** of at least 7 alternating runs (the baseline and the",
         "measured side interleaved, the order rotating every round) with its **range**",
-        "(min-max) beside it; never the best run. Ratios are taken per round.",
+        "(min-max) beside it; never the best run. Ratios are taken per round (a round whose denominator is not positive, start-up jitter larger than the cost measured, has none).",
         "",
         "## Targets",
         "",
