@@ -48,4 +48,11 @@ print(f"  exactness (scripts/real-programs.sh): {sys.argv[3]}")
 row("Lua workload: livetrace record extra time", lt, "ms")
 row("Lua workload: uftrace record extra time", uf, "ms")
 row("ratio Lua extra time uftrace / livetrace", ratio, "x", ">= 4x", verdict(spread(ratio)[0] >= 4))
+# Exactness is a fact, not a figure: one row with its verdict.
+import os
+exact = not sys.argv[3].startswith("FAILED")
+if os.environ.get("BENCH_ROWS"):
+    with open(os.environ["BENCH_ROWS"], "a") as out:
+        detail = "every build, every function" if exact else sys.argv[3].split("(log:")[0].replace("FAILED: ", "")
+        out.write(f"Lua traces exact against a counting __fentry__ (scripts/real-programs.sh): {detail}\t-\t-\t\texact\t{verdict(exact)}\n")
 PY
