@@ -24,8 +24,12 @@ deps:
 build: deps
 	$(SWIFT) build
 
+# --static-swift-stdlib: the CLI links the Swift runtime and Foundation in;
+# resolving their symbols and relocations at every start was a third of the
+# command's own start-up (Benchmarks/startup.sh). liblivetrace.so links its
+# runtime statically anyway (-static-stdlib in Package.swift).
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 
 # liblivetrace.so (include/livetrace.h): SwiftPM names the product
 # libLiveTraceC.so; its soname, and this link, are liblivetrace.so.

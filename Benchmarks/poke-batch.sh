@@ -3,4 +3,4 @@
 # $1: the release bin directory.
 set -euo pipefail
 BIN="${1:-.build/release}"
-"$BIN/livetrace-poke-bench" 100000 1
+"$BIN/livetrace-poke-bench" "${POKE_SITES:-100000}" 1

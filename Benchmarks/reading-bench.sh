@@ -49,22 +49,32 @@ for _ in $(seq "$REPEAT"); do
     measure lt-replay-small "$BIN/livetrace" replay -d "$WORK/lt-small"
 done
 
-# summary NAME EVENTS: "median M ev/s (min..max), peak median MB (min..max)".
+# summary NAME EVENTS [LABEL TARGET]: "median M ev/s (min..max), peak median
+# MB (min..max)"; with LABEL, also rows of BENCHMARKS.md (run.sh's
+# BENCH_ROWS, Benchmarks/benchlib.py): the rate against TARGET M events/s
+# (none when TARGET is empty) and the peak memory.
 summary() {
-    python3 - "$WORK/$1.runs" "$2" <<'PY'
-import statistics, sys
+    python3 - "$WORK/$1.runs" "$2" "${3:-}" "${4:-}" <<'PY'
+import os, statistics, sys
 runs = [tuple(map(float, line.split())) for line in open(sys.argv[1]) if line.strip()]
 events = int(sys.argv[2])
+label, target = sys.argv[3], sys.argv[4]
 rates = sorted(events / max(s, 1e-3) / 1e6 for s, _ in runs)
 peaks = sorted(kb / 1024 for _, kb in runs)
-print("%7.1f M events/s (%.1f..%.1f)   peak %7.1f MB (%.1f..%.1f)" % (
-    statistics.median(rates), rates[0], rates[-1], statistics.median(peaks), peaks[0], peaks[-1]))
+rate, peak = statistics.median(rates), statistics.median(peaks)
+print("%7.1f M events/s (%.1f..%.1f)   peak %7.1f MB (%.1f..%.1f)" % (rate, rates[0], rates[-1], peak, peaks[0], peaks[-1]))
+if label and os.environ.get("BENCH_ROWS"):
+    with open(os.environ["BENCH_ROWS"], "a") as out:
+        goal = f">= {target} M events/s" if target else ""
+        verdict = ("met" if rate >= float(target) else "NOT met") if target else ""
+        out.write(f"{label} ({events} events)\t{rate:.1f}\t{rates[0]:.1f}-{rates[-1]:.1f}\tM events/s\t{goal}\t{verdict}\n")
+        out.write(f"{label}: peak memory ({events} events)\t{peak:.1f}\t{peaks[0]:.1f}-{peaks[-1]:.1f}\tMB\t\t\n")
 PY
 }
 echo "reading-bench: $EVENTS events ($CALLS calls of one function), median and spread of $REPEAT alternating runs"
-printf "  livetrace report          %s\n" "$(summary lt-report $EVENTS)"
-printf "  uftrace report            %s\n" "$(summary uft-report $EVENTS)"
-printf "  livetrace replay          %s\n" "$(summary lt-replay $EVENTS)"
-printf "  uftrace replay            %s\n" "$(summary uft-replay $EVENTS)"
-printf "  livetrace report  (1/10)  %s\n" "$(summary lt-report-small $((2 * SMALL + 2)))"
-printf "  livetrace replay  (1/10)  %s\n" "$(summary lt-replay-small $((2 * SMALL + 2)))"
+printf "  livetrace report          %s\n" "$(summary lt-report $EVENTS "livetrace report" 30)"
+printf "  uftrace report            %s\n" "$(summary uft-report $EVENTS "uftrace report")"
+printf "  livetrace replay          %s\n" "$(summary lt-replay $EVENTS "livetrace replay > /dev/null" 10)"
+printf "  uftrace replay            %s\n" "$(summary uft-replay $EVENTS "uftrace replay > /dev/null")"
+printf "  livetrace report  (1/10)  %s\n" "$(summary lt-report-small $((2 * SMALL + 2)) "livetrace report, a tenth of the calls")"
+printf "  livetrace replay  (1/10)  %s\n" "$(summary lt-replay-small $((2 * SMALL + 2)) "livetrace replay, a tenth of the calls")"

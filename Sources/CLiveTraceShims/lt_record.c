@@ -503,6 +503,11 @@ int lt_record_attach_file(const char *path) {
     int e = errno;
     close(fd);
     if (base == MAP_FAILED) return -e;
+    /* A fault brings in its own page only: the file is fallocated, and a
+     * read-around would zero-fill the disk's whole read-ahead window (8 MiB
+     * here) around the first event of a ring (RecordingSyscalls.swift,
+     * Sys.mmapShared, says the same for the reader's mapping). */
+    (void)madvise(base, (size_t)st.st_size, MADV_RANDOM);
     pthread_mutex_lock(&lt_control_lock);
     int status = lt_attach_locked(base, (size_t)st.st_size);
     pthread_mutex_unlock(&lt_control_lock);

@@ -30,6 +30,7 @@
 import CLiveTraceShims
 import Glibc
 import LiveTracePreload
+import LiveTraceSites
 import LiveTraceTrampolines
 
 /// The loader calls the function pointers of .init_array after this
@@ -96,7 +97,8 @@ private func startRecording() -> Result<Void, PreloadFailure> {
             code: -Int32(LT_EINVAL),
             message: "cannot attach to the ring area \(environment(PreloadEnvironment.rings) ?? ""): \(reason)"))
     }
-    // Step 3.
+    // Step 3 (files found without sites are remembered for the next start).
+    SitelessCache.enable()
     do throws(TraceError) {
         _ = try FunctionGraph.start(functions: filters, excluding: notrace, maxDepth: depth)
         return .success(())

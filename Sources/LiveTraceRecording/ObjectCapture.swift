@@ -6,8 +6,46 @@
 // then
 //   bias = S - (pageDown(p_vaddr) + O - pageDown(p_offset))
 // and a run-time address A lies at link-time address A - bias.
+//
+// Cost: a capture reads /proc/PID/maps and fstat's each executable object;
+// the symbols of a file are read once per process (ElfSymbols.cached, keyed
+// by device, inode, size and mtime), so capturing again at exit costs only
+// the map. The tracer's own library is listed without symbols: none of its
+// functions is ever traced, and its 46,000 symbols (the Swift runtime is
+// linked in) were most of objects.json and of the capture's time. For
+// `livetrace record`, so is every object that cannot hold an entry site (no
+// site list, no `__fentry__`): no event can name its functions.
 import CElfutils
 import Glibc
+import Synchronization
+
+/// A file's identity for caching what was read from it: device and inode
+/// name the file, size and mtime (to the nanosecond) tell a rewritten one.
+public struct FileIdentity: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    public var mtimeSeconds: Int64
+    public var mtimeNanoseconds: Int64
+
+    public init(_ status: stat) {
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+        size = Int64(status.st_size)
+        mtimeSeconds = Int64(status.st_mtim.tv_sec)
+        mtimeNanoseconds = Int64(status.st_mtim.tv_nsec)
+    }
+
+    /// The identity of the file at `path` (following symbolic links); nil
+    /// when it cannot be stat'ed.
+    public static func of(path: String) -> FileIdentity? {
+        var status = stat()
+        return stat(path, &status) == 0 ? FileIdentity(status) : nil
+    }
+
+    /// Same file, whatever its contents: device and inode.
+    public func isSameFile(as other: FileIdentity) -> Bool { device == other.device && inode == other.inode }
+}
 
 public enum ObjectCapture {
     /// A file-backed mapping line of /proc/PID/maps.
@@ -19,8 +57,17 @@ public enum ObjectCapture {
         var path: String
     }
 
-    /// Every object of process `pid` with executable mappings.
-    public static func capture(pid: Int32) throws(RecordingError) -> ObjectTable {
+    /// Every object of process `pid` with executable mappings. An object
+    /// whose file is one of `withoutSymbols` (the tracer's own library) is
+    /// listed with its ranges and an empty symbol list; so is, with
+    /// `onlyObjectsWithSites`, an object that cannot hold an entry site
+    /// (ElfSymbols.read(fd:path:withSymbols:onlyWithSites:)).
+    /// `knownSiteless(path)`: the caller knows the file holds no site (site
+    /// discovery's cache, LiveTraceSites' SitelessCache): no symbols either.
+    public static func capture(
+        pid: Int32, withoutSymbols: [FileIdentity] = [], onlyObjectsWithSites: Bool = false,
+        knownSiteless: (String) -> Bool = { _ in false }
+    ) throws(RecordingError) -> ObjectTable {
         let mapsPath = "/proc/\(pid)/maps"
         let text = String(decoding: try Sys.readFile(mapsPath), as: UTF8.self)
         var byPath: [String: [Mapping]] = [:]
@@ -36,7 +83,10 @@ public enum ObjectCapture {
             guard !executable.isEmpty else { continue }
             let elf: ElfSymbols
             do throws(RecordingError) {
-                elf = try ElfSymbols.read(path: path)
+                let siteless = onlyObjectsWithSites && knownSiteless(path)
+                elf = try ElfSymbols.cached(path: path, onlyWithSites: onlyObjectsWithSites) { identity in
+                    !siteless && !withoutSymbols.contains { $0.isSameFile(as: identity) }
+                }
             } catch {
                 // Said in objects.json, not dropped: its addresses stay hex.
                 objects.append(TraceObject(
@@ -85,8 +135,8 @@ extension Substring {
 }
 
 /// Function symbols, PT_LOAD segments and build-id of one ELF file (libelf).
-public struct ElfSymbols {
-    public struct Load { public var offset: UInt64; public var vaddr: UInt64; public var fileSize: UInt64 }
+public struct ElfSymbols: Sendable {
+    public struct Load: Sendable { public var offset: UInt64; public var vaddr: UInt64; public var fileSize: UInt64 }
     public var symbols: [TraceSymbol]
     public var loads: [Load]
     public var buildId: String?
@@ -113,10 +163,52 @@ public struct ElfSymbols {
         return nil
     }
 
-    public static func read(path: String) throws(RecordingError) -> ElfSymbols {
-        _ = elf_version(UInt32(EV_CURRENT))
+    private struct CacheKey: Hashable {
+        var identity: FileIdentity
+        var withSymbols: Bool
+        var onlyWithSites: Bool
+    }
+    /// What was read, per file: entries are immutable once stored.
+    private static let cache = Mutex<[CacheKey: ElfSymbols]>([:])
+
+    /// `read(path:)`, once per file identity in this process. `wantsSymbols`
+    /// decides from the file's identity whether its symbols are read at all.
+    public static func cached(
+        path: String, onlyWithSites: Bool = false, wantsSymbols: (FileIdentity) -> Bool = { _ in true }
+    ) throws(RecordingError) -> ElfSymbols {
         let fd = try Sys.open(path, O_RDONLY)
         defer { Sys.close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return try read(fd: fd, path: path, withSymbols: true) }
+        let identity = FileIdentity(status)
+        let key = CacheKey(identity: identity, withSymbols: wantsSymbols(identity), onlyWithSites: onlyWithSites)
+        if let hit = cache.withLock({ $0[key] }) { return hit }
+        let result = try read(fd: fd, path: path, withSymbols: key.withSymbols, onlyWithSites: onlyWithSites)
+        cache.withLock { $0[key] = result }
+        return result
+    }
+
+    public static func read(path: String) throws(RecordingError) -> ElfSymbols {
+        let fd = try Sys.open(path, O_RDONLY)
+        defer { Sys.close(fd) }
+        return try read(fd: fd, path: path, withSymbols: true)
+    }
+
+    /// Names of the sections that list entry sites, and of the function an
+    /// entry scan looks for (LiveTraceSites' SiteFinder, steps 2 and 5).
+    static let siteListSections = ["__patchable_function_entries", "__mcount_loc"]
+    static let fentryName = "__fentry__"
+
+    /// The PT_LOAD segments and build-id of the ELF file open on `fd`, and
+    /// its function symbols when `withSymbols` — and then, with
+    /// `onlyWithSites`, only when the file can hold an entry site at all: a
+    /// site list section, or a symbol named `__fentry__` (called or
+    /// defined). Without either, site discovery finds no site in it, so no
+    /// event can name one of its functions.
+    /// Only the sections used are read (a file's code and debug sections
+    /// are never loaded).
+    static func read(fd: Int32, path: String, withSymbols: Bool, onlyWithSites: Bool = false) throws(RecordingError) -> ElfSymbols {
+        _ = elf_version(UInt32(EV_CURRENT))
         guard let elf = elf_begin(fd, ELF_C_READ, nil) else {
             throw .damagedTrace(file: path, reason: "libelf: \(String(cString: elf_errmsg(-1)))")
         }
@@ -133,42 +225,74 @@ public struct ElfSymbols {
             }
         }
 
-        var symtab: [TraceSymbol] = []
-        var dynsym: [TraceSymbol] = []
-        var buildId: String?
+        // The section headers alone first.
+        var symbolTables: [(scn: OpaquePointer, header: GElf_Shdr)] = []
+        var notes: [OpaquePointer] = []
+        var hasSiteList = false
+        var namesIndex = 0
+        let haveNames = elf_getshdrstrndx(elf, &namesIndex) == 0
         var section = elf_nextscn(elf, nil)
         while let scn = section {
             defer { section = elf_nextscn(elf, scn) }
             var shdr = GElf_Shdr()
-            guard gelf_getshdr(scn, &shdr) != nil, let data = elf_getdata(scn, nil) else { continue }
+            guard gelf_getshdr(scn, &shdr) != nil else { continue }
             switch shdr.sh_type {
-            case sectionSymtab, sectionDynsym:
-                let count = shdr.sh_entsize == 0 ? 0 : Int(shdr.sh_size / shdr.sh_entsize)
-                var found: [TraceSymbol] = []
+            case sectionSymtab, sectionDynsym: symbolTables.append((scn, shdr))
+            case sectionNote: notes.append(scn)
+            default:
+                if haveNames, let name = elf_strptr(elf, namesIndex, Int(shdr.sh_name)),
+                   siteListSections.contains(String(cString: name)) {
+                    hasSiteList = true
+                }
+            }
+        }
+
+        var readSymbols = withSymbols
+        if readSymbols && onlyWithSites && !hasSiteList {
+            readSymbols = symbolTables.contains { table in
+                guard let data = elf_getdata(table.scn, nil), table.header.sh_entsize > 0 else { return false }
+                let count = Int(table.header.sh_size / table.header.sh_entsize)
                 for i in 0..<count {
                     var sym = GElf_Sym()
-                    guard gelf_getsym(data, Int32(i), &sym) != nil else { continue }
-                    let type = sym.st_info & symbolTypeMask
-                    guard type == symbolTypeFunction || type == symbolTypeIndirect, sym.st_shndx != 0, sym.st_value != 0,
-                          let name = elf_strptr(elf, Int(shdr.sh_link), Int(sym.st_name)) else { continue }
-                    found.append(TraceSymbol(name: String(cString: name), address: sym.st_value, size: sym.st_size))
+                    guard gelf_getsym(data, Int32(i), &sym) != nil,
+                          let name = elf_strptr(elf, Int(table.header.sh_link), Int(sym.st_name)) else { continue }
+                    if strcmp(name, fentryName) == 0 { return true }
                 }
-                if shdr.sh_type == sectionSymtab { symtab = found } else { dynsym = found }
-            case sectionNote where buildId == nil:
-                var offset = 0
-                while offset < Int(data.pointee.d_size) {
-                    var note = GElf_Nhdr()
-                    var nameOffset = 0, descOffset = 0
-                    let next = gelf_getnote(data, offset, &note, &nameOffset, &descOffset)
-                    if next == 0 { break }
-                    if note.n_type == noteGnuBuildId, note.n_namesz == 4, let base = data.pointee.d_buf {
-                        let desc = UnsafeRawBufferPointer(start: base + descOffset, count: Int(note.n_descsz))
-                        buildId = desc.map { String($0, radix: 16).leftPadded2 }.joined()
-                    }
-                    offset = next
+                return false
+            }
+        }
+
+        var symtab: [TraceSymbol] = []
+        var dynsym: [TraceSymbol] = []
+        for (scn, shdr) in symbolTables where readSymbols {
+            guard let data = elf_getdata(scn, nil) else { continue }
+            let count = shdr.sh_entsize == 0 ? 0 : Int(shdr.sh_size / shdr.sh_entsize)
+            var found: [TraceSymbol] = []
+            for i in 0..<count {
+                var sym = GElf_Sym()
+                guard gelf_getsym(data, Int32(i), &sym) != nil else { continue }
+                let type = sym.st_info & symbolTypeMask
+                guard type == symbolTypeFunction || type == symbolTypeIndirect, sym.st_shndx != 0, sym.st_value != 0,
+                      let name = elf_strptr(elf, Int(shdr.sh_link), Int(sym.st_name)) else { continue }
+                found.append(TraceSymbol(name: String(cString: name), address: sym.st_value, size: sym.st_size))
+            }
+            if shdr.sh_type == sectionSymtab { symtab = found } else { dynsym = found }
+        }
+
+        var buildId: String?
+        for scn in notes where buildId == nil {
+            guard let data = elf_getdata(scn, nil) else { continue }
+            var offset = 0
+            while offset < Int(data.pointee.d_size) {
+                var note = GElf_Nhdr()
+                var nameOffset = 0, descOffset = 0
+                let next = gelf_getnote(data, offset, &note, &nameOffset, &descOffset)
+                if next == 0 { break }
+                if note.n_type == noteGnuBuildId, note.n_namesz == 4, let base = data.pointee.d_buf {
+                    let desc = UnsafeRawBufferPointer(start: base + descOffset, count: Int(note.n_descsz))
+                    buildId = desc.map { String($0, radix: 16).leftPadded2 }.joined()
                 }
-            default:
-                break
+                offset = next
             }
         }
         // .symtab holds every function; .dynsym only the exported ones.

@@ -23,6 +23,13 @@ import Glibc
 ///    differs is rejected (`.differsFromFile`), unless `isOwnedByPatcher`
 ///    says LiveTrace itself has rewritten it. Memory is read only inside a
 ///    loaded, readable, executable segment of that object.
+///
+/// The tracer never traces itself: the shared object holding LiveTrace's own
+/// code (liblivetrace.so, the LD_PRELOAD shim) is not an object of the table.
+/// Nothing in it is compiled with entry sites, and its 46,000 function
+/// symbols (the Swift runtime is linked in) were most of the shim's
+/// discovery time at start-up. When LiveTrace is linked into the program
+/// itself, the program is discovered like any other.
 extension SiteTable {
     /// The sites of every object loaded in this process, at run-time addresses.
     ///
@@ -35,7 +42,9 @@ extension SiteTable {
         let loaded = try LoadedObject.enumerate()
         var objects: [ObjectSites] = []
         var failures: [ObjectFailure] = []
-        for object in loaded {
+        let tracerFunction: @convention(c) (lt_loaded_object_visitor?, UnsafeMutableRawPointer?) -> Int32 = lt_iterate_loaded_objects
+        let tracerCode = UInt(bitPattern: unsafeBitCast(tracerFunction, to: UnsafeRawPointer.self))
+        for object in loaded where object.isMainProgram || !object.containsCode(at: tracerCode) {
             guard let path = object.filePath else {
                 failures.append(ObjectFailure(path: object.name, error: .unsupported(path: object.name, reason: "no file on disk (vDSO): no sites")))
                 continue
@@ -116,6 +125,12 @@ struct LoadedObject {
         return collector.objects
     }
 
+    /// Whether run-time address `address` is in one of its executable segments.
+    func containsCode(at address: UInt) -> Bool {
+        let linkTime = UInt64(address &- bias)
+        return segments.contains { $0.isExecutable && linkTime >= $0.address && linkTime - $0.address < $0.memorySize }
+    }
+
     /// Step 3: the file's loadable segments must be the loaded ones.
     func checkMatches(_ file: ElfObject) throws(DiscoveryError) {
         let fromFile = file.segments.map { [$0.address, $0.memorySize, $0.fileSize, $0.isExecutable ? 1 : 0] }
@@ -147,7 +162,9 @@ struct LoadedObject {
 
 /// Link-time discovery results per file, so that re-running discovery in the
 /// live process parses only objects it has not seen. Keyed by path and file
-/// identity (device, inode, size, mtime) and by the options.
+/// identity (device, inode, size, mtime) and by the options. A file found
+/// without sites is also remembered on disk for the next processes
+/// (SitelessCache).
 final class DiscoveryCache: Sendable {
     static let shared = DiscoveryCache()
 
@@ -168,7 +185,18 @@ final class DiscoveryCache: Sendable {
         if let cached = entries.withLock({ $0[key] }), cached.object.fileIdentity == object.fileIdentity {
             return (cached.object, cached.sites)
         }
-        let sites = try object.discoverSites(options: options)
+        // Across processes, only "no site here" is remembered (SitelessCache).
+        let sites: ObjectSites
+        if !options.includeFunctionsWithoutSites && SitelessCache.isSiteless(path: path, identity: object.fileIdentity) {
+            sites = ObjectSites(
+                path: path, type: object.type, loadBias: 0, addressesAreRunTime: false, sites: [],
+                functionsWithoutSites: [], siteSources: [], discardedListEntries: 0, hasSourceLines: false)
+        } else {
+            sites = try object.discoverSites(options: options)
+            if !options.includeFunctionsWithoutSites && sites.sites.isEmpty {
+                SitelessCache.recordSiteless(path: path, identity: object.fileIdentity)
+            }
+        }
         entries.withLock { $0[key] = Entry(object: object, sites: sites) }
         return (object, sites)
     }

@@ -140,7 +140,8 @@ struct RecordCommand: ParsableCommand {
         try TraceDirectory.prepare(directory)
         // Step 3.
         let forwarder = SignalForwarder.blockForwardedSignals()
-        let shim = ShimReports()
+        let shim = ShimReports(tracerLibrary: FileIdentity.of(path: library))
+        SitelessCache.enable()
         let session: RecordingSession
         let existed = access(directory, F_OK) == 0
         do throws(RecordingError) {
@@ -387,6 +388,14 @@ final class ShimReports: @unchecked Sendable {
     private var failures: [String] = []
     /// Every image of the program captured so far (the newest first).
     private var objects = ObjectTable(objects: [])
+    /// Whether `objects` is in objects.json already.
+    private var written = false
+    /// The shim, listed in objects.json without its symbols (never traced).
+    private let tracerLibrary: [FileIdentity]
+
+    init(tracerLibrary: FileIdentity?) {
+        self.tracerLibrary = tracerLibrary.map { [$0] } ?? []
+    }
 
     /// Runs on the control thread while the shim waits for the reply.
     func received(_ message: PreloadMessage, session: RecordingSession) {
@@ -402,15 +411,22 @@ final class ShimReports: @unchecked Sendable {
         let main = mainPid.load(ordering: .acquiring)
         guard message.pid == main || main == 0 && started.count == 1 else { return }
         do throws(RecordingError) {
-            let captured = try ObjectCapture.capture(pid: message.pid)
+            let captured = try ObjectCapture.capture(pid: message.pid, withoutSymbols: tracerLibrary, onlyObjectsWithSites: true) { path in
+                SitelessCache.isSiteless(path: path)
+            }
             // Objects of an earlier image (before an exec) stay while no new
             // mapping overlaps them, so its events keep their names.
             let ranges = captured.objects.flatMap(\.ranges)
             let kept = objects.objects.filter { old in
                 !old.ranges.contains { range in ranges.contains { $0[0] < range[1] && range[0] < $0[1] } }
             }
-            objects = ObjectTable(objects: captured.objects + kept)
+            let table = ObjectTable(objects: captured.objects + kept)
+            // At exit the map is usually the one captured at start.
+            guard !written || table != objects else { return }
+            objects = table
+            written = false
             try session.writeObjects(objects)
+            written = true
         } catch {
             failures.append("the memory map of pid \(message.pid) could not be captured (function names may be missing): \(error)")
         }

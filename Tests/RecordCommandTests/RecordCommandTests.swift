@@ -32,7 +32,69 @@ final class RecordCommandTests: XCTestCase {
             let report = try TraceReport(directory: work + "/trace")
             XCTAssertEqual(report.functions.map(\.unfinished), Array(repeating: 0, count: report.functions.count), label)
             XCTAssertEqual(report.unmatchedExits, 0, label)
+            try checkObjectSymbols(work + "/trace", program: program, label: label)
         }
+    }
+
+    /// objects.json names the functions events can hold: the program's; the
+    /// shim (never traced) and the loader (no site list, no __fentry__) are
+    /// listed with their ranges and no symbols, and no error.
+    private func checkObjectSymbols(_ trace: String, program: String, label: String) throws {
+        let objects = try TraceReader.readObjects(directory: trace).objects
+        let byName = { (suffix: String) in objects.filter { URL(fileURLWithPath: $0.path).lastPathComponent.hasPrefix(suffix) } }
+        let main = try XCTUnwrap(objects.first { $0.path == URL(fileURLWithPath: program).resolvingSymlinksInPath().path }, label)
+        XCTAssertTrue(main.symbols.contains { $0.name == "leaf" }, label)
+        for object in byName("libLiveTraceC.so") + byName("liblivetrace.so") + byName("ld-linux") {
+            XCTAssertFalse(object.ranges.isEmpty, "\(label): \(object.path)")
+            XCTAssertTrue(object.symbols.isEmpty, "\(label): \(object.path) has \(object.symbols.count) symbols")
+            XCTAssertNil(object.symbolsError, "\(label): \(object.path)")
+        }
+        XCTAssertFalse(byName("ld-linux").isEmpty, label)
+    }
+
+    /// A library found without sites is remembered (SitelessCache), the
+    /// program never is; the same library rebuilt with sites at the same
+    /// path is a new file to the cache: its functions are traced.
+    func testLibrariesWithoutSitesAreRememberedAndARebuiltOneIsTracedAgain() throws {
+        let program = try RecordFixtures.build("calls.c", output: "record-calls-cache")
+        let work = RecordFixtures.scratch("cache")
+        let cache = work + "/cache"
+        let source = work + "/plain.c"
+        try """
+            __attribute__((noinline)) int plain_twice(int x) { return 2 * x; }
+            __attribute__((destructor)) static void plain_done(void) { plain_twice(3); }
+            """.write(toFile: source, atomically: true, encoding: .utf8)
+        let library = work + "/libplain.so"
+        func buildLibrary(_ flags: [String]) throws {
+            let cc = try RecordFixtures.run(["/usr/bin/gcc", "-O2", "-shared", "-fPIC"] + flags + [source, "-o", library], in: work)
+            XCTAssertEqual(cc.status, 0, cc.stderr)
+        }
+        func entries() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: cache).map {
+                let text = try String(contentsOfFile: cache + "/" + $0, encoding: .utf8)
+                return String(text.split(separator: "\n").dropFirst().first ?? "")
+            }
+        }
+        let environment = ["LIVETRACE_CACHE_DIR": cache, "LD_PRELOAD": library]
+
+        try buildLibrary([])
+        for run in 0..<2 { // the first run fills the cache, the second reads it
+            let traced = try RecordFixtures.record([], trace: "t\(run)", program: [program], in: work, stdin: "x\n", environment: environment)
+            XCTAssertEqual(traced.status, 7, traced.stderr)
+            XCTAssertEqual(try RecordFixtures.calls(work + "/t\(run)"), Self.expectedCalls, traced.stderr)
+            let plain = try XCTUnwrap(try TraceReader.readObjects(directory: work + "/t\(run)").objects.first { $0.path.hasSuffix("/libplain.so") })
+            XCTAssertTrue(plain.symbols.isEmpty)
+        }
+        let remembered = try entries()
+        XCTAssertTrue(remembered.contains { $0.hasSuffix("/libplain.so") }, "\(remembered)")
+        XCTAssertFalse(remembered.contains { $0.hasSuffix("/record-calls-cache") }, "\(remembered)")
+
+        try buildLibrary(["-fpatchable-function-entry=5"])
+        let traced = try RecordFixtures.record([], trace: "t2", program: [program], in: work, stdin: "x\n", environment: environment)
+        XCTAssertEqual(traced.status, 7, traced.stderr)
+        let calls = try RecordFixtures.calls(work + "/t2")
+        XCTAssertEqual(calls["plain_twice"], 1, "\(calls)")
+        XCTAssertEqual(calls["leaf"], Self.expectedCalls["leaf"])
     }
 
     func testReportThroughTheCLIReadsTheRecordedTrace() throws {

@@ -44,7 +44,10 @@ enum RecordFixtures {
         process.executableURL = URL(fileURLWithPath: argv[0])
         process.arguments = Array(argv.dropFirst())
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        // The siteless cache (SitelessCache.swift) of the test runs stays in
+        // the fixtures' directory, not in the user's ~/.cache.
+        process.environment = ProcessInfo.processInfo.environment.merging(Fixtures.cacheEnvironment) { $1 }
+            .merging(environment) { $1 }
         let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
         process.standardOutput = outPipe
         process.standardError = errPipe
@@ -67,8 +70,11 @@ enum RecordFixtures {
     }
 
     /// `livetrace record [options] -d DIR -- program args` in `directory`.
-    static func record(_ options: [String], trace: String, program: [String], in directory: String, stdin: String = "") throws -> RunResult {
-        try run([Fixtures.livetraceExecutable, "record"] + options + ["-d", trace, "--"] + program, in: directory, stdin: stdin)
+    static func record(
+        _ options: [String], trace: String, program: [String], in directory: String, stdin: String = "",
+        environment: [String: String] = [:]
+    ) throws -> RunResult {
+        try run([Fixtures.livetraceExecutable, "record"] + options + ["-d", trace, "--"] + program, in: directory, stdin: stdin, environment: environment)
     }
 
     /// Calls per function name in the trace at `trace`.

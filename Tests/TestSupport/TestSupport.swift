@@ -56,6 +56,11 @@ public enum Fixtures {
         return out
     }
 
+    /// LIVETRACE_CACHE_DIR for the programs the tests run.
+    public static var cacheEnvironment: [String: String] {
+        ["LIVETRACE_CACHE_DIR": buildDirectory.appendingPathComponent("livetrace-cache").path]
+    }
+
     /// Runs `argv` to completion, capturing its output.
     public static func run(
         _ argv: [String], environment: [String: String]? = nil, stdin: String? = nil
@@ -63,9 +68,10 @@ public enum Fixtures {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: argv[0])
         process.arguments = Array(argv.dropFirst())
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
+        // A program run under the shim keeps its siteless cache
+        // (SitelessCache.swift) in the fixtures' directory, not in ~/.cache.
+        process.environment = ProcessInfo.processInfo.environment.merging(cacheEnvironment) { $1 }
+            .merging(environment ?? [:]) { $1 }
         let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
         process.standardOutput = outPipe
         process.standardError = errPipe

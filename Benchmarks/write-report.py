@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md from the rows the `make bench` scripts appended
+(Benchmarks/benchlib.py describes a row).
+
+    write-report.py ROWS OUT SECONDS LOAD_BEFORE LOAD_AFTER [quick]
+"""
+import datetime
+import os
+import platform
+import subprocess
+import sys
+
+
+def first_line(argv):
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        text = (out.stdout or out.stderr).strip().splitlines()
+        return text[0] if text else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "not installed"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def main():
+    rows_path, out_path, seconds, load_before, load_after = sys.argv[1:6]
+    quick = len(sys.argv) > 6 and sys.argv[6] == "quick"
+    rows = []
+    with open(rows_path) as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) >= 4:
+                rows.append((fields + ["", ""])[:6])
+    targets = [r for r in rows if r[4]]
+    figures = [r for r in rows if not r[4]]
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` ({'QUICK=1, ' if quick else ''}Benchmarks/run.sh) on {now}; "
+        f"the run took {int(seconds) // 60} min {int(seconds) % 60} s.",
+        "Every figure is the **median** of at least 7 alternating runs (the baseline and the",
+        "measured side interleaved, the order rotating every round) with its **range**",
+        "(min-max) beside it; never the best run. Ratios are taken per round (a round whose denominator is not positive, start-up jitter larger than the cost measured, has none).",
+        "",
+        "## Targets",
+        "",
+        "| target | figure (median) | range | goal | verdict |",
+        "|---|---:|---|---|---|",
+    ]
+    for name, median, spread, unit, target, verdict in targets:
+        lines.append(f"| {name} | {median}{unit if unit == 'x' else ' ' + unit} | {spread} | {target} | {verdict} |")
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "| figure | median | range | unit |",
+        "|---|---:|---|---|",
+    ]
+    for name, median, spread, unit, _, _ in figures:
+        lines.append(f"| {name} | {median} | {spread} | {unit} |")
+    lines += [
+        "",
+        "## The machine",
+        "",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} cores (online)",
+        f"- kernel: {platform.release()}",
+        f"- load average (1, 5, 15 min): {load_before} before the run, {load_after} after"
+        " (a shared machine: other developers' builds and tests run beside it)",
+        f"- swift: {first_line(['swift', '--version'])}",
+        f"- gcc: {first_line(['gcc', '--version'])}",
+        f"- clang: {first_line(['clang', '--version'])}",
+        f"- uftrace: {first_line(['uftrace', '--version'])}",
+        "",
+        "## The commands",
+        "",
+        "`make bench` (`QUICK=1 make bench` for the short form; `BENCH_RUNS=N` for more rounds)",
+        "runs, in order:",
+        "",
+        "| script | what it runs |",
+        "|---|---|",
+        "| `Benchmarks/startup.sh` | `fib 3` (Examples/fib.c, three functions) untraced, under `uftrace record -P .` and under `livetrace record`; added wall and CPU time |",
+        "| `Benchmarks/uftrace-compare.sh` | `uftrace record --no-libcall -P .` and `livetrace record` on one `-fpatchable-function-entry=5` binary calling `hot` 2M and 10M times (and N/100, so start-up cancels); then, pinned, the program on CPU 0 (`HOT_PIN_CPU`, sched_setaffinity) and `livetrace` under `taskset -c 0` or `-c 1` |",
+        "| `Benchmarks/lua-compare.sh` | Debian's lua5.4 built by `scripts/real-programs.sh` (which checks the traces' exactness first), `workload.lua` untraced, under `uftrace record --no-libcall` and `livetrace record` (not in QUICK) |",
+        "| `Benchmarks/record-hotpath.sh` | the writer's `lt_record_entry`/`lt_record_exit` in a C loop with a consumer thread |",
+        "| `Benchmarks/tramp-cost.sh` | `livetrace-tramp-bench`: callbacks attached in process (leaf stub, generic entry, Swift closure, iterator) |",
+        "| `Benchmarks/graph-cost.sh` | `livetrace-graph-bench`: the function graph in process, hooks alone and recorded with the drain |",
+        "| `Benchmarks/discovery-bench.sh` | `livetrace list` on a generated object of 100k sites, beside `nm` |",
+        "| `Benchmarks/poke-batch.sh` | `livetrace-poke-bench`: 100k sites switched on and off in one batch while threads call them |",
+        "",
+        "The harness of whole-program runs is `Benchmarks/alternate.py`.",
+        "",
+    ]
+    with open(out_path, "w") as out:
+        out.write("\n".join(lines))
+
+
+main()
