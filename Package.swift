@@ -50,7 +50,7 @@ let package = Package(
                                            "-Xlinker", "--export-dynamic-symbol=dlclose"])]
         ),
         // Finding sites in ELF objects (files and the loaded process).
-        .target(name: "LiveTraceSites", dependencies: ["CElfutils", "CLiveTraceShims"]),
+        .target(name: "LiveTraceSites", dependencies: ["CElfutils", "CZydis", "CLiveTraceShims"]),
         // The text poke: normal form, batched int3 protocol, trap handler.
         .target(name: "LiveTracePatching", dependencies: ["LiveTraceSites", "CLiveTraceShims"]),
         // JIT memory, trampolines and ops.
