@@ -117,3 +117,5 @@ int c_sum(int n) {
     return s;
 }
 int c_calls(int x) { return rel_helper(x) * 2; }
+/* rel_counter is hidden (the assembly addresses it rip-relative). */
+int *rel_counter_address(void) { return &rel_counter; }
