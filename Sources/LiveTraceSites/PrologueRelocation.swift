@@ -11,7 +11,8 @@
 ///  2. every instruction of the relocated bytes decodes (`undecodable`) and
 ///     can run elsewhere: no call (its return address would point into the
 ///     stub), no `loop`/`jrcxz`/`xbegin` (`cannotMove`), no `int3` (someone
-///     else's breakpoint: `cannotMove`);
+///     else's breakpoint: `cannotMove`), no system call before the last
+///     moved instruction (a thread blocked in it is not moved: `cannotMove`);
 ///  3. no direct branch or call anywhere in the function's body lands in the
 ///     relocated bytes (`branchIntoRelocated`), nor on the patched entry
 ///     itself from inside the body (`branchToEntry`: every iteration of a

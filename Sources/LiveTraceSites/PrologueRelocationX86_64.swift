@@ -46,6 +46,9 @@ struct PrologueAnalyzerX86_64 {
             /// loop, jrcxz, xbegin: relative, but with no rel32 form to widen to.
             case otherRelative(target: UInt, mnemonic: String)
             case trap
+            /// syscall, sysenter, int n: a thread blocked in it has its PC
+            /// right after it.
+            case systemCall
         }
         var length: Int
         var kind: Kind
@@ -93,6 +96,10 @@ struct PrologueAnalyzerX86_64 {
         if instruction.mnemonic == ZYDIS_MNEMONIC_INT3 || instruction.mnemonic == ZYDIS_MNEMONIC_INT1 {
             return Decoded(length: length, kind: .trap)
         }
+        if instruction.mnemonic == ZYDIS_MNEMONIC_SYSCALL || instruction.mnemonic == ZYDIS_MNEMONIC_SYSENTER
+            || instruction.mnemonic == ZYDIS_MNEMONIC_INT {
+            return Decoded(length: length, kind: .systemCall)
+        }
         // In 64-bit mode ModRM mod=00 rm=101 is always rip + disp32.
         if instruction.attributes & Self.attributeHasModRM != 0, raw.modrm.mod == 0, raw.modrm.rm == 5, raw.disp.size == 32 {
             let target = end &+ UInt(bitPattern: Int(raw.disp.value))
@@ -133,6 +140,14 @@ struct PrologueAnalyzerX86_64 {
             case .call: return .failure(.cannotMove(offset: offset, mnemonic: "call"))
             case let .otherRelative(_, mnemonic): return .failure(.cannotMove(offset: offset, mnemonic: mnemonic))
             case .trap: return .failure(.cannotMove(offset: offset, mnemonic: "int3"))
+            case .systemCall:
+                // A thread blocked in it would sit strictly inside the moved
+                // bytes, where the rescue does not reach it (the text poke does
+                // not interrupt system calls); last, it returns to the resume address.
+                if offset + decoded.length < start + Self.patchLength {
+                    return .failure(.cannotMove(offset: offset, mnemonic: "system call"))
+                }
+                fixup = .none
             }
             moved.append(.init(offset: offset - start, bytes: Array(body[offset..<offset + decoded.length]), fixup: fixup))
             offset += decoded.length

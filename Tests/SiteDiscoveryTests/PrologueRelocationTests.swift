@@ -78,6 +78,8 @@ final class PrologueRelocationTests: XCTestCase {
         XCTAssertEqual(refusal("rel_branch_into"), .branchIntoRelocated(from: 8, to: 2))
         XCTAssertEqual(refusal("rel_jrcxz"), .cannotMove(offset: 0, mnemonic: "jrcxz"))
         XCTAssertEqual(refusal("rel_undecodable"), .undecodable(offset: 0))
+        XCTAssertEqual(refusal("rel_syscall_inside"), .cannotMove(offset: 2, mnemonic: "system call"))
+        XCTAssertEqual(try success("rel_pause2").instructions.map(\.offset), [0, 2, 4])
 
         let tracer = try ElfObject(path: lib).prologueRelocations(tracer: true)
         XCTAssertFalse(tracer.entries.isEmpty)

@@ -102,6 +102,24 @@ __asm__(
     "1: xorl %eax, %eax\n"
     "  ret\n"
     ".size rel_jrcxz, .-rel_jrcxz\n"
+    /* Refused: a syscall before the last moved instruction. */
+    ".globl rel_syscall_inside\n .type rel_syscall_inside,@function\n"
+    "rel_syscall_inside:\n"
+    "  movl %edi, %eax\n"
+    "  syscall\n"
+    "  movl $7, %eax\n"
+    "  ret\n"
+    ".size rel_syscall_inside, .-rel_syscall_inside\n"
+    /* Slow moved instructions: threads that call it flat out are often
+     * interrupted strictly inside the moved bytes (at +2 or +4). */
+    ".globl rel_pause2\n .type rel_pause2,@function\n"
+    "rel_pause2:\n"
+    "  pause\n"
+    "  pause\n"
+    "  movl %edi, %eax\n"
+    "  addl $1, %eax\n"
+    "  ret\n"
+    ".size rel_pause2, .-rel_pause2\n"
     /* Refused: 0x06 (push es) does not exist in 64-bit mode. */
     ".globl rel_undecodable\n .type rel_undecodable,@function\n"
     "rel_undecodable:\n"
