@@ -12,6 +12,9 @@ struct RelocatedStub {
     var relocation: PrologueRelocation
     /// Offset in the stub of each moved instruction (same order).
     var offsets: [Int]
+    /// The function's names, for the text poke's outcomes.
+    var symbol = ""
+    var function = ""
 
     /// The stub address equivalent to `pc`, an address strictly inside the
     /// moved bytes on one of their instruction boundaries; nil otherwise.
