@@ -86,6 +86,26 @@ final class PrologueRelocationTests: XCTestCase {
         XCTAssertTrue(tracer.entries.allSatisfy { if case .failure(.tracerCode) = $0.verdict { true } else { false } })
     }
 
+    func testListShowsFunctionsWithoutSitesAsDynamicWithVerdictAndSummary() throws {
+        let lib = try Fixtures.compile(["relocation/prologues.c"], compiler: "gcc", flags: ["-O2", "-shared", "-fPIC"], output: "prologues-list.so")
+        let result = try Fixtures.run([Fixtures.livetraceExecutable, "list", "--no-lines", lib])
+        XCTAssertEqual(result.status, 2, "no compiler-made site: the exit status stays 'no sites'")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        func row(_ name: String) -> [String]? {
+            lines.first { $0.split(separator: " ").count > 3 && $0.split(separator: " ")[3] == name }?
+                .split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        }
+        XCTAssertEqual(row("rel_rip_load")?[1...2], ["dynamic", "yes"])
+        XCTAssertTrue(lines.contains { $0.contains("rel_rip_load") && $0.hasSuffix("(relocatable: 6 bytes moved)") })
+        XCTAssertEqual(row("rel_call_first")?[1...2], ["dynamic", "no"])
+        XCTAssertTrue(lines.contains { $0.contains("rel_call_first") && $0.hasSuffix("(not relocatable: call at +0 cannot be moved)") })
+        let verdicts = try ElfObject(path: lib).prologueRelocations()
+        let relocatable = verdicts.entries.filter { if case .success = $0.verdict { true } else { false } }.count
+        let summary = try XCTUnwrap(lines.first { $0.hasPrefix("summary:") })
+        XCTAssertTrue(summary.contains("; dynamic: \(relocatable) relocatable, \(verdicts.entries.count - relocatable) refused ("), summary)
+        XCTAssertTrue(summary.contains("cannot-move: 4"), summary)
+    }
+
     func testCompiledCFunctionsAreRelocatedOnObjdumpsInstructionBoundaries() throws {
         for compiler in ["gcc", "clang"] {
             for level in ["-O0", "-O2"] {
