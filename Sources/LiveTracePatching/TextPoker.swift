@@ -208,7 +208,8 @@ public final class TextPoker: Sendable {
                     }
                     continue
                 }
-                let found = CodeWriter.read(a, count: entry.original.count)
+                // Up to 19 bytes: beyond CodeWriter.read's 8.
+                let found = Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: a), count: entry.original.count))
                 guard found == entry.original, entry.original.count >= X86SiteEncoding.normalLength else {
                     result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: hex(entry.original), found: found)))
                     continue

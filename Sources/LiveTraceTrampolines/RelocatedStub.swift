@@ -4,6 +4,7 @@
 // moved instructions then `jmp` back to the function, and is padded with
 // int3. Like every slot (JITMemory.swift), it is immutable once published
 // and freed only after quiescence.
+import LiveTracePatching
 import LiveTraceSites
 
 struct RelocatedStub {
@@ -51,5 +52,21 @@ extension JITMemory {
             free(slot)
             throw error
         }
+    }
+}
+
+/// Relocated stubs outside the ops registry, for tools and benchmarks that
+/// drive `TextPoker.relocate`/`restore` themselves. Its stubs are never
+/// freed: without the registry's grace periods nothing proves them quiescent.
+public final class RelocatedStubArena: @unchecked Sendable {
+    private let jit = JITMemory()
+
+    public init() {}
+
+    /// The entry the text poke relocates, its stub built and written.
+    public func place(_ relocation: PrologueRelocation, symbol: String) throws(TraceError) -> RelocatedEntry {
+        let stub = try jit.placeRelocatedStub(relocation)
+        return RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets,
+                              site: RelocatedEntry.site(of: relocation, symbol: symbol))
     }
 }
