@@ -38,19 +38,19 @@ final class RelocatedPokeTests: XCTestCase {
         }
     }
 
-    func fixture(_ name: String) throws -> Fixture {
+    func fixture(_ name: String, function: String = "rel_pause2") throws -> Fixture {
         let path = try Fixtures.compile(["relocation/prologues.c", "relocation/hammer.c"], compiler: "gcc",
                                         flags: ["-O2", "-shared", "-fPIC", "-pthread"], output: "libltfix_reloc_\(name).so")
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             throw FixtureError.compileFailed(command: "dlopen \(path)", output: String(cString: dlerror()))
         }
-        let size = try XCTUnwrap(try ElfObject(path: path).prologueRelocations().entries.first { $0.symbol == "rel_pause2" }?.size)
-        let address = UInt(bitPattern: dlsym(handle, "rel_pause2"))
+        let size = try XCTUnwrap(try ElfObject(path: path).prologueRelocations().entries.first { $0.symbol == function }?.size)
+        let address = UInt(bitPattern: dlsym(handle, function))
         let relocation = try PrologueRelocation.analyze(functionAt: address, size: size).get()
         let jit = JITMemory()
         let stub = try jit.placeRelocatedStub(relocation)
         let entry = RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets,
-                                   site: RelocatedEntry.site(of: relocation, symbol: "rel_pause2"))
+                                   site: RelocatedEntry.site(of: relocation, symbol: function))
         return Fixture(handle: handle, entry: entry, jit: jit, stub: stub)
     }
 
@@ -130,5 +130,17 @@ final class RelocatedPokeTests: XCTestCase {
         XCTAssertEqual(poker.restore([f.entry]).failed.count, 1, "restore must refuse an entry that is on")
         XCTAssertEqual(poker.apply([SiteTransition(site: f.entry.site, to: .jump(f.stub.address))]).patchedCount, 1)
         XCTAssertEqual(poker.restore([f.entry]).patchedCount, 1)
+    }
+
+    func testAPrologueLongerThanEightBytesIsRelocatedAndRestored() throws {
+        let f = try fixture("long", function: "rel_long")
+        XCTAssertEqual(f.entry.original.count, 10)
+        typealias Long = @convention(c) (Int) -> Int
+        let call = unsafeBitCast(dlsym(f.handle, "rel_long")!, to: Long.self)
+        XCTAssertEqual(poker.relocate([f.entry]).patchedCount, 1)
+        XCTAssertEqual(call(1), 0x1122334455667789)
+        XCTAssertEqual(poker.restore([f.entry]).patchedCount, 1)
+        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: f.entry.site.address), count: 10)), f.entry.original)
+        XCTAssertEqual(call(2), 0x112233445566778a)
     }
 }

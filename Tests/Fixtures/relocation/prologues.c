@@ -120,6 +120,13 @@ __asm__(
     "  addl $1, %eax\n"
     "  ret\n"
     ".size rel_pause2, .-rel_pause2\n"
+    /* A 10-byte first instruction: more than 8 moved bytes. */
+    ".globl rel_long\n .type rel_long,@function\n"
+    "rel_long:\n"
+    "  movabsq $0x1122334455667788, %rax\n"
+    "  addq %rdi, %rax\n"
+    "  ret\n"
+    ".size rel_long, .-rel_long\n"
     /* Refused: 0x06 (push es) does not exist in 64-bit mode. */
     ".globl rel_undecodable\n .type rel_undecodable,@function\n"
     "rel_undecodable:\n"
