@@ -97,6 +97,7 @@ private func startRecording() -> Result<Void, PreloadFailure> {
             message: "cannot attach to the ring area \(environment(PreloadEnvironment.rings) ?? ""): \(reason)"))
     }
     // Step 3.
+    if environment(PreloadEnvironment.dynamic) == "1" { OpsRegistry.shared.includeDynamic = true }
     do throws(TraceError) {
         _ = try FunctionGraph.start(functions: filters, excluding: notrace, maxDepth: depth)
         return .success(())
