@@ -19,7 +19,8 @@
 ///     loop whose head is the entry would count as a call);
 ///  4. the whole body decodes, so that rule 3 saw every branch
 ///     (`undecodable`);
-///  5. it is not the tracer's own code (`tracerCode`).
+///  5. it is not the tracer's own code (`tracerCode`), nor the program's
+///     entry point `_start` (`entryPoint`: no return address on its stack).
 /// Whether a rip-relative target or a branch target is within reach of the
 /// stub is decided when the stub's address is known (`StubError.outOfReach`).
 public struct PrologueRelocation: Sendable, Hashable {
@@ -72,6 +73,14 @@ public enum RelocationRefusal: Error, Sendable, Hashable, CustomStringConvertibl
     case branchToEntry(from: Int)
     /// The function belongs to the tracer itself.
     case tracerCode
+    /// The program's entry point (`_start`): entered with argc, not a return
+    /// address, at [rsp], and already running when the tracer starts.
+    case entryPoint
+
+    /// A refusal decided by the name alone.
+    public static func refusal(forSymbol symbol: String) -> RelocationRefusal? {
+        symbol == "_start" ? .entryPoint : nil
+    }
 
     public var description: String {
         switch self {
@@ -81,6 +90,7 @@ public enum RelocationRefusal: Error, Sendable, Hashable, CustomStringConvertibl
         case let .branchIntoRelocated(from, to): return "branch at +\(from) lands inside the relocated bytes (+\(to))"
         case let .branchToEntry(from): return "branch at +\(from) loops back to the entry"
         case .tracerCode: return "the tracer's own code"
+        case .entryPoint: return "the program's entry point (no return address)"
         }
     }
 
@@ -93,6 +103,7 @@ public enum RelocationRefusal: Error, Sendable, Hashable, CustomStringConvertibl
         case .branchIntoRelocated: return "branch-into-relocated"
         case .branchToEntry: return "branch-to-entry"
         case .tracerCode: return "tracer-code"
+        case .entryPoint: return "entry-point"
         }
     }
 }
@@ -138,6 +149,8 @@ extension ElfObject {
             let verdict: Result<PrologueRelocation, RelocationRefusal>
             if tracer {
                 verdict = .failure(.tracerCode)
+            } else if let refusal = RelocationRefusal.refusal(forSymbol: function.symbol) {
+                verdict = .failure(refusal)
             } else if let segment = executableSegment(containing: function.address) {
                 let offset = function.address - segment.address
                 let length = Int(min(function.size, segment.fileSize - offset))

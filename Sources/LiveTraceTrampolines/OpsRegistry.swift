@@ -457,6 +457,8 @@ public final class OpsRegistry: @unchecked Sendable {
                 if dynamicVerdicts[address] == nil {
                     if tracer.contains(where: { $0.0 <= site.functionAddress && site.functionAddress < $0.1 }) {
                         dynamicVerdicts[address] = .failure(.tracerCode)
+                    } else if let refusal = RelocationRefusal.refusal(forSymbol: site.symbol) {
+                        dynamicVerdicts[address] = .failure(refusal)
                     } else {
                         dynamicVerdicts[address] = PrologueRelocation.analyze(functionAt: site.functionAddress, size: site.functionSize)
                     }
@@ -510,19 +512,30 @@ public final class OpsRegistry: @unchecked Sendable {
     /// the trampolines (its functions are never relocated).
     static let tracerCodeRanges: [(UInt, UInt)] = {
         let entry = lt_tramp_entry_address()
+        guard let own = mappings().first(where: { $0.0 <= entry && entry < $0.1 }) else { return [] }
+        return executableMappings(of: own.2)
+    }()
+
+    /// The executable mappings of the file at `path`.
+    static func executableMappings(of path: String) -> [(UInt, UInt)] {
+        mappings().filter { $0.2 == path && $0.3 }.map { ($0.0, $0.1) }
+    }
+
+    /// /proc/self/maps: start, end, path, executable.
+    static func mappings() -> [(UInt, UInt, String, Bool)] {
         guard let maps = try? Sys.readFile("/proc/self/maps") else { return [] }
-        var lines: [(UInt, UInt, String)] = []
+        var lines: [(UInt, UInt, String, Bool)] = []
         for line in maps.split(separator: UInt8(ascii: "\n")) {
             let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
             guard fields.count >= 6 else { continue }
             let bounds = fields[0].split(separator: UInt8(ascii: "-"))
             guard bounds.count == 2, let lo = UInt(String(decoding: bounds[0], as: UTF8.self), radix: 16),
                   let hi = UInt(String(decoding: bounds[1], as: UTF8.self), radix: 16) else { continue }
-            lines.append((lo, hi, String(decoding: Array(fields[5...].joined(separator: [UInt8(ascii: " ")])), as: UTF8.self)))
+            let executable = fields[1].count >= 3 && fields[1][fields[1].startIndex + 2] == UInt8(ascii: "x")
+            lines.append((lo, hi, String(decoding: Array(fields[5...].joined(separator: [UInt8(ascii: " ")])), as: UTF8.self), executable))
         }
-        guard let own = lines.first(where: { $0.0 <= entry && entry < $0.1 }) else { return [] }
-        return lines.filter { $0.2 == own.2 }.map { ($0.0, $0.1) }
-    }()
+        return lines
+    }
 
     /// Steps 1–4 for one ops whose wanted set becomes `wanted`.
     private func change(_ ops: Ops, to wanted: Set<UInt>, sites: [UInt: Site]) throws(TraceError) {

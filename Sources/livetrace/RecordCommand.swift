@@ -131,7 +131,12 @@ struct RecordCommand: ParsableCommand {
     private func record() throws(RecordFailure) -> Int32 {
         // Step 1.
         let program = ProgramCheck.resolve(programArguments[0])
-        let sites = try ProgramCheck.check(program, allowNoSites: !dynamicPatterns.isEmpty)
+        let sites = try ProgramCheck.check(program, allowNoSites: true)
+        // A program without sites, and no filter: its own functions, by relocation.
+        let mainByRelocation = filter.isEmpty && dynamicPatterns.isEmpty && !sites.sites.contains(where: \.isUsable)
+        if mainByRelocation {
+            RecordOutput.warning("\(program): no function has an entry site: tracing the program's own functions by relocating their prologues")
+        }
         for glob in filter where dynamicPatterns.isEmpty {
             if let warning = ProgramCheck.unmatchedFilterWarning(glob, sites: sites, program: program) {
                 RecordOutput.warning(warning)
@@ -166,9 +171,9 @@ struct RecordCommand: ParsableCommand {
         environment["LD_PRELOAD"] = [library, environment["LD_PRELOAD"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ":")
         environment.merge(session.environment) { $1 }
         environment[PreloadEnvironment.control] = control.name
-        let functions = filter + dynamicPatterns
+        let functions = mainByRelocation ? [FunctionPattern.mainExecutableSpelling] : filter + dynamicPatterns
         environment[PreloadEnvironment.filter] = functions.isEmpty ? nil : PreloadEnvironment.joinList(functions)
-        environment[PreloadEnvironment.dynamic] = dynamicPatterns.isEmpty ? nil : "1"
+        environment[PreloadEnvironment.dynamic] = dynamicPatterns.isEmpty && !mainByRelocation ? nil : "1"
         environment[PreloadEnvironment.notrace] = notrace.isEmpty ? nil : PreloadEnvironment.joinList(notrace)
         environment[PreloadEnvironment.depth] = depth.map(String.init)
         let pid: pid_t

@@ -28,6 +28,24 @@ final class RecordDynamicTests: XCTestCase {
         }
     }
 
+    func testSwiftProgramWithoutSitesAndWithoutFlagsIsRecordedWhole() throws {
+        let work = RecordFixtures.scratch("dynamic-whole")
+        let program = try Fixtures.compile(["relocation/swiftprog.swift"], compiler: "swiftc",
+                                           flags: ["-O", "-module-name", "prog"], output: "swiftprog-whole")
+        let plain = try Fixtures.run([program])
+        let result = try RecordFixtures.record([], trace: work + "/t", program: [program], in: work)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, plain.stdout)
+        let words = plain.stdout.split(separator: " ")
+        let calls = try RecordFixtures.calls(work + "/t")
+        func count(_ name: String) -> UInt64 {
+            calls.filter { $0.key.hasPrefix("prog.\(name)(") || $0.key.hasPrefix("$s4prog4\(name)") }.values.reduce(0, +)
+        }
+        XCTAssertEqual(count("work"), UInt64(words[3]), "\(calls)")
+        XCTAssertEqual(String(count("step")) + "\n", String(words[5]), "\(calls)")
+        XCTAssertEqual(calls["main"], 1, "\(calls)")
+    }
+
     func testDashPIsAnOptionNotAProgram() throws {
         let work = RecordFixtures.scratch("dynamic-option")
         let result = try RecordFixtures.record(["-P", "x"], trace: work + "/t", program: ["/nonexistent/prog"], in: work)
