@@ -49,7 +49,7 @@ struct ListCommand: ParsableCommand {
         compile C with one of: -fpatchable-function-entry=5 (gcc or clang); \
         -pg -mfentry (gcc or clang); \
         -pg -mfentry -mnop-mcount -mrecord-mcount -fno-pie -no-pie (gcc). \
-        Swift functions have no entry site (full-dynamic patching will reach them)
+        functions without a site (Swift code) are reached by prologue relocation (livetrace record -P GLOB)
         """
 
     func run() throws {
