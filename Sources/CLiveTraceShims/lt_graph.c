@@ -15,6 +15,7 @@
 #include "lt_graph_layout.h"
 #include "lt_record.h"
 #include "lt_tramp.h"
+#include "lt_context.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -55,9 +56,9 @@ struct lt_graph_stack {
     struct lt_graph_frame frames[LT_GRAPH_STACK_CAPACITY];
 };
 
-/* This thread's shadow stack and the depth limit: read by the assembly fast
- * paths too (hidden, initial-exec TLS). */
-__thread struct lt_graph_stack *lt_graph_self __attribute__((tls_model("initial-exec"), visibility("hidden")));
+/* This thread's shadow stack (lt_graph_self, defined with the other
+ * context pointers in lt_context.c) and the depth limit: read by the
+ * assembly fast paths too (hidden, initial-exec TLS). */
 static struct lt_graph_stats lt_graph_counters;
 uint32_t lt_graph_depth_limit __attribute__((visibility("hidden"))) = LT_GRAPH_STACK_CAPACITY;
 
@@ -192,14 +193,14 @@ static void lt_graph_sys_write_stderr(const char *text, size_t length) {
 /* ---- the guard ------------------------------------------------------------ */
 
 /* The exit and the unwinders' paths change the shadow stack and write the
- * event in two steps; a signal handler calling traced functions between
- * them would record depths that contradict the stream. So these paths run
- * inside the thread's callback section, as the entry callback does (odd
- * seq, lt_tramp.h): a traced call from a handler that interrupts them is
- * skipped by the trampoline's recursion guard and counted in
- * lt_skipped_calls(), exactly as one that interrupts the entry callback.
- * The reclaimer sees a thread here as inside a section: it waits a few
- * nanoseconds more, never less. */
+ * event in two steps. They run inside the context's callback section, as
+ * the entry callback does (odd seq, lt_tramp.h): a traced call that the
+ * same context makes from here (a traced libc function, say) is skipped by
+ * the recursion guard and counted. A signal handler that interrupts them
+ * runs in the next context (lt_context.h), with its own shadow stack and
+ * ring, so its calls are recorded and cannot tear this one's stack or
+ * stream. The reclaimer sees a thread here as inside a section: it waits a
+ * few nanoseconds more, never less. */
 static inline struct lt_thread_slot *lt_graph_guard_enter(void) {
     struct lt_thread_slot *slot = lt_thread_self;
     if (slot == NULL || (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) & 1)) return NULL;
@@ -257,10 +258,17 @@ static inline void lt_graph_release_top(struct lt_graph_stack *stack, uint32_t i
  * thread): their exits are recorded UNWOUND now — or counted lost if the
  * thread's ring was released first. Then the stack goes back. */
 static void lt_graph_thread_exit(void *value) {
-    struct lt_graph_stack *stack = value;
-    while (stack->count > 0) lt_graph_pop_unwound(stack);
-    if (lt_graph_self == stack) lt_graph_self = NULL;
-    lt_graph_sys_unmap(stack, sizeof *stack);
+    (void)value; /* every context's stack goes, whichever set the key */
+    uint32_t current = lt_contexts.level;
+    for (uint32_t level = 0; level < LT_CONTEXT_LEVELS; level++) {
+        lt_context_install(level);
+        struct lt_graph_stack *stack = lt_graph_self;
+        if (stack == NULL) continue;
+        while (stack->count > 0) lt_graph_pop_unwound(stack);
+        lt_context_set_graph(NULL);
+        lt_graph_sys_unmap(stack, sizeof *stack);
+    }
+    lt_context_install(current);
 }
 
 __attribute__((constructor)) static void lt_graph_init(void) {
@@ -274,7 +282,7 @@ __attribute__((constructor)) static void lt_graph_init(void) {
 static __attribute__((noinline)) struct lt_graph_stack *lt_graph_stack_create(void) {
     struct lt_graph_stack *stack = lt_graph_sys_map(sizeof(struct lt_graph_stack));
     if (stack == NULL) return NULL;
-    lt_graph_self = stack;
+    lt_context_set_graph(stack);
     if (__atomic_load_n(&lt_graph_key_ready, __ATOMIC_ACQUIRE))
         pthread_setspecific(lt_graph_exit_key, stack);
     lt_count(stacks);
@@ -377,6 +385,40 @@ void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_
  * lt_graph_depth_limit and the writer's state through the offsets in
  * lt_graph_layout.h, checked above. Anything unusual falls back here. */
 
+/* A function entered in a lower context returns while a higher one is
+ * current: the thread left signal handlers by longjmp/siglongjmp and went
+ * on running on their context (lt_context.h). If the HOOKED frame of
+ * `slot` is on a lower context's stack: every frame of the abandoned
+ * contexts is recorded unwound (in their own streams), the lower context
+ * becomes current again, and 1 is returned. */
+static __attribute__((noinline)) int lt_graph_return_to_lower_context(uintptr_t slot) {
+    uint32_t current = lt_contexts.level;
+    for (uint32_t level = current; level-- > 0;) {
+        struct lt_graph_stack *stack = lt_contexts.frames[level].graph;
+        if (stack == NULL) continue;
+        for (uint32_t i = stack->count; i > 0; i--) {
+            const struct lt_graph_frame *frame = &stack->frames[i - 1];
+            if ((frame->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED || frame->slot != slot) continue;
+            for (uint32_t abandoned = current; abandoned > level; abandoned--) {
+                lt_context_install(abandoned);
+                struct lt_graph_stack *dead = lt_graph_self;
+                while (dead != NULL && dead->count > 0) lt_graph_pop_unwound(dead);
+            }
+            lt_context_install(level);
+            /* The handler had interrupted this context inside tracer code
+             * (that is why it had a context of its own), and that code will
+             * never resume: its section and its ring write end here. Its
+             * event, never published, is overwritten by the next. */
+            struct lt_thread_slot *section = lt_thread_self;
+            if (section != NULL && (__atomic_load_n(&section->seq, __ATOMIC_RELAXED) & 1))
+                __atomic_store_n(&section->seq, section->seq + 1, __ATOMIC_RELEASE);
+            if (lt_thread.ring != NULL) __atomic_store_n(&lt_thread.ring->busy, 0, __ATOMIC_RELEASE);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static const char lt_graph_lost_message[] =
     "livetrace: a function returned through the return trampoline with no shadow-stack frame for its "
     "return slot (its stack was switched by a mechanism LiveTrace does not follow, e.g. swapcontext); "
@@ -404,6 +446,11 @@ uintptr_t lt_graph_exit(uintptr_t slot) {
                 break;
             }
         }
+    }
+    if (__builtin_expect(found == 0, 0) && lt_contexts.level > 0 && lt_graph_return_to_lower_context(slot)) {
+        lt_graph_guard_leave(guard);
+        *errno_slot = saved_errno;
+        return lt_graph_exit(slot);
     }
     if (__builtin_expect(found == 0, 0)) {
         /* A frame popped as dead that was alive (the only way here). */

@@ -23,6 +23,7 @@
  */
 #define _GNU_SOURCE
 #include "lt_record.h"
+#include "lt_context.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -101,18 +102,27 @@ void lt_record_calibration_pair(uint64_t *tsc, uint64_t *monotonic_ns) {
 
 /* ---- ring claim and release ------------------------------------------- */
 
-/* Thread-exit destructor: hands the ring to the drain (OWNED → RETIRED). */
+/* Thread-exit destructor: hands the ring of every context of the thread to
+ * the drain (OWNED → RETIRED). */
 static void lt_thread_exit(void *ring_pointer) {
     (void)ring_pointer;
-    lt_record_thread_retire();
+    uint32_t current = lt_contexts.level;
+    for (uint32_t level = 0; level < LT_CONTEXT_LEVELS; level++) {
+        lt_context_install(level);
+        lt_record_thread_retire();
+    }
+    lt_context_install(current);
 }
 
-/* fork: the child must not write into the parent's ring (one writer per
- * ring); it claims its own on its next event. */
+/* fork: the child must not write into the parent's rings (one writer per
+ * ring); each of its contexts claims its own on its next event. */
 static void lt_after_fork_child(void) {
-    lt_thread.area = NULL;
-    lt_thread.ring = NULL;
-    lt_thread.exiting = 0;
+    uint32_t current = lt_contexts.level;
+    for (uint32_t level = 0; level < LT_CONTEXT_LEVELS; level++) {
+        lt_context_install(level);
+        lt_context_set_writer(NULL, NULL, 0);
+    }
+    lt_context_install(current);
 }
 
 static void lt_init_once(void) {
@@ -127,16 +137,22 @@ static void lt_wake_drain(struct lt_area_header *area);
 void lt_record_thread_retire(void) {
     struct lt_ring_header *ring = lt_thread.ring;
     struct lt_area_header *area = lt_thread.area;
-    lt_thread.exiting = 1;
+    lt_context_set_writer(area, NULL, 1);
     if (ring == NULL) return;
-    lt_thread.ring = NULL;
     lt_atomic_store_release_u32(&ring->state, LT_RING_RETIRED);
     int saved_errno = errno;
     lt_wake_drain(area);
     errno = saved_errno;
 }
 
-void lt_record_thread_ignore(int ignore) { lt_thread.ignored = ignore ? 1 : 0; }
+/* Every context of the thread: a signal handler on the drain thread is
+ * the tracer's too. */
+void lt_record_thread_ignore(int ignore) {
+    for (uint32_t level = 0; level < LT_CONTEXT_LEVELS; level++)
+        lt_contexts.frames[level].writer.ignored = ignore ? 1 : 0;
+    lt_context_fence();
+    lt_thread.ignored = ignore ? 1 : 0;
+}
 
 /* Claims a FREE ring: FREE → CLAIMING (CAS), fill the owner line, → OWNED.
  * Returns NULL when every ring is taken. */
@@ -325,7 +341,9 @@ static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_hea
                                                               uint64_t word) {
     struct lt_ring_header *ring = lt_thread.ring;
     if (ring != NULL && lt_thread.area == area) {
-        /* Re-entry from a signal handler that interrupted this very write. */
+        /* Re-entry from a signal handler that interrupted this very write:
+         * only one nested beyond the deepest context, which shares the
+         * ring (lt_context.h); every other handler writes its own ring. */
         __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
         return;
     }
@@ -334,8 +352,7 @@ static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_hea
         __atomic_fetch_add(&area->lost_without_ring, 1, __ATOMIC_RELAXED);
         return;
     }
-    lt_thread.area = area;
-    lt_thread.ring = ring;
+    lt_context_set_writer(area, ring, 0);
     lt_record_event(ip, word);
 }
 

@@ -4,6 +4,7 @@
  * See lt_tramp.h for the protocol; Quiescence.swift is the reclaimer. */
 #define _GNU_SOURCE
 #include "lt_tramp.h"
+#include "lt_context.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -13,7 +14,6 @@
 #define LT_HIDDEN __attribute__((visibility("hidden")))
 
 struct lt_thread_slot lt_thread_slots[LT_THREAD_SLOTS] __attribute__((aligned(64)));
-__thread struct lt_thread_slot *lt_thread_self __attribute__((tls_model("initial-exec")));
 LT_HIDDEN uint64_t lt_thread_overflow;
 LT_HIDDEN intptr_t lt_errno_tpoff;
 static pthread_key_t lt_thread_exit_key;
@@ -39,15 +39,25 @@ static uintptr_t lt_thread_pointer(void) {
     return tp;
 }
 
+/* Thread exit: the slot of every context of the thread goes back (the key's
+ * value is only what made the destructor run). */
 static void lt_thread_exit(void *value) {
-    struct lt_thread_slot *slot = value;
-    lt_thread_self = NULL;
-    /* A thread that exits from inside a callback (pthread_exit) leaves the
-     * section here: an even seq, then a free slot. */
-    if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) & 1)
-        __atomic_store_n(&slot->seq, slot->seq + 1, __ATOMIC_RELEASE);
-    slot->ready = 0;
-    __atomic_store_n(&slot->tid, 0, __ATOMIC_RELEASE);
+    (void)value;
+    uint32_t current = lt_contexts.level;
+    for (uint32_t level = 0; level < LT_CONTEXT_LEVELS; level++) {
+        lt_context_install(level);
+        struct lt_thread_slot *slot = lt_thread_self;
+        if (slot == NULL) continue;
+        lt_context_set_slot(NULL);
+        /* A thread that exits from inside a callback (pthread_exit) leaves
+         * the section here: an even seq, then a free slot. */
+        if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) & 1)
+            __atomic_store_n(&slot->seq, slot->seq + 1, __ATOMIC_RELEASE);
+        slot->ready = 0;
+        __atomic_store_n(&slot->active, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&slot->tid, 0, __ATOMIC_RELEASE);
+    }
+    lt_context_install(current);
 }
 
 __attribute__((constructor)) static void lt_tramp_init(void) {
@@ -68,7 +78,8 @@ struct lt_thread_slot *lt_thread_claim(void) {
         if (__atomic_compare_exchange_n(&lt_thread_slots[i].tid, &expected, (int32_t)tid, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
             lt_thread_slots[i].ready = 0;
-            lt_thread_self = &lt_thread_slots[i];
+            __atomic_store_n(&lt_thread_slots[i].active, 1, __ATOMIC_RELEASE);
+            lt_context_set_slot(&lt_thread_slots[i]);
             return &lt_thread_slots[i];
         }
     }
@@ -99,6 +110,7 @@ uint64_t lt_skipped_calls(void) {
 }
 
 uint64_t lt_thread_current_seq(void) {
+    if (lt_context_inside_any_section()) return 1;
     struct lt_thread_slot *slot = lt_thread_self;
     return slot ? __atomic_load_n(&slot->seq, __ATOMIC_RELAXED) : 0;
 }

@@ -6,6 +6,8 @@
 #define _GNU_SOURCE
 #include "lt_trap.h"
 #include "lt_sys.h"
+#include "lt_context.h"
+#include "lt_sigmask.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -167,11 +169,14 @@ static void forward(int sig, siginfo_t *info, void *uc) {
     if (!(action.sa_flags & SA_NODEFER)) sigaddset(&mask, sig);
     remove_protected(&mask);
     lt_sys_rt_sigprocmask(SIG_BLOCK, &mask, &saved);
+    /* The program's handler runs in the next context (lt_context.h). */
+    uint32_t context = lt_context_enter();
     if (action.sa_flags & SA_SIGINFO) {
         action.sa_sigaction(sig, info, uc);
     } else {
         action.sa_handler(sig);
     }
+    lt_context_leave(context);
     lt_sys_rt_sigprocmask(SIG_SETMASK, &saved, NULL);
 }
 
@@ -322,6 +327,7 @@ static long install_one(int sig) {
 
 long lt_trap_install(int sync_signal) {
     if (atomic_load(&lt_installed)) return 0;
+    lt_sigmask_dispatch_installed_handlers(sync_signal);
     atomic_store(&lt_sync_signo, sync_signal);
     long r = install_one(sync_signal);
     if (r < 0) return r;

@@ -108,8 +108,8 @@ public final class OpsRegistry: @unchecked Sendable {
     private let jit = JITMemory()
     private var gracePeriods = 0
     private var siteProvider: SiteProvider = OpsRegistry.processSites
-    /// The last site list, valid while the executable mappings are the same.
-    private var siteCache: (key: [UInt8]?, sites: [Site])?
+    /// The last site list, valid while no object was loaded or unloaded.
+    private var siteCache: (generation: UInt64, sites: [Site])?
     /// Retired items that trigger a grace period without a waiting unregister.
     static let retiredBatch = 256
     public static var retiredBatchSize: Int { retiredBatch }
@@ -420,9 +420,9 @@ public final class OpsRegistry: @unchecked Sendable {
 
     private func loadSites() throws(TraceError) -> [UInt: Site] {
         let patched = Set(siteStates.keys)
-        let key = try Self.executableMappingsKey()
+        let generation = lt_loaded_objects_generation()
         let list: [Site]
-        if let cached = siteCache, cached.key == key, key != nil {
+        if let cached = siteCache, cached.generation == generation {
             list = cached.sites
         } else {
             if dynamic && usesDefaultProvider {
@@ -430,7 +430,7 @@ public final class OpsRegistry: @unchecked Sendable {
             } else {
                 list = try siteProvider { patched.contains($0) }
             }
-            siteCache = (key, list)
+            siteCache = (generation, list)
         }
         var byAddress: [UInt: Site] = [:]
         for site in list where site.isUsable || patched.contains(site.address) {
@@ -736,19 +736,6 @@ public final class OpsRegistry: @unchecked Sendable {
         for slot in batch.slots { jit.free(slot) }
         for list in batch.lists { free(list) }
         for ops in batch.ops { free(ops) }
-    }
-
-    /// The executable file mappings of /proc/self/maps: the site list is
-    /// reloaded when an object is loaded or unloaded.
-    static func executableMappingsKey() throws(TraceError) -> [UInt8]? {
-        guard let maps = try Sys.readFile("/proc/self/maps") else { return nil }
-        var key: [UInt8] = []
-        for line in maps.split(separator: UInt8(ascii: "\n")) {
-            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-            guard fields.count >= 6, fields[1].count >= 3, fields[1][fields[1].startIndex + 2] == UInt8(ascii: "x") else { continue }
-            key += fields[0] + [UInt8(ascii: " ")] + fields[5] + [UInt8(ascii: "\n")]
-        }
-        return key
     }
 
     // MARK: Default site provider

@@ -8,6 +8,9 @@
 //   R1  membarrier(PRIVATE_EXPEDITED): every running thread's earlier stores
 //       (its E1/E2 increments) are globally visible; pairs with E1/E2.
 //   R2  list the threads (/proc/self/task) and snapshot every slot's seq.
+//       A thread has one slot per execution context that made a traced
+//       call (its normal flow, each nested signal handler: lt_context.h);
+//       the rules below hold for each of its slots.
 //   R3  a thread is quiescent when
 //         (a) its seq was odd and has changed: it left the callback section
 //             it was in, and it cannot re-enter retired code (unreachable
@@ -19,6 +22,12 @@
 //             and the JIT regions: it is not between a site's call and E1,
 //             and it has not entered anything since R2;
 //         (d) it has exited;
+//         (f) (per slot) the slot belongs to the execution context of a
+//             signal handler that has returned (lt_thread_slot.active is
+//             0): a context is left only after its last E2, and whatever
+//             it does once entered again cannot reach code retired before
+//             R1. (A handler's context is entered only when the context it
+//             interrupts is inside a section, whose slot rule (a) covers.)
 //         (e) its seq is unchanged and even, and it has run for at least
 //             `windowCPUBound` of CPU time since R3 first looked at it
 //             (/proc/self/task/T/schedstat): the stretch between a site's
@@ -29,10 +38,12 @@
 //       Threads without a slot (never traced) are judged by (c), (d), (e).
 //
 // The one case the rules cannot see: a signal handler that interrupts a
-// thread between a site's call and E1 and then either calls a traced
-// function (advancing seq, rule b) or computes for longer than
-// `windowCPUBound` (rule e). Signals delivered in that window of a few
-// nanoseconds, while a grace period runs, are the residual risk.
+// thread between a site's call and E1 and then computes for longer than
+// `windowCPUBound` (rule e) or blocks (rule c: the PC seen is the
+// handler's). (Its traced calls advance its own context's slot, not the
+// interrupted one's, so they cannot satisfy rule b.) Signals delivered in
+// that window of a few nanoseconds, while a grace period runs, are the
+// residual risk.
 // Leaf stubs (StubX86_64.leafStub) have no E1/E2: a thread runs the stub
 // and the leaf callback with its seq untouched. Rules (a)/(b) stay sound for
 // it: a leaf callback calls nothing, so a seq that moved (E1/E2 of a generic
@@ -53,10 +64,12 @@ import CLiveTraceShims
 import Glibc
 
 enum Quiescence {
+    /// One thread at R2: the seq of each of its slots (a slot per
+    /// execution context: its normal flow and each nested signal handler
+    /// that made a traced call, lt_context.h).
     struct ThreadSnapshot {
         var tid: Int32
-        var slot: Int?
-        var seq: UInt64
+        var slots: [(index: Int, seq: UInt64)]
         /// On-CPU nanoseconds when R3 first found the thread running.
         var cpuBaseline: UInt64?
     }
@@ -73,17 +86,12 @@ enum Quiescence {
         guard let taskNames = try Sys.listDirectory("/proc/self/task") else {
             throw TraceError.sitesUnavailable("/proc/self/task is missing")
         }
-        var slotOfTid: [Int32: Int] = [:]                                // R2
-        for i in 0..<Int(LT_THREAD_SLOTS) {
-            let tid = lt_slot_load_tid(lt_thread_slot_at(Int32(i)))
-            if tid != 0 { slotOfTid[tid] = i }
-        }
+        let slotsOfTid = currentSlots()                                  // R2
         var pending: [ThreadSnapshot] = []
         for name in taskNames {
             guard let tid = Int32(name), tid != me else { continue }
-            let slot = slotOfTid[tid]
-            let seq = slot.map { lt_slot_load_seq(lt_thread_slot_at(Int32($0))) } ?? 0
-            pending.append(ThreadSnapshot(tid: tid, slot: slot, seq: seq, cpuBaseline: nil))
+            let slots = (slotsOfTid[tid] ?? []).map { (index: $0, seq: lt_slot_load_seq(lt_thread_slot_at(Int32($0)))) }
+            pending.append(ThreadSnapshot(tid: tid, slots: slots, cpuBaseline: nil))
         }
         let ranges = codeRanges + [(lt_tramp_text_start(), lt_tramp_text_end())]
         let clock = ContinuousClock()
@@ -104,15 +112,38 @@ enum Quiescence {
         }
     }
 
-    private static func isQuiescent(_ thread: inout ThreadSnapshot, codeRanges: [(UInt, UInt)]) throws(TraceError) -> Bool {
-        if let slot = thread.slot {
-            let pointer = lt_thread_slot_at(Int32(slot))
-            if lt_slot_load_tid(pointer) != thread.tid { return true }   // (d) exited, slot freed
-            let seq = lt_slot_load_seq(pointer)
-            if thread.seq & 1 == 1 { return seq != thread.seq }          // (a)
-            if seq >= thread.seq &+ 2 { return true }                   // (b)
-            if seq != thread.seq { return false }                       // entered since R2: wait for E2
+    /// The slots in use, by thread.
+    private static func currentSlots() -> [Int32: [Int]] {
+        var slotsOfTid: [Int32: [Int]] = [:]
+        for i in 0..<Int(LT_THREAD_SLOTS) {
+            let tid = lt_slot_load_tid(lt_thread_slot_at(Int32(i)))
+            if tid != 0 { slotsOfTid[tid, default: []].append(i) }
         }
+        return slotsOfTid
+    }
+
+    /// A thread is quiescent when each of its slots is: (a) odd at R2 and
+    /// changed since, (b) advanced by 2 or more, or (d) freed; and when
+    /// slots are left that are even and unchanged (or it had none), (c) or
+    /// (e) holds for the thread.
+    private static func isQuiescent(_ thread: inout ThreadSnapshot, codeRanges: [(UInt, UInt)]) throws(TraceError) -> Bool {
+        let hadSlots = !thread.slots.isEmpty
+        var undetermined: [(index: Int, seq: UInt64)] = []
+        for slot in thread.slots {
+            let pointer = lt_thread_slot_at(Int32(slot.index))
+            if lt_slot_load_tid(pointer) != thread.tid { continue }      // (d) exited, slot freed
+            if lt_slot_load_active(pointer) == 0 { continue }            // (f) a handler's context, returned
+            let seq = lt_slot_load_seq(pointer)
+            if slot.seq & 1 == 1 {                                       // (a)
+                if seq == slot.seq { return false }
+                continue
+            }
+            if seq >= slot.seq &+ 2 { continue }                         // (b)
+            if seq != slot.seq { return false }                          // entered since R2: wait for E2
+            undetermined.append(slot)
+        }
+        thread.slots = undetermined
+        if hadSlots && undetermined.isEmpty { return true }
         // (c) / (d): what the kernel says of the thread.
         guard let text = try Sys.readFile("/proc/self/task/\(thread.tid)/syscall") else { return true }
         let fields = text.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
@@ -121,15 +152,12 @@ enum Quiescence {
             // "running". A thread that had no slot at R2 and claimed one
             // since is judged from now on by (a)/(b) from its first seen seq:
             // whatever it was doing at R2 ends before that seq advances by 2.
-            if thread.slot == nil {
-                for i in 0..<Int(LT_THREAD_SLOTS) where lt_slot_load_tid(lt_thread_slot_at(Int32(i))) == thread.tid {
-                    thread.slot = i
-                    thread.seq = lt_slot_load_seq(lt_thread_slot_at(Int32(i)))
-                    thread.cpuBaseline = nil
-                    return false
-                }
+            if !hadSlots, let claimed = currentSlots()[thread.tid] {
+                thread.slots = claimed.map { (index: $0, seq: lt_slot_load_seq(lt_thread_slot_at(Int32($0)))) }
+                thread.cpuBaseline = nil
+                return false
             }
-            // (e): running, seq unchanged (or no slot): how long has it run?
+            // (e): running, seqs unchanged (or no slot): how long has it run?
             guard let cpu = try cpuTime(of: thread.tid) else { return true }   // exited
             guard let baseline = thread.cpuBaseline else {
                 thread.cpuBaseline = cpu

@@ -72,6 +72,8 @@ enum GraphFixtures {
 struct GraphEvent: Equatable {
     var pid: UInt64
     var tid: UInt64
+    /// The ring (one per execution context of a thread: lt_context.h).
+    var ring: UInt32
     var line: String
 }
 
@@ -114,7 +116,7 @@ final class GraphRecording {
             let stored = lt_ring_events(ring)!
             for position in 0..<Int(ring.pointee.head) {
                 let event = stored[position]
-                events.append(GraphEvent(pid: ring.pointee.pid, tid: ring.pointee.tid, line: Self.describe(event)))
+                events.append(GraphEvent(pid: ring.pointee.pid, tid: ring.pointee.tid, ring: index, line: Self.describe(event)))
             }
         }
         return events

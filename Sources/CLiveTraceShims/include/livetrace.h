@@ -26,9 +26,15 @@
  *     function body runs.
  *   - When lt_ops_unregister() returns 0, no thread is inside the callback
  *     nor will enter it again (quiescence), so `data` may be freed.
- *   - A callback may call traced functions: a per-thread guard skips nested
- *     trampolines (their calls are not delivered) and counts them
- *     (lt_skipped_calls()).
+ *   - A callback may call traced functions: a guard skips trampolines nested
+ *     in the same execution context (their calls are not delivered) and
+ *     counts them (lt_skipped_calls()). A signal handler that interrupts a
+ *     callback (or any other LiveTrace code) is a context of its own: its
+ *     calls are delivered like any other, to a nesting of three handlers
+ *     that interrupt LiveTrace code; deeper ones are skipped and counted.
+ *     (Handlers installed with raw rt_sigaction system calls, which
+ *     LiveTrace cannot see, are the exception: their calls that interrupt
+ *     LiveTrace code are skipped and counted.)
  *   - A callback must not call lt_ops_register/unregister/destroy
  *     (-LT_EDEADLK): they wait for every thread to leave the callbacks.
  *

@@ -22,4 +22,9 @@ typedef int (*lt_loaded_object_visitor)(const struct lt_loaded_object *object, v
 /* Calls `visitor` once per loaded object, in the loader's order (the
  * executable first); stops early when it returns non-zero. */
 int lt_iterate_loaded_objects(lt_loaded_object_visitor visitor, void *context);
+
+/* A value that changes whenever an object is loaded or unloaded (from the
+ * loader's dlpi_adds and dlpi_subs counters): the process's site list is
+ * reloaded when it moves. No system call, no /proc read. */
+uint64_t lt_loaded_objects_generation(void);
 #endif

@@ -18,8 +18,12 @@
  *     room); otherwise, or when the wait
  *     expires, the event is added to the ring's lost_total and a LOST event
  *     carrying the count is written before the next stored event.
- *   - an event from a signal handler that interrupted this thread's own
- *     write is lost (and counted): the ring has a single writer.
+ *   - each context of a thread (its normal flow, each nested signal
+ *     handler: lt_context.h) writes its own ring, so a handler that
+ *     interrupts a write records its events without touching the
+ *     interrupted one; only a handler nested beyond the deepest context
+ *     shares that context's ring, and an event it makes while it
+ *     interrupts a write there is lost (and counted).
  */
 #include <stdint.h>
 #include <stddef.h>

@@ -8,7 +8,10 @@
  *   pthread_sigmask, sigprocmask   the new mask never contains SIGTRAP or the
  *                                  sync signal (glibc's own rule for its
  *                                  internal signals 32/33 is kept too)
- *   sigaction                      sa_mask never contains them; for SIGTRAP
+ *   sigaction                      sa_mask never contains them; a program
+ *                                  handler runs behind a dispatcher that gives
+ *                                  it an execution context of its own
+ *                                  (lt_context.h); for SIGTRAP
  *                                  and the sync signal, while LiveTrace's
  *                                  handler is installed, the program's handler
  *                                  is recorded and forwarded to instead of
@@ -25,6 +28,12 @@
  * sigsuspend/pselect/ppoll/epoll_pwait/signalfd masks for their duration),
  * and the old mask reported back: it shows SIGTRAP unblocked. The patcher
  * additionally checks its handler before every batch and reinstalls it. */
+
+/* Puts the dispatcher (lt_sigmask.c: each program handler runs in an
+ * execution context of its own, lt_context.h) in front of every handler
+ * installed before LiveTrace's interposition saw it; the patcher calls it
+ * when it installs its own handlers. */
+void lt_sigmask_dispatch_installed_handlers(int sync_signal);
 
 /* Removes the protected signals from `set` (exported for tests). */
 #include <signal.h>

@@ -35,6 +35,9 @@
  *       only permanent code runs after E2.
  *   A thread whose seq is odd at E1 time is nested (a callback called a
  *   traced function): it skips, counting in `skipped`, and touches nothing.
+ *   The slot, and so seq, is the thread's current execution context's
+ *   (lt_context.h): a signal handler that interrupts a section runs in the
+ *   next context, with a slot of its own.
  *   The reclaimer (Quiescence.swift) unpublishes, issues membarrier, then
  *   treats a thread as quiescent when (a) seq was odd and has changed, or
  *   (b) seq advanced by >= 2, or (c) seq is unchanged and even and the thread
@@ -76,7 +79,10 @@ struct lt_thread_slot {
     uint64_t skipped;           /* +8  calls skipped by the recursion guard */
     int32_t tid;                /* +16 0 when free; written by claim/release */
     uint8_t ready;              /* +20 the exit destructor is registered */
-    uint8_t pad[43];
+    uint8_t active;             /* +21 1 while its execution context is current or
+                                 *     suspended under a handler (lt_context.h); 0
+                                 *     for a handler's context that has returned */
+    uint8_t pad[42];
 };
 #define LT_THREAD_SLOTS 4096
 #define LT_SLOT_READY_OFFSET 20
@@ -129,7 +135,8 @@ void lt_tramp_empty_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_
 
 /* gettid(2). */
 int32_t lt_tramp_gettid(void);
-/* The caller's seq (0 when it has no slot). */
+/* The caller's seq (0 when it has no slot); odd (1) when any context of
+ * the calling thread is inside a callback section (lt_context.h). */
 uint64_t lt_thread_current_seq(void);
 /* Relaxed atomic loads for the reclaimer. */
 static inline uint64_t lt_slot_load_seq(const struct lt_thread_slot *s) {
@@ -137,6 +144,9 @@ static inline uint64_t lt_slot_load_seq(const struct lt_thread_slot *s) {
 }
 static inline int32_t lt_slot_load_tid(const struct lt_thread_slot *s) {
     return __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE);
+}
+static inline uint8_t lt_slot_load_active(const struct lt_thread_slot *s) {
+    return __atomic_load_n(&s->active, __ATOMIC_ACQUIRE);
 }
 static inline uint64_t lt_slot_load_skipped(const struct lt_thread_slot *s) {
     return __atomic_load_n(&s->skipped, __ATOMIC_RELAXED);

@@ -101,6 +101,32 @@ int g_signal_host(void) {
     return g_leaf(6);
 }
 
+/* ---- a handler that interrupts LiveTrace's own code ------------------------ */
+/* An ops callback on g_ctx_trigger raises SIGUSR1 from inside LiveTrace's
+ * callback section: the handler runs in an execution context of its own
+ * (lt_context.h), records into its own ring, and either returns or leaves
+ * by siglongjmp, abandoning the section it interrupted. */
+NOSITE void g_ctx_raise_callback(uintptr_t ip, uintptr_t parent, void *ops, void *regs) {
+    (void)ip; (void)parent; (void)ops; (void)regs;
+    raise(SIGUSR1);
+}
+static sigjmp_buf g_ctx_jump_buffer;
+static int g_ctx_jump;
+void g_ctx_handler(int signal) {
+    (void)signal;
+    g_leaf(8);
+    if (g_ctx_jump) siglongjmp(g_ctx_jump_buffer, 1);
+}
+int g_ctx_trigger(int x) { return x + 1; }
+int g_ctx_host(int jump) {
+    g_ctx_jump = jump;
+    g_install(SIGUSR1, g_ctx_handler, 0);
+    if (sigsetjmp(g_ctx_jump_buffer, 1) == 0) g_ctx_trigger(1);
+    int result = g_leaf(9);
+    g_install(SIGUSR1, SIG_DFL, 0);
+    return result;
+}
+
 /* The handler leaves by siglongjmp: its frames and the interrupted ones die. */
 int g_siglongjmp_host(void) {
     g_install(SIGUSR1, g_jumping_handler, 0);
