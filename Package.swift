@@ -50,7 +50,7 @@ let package = Package(
                                            "-Xlinker", "--export-dynamic-symbol=dlclose"])]
         ),
         // Finding sites in ELF objects (files and the loaded process).
-        .target(name: "LiveTraceSites", dependencies: ["CElfutils", "CLiveTraceShims"]),
+        .target(name: "LiveTraceSites", dependencies: ["CElfutils", "CZydis", "CLiveTraceShims"]),
         // The text poke: normal form, batched int3 protocol, trap handler.
         .target(name: "LiveTracePatching", dependencies: ["LiveTraceSites", "CLiveTraceShims"]),
         // JIT memory, trampolines and ops.
@@ -78,6 +78,8 @@ let package = Package(
         .executableTarget(name: "livetrace-tramp-bench", dependencies: ["LiveTrace"], path: "Benchmarks/tramp-bench"),
         // Benchmarks/poke-batch.sh: time to switch 100k sites in one batch.
         .executableTarget(name: "livetrace-poke-bench", dependencies: ["LiveTrace"], path: "Benchmarks/poke-bench"),
+        // Benchmarks/reloc-batch.sh: relocate and restore every function of an object.
+        .executableTarget(name: "livetrace-reloc-bench", dependencies: ["LiveTrace"], path: "Benchmarks/reloc-bench"),
         // Benchmarks/graph-cost.sh: cost per call of recording entry and exit.
         .executableTarget(name: "livetrace-graph-bench", dependencies: ["LiveTrace"], path: "Benchmarks/graph-bench"),
         .executableTarget(

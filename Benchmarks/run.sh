@@ -34,6 +34,7 @@ Benchmarks/tramp-cost.sh "$BIN"
 Benchmarks/graph-cost.sh "$BIN"
 Benchmarks/discovery-bench.sh "$BIN"
 Benchmarks/poke-batch.sh "$BIN"
+Benchmarks/reloc-batch.sh "$BIN"
 Benchmarks/reading-bench.sh "$BIN"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date +%s) - started ))

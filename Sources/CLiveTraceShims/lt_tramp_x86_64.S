@@ -10,7 +10,7 @@
  *
  * Entered by `jmp` from a 64-byte stub (lt_tramp.h), itself reached by the
  * site's `jmp`, so nothing was pushed since the function's caller called it:
- *   r11        -> the stub's record { func, ops, resume }
+ *   r11        -> the stub's record { func, ops, resume, site }
  *   [rsp]      =  parent_ip (the traced function's return address)
  *   every argument register of the C and Swift conventions live.
  *
@@ -64,7 +64,7 @@
 #define RECORD_FUNC  0
 #define RECORD_OPS   8
 #define RECORD_RESUME 16
-#define SITE_LENGTH  5
+#define RECORD_SITE  24
 #define SLOT_SEQ     0
 #define SLOT_SKIPPED 8
 #define SLOT_READY   20
@@ -157,8 +157,7 @@
 .L\name\()_ready:
     lea 8(%rbp), %rcx
     mov %rcx, REGS_RSP(%rsp)
-    mov REGS_RESUME(%rsp), %rdi
-    sub $SITE_LENGTH, %rdi                /* ip: the 5-byte site */
+    mov RECORD_SITE(%r11), %rdi           /* ip: the 5-byte site */
     mov 8(%rbp), %rsi                     /* parent_ip */
     mov RECORD_OPS(%r11), %rdx
     mov %rdx, REGS_CURRENT(%rsp)
@@ -262,8 +261,7 @@ lt_tramp_entry_graph:
     LT_FAST_THREAD %rcx, %rsi, .Lgraph_fallback
     cmpb $0, LT_LAYOUT_SLOT_READY(%rcx)
     je .Lgraph_fallback
-    mov RECORD_RESUME(%r11), %r9
-    sub $SITE_LENGTH, %r9
+    mov RECORD_SITE(%r11), %r9
     mov %r9, %rax
     shr $LT_LAYOUT_EVENT_ADDRESS_BITS, %rax
     jnz .Lgraph_fallback

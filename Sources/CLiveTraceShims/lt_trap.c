@@ -234,7 +234,10 @@ static void lt_trap_handler(int sig, siginfo_t *info, void *ucv) {
  * serializes the thread's core (the return is an IRET), which is what the
  * membarrier fallback needs. On the way:
  *   1. If the thread's PC is inside five 1-byte nops being normalized, move
- *      it to the end of them (they were nops: skipping them is exact).
+ *      it to the end of them (they were nops: skipping them is exact); if it
+ *      is strictly inside a prologue being relocated, move it to the same
+ *      instruction in the relocated stub (its copy: running it there is
+ *      exact).
  *   2. Acknowledge: acked[i] = 1 (release), read by the patcher (acquire). */
 static void lt_sync_handler(int sig, siginfo_t *info, void *ucv) {
     if (info->si_code == SI_QUEUE && info->si_value.sival_ptr == LT_SYNC_COOKIE &&
@@ -245,7 +248,13 @@ static void lt_sync_handler(int sig, siginfo_t *info, void *ucv) {
         readers_enter();
         const lt_inflight_table *table = atomic_load(&lt_inflight);
         const lt_inflight_entry *e = table ? find_rescue(table, (uint64_t)regs[REG_RIP]) : NULL;
-        if (e) {
+        if (e && e->rescue_offsets) {
+            uint8_t offset = e->rescue_offsets[(uint64_t)regs[REG_RIP] - e->address];
+            if (offset != 0xff) {
+                regs[REG_RIP] = (greg_t)(e->rescue_base + offset);
+                count(&lt_count_rescued);
+            }
+        } else if (e) {
             regs[REG_RIP] = (greg_t)e->next;
             count(&lt_count_rescued);
         }

@@ -75,3 +75,15 @@ private func code(_ body: () throws(TraceError) -> Void) -> Int32 {
         return error.cCode
     }
 }
+
+@_cdecl("lt_include_dynamic")
+public func livetrace_include_dynamic(_ on: Int32) -> Int32 {
+    let previous = OpsRegistry.shared.includeDynamic
+    OpsRegistry.shared.includeDynamic = on != 0
+    return previous ? 1 : 0
+}
+
+@_cdecl("lt_restore_relocated")
+public func livetrace_restore_relocated() -> Int32 {
+    code { () throws(TraceError) in try OpsRegistry.shared.restoreRelocatedFunctions() }
+}

@@ -97,8 +97,10 @@ private func startRecording() -> Result<Void, PreloadFailure> {
             code: -Int32(LT_EINVAL),
             message: "cannot attach to the ring area \(environment(PreloadEnvironment.rings) ?? ""): \(reason)"))
     }
-    // Step 3 (files found without sites are remembered for the next start).
+    // Step 3 (files found without sites are remembered for the next start;
+    // relocation, when asked for, reaches the functions without sites).
     SitelessCache.enable()
+    if environment(PreloadEnvironment.dynamic) == "1" { OpsRegistry.shared.includeDynamic = true }
     do throws(TraceError) {
         _ = try FunctionGraph.start(functions: filters, excluding: notrace, maxDepth: depth)
         return .success(())

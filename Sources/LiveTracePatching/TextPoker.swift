@@ -127,7 +127,8 @@ public final class TextPoker: Sendable {
             var seen = Set<UInt>(minimumCapacity: transitions.count)
             var admitted: [Int] = []
             admitted.reserveCapacity(transitions.count)
-            for i in transitions.indices where admit(transitions[i].site, seen: &seen, result: &result) {
+            for i in transitions.indices where admit(transitions[i].site, seen: &seen, result: &result,
+                                                     relocated: transitions[i].site.kind == .none && state.records[transitions[i].site.address] != nil) {
                 admitted.append(i)
             }
 
@@ -185,6 +186,79 @@ public final class TextPoker: Sendable {
         }
     }
 
+    /// Makes relocated prologues sites in normal form, off (`jmp stub`; byte
+    /// layouts in RelocatedEntry.swift), in one batch: steps 1-5 above, where
+    /// NEW is `jmp stub` and the rescue of step 2 moves every thread whose PC
+    /// is strictly inside the moved bytes to the same instruction in the
+    /// stub. The bytes must be the original ones, verified.
+    public func relocate(_ entries: [RelocatedEntry]) -> BatchResult {
+        state.withLock { state in
+            var result = BatchResult()
+            guard prepare(&state, &result, sites: { entries.map(\.site) }) else { return result }
+            var seen = Set<UInt>(minimumCapacity: entries.count)
+            var plan: [PlannedWrite] = []
+            for (i, entry) in entries.enumerated() {
+                let a = entry.site.address
+                guard admit(entry.site, seen: &seen, result: &result, relocated: true) else { continue }
+                if let record = state.records[a] {
+                    if record.instruction == .jump(entry.stub) {
+                        result.unchanged.append(entry.site)
+                    } else {
+                        result.failed.append(SiteOutcome(site: entry.site, problem: .protocolFailed("the entry is already a site in normal form (\(record.instruction))")))
+                    }
+                    continue
+                }
+                // Up to 19 bytes: beyond CodeWriter.read's 8.
+                let found = Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: a), count: entry.original.count))
+                guard found == entry.original, entry.original.count >= X86SiteEncoding.normalLength else {
+                    result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: hex(entry.original), found: found)))
+                    continue
+                }
+                guard let new = X86SiteEncoding.encodePacked(.jump(entry.stub), at: a) else {
+                    result.failed.append(SiteOutcome(site: entry.site, problem: .targetOutOfRange(target: entry.stub)))
+                    continue
+                }
+                plan.append(PlannedWrite(siteIndex: i, address: a, old: PackedBytes(Array(found.prefix(X86SiteEncoding.normalLength))),
+                                         new: new, becomes: .jump(entry.stub), next: a + UInt(X86SiteEncoding.normalLength),
+                                         rescue: true, rescueMap: entry.stubOffsets, rescueBase: entry.stub))
+            }
+            run(plan, site: { entries[$0].site }, state: &state, result: &result)
+            return result
+        }
+    }
+
+    /// Gives relocated prologues their original bytes back, in one batch:
+    /// each must be off (`jmp stub`). While in flight a trapping thread is
+    /// sent to the stub, which is equivalent. No thread can be strictly
+    /// inside the 5-byte jmp, so there is nothing to rescue. The caller frees
+    /// the stub only after quiescence (no thread's PC inside it).
+    public func restore(_ entries: [RelocatedEntry]) -> BatchResult {
+        state.withLock { state in
+            var result = BatchResult()
+            guard prepare(&state, &result, sites: { entries.map(\.site) }) else { return result }
+            var seen = Set<UInt>(minimumCapacity: entries.count)
+            var plan: [PlannedWrite] = []
+            for (i, entry) in entries.enumerated() {
+                let a = entry.site.address
+                guard admit(entry.site, seen: &seen, result: &result, relocated: true) else { continue }
+                guard let record = state.records[a], record.instruction == .jump(entry.stub) else {
+                    result.failed.append(SiteOutcome(site: entry.site, problem: .protocolFailed("the relocated entry is not off (jmp to its stub)")))
+                    continue
+                }
+                let found = CodeWriter.readPacked(a, count: X86SiteEncoding.normalLength)
+                guard X86SiteEncoding.decodePacked(found, at: a) == record.instruction else {
+                    result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: "\(record.instruction)", found: found.array)))
+                    continue
+                }
+                plan.append(PlannedWrite(siteIndex: i, address: a, old: found, new: PackedBytes(Array(entry.original.prefix(X86SiteEncoding.normalLength))),
+                                         becomes: .jump(entry.stub), next: a + UInt(X86SiteEncoding.normalLength),
+                                         rescue: false, known: true, forget: true))
+            }
+            run(plan, site: { entries[$0].site }, state: &state, result: &result)
+            return result
+        }
+    }
+
     /// Counters of the trap and sync handlers since the process started.
     public var trapCounters: lt_trap_counters {
         var c = lt_trap_counters()
@@ -209,6 +283,14 @@ public final class TextPoker: Sendable {
         var rescue: Bool
         /// The address is already in the published known-site set.
         var known = false
+        /// A prologue being relocated: for each offset in the moved bytes,
+        /// the offset in the stub at `rescueBase` of the instruction starting
+        /// there (0xff: none). Threads strictly inside move to their copy.
+        var rescueMap: [UInt8]? = nil
+        var rescueBase: UInt = 0
+        /// The site leaves normal form (a relocated prologue restored): its
+        /// record goes once written.
+        var forget = false
     }
 
     /// Installs or reinstalls the handlers; false (all sites failed) when
@@ -236,12 +318,14 @@ public final class TextPoker: Sendable {
     }
 
     /// Sorts out sites the request itself rules out.
-    private func admit(_ site: Site, seen: inout Set<UInt>, result: inout BatchResult) -> Bool {
+    /// `relocated`: a kind-`none` site whose prologue this poker relocated
+    /// (`relocate`): in normal form like any other.
+    private func admit(_ site: Site, seen: inout Set<UInt>, result: inout BatchResult, relocated: Bool = false) -> Bool {
         if let rejection = site.rejection {
             result.skipped.append(SiteOutcome(site: site, problem: .rejectedSite(rejection)))
             return false
         }
-        if site.kind == .none {
+        if site.kind == .none && !relocated {
             result.skipped.append(SiteOutcome(site: site, problem: .unsupportedKind(.none)))
             return false
         }
@@ -338,6 +422,10 @@ public final class TextPoker: Sendable {
         // Step 1: publish the known sites, then the in-flight table.
         publishKnown(plan.lazy.filter { !$0.known }.map { UInt64($0.address) }, state: &state)
         let entries = UnsafeMutablePointer<lt_inflight_entry>.allocate(capacity: plan.count)
+        // The relocation maps live as long as the table (left allocated if
+        // the table must stay published).
+        var maps: [UnsafeMutablePointer<UInt8>] = []
+        defer { if state.wedged == nil { maps.forEach { $0.deallocate() } } }
         for (i, w) in plan.enumerated() {
             let emulate: Int
             switch w.becomes {
@@ -345,10 +433,18 @@ public final class TextPoker: Sendable {
             case .call: emulate = LT_EMULATE_CALL
             case .jump: emulate = LT_EMULATE_JUMP
             }
+            var map: UnsafeMutablePointer<UInt8>? = nil
+            if let rescueMap = w.rescueMap {
+                let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: rescueMap.count)
+                buffer.initialize(from: rescueMap, count: rescueMap.count)
+                maps.append(buffer)
+                map = buffer
+            }
             entries[i] = lt_inflight_entry(
                 address: UInt64(w.address), target: UInt64(w.becomes.target ?? 0), next: UInt64(w.next),
                 emulate: UInt32(emulate),
-                rescue_length: w.rescue ? UInt32(X86SiteEncoding.normalLength) : 0)
+                rescue_length: w.rescueMap.map { UInt32($0.count) } ?? (w.rescue ? UInt32(X86SiteEncoding.normalLength) : 0),
+                rescue_base: UInt64(w.rescueBase), rescue_offsets: map)
         }
         let table = UnsafeMutablePointer<lt_inflight_table>.allocate(capacity: 1)
         table.initialize(to: lt_inflight_table(count: UInt64(plan.count), entries: entries))
@@ -405,7 +501,7 @@ public final class TextPoker: Sendable {
         result.serializations += serializations
         result.patched.reserveCapacity(result.patched.count + plan.count)
         for w in plan {
-            state.records[w.address] = SiteRecord(instruction: w.becomes, known: true)
+            state.records[w.address] = w.forget ? nil : SiteRecord(instruction: w.becomes, known: true)
             result.patched.append(site(w.siteIndex))
         }
     }

@@ -59,6 +59,9 @@ public enum PreloadEnvironment {
     public static let depth = "LIVETRACE_DEPTH"
     /// Minimum duration in nanoseconds (-t).
     public static let minTime = "LIVETRACE_MIN_TIME"
+    /// "1": filters also reach functions without sites, by prologue
+    /// relocation (`record -P`; OpsRegistry.includeDynamic).
+    public static let dynamic = "LIVETRACE_DYNAMIC"
     /// Abstract socket name of the CLI's control channel.
     public static let control = "LIVETRACE_CONTROL"
     /// Separator of the glob lists.

@@ -59,6 +59,9 @@ public struct Site: Sendable, Hashable {
     /// `.patchable`, whose bytes after the symbol are `.nop5` (clang) or
     /// `.nop1x5` (gcc).
     public var form: SiteKind
+    /// The function symbol's size in bytes (0: unknown); set for kind `none`,
+    /// whose prologue relocation needs the whole body.
+    public var functionSize: Int = 0
 
     public var isUsable: Bool { rejection == nil }
 

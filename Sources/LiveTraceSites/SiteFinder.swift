@@ -128,9 +128,11 @@ struct SiteFinder {
         var withoutSites: [Site] = []
         if options.includeFunctionsWithoutSites {
             for (index, function) in functions.functions.enumerated() where !hasSite[index] {
-                withoutSites.append(Site(
+                var site = Site(
                     address: UInt(function.address), kind: .none, functionAddress: UInt(function.address),
-                    symbol: function.symbol, function: function.symbol, rejection: .noEntrySite))
+                    symbol: function.symbol, function: function.symbol, rejection: .noEntrySite)
+                site.functionSize = Int(clamping: function.size)
+                withoutSites.append(site)
             }
         }
 

@@ -6,12 +6,18 @@ import CLiveTraceShims
 import LiveTraceSites
 
 /// One element of a filter: a glob over function names (raw symbol or
-/// demangled), or the address of a function or of its site.
+/// demangled), the address of a function or of its site, or every function
+/// of the main executable.
 public enum FunctionPattern: Sendable, Hashable, CustomStringConvertible {
     case glob(String)
     case address(UInt)
+    case mainExecutable
 
-    /// Parses "0x…" as an address, anything else as a glob.
+    /// The spelling of `.mainExecutable` in filters (no function name
+    /// starts with '@').
+    public static let mainExecutableSpelling = "@main-executable"
+
+    /// Parses "0x…" as an address, "@main-executable", anything else as a glob.
     public init(parsing text: String) throws(TraceError) {
         let trimmed = text.trimmingSpaces
         guard !trimmed.isEmpty else { throw TraceError.invalidArgument("empty function pattern") }
@@ -20,6 +26,8 @@ public enum FunctionPattern: Sendable, Hashable, CustomStringConvertible {
                 throw TraceError.invalidArgument("malformed address \(trimmed)")
             }
             self = .address(value)
+        } else if trimmed == Self.mainExecutableSpelling {
+            self = .mainExecutable
         } else {
             self = .glob(trimmed)
         }
@@ -32,13 +40,26 @@ public enum FunctionPattern: Sendable, Hashable, CustomStringConvertible {
             return glob.matches(site.function) || glob.matches(site.symbol)
         case let .address(a):
             return site.functionAddress == a || site.address == a
+        case .mainExecutable:
+            return Self.mainExecutableRanges.contains { $0.0 <= site.functionAddress && site.functionAddress < $0.1 }
         }
     }
+
+    /// The executable mappings of /proc/self/exe (read once: the main
+    /// executable never moves).
+    static let mainExecutableRanges: [(UInt, UInt)] = {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard length > 0 else { return [] }
+        let exe = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return OpsRegistry.executableMappings(of: exe)
+    }()
 
     public var description: String {
         switch self {
         case let .glob(g): return g
         case let .address(a): return "0x" + String(a, radix: 16)
+        case .mainExecutable: return Self.mainExecutableSpelling
         }
     }
 }

@@ -35,6 +35,18 @@
 // reclaimer also watches the leaf callbacks' code (rule (c)).
 // LIVETRACE_NO_LEAF=1 (read once) or `leafStubsEnabled = false` turns it off.
 //
+// Functions without a site (full-dynamic patching, opt-in: `includeDynamic`):
+// the site list also holds every function of kind `none`, at its patch
+// address (after endbr64). When an ops first wants one, its prologue is
+// analyzed (PrologueRelocation), copied into a relocated stub and the entry
+// relocated (TextPoker.relocate) before step 2; from then on the entry is a
+// site in normal form whose "off" instruction is `jmp stub` instead of a nop,
+// and whose trampolines resume at the stub instead of the site + 5. A
+// relocated entry stays relocated (off) when its last ops leaves;
+// `restoreRelocatedFunctions` gives the original bytes back and reclaims the
+// stubs after a grace period. A function that cannot be relocated is never
+// written: the reasons of the last resolution are in `dynamicRefusals`.
+//
 // Ownership: every stored property is read and written under `lock` only.
 // Trampolines read lt_ops, lists and stubs without it, between E1 and E2.
 import CLiveTraceShims
@@ -111,7 +123,59 @@ public final class OpsRegistry: @unchecked Sendable {
         return String(cString: value) != "1"
     }()
 
+    /// Relocated entries by patch address.
+    private var relocations: [UInt: RelocatedStub] = [:]
+    /// Verdicts of the functions without sites analyzed so far, by patch address.
+    private var dynamicVerdicts: [UInt: Result<PrologueRelocation, RelocationRefusal>] = [:]
+    private var dynamic = false
+    private var lastRefusals: [(Site, RelocationRefusal)] = []
+    private var usesDefaultProvider = true
+
     init() {}
+
+    /// Whether filters also reach functions without a compiler-made site,
+    /// by prologue relocation (off by default: it rewrites ordinary code).
+    /// Set it before registering the ops that should reach them.
+    public var includeDynamic: Bool {
+        get { lock.withLock { dynamic } }
+        set { lock.withLock { dynamic = newValue; siteCache = nil } }
+    }
+
+    /// The functions without sites that the last resolution wanted but
+    /// could not relocate, and why.
+    public var dynamicRefusals: [(site: Site, reason: RelocationRefusal)] {
+        lock.withLock { lastRefusals.map { (site: $0.0, reason: $0.1) } }
+    }
+
+    /// The entries relocated now (patch addresses).
+    public var relocatedFunctions: [UInt] { lock.withLock { relocations.keys.sorted() } }
+
+    /// Gives the original bytes back to every relocated entry that no ops
+    /// uses, then frees their stubs after a grace period.
+    public func restoreRelocatedFunctions() throws(TraceError) {
+        try guardNotInCallback()
+        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
+            let idle = relocations.filter { siteStates[$0.key]?.ops.isEmpty ?? true }
+            guard !idle.isEmpty else { return }
+            let entries = idle.values.map(Self.entry(of:))
+            let result = TextPoker.shared.restore(entries)
+            let failed = Set((result.failed + result.skipped).map(\.site.address))
+            for (address, stub) in idle where !failed.contains(address) {
+                relocations[address] = nil
+                siteStates[address] = nil
+                retired.slots.append(stub.slot)
+            }
+            try reclaim(always: true)
+            if let first = (result.failed + result.skipped).first {
+                throw TraceError.patchFailed(site: first.site.address, reason: first.problem.description)
+            }
+        } }
+    }
+
+    static func entry(of stub: RelocatedStub) -> RelocatedEntry {
+        RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets,
+                       site: RelocatedEntry.site(of: stub.relocation, symbol: stub.symbol, function: stub.function))
+    }
 
     /// Whether stubs built from now on may be leaf stubs (benchmarks and
     /// tests compare both paths); stubs already published stay as they are.
@@ -149,6 +213,7 @@ public final class OpsRegistry: @unchecked Sendable {
     public func setSiteProvider(_ provider: @escaping SiteProvider) {
         lock.withLock {
             siteProvider = provider
+            usesDefaultProvider = false
             siteCache = nil
         }
     }
@@ -360,21 +425,116 @@ public final class OpsRegistry: @unchecked Sendable {
         if let cached = siteCache, cached.generation == generation {
             list = cached.sites
         } else {
-            list = try siteProvider { patched.contains($0) }
+            if dynamic && usesDefaultProvider {
+                list = try Self.processSites(includeDynamic: true) { patched.contains($0) }
+            } else {
+                list = try siteProvider { patched.contains($0) }
+            }
             siteCache = (generation, list)
         }
         var byAddress: [UInt: Site] = [:]
         for site in list where site.isUsable || patched.contains(site.address) {
             byAddress[site.address] = siteStates[site.address]?.site ?? site
         }
+        if dynamic {
+            for var site in list where site.kind == .none && site.functionSize > 0 {
+                // The patch goes after endbr64, read in memory.
+                let entry = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: site.functionAddress), count: min(4, site.functionSize))
+                if entry.elementsEqual([0xf3, 0x0f, 0x1e, 0xfa]) { site.address = site.functionAddress + 4; site.hasEndbr = true }
+                site.rejection = nil
+                if byAddress[site.address] == nil { byAddress[site.address] = siteStates[site.address]?.site ?? site }
+            }
+        }
         return byAddress
     }
 
     private func resolve(_ ops: Ops, in sites: [UInt: Site]) throws(TraceError) -> Set<UInt> {
         var wanted = Set<UInt>()
-        for (address, site) in sites where ops.wants(site) { wanted.insert(address) }
+        var refusals: [(Site, RelocationRefusal)] = []
+        let tracer = dynamic ? Self.tracerCodeRanges : []
+        for (address, site) in sites where ops.wants(site) {
+            if site.kind == .none && relocations[address] == nil {
+                if dynamicVerdicts[address] == nil {
+                    if tracer.contains(where: { $0.0 <= site.functionAddress && site.functionAddress < $0.1 }) {
+                        dynamicVerdicts[address] = .failure(.tracerCode)
+                    } else if let refusal = RelocationRefusal.refusal(forSymbol: site.symbol) {
+                        dynamicVerdicts[address] = .failure(refusal)
+                    } else {
+                        dynamicVerdicts[address] = PrologueRelocation.analyze(functionAt: site.functionAddress, size: site.functionSize)
+                    }
+                }
+                if case let .failure(reason)? = dynamicVerdicts[address] {
+                    refusals.append((site, reason))
+                    continue
+                }
+            }
+            wanted.insert(address)
+        }
+        lastRefusals = refusals.sorted { $0.0.address < $1.0.address }
         if wanted.isEmpty { throw TraceError.noMatchingFunction(filter: ops.filter.map(\.description)) }
         return wanted
+    }
+
+    /// Relocates the entries of `addresses` (functions without sites, with a
+    /// verdict) that are not relocated yet: stubs first, then one batch.
+    private func relocateEntries(_ addresses: [UInt], sites: [UInt: Site]) throws(TraceError) {
+        var built: [RelocatedStub] = []
+        for address in addresses where relocations[address] == nil {
+            guard let site = sites[address], site.kind == .none, case let .success(relocation)? = dynamicVerdicts[address] else { continue }
+            do throws(TraceError) {
+                var stub = try jit.placeRelocatedStub(relocation)
+                stub.symbol = site.symbol
+                stub.function = site.function
+                built.append(stub)
+            } catch {
+                for stub in built { jit.free(stub.slot) }
+                throw error
+            }
+        }
+        if built.isEmpty { return }
+        let result = TextPoker.shared.relocate(built.map(Self.entry(of:)))
+        let failed = Dictionary((result.failed + result.skipped).map { ($0.site.address, $0.problem.description) }, uniquingKeysWith: { a, _ in a })
+        for stub in built {
+            if failed[stub.relocation.patchAddress] != nil { jit.free(stub.slot) } else { relocations[stub.relocation.patchAddress] = stub }
+        }
+        if let (address, reason) = failed.min(by: { $0.key < $1.key }) {
+            throw TraceError.patchFailed(site: address, reason: "relocating the prologue: \(reason)")
+        }
+    }
+
+    /// The instruction of a site no ops wants: a nop, or for a relocated
+    /// entry the jump to its stub.
+    private func offInstruction(at address: UInt) -> SiteInstruction {
+        relocations[address].map { .jump($0.address) } ?? .nop
+    }
+
+    /// The tracer's own executable code: the mappings of the file that holds
+    /// the trampolines (its functions are never relocated).
+    static let tracerCodeRanges: [(UInt, UInt)] = {
+        let entry = lt_tramp_entry_address()
+        guard let own = mappings().first(where: { $0.0 <= entry && entry < $0.1 }) else { return [] }
+        return executableMappings(of: own.2)
+    }()
+
+    /// The executable mappings of the file at `path`.
+    static func executableMappings(of path: String) -> [(UInt, UInt)] {
+        mappings().filter { $0.2 == path && $0.3 }.map { ($0.0, $0.1) }
+    }
+
+    /// /proc/self/maps: start, end, path, executable.
+    static func mappings() -> [(UInt, UInt, String, Bool)] {
+        guard let maps = try? Sys.readFile("/proc/self/maps") else { return [] }
+        var lines: [(UInt, UInt, String, Bool)] = []
+        for line in maps.split(separator: UInt8(ascii: "\n")) {
+            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+            guard fields.count >= 6 else { continue }
+            let bounds = fields[0].split(separator: UInt8(ascii: "-"))
+            guard bounds.count == 2, let lo = UInt(String(decoding: bounds[0], as: UTF8.self), radix: 16),
+                  let hi = UInt(String(decoding: bounds[1], as: UTF8.self), radix: 16) else { continue }
+            let executable = fields[1].count >= 3 && fields[1][fields[1].startIndex + 2] == UInt8(ascii: "x")
+            lines.append((lo, hi, String(decoding: Array(fields[5...].joined(separator: [UInt8(ascii: " ")])), as: UTF8.self), executable))
+        }
+        return lines
     }
 
     /// Steps 1–4 for one ops whose wanted set becomes `wanted`.
@@ -390,6 +550,7 @@ public final class OpsRegistry: @unchecked Sendable {
             }
         }
         // Step 2: the new ops set of every affected site, and its target.
+        try relocateEntries(adding.sorted(), sites: sites)
         struct Plan { var state: SiteState; var built: IteratorAllocation? }
         var plans: [Plan] = []
         var transitions: [SiteTransition] = []
@@ -405,7 +566,7 @@ public final class OpsRegistry: @unchecked Sendable {
                 var plan = Plan(state: state, built: nil)
                 switch state.ops.count {
                 case 0:
-                    plan.state.instruction = .nop
+                    plan.state.instruction = offInstruction(at: address)
                 case 1:
                     plan.state.instruction = .jump(try perFunctionStub(of: state.ops[0], for: state.site))
                 default:
@@ -414,7 +575,7 @@ public final class OpsRegistry: @unchecked Sendable {
                     plan.state.instruction = .jump(jit.address(of: iterator.slot))
                 }
                 plans.append(plan)
-                let current = siteStates[address]?.instruction ?? .nop
+                let current = siteStates[address]?.instruction ?? offInstruction(at: address)
                 if plan.state.instruction != current {
                     transitions.append(SiteTransition(site: state.site, to: plan.state.instruction))
                 }
@@ -435,7 +596,7 @@ public final class OpsRegistry: @unchecked Sendable {
                 continue
             }
             if let old = siteStates[address]?.iterator { retire(old) }
-            if plan.state.ops.isEmpty && plan.state.instruction == .nop {
+            if plan.state.ops.isEmpty && plan.state.instruction == offInstruction(at: address) {
                 var kept = plan.state
                 kept.iterator = nil
                 siteStates[address] = kept
@@ -465,7 +626,7 @@ public final class OpsRegistry: @unchecked Sendable {
         let bytes = StubX86_64.stub(
             at: address, regionBase: jit.regions[slot.region].base,
             function: UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self)),
-            ops: UInt(bitPattern: ops.raw), resume: Self.resumeAddress(of: site), entry: ops.entry)
+            ops: UInt(bitPattern: ops.raw), resume: resumeAddress(of: site), site: site.address, entry: ops.entry)
         do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
         ops.stubs[site.address] = slot
         return address
@@ -491,7 +652,7 @@ public final class OpsRegistry: @unchecked Sendable {
             let slot = try jit.allocate(near: site.address, slots: count)
             let address = jit.address(of: slot)
             let bytes = StubX86_64.leafStub(
-                at: address, site: site.address, resume: Self.resumeAddress(of: site),
+                at: address, site: site.address, resume: resumeAddress(of: site),
                 ops: UInt(bitPattern: ops.raw), callback: callback)
             guard bytes.count <= count * JITMemory.slotSize else {
                 jit.free(slot)
@@ -506,9 +667,9 @@ public final class OpsRegistry: @unchecked Sendable {
     }
 
     /// Where a traced call continues after its trampoline: the instruction
-    /// after the site's 5-byte jump.
-    static func resumeAddress(of site: Site) -> UInt {
-        site.address + UInt(X86SiteEncoding.normalLength)
+    /// after the site's 5-byte jump, or a relocated entry's stub.
+    private func resumeAddress(of site: Site) -> UInt {
+        relocations[site.address]?.address ?? site.address + UInt(X86SiteEncoding.normalLength)
     }
 
     /// A new iterator for `list` (immutable once the site calls it).
@@ -525,7 +686,7 @@ public final class OpsRegistry: @unchecked Sendable {
         let bytes = StubX86_64.stub(
             at: address, regionBase: jit.regions[slot.region].base,
             function: lt_tramp_iterate_address(), ops: UInt(bitPattern: memory),
-            resume: Self.resumeAddress(of: site), entry: .full)
+            resume: resumeAddress(of: site), site: site.address, entry: .full)
         do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); free(memory); throw error }
         return IteratorAllocation(slot: slot, list: memory)
     }
@@ -581,9 +742,15 @@ public final class OpsRegistry: @unchecked Sendable {
 
     /// Every usable site of every object loaded in this process.
     @Sendable static func processSites(_ isPatched: @escaping (UInt) -> Bool) throws(TraceError) -> [Site] {
-        let options = DiscoveryOptions(sourceLines: false, demangle: true, includeFunctionsWithoutSites: false)
+        try processSites(includeDynamic: false, isPatched)
+    }
+
+    /// With `includeDynamic`, the functions without sites (kind `none`) too.
+    static func processSites(includeDynamic: Bool, _ isPatched: @escaping (UInt) -> Bool) throws(TraceError) -> [Site] {
+        let options = DiscoveryOptions(sourceLines: false, demangle: true, includeFunctionsWithoutSites: includeDynamic)
         do throws(DiscoveryError) {
-            return try SiteTable.currentProcess(options: options, isOwnedByPatcher: isPatched).sites
+            let table = try SiteTable.currentProcess(options: options, isOwnedByPatcher: isPatched)
+            return includeDynamic ? table.sites + table.functionsWithoutSites : table.sites
         } catch {
             throw TraceError.sitesUnavailable(String(describing: error))
         }

@@ -11,7 +11,9 @@
 //     +16  func (8)               the lt_func the entry calls
 //     +24  ops (8)                its `ops` argument
 //     +32  resume (8)             the site + 5: where the function's body starts
-//     +40  cc ...                 int3 to the slot's end
+//                                 (a relocated entry: its relocated stub)
+//     +40  site (8)               the site itself: the `ip` callbacks get
+//     +48  cc ...                 int3 to the slot's end
 enum StubX86_64 {
     /// `lea r11, [rip + disp32]`: REX.W+R, LEA, ModRM(r11, rip-relative).
     static let leaR11RipRelative: [UInt8] = [0x4c, 0x8d, 0x1d]
@@ -33,14 +35,14 @@ enum StubX86_64 {
 
     /// The bytes of a stub at `address` in the region at `regionBase`.
     static func stub(
-        at address: UInt, regionBase: UInt, function: UInt, ops: UInt, resume: UInt, entry: Entry
+        at address: UInt, regionBase: UInt, function: UInt, ops: UInt, resume: UInt, site: UInt, entry: Entry
     ) -> [UInt8] {
         var bytes = leaR11RipRelative + littleEndian(Int32(recordOffset - leaLength))
         let jmpEnd = Int64(bitPattern: UInt64(address)) + Int64(leaLength + jmpLength)
         let entrySlot = Int64(bitPattern: UInt64(regionBase)) + Int64(entry.rawValue)
         bytes += jmpRipIndirect + littleEndian(Int32(entrySlot - jmpEnd))
         bytes += [UInt8](repeating: int3, count: recordOffset - bytes.count)
-        bytes += littleEndian(UInt64(function)) + littleEndian(UInt64(ops)) + littleEndian(UInt64(resume))
+        bytes += littleEndian(UInt64(function)) + littleEndian(UInt64(ops)) + littleEndian(UInt64(resume)) + littleEndian(UInt64(site))
         bytes += [UInt8](repeating: int3, count: JITMemory.slotSize - bytes.count)
         return bytes
     }

@@ -49,7 +49,7 @@ struct ListCommand: ParsableCommand {
         compile C with one of: -fpatchable-function-entry=5 (gcc or clang); \
         -pg -mfentry (gcc or clang); \
         -pg -mfentry -mnop-mcount -mrecord-mcount -fno-pie -no-pie (gcc). \
-        Swift functions have no entry site (full-dynamic patching will reach them)
+        functions without a site (Swift code) are reached by prologue relocation (livetrace record -P GLOB)
         """
 
     func run() throws {
@@ -63,7 +63,16 @@ struct ListCommand: ParsableCommand {
                 table.objects[i].functionsWithoutSites.removeAll { !glob.matches($0.function) && !glob.matches($0.symbol) }
             }
         }
-        let output = json ? ListJSON.render(table) : ListText.render(table, rows: !summary)
+        // Functions without sites: their prologue-relocation verdict (kind
+        // `dynamic` in the text form).
+        var relocations: [String: [UInt: Result<PrologueRelocation, RelocationRefusal>]] = [:]
+        if !sitesOnly && !json {
+            for object in table.objects where !object.functionsWithoutSites.isEmpty {
+                guard let verdicts = try? ElfObject(path: object.path).prologueRelocations() else { continue }
+                relocations[object.path] = Dictionary(verdicts.entries.map { ($0.functionAddress, $0.verdict) }, uniquingKeysWith: { a, _ in a })
+            }
+        }
+        let output = json ? ListJSON.render(table) : ListText.render(table, rows: !summary, relocations: relocations)
         ListOutput.write(output, to: STDOUT_FILENO)
         for failure in table.failures {
             ListOutput.write("livetrace list: \(failure.error)\n", to: STDERR_FILENO)
@@ -116,28 +125,64 @@ enum ListOutput {
 
 /// The text form: one block per object, one line per site, then a summary.
 enum ListText {
-    static func render(_ table: SiteTable, rows showRows: Bool = true) -> String {
+    typealias Verdicts = [UInt: Result<PrologueRelocation, RelocationRefusal>]
+
+    /// `relocations`: by object path, the prologue-relocation verdicts of its
+    /// functions (link-time addresses); a function without a site that has
+    /// one is shown as kind `dynamic`, usable when relocatable.
+    static func render(_ table: SiteTable, rows showRows: Bool = true, relocations: [String: Verdicts] = [:]) -> String {
         var out = ""
         for object in table.objects {
             let sources = object.siteSources.isEmpty ? "none" : object.siteSources.joined(separator: ", ")
             out += "\(object.path): \(object.type.rawValue), link-time addresses; site lists: \(sources)\n"
-            if showRows { out += renderRows(object) }
-            out += summaryLine(object) + "\n\n"
+            let verdicts = relocations[object.path] ?? [:]
+            if showRows { out += renderRows(object, verdicts: verdicts) }
+            out += summaryLine(object) + dynamicSummary(object, verdicts) + "\n\n"
         }
         return out
     }
 
-    static func renderRows(_ object: ObjectSites) -> String {
+    /// "; dynamic: R relocatable, F refused (reason: n, ...)" over the
+    /// functions without sites.
+    static func dynamicSummary(_ object: ObjectSites, _ verdicts: Verdicts) -> String {
+        guard !verdicts.isEmpty else { return "" }
+        var relocatable = 0
+        var refused: [String: Int] = [:]
+        for site in object.functionsWithoutSites {
+            switch verdicts[site.functionAddress] {
+            case .success?: relocatable += 1
+            case let .failure(reason)?: refused[reason.code, default: 0] += 1
+            case nil: break
+            }
+        }
+        var text = "; dynamic: \(relocatable) relocatable, \(refused.values.reduce(0, +)) refused"
+        if !refused.isEmpty {
+            text += " (" + refused.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")"
+        }
+        return text
+    }
+
+    static func renderRows(_ object: ObjectSites, verdicts: Verdicts = [:]) -> String {
         var out = ""
         let rows = (object.sites + object.functionsWithoutSites).sorted { $0.address < $1.address }
-        let kindWidth = max(4, rows.map { kindLabel($0).count }.max() ?? 4)
+        func label(_ site: Site) -> String {
+            site.kind == .none && verdicts[site.functionAddress] != nil ? "dynamic" + (site.hasEndbr ? "+endbr" : "") : kindLabel(site)
+        }
+        let kindWidth = max(7, rows.map { label($0).count }.max() ?? 7)
         let nameWidth = min(48, max(8, rows.map { $0.function.count }.max() ?? 8))
         out += pad("ADDRESS", 18) + "  " + pad("KIND", kindWidth) + "  USABLE  " + pad("FUNCTION", nameWidth) + "  SOURCE\n"
         for site in rows {
-            var line = pad("0x" + String(site.address, radix: 16), 18) + "  " + pad(kindLabel(site), kindWidth)
-            line += "  " + pad(site.isUsable ? "yes" : "no", 6) + "  " + pad(site.function, nameWidth)
+            let verdict = site.kind == .none ? verdicts[site.functionAddress] : nil
+            var usable = site.isUsable
+            if case .success? = verdict { usable = true }
+            var line = pad("0x" + String(site.address, radix: 16), 18) + "  " + pad(label(site), kindWidth)
+            line += "  " + pad(usable ? "yes" : "no", 6) + "  " + pad(site.function, nameWidth)
             line += "  " + (site.sourceFile.map { "\($0):\(site.sourceLine ?? 0)" } ?? "-")
-            if let rejection = site.rejection { line += "  (\(rejection))" }
+            switch verdict {
+            case let .success(relocation)?: line += "  (relocatable: \(relocation.relocatedLength) bytes moved)"
+            case let .failure(reason)?: line += "  (not relocatable: \(reason))"
+            case nil: if let rejection = site.rejection { line += "  (\(rejection))" }
+            }
             out += line + "\n"
         }
         return out

@@ -50,6 +50,9 @@ struct RecordCommand: ParsableCommand {
     @Option(name: .customShort("F"), help: ArgumentHelp("Trace only functions matching this glob (repeatable; default: every function with a site).", valueName: "glob"))
     var filter: [String] = []
 
+    @Option(name: .customShort("P"), help: ArgumentHelp("Also trace functions without a site matching this glob, in any loaded object, by relocating their prologue (repeatable; without -F, only these functions are traced).", valueName: "glob"))
+    var dynamicPatterns: [String] = []
+
     @Option(name: .customShort("N"), help: ArgumentHelp("Do not trace functions matching this glob (repeatable).", valueName: "glob"))
     var notrace: [String] = []
 
@@ -97,7 +100,7 @@ struct RecordCommand: ParsableCommand {
         if let minTime, RecordCommand.parseDuration(minTime) == nil {
             throw ValidationError("-t \(minTime): not a time (a number with ns, us, ms or s; a bare number is nanoseconds)")
         }
-        for glob in filter + notrace where glob.trimmingCharacters(in: .whitespaces).isEmpty || glob.contains(PreloadEnvironment.listSeparator) {
+        for glob in filter + notrace + dynamicPatterns where glob.trimmingCharacters(in: .whitespaces).isEmpty || glob.contains(PreloadEnvironment.listSeparator) {
             throw ValidationError("'\(glob)': a function glob must be non-empty and must not contain '\(PreloadEnvironment.listSeparator)'")
         }
     }
@@ -128,8 +131,13 @@ struct RecordCommand: ParsableCommand {
     private func record() throws(RecordFailure) -> Int32 {
         // Step 1.
         let program = ProgramCheck.resolve(programArguments[0])
-        let sites = try ProgramCheck.check(program)
-        for glob in filter {
+        let sites = try ProgramCheck.check(program, allowNoSites: true)
+        // A program without sites, and no filter: its own functions, by relocation.
+        let mainByRelocation = filter.isEmpty && dynamicPatterns.isEmpty && !sites.sites.contains(where: \.isUsable)
+        if mainByRelocation {
+            RecordOutput.warning("\(program): no function has an entry site: tracing the program's own functions by relocating their prologues")
+        }
+        for glob in filter where dynamicPatterns.isEmpty {
             if let warning = ProgramCheck.unmatchedFilterWarning(glob, sites: sites, program: program) {
                 RecordOutput.warning(warning)
             }
@@ -140,7 +148,10 @@ struct RecordCommand: ParsableCommand {
         try TraceDirectory.prepare(directory)
         // Step 3.
         let forwarder = SignalForwarder.blockForwardedSignals()
-        let shim = ShimReports(tracerLibrary: FileIdentity.of(path: library))
+        // With relocation on, functions without sites are traced: every
+        // object's symbols are captured, not only those of objects with sites.
+        let relocating = !dynamicPatterns.isEmpty || mainByRelocation
+        let shim = ShimReports(tracerLibrary: FileIdentity.of(path: library), relocating: relocating)
         SitelessCache.enable()
         let session: RecordingSession
         let existed = access(directory, F_OK) == 0
@@ -164,7 +175,9 @@ struct RecordCommand: ParsableCommand {
         environment["LD_PRELOAD"] = [library, environment["LD_PRELOAD"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ":")
         environment.merge(session.environment) { $1 }
         environment[PreloadEnvironment.control] = control.name
-        environment[PreloadEnvironment.filter] = filter.isEmpty ? nil : PreloadEnvironment.joinList(filter)
+        let functions = mainByRelocation ? [FunctionPattern.mainExecutableSpelling] : filter + dynamicPatterns
+        environment[PreloadEnvironment.filter] = functions.isEmpty ? nil : PreloadEnvironment.joinList(functions)
+        environment[PreloadEnvironment.dynamic] = dynamicPatterns.isEmpty && !mainByRelocation ? nil : "1"
         environment[PreloadEnvironment.notrace] = notrace.isEmpty ? nil : PreloadEnvironment.joinList(notrace)
         environment[PreloadEnvironment.depth] = depth.map(String.init)
         let pid: pid_t
@@ -243,7 +256,8 @@ enum ProgramCheck {
     static func resolve(_ program: String) -> String { ListCommand.resolve(program) }
 
     /// Checks that `path` can be run and traced; returns its site table.
-    static func check(_ path: String) throws(RecordFailure) -> SiteTable {
+    /// `allowNoSites`: -P was given, functions without sites are reached by relocation.
+    static func check(_ path: String, allowNoSites: Bool = false) throws(RecordFailure) -> SiteTable {
         var status = stat()
         guard stat(path, &status) == 0 else {
             throw .badProgram("\(path): no such program (\(String(cString: strerror(errno))))")
@@ -272,8 +286,8 @@ enum ProgramCheck {
         }
         let table = SiteTable(files: [path], options: DiscoveryOptions(sourceLines: false, demangle: true, includeFunctionsWithoutSites: false))
         if let failure = table.failures.first { throw .badProgram("\(failure.error)") }
-        guard table.sites.contains(where: \.isUsable) else {
-            throw .badProgram("\(path): no function has an entry site to patch; to get sites, \(ListCommand.howToGetSites)")
+        guard allowNoSites || table.sites.contains(where: \.isUsable) else {
+            throw .badProgram("\(path): no function has an entry site to patch; trace functions without sites by relocation with -P GLOB, or to get sites, \(ListCommand.howToGetSites)")
         }
         return table
     }
@@ -393,8 +407,12 @@ final class ShimReports: @unchecked Sendable {
     /// The shim, listed in objects.json without its symbols (never traced).
     private let tracerLibrary: [FileIdentity]
 
-    init(tracerLibrary: FileIdentity?) {
+    /// Functions without sites are traced too (-P, or a program without sites).
+    private let relocating: Bool
+
+    init(tracerLibrary: FileIdentity?, relocating: Bool) {
         self.tracerLibrary = tracerLibrary.map { [$0] } ?? []
+        self.relocating = relocating
     }
 
     /// Runs on the control thread while the shim waits for the reply.
@@ -411,8 +429,8 @@ final class ShimReports: @unchecked Sendable {
         let main = mainPid.load(ordering: .acquiring)
         guard message.pid == main || main == 0 && started.count == 1 else { return }
         do throws(RecordingError) {
-            let captured = try ObjectCapture.capture(pid: message.pid, withoutSymbols: tracerLibrary, onlyObjectsWithSites: true) { path in
-                SitelessCache.isSiteless(path: path)
+            let captured = try ObjectCapture.capture(pid: message.pid, withoutSymbols: tracerLibrary, onlyObjectsWithSites: !relocating) { path in
+                !relocating && SitelessCache.isSiteless(path: path)
             }
             // Objects of an earlier image (before an exec) stay while no new
             // mapping overlaps them, so its events keep their names.

@@ -36,6 +36,20 @@ final class CAPITests: XCTestCase {
         }
     }
 
+    func testCProgramWithoutSitesTracesItsOwnFunctionsAfterIncludeDynamic() throws {
+        let lib = try Self.libraryDirectory()
+        let program = try Fixtures.compile(
+            ["relocation/capi_dynamic.c"], compiler: "clang",
+            flags: ["-O2", "-I", TrampolineFixtures.includeDirectory, "-L", lib, "-llivetrace", "-Wl,-rpath,\(lib)"],
+            output: "capi-dynamic")
+        let result = try Fixtures.run([program])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        // twice: 1000 calls, square: 2000 calls; the callback saw each once.
+        var total = 0
+        for i in 0..<1000 { total += i * i + (i + 1) * (i + 1) }
+        XCTAssertEqual(result.stdout, "total \(total) own 3000 seen 3000 restored 1\n")
+    }
+
     func testCProgramTracesItsOwnFunctions() throws {
         let program = try buildExample("trace-self")
         let result = try Fixtures.run([program])

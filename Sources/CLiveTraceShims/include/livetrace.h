@@ -144,6 +144,16 @@ int lt_regs_set_resume(lt_regs *regs, uintptr_t address);
 /* A static English message for an error code (negative or positive). */
 const char *lt_strerror(int error);
 
+/* --- functions without sites (full-dynamic patching) --- */
+/* Opt-in: when `on` is nonzero, filters registered from now on also reach
+ * functions that have no compiler-made site (Swift code, any library built
+ * without the flags), by relocating their prologues; a function that cannot
+ * be relocated is never written. Returns the previous setting (0 or 1). */
+int lt_include_dynamic(int on);
+/* Gives their original bytes back to the relocated functions no ops uses,
+ * and frees their stubs after quiescence. 0 or a negative LT_E* code. */
+int lt_restore_relocated(void);
+
 /* --- more --- */
 /* Calls skipped by the recursion guard, summed over all threads. */
 uint64_t lt_skipped_calls(void);

@@ -11,10 +11,12 @@
  *     +13  cc cc cc               int3 padding
  *     +16  record.func            ; lt_func to call
  *     +24  record.ops             ; its `ops` argument
- *     +32  record.resume          ; site + 5: where the body starts
+ *     +32  record.resume          ; site + 5: where the body starts (a
+ *                                 ; relocated entry: its relocated stub)
+ *     +40  record.site            ; the site: the `ip` callbacks get
  *   lt_tramp_entry (lt_tramp_x86_64.S, permanent code):
  *     saves lt_regs, enters the quiescence section, calls record.func(ip =
- *     resume - 5, parent_ip, record.ops, regs), leaves the section, restores,
+ *     record.site, parent_ip, record.ops, regs), leaves the section, restores,
  *     and jumps to regs->resume (unless a MODIFY_RESUME callback changed it)
  *     — or, when the function graph hooked the return slot, calls it from
  *     lt_graph_call_body so that returns stay predicted.

@@ -38,7 +38,15 @@ typedef struct lt_inflight_entry {
     uint32_t emulate;       /* LT_EMULATE_NOP, LT_EMULATE_CALL or LT_EMULATE_JUMP */
     uint32_t rescue_length; /* > 0 for five 1-byte nops being normalized: a
                                thread whose PC is in (A, A+rescue_length) is
-                               moved to `next` by the sync handler */
+                               moved to `next` by the sync handler; and for a
+                               relocated prologue: its moved bytes */
+    /* Relocated prologue (full-dynamic patching): NULL, or for each offset k
+     * in (0, rescue_length) the offset in the stub at `rescue_base` of the
+     * moved instruction that starts at A+k (0xff: not an instruction
+     * boundary, the thread is left alone). The sync handler moves a thread
+     * at A+k to rescue_base + rescue_offsets[k] instead of `next`. */
+    uint64_t rescue_base;
+    const uint8_t *rescue_offsets;
 } lt_inflight_entry;
 
 /* A sorted (by address, no duplicates) table of sites in flight. */

@@ -1,0 +1,49 @@
+import LiveTraceSites
+
+/// A function entry whose prologue was relocated into a stub (full-dynamic
+/// patching): what the text poke needs to make its first 5 bytes a site in
+/// normal form, and to give them back.
+///
+/// Byte layouts at the patch address A (after `endbr64` when present), for
+/// moved bytes of length L ≥ 5 (`push rbp; mov rbp, rsp; sub rsp, 0x10` here):
+///
+///     original          55 48 89 e5 48 83 ec 10       (L = 8)
+///     owned, off        e9 s0 s1 s2 s3 83 ec 10       jmp stub: "continue at
+///                                                     the stub"; A+5..A+L keep
+///                                                     their original bytes
+///     owned, on         e8/e9 t0 t1 t2 t3 83 ec 10    call/jmp trampoline,
+///                                                     whose resume is the stub
+///     stub              55 48 89 e5 48 83 ec 10 e9 <A+L>
+///
+/// Off is `jmp stub`, not the original bytes: the per-function and iterator
+/// trampolines switch it like any normal-form site (`TextPoker.apply`), and
+/// only `TextPoker.restore` writes the original bytes back. The bytes after
+/// A+5 are never written: a thread that resumes at one of their boundaries
+/// (say, when returning from a signal handler that interrupted it there)
+/// still runs the original instruction.
+public struct RelocatedEntry: Sendable, Hashable {
+    /// The site (kind `none`, no rejection) at the patch address.
+    public var site: Site
+    /// The moved bytes as the function holds them unpatched (L ≥ 5).
+    public var original: [UInt8]
+    /// The relocated stub's address.
+    public var stub: UInt
+    /// For each offset in the moved bytes, the offset in the stub of the
+    /// instruction starting there; 0xff where no instruction starts.
+    public var stubOffsets: [UInt8]
+
+    public init(relocation: PrologueRelocation, stub: UInt, stubOffsets: [Int], site: Site) {
+        self.site = site
+        self.original = relocation.instructions.flatMap(\.bytes)
+        self.stub = stub
+        var map = [UInt8](repeating: 0xff, count: relocation.relocatedLength)
+        for (instruction, offset) in zip(relocation.instructions, stubOffsets) { map[instruction.offset] = UInt8(offset) }
+        self.stubOffsets = map
+    }
+
+    /// A site of kind `none` at the relocation's patch address.
+    public static func site(of relocation: PrologueRelocation, symbol: String, function: String? = nil) -> Site {
+        Site(address: relocation.patchAddress, kind: .none, functionAddress: relocation.functionAddress,
+             symbol: symbol, function: function ?? symbol, hasEndbr: relocation.hasEndbr)
+    }
+}

@@ -1,0 +1,189 @@
+/// Prologue relocation (full-dynamic patching, docs/ARCHITECTURE.md): a
+/// function without a compiler-made site gets one by moving the whole
+/// instructions that cover at least 5 bytes at its entry (after `endbr64`,
+/// which stays in place) into a stub, so that its first 5 bytes can hold the
+/// normal-form instruction. This file is the machine-independent part: the
+/// verdict, its refusal reasons and the analysis of a whole object. The
+/// decoding and the stub's bytes are x86-64 (PrologueRelocationX86_64.swift).
+///
+/// A function is relocatable when all of these hold (else the typed reason):
+///  1. its symbol size is known and covers the patch (`tooShort`);
+///  2. every instruction of the relocated bytes decodes (`undecodable`) and
+///     can run elsewhere: no call (its return address would point into the
+///     stub), no `loop`/`jrcxz`/`xbegin` (`cannotMove`), no `int3` (someone
+///     else's breakpoint: `cannotMove`), no system call before the last
+///     moved instruction (a thread blocked in it is not moved: `cannotMove`);
+///  3. no direct branch or call anywhere in the function's body lands in the
+///     relocated bytes (`branchIntoRelocated`), nor on the patched entry
+///     itself from inside the body (`branchToEntry`: every iteration of a
+///     loop whose head is the entry would count as a call);
+///  4. the whole body decodes, so that rule 3 saw every branch
+///     (`undecodable`);
+///  5. it is not the tracer's own code (`tracerCode`), nor the program's
+///     entry point `_start` (`entryPoint`: no return address on its stack).
+/// Whether a rip-relative target or a branch target is within reach of the
+/// stub is decided when the stub's address is known (`StubError.outOfReach`).
+public struct PrologueRelocation: Sendable, Hashable {
+    /// One moved instruction and what must change when it moves.
+    public enum Fixup: Sendable, Hashable {
+        /// Position-independent: copied as is (`ret` and indirect jumps too).
+        case none
+        /// A rip-relative memory operand: its disp32 at `dispOffset` must
+        /// reach `target` from the new place.
+        case ripRelative(dispOffset: Int, target: UInt)
+        /// `jmp rel8/rel32`: re-encoded as `jmp rel32` to `target`.
+        case jump(target: UInt)
+        /// `jcc rel8/rel32` with condition code `condition` (0...15):
+        /// re-encoded as `jcc rel32` (0f 80+cc) to `target`.
+        case conditionalJump(condition: UInt8, target: UInt)
+    }
+
+    public struct Instruction: Sendable, Hashable {
+        /// Offset from `patchAddress`.
+        public var offset: Int
+        public var bytes: [UInt8]
+        public var fixup: Fixup
+    }
+
+    /// The function's symbol address.
+    public var functionAddress: UInt
+    /// Where the 5-byte patch goes: the entry, or the entry + 4 after `endbr64`.
+    public var patchAddress: UInt
+    public var hasEndbr: Bool
+    /// The moved instructions, in order; they cover `relocatedLength` ≥ 5 bytes.
+    public var instructions: [Instruction]
+
+    public var relocatedLength: Int { instructions.last.map { $0.offset + $0.bytes.count } ?? 0 }
+    /// Where the function continues after the moved bytes (the stub's `jmp` back).
+    public var resumeAddress: UInt { patchAddress + UInt(relocatedLength) }
+}
+
+/// Why a function's prologue is not relocated.
+public enum RelocationRefusal: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The symbol's size (0: unknown) does not hold the relocated bytes.
+    case tooShort(size: Int)
+    /// Bytes at this offset from the function that decode to no instruction.
+    case undecodable(offset: Int)
+    /// An instruction of the relocated bytes that cannot run elsewhere.
+    case cannotMove(offset: Int, mnemonic: String)
+    /// A direct branch or call at `from` (offset in the function) lands
+    /// strictly inside the relocated bytes, at offset `to`.
+    case branchIntoRelocated(from: Int, to: Int)
+    /// A direct branch inside the body at `from` goes back to the patched entry.
+    case branchToEntry(from: Int)
+    /// The function belongs to the tracer itself.
+    case tracerCode
+    /// The program's entry point (`_start`): entered with argc, not a return
+    /// address, at [rsp], and already running when the tracer starts.
+    case entryPoint
+    /// A Swift async function, a partial function of one (an await or
+    /// suspend resumption) or a coroutine's continuation: they leave by
+    /// tail calls, not through their return address, so the function graph
+    /// must never hook their return, and until they can be recorded entry
+    /// only they are not patched at all.
+    case swiftAsync
+
+    /// A refusal decided by the name alone.
+    public static func refusal(forSymbol symbol: String) -> RelocationRefusal? {
+        if symbol == "_start" { return .entryPoint }
+        return isSwiftAsync(symbol) ? .swiftAsync : nil
+    }
+
+    /// Swift's mangling (docs/ABI/Mangling.rst of the Swift repository):
+    /// `Ya` marks an async function type, `TQ<n>_` and `TY<n>_` an await or
+    /// suspend resume partial function, and `.resume.<n>` a yield-once
+    /// coroutine's continuation. A plain identifier may contain `Ya` too
+    /// (its letters are not escaped): such a function is refused for
+    /// nothing, never patched wrongly.
+    public static func isSwiftAsync(_ symbol: String) -> Bool {
+        let swift = symbol.hasPrefix("$s") || symbol.hasPrefix("_$s") || symbol.hasPrefix("$S") || symbol.hasPrefix("_$S")
+        if symbol.contains(".resume.") { return true }
+        guard swift else { return false }
+        return symbol.contains("Ya") || symbol.contains("TQ") || symbol.contains("TY")
+    }
+
+    public var description: String {
+        switch self {
+        case let .tooShort(size): return size == 0 ? "symbol size unknown" : "only \(size) bytes: shorter than the 5-byte patch"
+        case let .undecodable(offset): return "undecodable bytes at +\(offset)"
+        case let .cannotMove(offset, mnemonic): return "\(mnemonic) at +\(offset) cannot be moved"
+        case let .branchIntoRelocated(from, to): return "branch at +\(from) lands inside the relocated bytes (+\(to))"
+        case let .branchToEntry(from): return "branch at +\(from) loops back to the entry"
+        case .tracerCode: return "the tracer's own code"
+        case .entryPoint: return "the program's entry point (no return address)"
+        case .swiftAsync: return "a Swift async function or continuation (it does not return through its return address)"
+        }
+    }
+
+    /// Short stable identifier used in summaries and JSON.
+    public var code: String {
+        switch self {
+        case .tooShort: return "too-short"
+        case .undecodable: return "undecodable"
+        case .cannotMove: return "cannot-move"
+        case .branchIntoRelocated: return "branch-into-relocated"
+        case .branchToEntry: return "branch-to-entry"
+        case .tracerCode: return "tracer-code"
+        case .entryPoint: return "entry-point"
+        case .swiftAsync: return "swift-async"
+        }
+    }
+}
+
+/// A relocation verdict per function of one object, at link-time addresses.
+public struct ObjectRelocations: Sendable {
+    public struct Entry: Sendable {
+        public var functionAddress: UInt
+        public var size: Int
+        public var symbol: String
+        public var verdict: Result<PrologueRelocation, RelocationRefusal>
+    }
+
+    public var path: String
+    public var entries: [Entry]
+
+    /// Functions of at least `minimumSize` bytes, relocatable ones, and the
+    /// refused ones by reason code.
+    public func summary(minimumSize: Int = 5) -> (functions: Int, relocatable: Int, refusedByReason: [String: Int]) {
+        var functions = 0, relocatable = 0
+        var refused: [String: Int] = [:]
+        for entry in entries where entry.size >= minimumSize {
+            functions += 1
+            switch entry.verdict {
+            case .success: relocatable += 1
+            case let .failure(reason): refused[reason.code, default: 0] += 1
+            }
+        }
+        return (functions, relocatable, refused)
+    }
+}
+
+extension ElfObject {
+    /// The relocation verdict of every function of the object, from the
+    /// file's bytes (link-time addresses). `tracer`: the object is the
+    /// tracer's own, every function refused.
+    public func prologueRelocations(tracer: Bool = false) throws(DiscoveryError) -> ObjectRelocations {
+        let index = try FunctionIndex(object: self)
+        var entries: [ObjectRelocations.Entry] = []
+        entries.reserveCapacity(index.functions.count)
+        let analyzer = PrologueAnalyzerX86_64()
+        for function in index.functions {
+            let verdict: Result<PrologueRelocation, RelocationRefusal>
+            if tracer {
+                verdict = .failure(.tracerCode)
+            } else if let refusal = RelocationRefusal.refusal(forSymbol: function.symbol) {
+                verdict = .failure(refusal)
+            } else if let segment = executableSegment(containing: function.address) {
+                let offset = function.address - segment.address
+                let length = Int(min(function.size, segment.fileSize - offset))
+                let code = UnsafeRawBufferPointer(start: bytes.baseAddress! + Int(segment.fileOffset + offset), count: length)
+                verdict = analyzer.analyze(code: code, address: UInt(function.address), size: Int(function.size))
+            } else {
+                verdict = .failure(.undecodable(offset: 0))
+            }
+            entries.append(.init(functionAddress: UInt(function.address), size: Int(function.size),
+                                 symbol: function.symbol, verdict: verdict))
+        }
+        return ObjectRelocations(path: path, entries: entries)
+    }
+}

@@ -1,0 +1,227 @@
+// The x86-64 part of prologue relocation (rules in PrologueRelocation.swift),
+// decoded with Zydis.
+//
+// Analysis, for a function of `size` bytes at `address`:
+//  1. skip `endbr64` (f3 0f 1e fa): it stays in place, the patch follows it;
+//  2. decode whole instructions from the patch until they cover 5 bytes,
+//     classifying each (copy, rip-relative, jmp, jcc) or refusing it;
+//  3. decode the whole body linearly and refuse when a direct branch or call
+//     lands strictly inside the relocated bytes, or a branch from inside the
+//     body lands on the patch.
+//
+// The stub's bytes, at `stub`:
+//     for each moved instruction, in order:
+//       copy                 the same bytes
+//       rip-relative         the same bytes, disp32 recomputed for the stub
+//       jmp rel8/rel32       e9 rel32                   (prefixes dropped)
+//       jcc rel8/rel32       0f 80+cc rel32             (prefixes dropped)
+//     e9 rel32               jmp back to patch + relocatedLength
+// Every rel32 and disp32 must reach its target from the stub
+// (`StubError.outOfReach`); the map from the moved instructions' offsets to
+// the stub's lets the text poke move a thread from one to the other.
+import CZydis
+
+struct PrologueAnalyzerX86_64 {
+    static let patchLength = 5
+    static let endbr64: [UInt8] = [0xf3, 0x0f, 0x1e, 0xfa]
+    /// Zydis's `ZYDIS_ATTRIB_HAS_MODRM` and `ZYDIS_ATTRIB_IS_RELATIVE`.
+    static let attributeHasModRM: UInt64 = 1 << 0
+    static let attributeIsRelative: UInt64 = 1 << 7
+
+    private var decoder = ZydisDecoder()
+
+    init() {
+        ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)
+    }
+
+    /// One decoded instruction: its length and what it does to control flow
+    /// or rip-relative data.
+    struct Decoded {
+        enum Kind {
+            case plain
+            case ripRelative(dispOffset: Int, target: UInt)
+            case jump(target: UInt)
+            case conditionalJump(condition: UInt8, target: UInt)
+            case call(target: UInt?)
+            /// loop, jrcxz, xbegin: relative, but with no rel32 form to widen to.
+            case otherRelative(target: UInt, mnemonic: String)
+            case trap
+            /// syscall, sysenter, int n: a thread blocked in it has its PC
+            /// right after it.
+            case systemCall
+        }
+        var length: Int
+        var kind: Kind
+    }
+
+    func decode(_ code: UnsafeRawBufferPointer, at offset: Int, address: UInt) -> Decoded? {
+        guard offset < code.count else { return nil }
+        var instruction = ZydisDecodedInstruction()
+        var context = ZydisDecoderContext()
+        let status = withUnsafePointer(to: decoder) { decoder in
+            ZydisDecoderDecodeInstruction(decoder, &context, code.baseAddress! + offset, code.count - offset, &instruction)
+        }
+        guard status & 0x8000_0000 == 0 else { return nil }
+        let length = Int(instruction.length)
+        let end = address &+ UInt(length)
+        let raw = instruction.raw
+        if instruction.attributes & Self.attributeIsRelative != 0 {
+            let immediate = raw.imm.0
+            let target = end &+ UInt(bitPattern: Int(immediate.value.s))
+            switch instruction.meta.category {
+            case ZYDIS_CATEGORY_CALL:
+                return Decoded(length: length, kind: .call(target: immediate.is_relative != 0 ? target : nil))
+            case ZYDIS_CATEGORY_UNCOND_BR where immediate.is_relative != 0 && (immediate.size == 8 || immediate.size == 32):
+                return Decoded(length: length, kind: .jump(target: target))
+            case ZYDIS_CATEGORY_COND_BR where immediate.is_relative != 0 && (immediate.size == 8 || immediate.size == 32):
+                let map = instruction.opcode_map
+                let opcode = instruction.opcode
+                if map == ZYDIS_OPCODE_MAP_DEFAULT, opcode >= 0x70, opcode <= 0x7f {
+                    return Decoded(length: length, kind: .conditionalJump(condition: opcode - 0x70, target: target))
+                }
+                if map == ZYDIS_OPCODE_MAP_0F, opcode >= 0x80, opcode <= 0x8f {
+                    return Decoded(length: length, kind: .conditionalJump(condition: opcode - 0x80, target: target))
+                }
+                return Decoded(length: length, kind: .otherRelative(target: target, mnemonic: Self.name(instruction.mnemonic)))
+            default:
+                if immediate.is_relative != 0 {
+                    return Decoded(length: length, kind: .otherRelative(target: target, mnemonic: Self.name(instruction.mnemonic)))
+                }
+                // rip-relative memory operand with the relative attribute.
+            }
+        }
+        if instruction.meta.category == ZYDIS_CATEGORY_CALL {
+            return Decoded(length: length, kind: .call(target: nil))
+        }
+        if instruction.mnemonic == ZYDIS_MNEMONIC_INT3 || instruction.mnemonic == ZYDIS_MNEMONIC_INT1 {
+            return Decoded(length: length, kind: .trap)
+        }
+        if instruction.mnemonic == ZYDIS_MNEMONIC_SYSCALL || instruction.mnemonic == ZYDIS_MNEMONIC_SYSENTER
+            || instruction.mnemonic == ZYDIS_MNEMONIC_INT {
+            return Decoded(length: length, kind: .systemCall)
+        }
+        // In 64-bit mode ModRM mod=00 rm=101 is always rip + disp32.
+        if instruction.attributes & Self.attributeHasModRM != 0, raw.modrm.mod == 0, raw.modrm.rm == 5, raw.disp.size == 32 {
+            let target = end &+ UInt(bitPattern: Int(raw.disp.value))
+            return Decoded(length: length, kind: .ripRelative(dispOffset: Int(raw.disp.offset), target: target))
+        }
+        return Decoded(length: length, kind: .plain)
+    }
+
+    static func name(_ mnemonic: ZydisMnemonic) -> String {
+        guard let string = ZydisMnemonicGetString(mnemonic) else { return "instruction" }
+        return String(cString: string)
+    }
+
+    /// The verdict for the function whose first `code.count` bytes (at most
+    /// its `size`) are in `code`, at `address`.
+    func analyze(code: UnsafeRawBufferPointer, address: UInt, size: Int) -> Result<PrologueRelocation, RelocationRefusal> {
+        let available = min(size, code.count)
+        let hasEndbr = available >= 4 && code.prefix(4).elementsEqual(Self.endbr64)
+        let start = hasEndbr ? 4 : 0
+        guard size >= start + Self.patchLength, available >= start + Self.patchLength else {
+            return .failure(.tooShort(size: size))
+        }
+        let body = UnsafeRawBufferPointer(rebasing: code[0..<available])
+        // Step 2: the moved instructions.
+        var moved: [PrologueRelocation.Instruction] = []
+        var offset = start
+        while offset < start + Self.patchLength {
+            guard let decoded = decode(body, at: offset, address: address + UInt(offset)) else {
+                return .failure(offset + 1 > available ? .tooShort(size: size) : .undecodable(offset: offset))
+            }
+            guard offset + decoded.length <= available else { return .failure(.tooShort(size: size)) }
+            let fixup: PrologueRelocation.Fixup
+            switch decoded.kind {
+            case .plain: fixup = .none
+            case let .ripRelative(dispOffset, target): fixup = .ripRelative(dispOffset: dispOffset, target: target)
+            case let .jump(target): fixup = .jump(target: target)
+            case let .conditionalJump(condition, target): fixup = .conditionalJump(condition: condition, target: target)
+            case .call: return .failure(.cannotMove(offset: offset, mnemonic: "call"))
+            case let .otherRelative(_, mnemonic): return .failure(.cannotMove(offset: offset, mnemonic: mnemonic))
+            case .trap: return .failure(.cannotMove(offset: offset, mnemonic: "int3"))
+            case .systemCall:
+                // A thread blocked in it would sit strictly inside the moved
+                // bytes, where the rescue does not reach it (the text poke does
+                // not interrupt system calls); last, it returns to the resume address.
+                if offset + decoded.length < start + Self.patchLength {
+                    return .failure(.cannotMove(offset: offset, mnemonic: "system call"))
+                }
+                fixup = .none
+            }
+            moved.append(.init(offset: offset - start, bytes: Array(body[offset..<offset + decoded.length]), fixup: fixup))
+            offset += decoded.length
+        }
+        let relocatedEnd = offset
+        // Step 3: every direct branch of the body.
+        offset = 0
+        while offset < available {
+            guard let decoded = decode(body, at: offset, address: address + UInt(offset)) else {
+                return .failure(.undecodable(offset: offset))
+            }
+            let target: UInt?
+            switch decoded.kind {
+            case let .jump(t), let .conditionalJump(_, t), let .otherRelative(t, _): target = t
+            case let .call(t): target = t
+            default: target = nil
+            }
+            if let target, target >= address {
+                let to = target - address
+                if to > UInt(start), to < UInt(relocatedEnd) {
+                    return .failure(.branchIntoRelocated(from: offset, to: Int(to)))
+                }
+                if to == UInt(start) || (hasEndbr && to == 0) {
+                    if case .call = decoded.kind {} else { return .failure(.branchToEntry(from: offset)) }
+                }
+            }
+            offset += decoded.length
+        }
+        return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
+                                           hasEndbr: hasEndbr, instructions: moved))
+    }
+}
+
+extension PrologueRelocation {
+    /// Why a stub cannot be built at the address given.
+    public enum StubError: Error, Sendable, Hashable {
+        /// A target this far from the stub's instruction is beyond rel32.
+        case outOfReach(target: UInt)
+    }
+
+    /// The stub's bytes at `stub` (layout in PrologueRelocationX86_64.swift)
+    /// and, for each moved instruction, its offset in the stub.
+    public func stubBytes(at stub: UInt) throws(StubError) -> (bytes: [UInt8], offsets: [Int]) {
+        var bytes: [UInt8] = []
+        var offsets: [Int] = []
+        func rel32(_ target: UInt, endingAt end: Int) throws(StubError) -> [UInt8] {
+            let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(stub + UInt(end)))
+            guard let value = Int32(exactly: distance) else { throw .outOfReach(target: target) }
+            return withUnsafeBytes(of: value.littleEndian) { Array($0) }
+        }
+        for instruction in instructions {
+            offsets.append(bytes.count)
+            switch instruction.fixup {
+            case .none:
+                bytes += instruction.bytes
+            case let .ripRelative(dispOffset, target):
+                var copy = instruction.bytes
+                let disp = try rel32(target, endingAt: bytes.count + copy.count)
+                copy.replaceSubrange(dispOffset..<dispOffset + 4, with: disp)
+                bytes += copy
+            case let .jump(target):
+                bytes += [0xe9] + (try rel32(target, endingAt: bytes.count + 5))
+            case let .conditionalJump(condition, target):
+                bytes += [0x0f, 0x80 + condition] + (try rel32(target, endingAt: bytes.count + 6))
+            }
+        }
+        bytes += [0xe9] + (try rel32(resumeAddress, endingAt: bytes.count + 5))
+        return (bytes, offsets)
+    }
+
+    /// The analysis of the function at run-time `address` whose `size` bytes
+    /// are readable in memory (its symbol's size).
+    public static func analyze(functionAt address: UInt, size: Int) -> Result<PrologueRelocation, RelocationRefusal> {
+        guard size > 0, let base = UnsafeRawPointer(bitPattern: address) else { return .failure(.tooShort(size: size)) }
+        return PrologueAnalyzerX86_64().analyze(code: UnsafeRawBufferPointer(start: base, count: size), address: address, size: size)
+    }
+}

@@ -1,0 +1,191 @@
+// Prologue relocation verdicts (PrologueRelocation.swift) on compiled
+// fixtures: the assembly shapes of Tests/Fixtures/relocation/prologues.c get
+// their exact verdict; gcc, clang and swiftc code gets the verdict its
+// disassembly implies; the moved instructions' boundaries equal objdump's.
+// Coverage on the toolchain's libswiftCore.so and swift-format is printed.
+import Foundation
+import LiveTrace
+import TestSupport
+import XCTest
+
+final class PrologueRelocationTests: XCTestCase {
+    func verdicts(_ path: String) throws -> [String: ObjectRelocations.Entry] {
+        let relocations = try ElfObject(path: path).prologueRelocations()
+        return Dictionary(relocations.entries.map { ($0.symbol, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Link-time addresses of symbols, from nm (an oracle sharing no code).
+    func nmAddresses(_ path: String) throws -> [String: UInt] {
+        let result = try Fixtures.run(["/usr/bin/nm", "--defined-only", path])
+        var out: [String: UInt] = [:]
+        for line in result.stdout.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count == 3, let address = UInt(fields[0], radix: 16) { out[String(fields[2])] = address }
+        }
+        return out
+    }
+
+    /// Instruction offsets of `symbol` as objdump decodes them.
+    func objdumpOffsets(_ path: String, _ symbol: String, address: UInt) throws -> [Int] {
+        let result = try Fixtures.run(["/usr/bin/objdump", "-d", "--no-show-raw-insn", "--disassemble=\(symbol)", path])
+        var offsets: [Int] = []
+        for line in result.stdout.split(separator: "\n") {
+            let trimmed = line.drop { $0 == " " }
+            guard let colon = trimmed.firstIndex(of: ":"), line.hasPrefix(" "),
+                  let value = UInt(trimmed[..<colon], radix: 16) else { continue }
+            offsets.append(Int(value - address))
+        }
+        return offsets
+    }
+
+    func testAssemblyShapesGetTheirExactVerdicts() throws {
+        let lib = try Fixtures.compile(["relocation/prologues.c"], compiler: "gcc", flags: ["-O2", "-shared", "-fPIC"], output: "prologues-asm.so")
+        let v = try verdicts(lib)
+        let nm = try nmAddresses(lib)
+        func success(_ name: String) throws -> PrologueRelocation {
+            let entry = try XCTUnwrap(v[name], name)
+            switch entry.verdict {
+            case let .success(r): return r
+            case let .failure(reason): XCTFail("\(name): refused: \(reason)"); throw reason
+            }
+        }
+        func refusal(_ name: String) -> RelocationRefusal? {
+            guard case let .failure(reason)? = v[name]?.verdict else { XCTFail("\(name): not refused"); return nil }
+            return reason
+        }
+        let load = try success("rel_rip_load")
+        XCTAssertEqual(load.instructions.map(\.offset), [0])
+        XCTAssertEqual(load.instructions.first?.fixup, .ripRelative(dispOffset: 2, target: try XCTUnwrap(nm["rel_counter"])))
+        let lea = try success("rel_rip_lea")
+        XCTAssertEqual(lea.instructions.first?.fixup, .ripRelative(dispOffset: 3, target: try XCTUnwrap(nm["rel_table"])))
+        XCTAssertEqual(lea.relocatedLength, 7)
+        let inside = try success("rel_jcc_inside")
+        XCTAssertEqual(inside.instructions.map(\.offset), [0, 2, 4])
+        XCTAssertEqual(inside.instructions[1].fixup, .conditionalJump(condition: 0x8, target: inside.functionAddress + 9))
+        let after = try success("rel_jcc_after")
+        XCTAssertEqual(after.relocatedLength, 5)
+        XCTAssertEqual(after.instructions.map(\.fixup), [.none, .none])
+        let endbr = try success("rel_endbr")
+        XCTAssertTrue(endbr.hasEndbr)
+        XCTAssertEqual(endbr.patchAddress, endbr.functionAddress + 4)
+        XCTAssertEqual(endbr.instructions.map(\.offset), [0, 1, 4])
+        let jmp = try success("rel_jmp_inside")
+        XCTAssertEqual(jmp.instructions[1].fixup, .jump(target: jmp.functionAddress + 5))
+
+        XCTAssertEqual(refusal("rel_call_first"), .cannotMove(offset: 0, mnemonic: "call"))
+        XCTAssertEqual(refusal("rel_short"), .tooShort(size: 3))
+        XCTAssertEqual(refusal("rel_loop_entry"), .branchToEntry(from: 3))
+        XCTAssertEqual(refusal("rel_branch_into"), .branchIntoRelocated(from: 8, to: 2))
+        XCTAssertEqual(refusal("rel_jrcxz"), .cannotMove(offset: 0, mnemonic: "jrcxz"))
+        XCTAssertEqual(refusal("rel_undecodable"), .undecodable(offset: 0))
+        XCTAssertEqual(refusal("rel_syscall_inside"), .cannotMove(offset: 2, mnemonic: "system call"))
+        XCTAssertEqual(try success("rel_pause2").instructions.map(\.offset), [0, 2, 4])
+
+        let tracer = try ElfObject(path: lib).prologueRelocations(tracer: true)
+        XCTAssertFalse(tracer.entries.isEmpty)
+        XCTAssertTrue(tracer.entries.allSatisfy { if case .failure(.tracerCode) = $0.verdict { true } else { false } })
+    }
+
+    func testListShowsFunctionsWithoutSitesAsDynamicWithVerdictAndSummary() throws {
+        let lib = try Fixtures.compile(["relocation/prologues.c"], compiler: "gcc", flags: ["-O2", "-shared", "-fPIC"], output: "prologues-list.so")
+        let result = try Fixtures.run([Fixtures.livetraceExecutable, "list", "--no-lines", lib])
+        XCTAssertEqual(result.status, 2, "no compiler-made site: the exit status stays 'no sites'")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        func row(_ name: String) -> [String]? {
+            lines.first { $0.split(separator: " ").count > 3 && $0.split(separator: " ")[3] == name }?
+                .split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        }
+        XCTAssertEqual(row("rel_rip_load")?[1...2], ["dynamic", "yes"])
+        XCTAssertTrue(lines.contains { $0.contains("rel_rip_load") && $0.hasSuffix("(relocatable: 6 bytes moved)") })
+        XCTAssertEqual(row("rel_call_first")?[1...2], ["dynamic", "no"])
+        XCTAssertTrue(lines.contains { $0.contains("rel_call_first") && $0.hasSuffix("(not relocatable: call at +0 cannot be moved)") })
+        let verdicts = try ElfObject(path: lib).prologueRelocations()
+        let relocatable = verdicts.entries.filter { if case .success = $0.verdict { true } else { false } }.count
+        let summary = try XCTUnwrap(lines.first { $0.hasPrefix("summary:") })
+        XCTAssertTrue(summary.contains("; dynamic: \(relocatable) relocatable, \(verdicts.entries.count - relocatable) refused ("), summary)
+        XCTAssertTrue(summary.contains("cannot-move: 4"), summary)
+    }
+
+    func testCompiledCFunctionsAreRelocatedOnObjdumpsInstructionBoundaries() throws {
+        for compiler in ["gcc", "clang"] {
+            for level in ["-O0", "-O2"] {
+                let lib = try Fixtures.compile(["relocation/prologues.c"], compiler: compiler, flags: [level, "-shared", "-fPIC"],
+                                               output: "prologues-\(compiler)\(level).so")
+                let v = try verdicts(lib)
+                let expected = level == "-O0" ? ["c_mix", "c_sum", "c_calls", "rel_helper"] : ["c_mix", "c_sum"]
+                for name in expected {
+                    let entry = try XCTUnwrap(v[name])
+                    guard case let .success(r) = entry.verdict else {
+                        XCTFail("\(compiler) \(level) \(name): \(entry.verdict)"); continue
+                    }
+                    try checkBoundaries(lib, name, r)
+                }
+                if level == "-O2" {
+                    // lea eax, [rdi + 1]; ret
+                    XCTAssertEqual(v["rel_helper"].flatMap { try? $0.verdict.get() }, nil)
+                    if case let .failure(reason)? = v["rel_helper"]?.verdict { XCTAssertEqual(reason, .tooShort(size: 4)) }
+                }
+            }
+        }
+    }
+
+    func testSwiftFunctionsAreRelocatedAtOnoneAndO() throws {
+        for level in ["-Onone", "-O"] {
+            let lib = try Fixtures.compile(["relocation/prologues.swift"], compiler: "swiftc",
+                                           flags: [level, "-emit-library", "-module-name", "Reloc"], output: "libreloc\(level).so")
+            let v = try verdicts(lib)
+            for name in ["$s5Reloc7relAreaySiAA5PointVF", "$s5Reloc6relSumySiSaySiGF", "$s5Reloc10RelCounterC4bump2byS2i_tF"] {
+                let entry = try XCTUnwrap(v[name], "\(level) \(name) missing")
+                guard case let .success(r) = entry.verdict else { XCTFail("\(level) \(name): \(entry.verdict)"); continue }
+                try checkBoundaries(lib, name, r)
+            }
+            let summary = try ElfObject(path: lib).prologueRelocations().summary()
+            XCTAssertGreaterThan(summary.relocatable, 0)
+        }
+    }
+
+    /// Async functions, their await/suspend partial functions and coroutine
+    /// continuations are refused by name (swift-async), never patched; an
+    /// ordinary function beside them is relocated.
+    func testSwiftAsyncFunctionsAndContinuationsAreRefused() throws {
+        let lib = try Fixtures.compile(["relocation/async.swift"], compiler: "swiftc",
+                                       flags: ["-O", "-emit-library", "-module-name", "RelAsync"], output: "librelasync.so")
+        let v = try verdicts(lib)
+        let plain = try XCTUnwrap(v["$s8RelAsync8relPlainyS2iF"], "relPlain missing: \(v.keys.sorted())")
+        guard case .success = plain.verdict else { return XCTFail("relPlain: \(plain.verdict)") }
+        let asyncNames = v.keys.filter { $0.contains("relAsync") }
+        XCTAssertGreaterThanOrEqual(asyncNames.count, 2, "the async function and its partial functions: \(asyncNames)")
+        XCTAssertTrue(asyncNames.contains { $0.contains("TQ") || $0.contains("TY") }, "a partial function: \(asyncNames)")
+        for name in asyncNames {
+            guard case .failure(.swiftAsync)? = v[name]?.verdict else { XCTFail("\(name): \(String(describing: v[name]?.verdict))"); continue }
+        }
+        XCTAssertTrue(RelocationRefusal.isSwiftAsync("$s8RelAsync6RelBoxV5twiceSivM.resume.0"))
+        XCTAssertFalse(RelocationRefusal.isSwiftAsync("relPlain"), "C names are never taken for Swift async")
+    }
+
+    func checkBoundaries(_ lib: String, _ name: String, _ r: PrologueRelocation) throws {
+        let offsets = try objdumpOffsets(lib, name, address: r.functionAddress)
+        let start = r.hasEndbr ? 4 : 0
+        let moved = r.instructions.map { $0.offset + start }
+        XCTAssertEqual(Array(offsets.prefix(moved.count + (r.hasEndbr ? 1 : 0))), (r.hasEndbr ? [0] : []) + moved, name)
+        XCTAssertTrue(offsets.contains(start + r.relocatedLength), "\(name): the moved bytes do not end on an instruction")
+    }
+
+    /// Share of the functions of ≥ 5 bytes relocated, and the refusals by reason.
+    func testCoverageOnLibswiftCoreAndSwiftFormat() throws {
+        let swift = try Fixtures.run(["/usr/bin/env", "which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let toolchain = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent()
+        let objects = [toolchain.appendingPathComponent("../lib/swift/linux/libswiftCore.so").standardized.path,
+                       toolchain.appendingPathComponent("swift-format").path]
+        for path in objects {
+            guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not installed") }
+            let start = Date()
+            let summary = try ElfObject(path: path).prologueRelocations().summary()
+            let seconds = Date().timeIntervalSince(start)
+            let share = Double(summary.relocatable) / Double(max(summary.functions, 1))
+            let reasons = summary.refusedByReason.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            print("relocation coverage: \(path): \(summary.relocatable) of \(summary.functions) functions of >= 5 bytes (\(String(format: "%.1f", share * 100))%); refused: \(reasons); analysis \(String(format: "%.2f", seconds)) s")
+            XCTAssertGreaterThan(share, 0.9, path)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+// Swift code built with plain swiftc (no entry sites) traced by prologue
+// relocation through Tracer.attach (OpsRegistry.includeDynamic): per-function
+// call counts equal the counts the library keeps itself, at -Onone and -O
+// (functions marked @inline(never)); results unchanged; recursion, methods
+// through the vtable, protocol existentials and `throws`. At -O a method's
+// callers reach its "function signature specialization <...> of NAME"
+// directly: the count of NAME is the sum over it and its specializations.
+import Glibc
+import LiveTrace
+import TestSupport
+import XCTest
+
+final class SwiftDynamicTests: XCTestCase {
+    final class Counts: @unchecked Sendable {
+        let lock = NSLock()
+        var bySite: [UInt: Int] = [:]
+        func add(_ site: UInt) { lock.lock(); bySite[site, default: 0] += 1; lock.unlock() }
+    }
+    typealias Run = @convention(c) (Int) -> Int
+    typealias Counter = @convention(c) (Int) -> Int
+
+    func check(level: String, module: String) throws {
+        let path = try Fixtures.compile(["relocation/swiftfix.swift"], compiler: "swiftc",
+                                        flags: [level, "-emit-library", "-module-name", module], output: "lib\(module).so")
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            throw FixtureError.compileFailed(command: "dlopen \(path)", output: String(cString: dlerror()))
+        }
+        let run = unsafeBitCast(dlsym(handle, "swiftfix_run")!, to: Run.self)
+        let counter = unsafeBitCast(dlsym(handle, "swiftfix_counter")!, to: Counter.self)
+        let expected = run(50)
+        let before = (0..<6).map { counter($0) }
+
+        OpsRegistry.shared.includeDynamic = true
+        defer { OpsRegistry.shared.includeDynamic = false }
+        // "*" in front: a function's specializations are named "... of NAME"
+        // (at -O, callers reach the signature specialization directly).
+        let patterns = ["*\(module).fib(*", "*\(module).Shape.area() *", "*\(module).Animal.speak() *",
+                        "*\(module).Dog.speak() *", "*\(module).Bell.loudness() *", "*\(module).checked(*"]
+        let counts = Counts()
+        let traced = try Tracer.attach(patterns) { call in counts.add(call.site) }
+        let functions = traced.functions
+        XCTAssertEqual(run(50), expected, "\(level): the traced run's result")
+        try traced.detach()
+        for (i, pattern) in patterns.enumerated() {
+            let glob = Glob(pattern)
+            let sites = functions.filter { glob.matches($0.function) }
+            XCTAssertFalse(sites.isEmpty, "\(level) \(pattern)")
+            let own = counter(i) - before[i]
+            XCTAssertGreaterThan(own, 0)
+            XCTAssertEqual(sites.map { counts.bySite[$0.address] ?? 0 }.reduce(0, +), own, "\(level) \(pattern)")
+        }
+        XCTAssertTrue(OpsRegistry.shared.dynamicRefusals.isEmpty, "\(OpsRegistry.shared.dynamicRefusals)")
+        try OpsRegistry.shared.restoreRelocatedFunctions()
+        XCTAssertEqual(run(50), expected)
+    }
+
+    func testSwiftOnoneCountsEqualTheProgramsOwn() throws { try check(level: "-Onone", module: "SwiftFixOnone") }
+    func testSwiftOCountsEqualTheProgramsOwn() throws { try check(level: "-O", module: "SwiftFixO") }
+}
