@@ -202,13 +202,16 @@ _livetrace_list() {
 _livetrace_record() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
-    repeating_options=(-F -N)
+    repeating_options=(-F -P -N)
     non_repeating_options=(-D -t --directory -d -b --wait)
     __livetrace_offer_flags_options -1
 
     # Offer option value completions
     case "${prev}" in
     '-F')
+        return
+        ;;
+    '-P')
         return
         ;;
     '-N')
