@@ -2,7 +2,7 @@
 // (the issue's target) and through the generic lean entry (leaf stubs off),
 // a `counter++` C callback (leaf stub), empty Swift closure, and the
 // iterator, against the untraced call of the same function, all measured in
-// this run.
+// this run; and the time of the leaf analysis of one callback.
 // Usage: livetrace-tramp-bench <fixture.so> [calls]
 import Foundation
 import Glibc
@@ -19,6 +19,7 @@ let loop = unsafeBitCast(dlsym(library, "bench_loop")!, to: Loop.self)
 let emptyCallback = unsafeBitCast(dlsym(library, "bench_empty_callback")!, to: OpsCallback.self)
 let counterCallback = unsafeBitCast(dlsym(library, "bench_counter_callback")!, to: OpsCallback.self)
 let counter = dlsym(library, "bench_counter")!.assumingMemoryBound(to: UInt64.self)
+let counterEntry = UInt(bitPattern: dlsym(library, "bench_counter_callback")!)
 
 /// Best of 7 runs, in ns per call.
 func measure() -> Double {
@@ -88,6 +89,17 @@ do {
     print("tramp: untraced again after detach     \(format(after)) ns/call; baseline used below: \(format(baseline)) ns/call")
     print("tramp: added per call: C callback \(format(perFunction - baseline)) ns (\(cIsLeaf ? "leaf stub" : "generic")), generic lean \(format(generic - baseline)) ns, counter++ \(format(counting - baseline)) ns, Swift closure \(format(swiftClosure - baseline)) ns, iterator of two \(format(iterator - baseline)) ns")
     print("tramp: targets: C callback <= 3 ns added, Swift closure <= 6 ns added")
+
+    // The leaf analysis runs once per ops, at its first stub: its cost is
+    // part of attaching, not of a call.
+    var analysisTimes: [Double] = []
+    for _ in 0..<201 {
+        let start = monotonicNanoseconds()
+        for _ in 0..<100 { _ = LeafCallbackAnalysis.analyze(counterEntry) }
+        analysisTimes.append(Double(monotonicNanoseconds() - start) / 100)
+    }
+    analysisTimes.sort()
+    print("tramp: leaf analysis of the counter++ callback: \(format(analysisTimes[100] / 1000)) us median, \(format(analysisTimes[20] / 1000))-\(format(analysisTimes[180] / 1000)) us (10th-90th percentile of 201 runs of 100)")
 } catch {
     printError("livetrace-tramp-bench: \(error)\n")
     exit(1)
@@ -99,6 +111,12 @@ func currentTarget(_ handle: TraceHandle) throws -> UInt {
         throw TraceError.invalidArgument("bench_f is not patched")
     }
     return target
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
 func printError(_ text: String) {
