@@ -1,8 +1,10 @@
 // Cost per call of an enabled site: empty C callback through its leaf stub
 // (the issue's target) and through the generic lean entry (leaf stubs off),
-// a `counter++` C callback (leaf stub), empty Swift closure, and the
-// iterator, against the untraced call of the same function, all measured in
-// this run; and the time of the leaf analysis of one callback.
+// a `counter++` C callback (leaf stub), the same two as Swift
+// @convention(c) closures compiled here (release: leaf stubs), empty Swift
+// closure, and the iterator, against the untraced call of the same
+// function, all measured in this run; and the time of the leaf analysis of
+// one callback.
 // Usage: livetrace-tramp-bench <fixture.so> [calls]
 import Foundation
 import Glibc
@@ -20,6 +22,17 @@ let emptyCallback = unsafeBitCast(dlsym(library, "bench_empty_callback")!, to: O
 let counterCallback = unsafeBitCast(dlsym(library, "bench_counter_callback")!, to: OpsCallback.self)
 let counter = dlsym(library, "bench_counter")!.assumingMemoryBound(to: UInt64.self)
 let counterEntry = UInt(bitPattern: dlsym(library, "bench_counter_callback")!)
+
+/// Swift's fast path: @convention(c) closures that capture nothing, given
+/// to Tracer.attach(callback:) like a C function. The counter is the ops's
+/// data.
+let swiftEmptyCallback: OpsCallback = { _, _, _, _ in }
+let swiftCounterCallback: OpsCallback = { _, _, ops, _ in
+    guard let data = ops?.pointee.data else { return }
+    data.assumingMemoryBound(to: UInt64.self).pointee &+= 1
+}
+let swiftCounter = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+swiftCounter.initialize(to: 0)
 
 /// Best of 7 runs, in ns per call.
 func measure() -> Double {
@@ -74,6 +87,22 @@ do {
         exit(1)
     }
 
+    let swiftEmpty = try Tracer.attach(["bench_f"], callback: swiftEmptyCallback)
+    let swiftEmptyCost = measure()
+    let swiftEmptyIsLeaf = OpsRegistry.shared.isLeafStub(try currentTarget(swiftEmpty), of: swiftEmpty.ops)
+    report("empty Swift @convention(c) " + (swiftEmptyIsLeaf ? "(leaf)" : "(gen.)"), swiftEmptyCost, baseline: untraced)
+    try swiftEmpty.detach()
+
+    let swiftCounting = try Tracer.attach(["bench_f"], callback: swiftCounterCallback, data: UnsafeMutableRawPointer(swiftCounter))
+    let swiftCountingCost = measure()
+    let swiftCountingIsLeaf = OpsRegistry.shared.isLeafStub(try currentTarget(swiftCounting), of: swiftCounting.ops)
+    report("Swift @convention(c) count " + (swiftCountingIsLeaf ? "(leaf)" : "(gen.)"), swiftCountingCost, baseline: untraced)
+    try swiftCounting.detach()
+    if swiftCounter.pointee != expectedCount {
+        printError("livetrace-tramp-bench: the Swift counter callback counted \(swiftCounter.pointee) calls, expected \(expectedCount)\n")
+        exit(1)
+    }
+
     let closure = try Tracer.attach("bench_f") { _ in }
     let swiftClosure = measure()
     report("empty Swift closure (per-function)", swiftClosure, baseline: untraced)
@@ -87,7 +116,7 @@ do {
     let after = measure()
     let baseline = min(untracedFirst, after)
     print("tramp: untraced again after detach     \(format(after)) ns/call; baseline used below: \(format(baseline)) ns/call")
-    print("tramp: added per call: C callback \(format(perFunction - baseline)) ns (\(cIsLeaf ? "leaf stub" : "generic")), generic lean \(format(generic - baseline)) ns, counter++ \(format(counting - baseline)) ns, Swift closure \(format(swiftClosure - baseline)) ns, iterator of two \(format(iterator - baseline)) ns")
+    print("tramp: added per call: C callback \(format(perFunction - baseline)) ns (\(cIsLeaf ? "leaf stub" : "generic")), generic lean \(format(generic - baseline)) ns, counter++ \(format(counting - baseline)) ns, Swift @convention(c) empty \(format(swiftEmptyCost - baseline)) ns (\(swiftEmptyIsLeaf ? "leaf stub" : "generic")) and counter \(format(swiftCountingCost - baseline)) ns, Swift closure \(format(swiftClosure - baseline)) ns, iterator of two \(format(iterator - baseline)) ns")
     print("tramp: targets: C callback <= 3 ns added, Swift closure <= 6 ns added")
 
     // The leaf analysis runs once per ops, at its first stub: its cost is
