@@ -1,8 +1,9 @@
 // Cost per call of an enabled site: empty C callback through its leaf stub
 // (the target) and through the generic lean entry (leaf stubs off),
 // a `counter++` C callback (leaf stub), the same two as Swift
-// @convention(c) closures compiled here (release: leaf stubs), empty Swift
-// closure, and the iterator, against the untraced call of the same
+// @convention(c) closures compiled here (release: leaf stubs), the empty C
+// callback placed beyond 2 GiB like them, empty Swift closure, and the
+// iterator, against the untraced call of the same
 // function, all measured in this run; and the time of the leaf analysis of
 // one callback.
 // Usage: livetrace-tramp-bench <fixture.so> [calls]
@@ -103,6 +104,16 @@ do {
         exit(1)
     }
 
+    // The Swift callbacks above live in this executable, more than 2 GiB
+    // from bench_f's library: their leaf stubs call through a literal. The
+    // same empty C callback (a `ret`) placed far shows what distance costs.
+    if let farRet = farExecutablePage(holding: [0xc3]) {
+        let far = try Tracer.attach(["bench_f"], callback: unsafeBitCast(farRet, to: OpsCallback.self))
+        let farCost = measure()
+        report("empty C callback, far " + (OpsRegistry.shared.isLeafStub(try currentTarget(far), of: far.ops) ? "(leaf)" : "(gen.)"), farCost, baseline: untraced)
+        try far.detach()
+    }
+
     let closure = try Tracer.attach("bench_f") { _ in }
     let swiftClosure = measure()
     report("empty Swift closure (per-function)", swiftClosure, baseline: untraced)
@@ -140,6 +151,21 @@ func currentTarget(_ handle: TraceHandle) throws -> UInt {
         throw TraceError.invalidArgument("bench_f is not patched")
     }
     return target
+}
+
+/// A read+exec page below 2 GiB holding `code` (never unmapped: a retired
+/// stub may still return into it during a grace period), or nil.
+func farExecutablePage(holding code: [UInt8]) -> UnsafeMutableRawPointer? {
+    for candidate in stride(from: UInt(0x2000_0000), to: 0x8000_0000, by: 0x1000_0000) {
+        let page = mmap(UnsafeMutableRawPointer(bitPattern: candidate), 4096, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        guard page != MAP_FAILED, let page else { continue }
+        guard page == UnsafeMutableRawPointer(bitPattern: candidate) else { munmap(page, 4096); continue }
+        code.withUnsafeBytes { page.copyMemory(from: $0.baseAddress!, byteCount: code.count) }
+        guard mprotect(page, 4096, PROT_READ | PROT_EXEC) == 0 else { return nil }
+        return page
+    }
+    return nil
 }
 
 func monotonicNanoseconds() -> UInt64 {
