@@ -54,7 +54,7 @@ let package = Package(
         // The text poke: normal form, batched int3 protocol, trap handler.
         .target(name: "LiveTracePatching", dependencies: ["LiveTraceSites", "CLiveTraceShims"]),
         // JIT memory, trampolines and ops.
-        .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims"]),
+        .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims", "CZydis"]),
         // Per-thread event buffers, the trace directory format, its reader.
         .target(name: "LiveTraceRecording", dependencies: ["CElfutils", "CLiveTraceShims"]),
         // Reading traces for people and tools: replay, dump (Chrome JSON,

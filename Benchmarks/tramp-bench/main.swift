@@ -1,8 +1,11 @@
 // Cost per call of an enabled site: empty C callback through its leaf stub
 // (the target) and through the generic lean entry (leaf stubs off),
-// a `counter++` C callback (leaf stub), empty Swift closure, and the
+// a `counter++` C callback (leaf stub), the same two as Swift
+// @convention(c) closures compiled here (release: leaf stubs), the empty C
+// callback placed beyond 2 GiB like them, empty Swift closure, and the
 // iterator, against the untraced call of the same function, in alternating
-// rounds (BENCH_RUNS, at least 7): median and range of the added cost.
+// rounds (BENCH_RUNS, at least 7): median and range of the added cost; and
+// the time of the leaf analysis of one callback.
 // Usage: livetrace-tramp-bench <fixture.so> [calls]
 import Foundation
 import Glibc
@@ -19,6 +22,18 @@ let loop = unsafeBitCast(dlsym(library, "bench_loop")!, to: Loop.self)
 let emptyCallback = unsafeBitCast(dlsym(library, "bench_empty_callback")!, to: OpsCallback.self)
 let counterCallback = unsafeBitCast(dlsym(library, "bench_counter_callback")!, to: OpsCallback.self)
 let counter = dlsym(library, "bench_counter")!.assumingMemoryBound(to: UInt64.self)
+let counterEntry = UInt(bitPattern: dlsym(library, "bench_counter_callback")!)
+
+/// Swift's fast path: @convention(c) closures that capture nothing, given
+/// to Tracer.attach(callback:) like a C function. The counter is the ops's
+/// data.
+let swiftEmptyCallback: OpsCallback = { _, _, _, _ in }
+let swiftCounterCallback: OpsCallback = { _, _, ops, _ in
+    guard let data = ops?.pointee.data else { return }
+    data.assumingMemoryBound(to: UInt64.self).pointee &+= 1
+}
+let swiftCounter = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+swiftCounter.initialize(to: 0)
 
 /// Alternating rounds: each round measures the untraced call, then each
 /// configuration attached for that one measurement, so a slow minute of the
@@ -58,6 +73,8 @@ func row(_ name: String, _ values: [Double], unit: String, target: String, limit
     }
 }
 
+let farCallback = farExecutablePage(holding: [0xc3])
+
 struct Configuration {
     var name: String
     var attach: () throws -> [TraceHandle]
@@ -83,6 +100,20 @@ do {
             let handle = try Tracer.attach(["bench_f"], callback: counterCallback)
             kIsLeaf = OpsRegistry.shared.isLeafStub(try currentTarget(handle), of: handle.ops)
             return [handle]
+        },
+        Configuration(name: "empty Swift @convention(c)") {
+            [try Tracer.attach(["bench_f"], callback: swiftEmptyCallback)]
+        },
+        Configuration(name: "counting Swift @convention(c)") {
+            [try Tracer.attach(["bench_f"], callback: swiftCounterCallback, data: UnsafeMutableRawPointer(swiftCounter))]
+        },
+        Configuration(name: "empty C callback, beyond 2 GiB") {
+            // The Swift callbacks above live in this executable, more than
+            // 2 GiB from bench_f's library: their leaf stubs call through a
+            // literal. The same empty C callback (a `ret`) placed far shows
+            // what distance costs.
+            guard let farRet = farCallback else { return [] }
+            return [try Tracer.attach(["bench_f"], callback: unsafeBitCast(farRet, to: OpsCallback.self))]
         },
         Configuration(name: "empty Swift closure (per-function)") {
             [try Tracer.attach("bench_f") { _ in }]
@@ -120,7 +151,18 @@ do {
     }
     print("tramp: targets: C callback <= 3 ns added, Swift closure <= 6 ns added")
     row("trampoline: empty C callback, leaf stub, added per call", configurations[0].added, unit: "ns", target: "<= 3 ns", limit: 3)
-    row("trampoline: empty Swift closure, added per call", configurations[3].added, unit: "ns", target: "<= 6 ns", limit: 6)
+    row("trampoline: empty Swift closure, added per call", configurations[6].added, unit: "ns", target: "<= 6 ns", limit: 6)
+
+    // The leaf analysis runs once per ops, at its first stub: its cost is
+    // part of attaching, not of a call.
+    var analysisTimes: [Double] = []
+    for _ in 0..<201 {
+        let start = monotonicNanoseconds()
+        for _ in 0..<100 { _ = LeafCallbackAnalysis.analyze(counterEntry) }
+        analysisTimes.append(Double(monotonicNanoseconds() - start) / 100)
+    }
+    analysisTimes.sort()
+    print("tramp: leaf analysis of the counter++ callback: \(format(analysisTimes[100] / 1000)) us median, \(format(analysisTimes[20] / 1000))-\(format(analysisTimes[180] / 1000)) us (10th-90th percentile of 201 runs of 100)")
 } catch {
     printError("livetrace-tramp-bench: \(error)\n")
     exit(1)
@@ -132,6 +174,27 @@ func currentTarget(_ handle: TraceHandle) throws -> UInt {
         throw TraceError.invalidArgument("bench_f is not patched")
     }
     return target
+}
+
+/// A read+exec page below 2 GiB holding `code` (never unmapped: a retired
+/// stub may still return into it during a grace period), or nil.
+func farExecutablePage(holding code: [UInt8]) -> UnsafeMutableRawPointer? {
+    for candidate in stride(from: UInt(0x2000_0000), to: 0x8000_0000, by: 0x1000_0000) {
+        let page = mmap(UnsafeMutableRawPointer(bitPattern: candidate), 4096, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        guard page != MAP_FAILED, let page else { continue }
+        guard page == UnsafeMutableRawPointer(bitPattern: candidate) else { munmap(page, 4096); continue }
+        code.withUnsafeBytes { page.copyMemory(from: $0.baseAddress!, byteCount: code.count) }
+        guard mprotect(page, 4096, PROT_READ | PROT_EXEC) == 0 else { return nil }
+        return page
+    }
+    return nil
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
 func printError(_ text: String) {

@@ -36,6 +36,11 @@ public final class TraceHandle: @unchecked Sendable {
 
     public var isAttached: Bool { OpsRegistry.shared.isRegistered(ops) }
 
+    /// Whether the callback runs from leaf stubs (`.success`: the registers
+    /// it touches) or why not (`.failure`); nil while no function is
+    /// attached, with `flags`, or with leaf stubs off (LIVETRACE_NO_LEAF=1).
+    public var leafAnalysis: Result<LeafCallback, LeafRejection>? { OpsRegistry.shared.leafAnalysis(of: ops) }
+
     /// Unpatches, and returns once no thread is inside the closure. After a
     /// timeout the handle is detached but the closure may still be running;
     /// it is kept alive until it is not. With `waitForQuiescence: false` it
@@ -96,16 +101,37 @@ public enum Tracer {
         try attach([pattern], excluding: excluding, body)
     }
 
-    /// Attaches a C callback (no closure context: the cheapest kind).
+    /// Calls `callback`, a C-convention function (`lt_func` of livetrace.h:
+    /// a C function, or a Swift closure or function converted to
+    /// `@convention(c)`, which captures nothing), at the entry of every
+    /// function matching `patterns` (every function with a site when empty)
+    /// except those matching `excluding`; `callback` receives `data` as
+    /// `ops.pointee.data`. The cheapest kind:
+    /// without `flags`, a callback that is a small leaf (no call, no loop,
+    /// no floating point, no thread-local; see `leafAnalysis`) is called
+    /// from a leaf stub that saves only the registers it touches — about
+    /// 1.6 ns a call, against 6 ns through the generic entry and 7 ns for a
+    /// closure. Swift code is a leaf only when optimized (-O): a debug
+    /// build's calls into the runtime send it through the generic entry,
+    /// which counts the same calls.
     public static func attach(
-        _ patterns: [String], callback: OpsCallback, data: UnsafeMutableRawPointer? = nil, flags: OpsFlags = []
+        _ patterns: [String], excluding: [String] = [], callback: OpsCallback,
+        data: UnsafeMutableRawPointer? = nil, flags: OpsFlags = []
     ) throws(TraceError) -> TraceHandle {
         let ops = try Ops(callback: callback, data: data, flags: flags)
         let handle = TraceHandle(ops: ops)
         OpsRegistry.shared.adopt(ops)
         for pattern in patterns { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops) }
+        for pattern in excluding { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops, exclude: true) }
         try OpsRegistry.shared.register(ops)
         return handle
+    }
+
+    public static func attach(
+        _ pattern: String, excluding: [String] = [], callback: OpsCallback,
+        data: UnsafeMutableRawPointer? = nil, flags: OpsFlags = []
+    ) throws(TraceError) -> TraceHandle {
+        try attach([pattern], excluding: excluding, callback: callback, data: data, flags: flags)
     }
 
     /// Live patching: from the return of this call, every call of the one

@@ -161,4 +161,17 @@ final class LeafDecoderTests: XCTestCase {
         XCTAssertEqual(LeafStubTests.failure(verdict("lt_leaf_rcx_one_path_callback")), .readsRegisters,
                        "rcx written on one path only")
     }
+
+    func testRcxCountsAsWrittenAfterAnyWholeWriteThatDoesNotReadIt() throws {
+        let library = try TrampolineFixtures.library("ltfix_leaf_clobber", sources: ["leaf_clobber.S"])
+        func verdict(_ name: String) -> Result<LeafCallback, LeafRejection> {
+            LeafCallbackAnalysis.analyze(UInt(bitPattern: TrampolineFixtures.address(library, name)))
+        }
+        guard case let .success(moved) = verdict("lt_leaf_rcx_moved_callback") else {
+            return XCTFail("`mov %edi, %ecx` (89 f9) writes rcx whole: \(verdict("lt_leaf_rcx_moved_callback"))")
+        }
+        XCTAssertEqual(moved.saved, [GPRSet(.rcx), GPRSet(.rdi)])
+        XCTAssertEqual(LeafStubTests.failure(verdict("lt_leaf_rcx_partial_callback")), .readsRegisters, "cl only")
+        XCTAssertEqual(LeafStubTests.failure(verdict("lt_leaf_rcx_self_callback")), .readsRegisters, "lea reads rcx")
+    }
 }

@@ -64,6 +64,34 @@ lt_leaf_rcx_one_path_callback:
     ret
     .size lt_leaf_rcx_one_path_callback, .-lt_leaf_rcx_one_path_callback
 
+/* rcx written whole by a register move (89 f9: `mov %edi, %ecx` clears the
+ * upper half): eligible. */
+    .globl lt_leaf_rcx_moved_callback
+    .type lt_leaf_rcx_moved_callback,@function
+lt_leaf_rcx_moved_callback:
+    .byte 0x89, 0xf9
+    add %rcx, .Lrcx_sink(%rip)
+    ret
+    .size lt_leaf_rcx_moved_callback, .-lt_leaf_rcx_moved_callback
+
+/* rcx written in part (cl only): the rest is `regs`. Not eligible. */
+    .globl lt_leaf_rcx_partial_callback
+    .type lt_leaf_rcx_partial_callback,@function
+lt_leaf_rcx_partial_callback:
+    mov %dil, %cl
+    add %rcx, .Lrcx_sink(%rip)
+    ret
+    .size lt_leaf_rcx_partial_callback, .-lt_leaf_rcx_partial_callback
+
+/* rcx written whole, but from itself (lea reads its base): not eligible. */
+    .globl lt_leaf_rcx_self_callback
+    .type lt_leaf_rcx_self_callback,@function
+lt_leaf_rcx_self_callback:
+    lea 1(%rcx), %ecx
+    add %rcx, .Lrcx_sink(%rip)
+    ret
+    .size lt_leaf_rcx_self_callback, .-lt_leaf_rcx_self_callback
+
     .data
     .align 8
 .Lrcx_sink:
