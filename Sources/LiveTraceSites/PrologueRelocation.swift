@@ -162,12 +162,15 @@ extension ElfObject {
     /// The relocation verdict of every function of the object, from the
     /// file's bytes (link-time addresses). `tracer`: the object is the
     /// tracer's own, every function refused.
-    public func prologueRelocations(tracer: Bool = false) throws(DiscoveryError) -> ObjectRelocations {
+    /// `only`: the link-time addresses of the functions to analyze (nil:
+    /// every function), e.g. those without a site.
+    public func prologueRelocations(tracer: Bool = false, only: Set<UInt>? = nil) throws(DiscoveryError) -> ObjectRelocations {
         let index = try FunctionIndex(object: self)
         var entries: [ObjectRelocations.Entry] = []
-        entries.reserveCapacity(index.functions.count)
+        entries.reserveCapacity(only?.count ?? index.functions.count)
         let analyzer = PrologueAnalyzerX86_64()
         for function in index.functions {
+            if let only, !only.contains(UInt(function.address)) { continue }
             let verdict: Result<PrologueRelocation, RelocationRefusal>
             if tracer {
                 verdict = .failure(.tracerCode)

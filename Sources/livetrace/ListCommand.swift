@@ -68,7 +68,8 @@ struct ListCommand: ParsableCommand {
         var relocations: [String: [UInt: Result<PrologueRelocation, RelocationRefusal>]] = [:]
         if !sitesOnly && !json {
             for object in table.objects where !object.functionsWithoutSites.isEmpty {
-                guard let verdicts = try? ElfObject(path: object.path).prologueRelocations() else { continue }
+                let wanted = Set(object.functionsWithoutSites.map(\.functionAddress))
+                guard let verdicts = try? ElfObject(path: object.path).prologueRelocations(only: wanted) else { continue }
                 relocations[object.path] = Dictionary(verdicts.entries.map { ($0.functionAddress, $0.verdict) }, uniquingKeysWith: { a, _ in a })
             }
         }
