@@ -82,13 +82,6 @@ private func startRecording() -> Result<Void, PreloadFailure> {
         }
         depth = value
     }
-    if let text = environment(PreloadEnvironment.minTime), text != "0" {
-        // lt_graph_start refuses a minimum time until the graph's entry
-        // writer can defer entries; say so rather than record everything.
-        return .failure(PreloadFailure(
-            code: -Int32(LT_EINVAL),
-            message: "\(PreloadEnvironment.minTime)=\(text): a minimum time is not supported by the function graph yet"))
-    }
     // Step 2.
     let attached = lt_record_attach_env()
     guard attached == 0 else {

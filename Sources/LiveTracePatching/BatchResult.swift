@@ -66,15 +66,4 @@ public struct BatchResult: Sendable {
     public var succeeded: Bool { failed.isEmpty }
 
     public init() {}
-
-    mutating func absorb(_ other: BatchResult) {
-        patched += other.patched
-        unchanged += other.unchanged
-        skipped += other.skipped
-        failed += other.failed
-        serializations += other.serializations
-        serializationMechanism = other.serializationMechanism ?? serializationMechanism
-        threadsRescued += other.threadsRescued
-        handlerReinstalled = handlerReinstalled || other.handlerReinstalled
-    }
 }

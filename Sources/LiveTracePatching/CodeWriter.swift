@@ -238,7 +238,4 @@ public struct PackedBytes: Sendable, Hashable {
     /// The first byte alone, and all but the first byte.
     public var head: PackedBytes { PackedBytes(bits: bits, count: min(count, 1)) }
     public var tail: PackedBytes { PackedBytes(bits: bits >> 8, count: max(count - 1, 0)) }
-
-    /// The first `n` bytes.
-    public func prefix(_ n: Int) -> PackedBytes { PackedBytes(bits: bits, count: min(n, count)) }
 }

@@ -1,6 +1,6 @@
 import LiveTraceSites
 
-/// The instruction a site holds in normal form (DESIGN.md, "Site kinds"):
+/// The instruction a site holds in normal form (docs/ARCHITECTURE.md, "Site discovery"):
 /// a 5-byte nop, or `call rel32` / `jmp rel32` to a target within ±2 GiB.
 /// (The trampolines use `jmp`: ARCHITECTURE.md, "Trampolines and ops".)
 public enum SiteInstruction: Sendable, Hashable, CustomStringConvertible {

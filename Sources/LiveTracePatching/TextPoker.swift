@@ -67,9 +67,9 @@ public final class TextPoker: Sendable {
         var configuration: Configuration
         /// Sites in normal form, by address.
         var records: [UInt: SiteRecord] = [:]
-        /// Every address ever written, sorted; mirrored in `publishedKnown`.
+        /// Every address ever written, sorted; the trap handler reads the
+        /// copy published with `lt_trap_exchange_known_sites`.
         var knownAddresses: [UInt64] = []
-        var publishedKnown: UnsafeMutablePointer<lt_address_set>? = nil
         /// Set when a batch could neither finish nor roll back: its table
         /// stays published (threads are still emulated correctly) and no
         /// further batch runs.
@@ -568,7 +568,6 @@ public final class TextPoker: Sendable {
         let set = UnsafeMutablePointer<lt_address_set>.allocate(capacity: 1)
         set.initialize(to: lt_address_set(count: UInt64(merged.count), addresses: buffer))
         let old = lt_trap_exchange_known_sites(set)
-        state.publishedKnown = set
         if let old {
             lt_trap_wait_for_readers()
             UnsafeMutablePointer(mutating: old.pointee.addresses)?.deallocate()

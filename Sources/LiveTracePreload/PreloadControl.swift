@@ -57,8 +57,6 @@ public enum PreloadEnvironment {
     public static let notrace = "LIVETRACE_NOTRACE"
     /// Depth limit (-D), a decimal number ≥ 1.
     public static let depth = "LIVETRACE_DEPTH"
-    /// Minimum duration in nanoseconds (-t).
-    public static let minTime = "LIVETRACE_MIN_TIME"
     /// "1": filters also reach functions without sites, by prologue
     /// relocation (`record -P`; OpsRegistry.includeDynamic).
     public static let dynamic = "LIVETRACE_DYNAMIC"

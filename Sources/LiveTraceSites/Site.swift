@@ -1,5 +1,5 @@
 /// The kinds of patchable site that compilers leave at function entries
-/// (DESIGN.md, "Site kinds"). Every usable kind has a *normal form*: one
+/// (docs/ARCHITECTURE.md, "Site discovery"). Every usable kind has a *normal form*: one
 /// 5-byte instruction at `Site.address` — a 5-byte nop when off, `call rel32`
 /// to a trampoline when on.
 ///

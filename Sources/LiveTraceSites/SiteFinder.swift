@@ -3,7 +3,8 @@
 /// and verifies memory: `ProcessObjects.swift`.)
 ///
 /// Protocol, for one object:
-/// 1. Index the function symbols (`.symtab` + `.dynsym`), sorted once.
+/// 1. Index the function symbols (`FunctionIndex`: `.symtab`, or `.dynsym`
+///    when the object is stripped), sorted once.
 /// 2. Read the site lists `__patchable_function_entries` and `__mcount_loc`:
 ///    8-byte link-time addresses; in a PIE or shared object the value of an
 ///    entry is the addend of its `R_X86_64_RELATIVE` relocation, falling back

@@ -88,8 +88,4 @@ enum X86 {
         let displacement = UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: rel)))
         return address &+ UInt64(offset + jmpRipRelativeLength) &+ displacement
     }
-
-    static func describe(_ bytes: [UInt8]) -> String {
-        bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined(separator: " ")
-    }
 }

@@ -64,16 +64,16 @@ struct ListCommand: ParsableCommand {
             }
         }
         // Functions without sites: their prologue-relocation verdict (kind
-        // `dynamic` in the text form).
+        // `dynamic`).
         var relocations: [String: [UInt: Result<PrologueRelocation, RelocationRefusal>]] = [:]
-        if !sitesOnly && !json {
+        if !sitesOnly {
             for object in table.objects where !object.functionsWithoutSites.isEmpty {
                 let wanted = Set(object.functionsWithoutSites.map(\.functionAddress))
                 guard let verdicts = try? ElfObject(path: object.path).prologueRelocations(only: wanted) else { continue }
                 relocations[object.path] = Dictionary(verdicts.entries.map { ($0.functionAddress, $0.verdict) }, uniquingKeysWith: { a, _ in a })
             }
         }
-        let output = json ? ListJSON.render(table) : ListText.render(table, rows: !summary, relocations: relocations)
+        let output = json ? ListJSON.render(table, relocations: relocations) : ListText.render(table, rows: !summary, relocations: relocations)
         ListOutput.write(output, to: STDOUT_FILENO)
         for failure in table.failures {
             ListOutput.write("livetrace list: \(failure.error)\n", to: STDERR_FILENO)
@@ -147,6 +147,17 @@ enum ListText {
     /// functions without sites.
     static func dynamicSummary(_ object: ObjectSites, _ verdicts: Verdicts) -> String {
         guard !verdicts.isEmpty else { return "" }
+        let (relocatable, refused) = dynamicCounts(object, verdicts)
+        var text = "; dynamic: \(relocatable) relocatable, \(refused.values.reduce(0, +)) refused"
+        if !refused.isEmpty {
+            text += " (" + refused.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")"
+        }
+        return text
+    }
+
+    /// Functions without sites that are relocatable, and the refused ones by
+    /// reason code.
+    static func dynamicCounts(_ object: ObjectSites, _ verdicts: Verdicts) -> (relocatable: Int, refused: [String: Int]) {
         var relocatable = 0
         var refused: [String: Int] = [:]
         for site in object.functionsWithoutSites {
@@ -156,11 +167,7 @@ enum ListText {
             case nil: break
             }
         }
-        var text = "; dynamic: \(relocatable) relocatable, \(refused.values.reduce(0, +)) refused"
-        if !refused.isEmpty {
-            text += " (" + refused.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")"
-        }
-        return text
+        return (relocatable, refused)
     }
 
     static func renderRows(_ object: ObjectSites, verdicts: Verdicts = [:]) -> String {
@@ -214,28 +221,36 @@ enum ListText {
     }
 }
 
-/// The `--json` form, schema version 1 (docs/cli-list.md). Keys are written
-/// in a fixed order so the output is byte-stable for the same input.
+/// The `--json` form, schema version 2 (docs/cli-list.md): snake_case keys,
+/// as the trace's and `report --json`'s. Keys are written in a fixed order so
+/// the output is byte-stable for the same input.
 enum ListJSON {
-    static let schemaVersion = 1
+    static let schemaVersion = 2
 
-    static func render(_ table: SiteTable) -> String {
+    static func render(_ table: SiteTable, relocations: [String: ListText.Verdicts] = [:]) -> String {
         var out = "{\n  \"version\": \(schemaVersion),\n  \"addresses\": \"link-time\",\n  \"objects\": ["
         for (index, object) in table.objects.enumerated() {
             out += index == 0 ? "\n" : ",\n"
             out += "    {\n"
             out += "      \"path\": \(string(object.path)),\n"
             out += "      \"type\": \(string(object.type.rawValue)),\n"
-            out += "      \"siteSources\": [\(object.siteSources.map(string).joined(separator: ", "))],\n"
-            out += "      \"hasSourceLines\": \(object.hasSourceLines),\n"
+            out += "      \"site_sources\": [\(object.siteSources.map(string).joined(separator: ", "))],\n"
+            out += "      \"has_source_lines\": \(object.hasSourceLines),\n"
             let summary = object.summary
             let reasons = summary.rejectedByReason.sorted { $0.key < $1.key }.map { "\(string($0.key)): \($0.value)" }.joined(separator: ", ")
             out += "      \"summary\": {\"found\": \(summary.found), \"usable\": \(summary.usable), \"rejected\": \(summary.rejected), "
-            out += "\"rejectedByReason\": {\(reasons)}, \"functionsWithoutSites\": \(summary.functionsWithoutSites), "
-            out += "\"discardedListEntries\": \(object.discardedListEntries), "
-            out += "\"ignoredSymbols\": \(object.ignoredSymbols), \"ignoredRelocations\": \(object.ignoredRelocations)},\n"
+            out += "\"rejected_by_reason\": {\(reasons)}, \"functions_without_sites\": \(summary.functionsWithoutSites), "
+            out += "\"discarded_list_entries\": \(object.discardedListEntries), "
+            out += "\"ignored_symbols\": \(object.ignoredSymbols), \"ignored_relocations\": \(object.ignoredRelocations)"
+            let verdicts = relocations[object.path] ?? [:]
+            if !verdicts.isEmpty {
+                let (relocatable, refused) = ListText.dynamicCounts(object, verdicts)
+                let byReason = refused.sorted { $0.key < $1.key }.map { "\(string($0.key)): \($0.value)" }.joined(separator: ", ")
+                out += ", \"dynamic\": {\"relocatable\": \(relocatable), \"refused\": \(refused.values.reduce(0, +)), \"refused_by_reason\": {\(byReason)}}"
+            }
+            out += "},\n"
             out += "      \"sites\": [" + rows(object.sites) + "],\n"
-            out += "      \"functionsWithoutSites\": [" + rows(object.functionsWithoutSites) + "]\n"
+            out += "      \"functions_without_sites\": [" + rows(object.functionsWithoutSites, verdicts: verdicts) + "]\n"
             out += "    }"
         }
         out += table.objects.isEmpty ? "],\n" : "\n  ],\n"
@@ -245,20 +260,25 @@ enum ListJSON {
         return out
     }
 
-    static func rows(_ sites: [Site]) -> String {
+    static func rows(_ sites: [Site], verdicts: ListText.Verdicts = [:]) -> String {
         guard !sites.isEmpty else { return "" }
-        return "\n" + sites.map { "        " + site($0) }.joined(separator: ",\n") + "\n      "
+        return "\n" + sites.map { "        " + site($0, verdict: verdicts[$0.functionAddress]) }.joined(separator: ",\n") + "\n      "
     }
 
-    static func site(_ site: Site) -> String {
+    /// A function without a site that has a prologue-relocation verdict is
+    /// kind `dynamic`, with a `relocation` object.
+    static func site(_ site: Site, verdict: Result<PrologueRelocation, RelocationRefusal>? = nil) -> String {
+        let verdict = site.kind == .none ? verdict : nil
+        var relocatable = false
+        if case .success? = verdict { relocatable = true }
         var fields = [
             "\"function\": \(string(site.function))",
             "\"symbol\": \(string(site.symbol))",
-            "\"kind\": \(string(site.kind.rawValue))",
+            "\"kind\": \(string(verdict == nil ? site.kind.rawValue : "dynamic"))",
             "\"form\": \(string(site.form.rawValue))",
             "\"address\": \"0x\(String(site.address, radix: 16))\"",
-            "\"functionAddress\": \"0x\(String(site.functionAddress, radix: 16))\"",
-            "\"usable\": \(site.isUsable)",
+            "\"function_address\": \"0x\(String(site.functionAddress, radix: 16))\"",
+            "\"usable\": \(site.isUsable || relocatable)",
             "\"endbr64\": \(site.hasEndbr)",
         ]
         if site.kind == .patchable || site.patchableTotal > 0 {
@@ -269,10 +289,18 @@ enum ListJSON {
         } else {
             fields.append("\"source\": null")
         }
-        if let rejection = site.rejection {
+        if let rejection = site.rejection, !relocatable {
             fields.append("\"rejection\": {\"code\": \(string(rejection.code)), \"reason\": \(string(rejection.description))}")
         } else {
             fields.append("\"rejection\": null")
+        }
+        switch verdict {
+        case let .success(relocation)?:
+            fields.append("\"relocation\": {\"relocatable\": true, \"moved_bytes\": \(relocation.relocatedLength)}")
+        case let .failure(reason)?:
+            fields.append("\"relocation\": {\"relocatable\": false, \"code\": \(string(reason.code)), \"reason\": \(string(reason.description))}")
+        case nil:
+            break
         }
         return "{" + fields.joined(separator: ", ") + "}"
     }

@@ -121,7 +121,7 @@ final class BadInputTests: XCTestCase {
         let badRela = "\(scratch)/rela-bad-symbols"
         try editor.write(to: badRela)
         let relaResult = try list(["--json", badRela], status: 2, message: "no patchable sites")
-        XCTAssertFalse(relaResult.stdout.contains("\"ignoredRelocations\": 0"), "the bad indices are counted: \(relaResult.stdout.prefix(600))")
+        XCTAssertFalse(relaResult.stdout.contains("\"ignored_relocations\": 0"), "the bad indices are counted: \(relaResult.stdout.prefix(600))")
     }
 
     /// Found by the mutation soak: entry sizes near 2^63 once overflowed an

@@ -1,5 +1,5 @@
 // Sites found == exactly the functions the compiler instrumented, for every
-// flag set of DESIGN.md's table, with gcc and clang, with and without
+// compiler flag set that leaves entry sites, with gcc and clang, with and without
 // -fcf-protection=full, as executables and as shared libraries. The
 // expectation is cross-checked against the object's own metadata (the site
 // list as objdump prints it, or the entry calls objdump disassembles).

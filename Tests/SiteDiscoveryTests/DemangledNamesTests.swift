@@ -28,7 +28,7 @@ final class DemangledNamesTests: XCTestCase {
         XCTAssertTrue(cli.stderr.contains("-fpatchable-function-entry=5"), cli.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [String: Any]
         let object = try XCTUnwrap((json?["objects"] as? [[String: Any]])?.first)
-        let listed = (object["functionsWithoutSites"] as? [[String: Any]] ?? []).compactMap { $0["function"] as? String }
+        let listed = (object["functions_without_sites"] as? [[String: Any]] ?? []).compactMap { $0["function"] as? String }
         XCTAssertTrue(listed.contains("DiscoveryFixture.Greeter.greet(name: Swift.String) -> Swift.String"))
         let text = try Fixtures.run([Fixtures.livetraceExecutable, "list", "--match", "*Greeter.greet*", path])
         XCTAssertTrue(text.stdout.contains("DiscoveryFixture.Greeter.greet(name: Swift.String) -> Swift.String"), text.stdout)

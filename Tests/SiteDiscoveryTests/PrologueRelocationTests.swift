@@ -106,6 +106,38 @@ final class PrologueRelocationTests: XCTestCase {
         XCTAssertTrue(summary.contains("cannot-move: 4"), summary)
     }
 
+    func testListJSONCarriesTheRelocationVerdictOfEachFunctionWithoutASite() throws {
+        let lib = try Fixtures.compile(["relocation/prologues.c"], compiler: "gcc", flags: ["-O2", "-shared", "-fPIC"], output: "prologues-json.so")
+        let result = try Fixtures.run([Fixtures.livetraceExecutable, "list", "--json", "--no-lines", lib])
+        XCTAssertEqual(result.status, 2, result.stderr)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(json["version"] as? Int, 2)
+        let object = try XCTUnwrap((json["objects"] as? [[String: Any]])?.first)
+        let functions = try XCTUnwrap(object["functions_without_sites"] as? [[String: Any]])
+        func entry(_ name: String) throws -> [String: Any] { try XCTUnwrap(functions.first { $0["symbol"] as? String == name }, name) }
+
+        let moved = try entry("rel_rip_load")
+        XCTAssertEqual(moved["kind"] as? String, "dynamic")
+        XCTAssertEqual(moved["usable"] as? Bool, true)
+        XCTAssertTrue(moved["rejection"] is NSNull)
+        let relocation = try XCTUnwrap(moved["relocation"] as? [String: Any])
+        XCTAssertEqual(relocation["relocatable"] as? Bool, true)
+        XCTAssertEqual(relocation["moved_bytes"] as? Int, 6)
+
+        let refused = try XCTUnwrap(try entry("rel_call_first")["relocation"] as? [String: Any])
+        XCTAssertEqual(refused["relocatable"] as? Bool, false)
+        XCTAssertEqual(refused["code"] as? String, "cannot-move")
+
+        // The summary agrees with the analysis the patcher runs, not with the CLI's own counting.
+        let verdicts = try ElfObject(path: lib).prologueRelocations()
+        let relocatable = verdicts.entries.filter { if case .success = $0.verdict { true } else { false } }.count
+        let dynamic = try XCTUnwrap((object["summary"] as? [String: Any])?["dynamic"] as? [String: Any])
+        XCTAssertEqual(dynamic["relocatable"] as? Int, relocatable)
+        XCTAssertEqual(dynamic["refused"] as? Int, verdicts.entries.count - relocatable)
+        XCTAssertEqual((dynamic["refused_by_reason"] as? [String: Int])?["cannot-move"], 4)
+        XCTAssertNil(object["siteSources"], "keys are snake_case since version 2")
+    }
+
     func testCompiledCFunctionsAreRelocatedOnObjdumpsInstructionBoundaries() throws {
         for compiler in ["gcc", "clang"] {
             for level in ["-O0", "-O2"] {

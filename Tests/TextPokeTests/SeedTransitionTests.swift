@@ -1,4 +1,4 @@
-// The seed's test (../shared/seeds/000_52959bbe28f2defd.txt): threads run a
+// The transition test the project was founded on: threads run a
 // site at full speed while the main thread switches it, and not one call is
 // lost, duplicated, or sent to the old target.
 import CLiveTraceShims

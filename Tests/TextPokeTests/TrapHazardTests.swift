@@ -1,4 +1,4 @@
-// The hazards of DESIGN.md "The text poke protocol", one test each.
+// The hazards of the text poke protocol (docs/ARCHITECTURE.md, "The text poke"), one test each.
 import CLiveTraceShims
 import Foundation
 import LiveTrace

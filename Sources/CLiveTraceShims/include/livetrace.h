@@ -1,7 +1,7 @@
 /* livetrace.h — the public C API of LiveTrace: the ftrace_ops model in user
  * space. A program attaches callbacks ("ops") to its own functions, chosen by
  * glob, while it runs; the runtime patches each function's entry site into a
- * jump to a trampoline in JIT memory (DESIGN.md, "Trampolines and ops").
+ * jump to a trampoline in JIT memory (docs/ARCHITECTURE.md, "Trampolines and ops").
  *
  * Compile and link in one line (liblivetrace.so is self-contained: the Swift
  * standard library is linked into it):

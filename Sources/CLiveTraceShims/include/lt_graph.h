@@ -1,5 +1,5 @@
 /* lt_graph.h — the function graph: entry AND exit events by return hooking
- * with a per-thread shadow stack (DESIGN.md "Function graph").
+ * with a per-thread shadow stack (docs/ARCHITECTURE.md, "Function graph").
  *
  * Entry (lt_graph_entry_callback, an ops callback called by lt_tramp_entry):
  *   1. pop the frames this thread left without returning (longjmp,

@@ -1,4 +1,5 @@
-/* lt_tramp.h — the machine side of trampolines and ops (issue 4).
+/* lt_tramp.h — the machine side of trampolines and ops (docs/ARCHITECTURE.md,
+ * "Trampolines and ops").
  *
  * Path of a patched site (x86-64):
  *
