@@ -56,7 +56,7 @@ let package = Package(
         // JIT memory, trampolines and ops.
         .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims", "CZydis"]),
         // Per-thread event buffers, the trace directory format, its reader.
-        .target(name: "LiveTraceRecording", dependencies: ["CElfutils", "CLiveTraceShims"]),
+        .target(name: "LiveTraceRecording", dependencies: ["LiveTraceSites", "CLiveTraceShims"]),
         // Reading traces for people and tools: replay, dump (Chrome JSON,
         // Perfetto protobuf, folded stacks, SVG flame graph), info, report
         // diffs. Not linked into liblivetrace.so.

@@ -1,7 +1,6 @@
 #ifndef LIVETRACE_CELFUTILS_SHIM_H
 #define LIVETRACE_CELFUTILS_SHIM_H
-#include <gelf.h>
-#include <libelf.h>
+/* libdw, for DWARF line tables only (SourceLines.swift). ELF structures are
+ * read by ElfObject (LiveTraceSites), the project's one ELF reader. */
 #include <elfutils/libdw.h>
-#include <elfutils/libdwfl.h>
 #endif
