@@ -440,7 +440,7 @@ public final class OpsRegistry: @unchecked Sendable {
             for var site in list where site.kind == .none && site.functionSize > 0 {
                 // The patch goes after endbr64, read in memory.
                 let entry = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: site.functionAddress), count: min(4, site.functionSize))
-                if entry.elementsEqual([0xf3, 0x0f, 0x1e, 0xfa]) { site.address = site.functionAddress + 4; site.hasEndbr = true }
+                if entry.elementsEqual(X86Opcode.endbr64) { site.address = site.functionAddress + 4; site.hasEndbr = true }
                 site.rejection = nil
                 if byAddress[site.address] == nil { byAddress[site.address] = siteStates[site.address]?.site ?? site }
             }

@@ -14,12 +14,14 @@
 //                                 (a relocated entry: its relocated stub)
 //     +40  site (8)               the site itself: the `ip` callbacks get
 //     +48  cc ...                 int3 to the slot's end
+import LiveTraceSites
+
 enum StubX86_64 {
     /// `lea r11, [rip + disp32]`: REX.W+R, LEA, ModRM(r11, rip-relative).
     static let leaR11RipRelative: [UInt8] = [0x4c, 0x8d, 0x1d]
     /// `jmp qword [rip + disp32]`: opcode FF /4, ModRM rip-relative.
-    static let jmpRipIndirect: [UInt8] = [0xff, 0x25]
-    static let int3: UInt8 = 0xcc
+    static let jmpRipIndirect = X86Opcode.jmpRipIndirect
+    static let int3 = X86Opcode.int3
     static let leaLength = 7
     static let jmpLength = 6
     static let recordOffset = 16
@@ -101,10 +103,10 @@ extension StubX86_64 {
     static let movRsiFromStackDisp8: [UInt8] = [0x48, 0x8b, 0x74, 0x24]
     /// `movabs rdx, imm64`: REX.W, B8+rdx.
     static let movabsRdx: [UInt8] = [0x48, 0xba]
-    static let callRel32: UInt8 = 0xe8
+    static let callRel32 = X86Opcode.callRel32
     /// `call qword [rip + disp32]`: opcode FF /2, ModRM rip-relative.
-    static let callRipIndirect: [UInt8] = [0xff, 0x15]
-    static let jmpRel32: UInt8 = 0xe9
+    static let callRipIndirect = X86Opcode.callRipIndirect
+    static let jmpRel32 = X86Opcode.jmpRel32
     static let rel32Length = 5
     /// The order of the pushes: the argument registers first. The
     /// alignment push takes the first one the callback does not mention.
