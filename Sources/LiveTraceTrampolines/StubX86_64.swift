@@ -14,6 +14,7 @@
 //                                 (a relocated entry: its relocated stub)
 //     +40  site (8)               the site itself: the `ip` callbacks get
 //     +48  cc ...                 int3 to the slot's end
+import CLiveTraceShims
 import LiveTraceSites
 
 enum StubX86_64 {
@@ -44,8 +45,19 @@ enum StubX86_64 {
         let entrySlot = Int64(bitPattern: UInt64(regionBase)) + Int64(entry.rawValue)
         bytes += jmpRipIndirect + littleEndian(Int32(entrySlot - jmpEnd))
         bytes += [UInt8](repeating: int3, count: recordOffset - bytes.count)
-        bytes += littleEndian(UInt64(function)) + littleEndian(UInt64(ops)) + littleEndian(UInt64(resume)) + littleEndian(UInt64(site))
+        bytes += record(function: function, ops: ops, resume: resume, site: site)
         bytes += [UInt8](repeating: int3, count: JITMemory.slotSize - bytes.count)
+        return bytes
+    }
+
+    /// struct lt_stub_record's bytes, each field at its offset in
+    /// lt_tramp_layout.h (the assembly reads them there).
+    static func record(function: UInt, ops: UInt, resume: UInt, site: UInt) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: Int(LT_LAYOUT_RECORD_SIZE))
+        for (offset, value) in [(LT_LAYOUT_RECORD_FUNC, function), (LT_LAYOUT_RECORD_OPS, ops),
+                                (LT_LAYOUT_RECORD_RESUME, resume), (LT_LAYOUT_RECORD_SITE, site)] {
+            bytes.replaceSubrange(Int(offset)..<Int(offset) + 8, with: littleEndian(UInt64(value)))
+        }
         return bytes
     }
 

@@ -55,6 +55,7 @@
 #define LT_TRAMP_H
 #include <stdint.h>
 #include "livetrace.h"
+#include "lt_tramp_layout.h"
 
 /* The C-side ops, read by trampolines and the iterator. Owned by the Swift
  * runtime (Ops.swift), freed only after quiescence. */
@@ -73,6 +74,16 @@ struct lt_iter_list {
     lt_ops *ops[];
 };
 
+/* The record after a stub's code (stub + 16; StubX86_64.swift writes it at
+ * the LT_LAYOUT_RECORD_* offsets): what the entry calls, with what, and where
+ * the function continues. Immutable once the stub is published. */
+struct lt_stub_record {
+    uintptr_t func;     /* the lt_func the entry calls */
+    uintptr_t ops;      /* its `ops` argument */
+    uintptr_t resume;   /* the site + 5, or a relocated entry's stub */
+    uintptr_t site;     /* the site: the `ip` callbacks get */
+};
+
 /* One thread's state, in a static table so the reclaimer can always read it.
  * seq: written only by its thread (E1/E2), read by the reclaimer. */
 struct lt_thread_slot {
@@ -86,7 +97,6 @@ struct lt_thread_slot {
     uint8_t pad[42];
 };
 #define LT_THREAD_SLOTS 4096
-#define LT_SLOT_READY_OFFSET 20
 
 extern struct lt_thread_slot lt_thread_slots[LT_THREAD_SLOTS];
 /* The calling thread's slot, or NULL before its first trampoline (initial-exec). */
