@@ -5,10 +5,10 @@
 #define _GNU_SOURCE
 #include "lt_tramp.h"
 #include "lt_context.h"
+#include "lt_sys.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #define LT_HIDDEN __attribute__((visibility("hidden")))
@@ -95,8 +95,7 @@ __attribute__((constructor)) static void lt_tramp_init(void) {
  * thread's PC to know it is not here. */
 __attribute__((section("lt_tramp_text"), noinline)) LT_HIDDEN
 struct lt_thread_slot *lt_thread_claim(void) {
-    long tid;
-    __asm__ volatile("syscall" : "=a"(tid) : "a"((long)SYS_gettid) : "rcx", "r11", "memory");
+    long tid = lt_sys_gettid_raw();
     for (int i = 0; i < LT_THREAD_SLOTS; i++) {
         int32_t expected = 0;
         if (__atomic_load_n(&lt_thread_slots[i].tid, __ATOMIC_RELAXED) != 0) continue;
@@ -140,18 +139,6 @@ uint64_t lt_thread_current_seq(void) {
     return slot ? __atomic_load_n(&slot->seq, __ATOMIC_RELAXED) : 0;
 }
 
-long lt_tramp_membarrier(void) {
-    enum { CMD_PRIVATE_EXPEDITED = 1 << 3, CMD_REGISTER_PRIVATE_EXPEDITED = 1 << 4 };
-    static int registered;
-    if (!__atomic_load_n(&registered, __ATOMIC_ACQUIRE)) {
-        if (syscall(SYS_membarrier, CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return -errno;
-        __atomic_store_n(&registered, 1, __ATOMIC_RELEASE);
-    }
-    long r;
-    do { r = syscall(SYS_membarrier, CMD_PRIVATE_EXPEDITED, 0, 0); } while (r != 0 && errno == EINTR);
-    return r == 0 ? 0 : -errno;
-}
-
 void *lt_ops_data(const lt_ops *ops) {
     return ops ? ops->data : NULL;
 }
@@ -181,10 +168,6 @@ const char *lt_strerror(int error) {
     case LT_ETRACEDIR: return "the trace directory could not be created or written (errno says why)";
     default: return "unknown LiveTrace error";
     }
-}
-
-int32_t lt_tramp_gettid(void) {
-    return (int32_t)syscall(SYS_gettid);
 }
 
 void lt_tramp_replace_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs) {

@@ -99,10 +99,10 @@ enum Sys {
         return Array(buffer.prefix(n))
     }
 
-    static func gettid() -> Int32 { lt_tramp_gettid() }
+    static func gettid() -> Int32 { Int32(truncatingIfNeeded: lt_sys_gettid()) }
 
     static func membarrier() throws(TraceError) {
-        let r = lt_tramp_membarrier()
+        let r = lt_sys_membarrier_private_expedited()
         if r != 0 { throw TraceError.systemCall(call: "membarrier(PRIVATE_EXPEDITED)", errno: Int32(-r)) }
     }
 }

@@ -135,17 +135,12 @@ struct lt_thread_slot *lt_thread_claim(void);
 void lt_thread_finish_claim(struct lt_thread_slot *slot);
 /* Sum of all slots' skipped counters plus the overflow count. */
 uint64_t lt_skipped_calls(void);
-/* A full memory barrier on every running thread of the process
- * (membarrier PRIVATE_EXPEDITED, registering on first use). 0 or -errno. */
-long lt_tramp_membarrier(void);
 /* The callback of a function replacement: continues the call at
  * (uintptr_t)ops->data. A MODIFY_RESUME ops. */
 void lt_tramp_replace_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs);
 /* A callback that does nothing (benchmarks, tests). */
 void lt_tramp_empty_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs);
 
-/* gettid(2). */
-int32_t lt_tramp_gettid(void);
 /* The caller's seq (0 when it has no slot); odd (1) when any context of
  * the calling thread is inside a callback section (lt_context.h). */
 uint64_t lt_thread_current_seq(void);
