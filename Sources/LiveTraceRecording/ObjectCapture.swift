@@ -48,15 +48,6 @@ public struct FileIdentity: Hashable, Sendable {
 }
 
 public enum ObjectCapture {
-    /// A file-backed mapping line of /proc/PID/maps.
-    struct Mapping {
-        var start: UInt64
-        var end: UInt64
-        var executable: Bool
-        var offset: UInt64
-        var path: String
-    }
-
     /// Every object of process `pid` with executable mappings. An object
     /// whose file is one of `withoutSymbols` (the tracer's own library) is
     /// listed with its ranges and an empty symbol list; so is, with
@@ -69,11 +60,10 @@ public enum ObjectCapture {
         knownSiteless: (String) -> Bool = { _ in false }
     ) throws(RecordingError) -> ObjectTable {
         let mapsPath = "/proc/\(pid)/maps"
-        let text = String(decoding: try Sys.readFile(mapsPath), as: UTF8.self)
-        var byPath: [String: [Mapping]] = [:]
+        let maps = ProcessMaps.parse(try Sys.readFile(mapsPath))
+        var byPath: [String: [ProcessMapping]] = [:]
         var order: [String] = []
-        for line in text.split(separator: "\n") {
-            guard let mapping = parse(line) else { continue }
+        for mapping in maps where mapping.isFile {
             if byPath[mapping.path] == nil { order.append(mapping.path) }
             byPath[mapping.path, default: []].append(mapping)
         }
@@ -90,7 +80,7 @@ public enum ObjectCapture {
             } catch {
                 // Said in objects.json, not dropped: its addresses stay hex.
                 objects.append(TraceObject(
-                    path: path, buildId: nil, loadBias: 0, ranges: executable.map { [$0.start, $0.end] }, symbols: [],
+                    path: path, buildId: nil, loadBias: 0, ranges: executable.map { [UInt64($0.start), UInt64($0.end)] }, symbols: [],
                     symbolsError: "\(error)"))
                 continue
             }
@@ -100,9 +90,9 @@ public enum ObjectCapture {
             var rangesByBias: [UInt64: [[UInt64]]] = [:]
             var biasOrder: [UInt64] = []
             for mapping in executable {
-                let bias = elf.loadBias(ofMappingAt: mapping.start, fileOffset: mapping.offset) ?? 0
+                let bias = elf.loadBias(ofMappingAt: UInt64(mapping.start), fileOffset: mapping.offset) ?? 0
                 if rangesByBias[bias] == nil { biasOrder.append(bias) }
-                rangesByBias[bias, default: []].append([mapping.start, mapping.end])
+                rangesByBias[bias, default: []].append([UInt64(mapping.start), UInt64(mapping.end)])
             }
             for bias in biasOrder {
                 objects.append(TraceObject(
@@ -110,27 +100,6 @@ public enum ObjectCapture {
             }
         }
         return ObjectTable(objects: objects)
-    }
-
-    static func parse(_ line: Substring) -> Mapping? {
-        // start-end perms offset dev inode path
-        let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-        guard fields.count == 6 else { return nil }
-        let path = fields[5].trimmingCharacters(in: " ")
-        guard path.hasPrefix("/"), !path.hasSuffix(" (deleted)") else { return nil }
-        let bounds = fields[0].split(separator: "-")
-        guard bounds.count == 2, let start = UInt64(bounds[0], radix: 16), let end = UInt64(bounds[1], radix: 16),
-              let offset = UInt64(fields[2], radix: 16) else { return nil }
-        return Mapping(start: start, end: end, executable: fields[1].contains("x"), offset: offset, path: path)
-    }
-}
-
-extension Substring {
-    func trimmingCharacters(in set: Character) -> String {
-        var s = self
-        while s.first == set { s = s.dropFirst() }
-        while s.last == set { s = s.dropLast() }
-        return String(s)
     }
 }
 
