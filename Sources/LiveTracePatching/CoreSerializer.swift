@@ -158,13 +158,9 @@ public enum CoreSerializer {
         return "\(tid) (\(fields.joined(separator: ", ").replacingTabs()))"
     }
 
-    /// /proc/self/task/N/syscall starts with the system call number when the
-    /// thread is blocked in one, "running" or "-1" otherwise.
     static func isBlockedInSystemCall(_ tid: Int32) -> Bool {
-        guard let bytes = try? SystemCall.readFile("/proc/self/task/\(tid)/syscall") else { return false }
-        let first = bytes.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") }
-        guard let number = Int(String(decoding: first, as: UTF8.self)) else { return false }
-        return number >= 0
+        if case .blocked? = try? TaskSyscall.of(tid) { return true }
+        return false
     }
 
     static func monotonicNanoseconds() -> UInt64 {

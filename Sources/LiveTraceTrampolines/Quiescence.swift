@@ -62,6 +62,7 @@
 // Never a guess: a running thread whose seq does not move is waited for.
 import CLiveTraceShims
 import Glibc
+import LiveTraceSites
 
 enum Quiescence {
     /// One thread at R2: the seq of each of its slots (a slot per
@@ -145,10 +146,14 @@ enum Quiescence {
         thread.slots = undetermined
         if hadSlots && undetermined.isEmpty { return true }
         // (c) / (d): what the kernel says of the thread.
-        guard let text = try Sys.readFile("/proc/self/task/\(thread.tid)/syscall") else { return true }
-        let fields = text.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
-        guard let last = fields.last?.trimmingNewline, last.hasPrefix("0x"),
-              let pc = UInt(last.dropFirst(2), radix: 16) else {
+        let state: TaskSyscall?
+        do {
+            guard let read = try TaskSyscall.of(thread.tid) else { return true }   // exited
+            state = read
+        } catch {
+            throw TraceError.systemCall(call: error.call, errno: error.errno)
+        }
+        guard let pc = state?.pc else {
             // "running". A thread that had no slot at R2 and claimed one
             // since is judged from now on by (a)/(b) from its first seen seq:
             // whatever it was doing at R2 ends before that seq advances by 2.
@@ -179,13 +184,5 @@ extension Quiescence {
             throw TraceError.sitesUnavailable("unreadable /proc/self/task/\(tid)/schedstat")
         }
         return value
-    }
-}
-
-extension String {
-    fileprivate var trimmingNewline: String {
-        var s = self
-        while s.last == "\n" { s.removeLast() }
-        return s
     }
 }

@@ -1,7 +1,10 @@
 // The one /proc/PID/maps parser (ProcessMaps.swift) against facts it does
 // not produce: a mapping this test makes with mmap (its exact bounds and
 // protection), libc's code holding malloc, and lines with awkward paths.
+import CLiveTraceShims
+import Foundation
 import Glibc
+import Synchronization
 import LiveTraceSites
 import XCTest
 
@@ -54,4 +57,39 @@ final class ProcessMapsTests: XCTestCase {
         XCTAssertEqual(maps[3].inode, 123_456_789_012)
         XCTAssertEqual([maps[3].readable, maps[3].writable, maps[3].executable], [true, true, true])
     }
+
+    func testTaskSyscallSeesAThreadBlockedInReadAndParsesEveryForm() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let reader = fds[0]
+        let readerTid = TidBox()
+        let thread = Thread {
+            readerTid.value.withLock { $0 = Int32(truncatingIfNeeded: lt_sys_gettid()) }
+            var byte: UInt8 = 0
+            _ = read(reader, &byte, 1)
+        }
+        thread.start()
+        var state: TaskSyscall?
+        for _ in 0..<2000 {
+            let tid = readerTid.value.withLock { $0 }
+            if tid != 0, case .blocked? = try TaskSyscall.of(tid) { state = try TaskSyscall.of(tid); break }
+            usleep(1000)
+        }
+        // The kernel's own number for read(2) on x86-64 is 0.
+        guard case let .blocked(number, pc)? = state else { return XCTFail("never seen blocked: \(String(describing: state))") }
+        XCTAssertEqual(number, 0)
+        XCTAssertNotEqual(pc, 0)
+        var byte: UInt8 = 1
+        XCTAssertEqual(write(fds[1], &byte, 1), 1)
+
+        XCTAssertEqual(TaskSyscall.parse(Array("running\n".utf8)), .running)
+        XCTAssertEqual(TaskSyscall.parse(Array("-1 0x7ffc0 0x401000\n".utf8)), .notInSystemCall(pc: 0x401000))
+        XCTAssertEqual(TaskSyscall.parse(Array("7 0x1 0x2 0x3 0x4 0x5 0x6 0x7ffc0 0x7f00aa\n".utf8)), .blocked(number: 7, pc: 0x7f00aa))
+        XCTAssertNil(TaskSyscall.parse(Array("garbage".utf8)))
+    }
+}
+
+private final class TidBox: Sendable {
+    let value = Mutex<Int32>(0)
 }
