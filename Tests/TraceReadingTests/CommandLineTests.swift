@@ -2,6 +2,7 @@
 // missing trace directories reported as such by every reading command, and
 // report's new columns, threads and diffs on a synthetic trace.
 import Foundation
+import LiveTraceAnalysis
 import LiveTraceRecording
 import TestSupport
 import XCTest
@@ -19,6 +20,7 @@ final class CommandLineTests: XCTestCase {
             trace:         \(dir)
             command:       prog arg
             pid:           100
+            options:       \(TraceSummary.optionsNotRecorded)
             recorded: (time)
             duration:      1.000  s
             state:         complete
@@ -36,6 +38,73 @@ final class CommandLineTests: XCTestCase {
               /synthetic/prog  build-id feedface  3 symbols
 
             """)
+    }
+
+    func testInfoOfATraceWithoutRecordingOptionsSaysTheyWereNotRecorded() throws {
+        // SyntheticTraces writes info.json without `recording`, as every
+        // trace before the field did.
+        let dir = try SyntheticTraces.directory("info-old")
+        let info = try String(contentsOfFile: dir + "/info.json", encoding: .utf8)
+        XCTAssertFalse(info.contains("recording"), info)
+        let result = try ReadingFixtures.livetrace(["info", "--json", "-d", dir])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertTrue(json["recording"] is NSNull, result.stdout)
+        XCTAssertEqual(json["command"] as? [String], ["prog", "arg"])
+        XCTAssertEqual(json["events"] as? Int, 17)
+        XCTAssertEqual(json["lost"] as? Int, 3)
+        let threads = try XCTUnwrap(json["threads"] as? [[String: Any]])
+        XCTAssertEqual(threads.map { $0["tid"] as? Int }, [100, 101])
+        XCTAssertEqual(threads.map { $0["end_ns"] as? Int }, [2_100_000, 5_000])
+    }
+
+    func testInfoNamesTheFiltersDepthAndTimeATraceWasRecordedWith() throws {
+        let program = try ReadingFixtures.treeProgram()
+        let dir = ReadingFixtures.scratch("options") + "/trace"
+        let recordArguments = ["record", "-d", dir, "-F", "main", "-F", "fa*", "-F", "jumper", "-F", "deeper", "-N", "deeper",
+                               "-D", "3", "-t", "2ns", "--wait", "7", "--", program, "two words"]
+        let record = try ReadingFixtures.livetrace(recordArguments)
+        XCTAssertEqual(record.status, 0, record.stderr)
+        let result = try ReadingFixtures.livetrace(["info", "-d", dir])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let tracer = ([Fixtures.livetraceExecutable] + recordArguments).map { $0 == "fa*" ? "'fa*'" : $0 == "two words" ? "'two words'" : $0 }
+        for line in [
+            "command:       \(program) 'two words'",
+            "recorder:      livetrace record",
+            "recorded with: " + tracer.joined(separator: " "),
+            "functions:     main 'fa*' jumper deeper (-F)",
+            "excluded:      deeper (-N)",
+            "relocated:     none (-P)",
+            "max depth:     3 (-D)",
+            "min time:      2 ns (-t)",
+            "buffer wait:   7.000 ms (--wait)",
+        ] {
+            XCTAssertTrue(result.stdout.contains(line + "\n"), "no line '\(line)' in:\n\(result.stdout)")
+        }
+        // What was recorded obeys them: main, fact and jumper, never deeper.
+        let report = try ReadingFixtures.livetrace(["report", "--json", "-d", dir])
+        XCTAssertFalse(report.stdout.contains("deeper"), report.stdout)
+        XCTAssertTrue(report.stdout.contains("\"fact\""), report.stdout)
+
+        let json = try ReadingFixtures.livetrace(["info", "--json", "-d", dir])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let options = try XCTUnwrap(object["recording"] as? [String: Any], json.stdout)
+        XCTAssertEqual(options["recorder"] as? String, "livetrace record")
+        XCTAssertEqual(options["tracer_command"] as? [String], [Fixtures.livetraceExecutable] + recordArguments)
+        XCTAssertEqual(options["functions"] as? [String], ["main", "fa*", "jumper", "deeper"])
+        XCTAssertEqual(options["excluding"] as? [String], ["deeper"])
+        XCTAssertEqual(options["relocating"] as? [String], [])
+        XCTAssertEqual(options["max_depth"] as? Int, 3)
+        XCTAssertEqual(options["min_time_ns"] as? Int, 2)
+        XCTAssertEqual(options["wait_us"] as? Int, 7_000)
+        XCTAssertEqual(object["command"] as? [String], [program, "two words"])
+
+        // Without options: no depth limit, no time filter, the default wait.
+        let plain = try ReadingFixtures.livetrace(["info", "-d", try ReadingFixtures.traces().normal])
+        for line in ["functions:     every function with a site (-F)", "max depth:     no limit (-D)", "min time:      none (-t)"] {
+            XCTAssertTrue(plain.stdout.contains(line + "\n"), "no line '\(line)' in:\n\(plain.stdout)")
+        }
     }
 
     func testInfoOfARecordedCrashNamesTheProgramAndItsThreads() throws {

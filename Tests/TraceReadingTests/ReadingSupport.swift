@@ -20,10 +20,7 @@ enum ReadingFixtures {
         lock.lock()
         defer { lock.unlock() }
         if let cached { return cached }
-        let program = try Fixtures.compile(
-            ["reading/tree.c"], compiler: "gcc",
-            flags: ["-O2", "-fpatchable-function-entry=5", "-g", "-pthread", "-fno-optimize-sibling-calls"],
-            output: "reading-tree")
+        let program = try treeProgram()
         let work = scratch("traces")
         let normal = try livetrace(["record", "-d", work + "/normal", "--", program])
         XCTAssertEqual(normal.status, 0, normal.stderr)
@@ -33,6 +30,14 @@ enum ReadingFixtures {
         let recorded = Recorded(normal: work + "/normal", crash: work + "/crash")
         cached = recorded
         return recorded
+    }
+
+    /// tree.c built with gcc entry nops.
+    static func treeProgram() throws -> String {
+        try Fixtures.compile(
+            ["reading/tree.c"], compiler: "gcc",
+            flags: ["-O2", "-fpatchable-function-entry=5", "-g", "-pthread", "-fno-optimize-sibling-calls"],
+            output: "reading-tree")
     }
 
     /// A fresh directory under the fixtures' build directory.
