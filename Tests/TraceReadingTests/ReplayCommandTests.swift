@@ -2,6 +2,8 @@
 // signal handler, longjmp, a crash): golden output without the duration
 // column (durations differ run to run), thread ids normalized.
 import Foundation
+import LiveTraceAnalysis
+import LiveTraceRecording
 import TestSupport
 import XCTest
 
@@ -172,5 +174,28 @@ final class ReplayCommandTests: XCTestCase {
         let info = try ReadingFixtures.livetrace(["info", "-d", trace])
         let line = try XCTUnwrap(info.stdout.split(separator: "\n").first { $0.hasPrefix("pid:") })
         return String(line.split(separator: " ").last!)
+    }
+
+    /// The replay's line buffer: a name far longer than its first capacity
+    /// comes out whole, and every duration reads as the report writes it.
+    func testTheLineBufferGrowsAndWritesDurationsAsTheReport() throws {
+        var buffer = LineBuffer()
+        let long = String(repeating: "n", count: 3 << 20)
+        buffer.write("[")
+        buffer.write(long)
+        buffer.byte(UInt8(ascii: "]"))
+        XCTAssertEqual(buffer.count, long.utf8.count + 2)
+        XCTAssertEqual(String(decoding: buffer.bytes, as: UTF8.self), "[" + long + "]")
+        let output = TextOutput()
+        buffer.flush(to: output, threshold: 0)
+        XCTAssertEqual(output.bytes.count, long.utf8.count + 2)
+        XCTAssertEqual(buffer.count, 0)
+        for ns: UInt64 in [0, 7, 999, 1_000, 1_499, 1_500, 999_999, 999_999_499, 999_999_500, 1_000_000_000, 12_345_678_901, .max] {
+            var line = LineBuffer()
+            line.duration(ns, width: 12)
+            let expected = TraceReport.duration(ns)
+            XCTAssertEqual(String(decoding: line.bytes, as: UTF8.self),
+                           String(repeating: " ", count: max(0, 12 - expected.count)) + expected, "\(ns)")
+        }
     }
 }
