@@ -58,11 +58,16 @@ public struct ClockCalibration: Equatable, Sendable {
         Self.whole(monotonicNs(tsc: tsc) - Double(start.monotonicNs))
     }
 
+    /// Rounds half away from zero, as `rounded()` does, without its libm
+    /// call (a reader converts every call's duration): the integer part
+    /// truncated, plus one when the fraction, which the subtraction gives
+    /// exactly, is at least a half.
     @inlinable
     public static func whole(_ value: Double) -> UInt64 {
         if !(value > 0) { return 0 }
         if value >= 18_446_744_073_709_551_615.0 { return .max }
-        return UInt64(value.rounded())
+        let integer = UInt64(value)
+        return value - Double(integer) >= 0.5 ? integer + 1 : integer
     }
 }
 

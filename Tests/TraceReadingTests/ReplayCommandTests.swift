@@ -198,4 +198,23 @@ final class ReplayCommandTests: XCTestCase {
                            String(repeating: " ", count: max(0, 12 - expected.count)) + expected, "\(ns)")
         }
     }
+
+    /// Durations in whole nanoseconds round half away from zero, as
+    /// Double.rounded() does, at halves, near them, and at the limits.
+    func testWholeNanosecondsRoundAsRoundedDoes() {
+        var values: [Double] = [0.5, 1.5, 2.5, 0.49999999999999994, 4_503_599_627_370_495.5, 9_007_199_254_740_993,
+                                1e18, 1.8446744073709550e19, 123.4999, 123.5000001]
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<100_000 {
+            let scale = Double(1 << UInt64.random(in: 0...60, using: &random))
+            values.append(Double.random(in: 0..<1, using: &random) * scale)
+            values.append(Double(UInt64.random(in: 0..<(1 << 40), using: &random)) + 0.5)
+        }
+        for value in values {
+            XCTAssertEqual(ClockCalibration.whole(value), UInt64(value.rounded()), "\(value)")
+        }
+        XCTAssertEqual(ClockCalibration.whole(-1), 0)
+        XCTAssertEqual(ClockCalibration.whole(.nan), 0)
+        XCTAssertEqual(ClockCalibration.whole(.infinity), .max)
+    }
 }
