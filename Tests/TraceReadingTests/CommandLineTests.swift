@@ -107,6 +107,98 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    func testReportOfRecordedTracesPerFunctionAndThread() throws {
+        let traces = try ReadingFixtures.traces()
+        let normal = try ReadingFixtures.livetrace(["report", "-d", traces.normal, "-s", "name"])
+        XCTAssertEqual(normal.status, 0, normal.stderr)
+        XCTAssertEqual(ReadingFixtures.maskTimes(normal.stdout), """
+            Total time Self time Calls Function
+            ========== ========== ========== ====================
+            TIME TIME 1 deeper
+            TIME TIME 4 fact
+            TIME TIME 1 jumper
+            TIME TIME 3 leaf
+            TIME TIME 1 main
+            TIME TIME 1 note
+            TIME TIME 1 on_signal
+            TIME TIME 2 thread_body
+
+            """)
+        // The crash: main and doomed are entry-only (unfinished); one line
+        // per thread, tids in the order the threads started.
+        let crash = try ReadingFixtures.livetrace(["report", "-d", traces.crash, "-s", "name", "--threads"])
+        XCTAssertEqual(crash.status, 0, crash.stderr)
+        var tids = ReadingFixtures.maskTimes(crash.stdout).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // Only the thread rows start with a digit once times are masked.
+        for i in tids.indices where tids[i].first?.isNumber == true {
+            tids[i] = "TID" + tids[i].drop { $0.isNumber }
+        }
+        XCTAssertEqual(tids.joined(separator: "\n"), """
+            Total time Self time Calls Function
+            ========== ========== ========== ====================
+            TIME TIME 1 deeper
+            TIME TIME 1 doomed (1 unfinished)
+            TIME TIME 4 fact
+            TIME TIME 1 jumper
+            TIME TIME 4 leaf
+            TIME TIME 1 main (1 unfinished)
+            TIME TIME 1 note
+            TIME TIME 1 on_signal
+            TIME TIME 2 thread_body
+
+            TID Events Calls Total time Lost Unfinished First function
+            ======== ========== ========== ========== ==== ========== ====================
+            TID 22 12 TIME 0 2 main
+            TID 4 2 TIME 0 0 thread_body
+            TID 4 2 TIME 0 0 thread_body
+
+            """)
+    }
+
+    func testInfoOfARecordedCrashInFull() throws {
+        let traces = try ReadingFixtures.traces()
+        let result = try ReadingFixtures.livetrace(["info", "-d", traces.crash])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let program = try ReadingFixtures.treeProgram()
+        var lines = ReadingFixtures.maskTimes(result.stdout).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        for i in lines.indices {
+            lines[i] = lines[i].replacingOccurrences(of: traces.crash, with: "DIR").replacingOccurrences(of: program, with: "PROGRAM")
+                .replacingOccurrences(of: Fixtures.livetraceExecutable, with: "LIVETRACE")
+            if lines[i].hasPrefix("pid: ") { lines[i] = "pid: PID" }
+            if lines[i].hasPrefix("recorded: ") { lines[i] = "recorded: WHEN" }
+            if lines[i].first?.isNumber == true { lines[i] = "TID" + lines[i].drop { $0.isNumber } }
+        }
+        let binaries = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("binaries (") })
+        XCTAssertEqual(lines[..<binaries].joined(separator: "\n"), """
+            trace: DIR
+            command: PROGRAM crash
+            pid: PID
+            recorder: livetrace record
+            recorded with: LIVETRACE record -d DIR -- PROGRAM crash
+            functions: every function with a site (-F)
+            excluded: none (-N)
+            relocated: none (-P)
+            max depth: no limit (-D)
+            min time: none (-t)
+            buffer wait: TIME (--wait)
+            recorded: WHEN
+            duration: TIME
+            state: complete, salvaged after the program died
+            format: version \(TraceFormat.version)
+            buffers: \(RingArea.defaultRingCount) x \(RingArea.defaultRingCapacity) events
+            events: 30 (16 entries, 14 exits)
+            lost: 0 events (0 in the threads' streams, 0 without a buffer)
+            threads: 3
+
+            TID Events Lost Start End
+            TID 22 0 TIME TIME
+            TID 4 0 TIME TIME
+            TID 4 0 TIME TIME
+
+            """)
+        XCTAssertTrue(lines[binaries...].contains { $0.hasPrefix("PROGRAM build-id ") }, result.stdout)
+    }
+
     func testInfoOfARecordedCrashNamesTheProgramAndItsThreads() throws {
         let traces = try ReadingFixtures.traces()
         let result = try ReadingFixtures.livetrace(["info", "-d", traces.crash])

@@ -51,6 +51,15 @@ enum ReadingFixtures {
         try Fixtures.run([Fixtures.livetraceExecutable] + arguments)
     }
 
+    /// Durations ("1.234 us", "80 ns", "2.000  s") replaced by TIME and
+    /// runs of spaces by one, so a table compares across runs.
+    static func maskTimes(_ text: String) -> String {
+        text.replacingOccurrences(of: #"[0-9]+(\.[0-9]{3})? +(ns|us|ms|s)\b"#, with: "TIME", options: .regularExpression)
+            .replacingOccurrences(of: #" +"#, with: " ", options: .regularExpression)
+            .split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "\n")
+    }
+
     /// Thread ids replaced by T1, T2, ... in order of first appearance, so
     /// output compares across runs.
     static func normalizeTids(_ text: String) -> String {

@@ -74,6 +74,39 @@ final class ReplayCommandTests: XCTestCase {
             """)
     }
 
+    func testEntryOnlyCallsAreShownAsSuch() throws {
+        // With leaf hidden, the calls a crash and a longjmp left have only
+        // their entry: each is one line saying how it ended, with no
+        // duration for the unfinished ones.
+        let traces = try ReadingFixtures.traces()
+        let tid = try tidOfMain(traces.crash)
+        XCTAssertEqual(try replay(traces.crash, ["-f", "none", "--tid", tid, "-N", "leaf"]), """
+            #  FUNCTION
+            | main() {
+            |   fact() {
+            |     fact() {
+            |       fact() {
+            |         fact();
+            |       } /* fact */
+            |     } /* fact */
+            |   } /* fact */
+            |   on_signal() {
+            |     note();
+            |   } /* on_signal */
+            |   jumper() {
+            |     deeper(); /* unwound */
+            |   } /* jumper, unwound */
+            |   doomed() { /* unfinished */
+            | } /* main, unfinished */
+
+            """)
+        let withDurations = try ReadingFixtures.livetrace(["replay", "-d", traces.crash, "--tid", tid, "-N", "leaf", "-f", "duration"])
+        let doomed = try XCTUnwrap(withDurations.stdout.split(separator: "\n").first { $0.contains("doomed()") })
+        XCTAssertTrue(doomed.hasPrefix(String(repeating: " ", count: 11) + "|   doomed() { /* unfinished */"), String(doomed))
+        let deeper = try XCTUnwrap(withDurations.stdout.split(separator: "\n").first { $0.contains("deeper()") })
+        XCTAssertNotNil(deeper.range(of: #"^ +[0-9.]+ (ns|us|ms) \|     deeper\(\); /\* unwound \*/$"#, options: .regularExpression), String(deeper))
+    }
+
     func testFiltersChooseWhatIsShown() throws {
         let traces = try ReadingFixtures.traces()
         // -F: the matching calls and what they call, from depth 0.
