@@ -317,4 +317,36 @@ final class ProgressBarTests: XCTestCase {
         XCTAssertEqual(piped.status, 0)
         XCTAssertEqual(piped.stderr, "", "no progress bar without a terminal")
     }
+
+    /// Every reading command draws the bar on a terminal (and clears it at
+    /// the end); with the default one-second delay, a command that ends
+    /// sooner draws none.
+    func testEveryReadingCommandDrawsTheBarOnlyAfterItsDelay() throws {
+        var events: [TraceEvent] = []
+        let leaf = SyntheticTraces.addresses["leaf"]!
+        for i in 0..<100_000 as Range<UInt64> {
+            events.append(TraceEvent(kind: .entry, address: leaf, timestamp: 10 * i))
+            events.append(TraceEvent(kind: .exit, address: leaf, timestamp: 10 * i + 5))
+        }
+        let dir = try SyntheticTraces.directory("progress-all", SyntheticTraces.trace([events]))
+        let out = ReadingFixtures.scratch("progress-files")
+        let commands = [["report"], ["replay"], ["info"], ["dump", "--folded"], ["dump", "--chrome"],
+                        ["dump", "--perfetto", out + "/t.pftrace"], ["dump", "--flame-graph", out + "/t.svg"]]
+        let clear = "\r" + String(repeating: " ", count: 48) + "\r"
+        for command in commands {
+            let line = ([Fixtures.livetraceExecutable] + command + ["-d", dir]).joined(separator: " ")
+            let drawn = try Fixtures.run(["/usr/bin/script", "-qec", "LIVETRACE_PROGRESS_AFTER=0 \(line) > /dev/null", "/dev/null"])
+            XCTAssertEqual(drawn.status, 0, "\(command): \(drawn.stdout)")
+            XCTAssertTrue(drawn.stdout.contains("\r[#") && drawn.stdout.contains("%"), "\(command): \(drawn.stdout)")
+            XCTAssertTrue(drawn.stdout.hasSuffix(clear), "\(command) leaves its bar: \(drawn.stdout.debugDescription)")
+        }
+        // A trace of 17 events reads in far less than the default second.
+        let small = try SyntheticTraces.directory("progress-small")
+        for command in commands {
+            let line = ([Fixtures.livetraceExecutable] + command + ["-d", small]).joined(separator: " ")
+            let quick = try Fixtures.run(["/usr/bin/script", "-qec", "\(line) > /dev/null", "/dev/null"])
+            XCTAssertEqual(quick.status, 0, "\(command): \(quick.stdout)")
+            XCTAssertFalse(quick.stdout.contains("\r["), "\(command) drew a bar before its delay: \(quick.stdout)")
+        }
+    }
 }
