@@ -236,7 +236,8 @@ final class ReplayCommandTests: XCTestCase {
     /// Double.rounded() does, at halves, near them, and at the limits.
     func testWholeNanosecondsRoundAsRoundedDoes() {
         var values: [Double] = [0.5, 1.5, 2.5, 0.49999999999999994, 4_503_599_627_370_495.5, 9_007_199_254_740_993,
-                                1e18, 1.8446744073709550e19, 123.4999, 123.5000001]
+                                1e18, 1.8446744073709550e19, 123.4999, 123.5000001, 9_223_372_036_854_775_807.0,
+                                9.223372036854774e18, 9.223372036854778e18]
         var random = SystemRandomNumberGenerator()
         for _ in 0..<100_000 {
             let scale = Double(1 << UInt64.random(in: 0...60, using: &random))
