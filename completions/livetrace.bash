@@ -315,7 +315,7 @@ _livetrace_dump() {
 
 _livetrace_info() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=(--directory -d)
     __livetrace_offer_flags_options 0

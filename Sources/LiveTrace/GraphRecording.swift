@@ -47,14 +47,18 @@ public final class GraphRecording: @unchecked Sendable {
     /// The directory is created if missing; an older trace there becomes
     /// `directory.old`; a directory holding anything else is refused.
     /// The C API's lt_trace_start (livetrace.h) is this function.
+    /// `recorder`: the name info.json gives the recorder (docs/FORMAT.md).
     public static func start(
         directory: String, functions: [String] = [], excluding: [String] = [],
-        maxDepth: Int = FunctionGraph.stackCapacity
+        maxDepth: Int = FunctionGraph.stackCapacity, recorder recorderName: String = "GraphRecording"
     ) throws(GraphRecordingError) -> GraphRecording {
-        // Step 1.
+        // Step 1. A depth of the graph's whole stack is no limit asked for.
+        let options = RecordingOptions(
+            recorder: recorderName, functions: functions, excluding: excluding,
+            maxDepth: maxDepth >= FunctionGraph.stackCapacity ? nil : maxDepth)
         let recorder: Recorder
         do throws(RecordingError) {
-            recorder = try Recorder.start(directory: directory)
+            recorder = try Recorder.start(directory: directory, options: options)
         } catch {
             throw .recording(error)
         }

@@ -82,13 +82,17 @@ struct ReplayPrinter: CallVisitor {
     var names: FunctionNames
     let output: TextOutput
     var out = LineBuffer()
-    /// "[  tid] " of the current thread.
-    private var tidColumn: [UInt8] = []
     private var frames: [Frame] = []
     private var threadShown = true
     private var tid: UInt64 = 0
     /// Per function id: 0 unknown, then bit 1 matches -F, bit 2 matches -N.
     private var matches: [UInt8] = []
+    /// Per function id, its NameLine texts one after another in
+    /// `nameLines`: text k of id i spans starts[4i+k] ..< starts[4i+k+1].
+    private var nameLines = LineBuffer()
+    private var nameLineStarts: [Int] = []
+    /// "[  tid] | " of the current thread.
+    private var tidAndBar: [UInt8] = []
 
     init(options: ReplayOptions, clock: ClockCalibration, names: FunctionNames, output: TextOutput) {
         self.options = options
@@ -108,7 +112,8 @@ struct ReplayPrinter: CallVisitor {
     mutating func beginThread(_ identity: StreamIdentity) {
         tid = identity.tid
         let digits = String(tid)
-        tidColumn = Array(("[" + String(repeating: " ", count: max(0, 6 - digits.count)) + digits + "] ").utf8)
+        let tidColumn = "[" + String(repeating: " ", count: max(0, 6 - digits.count)) + digits + "] "
+        tidAndBar = Array(((options.showTid ? tidColumn : "") + "| ").utf8)
         threadShown = options.tids.isEmpty || options.tids.contains(identity.tid)
         frames.removeAll(keepingCapacity: true)
     }
@@ -144,25 +149,65 @@ struct ReplayPrinter: CallVisitor {
         guard frame.shown else { return }
         let ns = ClockCalibration.whole(Double(duration) * nanosecondsPerTick)
         if end != .unfinished && ns < options.minimumNs { return }
-        let name = names.name(frame.id)
         if frame.opened {
             line(duration: end == .unfinished ? nil : ns, level: frame.level)
-            out.write(Self.closeOpen)
-            out.write(name)
-            if let note = Self.note(end) { out.write(", " + note) }
-            out.write(Self.closeEnd)
+            if end == .returned {
+                writeLine(.close, frame.id)
+            } else {
+                out.write(Self.closeOpen)
+                out.write(names.name(frame.id))
+                out.write(", " + Self.note(end)!)
+                out.write(Self.closeEnd)
+            }
         } else {
             openAncestors()
             line(duration: end == .unfinished ? nil : ns, level: frame.level)
-            out.write(name)
             if end == .returned {
-                out.write(Self.leafEnd)
+                writeLine(.leaf, frame.id)
             } else {
+                out.write(names.name(frame.id))
                 out.write(end == .unfinished ? "() {" : "();")
                 out.write(" /* " + Self.note(end)! + " */\n")
             }
         }
         out.flush(to: output)
+    }
+
+    /// The three lines a call's name appears in.
+    enum NameLine: Int {
+        /// `name();` — a call with no shown call inside.
+        case leaf = 0
+        /// `name() {`
+        case open = 1
+        /// `} /* name */`
+        case close = 2
+    }
+
+    /// Writes one of `id`'s name lines, made once per function and kept in
+    /// `nameLines` (two appends and an array copy per line otherwise).
+    @inline(__always)
+    private mutating func writeLine(_ kind: NameLine, _ id: Int) {
+        if id >= nameLineStarts.count / 4 { makeNameLines(upTo: id) }
+        let slot = 4 * id + kind.rawValue
+        let start = nameLineStarts[slot]
+        out.write(from: nameLines, offset: start, length: nameLineStarts[slot + 1] - start)
+    }
+
+    private mutating func makeNameLines(upTo id: Int) {
+        while nameLineStarts.count / 4 <= id {
+            let name = names.name(nameLineStarts.count / 4)
+            nameLineStarts.append(nameLines.count)
+            nameLines.write(name)
+            nameLines.write(Self.leafEnd)
+            nameLineStarts.append(nameLines.count)
+            nameLines.write(name)
+            nameLines.write(Self.openEnd)
+            nameLineStarts.append(nameLines.count)
+            nameLines.write(Self.closeOpen)
+            nameLines.write(name)
+            nameLines.write(Self.closeEnd)
+            nameLineStarts.append(nameLines.count)
+        }
     }
 
     mutating func lost(_ count: UInt64, at time: UInt64, depth: Int) {
@@ -177,6 +222,7 @@ struct ReplayPrinter: CallVisitor {
     }
 
     static let closeOpen = Array("} /* ".utf8), closeEnd = Array(" */\n".utf8), leafEnd = Array("();\n".utf8)
+    static let openEnd = Array("() {\n".utf8)
 
     static func note(_ end: CallEnd) -> String? {
         switch end {
@@ -198,8 +244,7 @@ struct ReplayPrinter: CallVisitor {
         for i in frames.indices where frames[i].shown && !frames[i].opened {
             frames[i].opened = true
             line(duration: nil, level: frames[i].level)
-            out.write(names.name(frames[i].id))
-            out.write("() {\n")
+            writeLine(.open, frames[i].id)
         }
     }
 
@@ -213,9 +258,7 @@ struct ReplayPrinter: CallVisitor {
                 out.spaces(11)
             }
         }
-        if options.showTid { out.write(tidColumn) }
-        out.byte(UInt8(ascii: "|"))
-        out.byte(0x20)
+        out.write(tidAndBar)
         out.spaces(2 * level)
     }
 

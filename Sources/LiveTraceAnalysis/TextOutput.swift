@@ -51,8 +51,15 @@ public final class TextOutput {
         string.withUTF8 { write($0) }
     }
 
+    /// A piece as large as a flush goes to the file as it is, after what
+    /// is buffered (not copied into the buffer first).
     @inline(__always)
     public func write(_ buffer: UnsafeBufferPointer<UInt8>) {
+        if let fd, buffer.count >= Self.flushSize {
+            flush()
+            writeAll(fd, UnsafeRawBufferPointer(buffer))
+            return
+        }
         bytes.append(contentsOf: buffer)
         if fd != nil && bytes.count >= Self.flushSize { flush() }
     }
@@ -84,19 +91,23 @@ public final class TextOutput {
     /// Writes what is buffered (file descriptor output only).
     public func flush() {
         guard let fd, !bytes.isEmpty else { return }
-        if error == nil {
-            var done = 0
-            while done < bytes.count {
-                let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    error = .systemCall(call: "write", subject: "output", errno: errno)
-                    break
-                }
-                done += n
-            }
-        }
+        bytes.withUnsafeBytes { writeAll(fd, $0) }
         bytes.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes all of `piece` unless an earlier write failed.
+    private func writeAll(_ fd: Int32, _ piece: UnsafeRawBufferPointer) {
+        guard error == nil, let start = piece.baseAddress else { return }
+        var done = 0
+        while done < piece.count {
+            let n = Glibc.write(fd, start + done, piece.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                error = .systemCall(call: "write", subject: "output", errno: errno)
+                return
+            }
+            done += n
+        }
     }
 }
 
@@ -131,29 +142,85 @@ public struct GlobSet: Sendable {
     }
 }
 
-/// Bytes being formatted by one reader, a value it owns (no per-write
-/// exclusivity check, as a class's property would have), handed to a
-/// TextOutput in large pieces.
+/// Bytes being formatted by one reader, handed to a TextOutput in large
+/// pieces. The bytes live in raw memory the buffer owns: an append is a
+/// bounds check and a memcpy, with no array uniqueness check and no
+/// reference counting on the way (the per-line cost of `replay`, which
+/// writes a line per call). One writer: copies of a LineBuffer share its
+/// memory, so only one of them may be written to.
 public struct LineBuffer {
-    public private(set) var bytes: [UInt8] = []
-    static let spaceRun = [UInt8](repeating: 0x20, count: 256)
+    /// Frees the memory with the last copy; `base` caches its address.
+    private final class Storage {
+        var base: UnsafeMutablePointer<UInt8>
+        init(capacity: Int) { base = .allocate(capacity: capacity) }
+        deinit { base.deallocate() }
+    }
 
-    public init() { bytes.reserveCapacity(1 << 18 + 4096) }
+    private let storage: Storage
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    public private(set) var count = 0
+    static let initialCapacity = 1 << 18 + 4096
+
+    public init() {
+        storage = Storage(capacity: Self.initialCapacity)
+        base = storage.base
+        capacity = Self.initialCapacity
+    }
+
+    /// The bytes written and not yet flushed.
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    /// Room for `extra` more bytes.
+    @inline(__always) mutating func reserve(_ extra: Int) {
+        if count + extra > capacity { grow(count + extra) }
+    }
+
+    private mutating func grow(_ needed: Int) {
+        var size = capacity * 2
+        while size < needed { size *= 2 }
+        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
+        bigger.update(from: base, count: count)
+        storage.base.deallocate()
+        storage.base = bigger
+        base = bigger
+        capacity = size
+    }
+
+    @inline(__always) public mutating func write(_ buffer: UnsafeBufferPointer<UInt8>) {
+        guard let start = buffer.baseAddress else { return }
+        reserve(buffer.count)
+        (base + count).update(from: start, count: buffer.count)
+        count += buffer.count
+    }
 
     @inline(__always) public mutating func write(_ string: String) {
         var string = string
-        string.withUTF8 { bytes.append(contentsOf: $0) }
+        string.withUTF8 { write($0) }
     }
-    @inline(__always) public mutating func write(_ array: [UInt8]) { bytes.append(contentsOf: array) }
-    @inline(__always) public mutating func byte(_ value: UInt8) { bytes.append(value) }
 
-    @inline(__always) public mutating func spaces(_ count: Int) {
-        var left = count
-        while left > 0 {
-            let n = min(left, Self.spaceRun.count)
-            Self.spaceRun.withUnsafeBufferPointer { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<n])) }
-            left -= n
-        }
+    @inline(__always) public mutating func write(_ array: [UInt8]) {
+        array.withUnsafeBufferPointer { write($0) }
+    }
+
+    /// `length` bytes of `other` from `offset` (a name table kept in a LineBuffer).
+    @inline(__always) public mutating func write(from other: LineBuffer, offset: Int, length: Int) {
+        reserve(length)
+        (base + count).update(from: other.base + offset, count: length)
+        count += length
+    }
+
+    @inline(__always) public mutating func byte(_ value: UInt8) {
+        reserve(1)
+        base[count] = value
+        count += 1
+    }
+
+    @inline(__always) public mutating func spaces(_ n: Int) {
+        guard n > 0 else { return }
+        reserve(n)
+        (base + count).update(repeating: 0x20, count: n)
+        count += n
     }
 
     /// A duration as TraceReport.duration writes it ("123 ns", "1.234 us",
@@ -162,10 +229,10 @@ public struct LineBuffer {
     public mutating func duration(_ ns: UInt64, width: Int, color: String? = nil) {
         // Formatted right to left into a fixed buffer.
         var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { raw in
+        let length = withUnsafeMutableBytes(of: &digits) { raw -> Int in
             var end = raw.count
-            func put(_ byte: UInt8) { end -= 1; raw[end] = byte }
-            func putNumber(_ value: UInt64) {
+            @inline(__always) func put(_ byte: UInt8) { end -= 1; raw[end] = byte }
+            @inline(__always) func putNumber(_ value: UInt64) {
                 var v = value
                 repeat { put(0x30 + UInt8(v % 10)); v /= 10 } while v > 0
             }
@@ -173,27 +240,30 @@ public struct LineBuffer {
                 put(UInt8(ascii: "s")); put(UInt8(ascii: "n")); put(0x20)
                 putNumber(ns)
             } else {
-                let (unit, scale): (StaticString, UInt64) =
-                    ns < 1_000_000 ? (" us", 1_000) : ns < 1_000_000_000 ? (" ms", 1_000_000) : ("  s", 1_000_000_000)
+                let (unit, scale): (UInt8, UInt64) =
+                    ns < 1_000_000 ? (UInt8(ascii: "u"), 1_000) : ns < 1_000_000_000 ? (UInt8(ascii: "m"), 1_000_000) : (0x20, 1_000_000_000)
                 let thousandth = scale / 1_000
                 let thousandths = ns / thousandth + (ns % thousandth >= (thousandth + 1) / 2 ? 1 : 0)
-                unit.withUTF8Buffer { for byte in $0.reversed() { put(byte) } }
+                put(UInt8(ascii: "s")); put(unit); put(0x20)
                 let fraction = thousandths % 1_000
                 put(0x30 + UInt8(fraction % 10)); put(0x30 + UInt8(fraction / 10 % 10)); put(0x30 + UInt8(fraction / 100))
                 put(UInt8(ascii: "."))
                 putNumber(thousandths / 1_000)
             }
-            spaces(width - (raw.count - end))
-            if let color { write(color) }
-            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[end...]))
-            if color != nil { write("\u{1b}[0m") }
+            return raw.count - end
         }
+        spaces(width - length)
+        if let color { write(color) }
+        withUnsafeBytes(of: &digits) { raw in
+            write(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + (raw.count - length), count: length))
+        }
+        if color != nil { write("\u{1b}[0m") }
     }
 
     /// Hands the bytes to `output` when at least `threshold` are waiting.
     @inline(__always) public mutating func flush(to output: TextOutput, threshold: Int = 1 << 18) {
-        guard bytes.count >= threshold, !bytes.isEmpty else { return }
-        output.write(bytes)
-        bytes.removeAll(keepingCapacity: true)
+        guard count >= threshold, count > 0 else { return }
+        output.write(UnsafeBufferPointer(start: base, count: count))
+        count = 0
     }
 }

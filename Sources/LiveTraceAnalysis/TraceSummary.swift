@@ -100,6 +100,7 @@ public struct TraceSummary: Sendable {
         field("trace", directory)
         field("command", info.command.map(Self.shellQuoted).joined(separator: " "))
         field("pid", String(info.pid))
+        optionsText(field)
         if let recordedAt { field("recorded", Self.utc(recordedAt) + " (end)") }
         let durationNs = info.clock.end.monotonicNs >= info.clock.start.monotonicNs ? info.clock.end.monotonicNs - info.clock.start.monotonicNs : 0
         field("duration", TraceReport.duration(durationNs))
@@ -124,6 +125,92 @@ public struct TraceSummary: Sendable {
             out += "  \(object.symbols.count) symbols" + (object.symbolsError.map { " (\($0))" } ?? "") + "\n"
         }
         return out
+    }
+
+    /// What `info` says when info.json does not hold the recording options.
+    public static let optionsNotRecorded = "not recorded (the trace was written before info.json held them)"
+
+    /// How the trace was recorded: the recorder and each choice it was
+    /// given, named by the `livetrace record` option that sets it.
+    private func optionsText(_ field: (String, String) -> Void) {
+        guard let options = info.options else {
+            field("options", Self.optionsNotRecorded)
+            return
+        }
+        func globs(_ list: [String], none: String) -> String {
+            list.isEmpty ? none : list.map(Self.shellQuoted).joined(separator: " ")
+        }
+        field("recorder", options.recorder)
+        if !options.tracerCommand.isEmpty {
+            field("recorded with", options.tracerCommand.map(Self.shellQuoted).joined(separator: " "))
+        }
+        field("functions", globs(options.functions, none: "every function with a site") + " (-F)")
+        field("excluded", globs(options.excluding, none: "none") + " (-N)")
+        field("relocated", globs(options.relocating, none: "none") + " (-P)")
+        field("max depth", (options.maxDepth.map(String.init) ?? "no limit") + " (-D)")
+        field("min time", (options.minTimeNs.map { TraceReport.duration($0) } ?? "none") + " (-t)")
+        field("buffer wait", TraceReport.duration(options.waitMicroseconds &* 1000) + " (--wait)")
+    }
+
+    /// The JSON `livetrace info --json` prints (docs/cli-reading.md): keys
+    /// in a fixed order, times in nanoseconds.
+    public func json() -> [UInt8] {
+        var json = JSONWriter()
+        let entries = threads.reduce(0) { $0 + $1.entries }, exits = threads.reduce(0) { $0 + $1.exits }
+        let lostInStreams = threads.reduce(0) { $0 &+ $1.lost }
+        let durationNs = info.clock.end.monotonicNs >= info.clock.start.monotonicNs ? info.clock.end.monotonicNs - info.clock.start.monotonicNs : 0
+        json.object { members in
+            members.member("trace") { $0.string(directory) }
+            members.member("command") { $0.array(info.command) { $0.string($1) } }
+            members.member("pid") { $0.number(info.pid) }
+            members.member("recording") { json in
+                if let options = info.options { options.writeJSON(to: &json) } else { json.null() }
+            }
+            members.member("recorded_at") { json in
+                if let recordedAt { json.number(recordedAt) } else { json.null() }
+            }
+            members.member("duration_ns") { $0.number(durationNs) }
+            members.member("complete") { $0.bool(info.complete) }
+            members.member("salvaged") { $0.bool(info.salvaged) }
+            members.member("format_version") { $0.number(info.version) }
+            members.member("ring_count") { $0.number(info.ringCount) }
+            members.member("ring_capacity") { $0.number(info.ringCapacity) }
+            members.member("events") { $0.number(entries + exits) }
+            members.member("entries") { $0.number(entries) }
+            members.member("exits") { $0.number(exits) }
+            members.member("lost") { $0.number(lostInStreams &+ info.lostWithoutRing) }
+            members.member("lost_without_ring") { $0.number(info.lostWithoutRing) }
+            members.member("threads") {
+                $0.array(threads) { json, thread in
+                    json.object { members in
+                        members.member("pid") { $0.number(thread.pid) }
+                        members.member("tid") { $0.number(thread.tid) }
+                        members.member("events") { $0.number(thread.entries + thread.exits) }
+                        members.member("lost") { $0.number(thread.lost) }
+                        members.member("start_ns") { $0.number(thread.startNs) }
+                        members.member("end_ns") { $0.number(thread.endNs) }
+                        members.member("damage") { json in
+                            if let damage = thread.damage { json.string(damage) } else { json.null() }
+                        }
+                    }
+                }
+            }
+            members.member("objects") {
+                $0.array(objects) { json, object in
+                    json.object { members in
+                        members.member("path") { $0.string(object.path) }
+                        members.member("build_id") { json in
+                            if let id = object.buildId { json.string(id) } else { json.null() }
+                        }
+                        members.member("symbols") { $0.number(object.symbols.count) }
+                        members.member("symbols_error") { json in
+                            if let error = object.symbolsError { json.string(error) } else { json.null() }
+                        }
+                    }
+                }
+            }
+        }
+        return json.bytes + [0x0a]
     }
 
     static func shellQuoted(_ word: String) -> String {

@@ -44,7 +44,7 @@ public func livetrace_trace_start(
         if current != nil { return -Int32(LT_EALREADY) }
         do throws(GraphRecordingError) {
             let recording = try GraphRecording.start(
-                directory: path, functions: functions, excluding: excluding, maxDepth: depth)
+                directory: path, functions: functions, excluding: excluding, maxDepth: depth, recorder: "lt_trace_start")
             current = ActiveRecording(recording: recording, pid: getpid())
         } catch {
             return error.cCode

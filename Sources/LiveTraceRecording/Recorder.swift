@@ -45,8 +45,11 @@ public final class Recorder: @unchecked Sendable {
     }
 
     /// Starts recording this process into `directory` (created if needed).
+    /// `options`: how the caller records, for info.json (its wait is set
+    /// from `waitTimeoutMicroseconds`).
     public static func start(
-        directory: String, ringCount: Int = RingArea.defaultRingCount,
+        directory: String, options: RecordingOptions = RecordingOptions(recorder: "Recorder"),
+        ringCount: Int = RingArea.defaultRingCount,
         ringCapacity: Int = RingArea.defaultRingCapacity,
         waitTimeoutMicroseconds: UInt32 = RingArea.defaultWaitTimeoutMicroseconds,
         drainInterval: Duration = .milliseconds(2)
@@ -63,8 +66,11 @@ public final class Recorder: @unchecked Sendable {
                 let area = try RingArea.create(
                     path: directory + "/" + TraceFormat.ringsFile, ringCount: ringCount, ringCapacity: ringCapacity,
                     waitTimeoutMicroseconds: waitTimeoutMicroseconds)
+                var options = options
+                options.waitMicroseconds = UInt64(waitTimeoutMicroseconds)
                 let newDrain = try TraceDrain(
-                    directory: directory, area: area, command: CommandLine.arguments, pid: UInt64(getpid()))
+                    directory: directory, area: area, command: CommandLine.arguments, pid: UInt64(getpid()),
+                    options: options)
                 drain = newDrain
                 try newDrain.writeObjects(try ObjectCapture.capture(pid: getpid()))
                 // Step 2.

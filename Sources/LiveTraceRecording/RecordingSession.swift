@@ -121,8 +121,11 @@ public final class RecordingSession: @unchecked Sendable {
     }
 
     /// Step 1: creates `directory` with its ring area and starts draining.
+    /// `options`: how the recording is made, for info.json (its wait is
+    /// set from `waitTimeoutMicroseconds`).
     public static func start(
-        directory: String, command: [String], ringCount: Int = RingArea.defaultRingCount,
+        directory: String, command: [String], options: RecordingOptions = RecordingOptions(recorder: RecordingOptions.recordCommand),
+        ringCount: Int = RingArea.defaultRingCount,
         ringCapacity: Int = RingArea.defaultRingCapacity,
         waitTimeoutMicroseconds: UInt32 = RingArea.defaultWaitTimeoutMicroseconds,
         drainInterval: Duration = .milliseconds(2)
@@ -134,7 +137,9 @@ public final class RecordingSession: @unchecked Sendable {
         // A failure leaves no ring area behind (nothing could have attached).
         let drain: TraceDrain
         do throws(RecordingError) {
-            drain = try TraceDrain(directory: directory, area: area, command: command, pid: 0)
+            var options = options
+            options.waitMicroseconds = UInt64(waitTimeoutMicroseconds)
+            drain = try TraceDrain(directory: directory, area: area, command: command, pid: 0, options: options)
         } catch {
             try? Sys.unlinkIfPresent(area.path)
             throw error

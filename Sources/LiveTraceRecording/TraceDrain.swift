@@ -76,8 +76,11 @@ public final class TraceDrain: @unchecked Sendable {
 
     /// Starts draining `area` into `directory`; writes info.json (marked
     /// incomplete) and, when none exists, an empty objects.json, so the
-    /// directory is a readable trace from this moment on.
-    public init(directory: String, area: RingArea, command: [String], pid: UInt64) throws(RecordingError) {
+    /// directory is a readable trace from this moment on. `options`: how
+    /// the recording was made, for info.json (nil: not known).
+    public init(
+        directory: String, area: RingArea, command: [String], pid: UInt64, options: RecordingOptions? = nil
+    ) throws(RecordingError) {
         self.directory = directory
         self.area = area
         chunkHeader = .allocate(byteCount: TraceFormat.chunkHeaderSize, alignment: 16)
@@ -87,7 +90,7 @@ public final class TraceDrain: @unchecked Sendable {
         let now = RingArea.calibrationPairNow()
         info = TraceInfo(
             command: command, pid: pid, clock: ClockCalibration(start: area.startPair, end: now),
-            ringCount: area.ringCount, ringCapacity: area.ringCapacity, complete: false)
+            ringCount: area.ringCount, ringCapacity: area.ringCapacity, complete: false, options: options)
         try writeInfo()
         if !Sys.exists(directory + "/" + TraceFormat.objectsFile) {
             try writeObjects(ObjectTable(objects: []))
@@ -106,11 +109,13 @@ public final class TraceDrain: @unchecked Sendable {
         let area = try RingArea.open(path: directory + "/" + TraceFormat.ringsFile)
         var command: [String] = []
         var pid: UInt64 = 0
+        var options: RecordingOptions?
         if let old = try? TraceReader.readInfo(directory: directory) {
             command = old.command
             pid = old.pid
+            options = old.options
         }
-        let drain = try TraceDrain(directory: directory, area: area, command: command, pid: pid)
+        let drain = try TraceDrain(directory: directory, area: area, command: command, pid: pid, options: options)
         let summary = try drain.finish(salvaged: true)
         // Everything the ring area held is in the streams now.
         try Sys.unlinkIfPresent(area.path)

@@ -58,11 +58,22 @@ public struct ClockCalibration: Equatable, Sendable {
         Self.whole(monotonicNs(tsc: tsc) - Double(start.monotonicNs))
     }
 
+    /// Rounds half away from zero, as `rounded()` does, without its libm
+    /// call (a reader converts every call's duration): the integer part
+    /// truncated, plus one when the fraction, which the subtraction gives
+    /// exactly, is at least a half.
     @inlinable
     public static func whole(_ value: Double) -> UInt64 {
         if !(value > 0) { return 0 }
         if value >= 18_446_744_073_709_551_615.0 { return .max }
-        return UInt64(value.rounded())
+        // Below 2^63 through Int64: one instruction each way (the UInt64
+        // conversions take a dozen on x86-64).
+        if value < 9_223_372_036_854_775_808.0 {
+            let integer = Int64(value)
+            return UInt64(value - Double(integer) >= 0.5 ? integer + 1 : integer)
+        }
+        let integer = UInt64(value)
+        return value - Double(integer) >= 0.5 ? integer + 1 : integer
     }
 }
 
@@ -83,13 +94,16 @@ public struct TraceInfo: Equatable, Sendable {
     public var complete: Bool
     /// True when the last drain ran after the program died.
     public var salvaged: Bool
+    /// How the recording was made; nil in traces written before info.json
+    /// held it.
+    public var options: RecordingOptions?
 
     public static let formatName = "livetrace-trace"
 
     public init(
         command: [String], pid: UInt64, clock: ClockCalibration, lostWithoutRing: UInt64 = 0,
         lostEvents: UInt64 = 0, ringCount: Int = 0, ringCapacity: Int = 0, complete: Bool = true,
-        salvaged: Bool = false
+        salvaged: Bool = false, options: RecordingOptions? = nil
     ) {
         self.format = TraceInfo.formatName
         self.version = TraceFormat.version
@@ -102,6 +116,49 @@ public struct TraceInfo: Equatable, Sendable {
         self.ringCapacity = ringCapacity
         self.complete = complete
         self.salvaged = salvaged
+        self.options = options
+    }
+}
+
+/// How a recording was made: who recorded (`livetrace record` or an
+/// in-process recorder) and with which choices (info.json's `recording`,
+/// docs/FORMAT.md). The recorder that starts a recording states them; the
+/// drain writes them into info.json from its first write on.
+public struct RecordingOptions: Equatable, Sendable {
+    /// `livetrace record`, `GraphRecording`, `lt_trace_start` or `Recorder`.
+    public var recorder: String
+    /// The recorder's own command line (`livetrace record`'s argv); empty
+    /// for an in-process recorder, whose command line is info.json's `command`.
+    public var tracerCommand: [String]
+    /// Globs of the traced functions (-F); empty: every function with a site.
+    public var functions: [String]
+    /// Globs of the functions left out (-N).
+    public var excluding: [String]
+    /// Globs of the functions traced by relocating their prologue (-P).
+    public var relocating: [String]
+    /// Deepest recorded nesting (-D); nil: no limit was asked for.
+    public var maxDepth: Int?
+    /// Calls shorter than this were left out after recording (-t); nil: none.
+    public var minTimeNs: UInt64?
+    /// How long a writer waits for room in a full buffer before it counts
+    /// its events lost (--wait), in microseconds.
+    public var waitMicroseconds: UInt64
+
+    public static let recordCommand = "livetrace record"
+
+    public init(
+        recorder: String, tracerCommand: [String] = [], functions: [String] = [], excluding: [String] = [],
+        relocating: [String] = [], maxDepth: Int? = nil, minTimeNs: UInt64? = nil,
+        waitMicroseconds: UInt64 = UInt64(RingArea.defaultWaitTimeoutMicroseconds)
+    ) {
+        self.recorder = recorder
+        self.tracerCommand = tracerCommand
+        self.functions = functions
+        self.excluding = excluding
+        self.relocating = relocating
+        self.maxDepth = maxDepth
+        self.minTimeNs = minTimeNs
+        self.waitMicroseconds = waitMicroseconds
     }
 }
 
@@ -202,6 +259,8 @@ extension TraceInfo: TraceJSONDocument {
             members.member("lost_events") { $0.number(lostEvents) }
             members.member("lost_without_ring") { $0.number(lostWithoutRing) }
             members.member("pid") { $0.number(pid) }
+            // Absent when unknown (docs/FORMAT.md).
+            if let options { members.member("recording") { options.write(to: &$0) } }
             members.member("ring_capacity") { $0.number(ringCapacity) }
             members.member("ring_count") { $0.number(ringCount) }
             members.member("salvaged") { $0.bool(salvaged) }
@@ -221,11 +280,58 @@ extension TraceInfo: TraceJSONDocument {
             clock: try ClockCalibration(json: try fields.value("clock"), path: fields.childPath("clock")),
             lostWithoutRing: try fields.integer("lost_without_ring"), lostEvents: try fields.integer("lost_events"),
             ringCount: try fields.integer("ring_count"), ringCapacity: try fields.integer("ring_capacity"),
-            complete: try fields.bool("complete"), salvaged: try fields.bool("salvaged"))
+            complete: try fields.bool("complete"), salvaged: try fields.bool("salvaged"),
+            options: try fields.optional("recording").map { value throws(JSONDecodingProblem) in
+                try RecordingOptions(json: value, path: fields.childPath("recording"))
+            })
         // The file's own format and version, for the reader to check.
         format = try fields.string("format")
         version = try fields.integer("version")
     }
+}
+
+extension RecordingOptions: TraceJSONDocument {
+    func write(to json: inout JSONWriter) {
+        json.object { members in
+            members.member("excluding") { $0.array(excluding) { $0.string($1) } }
+            members.member("functions") { $0.array(functions) { $0.string($1) } }
+            members.member("max_depth") { json in
+                if let maxDepth { json.number(maxDepth) } else { json.null() }
+            }
+            members.member("min_time_ns") { json in
+                if let minTimeNs { json.number(minTimeNs) } else { json.null() }
+            }
+            members.member("recorder") { $0.string(recorder) }
+            members.member("relocating") { $0.array(relocating) { $0.string($1) } }
+            members.member("tracer_command") { $0.array(tracerCommand) { $0.string($1) } }
+            members.member("wait_us") { $0.number(waitMicroseconds) }
+        }
+    }
+
+    init(json: JSONValue, path: String) throws(JSONDecodingProblem) {
+        let fields = try JSONFields(json, path: path)
+        func strings(_ key: String) throws(JSONDecodingProblem) -> [String] {
+            var result: [String] = []
+            for (index, item) in try fields.array(key).enumerated() {
+                result.append(try JSONFields.string(item, path: fields.childPath(key) + "[\(index)]"))
+            }
+            return result
+        }
+        func optionalInteger<T: FixedWidthInteger>(_ key: String) throws(JSONDecodingProblem) -> T? {
+            guard let found = fields.optional(key), found != .null else { return nil }
+            return try JSONFields.integer(found, path: fields.childPath(key))
+        }
+        self.init(
+            recorder: try fields.string("recorder"), tracerCommand: try strings("tracer_command"),
+            functions: try strings("functions"), excluding: try strings("excluding"),
+            relocating: try strings("relocating"), maxDepth: try optionalInteger("max_depth"),
+            minTimeNs: try optionalInteger("min_time_ns"), waitMicroseconds: try fields.integer("wait_us"))
+    }
+}
+
+extension RecordingOptions {
+    /// The object info.json holds, for outputs that show it (`livetrace info --json`).
+    public func writeJSON(to json: inout JSONWriter) { write(to: &json) }
 }
 
 extension TraceSymbol: TraceJSONDocument {

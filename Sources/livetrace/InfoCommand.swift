@@ -12,6 +12,9 @@ struct InfoCommand: ParsableCommand {
 
     @OptionGroup var trace: TraceDirectoryOption
 
+    @Flag(help: "Print JSON (docs/cli-reading.md) instead of text.")
+    var json = false
+
     func run() throws {
         let progress = ProgressBar()
         let summary: TraceSummary
@@ -24,7 +27,7 @@ struct InfoCommand: ParsableCommand {
         }
         progress.finish()
         let output = TextOutput(fd: STDOUT_FILENO)
-        output.write(summary.text())
+        if json { output.write(summary.json()) } else { output.write(summary.text()) }
         output.flush()
         try CommandOutput.reportDamage("info", summary.damage)
     }

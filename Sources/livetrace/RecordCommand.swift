@@ -156,8 +156,12 @@ struct RecordCommand: ParsableCommand {
         let session: RecordingSession
         let existed = access(directory, F_OK) == 0
         do throws(RecordingError) {
+            let options = RecordingOptions(
+                recorder: RecordingOptions.recordCommand, tracerCommand: CommandLine.arguments, functions: filter,
+                excluding: notrace, relocating: mainByRelocation ? [FunctionPattern.mainExecutableSpelling] : dynamicPatterns,
+                maxDepth: depth, minTimeNs: minTimeNs > 0 ? minTimeNs : nil)
             session = try RecordingSession.start(
-                directory: directory, command: programArguments, ringCapacity: bufferEvents,
+                directory: directory, command: programArguments, options: options, ringCapacity: bufferEvents,
                 waitTimeoutMicroseconds: UInt32(waitMilliseconds * 1000))
         } catch {
             TraceDirectory.removeFailedStart(directory, created: !existed)

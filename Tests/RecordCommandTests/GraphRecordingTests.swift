@@ -33,6 +33,8 @@ final class GraphRecordingTests: XCTestCase {
         let calls = try RecordFixtures.calls(directory)
         // fib(12): 2*F(13)-1 = 465 calls, F(13) = 233 base cases.
         XCTAssertEqual(calls, ["inside_run": 1, "inside_thread": 2, "inside_fib": 465, "inside_leaf": 233 + 200])
+        // info.json says how: this recorder, its filter, no depth limit.
+        XCTAssertEqual(try TraceReader.readInfo(directory: directory).options, RecordingOptions(recorder: "GraphRecording", functions: ["inside_*"]))
         let report = try TraceReport(directory: directory)
         XCTAssertEqual(report.threads, 3)
         XCTAssertEqual(report.unmatchedExits, 0)

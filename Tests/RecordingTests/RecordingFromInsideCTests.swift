@@ -26,6 +26,11 @@ final class RecordingFromInsideCTests: XCTestCase {
         let run = try runFixture(try build(Self.gccPatchableEntry))
         try assertExactCallTree(run.directory)
         assertSummaryMatchesTheTree(run)
+        // info.json says how (trace_inside.c's lt_trace_start: the globs as
+        // listed, spaces trimmed; depth 0, no limit).
+        XCTAssertEqual(try TraceReader.readInfo(directory: run.directory).options, RecordingOptions(
+            recorder: "lt_trace_start", functions: ["tr_work", "tr_fib", "tr_leaf", "tr_thread_body", "tr_hidden"],
+            excluding: ["tr_hid*"]))
     }
 
     func testCProgramBuiltWithClangPatchableEntryRecordsItsExactCallTree() throws {
@@ -163,6 +168,8 @@ final class RecordingFromInsideCTests: XCTestCase {
         XCTAssertEqual(recover.status, 0, recover.stderr)
         XCTAssertTrue(recover.stderr.contains("0 events lost, recovered in"), recover.stderr)
         XCTAssertTrue(try TraceReader.readInfo(directory: directory).complete)
+        // Recovering keeps how it was recorded.
+        XCTAssertEqual(try TraceReader.readInfo(directory: directory).options?.recorder, "lt_trace_start")
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/" + TraceFormat.ringsFile))
         let recovered = try TraceReport(directory: directory)
         let reference = try TraceReport(directory: stoppedDirectory)

@@ -17,7 +17,10 @@ final class TraceMetadataJSONTests: XCTestCase {
             clock: ClockCalibration(
                 start: ClockPair(tsc: 0, monotonicNs: 1),
                 end: ClockPair(tsc: UInt64.max, monotonicNs: UInt64.max - 1)),
-            lostWithoutRing: 7, lostEvents: 9, ringCount: 64, ringCapacity: 1 << 17, complete: false, salvaged: true)
+            lostWithoutRing: 7, lostEvents: 9, ringCount: 64, ringCapacity: 1 << 17, complete: false, salvaged: true,
+            options: RecordingOptions(
+                recorder: "livetrace record", tracerCommand: ["livetrace", "record", awkward], functions: ["f*", awkward],
+                excluding: ["g"], relocating: [], maxDepth: 3, minTimeNs: UInt64.max, waitMicroseconds: 20_000))
         let objects = ObjectTable(objects: [
             TraceObject(
                 path: "/lib/x86_64-linux-gnu/libc.so.6", buildId: "6d6452f6", loadBias: 0x7f00_0000_0000,
@@ -41,6 +44,8 @@ final class TraceMetadataJSONTests: XCTestCase {
         let dir = RecordingFixtures.scratchDirectory("json-layout")
         var trace = Self.sampleTrace()
         trace.info.command = ["./prog"]
+        trace.info.options?.tracerCommand = ["livetrace", "record"]
+        trace.info.options?.functions = ["f*"]
         trace.objects.objects[0].symbols = [TraceSymbol(name: "main", address: 4256, size: 352)]
         trace.objects.objects[1].path = "/tmp/gone"
         trace.objects.objects[1].symbolsError = "no such file"
@@ -49,8 +54,15 @@ final class TraceMetadataJSONTests: XCTestCase {
         XCTAssertEqual(info, """
             {"clock":{"end":{"monotonic_ns":18446744073709551614,"tsc":18446744073709551615},"start":{"monotonic_ns":1,"tsc":0}},\
             "command":["./prog"],"complete":false,"format":"livetrace-trace","lost_events":9,"lost_without_ring":7,\
-            "pid":18446744073709551615,"ring_capacity":131072,"ring_count":64,"salvaged":true,"version":\(TraceFormat.version)}
+            "pid":18446744073709551615,"recording":{"excluding":["g"],"functions":["f*"],"max_depth":3,\
+            "min_time_ns":18446744073709551615,"recorder":"livetrace record","relocating":[],\
+            "tracer_command":["livetrace","record"],"wait_us":20000},\
+            "ring_capacity":131072,"ring_count":64,"salvaged":true,"version":\(TraceFormat.version)}
             """)
+        // Without options (an older trace, or a recorder that gives none) the field is absent.
+        trace.info.options = nil
+        try TraceWriter.write(trace, to: dir)
+        XCTAssertFalse(try String(contentsOfFile: dir + "/info.json", encoding: .utf8).contains("recording"))
         let objects = try String(contentsOfFile: dir + "/objects.json", encoding: .utf8)
         XCTAssertEqual(objects, """
             {"objects":[{"build_id":"6d6452f6","load_bias":\(0x7f00_0000_0000 as UInt64),"path":"/lib/x86_64-linux-gnu/libc.so.6",\
@@ -81,6 +93,7 @@ final class TraceMetadataJSONTests: XCTestCase {
             """.utf8).write(to: URL(fileURLWithPath: dir + "/objects.json"))
         let trace = try TraceReader.read(directory: dir)
         XCTAssertEqual(trace.info.command, ["./calls", "café 🙂"])
+        XCTAssertNil(trace.info.options, "no recording options in a file written before them")
         XCTAssertEqual(trace.info.clock, ClockCalibration(start: ClockPair(tsc: 1000, monotonicNs: 10), end: ClockPair(tsc: 2000, monotonicNs: 20)))
         XCTAssertEqual(trace.objects.objects, [TraceObject(
             path: "/tmp/calls", buildId: nil, loadBias: 0, ranges: [[4096, 8192]],
@@ -114,6 +127,9 @@ final class TraceMetadataJSONTests: XCTestCase {
             (good.replacingOccurrences(of: "\"monotonic_ns\":1,", with: "\"monotonic\":1,"), ["missing field clock.start.monotonic_ns"]),
             (good.replacingOccurrences(of: "\"command\":[", with: "\"command\":[5,"), ["wrong type at command[0]"]),
             (good.replacingOccurrences(of: "\"complete\":false", with: "\"complete\":0"), ["wrong type at complete", "expected a boolean"]),
+            (good.replacingOccurrences(of: "\"max_depth\":3", with: "\"max_depth\":\"3\""), ["wrong type at recording.max_depth"]),
+            (good.replacingOccurrences(of: "\"excluding\":[\"g\"]", with: "\"excluding\":[1]"), ["wrong type at recording.excluding[0]"]),
+            (good.replacingOccurrences(of: "\"recorder\":", with: "\"recorded\":"), ["missing field recording.recorder"]),
         ]
         for (text, mentions) in cases {
             try Data(text.utf8).write(to: URL(fileURLWithPath: dir + "/info.json"))

@@ -116,10 +116,16 @@ final class DamagedTraceTests: XCTestCase {
         _ = try? FlameGraph.write(directory: dir, to: scratch + "/flame.svg")
         _ = try? PerfettoTrace.write(directory: dir, to: scratch + "/trace.pftrace")
         _ = try? TraceSummary(directory: dir).text()
+        _ = try? TraceSummary(directory: dir).json()
     }
 
     func testThousandsOfMutatedTracesThroughEveryReader() throws {
-        let base = try SyntheticTraces.directory("fuzz-base")
+        // With recording options, so info.json's `recording` is mutated too.
+        var baseTrace = SyntheticTraces.trace()
+        baseTrace.info.options = RecordingOptions(
+            recorder: "livetrace record", tracerCommand: ["livetrace", "record", "-F", "main"], functions: ["main"],
+            excluding: ["leaf"], maxDepth: 4, minTimeNs: 10)
+        let base = try SyntheticTraces.directory("fuzz-base", baseTrace)
         let names = try FileManager.default.subpathsOfDirectory(atPath: base).filter { !$0.hasSuffix("streams") }.sorted()
         let files = try names.map { ($0, try Data(contentsOf: URL(fileURLWithPath: base + "/" + $0))) }
         let scratch = ReadingFixtures.scratch("fuzz")
@@ -159,7 +165,7 @@ final class DamagedTraceTests: XCTestCase {
         let names = try FileManager.default.subpathsOfDirectory(atPath: traces.normal).filter { $0.hasSuffix(".lts") || $0.hasSuffix(".json") }.sorted()
         let scratch = ReadingFixtures.scratch("fuzz-cli")
         var random = Random(state: 42)
-        let commands: [[String]] = [["report"], ["report", "--threads", "-s", "avg"], ["replay"], ["replay", "-t", "1us"], ["info"],
+        let commands: [[String]] = [["report"], ["report", "--threads", "-s", "avg"], ["replay"], ["replay", "-t", "1us"], ["info"], ["info", "--json"],
                                     ["dump", "--chrome"], ["dump", "--folded"], ["dump", "--flame-graph", scratch + "/f.svg"],
                                     ["dump", "--perfetto", scratch + "/p.pftrace"]]
         for round in 0..<18 {

@@ -84,6 +84,35 @@ final class DumpCommandTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("choose one of"), bad.stderr)
     }
 
+    func testFoldedStacksOfRecordedTraces() throws {
+        // Every call path of tree.c once, threads merged; self times vary
+        // run to run, so only their presence is compared.
+        let traces = try ReadingFixtures.traces()
+        let normal = """
+            main N
+            main;fact N
+            main;fact;fact N
+            main;fact;fact;fact N
+            main;fact;fact;fact;fact N
+            main;jumper N
+            main;jumper;deeper N
+            main;jumper;deeper;leaf N
+            main;on_signal N
+            main;on_signal;note N
+            thread_body N
+            thread_body;leaf N
+
+            """
+        // The crash adds doomed (unfinished: its time runs to the last event).
+        let crash = normal.replacingOccurrences(of: "main;fact N\n", with: "main;doomed N\nmain;doomed;leaf N\nmain;fact N\n")
+        for (trace, golden) in [(traces.normal, normal), (traces.crash, crash)] {
+            let result = try ReadingFixtures.livetrace(["dump", "-d", trace, "--folded"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let paths = result.stdout.replacingOccurrences(of: #" [0-9]+\n"#, with: " N\n", options: .regularExpression)
+            XCTAssertEqual(paths, golden)
+        }
+    }
+
     func testFlameGraphRendersAndZoomsInChromium() throws {
         let chromium = "/usr/bin/chromium"
         guard FileManager.default.isExecutableFile(atPath: chromium) else {

@@ -20,10 +20,7 @@ enum ReadingFixtures {
         lock.lock()
         defer { lock.unlock() }
         if let cached { return cached }
-        let program = try Fixtures.compile(
-            ["reading/tree.c"], compiler: "gcc",
-            flags: ["-O2", "-fpatchable-function-entry=5", "-g", "-pthread", "-fno-optimize-sibling-calls"],
-            output: "reading-tree")
+        let program = try treeProgram()
         let work = scratch("traces")
         let normal = try livetrace(["record", "-d", work + "/normal", "--", program])
         XCTAssertEqual(normal.status, 0, normal.stderr)
@@ -35,6 +32,14 @@ enum ReadingFixtures {
         return recorded
     }
 
+    /// tree.c built with gcc entry nops.
+    static func treeProgram() throws -> String {
+        try Fixtures.compile(
+            ["reading/tree.c"], compiler: "gcc",
+            flags: ["-O2", "-fpatchable-function-entry=5", "-g", "-pthread", "-fno-optimize-sibling-calls"],
+            output: "reading-tree")
+    }
+
     /// A fresh directory under the fixtures' build directory.
     static func scratch(_ name: String) -> String {
         let path = Fixtures.buildDirectory.appendingPathComponent("reading-\(name)-\(UUID().uuidString.prefix(8))").path
@@ -44,6 +49,15 @@ enum ReadingFixtures {
 
     static func livetrace(_ arguments: [String]) throws -> ProcessResult {
         try Fixtures.run([Fixtures.livetraceExecutable] + arguments)
+    }
+
+    /// Durations ("1.234 us", "80 ns", "2.000  s") replaced by TIME and
+    /// runs of spaces by one, so a table compares across runs.
+    static func maskTimes(_ text: String) -> String {
+        text.replacingOccurrences(of: #"[0-9]+(\.[0-9]{3})? +(ns|us|ms|s)\b"#, with: "TIME", options: .regularExpression)
+            .replacingOccurrences(of: #" +"#, with: " ", options: .regularExpression)
+            .split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "\n")
     }
 
     /// Thread ids replaced by T1, T2, ... in order of first appearance, so

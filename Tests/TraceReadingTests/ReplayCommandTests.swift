@@ -2,6 +2,8 @@
 // signal handler, longjmp, a crash): golden output without the duration
 // column (durations differ run to run), thread ids normalized.
 import Foundation
+import LiveTraceAnalysis
+import LiveTraceRecording
 import TestSupport
 import XCTest
 
@@ -70,6 +72,39 @@ final class ReplayCommandTests: XCTestCase {
             | } /* main, unfinished */
 
             """)
+    }
+
+    func testEntryOnlyCallsAreShownAsSuch() throws {
+        // With leaf hidden, the calls a crash and a longjmp left have only
+        // their entry: each is one line saying how it ended, with no
+        // duration for the unfinished ones.
+        let traces = try ReadingFixtures.traces()
+        let tid = try tidOfMain(traces.crash)
+        XCTAssertEqual(try replay(traces.crash, ["-f", "none", "--tid", tid, "-N", "leaf"]), """
+            #  FUNCTION
+            | main() {
+            |   fact() {
+            |     fact() {
+            |       fact() {
+            |         fact();
+            |       } /* fact */
+            |     } /* fact */
+            |   } /* fact */
+            |   on_signal() {
+            |     note();
+            |   } /* on_signal */
+            |   jumper() {
+            |     deeper(); /* unwound */
+            |   } /* jumper, unwound */
+            |   doomed() { /* unfinished */
+            | } /* main, unfinished */
+
+            """)
+        let withDurations = try ReadingFixtures.livetrace(["replay", "-d", traces.crash, "--tid", tid, "-N", "leaf", "-f", "duration"])
+        let doomed = try XCTUnwrap(withDurations.stdout.split(separator: "\n").first { $0.contains("doomed()") })
+        XCTAssertTrue(doomed.hasPrefix(String(repeating: " ", count: 11) + "|   doomed() { /* unfinished */"), String(doomed))
+        let deeper = try XCTUnwrap(withDurations.stdout.split(separator: "\n").first { $0.contains("deeper()") })
+        XCTAssertNotNil(deeper.range(of: #"^ +[0-9.]+ (ns|us|ms) \|     deeper\(\); /\* unwound \*/$"#, options: .regularExpression), String(deeper))
     }
 
     func testFiltersChooseWhatIsShown() throws {
@@ -172,5 +207,48 @@ final class ReplayCommandTests: XCTestCase {
         let info = try ReadingFixtures.livetrace(["info", "-d", trace])
         let line = try XCTUnwrap(info.stdout.split(separator: "\n").first { $0.hasPrefix("pid:") })
         return String(line.split(separator: " ").last!)
+    }
+
+    /// The replay's line buffer: a name far longer than its first capacity
+    /// comes out whole, and every duration reads as the report writes it.
+    func testTheLineBufferGrowsAndWritesDurationsAsTheReport() throws {
+        var buffer = LineBuffer()
+        let long = String(repeating: "n", count: 3 << 20)
+        buffer.write("[")
+        buffer.write(long)
+        buffer.byte(UInt8(ascii: "]"))
+        XCTAssertEqual(buffer.count, long.utf8.count + 2)
+        XCTAssertEqual(String(decoding: buffer.bytes, as: UTF8.self), "[" + long + "]")
+        let output = TextOutput()
+        buffer.flush(to: output, threshold: 0)
+        XCTAssertEqual(output.bytes.count, long.utf8.count + 2)
+        XCTAssertEqual(buffer.count, 0)
+        for ns: UInt64 in [0, 7, 999, 1_000, 1_499, 1_500, 999_999, 999_999_499, 999_999_500, 1_000_000_000, 12_345_678_901, .max] {
+            var line = LineBuffer()
+            line.duration(ns, width: 12)
+            let expected = TraceReport.duration(ns)
+            XCTAssertEqual(String(decoding: line.bytes, as: UTF8.self),
+                           String(repeating: " ", count: max(0, 12 - expected.count)) + expected, "\(ns)")
+        }
+    }
+
+    /// Durations in whole nanoseconds round half away from zero, as
+    /// Double.rounded() does, at halves, near them, and at the limits.
+    func testWholeNanosecondsRoundAsRoundedDoes() {
+        var values: [Double] = [0.5, 1.5, 2.5, 0.49999999999999994, 4_503_599_627_370_495.5, 9_007_199_254_740_993,
+                                1e18, 1.8446744073709550e19, 123.4999, 123.5000001, 9_223_372_036_854_775_807.0,
+                                9.223372036854774e18, 9.223372036854778e18]
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<100_000 {
+            let scale = Double(1 << UInt64.random(in: 0...60, using: &random))
+            values.append(Double.random(in: 0..<1, using: &random) * scale)
+            values.append(Double(UInt64.random(in: 0..<(1 << 40), using: &random)) + 0.5)
+        }
+        for value in values {
+            XCTAssertEqual(ClockCalibration.whole(value), UInt64(value.rounded()), "\(value)")
+        }
+        XCTAssertEqual(ClockCalibration.whole(-1), 0)
+        XCTAssertEqual(ClockCalibration.whole(.nan), 0)
+        XCTAssertEqual(ClockCalibration.whole(.infinity), .max)
     }
 }
