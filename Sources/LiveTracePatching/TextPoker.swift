@@ -43,16 +43,50 @@ public final class TextPoker: Sendable {
         /// batch installs it; if a thread already blocks it or the program
         /// handles it, a free real-time signal is chosen instead).
         public var syncSignal: Int32
+        /// The fault-injection seam: nil in production. Tests fail a chosen
+        /// write or serialization of the protocol with it (PokeFaultTests).
+        public var faults: PokeFaults?
 
         public init(
             serialization: CoreSerializer.Mechanism? = nil,
             writeMethod: CodeWriter.Method = .mprotect,
-            syncSignal: Int32 = lt_sys_sigrtmax() - 2
+            syncSignal: Int32 = lt_sys_sigrtmax() - 2,
+            faults: PokeFaults? = nil
         ) {
             self.serialization = serialization
             self.writeMethod = writeMethod
             self.syncSignal = syncSignal
+            self.faults = faults
         }
+    }
+
+    /// The operations of a batch that can fail: the code writes and
+    /// serializations of steps 2-4, and the writes of a rollback.
+    public enum Step: String, Sendable, CaseIterable {
+        case writeInt3, serializeAfterInt3
+        case writeTail, serializeAfterTail
+        case writeHead, serializeAfterHead
+        case rollbackInt3, rollbackTail, rollbackHead
+    }
+
+    /// Injected failures: asked before each operation of a batch; a non-nil
+    /// answer is that operation's failure, and the operation does not run
+    /// (as a write refused by the kernel or a serialization that could not
+    /// be made).
+    public struct PokeFaults: Sendable {
+        public var fail: @Sendable (Step) -> String?
+        public init(fail: @escaping @Sendable (Step) -> String?) { self.fail = fail }
+    }
+
+    /// A batch that could neither finish nor roll back: its in-flight table
+    /// stays published so every thread reaching its sites is emulated, and
+    /// `retryRollback()` may still restore its old bytes.
+    struct WedgedBatch {
+        var reason: String
+        var plan: [PlannedWrite]
+        var stepsDone: Int
+        var table: UnsafeMutablePointer<lt_inflight_table>
+        var rescueMaps: [UnsafeMutablePointer<UInt8>]
     }
 
     /// What the poker knows about a site it has brought to normal form.
@@ -72,8 +106,8 @@ public final class TextPoker: Sendable {
         var knownAddresses: [UInt64] = []
         /// Set when a batch could neither finish nor roll back: its table
         /// stays published (threads are still emulated correctly) and no
-        /// further batch runs.
-        var wedged: String? = nil
+        /// further batch runs until `retryRollback()` succeeds.
+        var wedged: WedgedBatch? = nil
     }
 
     private let state: Mutex<State>
@@ -298,7 +332,7 @@ public final class TextPoker: Sendable {
     private func prepare(_ state: inout State, _ result: inout BatchResult, sites: () -> [Site]) -> Bool {
         var problem: PatchProblem? = nil
         if let wedged = state.wedged {
-            problem = .protocolFailed("an earlier batch could not complete: \(wedged)")
+            problem = .protocolFailed("an earlier batch could not complete: \(wedged.reason)")
         } else if lt_trap_is_installed() == 0 {
             let r = lt_trap_install(CoreSerializer.chooseSyncSignal(preferred: state.configuration.syncSignal))
             if r < 0 { problem = .protocolFailed("installing the SIGTRAP handler: \(SystemCallError(call: "sigaction", errno: Int32(-r)))") }
@@ -411,6 +445,7 @@ public final class TextPoker: Sendable {
         let mechanism = serialization(state)
         result.serializationMechanism = mechanism
         let writer = CodeWriter(method: state.configuration.writeMethod)
+        let faults = state.configuration.faults
         let mappings: [ProcessMapping]
         do throws(SystemCallError) {
             mappings = try ProcessMaps.read()
@@ -425,7 +460,8 @@ public final class TextPoker: Sendable {
         // The relocation maps live as long as the table (left allocated if
         // the table must stay published).
         var maps: [UnsafeMutablePointer<UInt8>] = []
-        defer { if state.wedged == nil { maps.forEach { $0.deallocate() } } }
+        var keepMaps = false
+        defer { if !keepMaps { maps.forEach { $0.deallocate() } } }
         for (i, w) in plan.enumerated() {
             let emulate: Int
             switch w.becomes {
@@ -451,11 +487,13 @@ public final class TextPoker: Sendable {
         _ = lt_trap_exchange_inflight(table)
 
         var serializations = 0
-        func serialize() throws(PatchProblem) {
+        func serialize(_ step: Step) throws(PatchProblem) {
+            if let injected = faults?.fail(step) { throw .protocolFailed("\(step.rawValue): \(injected)") }
             try CoreSerializer.serializeAllCores(using: mechanism)
             serializations += 1
         }
-        func write(_ writes: [CodeWriter.Write]) throws(PatchProblem) {
+        func write(_ step: Step, _ writes: [CodeWriter.Write]) throws(PatchProblem) {
+            if let injected = faults?.fail(step) { throw .codeAccessFailed("\(step.rawValue): \(injected)") }
             do throws(SystemCallError) {
                 try writer.perform(writes, mappings: mappings)
             } catch {
@@ -466,28 +504,29 @@ public final class TextPoker: Sendable {
         var stepsDone = 0
         do throws(PatchProblem) {
             // Step 2: int3 over A[0]; serialize; rescue threads from nop1x5.
-            try write(plan.map { CodeWriter.Write(address: $0.address, packed: PackedBytes([X86SiteEncoding.int3])) })
+            try write(.writeInt3, plan.map { CodeWriter.Write(address: $0.address, packed: PackedBytes([X86SiteEncoding.int3])) })
             stepsDone = 2
-            try serialize()
+            try serialize(.serializeAfterInt3)
             if plan.contains(where: \.rescue) {
                 let before = trapCounters.rescued
                 _ = try CoreSerializer.signalThreadsAndWait(skipThreadsInSystemCalls: true)
                 result.threadsRescued += Int(trapCounters.rescued - before)
             }
             // Step 3: NEW[1...]; serialize.
-            try write(plan.map { CodeWriter.Write(address: $0.address + 1, packed: $0.new.tail) })
+            try write(.writeTail, plan.map { CodeWriter.Write(address: $0.address + 1, packed: $0.new.tail) })
             stepsDone = 3
-            try serialize()
+            try serialize(.serializeAfterTail)
             // Step 4: NEW[0]; serialize.
-            try write(plan.map { CodeWriter.Write(address: $0.address, packed: $0.new.head) })
+            try write(.writeHead, plan.map { CodeWriter.Write(address: $0.address, packed: $0.new.head) })
             stepsDone = 4
-            try serialize()
+            try serialize(.serializeAfterHead)
         } catch {
             result.serializations += serializations
-            if stepsDone >= 2 && !rollBack(plan, stepsDone: stepsDone, writer: writer, mappings: mappings, mechanism: mechanism) {
+            if stepsDone >= 2 && !rollBack(plan, stepsDone: stepsDone, writer: writer, mappings: mappings, mechanism: mechanism, faults: faults) {
                 // The table stays published: every thread that reaches one
                 // of these sites is still emulated correctly.
-                state.wedged = error.description
+                keepMaps = true
+                state.wedged = WedgedBatch(reason: error.description, plan: plan, stepsDone: stepsDone, table: table, rescueMaps: maps)
                 fail(plan, site, .protocolFailed("\(error) (sites left in flight, emulated by the trap handler)"), &result)
                 return
             }
@@ -506,24 +545,54 @@ public final class TextPoker: Sendable {
         }
     }
 
-    /// Undoes a batch that failed after its int3 were written: OLD[1...]
-    /// (if step 3 ran), serialize, OLD[0], serialize. The published table
-    /// still emulates NEW meanwhile, which is a valid behaviour for a site
-    /// in flight. Returns false if the bytes could not be restored.
+    /// Undoes a batch that failed after its int3 were written: int3 over
+    /// A[0] again if step 4 wrote NEW[0] (so OLD[1...] never meets NEW[0]
+    /// in one instruction), serialize; OLD[1...] (if step 3 ran), serialize;
+    /// OLD[0], serialize; then reads every site back. The published table still emulates NEW meanwhile, which is a
+    /// valid behaviour for a site in flight. Returns false unless every
+    /// site holds exactly its old bytes again.
     private func rollBack(_ plan: [PlannedWrite], stepsDone: Int, writer: CodeWriter,
-                          mappings: [ProcessMapping], mechanism: CoreSerializer.Mechanism) -> Bool {
+                          mappings: [ProcessMapping], mechanism: CoreSerializer.Mechanism, faults: PokeFaults?) -> Bool {
         do throws(SystemCallError) {
+            if stepsDone >= 4 {
+                if let injected = faults?.fail(.rollbackInt3) { throw SystemCallError(call: "rollback (\(injected))", errno: EIO) }
+                try writer.perform(plan.map { CodeWriter.Write(address: $0.address, packed: PackedBytes([X86SiteEncoding.int3])) }, mappings: mappings)
+                try? CoreSerializer.serializeAllCores(using: mechanism)
+            }
             if stepsDone >= 3 {
+                if let injected = faults?.fail(.rollbackTail) { throw SystemCallError(call: "rollback (\(injected))", errno: EIO) }
                 try writer.perform(plan.map { CodeWriter.Write(address: $0.address + 1, packed: $0.old.tail) }, mappings: mappings)
                 try? CoreSerializer.serializeAllCores(using: mechanism)
             }
+            if let injected = faults?.fail(.rollbackHead) { throw SystemCallError(call: "rollback (\(injected))", errno: EIO) }
             try writer.perform(plan.map { CodeWriter.Write(address: $0.address, packed: $0.old.head) }, mappings: mappings)
             try? CoreSerializer.serializeAllCores(using: mechanism)
-            return true
         } catch {
             return false
         }
+        return plan.allSatisfy { CodeWriter.readPacked($0.address, count: $0.old.count) == $0.old }
     }
+
+    /// Retries the rollback of a wedged batch (after the cause went away:
+    /// memory pressure, a seccomp filter lifted, a test's injected fault
+    /// removed). On success its sites hold their old bytes, its table is
+    /// retired and batches run again. False while it still cannot.
+    public func retryRollback() -> Bool {
+        state.withLock { state in
+            guard let wedged = state.wedged else { return true }
+            let mappings: [ProcessMapping]
+            do throws(SystemCallError) { mappings = try ProcessMaps.read() } catch { return false }
+            guard rollBack(wedged.plan, stepsDone: wedged.stepsDone, writer: CodeWriter(method: state.configuration.writeMethod),
+                           mappings: mappings, mechanism: serialization(state), faults: state.configuration.faults) else { return false }
+            retire(wedged.table)
+            wedged.rescueMaps.forEach { $0.deallocate() }
+            state.wedged = nil
+            return true
+        }
+    }
+
+    /// The reason no batch runs, when an earlier one is wedged.
+    public var wedgedReason: String? { state.withLock { $0.wedged?.reason } }
 
     private func retire(_ table: UnsafeMutablePointer<lt_inflight_table>) {
         _ = lt_trap_exchange_inflight(nil)
