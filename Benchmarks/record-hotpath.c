@@ -36,14 +36,14 @@ static double now_ns(void) {
 static void *consumer(void *unused) {
     (void)unused;
     lt_record_thread_ignore(1);
-    static struct lt_event copy[CAPACITY];
+    static uint64_t copy[CAPACITY];
     while (__atomic_load_n(&consumer_running, __ATOMIC_ACQUIRE)) {
         int moved = 0;
         for (uint32_t r = 0; r < RINGS; r++) {
             struct lt_ring_header *ring = lt_area_ring(area, r);
             if (lt_atomic_load_acquire_u32(&ring->state) != LT_RING_OWNED) continue;
             uint64_t head = lt_atomic_load_acquire_u64(&ring->head), tail = ring->tail;
-            struct lt_event *events = lt_ring_events(ring);
+            uint64_t *events = lt_ring_records(ring);
             for (uint64_t i = tail; i < head; i++) copy[i & (CAPACITY - 1)] = events[i & (CAPACITY - 1)];
             consumed += head - tail;
             moved += head != tail;

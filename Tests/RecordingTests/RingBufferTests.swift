@@ -87,7 +87,11 @@ final class RingBufferTests: XCTestCase {
         let stream = try XCTUnwrap(trace.streams.first { $0 != first })
         XCTAssertEqual(checkWriterStream(first).pairs, 300)
         let stored = UInt64(stream.events.filter { $0.kind != .lost }.count)
-        XCTAssertEqual(stored, 1024)
+        // The ring holds 1024 records: the events, and before the first one
+        // its TSC, BASE and DEPTH records (another TSC record for each gap
+        // of 2^29 ticks the writer's thread was off the CPU).
+        XCTAssertLessThanOrEqual(stored, 1024 - 3)
+        XCTAssertGreaterThan(stored, 1000)
         XCTAssertEqual(checkWriterStream(stream, from: 300).lost, 9_400 - stored)
         XCTAssertEqual(summary.lost, 9_400 - stored)
         XCTAssertEqual(trace.info.lostEvents, 9_400 - stored)
@@ -108,8 +112,11 @@ final class RingBufferTests: XCTestCase {
         XCTAssertLessThan(elapsed, 1.0)
         XCTAssertEqual(lt_record_detach(), 0)
         let summary = try drain.finish()
-        XCTAssertEqual(summary.events, 256)
-        XCTAssertEqual(summary.lost, 2_000 - 256)
+        // 256 records: the events and the metadata records before the
+        // first (TSC, BASE, DEPTH; a TSC more per 2^29-tick gap).
+        XCTAssertLessThanOrEqual(summary.events, 256 - 3)
+        XCTAssertGreaterThan(summary.events, 240)
+        XCTAssertEqual(summary.events + summary.lost, 2_000)
     }
 
     func testThreadsBeyondTheRingCountAreCountedAsLostWithoutRing() throws {
