@@ -85,7 +85,9 @@ final class GraphRecording {
     let area: UnsafeMutableRawPointer
     let size: Int
 
-    init(rings: UInt32 = 64, capacity: UInt32 = 1 << 13) throws {
+    /// `capacity` in records: the deepest test stores 8192 events and the
+    /// metadata records before its first (lt_ring.h).
+    init(rings: UInt32 = 64, capacity: UInt32 = 1 << 14) throws {
         size = lt_ring_area_size(rings, capacity)
         guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
               mapped != MAP_FAILED else { throw GraphFixtureError(description: "mmap of the ring area: errno \(errno)") }
