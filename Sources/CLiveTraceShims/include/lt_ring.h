@@ -37,6 +37,11 @@
  *   next was copied by R before R released that tail (the pairing of R's
  *   release with W's acquire).
  *
+ * An event is one record in the common case, several when metadata records
+ * go with it (lt_record.c); all of an event's records are published by one
+ * store of head, so a reader, a nested context's writer and a crash see
+ * all of them or none: a crash loses at most the event being written.
+ *
  * The writer does not read `tail` per event: it compares head with `limit`,
  * a position it computed the last time it read tail, and only there takes
  * the slow path (lt_record.c):
