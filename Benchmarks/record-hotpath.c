@@ -7,11 +7,17 @@
  * the writer runs in steady state, never on the full-ring path. The events
  * lost (normally 0) are printed with the result.
  *
+ * RECORD_PIN=W,R pins the writer (the main thread) to CPU W and the
+ * consumer to CPU R: W = R puts both on one core, W != R makes every ring
+ * line cross between cores (issue 14: the cost of the writer/drain protocol
+ * across cores).
+ *
  *   record-hotpath [CALLS]
  */
 #define _GNU_SOURCE
 #include "lt_record.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,17 +39,28 @@ static double now_ns(void) {
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+static int pin_writer = -1, pin_reader = -1;
+
+static void pin_self(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
 static void *consumer(void *unused) {
     (void)unused;
+    pin_self(pin_reader);
     lt_record_thread_ignore(1);
-    static struct lt_event copy[CAPACITY];
+    static uint64_t copy[CAPACITY];
     while (__atomic_load_n(&consumer_running, __ATOMIC_ACQUIRE)) {
         int moved = 0;
         for (uint32_t r = 0; r < RINGS; r++) {
             struct lt_ring_header *ring = lt_area_ring(area, r);
             if (lt_atomic_load_acquire_u32(&ring->state) != LT_RING_OWNED) continue;
             uint64_t head = lt_atomic_load_acquire_u64(&ring->head), tail = ring->tail;
-            struct lt_event *events = lt_ring_events(ring);
+            uint64_t *events = lt_ring_records(ring);
             for (uint64_t i = tail; i < head; i++) copy[i & (CAPACITY - 1)] = events[i & (CAPACITY - 1)];
             consumed += head - tail;
             moved += head != tail;
@@ -78,6 +95,9 @@ static int compare_doubles(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     long calls = argc > 1 ? atol(argv[1]) : 20000000;
+    const char *pin = getenv("RECORD_PIN");
+    if (pin != NULL && sscanf(pin, "%d,%d", &pin_writer, &pin_reader) != 2) pin_writer = pin_reader = -1;
+    pin_self(pin_writer);
     size_t size = lt_ring_area_size(RINGS, CAPACITY);
     area = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (area == MAP_FAILED) { perror("mmap"); return 1; }

@@ -86,15 +86,18 @@ _Static_assert(offsetof(struct lt_ring_header, lost_total) == LT_LAYOUT_RING_LOS
 _Static_assert(offsetof(struct lt_ring_header, lost_emitted) == LT_LAYOUT_RING_LOST_EMITTED, "ring lost_emitted");
 _Static_assert(offsetof(struct lt_ring_header, limit) == LT_LAYOUT_RING_LIMIT, "ring limit");
 _Static_assert(offsetof(struct lt_ring_header, busy) == LT_LAYOUT_RING_BUSY, "ring busy");
-_Static_assert(LT_RING_HEADER_SIZE == LT_LAYOUT_RING_EVENTS && sizeof(struct lt_ring_header) == LT_RING_HEADER_SIZE,
-               "ring events");
-_Static_assert(sizeof(struct lt_event) == 1u << LT_LAYOUT_EVENT_SHIFT, "event size");
-_Static_assert(offsetof(struct lt_event, timestamp) == LT_LAYOUT_EVENT_TIMESTAMP &&
-               offsetof(struct lt_event, word) == LT_LAYOUT_EVENT_WORD, "event fields");
+_Static_assert(offsetof(struct lt_ring_header, last_tsc) == LT_LAYOUT_RING_LAST_TSC &&
+               offsetof(struct lt_ring_header, base) == LT_LAYOUT_RING_BASE &&
+               offsetof(struct lt_ring_header, next_depth) == LT_LAYOUT_RING_NEXT_DEPTH, "ring encoder state");
+_Static_assert(LT_RING_HEADER_SIZE == LT_LAYOUT_RING_RECORDS && sizeof(struct lt_ring_header) == LT_RING_HEADER_SIZE,
+               "ring records");
+_Static_assert(sizeof(uint64_t) == 1u << LT_LAYOUT_RECORD_SHIFT && LT_REC_DELTA_LIMIT == LT_LAYOUT_RECORD_DELTA_LIMIT,
+               "record size and delta field");
 _Static_assert(LT_EVENT_DEPTH_SHIFT == LT_LAYOUT_EVENT_DEPTH_SHIFT &&
                LT_EVENT_ADDRESS_BITS == LT_LAYOUT_EVENT_ADDRESS_BITS && LT_EVENT_DEPTH_MAX == LT_LAYOUT_EVENT_DEPTH_MASK &&
                (uint64_t)LT_EVENT_ENTRY << LT_EVENT_KIND_SHIFT == 1ull << LT_LAYOUT_EVENT_ENTRY_BIT &&
-               (uint64_t)LT_EVENT_EXIT << LT_EVENT_KIND_SHIFT == 1ull << LT_LAYOUT_EVENT_EXIT_BIT,
+               (uint64_t)LT_EVENT_EXIT << LT_EVENT_KIND_SHIFT == 1ull << LT_LAYOUT_EVENT_EXIT_BIT &&
+               LT_EVENT_KIND_SHIFT == LT_REC_KIND_SHIFT && LT_EVENT_UNWOUND_SHIFT == LT_REC_FLAG_SHIFT,
                "event word");
 static pthread_key_t lt_graph_exit_key;
 static int lt_graph_key_ready;

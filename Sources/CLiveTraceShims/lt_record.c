@@ -171,6 +171,9 @@ static __attribute__((noinline)) struct lt_ring_header *lt_claim_ring(struct lt_
         ring->writer_waiting = 0;
         ring->stall_tail = ~0ull;
         ring->limit = lt_atomic_load_acquire_u64(&ring->tail) + area->high_water;
+        ring->last_tsc = 0;
+        ring->base = ~0ull;
+        ring->next_depth = ~0ull;
         ring->lost_emitted = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
         ring->waits = 0;
         ring->wait_ticks = 0;
@@ -276,49 +279,78 @@ static __attribute__((noinline)) int lt_make_room(struct lt_area_header *area, s
 
 /* ---- the hot path ----------------------------------------------------- */
 
-/* The rest of an event that reached the ring's limit, owes a LOST event, or
- * carries an address too wide for the event; the caller holds the ring
- * (busy == 1), this releases it. */
+/* The kind bits of a function record (lt_ring.h): kind << 62 | flag << 61. */
+#define LT_KIND_BITS(kind, flag) ((uint64_t)(kind) << LT_REC_KIND_SHIFT | (uint64_t)((flag) & 1u) << LT_REC_FLAG_SHIFT)
+
+/* The rest of an event that reached the ring's limit, owes a LOST record,
+ * or needs metadata records (a TSC delta too wide, another BASE, a depth
+ * not derivable) or carries an address too wide for the format; the
+ * caller holds the ring (busy == 1), this releases it. The records of one
+ * event are published together (one head store), so a reader, a nested
+ * context's writer or a crash never sees half of them; the LOST record
+ * goes first, with the depth of the event after it. */
 static __attribute__((noinline)) void lt_record_event_contended(struct lt_area_header *area,
-                                                                struct lt_ring_header *ring,
-                                                                uint64_t ip, uint64_t word) {
-    uint64_t head = ring->head;
-    uint64_t mask = (uint64_t)area->ring_capacity - 1;
-    uint64_t lost = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
-    uint64_t pending_lost = lost - ring->lost_emitted;
-    if (ip > LT_EVENT_ADDRESS_MAX || !lt_make_room(area, ring, head, pending_lost ? 2 : 1)) {
+                                                                struct lt_ring_header *ring, uint64_t ip,
+                                                                uint32_t depth, uint64_t kind_bits,
+                                                                uint64_t tsc) {
+    uint32_t is_exit = (uint32_t)(kind_bits >> LT_REC_KIND_SHIFT) == LT_EVENT_EXIT;
+    if (ip > LT_EVENT_ADDRESS_MAX) {
         __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
         return;
     }
-    struct lt_event *events = lt_ring_events(ring);
-    if (pending_lost != 0) {
-        /* A count wider than the address bits goes out in several LOST events. */
-        uint64_t count = pending_lost < LT_EVENT_ADDRESS_MAX ? pending_lost : LT_EVENT_ADDRESS_MAX;
-        struct lt_event *record = &events[head & mask];
-        record->timestamp = lt_rdtsc();
-        record->word = lt_event_pack(count, lt_event_depth(word), LT_EVENT_LOST, 0);
-        ring->lost_emitted += count;
-        head += 1;
+    uint64_t out[6];
+    uint32_t n = 0;
+    uint64_t pending_lost = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED) - ring->lost_emitted;
+    /* One LOST record per event; a count wider than it leaves the rest
+     * owed, so the next event comes back here. */
+    uint64_t lost_count = pending_lost < LT_REC_LOST_COUNT_MAX ? pending_lost : LT_REC_LOST_COUNT_MAX;
+    if (lost_count != 0) out[n++] = lt_rec_lost(lost_count, depth);
+    uint64_t delta = tsc - ring->last_tsc;
+    if (delta >= LT_REC_DELTA_LIMIT) {
+        if (tsc >> LT_REC_TYPE_SHIFT != ring->last_tsc >> LT_REC_TYPE_SHIFT)
+            out[n++] = lt_rec_meta(LT_REC_EPOCH, tsc >> LT_REC_TYPE_SHIFT);
+        out[n++] = lt_rec_meta(LT_REC_TSC, tsc);
+        delta = 0;
     }
-    lt_store_event(ring, &events[head & mask], head, word);
+    if (ip >> 32 != ring->base) out[n++] = lt_rec_meta(LT_REC_BASE, ip >> 32);
+    if ((uint64_t)depth + is_exit != ring->next_depth) out[n++] = lt_rec_meta(LT_REC_DEPTH, depth);
+    out[n++] = kind_bits | delta << LT_REC_DELTA_SHIFT | (ip & LT_REC_LOW_MASK);
+    uint64_t head = ring->head;
+    if (!lt_make_room(area, ring, head, n)) {
+        __atomic_fetch_add(&ring->lost_total, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    uint64_t mask = (uint64_t)area->ring_capacity - 1;
+    uint64_t *records = lt_ring_records(ring);
+    for (uint32_t k = 0; k < n; k++) records[(head + k) & mask] = out[k];
+    ring->lost_emitted += lost_count;
+    ring->last_tsc = tsc;
+    ring->base = ip >> 32;
+    ring->next_depth = (uint64_t)depth + !is_exit;
+    lt_atomic_store_release_u64(&ring->head, head + n);
+    __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
 }
 
 /* An event of a thread without a usable ring (first event, recording
  * restarted, thread exiting, every ring taken) or nested in its own write. */
 static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_header *area, uint64_t ip,
-                                                              uint64_t word);
+                                                              uint32_t depth, uint64_t kind_bits);
 
 /* The hot path: one TLS load, the busy flag around the write (stop
- * protocol, above), one compare with the ring's limit, two stores in the
- * slot, one release store of head. Everything else is out of line so this
- * path keeps few registers. */
-static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, uint64_t word) {
+ * protocol, above), the TSC, one compare each of head with the limit, the
+ * delta with its field, the address's high half with the stream's base,
+ * the depth with the derived one and the lost counters; one 8-byte store
+ * in the slot, the encoder's state and one release store of head, all on
+ * the writer's own line (lt_ring.h). Everything else is out of line so
+ * this path keeps few registers. */
+static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, uint32_t depth, uint64_t kind_bits) {
     struct lt_area_header *area = __atomic_load_n(&lt_active_area, __ATOMIC_ACQUIRE);
     if (__builtin_expect(area == NULL, 0)) return;
     struct lt_ring_header *ring = lt_thread.ring;
     if (__builtin_expect(ring == NULL || lt_thread.area != area || ring->busy != 0, 0)) {
-        lt_record_event_unowned(area, ip, word);
+        lt_record_event_unowned(area, ip, depth, kind_bits);
         return;
     }
     ring->busy = 1;
@@ -327,18 +359,27 @@ static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, u
         __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
         return;
     }
+    uint32_t is_exit = (uint32_t)(kind_bits >> LT_REC_KIND_SHIFT) == LT_EVENT_EXIT;
     uint64_t head = ring->head;
-    if (__builtin_expect(head >= ring->limit || ip > LT_EVENT_ADDRESS_MAX ||
+    uint64_t tsc = lt_rdtsc();
+    uint64_t delta = tsc - ring->last_tsc;
+    if (__builtin_expect(head >= ring->limit || delta >= LT_REC_DELTA_LIMIT || ip >> 32 != ring->base ||
+                             (uint64_t)depth + is_exit != ring->next_depth ||
                              __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED) != ring->lost_emitted,
                          0)) {
-        lt_record_event_contended(area, ring, ip, word);
+        lt_record_event_contended(area, ring, ip, depth, kind_bits, tsc);
         return;
     }
-    lt_store_event(ring, &lt_ring_events(ring)[head & (area->ring_capacity - 1)], head, word);
+    lt_ring_records(ring)[head & (area->ring_capacity - 1)] =
+        kind_bits | delta << LT_REC_DELTA_SHIFT | (ip & LT_REC_LOW_MASK);
+    ring->last_tsc = tsc;
+    ring->next_depth = (uint64_t)depth + !is_exit;
+    lt_atomic_store_release_u64(&ring->head, head + 1);
+    __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
 }
 
 static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_header *area, uint64_t ip,
-                                                              uint64_t word) {
+                                                              uint32_t depth, uint64_t kind_bits) {
     struct lt_ring_header *ring = lt_thread.ring;
     if (ring != NULL && lt_thread.area == area) {
         /* Re-entry from a signal handler that interrupted this very write:
@@ -353,18 +394,17 @@ static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_hea
         return;
     }
     lt_context_set_writer(area, ring, 0);
-    lt_record_event(ip, word);
+    lt_record_event(ip, depth, kind_bits);
 }
 
-/* The address bits of the packed word are masked here; an address wider
- * than them reaches lt_record_event_contended through `ip` and is counted
- * as lost there. */
-void lt_record_entry(uintptr_t ip, uint32_t depth) {
-    lt_record_event(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, depth, LT_EVENT_ENTRY, 0));
+void lt_record_entry(uintptr_t ip, uint32_t depth) { lt_record_event(ip, depth, LT_KIND_BITS(LT_EVENT_ENTRY, 0)); }
+
+void lt_record_entry_flags(uintptr_t ip, uint32_t depth, uint32_t flags) {
+    lt_record_event(ip, depth, LT_KIND_BITS(LT_EVENT_ENTRY, flags & LT_EVENT_FLAG_ENTRY_ONLY));
 }
 
 void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags) {
-    lt_record_event(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, depth, LT_EVENT_EXIT, flags));
+    lt_record_event(ip, depth, LT_KIND_BITS(LT_EVENT_EXIT, flags & LT_EVENT_FLAG_UNWOUND));
 }
 
 /* ---- the reader's half of the wake-ups -------------------------------- */
@@ -405,7 +445,7 @@ int lt_area_drain_wait(struct lt_area_header *area, uint64_t timeout_ns, const u
 /* ---- creating an area ------------------------------------------------- */
 
 static uint64_t lt_ring_stride(uint32_t ring_capacity) {
-    uint64_t bytes = LT_RING_HEADER_SIZE + (uint64_t)ring_capacity * sizeof(struct lt_event);
+    uint64_t bytes = LT_RING_HEADER_SIZE + (uint64_t)ring_capacity * sizeof(uint64_t);
     return (bytes + 4095) & ~(uint64_t)4095;
 }
 
@@ -425,7 +465,7 @@ int lt_ring_area_init(void *base, size_t size, uint32_t ring_count, uint32_t rin
     area->ring_count = ring_count;
     area->ring_capacity = ring_capacity;
     area->ring_header_size = LT_RING_HEADER_SIZE;
-    area->event_size = sizeof(struct lt_event);
+    area->event_size = sizeof(uint64_t);
     area->ring_stride = lt_ring_stride(ring_capacity);
     area->rings_offset = LT_AREA_HEADER_SIZE;
     area->area_size = size;
@@ -439,6 +479,8 @@ int lt_ring_area_init(void *base, size_t size, uint32_t ring_count, uint32_t rin
         ring->index = i;
         ring->stall_tail = ~0ull;
         ring->limit = area->high_water;
+        ring->base = ~0ull;
+        ring->next_depth = ~0ull;
     }
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy(area->magic, LT_RING_AREA_MAGIC, sizeof area->magic);
@@ -464,8 +506,8 @@ static int lt_validate(const struct lt_area_header *area, size_t size) {
     if (area->version != LT_RING_AREA_VERSION) return -LT_RECORD_EVERSION;
     uint64_t capacity = area->ring_capacity;
     if (area->header_size != LT_AREA_HEADER_SIZE || area->ring_header_size != LT_RING_HEADER_SIZE ||
-        area->event_size != sizeof(struct lt_event) || capacity == 0 || (capacity & (capacity - 1)) != 0 ||
-        area->ring_stride < LT_RING_HEADER_SIZE + capacity * sizeof(struct lt_event) ||
+        area->event_size != sizeof(uint64_t) || capacity == 0 || (capacity & (capacity - 1)) != 0 ||
+        area->ring_stride < LT_RING_HEADER_SIZE + capacity * sizeof(uint64_t) ||
         area->rings_offset != LT_AREA_HEADER_SIZE || area->ring_count == 0 ||
         area->high_water == 0 || area->high_water > capacity || area->tsc_ticks_per_ms == 0 ||
         area->rings_offset + (uint64_t)area->ring_count * area->ring_stride > size ||

@@ -51,57 +51,60 @@ uint32_t lt_record_crc32c_extend(uint32_t crc, const void *data, size_t length) 
 
 uint32_t lt_record_crc32c(const void *data, size_t length) { return lt_record_crc32c_extend(0, data, length); }
 
-/* One pass over `count` events (lt_ring.h layout): the CRC-32C continued
- * from `crc`, the LOST counts, and the entry addresses missing from
- * `filter` (a direct-mapped table of `filter_mask + 1` addresses already
- * seen; a miss is stored there and appended to `new_entries`, which holds
- * `count` addresses). Fused so that the drain reads every event once at
- * recording throughput: the CRC instruction's chain and the word tests
- * overlap. */
-/* One event word of the scan: an entry whose address the direct-mapped
- * filter has not seen is stored there and appended to new_entries; a LOST
- * event adds its count. */
-static inline __attribute__((always_inline)) void lt_scan_word(uint64_t word, struct lt_chunk_scan *scan,
-                                                               uint64_t *filter, uint64_t filter_mask,
-                                                               uint64_t *new_entries) {
-    uint32_t kind = lt_event_kind(word);
+/* One pass over `count` version 3 records (lt_ring.h): the CRC-32C
+ * continued from `crc`, the LOST counts, the function records, and the
+ * entry addresses missing from `filter` (a direct-mapped table of
+ * `filter_mask + 1` addresses already seen; a miss is stored there and
+ * appended to `new_entries`, which holds `count` addresses). Fused so that
+ * the drain reads every record once at recording throughput: the CRC
+ * instruction's chain and the record tests overlap. */
+/* One record of the scan: an entry whose address the direct-mapped filter
+ * has not seen is stored there and appended to new_entries; a LOST record
+ * adds its count; a BASE record sets the high half of the addresses after it. */
+static inline __attribute__((always_inline)) void lt_scan_record(uint64_t record, struct lt_chunk_scan *scan,
+                                                                 uint64_t *filter, uint64_t filter_mask,
+                                                                 uint64_t *new_entries) {
+    uint32_t kind = lt_rec_kind(record);
     if (kind == LT_EVENT_ENTRY) {
-        uint64_t address = lt_event_address(word);
+        scan->functions += 1;
+        uint64_t address = scan->base << 32 | (record & LT_REC_LOW_MASK);
         uint64_t slot = (address ^ address >> 12) & filter_mask;
         if (filter[slot] != address) {
             filter[slot] = address;
             new_entries[scan->new_entries++] = address;
         }
-    } else if (kind == LT_EVENT_LOST) {
-        scan->lost += lt_event_address(word);
-        scan->lost_records += 1;
+    } else if (kind == LT_EVENT_EXIT) {
+        scan->functions += 1;
+    } else if (kind == LT_REC_META) {
+        uint32_t type = lt_rec_type(record);
+        if (type == LT_REC_LOST) {
+            scan->lost += lt_rec_payload(record) & LT_REC_LOST_COUNT_MAX;
+            scan->lost_records += 1;
+        } else if (type == LT_REC_BASE) {
+            scan->base = lt_rec_payload(record);
+        }
     }
 }
 
 __attribute__((target("sse4.2")))
-static void lt_scan_sse42(const struct lt_event *events, size_t count, struct lt_chunk_scan *scan,
+static void lt_scan_sse42(const uint64_t *records, size_t count, struct lt_chunk_scan *scan,
                           uint64_t *filter, uint64_t filter_mask, uint64_t *new_entries) {
     uint64_t c = scan->crc ^ 0xFFFFFFFFu;
     for (size_t i = 0; i < count; i++) {
-        uint64_t timestamp, word;
-        __builtin_memcpy(&timestamp, &events[i].timestamp, 8);
-        __builtin_memcpy(&word, &events[i].word, 8);
-        c = __builtin_ia32_crc32di(c, timestamp);
-        c = __builtin_ia32_crc32di(c, word);
-        lt_scan_word(word, scan, filter, filter_mask, new_entries);
+        uint64_t record;
+        __builtin_memcpy(&record, &records[i], 8);
+        c = __builtin_ia32_crc32di(c, record);
+        lt_scan_record(record, scan, filter, filter_mask, new_entries);
     }
     scan->crc = (uint32_t)c ^ 0xFFFFFFFFu;
 }
 
-void lt_record_scan_events(const struct lt_event *events, size_t count, struct lt_chunk_scan *scan,
-                           uint64_t *filter, uint64_t filter_mask, uint64_t *new_entries) {
+void lt_record_scan_records(const uint64_t *records, size_t count, struct lt_chunk_scan *scan,
+                            uint64_t *filter, uint64_t filter_mask, uint64_t *new_entries) {
     if (__builtin_cpu_supports("sse4.2")) {
-        lt_scan_sse42(events, count, scan, filter, filter_mask, new_entries);
+        lt_scan_sse42(records, count, scan, filter, filter_mask, new_entries);
         return;
     }
-    scan->crc = lt_record_crc32c_extend(scan->crc, events, count * sizeof *events);
-    for (size_t i = 0; i < count; i++) {
-        uint64_t word = events[i].word;
-        lt_scan_word(word, scan, filter, filter_mask, new_entries);
-    }
+    scan->crc = lt_record_crc32c_extend(scan->crc, records, count * sizeof *records);
+    for (size_t i = 0; i < count; i++) lt_scan_record(records[i], scan, filter, filter_mask, new_entries);
 }

@@ -92,7 +92,7 @@ public final class RingArea: @unchecked Sendable {
             throw .badRingArea(path: path, reason: "version \(h.version); this reader knows \(LT_RING_AREA_VERSION)")
         }
         let capacity = UInt64(h.ring_capacity)
-        let eventSize = UInt64(MemoryLayout<lt_event>.size)
+        let eventSize = UInt64(TraceFormat.eventSize)
         guard h.header_size == LT_AREA_HEADER_SIZE, h.ring_header_size == LT_RING_HEADER_SIZE,
               UInt64(h.event_size) == eventSize, capacity > 0, capacity & (capacity - 1) == 0, h.ring_count > 0,
               h.rings_offset == UInt64(LT_AREA_HEADER_SIZE),

@@ -7,17 +7,20 @@
 // One pass over ring k (reader side of the protocol in lt_ring.h):
 //   1. state = load_acquire(ring.state); skip FREE and CLAIMING.
 //   2. a generation the drain has not seen opens a new stream file.
-//   3. h = load_acquire(ring.head); write events [tail, h) as chunks of at
+//   3. h = load_acquire(ring.head); write records [tail, h) as chunks of at
 //      most chunkEvents, none across the ring's wrap, each straight from
 //      the ring (one writev of the chunk header and the slots: the ring's
-//      event layout is the file's) after one pass over its events
-//      (checksum, LOST counts, functions entered);
+//      record layout is the file's, and a stream's decoding state runs
+//      across chunks as it runs across the ring) after one pass over its
+//      records (checksum, LOST counts, events, functions entered);
 //   4. after each chunk, store_release(tail) past it: the writer may reuse
 //      those slots; once the pass has freed high_water slots, and at its
 //      end, a writer asleep waiting for room is woken (lt_ring_release_tail).
 //   5. RETIRED (the thread exited) or the final pass: the writer's lost_total
 //      minus the LOST counts already in the stream is appended as one more
-//      LOST event, so a loss the writer could not yet write is still counted.
+//      LOST record, so a loss the writer could not yet write is still
+//      counted (it changes no decoding state: its time is the stream's last,
+//      its depth the one an entry after the last event would have).
 //   6. RETIRED: reset the ring's counters and store_release(state, FREE).
 import CLiveTraceShims
 import Glibc
@@ -45,8 +48,8 @@ public final class TraceDrain: @unchecked Sendable {
         var generation: UInt64
         var writer: StreamFileWriter
         var lostInStream: UInt64 = 0
-        var lastTimestamp: UInt64 = 0
-        var lastDepth: UInt32 = 0
+        /// Address >> 32 of the stream's last BASE record (lt_record_scan_records).
+        var base: UInt64 = .max
     }
     /// Owned by the thread calling drainOnce/finish (one at a time).
     private var cursors: [Int: Cursor] = [:]
@@ -144,7 +147,8 @@ public final class TraceDrain: @unchecked Sendable {
         return summary
     }
 
-    /// One pass over every ring; returns the number of events moved.
+    /// One pass over every ring; returns the number of events moved (entries,
+    /// exits and LOST records; not the metadata records beside them).
     @discardableResult
     public func drainOnce() throws(RecordingError) -> Int {
         refreshActiveRings()
@@ -246,17 +250,19 @@ public final class TraceDrain: @unchecked Sendable {
             // A stream an earlier drain started (salvage after a live drain):
             // its LOST counts are already in the file.
             var lostAlready: UInt64 = 0
+            var base = UInt64.max
             if Sys.exists(path) {
                 var existingEvents: UInt64 = 0
                 try StreamReader(path: path).forEach { event in
-                    if event.kind == .lost { lostAlready += event.address } else { existingEvents += 1 }
+                    if event.kind == .lost { lostAlready += event.address } else { existingEvents += 1; base = event.address >> 32 }
                 }
                 lostInStreams += lostAlready
                 events += existingEvents
                 bytes += UInt64(Sys.fileSizeOrZero(path) - TraceFormat.streamHeaderSize)
             }
             cursors[index] = Cursor(
-                generation: generation, writer: try StreamFileWriter(path: path, identity: identity), lostInStream: lostAlready)
+                generation: generation, writer: try StreamFileWriter(path: path, identity: identity), lostInStream: lostAlready,
+                base: base)
             if streams.insert(identity.fileName).inserted { bytes += UInt64(TraceFormat.streamHeaderSize) }
             threadsSeen.insert([identity.pid, identity.tid])
         }
@@ -265,6 +271,7 @@ public final class TraceDrain: @unchecked Sendable {
         let tail = ring.pointee.tail
         let capacity = UInt64(area.ringCapacity)
         let count = Int(head &- tail)
+        var moved = 0
         guard head >= tail, count <= Int(capacity) else {
             throw .badRingArea(path: area.path, reason: "ring \(index): head \(head) and tail \(tail) are inconsistent")
         }
@@ -277,23 +284,23 @@ public final class TraceDrain: @unchecked Sendable {
         while position < head {
             let slot = Int(position & (capacity - 1))
             let chunkCount = min(Int(head - position), Int(capacity) - slot, TraceDrain.chunkEvents)
-            let slots = lt_ring_events(ring)! + slot
+            let slots = lt_ring_records(ring)! + slot
             var scan = lt_chunk_scan()
+            scan.base = cursors[index]!.base
             recentlyEntered.withUnsafeMutableBufferPointer { filter in
-                lt_record_scan_events(
+                lt_record_scan_records(
                     slots, chunkCount, &scan, filter.baseAddress, UInt64(filter.count - 1), newEntries.baseAddress)
             }
+            cursors[index]!.base = scan.base
             for address in newEntries.prefix(Int(scan.new_entries)) { entered.insert(address) }
-            let last = slots[chunkCount - 1]
-            cursors[index]!.lastTimestamp = last.timestamp
-            cursors[index]!.lastDepth = lt_event_depth(last.word)
             StreamCodec.fillChunkHeader(chunkHeader.baseAddress!, eventCount: chunkCount, crc: scan.crc)
             try cursors[index]!.writer.append(
                 header: UnsafeRawBufferPointer(chunkHeader),
                 spans: [UnsafeRawBufferPointer(start: slots, count: chunkCount * eventSize)])
             cursors[index]!.lostInStream += scan.lost
             lostInStreams += scan.lost
-            events += UInt64(chunkCount) - scan.lost_records
+            events += scan.functions
+            moved += Int(scan.functions + scan.lost_records)
             bytes += UInt64(TraceFormat.chunkHeaderSize + chunkCount * eventSize)
             position += UInt64(chunkCount)
             // Step 4. A writer asleep waiting for room is woken once the
@@ -313,11 +320,19 @@ public final class TraceDrain: @unchecked Sendable {
             let cursor = cursors[index]!
             if lostTotal > cursor.lostInStream {
                 let pending = lostTotal - cursor.lostInStream
-                let timestamp = max(cursor.lastTimestamp, RingArea.calibrationPairNow().tsc)
-                try cursor.writer.append([TraceEvent(kind: .lost, address: pending, timestamp: timestamp, depth: cursor.lastDepth)])
+                let nextDepth = ring.pointee.next_depth
+                let depth = UInt32(nextDepth == .max ? 0 : min(nextDepth, UInt64(TraceFormat.depthMax)))
+                var records: [UInt8] = []
+                var left = pending
+                while left > 0 {
+                    let part = min(left, TraceFormat.lostCountMax)
+                    records.appendLE(lt_rec_lost(part, depth))
+                    left -= part
+                }
+                try cursor.writer.append(eventBytes: records)
                 cursors[index]!.lostInStream = lostTotal
                 lostInStreams += pending
-                bytes += UInt64(TraceFormat.chunkHeaderSize + eventSize)
+                bytes += UInt64(TraceFormat.chunkHeaderSize + records.count)
             }
         }
         // Step 6.
@@ -329,7 +344,7 @@ public final class TraceDrain: @unchecked Sendable {
             withUnsafeMutablePointer(to: &ring.pointee.state) { lt_atomic_store_release_u32($0, UInt32(LT_RING_FREE.rawValue)) }
             cursors[index] = nil
         }
-        return count
+        return moved
     }
 
     // MARK: - metadata files

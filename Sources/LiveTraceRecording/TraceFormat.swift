@@ -7,6 +7,11 @@
 //   2  16-byte events: u64 TSC, u64 word packing the address (48 bits), the
 //      depth (13 bits, saturating), UNWOUND and the kind (2 bits) — the
 //      ring's own layout, so the drain writes ring memory as it is.
+//   3  8-byte records (lt_ring.h): a function record packs kind, flag
+//      (UNWOUND on exits, ENTRY_ONLY on entries), a 29-bit TSC delta and the
+//      address's low 32 bits; metadata records (LOST, TSC, BASE, DEPTH,
+//      EPOCH) carry the rest, the depth is derived. Still the ring's own
+//      layout. Readers read versions 2 and 3.
 //
 // A trace directory:
 //
@@ -20,9 +25,9 @@
 //
 //   offset  size  header
 //   0       8     magic "LTSTREAM"
-//   8       4     format version (2)
+//   8       4     format version (3; 2 is read too)
 //   12      4     header size (64)
-//   16      4     event size (16)
+//   16      4     record size (8; 16 in version 2)
 //   20      4     ring index
 //   24      8     pid
 //   32      8     tid
@@ -31,32 +36,43 @@
 //
 //   then chunks, each:
 //   0       4     magic "LTCK"
-//   4       4     event count n
-//   8       4     CRC-32C (Castagnoli) of the n * 16 event bytes
+//   4       4     record count n
+//   8       4     CRC-32C (Castagnoli) of the n records' bytes
 //   12      4     zero
-//   16      16*n  events (struct lt_event, lt_ring.h):
-//                   0  u64 timestamp (TSC ticks)
-//                   8  u64 word: bits 0-47 address (LOST: count),
-//                      48-60 depth (8191 = 8191 or deeper), 61 UNWOUND,
-//                      62-63 kind (1 entry, 2 exit, 3 lost; 0 is damage)
+//   16      8*n   records (version 3, lt_ring.h; a stream's decoding state
+//                 runs across its chunks), or 16*n events (version 2,
+//                 struct lt_event: u64 timestamp, u64 word: bits 0-47
+//                 address (LOST: count), 48-60 depth, 61 UNWOUND (exits) or
+//                 ENTRY_ONLY (entries), 62-63 kind)
 import CLiveTraceShims
 
 public enum TraceFormat {
-    public static let version = 2
+    public static let version = 3
+    /// The versions a reader accepts (info.json, objects.json, streams).
+    public static let readableVersions = [2, 3]
     public static let streamMagic: [UInt8] = Array("LTSTREAM".utf8)
     public static let chunkMagic: [UInt8] = Array("LTCK".utf8)
     public static let streamHeaderSize = 64
     public static let chunkHeaderSize = 16
-    public static let eventSize = MemoryLayout<lt_event>.size
-    /// The widest address (and LOST count) an event holds.
+    /// Bytes per record of the current version (a record is one event in
+    /// the common case).
+    public static let eventSize = 8
+    /// Bytes per event of version 2 streams.
+    public static let version2EventSize = MemoryLayout<lt_event>.size
+    /// The widest address an event holds.
     public static let addressMax = UInt64(LT_EVENT_ADDRESS_MAX)
-    /// Depths at or above this are written as this.
+    /// The largest count one LOST record holds; a larger one is written as
+    /// several.
+    public static let lostCountMax = lt_rec_lost_count_max()
+    /// Depths at or above this are read as this.
     public static let depthMax = UInt32(LT_EVENT_DEPTH_MAX)
     public static let infoFile = "info.json"
     public static let objectsFile = "objects.json"
     public static let streamsDirectory = "streams"
     public static let ringsFile = "rings"
     public static let streamExtension = "lts"
+
+    static func recordSize(version: Int) -> Int { version == 2 ? version2EventSize : eventSize }
 }
 
 /// One recorded event.
@@ -67,7 +83,11 @@ public struct TraceEvent: Equatable, Sendable {
         /// `address` holds how many events were lost at this point.
         case lost = 3
     }
+    /// An exit left by unwinding (longjmp, exception), not by a return.
     public static let flagUnwound: UInt16 = UInt16(LT_EVENT_FLAG_UNWOUND.rawValue)
+    /// An entry that will never have an exit (a Swift async function's
+    /// entry recorded alone).
+    public static let flagEntryOnly: UInt16 = 2
 
     public var kind: Kind
     /// Function entry address; for `.lost` the number of events lost.
@@ -86,23 +106,146 @@ public struct TraceEvent: Equatable, Sendable {
     }
 
     public var isUnwound: Bool { flags & TraceEvent.flagUnwound != 0 }
+    public var isEntryOnly: Bool { flags & TraceEvent.flagEntryOnly != 0 }
 
-    /// The event's packed word (lt_ring.h); nil when a field does not fit
-    /// the format: an address or count wider than 48 bits, a flag other than
-    /// UNWOUND, UNWOUND on anything but an exit. A depth above
-    /// TraceFormat.depthMax saturates, as the writer's does.
-    var packedWord: UInt64? {
-        guard address <= TraceFormat.addressMax, flags & ~TraceEvent.flagUnwound == 0,
-              flags == 0 || kind == .exit else { return nil }
-        return lt_event_pack(address, depth, UInt32(kind.rawValue), UInt32(flags))
+    /// The flag bit this event's kind allows (UNWOUND on an exit,
+    /// ENTRY_ONLY on an entry, none on LOST); nil when `flags` holds another.
+    var flagBit: UInt64? {
+        switch (kind, flags) {
+        case (_, 0): return 0
+        case (.exit, TraceEvent.flagUnwound), (.entry, TraceEvent.flagEntryOnly): return 1
+        default: return nil
+        }
     }
 
-    /// Decodes one 16-byte event; nil for kind 0 or UNWOUND on a non-exit.
-    init?(timestamp: UInt64, word: UInt64) {
+    /// Decodes one version 2 event; nil for kind 0 or bit 61 on a LOST event.
+    init?(version2Timestamp timestamp: UInt64, word: UInt64) {
         guard let kind = Kind(rawValue: UInt16(lt_event_kind(word))) else { return nil }
-        let flags = UInt16(lt_event_flags(word))
-        guard flags == 0 || kind == .exit else { return nil }
+        let bit = lt_event_flags(word)
+        let flags: UInt16
+        switch (kind, bit) {
+        case (_, 0): flags = 0
+        case (.exit, _): flags = TraceEvent.flagUnwound
+        case (.entry, _): flags = TraceEvent.flagEntryOnly
+        default: return nil
+        }
         self.init(kind: kind, address: lt_event_address(word), timestamp: timestamp, depth: lt_event_depth(word), flags: flags)
+    }
+}
+
+/// The decoder of version 3 records (lt_ring.h): the stream's state (its
+/// timestamp, address base, the last function record's depth and
+/// kind, a pending DEPTH) and the rule that turns each record into an
+/// event or into state. One per stream, fed every record in order.
+public struct RecordDecoder: Sendable {
+    private var timestamp: UInt64 = 0
+    private var base: UInt64?
+    private var lastDepth: UInt64?
+    private var lastWasEntry = false
+    private var pendingDepth: UInt64?
+
+    public init() {}
+
+    /// What is wrong with a record, for the error that names it.
+    public enum Damage: Error, Equatable, Sendable {
+        case kindZero, flagOnMetadata, unknownType(UInt32), noBase, depthNotDerivable
+    }
+
+    /// The event `record` stands for, nil for a record that only changes
+    /// the state (TSC, EPOCH, BASE, DEPTH).
+    public mutating func decode(_ record: UInt64) throws(Damage) -> TraceEvent? {
+        let kind = lt_rec_kind(record)
+        switch kind {
+        case UInt32(LT_EVENT_ENTRY.rawValue), UInt32(LT_EVENT_EXIT.rawValue):
+            let isEntry = kind == UInt32(LT_EVENT_ENTRY.rawValue)
+            guard let base else { throw .noBase }
+            let depth: UInt64
+            if let pendingDepth {
+                depth = pendingDepth
+            } else if let lastDepth {
+                // lt_ring.h: previous ENTRY d: entry d + 1, exit d; previous EXIT d: entry d, exit d - 1.
+                let next = lastWasEntry ? lastDepth + 1 : lastDepth
+                guard isEntry || next > 0 else { throw .depthNotDerivable }
+                depth = isEntry ? next : next - 1
+            } else {
+                throw .depthNotDerivable
+            }
+            pendingDepth = nil
+            lastDepth = depth
+            lastWasEntry = isEntry
+            timestamp &+= lt_rec_delta(record)
+            let flag = lt_rec_flag(record) != 0
+            return TraceEvent(
+                kind: isEntry ? .entry : .exit, address: base << 32 | (record & LT_REC_LOW_MASK), timestamp: timestamp,
+                depth: UInt32(min(depth, UInt64(TraceFormat.depthMax))),
+                flags: flag ? (isEntry ? TraceEvent.flagEntryOnly : TraceEvent.flagUnwound) : 0)
+        case LT_REC_META:
+            guard lt_rec_flag(record) == 0 else { throw .flagOnMetadata }
+            let payload = lt_rec_payload(record)
+            switch lt_rec_type(record) {
+            case UInt32(LT_REC_LOST.rawValue):
+                return TraceEvent(
+                    kind: .lost, address: payload & TraceFormat.lostCountMax, timestamp: timestamp,
+                    depth: UInt32(payload >> UInt64(LT_REC_LOST_COUNT_BITS)))
+            case UInt32(LT_REC_TSC.rawValue): timestamp = timestamp & ~LT_REC_PAYLOAD_MASK | payload
+            case UInt32(LT_REC_BASE.rawValue): base = payload
+            case UInt32(LT_REC_DEPTH.rawValue): pendingDepth = payload
+            case UInt32(LT_REC_EPOCH.rawValue): timestamp = (payload & 0xFF) << 56 | timestamp & LT_REC_PAYLOAD_MASK
+            case let type: throw .unknownType(type)
+            }
+            return nil
+        default:
+            throw .kindZero
+        }
+    }
+}
+
+/// The encoder of version 3 records from events, for streams written from
+/// memory (TraceWriter, tests, conversions). Its state starts unknown, so
+/// the records of one `encode` call decode alike after any stream prefix:
+/// the first function record gets its EPOCH, TSC, BASE and DEPTH records.
+struct RecordEncoder {
+    private var timestamp: UInt64?
+    private var base: UInt64?
+    private var nextDepth: UInt64?
+
+    /// Appends the records of `event` to `out`; nil when a field does not
+    /// fit the format (an address wider than 48 bits, a flag its kind does
+    /// not carry).
+    mutating func encode(_ event: TraceEvent, into out: inout [UInt64]) -> Bool {
+        guard let flag = event.flagBit else { return false }
+        func setTime(_ t: UInt64) {
+            if timestamp.map({ $0 >> 56 != t >> 56 }) ?? true { out.append(lt_rec_meta(UInt32(LT_REC_EPOCH.rawValue), t >> 56)) }
+            out.append(lt_rec_meta(UInt32(LT_REC_TSC.rawValue), t))
+            timestamp = t
+        }
+        if event.kind == .lost {
+            if timestamp != event.timestamp { setTime(event.timestamp) }
+            var count = event.address
+            repeat {
+                let part = min(count, TraceFormat.lostCountMax)
+                out.append(lt_rec_lost(part, event.depth))
+                count -= part
+            } while count > 0
+            return true
+        }
+        guard event.address <= TraceFormat.addressMax else { return false }
+        var delta = timestamp.map { event.timestamp &- $0 } ?? .max
+        if delta >= lt_rec_delta_limit() {
+            setTime(event.timestamp)
+            delta = 0
+        }
+        if base != event.address >> 32 {
+            out.append(lt_rec_meta(UInt32(LT_REC_BASE.rawValue), event.address >> 32))
+            base = event.address >> 32
+        }
+        let isEntry = event.kind == .entry
+        let depth = UInt64(event.depth)
+        if nextDepth != depth + (isEntry ? 0 : 1) { out.append(lt_rec_meta(UInt32(LT_REC_DEPTH.rawValue), depth)) }
+        nextDepth = depth + (isEntry ? 1 : 0)
+        out.append(lt_rec_function(UInt32(event.kind.rawValue), UInt32(flag), delta, event.address))
+        timestamp = event.timestamp
+        return true
     }
 }
 
@@ -156,7 +299,7 @@ enum StreamCodec {
         return out
     }
 
-    /// A chunk holding `events`, already in the 24-byte event layout.
+    /// A chunk holding `recordBytes`, already in the current record layout.
     static func chunk(eventBytes: [UInt8]) -> [UInt8] {
         var out: [UInt8] = TraceFormat.chunkMagic
         out.reserveCapacity(TraceFormat.chunkHeaderSize + eventBytes.count)
@@ -167,7 +310,7 @@ enum StreamCodec {
         return out
     }
 
-    /// Writes the 16-byte header of a chunk of `eventCount` events whose
+    /// Writes the 16-byte header of a chunk of `eventCount` records whose
     /// CRC-32C is `crc` at `header`.
     static func fillChunkHeader(_ header: UnsafeMutableRawPointer, eventCount: Int, crc: UInt32) {
         for (i, byte) in TraceFormat.chunkMagic.enumerated() { header.storeBytes(of: byte, toByteOffset: i, as: UInt8.self) }
@@ -176,38 +319,36 @@ enum StreamCodec {
         header.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
     }
 
-    /// The 16-byte events of `events`. A LOST count wider than the address
-    /// bits goes out as several LOST events; any other field that does not
-    /// fit (TraceEvent.packedWord) is an error naming the event and `file`.
+    /// The version 3 records of `events` (RecordEncoder: they decode alike
+    /// after any stream prefix). A LOST count wider than a record goes out
+    /// as several LOST records; any other field that does not fit is an
+    /// error naming the event and `file`.
     static func encode(_ events: [TraceEvent], file: String) throws(RecordingError) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(events.count * TraceFormat.eventSize)
+        var encoder = RecordEncoder()
+        var records: [UInt64] = []
+        records.reserveCapacity(events.count + 4)
         for (index, event) in events.enumerated() {
-            var e = event
-            while e.kind == .lost && e.address > TraceFormat.addressMax {
-                var part = e
-                part.address = TraceFormat.addressMax
-                out.appendLE(part.timestamp)
-                out.appendLE(part.packedWord!)
-                e.address -= TraceFormat.addressMax
-            }
-            guard let word = e.packedWord else {
+            guard encoder.encode(event, into: &records) else {
                 throw .damagedTrace(
                     file: file,
-                    reason: "event \(index) (\(e.kind), address 0x\(String(e.address, radix: 16)), flags \(e.flags)) does not fit the version \(TraceFormat.version) event")
+                    reason: "event \(index) (\(event.kind), address 0x\(String(event.address, radix: 16)), flags \(event.flags)) does not fit the version \(TraceFormat.version) event")
             }
-            out.appendLE(e.timestamp)
-            out.appendLE(word)
         }
+        var out: [UInt8] = []
+        out.reserveCapacity(records.count * TraceFormat.eventSize)
+        for record in records { out.appendLE(record) }
         return out
     }
 
     // The one parser of stream bytes: the file reader (StreamReader,
     // TraceReader.swift), through which every reader of events goes, uses
-    // these three steps, so a format change touches this enum alone.
+    // these steps, so a format change touches this enum alone.
 
-    /// Step 1: the 64-byte header; its identity, or the damage.
-    static func parseHeader(_ header: UnsafeRawBufferPointer, file: String) throws(RecordingError) -> StreamIdentity {
+    /// Step 1: the 64-byte header; its identity and format version, or the
+    /// damage.
+    static func parseHeader(
+        _ header: UnsafeRawBufferPointer, file: String
+    ) throws(RecordingError) -> (identity: StreamIdentity, version: Int) {
         func damaged(_ reason: String) -> RecordingError { .damagedTrace(file: file, reason: reason) }
         guard header.count >= TraceFormat.streamHeaderSize else {
             throw damaged("truncated header: \(header.count) bytes, a stream starts with \(TraceFormat.streamHeaderSize)")
@@ -216,20 +357,23 @@ enum StreamCodec {
             T(littleEndian: header.loadUnaligned(fromByteOffset: at, as: T.self))
         }
         guard header.prefix(8).elementsEqual(TraceFormat.streamMagic) else { throw damaged("not a LiveTrace event stream (bad magic)") }
-        let version = le(UInt32.self, 8)
-        guard version == TraceFormat.version else {
-            throw damaged("stream format version \(version); this reader knows version \(TraceFormat.version)")
+        let version = Int(le(UInt32.self, 8))
+        guard TraceFormat.readableVersions.contains(version) else {
+            throw damaged("stream format version \(version); this reader knows versions \(TraceFormat.readableVersions.map(String.init).joined(separator: " and "))")
         }
-        guard le(UInt32.self, 12) == TraceFormat.streamHeaderSize, le(UInt32.self, 16) == TraceFormat.eventSize else {
-            throw damaged("header or event size differs from version \(TraceFormat.version)")
+        guard le(UInt32.self, 12) == TraceFormat.streamHeaderSize,
+              le(UInt32.self, 16) == TraceFormat.recordSize(version: version) else {
+            throw damaged("header or event size differs from version \(version)")
         }
-        return StreamIdentity(pid: le(UInt64.self, 24), tid: le(UInt64.self, 32), ring: le(UInt32.self, 20), generation: le(UInt64.self, 40))
+        let identity = StreamIdentity(
+            pid: le(UInt64.self, 24), tid: le(UInt64.self, 32), ring: le(UInt32.self, 20), generation: le(UInt64.self, 40))
+        return (identity, version)
     }
 
     /// Step 2: a chunk header at file offset `offset`, with `remaining`
-    /// bytes in the file from there; the chunk's event count and checksum.
+    /// bytes in the file from there; the chunk's record count and checksum.
     static func parseChunkHeader(
-        _ header: UnsafeRawBufferPointer, offset: Int, remaining: Int, file: String
+        _ header: UnsafeRawBufferPointer, offset: Int, remaining: Int, recordSize: Int, file: String
     ) throws(RecordingError) -> (count: Int, crc: UInt32) {
         func damaged(_ reason: String) -> RecordingError { .damagedTrace(file: file, reason: reason) }
         guard remaining >= TraceFormat.chunkHeaderSize, header.count >= TraceFormat.chunkHeaderSize else {
@@ -238,30 +382,55 @@ enum StreamCodec {
         guard header.prefix(4).elementsEqual(TraceFormat.chunkMagic) else { throw damaged("bad chunk magic at offset \(offset)") }
         let count = Int(UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
         let crc = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        let present = (remaining - TraceFormat.chunkHeaderSize) / TraceFormat.eventSize
+        let present = (remaining - TraceFormat.chunkHeaderSize) / recordSize
         guard count <= present else {
             throw damaged("truncated chunk at offset \(offset): \(count) events announced, \(present) present")
         }
         return (count, crc)
     }
 
-    /// Step 3: event `index` of checksummed event bytes; an event no
-    /// writer can produce (kind 0, UNWOUND on a non-exit) is damage naming
-    /// its index in the stream (`firstIndex` + `index`) and its file offset
-    /// (`fileOffset` is that of `events`).
+    /// Step 3, version 2: event `index` of checksummed event bytes; an
+    /// event no writer can produce (kind 0, bit 61 on a LOST event) is
+    /// damage naming its index in the stream (`firstIndex` + `index`) and
+    /// its file offset (`fileOffset` is that of `events`).
     @inline(__always)
-    static func decodeEvent(
+    static func decodeVersion2(
         _ events: UnsafeRawBufferPointer, index: Int, firstIndex: Int, fileOffset: Int, file: String
     ) throws(RecordingError) -> TraceEvent {
-        let at = index * TraceFormat.eventSize
+        let at = index * TraceFormat.version2EventSize
         let timestamp = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at, as: UInt64.self))
         let word = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self))
-        guard let event = TraceEvent(timestamp: timestamp, word: word) else {
+        guard let event = TraceEvent(version2Timestamp: timestamp, word: word) else {
             let kind = lt_event_kind(word)
             let reason = kind == 0 ? "unknown kind 0" : "UNWOUND flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
             throw .damagedTrace(file: file, reason: "event \(firstIndex + index) at offset \(fileOffset + at): \(reason)")
         }
         return event
+    }
+
+    /// Step 3, version 3: record `index` of checksummed record bytes through
+    /// the stream's decoder; the event it stands for, or nil (metadata); a
+    /// record no writer can produce is damage named as in version 2.
+    @inline(__always)
+    static func decodeRecord(
+        _ records: UnsafeRawBufferPointer, index: Int, decoder: inout RecordDecoder, firstIndex: Int, fileOffset: Int,
+        file: String
+    ) throws(RecordingError) -> TraceEvent? {
+        let at = index * TraceFormat.eventSize
+        let record = UInt64(littleEndian: records.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+        do {
+            return try decoder.decode(record)
+        } catch {
+            let reason: String
+            switch error {
+            case .kindZero: reason = "unknown kind 0"
+            case .flagOnMetadata: reason = "flag bit 61 on a metadata record"
+            case let .unknownType(type): reason = "unknown metadata record type \(type)"
+            case .noBase: reason = "a function record before any BASE record"
+            case .depthNotDerivable: reason = "a function record whose depth cannot be derived (no DEPTH record, or an exit below depth 0)"
+            }
+            throw .damagedTrace(file: file, reason: "event \(firstIndex + index) at offset \(fileOffset + at): \(reason)")
+        }
     }
 
     static func checksumMismatch(offset: Int, firstIndex: Int, count: Int, file: String) -> RecordingError {

@@ -26,8 +26,8 @@ public enum TraceReader {
         guard info.format == TraceInfo.formatName else {
             throw .damagedTrace(file: path, reason: "format \"\(info.format)\", expected \"\(TraceInfo.formatName)\"")
         }
-        guard info.version == TraceFormat.version else {
-            throw .damagedTrace(file: path, reason: "trace format version \(info.version); this reader knows version \(TraceFormat.version)")
+        guard TraceFormat.readableVersions.contains(info.version) else {
+            throw .damagedTrace(file: path, reason: "trace format version \(info.version); this reader knows versions \(TraceFormat.readableVersions.map(String.init).joined(separator: " and "))")
         }
         return info
     }
@@ -36,8 +36,8 @@ public enum TraceReader {
         let objectsPath = directory + "/" + TraceFormat.objectsFile
         guard Sys.exists(objectsPath) else { throw .missingTraceFile(objectsPath) }
         let objects = try TraceJSON.decode(ObjectTable.self, from: try Sys.readFile(objectsPath), file: objectsPath)
-        guard objects.version == TraceFormat.version else {
-            throw .damagedTrace(file: objectsPath, reason: "objects version \(objects.version); this reader knows version \(TraceFormat.version)")
+        guard TraceFormat.readableVersions.contains(objects.version) else {
+            throw .damagedTrace(file: objectsPath, reason: "objects version \(objects.version); this reader knows versions \(TraceFormat.readableVersions.map(String.init).joined(separator: " and "))")
         }
         for object in objects.objects {
             for range in object.ranges where range.count != 2 || range[0] > range[1] {
@@ -80,7 +80,7 @@ public enum TraceReader {
     public static func readStream(path: String) throws(RecordingError) -> ThreadStream {
         let reader = try StreamReader(path: path)
         var events: [TraceEvent] = []
-        events.reserveCapacity(max(0, reader.fileSize - TraceFormat.streamHeaderSize) / TraceFormat.eventSize)
+        events.reserveCapacity(max(0, reader.fileSize - TraceFormat.streamHeaderSize) / TraceFormat.version2EventSize)
         try reader.forEach { events.append($0) }
         return ThreadStream(identity: reader.identity, events: events)
     }
@@ -129,6 +129,12 @@ public enum TraceReader {
 public final class StreamReader {
     public let path: String
     public let identity: StreamIdentity
+    /// The stream's format version (2 or 3).
+    public let version: Int
+    /// Bytes per record of that version.
+    private let recordSize: Int
+    /// The version 3 decoding state, run across the stream's chunks.
+    private var decoder = RecordDecoder()
     /// The file's size when opened.
     public let fileSize: Int
     /// File offset up to which events were decoded (progress).
@@ -154,12 +160,13 @@ public final class StreamReader {
     public init(path: String, bufferBytes: Int = 1 << 20) throws(RecordingError) {
         self.path = path
         fd = try Sys.open(path, O_RDONLY)
-        let capacity = max(bufferBytes / TraceFormat.eventSize, 1) * TraceFormat.eventSize
+        let capacity = max(bufferBytes / TraceFormat.version2EventSize, 1) * TraceFormat.version2EventSize
         buffer = .allocate(byteCount: max(capacity, TraceFormat.streamHeaderSize), alignment: 16)
         do throws(RecordingError) {
             fileSize = try Sys.fileSize(fd, path)
             let header = try Self.pread(fd, buffer, count: min(fileSize, TraceFormat.streamHeaderSize), at: 0, path: path)
-            identity = try StreamCodec.parseHeader(header, file: path)
+            (identity, version) = try StreamCodec.parseHeader(header, file: path)
+            recordSize = TraceFormat.recordSize(version: version)
         } catch {
             Sys.close(fd)
             buffer.deallocate()
@@ -175,14 +182,25 @@ public final class StreamReader {
 
     /// The next event, nil at the end of the stream.
     public func next() throws(RecordingError) -> TraceEvent? {
-        if position == pieceEvents {
-            guard try refill() else { return nil }
+        while true {
+            if position == pieceEvents {
+                guard try refill() else { return nil }
+            }
+            let bytes = UnsafeRawBufferPointer(buffer)
+            let decoded: TraceEvent?
+            if version == 2 {
+                decoded = try StreamCodec.decodeVersion2(
+                    bytes, index: position, firstIndex: pieceFirst, fileOffset: pieceOffset, file: path)
+            } else {
+                decoded = try StreamCodec.decodeRecord(
+                    bytes, index: position, decoder: &decoder, firstIndex: pieceFirst, fileOffset: pieceOffset, file: path)
+            }
+            position += 1
+            if let event = decoded {
+                eventsRead += 1
+                return event
+            }
         }
-        let event = try StreamCodec.decodeEvent(
-            UnsafeRawBufferPointer(buffer), index: position, firstIndex: pieceFirst, fileOffset: pieceOffset, file: path)
-        position += 1
-        eventsRead += 1
-        return event
     }
 
     /// Hands every remaining event to `body`, in order; the fast way through
@@ -195,13 +213,29 @@ public final class StreamReader {
             let bytes = UnsafeRawBufferPointer(buffer)
             let (count, first, at, file) = (pieceEvents, pieceFirst, pieceOffset, path)
             var i = position
+            var handed = 0
             defer {
-                eventsRead += i - position
+                eventsRead += handed
                 position = i
             }
-            while i < count {
-                body(try StreamCodec.decodeEvent(bytes, index: i, firstIndex: first, fileOffset: at, file: file))
-                i += 1
+            if version == 2 {
+                while i < count {
+                    body(try StreamCodec.decodeVersion2(bytes, index: i, firstIndex: first, fileOffset: at, file: file))
+                    i += 1
+                    handed += 1
+                }
+            } else {
+                var state = decoder
+                defer { decoder = state }
+                while i < count {
+                    let event = try StreamCodec.decodeRecord(
+                        bytes, index: i, decoder: &state, firstIndex: first, fileOffset: at, file: file)
+                    i += 1
+                    if let event {
+                        body(event)
+                        handed += 1
+                    }
+                }
             }
         }
     }
@@ -217,8 +251,8 @@ public final class StreamReader {
                 try startChunk()
                 continue
             }
-            let count = min(chunkEventsLeft, buffer.count / TraceFormat.eventSize)
-            _ = try Self.pread(fd, buffer, count: count * TraceFormat.eventSize, at: offset, path: path)
+            let count = min(chunkEventsLeft, buffer.count / recordSize)
+            _ = try Self.pread(fd, buffer, count: count * recordSize, at: offset, path: path)
             takePiece(count)
         }
         return true
@@ -229,9 +263,10 @@ public final class StreamReader {
     private func startChunk() throws(RecordingError) {
         let chunkOffset = offset
         let header = try Self.pread(fd, buffer, count: min(TraceFormat.chunkHeaderSize, fileSize - offset), at: offset, path: path)
-        let (count, crc) = try StreamCodec.parseChunkHeader(header, offset: chunkOffset, remaining: fileSize - chunkOffset, file: path)
+        let (count, crc) = try StreamCodec.parseChunkHeader(
+            header, offset: chunkOffset, remaining: fileSize - chunkOffset, recordSize: recordSize, file: path)
         let start = chunkOffset + TraceFormat.chunkHeaderSize
-        let length = count * TraceFormat.eventSize
+        let length = count * recordSize
         if length <= buffer.count {
             let bytes = try Self.pread(fd, buffer, count: length, at: start, path: path)
             guard CRC32C.checksum(bytes) == crc else {
@@ -262,7 +297,7 @@ public final class StreamReader {
         pieceOffset = offset
         pieceEvents = count
         chunkEventsLeft -= count
-        offset += count * TraceFormat.eventSize
+        offset += count * recordSize
     }
 
     /// Exactly `count` bytes at file offset `at` into the start of `buffer`.

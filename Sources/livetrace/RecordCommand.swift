@@ -72,7 +72,7 @@ struct RecordCommand: ParsableCommand {
     /// recording.
     static let defaultBufferEvents = RingArea.defaultRingCapacity
 
-    @Option(name: .customShort("b"), help: ArgumentHelp("Events per thread buffer, rounded up to a power of two; \(RingArea.defaultRingCount) buffers of \(TraceFormat.eventSize) bytes per event are reserved on disk while recording.", valueName: "events"))
+    @Option(name: .customShort("b"), help: ArgumentHelp("Records per thread buffer (one per event in the common case), rounded up to a power of two; \(RingArea.defaultRingCount) buffers of \(TraceFormat.eventSize) bytes per record are reserved on disk while recording.", valueName: "events"))
     var bufferEvents: Int = RecordCommand.defaultBufferEvents
 
     @Option(name: .customLong("wait"), help: ArgumentHelp("Milliseconds a thread whose buffer is full waits for the drain before its events are counted lost.", valueName: "ms"))

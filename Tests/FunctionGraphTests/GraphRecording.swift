@@ -7,6 +7,7 @@ import CLiveTraceShims
 import Foundation
 import Glibc
 import LiveTrace
+import LiveTraceRecording
 import TestSupport
 import XCTest
 
@@ -84,7 +85,9 @@ final class GraphRecording {
     let area: UnsafeMutableRawPointer
     let size: Int
 
-    init(rings: UInt32 = 64, capacity: UInt32 = 1 << 13) throws {
+    /// `capacity` in records: the deepest test stores 8192 events and the
+    /// metadata records before its first (lt_ring.h).
+    init(rings: UInt32 = 64, capacity: UInt32 = 1 << 14) throws {
         size = lt_ring_area_size(rings, capacity)
         guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
               mapped != MAP_FAILED else { throw GraphFixtureError(description: "mmap of the ring area: errno \(errno)") }
@@ -113,25 +116,22 @@ final class GraphRecording {
             guard ring.pointee.lost_total == 0 else {
                 throw GraphFixtureError(description: "ring \(index) lost \(ring.pointee.lost_total) events")
             }
-            let stored = lt_ring_events(ring)!
+            let stored = lt_ring_records(ring)!
+            var decoder = RecordDecoder()
             for position in 0..<Int(ring.pointee.head) {
-                let event = stored[position]
+                guard let event = try decoder.decode(stored[position]) else { continue }
                 events.append(GraphEvent(pid: ring.pointee.pid, tid: ring.pointee.tid, ring: index, line: Self.describe(event)))
             }
         }
         return events
     }
 
-    static func describe(_ event: lt_event) -> String {
-        // The packed word of a ring event (lt_ring.h).
-        let address = lt_event_address(event.word), depth = lt_event_depth(event.word)
-        let name = GraphFixtures.name(of: address)
-        switch lt_event_kind(event.word) {
-        case LT_EVENT_ENTRY.rawValue: return "> \(name) \(depth)"
-        case LT_EVENT_EXIT.rawValue:
-            let unwound = lt_event_flags(event.word) & LT_EVENT_FLAG_UNWOUND.rawValue != 0
-            return "\(unwound ? "<!" : "<") \(name) \(depth)"
-        default: return "? kind \(lt_event_kind(event.word)) \(address)"
+    static func describe(_ event: TraceEvent) -> String {
+        let name = GraphFixtures.name(of: event.address)
+        switch event.kind {
+        case .entry: return "> \(name) \(event.depth)"
+        case .exit: return "\(event.isUnwound ? "<!" : "<") \(name) \(event.depth)"
+        case .lost: return "? lost \(event.address)"
         }
     }
 }

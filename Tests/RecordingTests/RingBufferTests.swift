@@ -30,6 +30,80 @@ func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
 }
 
 final class RingBufferTests: XCTestCase {
+    /// Events the 8-byte function record alone cannot carry (format version
+    /// 3, lt_ring.h): depths that do not follow the call tree, addresses in
+    /// other 4 GiB windows, ENTRY_ONLY and UNWOUND, a pause longer than the
+    /// delta field. The writer adds the metadata records; the reader gives
+    /// back exactly what was written (the list below is the oracle).
+    func testEventsNeedingMetadataRecordsReadBackExactly() throws {
+        let dir = RecordingFixtures.scratchDirectory("metadata")
+        let area = try RingArea.create(path: dir + "/rings", ringCount: 1, ringCapacity: 1024)
+        let drain = try TraceDrain(directory: dir, area: area, command: ["test"], pid: UInt64(getpid()))
+        XCTAssertEqual(lt_record_attach(area.base, area.size), 0)
+        // (kind, address, depth, flags); the pause comes before the last two.
+        let written: [(TraceEvent.Kind, UInt64, UInt32, UInt16)] = [
+            (.entry, 0x5555_0000_1000, 0, 0),
+            (.entry, 0x7f12_3456_7000, 1, 0),             // another window: BASE
+            (.entry, 0x5555_0000_2000, 7, 0),             // a jump in depth: DEPTH
+            (.exit, 0x5555_0000_2000, 7, TraceEvent.flagUnwound),
+            (.entry, 0x7f12_3456_8000, 2, TraceEvent.flagEntryOnly),
+            (.exit, 0x7f12_3456_7000, 1, 0),              // the entry-only call has no exit: DEPTH
+            (.entry, 0x0000_0000_0040, 300, 0),           // both
+            (.exit, 0x0000_0000_0040, 300, 0),
+            (.exit, 0x5555_0000_1000, 0, 0),
+            (.entry, 0x5555_0000_1000, 0, 0),             // after the pause: TSC
+            (.exit, 0x5555_0000_1000, 0, 0),
+        ]
+        runThreads(1) { _ in
+            for (index, (kind, address, depth, flags)) in written.enumerated() {
+                if index == written.count - 2 { usleep(400_000) }
+                if kind == .entry {
+                    lt_record_entry_flags(UInt(address), depth, flags == 0 ? 0 : UInt32(LT_EVENT_FLAG_UNWOUND.rawValue))
+                } else {
+                    lt_record_exit(UInt(address), depth, UInt32(flags))
+                }
+            }
+        }
+        XCTAssertEqual(lt_record_detach(), 0)
+        let summary = try drain.finish()
+        XCTAssertEqual(summary.events, UInt64(written.count))
+        XCTAssertEqual(summary.lost, 0)
+        let trace = try TraceReader.read(directory: dir)
+        let events = trace.streams[0].events
+        XCTAssertEqual(events.map(\.kind), written.map(\.0))
+        XCTAssertEqual(events.map(\.address), written.map(\.1))
+        XCTAssertEqual(events.map(\.depth), written.map(\.2))
+        XCTAssertEqual(events.map(\.flags), written.map(\.3))
+        XCTAssertEqual(events.map(\.timestamp), events.map(\.timestamp).sorted(), "the deltas add up in order")
+        let pause = trace.info.clock.nanoseconds(ticks: events[9].timestamp - events[8].timestamp)
+        XCTAssertGreaterThanOrEqual(pause, 390_000_000, "the pause survives a delta field of 2^29 ticks")
+        XCTAssertLessThan(pause, 30_000_000_000)
+        // 11 function records, and metadata records: before the first event
+        // its TSC, BASE and DEPTH; a BASE at each of the 5 changes of window;
+        // a DEPTH before each of the 5 events whose depth is not derived
+        // (7, 2, 1 after the entry at 2, 300, 0 after 300); a TSC after the
+        // pause (and after any other gap of 2^29 ticks the thread was off the CPU).
+        let path = dir + "/streams/" + trace.streams[0].identity.fileName
+        XCTAssertEqual(try StreamReader(path: path).version, 3)
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var counts: [String: Int] = [:]
+        var offset = TraceFormat.streamHeaderSize
+        while offset < bytes.count {
+            let n = bytes[offset + 4..<offset + 8].reversed().reduce(0) { $0 << 8 | Int($1) }
+            for r in 0..<n {
+                let top = bytes[offset + 16 + r * 8 + 7]
+                let name = top >> 6 != 3 ? "function" : ["LOST", "TSC", "BASE", "DEPTH", "EPOCH"][Int(top & 0x1F)]
+                counts[name, default: 0] += 1
+            }
+            offset += 16 + n * 8
+        }
+        XCTAssertEqual(counts["function"], 11)
+        XCTAssertEqual(counts["BASE"], 6)
+        XCTAssertEqual(counts["DEPTH"], 6)
+        XCTAssertGreaterThanOrEqual(counts["TSC"] ?? 0, 2)
+        XCTAssertNil(counts["LOST"])
+    }
+
     func testConcurrentWritersAndDrainAccountForEveryEvent() throws {
         let dir = RecordingFixtures.scratchDirectory("concurrent")
         let threads = 4, pairs = 200_000
@@ -87,7 +161,11 @@ final class RingBufferTests: XCTestCase {
         let stream = try XCTUnwrap(trace.streams.first { $0 != first })
         XCTAssertEqual(checkWriterStream(first).pairs, 300)
         let stored = UInt64(stream.events.filter { $0.kind != .lost }.count)
-        XCTAssertEqual(stored, 1024)
+        // The ring holds 1024 records: the events, and before the first one
+        // its TSC, BASE and DEPTH records (another TSC record for each gap
+        // of 2^29 ticks the writer's thread was off the CPU).
+        XCTAssertLessThanOrEqual(stored, 1024 - 3)
+        XCTAssertGreaterThan(stored, 1000)
         XCTAssertEqual(checkWriterStream(stream, from: 300).lost, 9_400 - stored)
         XCTAssertEqual(summary.lost, 9_400 - stored)
         XCTAssertEqual(trace.info.lostEvents, 9_400 - stored)
@@ -108,8 +186,11 @@ final class RingBufferTests: XCTestCase {
         XCTAssertLessThan(elapsed, 1.0)
         XCTAssertEqual(lt_record_detach(), 0)
         let summary = try drain.finish()
-        XCTAssertEqual(summary.events, 256)
-        XCTAssertEqual(summary.lost, 2_000 - 256)
+        // 256 records: the events and the metadata records before the
+        // first (TSC, BASE, DEPTH; a TSC more per 2^29-tick gap).
+        XCTAssertLessThanOrEqual(summary.events, 256 - 3)
+        XCTAssertGreaterThan(summary.events, 240)
+        XCTAssertEqual(summary.events + summary.lost, 2_000)
     }
 
     func testThreadsBeyondTheRingCountAreCountedAsLostWithoutRing() throws {

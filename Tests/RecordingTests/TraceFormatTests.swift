@@ -49,21 +49,99 @@ final class TraceFormatTests: XCTestCase {
         let path = dir + "/streams/" + StreamIdentity(pid: 4242, tid: 4242, ring: 0, generation: 1).fileName
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         XCTAssertEqual(Array(bytes[0..<8]), Array("LTSTREAM".utf8))
-        XCTAssertEqual(Array(bytes[8..<12]), [2, 0, 0, 0], "format version 2")
-        XCTAssertEqual(Array(bytes[16..<20]), [16, 0, 0, 0], "16-byte events")
-        XCTAssertEqual(bytes.count, 64 + 16 + 5 * 16)
+        XCTAssertEqual(Array(bytes[8..<12]), [3, 0, 0, 0], "format version 3")
+        XCTAssertEqual(Array(bytes[16..<20]), [8, 0, 0, 0], "8-byte records")
         XCTAssertEqual(Array(bytes[64..<68]), Array("LTCK".utf8))
-        XCTAssertEqual(bytes[68], 5)  // event count
-        // First event: the TSC 2000 = 0x7d0, then the word: address in bits
-        // 0-47, depth 0, kind 1 (entry) in bits 62-63.
-        XCTAssertEqual(Array(bytes[80..<88]), [0xd0, 0x07, 0, 0, 0, 0, 0, 0])
-        XCTAssertEqual(Array(bytes[88..<96]), [0x00, 0x11, 0x00, 0x00, 0x55, 0x55, 0x00, 0x40])
-        // Second event: depth 1 in bits 48-60.
-        XCTAssertEqual(Array(bytes[104..<112]), [0x40, 0x11, 0x00, 0x00, 0x55, 0x55, 0x01, 0x40])
-        // Third: LOST (kind 3) of 7 events at depth 1.
-        XCTAssertEqual(Array(bytes[120..<128]), [7, 0, 0, 0, 0, 0, 0x01, 0xC0])
-        // Fourth: an exit (kind 2) with UNWOUND (bit 61), depth 1.
-        XCTAssertEqual(Array(bytes[136..<144]), [0x40, 0x11, 0x00, 0x00, 0x55, 0x55, 0x01, 0xA0])
+        XCTAssertEqual(bytes[68], 10)  // record count: 5 events, 5 metadata records
+        XCTAssertEqual(bytes.count, 64 + 16 + 10 * 8)
+        let records = stride(from: 80, to: bytes.count, by: 8).map { Array(bytes[$0..<$0 + 8]) }
+        XCTAssertEqual(records, [
+            // Metadata (kind 3 in bits 62-63, type in bits 56-60): EPOCH 0,
+            // TSC 2000 = 0x7d0, BASE 0x5555 (address bits 32-47), DEPTH 0.
+            [0, 0, 0, 0, 0, 0, 0, 0xC4],
+            [0xd0, 0x07, 0, 0, 0, 0, 0, 0xC1],
+            [0x55, 0x55, 0, 0, 0, 0, 0, 0xC2],
+            [0, 0, 0, 0, 0, 0, 0, 0xC3],
+            // ENTRY (kind 1): address bits 0-31, TSC delta 0 in bits 32-60.
+            [0x00, 0x11, 0, 0, 0, 0, 0, 0x40],
+            // ENTRY 100 ticks later; its depth 1 is derived.
+            [0x40, 0x11, 0, 0, 100, 0, 0, 0x40],
+            // TSC 2150 = 0x866, then LOST 7 with depth 1 in bits 43-55.
+            [0x66, 0x08, 0, 0, 0, 0, 0, 0xC1],
+            [7, 0, 0, 0, 0, 0x08, 0, 0xC0],
+            // EXIT (kind 2) with UNWOUND (bit 61), 150 ticks later.
+            [0x40, 0x11, 0, 0, 150, 0, 0, 0xA0],
+            // EXIT of the first function, 600 = 0x258 ticks later.
+            [0x00, 0x11, 0, 0, 0x58, 0x02, 0, 0x80],
+        ])
+    }
+
+    func testEntryOnlyFlagRoundTripsAndIsBit61OfAnEntry() throws {
+        let dir = RecordingFixtures.scratchDirectory("entry-only")
+        var trace = Self.sampleTrace()
+        let events = [
+            TraceEvent(kind: .entry, address: 0x7f00_0000_2000, timestamp: 10, depth: 0),
+            TraceEvent(kind: .entry, address: 0x7f00_0000_3000, timestamp: 20, depth: 1, flags: TraceEvent.flagEntryOnly),
+            TraceEvent(kind: .exit, address: 0x7f00_0000_2000, timestamp: 30, depth: 0),
+        ]
+        trace.streams = [ThreadStream(identity: StreamIdentity(pid: 1, tid: 1), events: events)]
+        try TraceWriter.write(trace, to: dir)
+        let back = try TraceReader.read(directory: dir).streams[0].events
+        XCTAssertEqual(back, events)
+        XCTAssertTrue(back[1].isEntryOnly)
+        XCTAssertFalse(back[1].isUnwound)
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/streams/" + trace.streams[0].identity.fileName)))
+        // EPOCH, TSC, BASE, DEPTH, ENTRY, then the flagged ENTRY: kind 1, bit 61.
+        XCTAssertEqual(bytes[80 + 5 * 8 + 7], 0x60)
+    }
+
+    /// Version 2 bytes of `events`, written here from the layout in
+    /// docs/FORMAT.md (not through the library): one chunk.
+    static func version2Stream(_ identity: StreamIdentity, _ events: [TraceEvent]) -> [UInt8] {
+        var out: [UInt8] = Array("LTSTREAM".utf8)
+        func le<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) } }
+        le(UInt32(2)); le(UInt32(64)); le(UInt32(16)); le(identity.ring); le(identity.pid); le(identity.tid); le(identity.generation)
+        out += [UInt8](repeating: 0, count: 64 - out.count)
+        var body: [UInt8] = []
+        for e in events {
+            let flag: UInt64 = e.flags == 0 ? 0 : 1
+            let word = e.address | UInt64(min(e.depth, 8191)) << 48 | flag << 61 | UInt64(e.kind.rawValue) << 62
+            withUnsafeBytes(of: e.timestamp.littleEndian) { body.append(contentsOf: $0) }
+            withUnsafeBytes(of: word.littleEndian) { body.append(contentsOf: $0) }
+        }
+        out += Array("LTCK".utf8)
+        le(UInt32(events.count)); le(crc32(body)); le(UInt32(0))
+        return out + body
+    }
+
+    func testVersion2TracesAreStillRead() throws {
+        let dir = RecordingFixtures.scratchDirectory("version2")
+        var trace = Self.sampleTrace()
+        // A version 2 entry with bit 61 is ENTRY_ONLY (as version 3's).
+        trace.streams[0].events.insert(
+            TraceEvent(kind: .entry, address: 0x5555_0000_1160, timestamp: 2_200, depth: 1, flags: TraceEvent.flagEntryOnly), at: 3)
+        try TraceWriter.write(trace, to: dir)
+        for stream in trace.streams {
+            let path = dir + "/streams/" + stream.identity.fileName
+            try Data(Self.version2Stream(stream.identity, stream.events)).write(to: URL(fileURLWithPath: path))
+        }
+        for file in ["info.json", "objects.json"] {
+            try mutate(dir + "/" + file) { bytes in
+                bytes = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\"version\":3", with: "\"version\":2").utf8)
+            }
+        }
+        let back = try TraceReader.read(directory: dir)
+        XCTAssertEqual(back.info.version, 2)
+        XCTAssertEqual(back.streams, trace.streams)
+        XCTAssertEqual(try StreamReader(path: dir + "/streams/" + trace.streams[0].identity.fileName).version, 2)
+        // Bit 61 on a version 2 LOST event is damage.
+        try mutate(streamPath(dir)) { bytes in
+            var events = Array(bytes[80...])
+            events[2 * 16 + 15] |= 0x20
+            bytes.replaceSubrange(80..., with: events)
+            withUnsafeBytes(of: Self.crc32(events).littleEndian) { for i in 0..<4 { bytes[72 + i] = $0[i] } }
+        }
+        assertDamaged(dir, mentions: ["event 2 at offset 112", "UNWOUND flag on an event of kind lost"])
     }
 
     func testPackedFieldsRoundTripAtTheirLimits() throws {
@@ -73,7 +151,7 @@ final class TraceFormatTests: XCTestCase {
         trace.streams = [ThreadStream(identity: StreamIdentity(pid: 1, tid: 1), events: [
             TraceEvent(kind: .entry, address: widest, timestamp: .max, depth: TraceFormat.depthMax - 1),
             TraceEvent(kind: .entry, address: 0, timestamp: 0, depth: 100_000),
-            TraceEvent(kind: .lost, address: widest * 2 + 5, timestamp: 7, depth: 3),
+            TraceEvent(kind: .lost, address: TraceFormat.lostCountMax * 2 + 5, timestamp: 7, depth: 3),
             TraceEvent(kind: .exit, address: widest, timestamp: 8, depth: TraceFormat.depthMax, flags: TraceEvent.flagUnwound),
         ])]
         try TraceWriter.write(trace, to: dir)
@@ -83,8 +161,8 @@ final class TraceFormatTests: XCTestCase {
             // A depth beyond the field saturates (the writer's rule too).
             TraceEvent(kind: .entry, address: 0, timestamp: 0, depth: TraceFormat.depthMax),
             // A count wider than the field is split, never cut.
-            TraceEvent(kind: .lost, address: widest, timestamp: 7, depth: 3),
-            TraceEvent(kind: .lost, address: widest, timestamp: 7, depth: 3),
+            TraceEvent(kind: .lost, address: TraceFormat.lostCountMax, timestamp: 7, depth: 3),
+            TraceEvent(kind: .lost, address: TraceFormat.lostCountMax, timestamp: 7, depth: 3),
             TraceEvent(kind: .lost, address: 5, timestamp: 7, depth: 3),
             TraceEvent(kind: .exit, address: widest, timestamp: 8, depth: TraceFormat.depthMax, flags: TraceEvent.flagUnwound),
         ])
@@ -99,7 +177,7 @@ final class TraceFormatTests: XCTestCase {
             var trace = Self.sampleTrace()
             trace.streams = [ThreadStream(identity: StreamIdentity(pid: 1, tid: 1), events: [event])]
             XCTAssertThrowsError(try TraceWriter.write(trace, to: RecordingFixtures.scratchDirectory(name)), name) { error in
-                XCTAssertTrue("\(error)".contains("does not fit the version 2 event"), "\(error)")
+                XCTAssertTrue("\(error)".contains("does not fit the version 3 event"), "\(error)")
             }
         }
     }
@@ -151,7 +229,7 @@ final class TraceFormatTests: XCTestCase {
 
     func testTruncatedStreamIsRejectedNamingTheChunk() throws {
         let dir = try damagedTrace("truncated") { try self.mutate(self.streamPath($0)) { $0.removeLast(30) } }
-        assertDamaged(dir, mentions: ["damaged trace file", ".lts", "truncated chunk at offset 64", "5 events announced, 3 present"])
+        assertDamaged(dir, mentions: ["damaged trace file", ".lts", "truncated chunk at offset 64", "10 events announced, 6 present"])
     }
 
     func testTruncatedHeaderIsRejected() throws {
@@ -161,7 +239,7 @@ final class TraceFormatTests: XCTestCase {
 
     func testFlippedBitIsCaughtByTheChecksum() throws {
         let dir = try damagedTrace("bitflip") { try self.mutate(self.streamPath($0)) { $0[92] ^= 0x04 } }
-        assertDamaged(dir, mentions: ["checksum mismatch in chunk at offset 64", "events 0..<5"])
+        assertDamaged(dir, mentions: ["checksum mismatch in chunk at offset 64", "events 0..<10"])
     }
 
     /// The sample's first stream alone, with `change` applied to the bytes of
@@ -183,23 +261,34 @@ final class TraceFormatTests: XCTestCase {
     }
 
     func testUnknownEventKindIsRejected() throws {
-        // Kind 0 (bits 62-63 of the word clear): a slot no writer wrote.
-        let dir = try rewrittenEvents("kind") { $0[16 + 15] &= 0x3F }
-        assertDamaged(dir, mentions: ["event 1 at offset 96", "unknown kind 0"])
+        // Kind 0 (bits 62-63 of the record clear): a slot no writer wrote.
+        let dir = try rewrittenEvents("kind") { $0[4 * 8 + 7] &= 0x3F }
+        assertDamaged(dir, mentions: ["event 4 at offset 112", "unknown kind 0"])
     }
 
-    func testUnwoundFlagOnAnEntryIsRejected() throws {
-        let dir = try rewrittenEvents("unwound-entry") { $0[15] |= 0x20 }
-        assertDamaged(dir, mentions: ["event 0 at offset 80", "UNWOUND flag on an event of kind entry"])
+    func testFlagOnAMetadataRecordAndUnknownTypeAreRejected() throws {
+        let flagged = try rewrittenEvents("meta-flag") { $0[7] |= 0x20 }
+        assertDamaged(flagged, mentions: ["event 0 at offset 80", "flag bit 61 on a metadata record"])
+        let unknown = try rewrittenEvents("meta-type") { $0[8 + 7] = 0xC0 | 9 }
+        assertDamaged(unknown, mentions: ["event 1 at offset 88", "unknown metadata record type 9"])
+    }
+
+    func testRecordsWhoseAddressOrDepthCannotBeKnownAreRejected() throws {
+        // The BASE record turned into a DEPTH record: the entry has no base.
+        let noBase = try rewrittenEvents("no-base") { $0[2 * 8 + 7] = 0xC3 }
+        assertDamaged(noBase, mentions: ["event 4 at offset 112", "before any BASE record"])
+        // The DEPTH record turned into a second BASE: nothing to derive from.
+        let noDepth = try rewrittenEvents("no-depth") { $0[3 * 8 + 7] = 0xC2 }
+        assertDamaged(noDepth, mentions: ["event 4 at offset 112", "depth cannot be derived"])
     }
 
     func testBadMagicAndFutureVersionAreRejected() throws {
         let magic = try damagedTrace("magic") { try self.mutate(self.streamPath($0)) { $0[0] = UInt8(ascii: "X") } }
         assertDamaged(magic, mentions: ["bad magic"])
         let version = try damagedTrace("version") { try self.mutate(self.streamPath($0)) { $0[8] = 7 } }
-        assertDamaged(version, mentions: ["stream format version 7", "knows version 2"])
+        assertDamaged(version, mentions: ["stream format version 7", "knows versions 2 and 3"])
         let sizes = try damagedTrace("event-size") { try self.mutate(self.streamPath($0)) { $0[16] = 24 } }
-        assertDamaged(sizes, mentions: ["header or event size differs from version 2"])
+        assertDamaged(sizes, mentions: ["header or event size differs from version 3"])
     }
 
     func testDamagedInfoJSONIsRejected() throws {
@@ -214,7 +303,7 @@ final class TraceFormatTests: XCTestCase {
         assertDamaged(missingField, mentions: ["info.json", "missing field clock"])
         let future = try damagedTrace("info-version") { dir in
             try self.mutate(dir + "/info.json") { bytes in
-                let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\"version\":2", with: "\"version\":99")
+                let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\"version\":3", with: "\"version\":99")
                 bytes = Array(text.utf8)
             }
         }

@@ -24,7 +24,7 @@ final class CommandLineTests: XCTestCase {
             recorded: (time)
             duration:      1.000  s
             state:         complete
-            format:        version 2
+            format:        version 3
             buffers:       0 x 0 events
             events:        17 (9 entries, 8 exits)
             lost:          3 events (3 in the threads' streams, 0 without a buffer)

@@ -24,6 +24,7 @@ final class DamagedTraceTests: XCTestCase {
         let (dir, stream, second) = try twoChunkTrace("truncated")
         let whole = try ReadingFixtures.livetrace(["report", "-d", dir, "--json"])
         XCTAssertTrue(whole.stdout.contains("\"function\": \"main\", \"address\": \"0x401000\", \"calls\": 2"), whole.stdout)
+        let records = (second - 64 - 16) / TraceFormat.eventSize
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: stream))
         try handle.truncate(atOffset: UInt64(second + 40))
         try handle.close()
@@ -31,7 +32,7 @@ final class DamagedTraceTests: XCTestCase {
             let result = try ReadingFixtures.livetrace(command + ["-d", dir])
             XCTAssertEqual(result.status, 1, "\(command)")
             XCTAssertTrue(
-                result.stderr.contains("damaged trace file \(stream): truncated chunk at offset \(second): 9 events announced, 1 present (results up to the damage)"),
+                result.stderr.contains("damaged trace file \(stream): truncated chunk at offset \(second): \(records) events announced, 3 present (results up to the damage)"),
                 "\(command): \(result.stderr)")
         }
         // The first chunk's calls are all there; the other thread too.
@@ -39,23 +40,24 @@ final class DamagedTraceTests: XCTestCase {
         XCTAssertTrue(report.stdout.contains("\"function\": \"main\", \"address\": \"0x401000\", \"calls\": 1"), report.stdout)
         XCTAssertTrue(report.stdout.contains("\"function\": \"work\", \"address\": \"0x401100\", \"calls\": 2"), report.stdout)
         let replay = try ReadingFixtures.livetrace(["replay", "-d", dir, "-f", "none", "--tid", "100"])
-        XCTAssertTrue(replay.stdout.hasSuffix("| } /* main */\n| /* the rest of this thread is lost: damaged trace file \(stream): truncated chunk at offset \(second): 9 events announced, 1 present */\n"), replay.stdout)
+        XCTAssertTrue(replay.stdout.hasSuffix("| } /* main */\n| /* the rest of this thread is lost: damaged trace file \(stream): truncated chunk at offset \(second): \(records) events announced, 3 present */\n"), replay.stdout)
     }
 
     func testFlippedBitsWrongVersionsAndMissingFilesAreNamed() throws {
         let (dir, stream, second) = try twoChunkTrace("flipped")
+        let records = (second - 64 - 16) / TraceFormat.eventSize
         var bytes = try Data(contentsOf: URL(fileURLWithPath: stream))
         bytes[second + 16 + 3] ^= 0x10
         try bytes.write(to: URL(fileURLWithPath: stream))
         let flipped = try ReadingFixtures.livetrace(["report", "-d", dir])
         XCTAssertEqual(flipped.status, 1)
-        XCTAssertTrue(flipped.stderr.contains("\(stream): checksum mismatch in chunk at offset \(second) (events 9..<18)"), flipped.stderr)
+        XCTAssertTrue(flipped.stderr.contains("\(stream): checksum mismatch in chunk at offset \(second) (events \(records)..<\(2 * records))"), flipped.stderr)
 
-        bytes[8] = 3
+        bytes[8] = 4
         try bytes.write(to: URL(fileURLWithPath: stream))
         let version = try ReadingFixtures.livetrace(["replay", "-d", dir])
         XCTAssertEqual(version.status, 1)
-        XCTAssertTrue(version.stderr.contains("\(stream): stream format version 3; this reader knows version 2"), version.stderr)
+        XCTAssertTrue(version.stderr.contains("\(stream): stream format version 4; this reader knows versions 2 and 3"), version.stderr)
 
         for file in ["objects.json", "info.json"] {
             try FileManager.default.removeItem(atPath: dir + "/" + file)

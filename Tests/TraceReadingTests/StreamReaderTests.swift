@@ -54,13 +54,14 @@ final class StreamReaderTests: XCTestCase {
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         bytes[bytes.count - 1] ^= 0x40
         try bytes.write(to: URL(fileURLWithPath: path))
-        let secondChunk = 64 + 16 + 1000 * 16
+        // 1000 events and their first event's EPOCH, TSC, BASE and DEPTH records.
+        let secondChunk = 64 + 16 + 1004 * 8
         for bufferBytes in [4096, 1 << 20] {
             let reader = try StreamReader(path: path, bufferBytes: bufferBytes)
             var events: [TraceEvent] = []
             XCTAssertThrowsError(try reader.forEach { events.append($0) }) { error in
                 XCTAssertEqual(error as? RecordingError, .damagedTrace(
-                    file: path, reason: "checksum mismatch in chunk at offset \(secondChunk) (events 1000..<2000)"))
+                    file: path, reason: "checksum mismatch in chunk at offset \(secondChunk) (events 1004..<2008)"))
             }
             XCTAssertEqual(events, Array(expected.prefix(1000)), "\(bufferBytes)")
         }

@@ -35,16 +35,20 @@
 /* struct lt_area_header and struct lt_ring_header (lt_ring.h). */
 #define LT_LAYOUT_AREA_RING_CAPACITY 20
 #define LT_LAYOUT_RING_HEAD 64
-#define LT_LAYOUT_RING_LOST_TOTAL 72
-#define LT_LAYOUT_RING_LOST_EMITTED 80
-#define LT_LAYOUT_RING_LIMIT 88
-#define LT_LAYOUT_RING_BUSY 104
-#define LT_LAYOUT_RING_EVENTS 256  /* LT_RING_HEADER_SIZE: the events follow the header */
-#define LT_LAYOUT_EVENT_SHIFT 4    /* 16-byte events */
-#define LT_LAYOUT_EVENT_TIMESTAMP 0
-#define LT_LAYOUT_EVENT_WORD 8
+#define LT_LAYOUT_RING_LIMIT 72
+#define LT_LAYOUT_RING_LAST_TSC 80
+#define LT_LAYOUT_RING_LOST_TOTAL 88
+#define LT_LAYOUT_RING_LOST_EMITTED 96
+#define LT_LAYOUT_RING_BASE 104
+#define LT_LAYOUT_RING_NEXT_DEPTH 112
+#define LT_LAYOUT_RING_BUSY 120
+#define LT_LAYOUT_RING_RECORDS 256  /* LT_RING_HEADER_SIZE: the records follow the header */
+#define LT_LAYOUT_RECORD_SHIFT 3    /* 8-byte records */
+#define LT_LAYOUT_RECORD_DELTA_LIMIT 0x20000000 /* LT_REC_DELTA_LIMIT */
 
-/* The event word (lt_ring.h): address | depth << 48 | kind << 62. */
+/* The event word the fast paths build (the version 2 packing, kept as the
+ * paths' register form: lt_ring.h): address | depth << 48 | kind << 62;
+ * LT_FAST_RECORD turns it into a version 3 record. */
 #define LT_LAYOUT_EVENT_DEPTH_SHIFT 48
 #define LT_LAYOUT_EVENT_ADDRESS_BITS 48
 #define LT_LAYOUT_EVENT_DEPTH_MASK 8191 /* LT_EVENT_DEPTH_MAX */
@@ -92,14 +96,18 @@
 .endm
 
 /* LT_FAST_RECORD word, area, area32, ring, next, undo, undo_busy, done:
- * stores the event `word` as lt_record_event's hot path does (lt_record.c):
+ * stores the event `word` (address, depth, kind: above) as one version 3
+ * function record, as lt_record_event's hot path does (lt_record.c):
  *   1. no area attached: nothing to record, `done`;
  *   2. the thread's ring of that area, not busy (`undo` otherwise);
  *   3. busy = 1; the area rechecked, head below the ring's limit, no LOST
- *      event owed (`undo_busy` otherwise, busy still 1);
- *   4. the event at head & (capacity - 1): timestamp (rdtsc), then word;
- *      head + 1; busy = 0; then falls through.
- * rax and rdx are taken (head, rdtsc); area, ring and next are scratch. */
+ *      record owed, the address's bits 32-47 equal to the stream's base,
+ *      the depth the derived one (depth + is-exit == next_depth), the TSC
+ *      delta below 2^29 (`undo_busy` otherwise, busy still 1, word and rdx
+ *      unchanged);
+ *   4. the record at head & (capacity - 1), then last_tsc, next_depth
+ *      (depth + is-entry), head + 1, busy = 0; then falls through.
+ * rax is taken; word and rdx are kept; area, ring and next are scratch. */
 .macro LT_FAST_RECORD word, area, area32, ring, next, undo, undo_busy, done
     mov lt_active_area(%rip), \area
     test \area, \area
@@ -121,18 +129,48 @@
     mov LT_LAYOUT_RING_LOST_TOTAL(\ring), \next
     cmp LT_LAYOUT_RING_LOST_EMITTED(\ring), \next
     jne \undo_busy
+    mov \word, \next
+    shl $16, \next
+    shr $48, \next
+    cmp LT_LAYOUT_RING_BASE(\ring), \next
+    jne \undo_busy
+    mov \word, \next
+    shr $LT_LAYOUT_EVENT_DEPTH_SHIFT, \next
+    and $LT_LAYOUT_EVENT_DEPTH_MASK, \next
+    bt $LT_LAYOUT_EVENT_EXIT_BIT, \word
+    adc $0, \next
+    cmp LT_LAYOUT_RING_NEXT_DEPTH(\ring), \next
+    jne \undo_busy
     mov LT_LAYOUT_AREA_RING_CAPACITY(\area), \area32
     dec \area32
     and %rax, \area
-    shl $LT_LAYOUT_EVENT_SHIFT, \area
-    lea LT_LAYOUT_RING_EVENTS(\ring,\area), \area
-    lea 1(%rax), \next
+    mov %rdx, \next
     rdtsc
     shl $32, %rdx
     or %rdx, %rax
-    mov %rax, LT_LAYOUT_EVENT_TIMESTAMP(\area)
-    mov \word, LT_LAYOUT_EVENT_WORD(\area)
-    mov \next, LT_LAYOUT_RING_HEAD(\ring)
+    mov \next, %rdx
+    mov %rax, \next
+    sub LT_LAYOUT_RING_LAST_TSC(\ring), \next
+    cmp $LT_LAYOUT_RECORD_DELTA_LIMIT, \next
+    jae \undo_busy
+    mov %rax, LT_LAYOUT_RING_LAST_TSC(\ring)
+    shl $32, \next
+    mov \word, %rax
+    shl $32, %rax
+    shr $32, %rax
+    or %rax, \next
+    mov \word, %rax
+    shr $61, %rax
+    shl $61, %rax
+    or %rax, \next
+    mov \next, LT_LAYOUT_RING_RECORDS(\ring,\area,8)
+    mov \word, %rax
+    shr $LT_LAYOUT_EVENT_DEPTH_SHIFT, %rax
+    and $LT_LAYOUT_EVENT_DEPTH_MASK, %eax
+    bt $LT_LAYOUT_EVENT_ENTRY_BIT, \word
+    adc $0, %rax
+    mov %rax, LT_LAYOUT_RING_NEXT_DEPTH(\ring)
+    incq LT_LAYOUT_RING_HEAD(\ring)
     movl $0, LT_LAYOUT_RING_BUSY(\ring)
 .endm
 #endif

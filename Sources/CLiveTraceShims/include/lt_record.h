@@ -3,9 +3,10 @@
 /* The writer side of recording: what the trampolines call on every traced
  * entry and exit. The hot path (lt_record_entry / lt_record_exit) takes no
  * lock, makes no system call and never allocates: it reads the thread's ring
- * from an initial-exec TLS slot, compares its head with the ring's limit,
- * stores one 16-byte event and publishes it with one release store
- * (protocol in lt_ring.h).
+ * from an initial-exec TLS slot, compares its head with the ring's limit
+ * and the event with the stream's encoder state, stores one 8-byte record
+ * and publishes it with one release store (protocol and records in
+ * lt_ring.h).
  *
  * Slow paths, each counted, never silent:
  *   - the ring passes its high-water mark (at most twice per quarter ring): the
@@ -88,6 +89,9 @@ struct lt_area_header *lt_record_active_area(void);
  * `flags` are enum lt_event_flags. */
 void lt_record_entry(uintptr_t ip, uint32_t depth);
 void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags);
+/* An entry with `flags` (LT_EVENT_FLAG_ENTRY_ONLY: a call that will never
+ * have an exit). */
+void lt_record_entry_flags(uintptr_t ip, uint32_t depth, uint32_t flags);
 
 /* The reader's half of the wake-ups (lt_ring.h): releases `tail` (the
  * events before it are consumed) and wakes the ring's writer if it waits
@@ -127,22 +131,25 @@ uint32_t lt_record_crc32c(const void *data, size_t length);
  * CRC of the bytes alone. */
 uint32_t lt_record_crc32c_extend(uint32_t crc, const void *data, size_t length);
 
-/* What the drain learns from one pass over a chunk (lt_record_scan_events);
- * `crc` is read (the CRC so far, 0 for none) and written. */
+/* What the drain learns from one pass over a chunk of version 3 records
+ * (lt_record_scan_records); `crc` and `base` are read (the CRC so far, 0
+ * for none; the stream's BASE so far) and written, the counts added to. */
 struct lt_chunk_scan {
     uint32_t crc;
     uint32_t reserved;
-    uint64_t lost;         /* sum of the LOST events' counts */
-    uint64_t lost_records; /* number of LOST events */
+    uint64_t lost;         /* sum of the LOST records' counts */
+    uint64_t lost_records; /* number of LOST records */
     uint64_t new_entries;  /* entry addresses appended to new_entries */
+    uint64_t functions;    /* function records (entries and exits) */
+    uint64_t base;         /* address >> 32 of the stream's last BASE record */
 };
 
-/* The drain's single pass over `count` events: the CRC-32C continued, the
- * LOST counts, and each entry address missing from the direct-mapped
- * `filter` (filter_mask + 1 slots; stored there and appended to
- * `new_entries`, room for `count`) (lt_record_crc.c). */
-void lt_record_scan_events(const struct lt_event *events, size_t count, struct lt_chunk_scan *scan,
-                           uint64_t *filter, uint64_t filter_mask, uint64_t *new_entries);
+/* The drain's single pass over `count` records: the CRC-32C continued, the
+ * LOST counts, the function records, and each entry address missing from
+ * the direct-mapped `filter` (filter_mask + 1 slots; stored there and
+ * appended to `new_entries`, room for `count`) (lt_record_crc.c). */
+void lt_record_scan_records(const uint64_t *records, size_t count, struct lt_chunk_scan *scan,
+                            uint64_t *filter, uint64_t filter_mask, uint64_t *new_entries);
 
 /* CLOCK_MONOTONIC in nanoseconds, and a calibration pair read back to back. */
 uint64_t lt_record_monotonic_ns(void);
@@ -168,16 +175,5 @@ struct lt_thread_state {
 extern __thread struct lt_thread_state lt_thread
     __attribute__((tls_model("initial-exec"), visibility("hidden")));
 extern struct lt_area_header *lt_active_area __attribute__((visibility("hidden")));
-
-/* Stores one event at `head` and publishes it, then leaves the ring.
- * Layout of the event: lt_ring.h. */
-static inline __attribute__((always_inline)) void lt_store_event(struct lt_ring_header *ring,
-                                                                 struct lt_event *slot, uint64_t head,
-                                                                 uint64_t word) {
-    slot->timestamp = lt_rdtsc();
-    slot->word = word;
-    lt_atomic_store_release_u64(&ring->head, head + 1);
-    __atomic_store_n(&ring->busy, 0, __ATOMIC_RELEASE);
-}
 
 #endif

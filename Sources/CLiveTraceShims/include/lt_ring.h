@@ -11,12 +11,18 @@
  *   2  16-byte events (TSC, then address/depth/flags/kind packed in one
  *      word); 256-byte ring headers (a fourth line of writer statistics);
  *      the high-water mark and the two futex words of the wake-ups.
+ *   3  8-byte records (struct lt_event is kept for reading version 2
+ *      streams): a function record packs kind, flag, TSC delta and the
+ *      address's low half; metadata records carry what does not fit
+ *      (full TSC, the address's high bits, a depth that cannot be derived,
+ *      LOST counts). The writer's hot line holds its private encoder state;
+ *      the statistics and writer_waiting moved to the published line.
  *
  * Byte layout (all little-endian, offsets from the start of the mapping):
  *
  *   0      struct lt_area_header   (4096 bytes)
  *   4096   ring 0: struct lt_ring_header (256 bytes), then
- *                  struct lt_event[ring_capacity]
+ *                  uint64_t record[ring_capacity] (8-byte records)
  *   4096 + k * ring_stride   ring k
  *
  * Ownership of every field is stated beside it. Cross-process fields are
@@ -30,6 +36,11 @@
  *   W sees room when head - load_acquire(tail) < cap; the slot it writes
  *   next was copied by R before R released that tail (the pairing of R's
  *   release with W's acquire).
+ *
+ * An event is one record in the common case, several when metadata records
+ * go with it (lt_record.c); all of an event's records are published by one
+ * store of head, so a reader, a nested context's writer and a crash see
+ * all of them or none: a crash loses at most the event being written.
  *
  * The writer does not read `tail` per event: it compares head with `limit`,
  * a position it computed the last time it read tail, and only there takes
@@ -64,7 +75,7 @@
 #include <stddef.h>
 
 #define LT_RING_AREA_MAGIC "LTRINGS"   /* 8 bytes with the terminating NUL */
-#define LT_RING_AREA_VERSION 2u
+#define LT_RING_AREA_VERSION 3u
 #define LT_AREA_HEADER_SIZE 4096u
 #define LT_RING_HEADER_SIZE 256u
 
@@ -129,6 +140,82 @@ static inline uint32_t lt_event_depth(uint64_t word) { return (uint32_t)(word >>
 static inline uint32_t lt_event_flags(uint64_t word) { return (uint32_t)(word >> LT_EVENT_UNWOUND_SHIFT) & 1u; }
 static inline uint32_t lt_event_kind(uint64_t word) { return (uint32_t)(word >> LT_EVENT_KIND_SHIFT); }
 
+/* ---- version 3 records (the ring's and the stream's unit, 8 bytes) ------
+ *
+ * Function record, kind 1 ENTRY or 2 EXIT:
+ *   bits  0-31  the function entry address's bits 0-31 (bits 32-47 are
+ *               those of the last BASE record of the stream)
+ *   bits 32-60  TSC ticks since the stream's previous timestamp
+ *   bit  61     flag: UNWOUND on an EXIT, ENTRY_ONLY on an ENTRY (a call
+ *               that will never have an exit)
+ *   bits 62-63  kind
+ * Its depth is not stored: it is that of a DEPTH record just before it, or
+ * else derived from the previous function record (d its depth):
+ *   previous ENTRY: next ENTRY d + 1, next EXIT d;
+ *   previous EXIT:  next ENTRY d,     next EXIT d - 1.
+ * (The writer keeps `next_depth`, the depth an entry would be given: an
+ * event of depth D and kind K is derivable when D + (K == EXIT) ==
+ * next_depth, and leaves next_depth = D + (K == ENTRY).)
+ *
+ * Metadata record, kind 3: bits 56-60 type, bit 61 zero, bits 0-55 payload:
+ *   LOST  bits 0-42 the number of events lost at this point, bits 43-55
+ *         a depth (that of the function record after it when the writer
+ *         wrote it); its timestamp is the stream's current one
+ *   TSC   payload: the new bits 0-55 of the stream's timestamp
+ *   BASE  payload: bits 32-55 of the addresses of the function records after it
+ *   DEPTH payload: the depth of the next function record
+ *   EPOCH payload: the new bits 56-63 of the stream's timestamp (written
+ *         before a TSC record when they change; a stream's timestamp is 0
+ *         before its first record)
+ * Kind 0, bit 61 on a metadata record and an unknown type are damage.
+ * Records between two function records carry no time: a stream's state
+ * (timestamp, epoch, base, depth) runs across chunks, from its first
+ * record on. */
+#define LT_REC_KIND_SHIFT 62
+#define LT_REC_FLAG_SHIFT 61
+#define LT_REC_DELTA_SHIFT 32
+#define LT_REC_DELTA_BITS 29
+#define LT_REC_DELTA_LIMIT (1ull << LT_REC_DELTA_BITS)
+#define LT_REC_LOW_MASK 0xFFFFFFFFull
+#define LT_REC_META 3u
+#define LT_REC_TYPE_SHIFT 56
+#define LT_REC_PAYLOAD_MASK 0xFFFFFFFFFFFFFFull
+#define LT_REC_LOST_COUNT_BITS 43
+#define LT_REC_LOST_COUNT_MAX ((1ull << LT_REC_LOST_COUNT_BITS) - 1)
+
+enum lt_rec_meta_type {
+    LT_REC_LOST = 0,
+    LT_REC_TSC = 1,
+    LT_REC_BASE = 2,
+    LT_REC_DEPTH = 3,
+    LT_REC_EPOCH = 4,
+};
+
+/* Event flags in version 3 (bit 61 of a function record; for the writer's
+ * callers, enum lt_event_flags values). */
+#define LT_EVENT_FLAG_ENTRY_ONLY LT_EVENT_FLAG_UNWOUND
+
+static inline uint64_t lt_rec_function(uint32_t kind, uint32_t flag, uint64_t delta, uint64_t address) {
+    return (uint64_t)kind << LT_REC_KIND_SHIFT | (uint64_t)(flag & 1u) << LT_REC_FLAG_SHIFT |
+           delta << LT_REC_DELTA_SHIFT | (address & LT_REC_LOW_MASK);
+}
+static inline uint64_t lt_rec_meta(uint32_t type, uint64_t payload) {
+    return (uint64_t)LT_REC_META << LT_REC_KIND_SHIFT | (uint64_t)type << LT_REC_TYPE_SHIFT |
+           (payload & LT_REC_PAYLOAD_MASK);
+}
+static inline uint64_t lt_rec_lost(uint64_t count, uint32_t depth) {
+    uint64_t d = depth < LT_EVENT_DEPTH_MAX ? depth : LT_EVENT_DEPTH_MAX;
+    return lt_rec_meta(LT_REC_LOST, count | d << LT_REC_LOST_COUNT_BITS);
+}
+/* The limits above, for Swift (which imports no computed macro). */
+static inline uint64_t lt_rec_lost_count_max(void) { return LT_REC_LOST_COUNT_MAX; }
+static inline uint64_t lt_rec_delta_limit(void) { return LT_REC_DELTA_LIMIT; }
+static inline uint32_t lt_rec_kind(uint64_t record) { return (uint32_t)(record >> LT_REC_KIND_SHIFT); }
+static inline uint32_t lt_rec_flag(uint64_t record) { return (uint32_t)(record >> LT_REC_FLAG_SHIFT) & 1u; }
+static inline uint64_t lt_rec_delta(uint64_t record) { return (record >> LT_REC_DELTA_SHIFT) & (LT_REC_DELTA_LIMIT - 1); }
+static inline uint32_t lt_rec_type(uint64_t record) { return (uint32_t)(record >> LT_REC_TYPE_SHIFT) & 31u; }
+static inline uint64_t lt_rec_payload(uint64_t record) { return record & LT_REC_PAYLOAD_MASK; }
+
 /* The area header, 4096 bytes. Lines 0..1 are written once by the creator
  * before any writer or reader maps the area; later lines hold the shared
  * counters, one cache line each. */
@@ -140,7 +227,7 @@ struct lt_area_header {
     uint32_t ring_count;
     uint32_t ring_capacity;    /* events per ring, a power of two */
     uint32_t ring_header_size; /* LT_RING_HEADER_SIZE */
-    uint32_t event_size;       /* sizeof(struct lt_event) */
+    uint32_t event_size;       /* bytes per record: 8 */
     uint64_t ring_stride;      /* bytes from one ring to the next */
     uint64_t rings_offset;     /* LT_AREA_HEADER_SIZE */
     uint64_t area_size;        /* total bytes of the mapping */
@@ -169,7 +256,9 @@ struct lt_area_header {
     uint8_t pad5[LT_AREA_HEADER_SIZE - 384];
 };
 
-/* A ring header, 256 bytes: four cache lines, one per owner. */
+/* A ring header, 256 bytes: four cache lines, one per owner. The writer's
+ * common case (lt_record.c) touches line 1 and the record slots only: no
+ * line the drain writes. */
 struct lt_ring_header {
     /* line 0: written by the claiming writer while CLAIMING, by the drain
      * while RETIRED; `state` by CAS/release as drawn above. */
@@ -179,24 +268,30 @@ struct lt_ring_header {
     uint64_t pid;         /* owner process (a forked child claims its own) */
     uint64_t generation;  /* counts claims of this ring; names the stream */
     uint8_t pad0[64 - 32];
-    /* line 1: written by the owning writer only (read by the drain) */
-    uint64_t head;        /* events published (store_release) */
-    uint64_t lost_total;  /* events this writer could not store (atomic add) */
-    uint64_t lost_emitted;/* part of lost_total already written as LOST events */
+    /* line 1: written by the owning writer only, on every event (read by
+     * the drain once per pass and by the stopper); the encoder's state is
+     * that of the records up to head. */
+    uint64_t head;        /* records published (store_release) */
     uint64_t limit;       /* head at which the writer next takes its slow path */
-    uint64_t stall_tail;  /* tail at which a bounded wait expired; ~0 when none */
+    uint64_t last_tsc;    /* timestamp of the stream so far (0 at a claim) */
+    uint64_t lost_total;  /* events this writer could not store (atomic add) */
+    uint64_t lost_emitted;/* part of lost_total already written as LOST records */
+    uint64_t base;        /* address >> 32 of the last BASE record; ~0 none */
+    uint64_t next_depth;  /* depth an ENTRY would be derived to have; ~0 unknown */
     uint32_t busy;        /* 1 while the writer is inside lt_record_* */
-    uint32_t writer_waiting; /* 1 while the writer waits on tail (seq_cst) */
-    uint8_t pad1[64 - 48];
-    /* line 2: written by the reader only; the low 32 bits of `tail` are the
-     * writer's futex word */
-    uint64_t tail;        /* events consumed (store_release) */
-    uint8_t pad2[64 - 8];
-    /* line 3: written by the owning writer on its slow path only (statistics) */
+    uint8_t pad1[64 - 60];
+    /* line 2: written by the owning writer on its slow path only */
+    uint64_t stall_tail;  /* tail at which a bounded wait expired; ~0 when none */
+    uint32_t writer_waiting; /* 1 while the writer waits on tail (seq_cst; read by the drain) */
+    uint32_t pad2a;
     uint64_t waits;       /* bounded waits for room begun */
     uint64_t wait_ticks;  /* TSC ticks spent in them */
     uint64_t wakes;       /* times this writer asked the drain to run */
-    uint8_t pad3[64 - 24];
+    uint8_t pad2[64 - 40];
+    /* line 3: written by the reader only; the low 32 bits of `tail` are the
+     * writer's futex word */
+    uint64_t tail;        /* records consumed (store_release) */
+    uint8_t pad3[64 - 8];
 };
 
 _Static_assert(sizeof(struct lt_event) == 16, "lt_event is 16 bytes");
@@ -208,8 +303,8 @@ _Static_assert(offsetof(struct lt_area_header, lost_without_ring) == 192, "lost 
 _Static_assert(offsetof(struct lt_area_header, claims) == 260, "claims counter");
 _Static_assert(offsetof(struct lt_area_header, drain_wake) == 320, "wake line");
 _Static_assert(offsetof(struct lt_ring_header, head) == 64, "writer line");
-_Static_assert(offsetof(struct lt_ring_header, tail) == 128, "reader line");
-_Static_assert(offsetof(struct lt_ring_header, waits) == 192, "statistics line");
+_Static_assert(offsetof(struct lt_ring_header, stall_tail) == 128, "slow-path line");
+_Static_assert(offsetof(struct lt_ring_header, tail) == 192, "reader line");
 
 /* Atomic accessors for the reader side (Swift cannot apply C11 atomics to
  * memory it did not allocate). */
@@ -225,8 +320,8 @@ static inline int lt_atomic_cas_u32(uint32_t *p, uint32_t expected, uint32_t des
 static inline struct lt_ring_header *lt_area_ring(struct lt_area_header *area, uint32_t index) {
     return (struct lt_ring_header *)((char *)area + area->rings_offset + (uint64_t)index * area->ring_stride);
 }
-static inline struct lt_event *lt_ring_events(struct lt_ring_header *ring) {
-    return (struct lt_event *)((char *)ring + LT_RING_HEADER_SIZE);
+static inline uint64_t *lt_ring_records(struct lt_ring_header *ring) {
+    return (uint64_t *)((char *)ring + LT_RING_HEADER_SIZE);
 }
 
 /* The TSC, as the hot path reads it. */

@@ -69,12 +69,26 @@ int main(int argc, char **argv) {
     for (uint32_t i = 0; i < header->ring_count; i++) {
         struct lt_ring_header *ring = lt_area_ring(header, i);
         if (ring->state == LT_RING_FREE) continue;
-        struct lt_event *events = lt_ring_events(ring);
+        /* Version 3 records (lt_ring.h), decoded here: BASE and DEPTH
+         * records set the state, the depth is derived otherwise. */
+        uint64_t *records = lt_ring_records(ring);
+        uint64_t base = 0, depth = 0;
+        int have_depth = 0, last_entry = 0, pending = 0;
         for (uint64_t e = 0; e < ring->head; e++) {
-            uint64_t word = events[e].word; /* packed: lt_ring.h */
-            const char *mark = lt_event_kind(word) == LT_EVENT_ENTRY ? ">"
-                               : (lt_event_flags(word) & LT_EVENT_FLAG_UNWOUND) ? "<!" : "<";
-            printf("%s %s %u\n", mark, name_of(lt_event_address(word)), lt_event_depth(word));
+            uint64_t record = records[e];
+            uint32_t kind = lt_rec_kind(record);
+            if (kind == LT_REC_META) {
+                if (lt_rec_type(record) == LT_REC_BASE) base = lt_rec_payload(record);
+                if (lt_rec_type(record) == LT_REC_DEPTH) { depth = lt_rec_payload(record); pending = 1; }
+                continue;
+            }
+            int entry = kind == LT_EVENT_ENTRY;
+            if (!pending && have_depth) depth = last_entry ? (entry ? depth + 1 : depth) : (entry ? depth : depth - 1);
+            pending = 0;
+            have_depth = 1;
+            last_entry = entry;
+            const char *mark = entry ? ">" : lt_rec_flag(record) ? "<!" : "<";
+            printf("%s %s %u\n", mark, name_of(base << 32 | (record & 0xFFFFFFFFull)), (unsigned)depth);
         }
         printf("lost %lu\n", (unsigned long)ring->lost_total);
     }
