@@ -82,9 +82,13 @@ let package = Package(
         .executableTarget(name: "livetrace-reloc-bench", dependencies: ["LiveTrace"], path: "Benchmarks/reloc-bench"),
         // Benchmarks/graph-cost.sh: cost per call of recording entry and exit.
         .executableTarget(name: "livetrace-graph-bench", dependencies: ["LiveTrace"], path: "Benchmarks/graph-bench"),
+        // -no-pie: a position-dependent executable has no relative
+        // relocations for the loader to apply at every start (75,000 with
+        // the Swift runtime linked in: docs/ARCHITECTURE.md, start-up).
         .executableTarget(
             name: "livetrace",
-            dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"])]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),
