@@ -18,10 +18,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // elfutils (libelf + libdw): Debian's libelf-dev and libdw-dev.
+        // elfutils (libelf + libdw): Debian's libelf-dev and libdw-dev. Only
+        // libelf is linked; libdw is loaded when source lines are first read
+        // (SourceLines.swift's LibDW).
         .systemLibrary(
             name: "CElfutils",
-            pkgConfig: "libdw",
+            pkgConfig: "libelf",
             providers: [.apt(["libelf-dev", "libdw-dev"])]
         ),
         // Zydis (Debian libzydis-dev): the one x86-64 decoder and encoder.
