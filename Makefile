@@ -6,7 +6,7 @@ SHELL := /bin/bash
 # Each target installs the Debian packages it needs when they are missing.
 
 SWIFT      ?= swift
-APT_PKGS   := libelf-dev libdw-dev libzydis-dev pkg-config gcc g++ make binutils chromium python3-protobuf
+APT_PKGS   := libdw-dev libzydis-dev pkg-config gcc g++ make binutils chromium python3-protobuf
 BUILD_DIR  := .build/debug
 RELEASE    := .build/release
 

@@ -18,12 +18,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // elfutils (libelf + libdw): Debian's libelf-dev and libdw-dev. Only
-        // libelf is linked; libdw is loaded when source lines are first read
-        // (SourceLines.swift's LibDW).
+        // elfutils' libdw (Debian libdw-dev): its header only, nothing is
+        // linked; libdw is loaded when source lines are first read
+        // (SourceLines.swift's LibDW), so no process pays for mapping it
+        // (and its libelf, libz, liblzma, libbz2) at start.
         .systemLibrary(
             name: "CElfutils",
-            pkgConfig: "libelf",
             providers: [.apt(["libelf-dev", "libdw-dev"])]
         ),
         // Zydis (Debian libzydis-dev): the one x86-64 decoder and encoder.
@@ -58,7 +58,7 @@ let package = Package(
         // JIT memory, trampolines and ops.
         .target(name: "LiveTraceTrampolines", dependencies: ["LiveTracePatching", "CLiveTraceShims", "CZydis"]),
         // Per-thread event buffers, the trace directory format, its reader.
-        .target(name: "LiveTraceRecording", dependencies: ["CElfutils", "CLiveTraceShims"]),
+        .target(name: "LiveTraceRecording", dependencies: ["LiveTraceSites", "CLiveTraceShims"]),
         // Reading traces for people and tools: replay, dump (Chrome JSON,
         // Perfetto protobuf, folded stacks, SVG flame graph), info, report
         // diffs. Not linked into liblivetrace.so.

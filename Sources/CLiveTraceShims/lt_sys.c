@@ -22,8 +22,22 @@ long lt_sys_membarrier(int cmd, unsigned int flags) {
     return r;
 }
 
+_Static_assert(SYS_gettid == 186, "lt_sys_gettid_raw's system call number");
+
 long lt_sys_gettid(void) {
-    return syscall(SYS_gettid);
+    return lt_sys_gettid_raw();
+}
+
+long lt_sys_membarrier_private_expedited(void) {
+    static int registered;
+    if (!__atomic_load_n(&registered, __ATOMIC_ACQUIRE)) {
+        long r = lt_sys_membarrier(LT_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0);
+        if (r < 0) return r;
+        __atomic_store_n(&registered, 1, __ATOMIC_RELEASE);
+    }
+    long r;
+    do { r = lt_sys_membarrier(LT_MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0); } while (r == -EINTR);
+    return r < 0 ? r : 0;
 }
 
 long lt_sys_tgkill(long tgid, long tid, int sig) {

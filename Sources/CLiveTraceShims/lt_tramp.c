@@ -5,10 +5,10 @@
 #define _GNU_SOURCE
 #include "lt_tramp.h"
 #include "lt_context.h"
+#include "lt_sys.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #define LT_HIDDEN __attribute__((visibility("hidden")))
@@ -18,10 +18,35 @@ LT_HIDDEN uint64_t lt_thread_overflow;
 LT_HIDDEN intptr_t lt_errno_tpoff;
 static pthread_key_t lt_thread_exit_key;
 
-_Static_assert(sizeof(struct lt_regs) == 256, "lt_regs layout is fixed by lt_tramp_x86_64.S");
-_Static_assert(offsetof(struct lt_regs, resume) == 96, "lt_regs layout");
-_Static_assert(offsetof(struct lt_regs, xmm) == 128, "lt_regs layout");
-_Static_assert(offsetof(struct lt_thread_slot, ready) == LT_SLOT_READY_OFFSET, "slot layout");
+/* Every offset lt_tramp_x86_64.S uses (lt_tramp_layout.h) against the C layout. */
+_Static_assert(sizeof(struct lt_regs) == LT_LAYOUT_REGS_SIZE, "lt_regs size");
+_Static_assert(offsetof(struct lt_regs, rdi) == LT_LAYOUT_REGS_RDI, "lt_regs rdi");
+_Static_assert(offsetof(struct lt_regs, rsi) == LT_LAYOUT_REGS_RSI, "lt_regs rsi");
+_Static_assert(offsetof(struct lt_regs, rdx) == LT_LAYOUT_REGS_RDX, "lt_regs rdx");
+_Static_assert(offsetof(struct lt_regs, rcx) == LT_LAYOUT_REGS_RCX, "lt_regs rcx");
+_Static_assert(offsetof(struct lt_regs, r8) == LT_LAYOUT_REGS_R8, "lt_regs r8");
+_Static_assert(offsetof(struct lt_regs, r9) == LT_LAYOUT_REGS_R9, "lt_regs r9");
+_Static_assert(offsetof(struct lt_regs, rax) == LT_LAYOUT_REGS_RAX, "lt_regs rax");
+_Static_assert(offsetof(struct lt_regs, r10) == LT_LAYOUT_REGS_R10, "lt_regs r10");
+_Static_assert(offsetof(struct lt_regs, r12) == LT_LAYOUT_REGS_R12, "lt_regs r12");
+_Static_assert(offsetof(struct lt_regs, r13) == LT_LAYOUT_REGS_R13, "lt_regs r13");
+_Static_assert(offsetof(struct lt_regs, r14) == LT_LAYOUT_REGS_R14, "lt_regs r14");
+_Static_assert(offsetof(struct lt_regs, rsp) == LT_LAYOUT_REGS_RSP, "lt_regs rsp");
+_Static_assert(offsetof(struct lt_regs, resume) == LT_LAYOUT_REGS_RESUME, "lt_regs resume");
+_Static_assert(offsetof(struct lt_regs, current) == LT_LAYOUT_REGS_CURRENT, "lt_regs current");
+_Static_assert(offsetof(struct lt_regs, saved_errno) == LT_LAYOUT_REGS_ERRNO, "lt_regs errno");
+_Static_assert(offsetof(struct lt_regs, xmm) == LT_LAYOUT_REGS_XMM, "lt_regs xmm");
+_Static_assert(LT_LAYOUT_FRAME_RECORD == LT_LAYOUT_REGS_SIZE, "the record pointer follows lt_regs");
+_Static_assert(LT_LAYOUT_TRAMP_FRAME_SIZE % 16 == 0 && LT_LAYOUT_TRAMP_FRAME_SIZE >= LT_LAYOUT_FRAME_RECORD + 8,
+               "the frame holds lt_regs and the record pointer, 16-byte aligned");
+_Static_assert(offsetof(struct lt_stub_record, func) == LT_LAYOUT_RECORD_FUNC, "record func");
+_Static_assert(offsetof(struct lt_stub_record, ops) == LT_LAYOUT_RECORD_OPS, "record ops");
+_Static_assert(offsetof(struct lt_stub_record, resume) == LT_LAYOUT_RECORD_RESUME, "record resume");
+_Static_assert(offsetof(struct lt_stub_record, site) == LT_LAYOUT_RECORD_SITE, "record site");
+_Static_assert(sizeof(struct lt_stub_record) == LT_LAYOUT_RECORD_SIZE, "record size");
+_Static_assert(offsetof(struct lt_thread_slot, seq) == LT_LAYOUT_SLOT_SEQ, "slot seq");
+_Static_assert(offsetof(struct lt_thread_slot, skipped) == LT_LAYOUT_SLOT_SKIPPED, "slot skipped");
+_Static_assert(offsetof(struct lt_thread_slot, ready) == LT_LAYOUT_SLOT_READY, "slot ready");
 _Static_assert(sizeof(struct lt_thread_slot) == 64, "one slot per cache line");
 
 extern char __start_lt_tramp_text[];
@@ -70,8 +95,7 @@ __attribute__((constructor)) static void lt_tramp_init(void) {
  * thread's PC to know it is not here. */
 __attribute__((section("lt_tramp_text"), noinline)) LT_HIDDEN
 struct lt_thread_slot *lt_thread_claim(void) {
-    long tid;
-    __asm__ volatile("syscall" : "=a"(tid) : "a"((long)SYS_gettid) : "rcx", "r11", "memory");
+    long tid = lt_sys_gettid_raw();
     for (int i = 0; i < LT_THREAD_SLOTS; i++) {
         int32_t expected = 0;
         if (__atomic_load_n(&lt_thread_slots[i].tid, __ATOMIC_RELAXED) != 0) continue;
@@ -115,18 +139,6 @@ uint64_t lt_thread_current_seq(void) {
     return slot ? __atomic_load_n(&slot->seq, __ATOMIC_RELAXED) : 0;
 }
 
-long lt_tramp_membarrier(void) {
-    enum { CMD_PRIVATE_EXPEDITED = 1 << 3, CMD_REGISTER_PRIVATE_EXPEDITED = 1 << 4 };
-    static int registered;
-    if (!__atomic_load_n(&registered, __ATOMIC_ACQUIRE)) {
-        if (syscall(SYS_membarrier, CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return -errno;
-        __atomic_store_n(&registered, 1, __ATOMIC_RELEASE);
-    }
-    long r;
-    do { r = syscall(SYS_membarrier, CMD_PRIVATE_EXPEDITED, 0, 0); } while (r != 0 && errno == EINTR);
-    return r == 0 ? 0 : -errno;
-}
-
 void *lt_ops_data(const lt_ops *ops) {
     return ops ? ops->data : NULL;
 }
@@ -156,10 +168,6 @@ const char *lt_strerror(int error) {
     case LT_ETRACEDIR: return "the trace directory could not be created or written (errno says why)";
     default: return "unknown LiveTrace error";
     }
-}
-
-int32_t lt_tramp_gettid(void) {
-    return (int32_t)syscall(SYS_gettid);
 }
 
 void lt_tramp_replace_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs) {

@@ -43,31 +43,7 @@
  * the site's jump and E1 lives in section lt_tramp_text (see lt_tramp.h), and
  * nothing reads the record after E2.
  */
-#define REGS_RDI     0
-#define REGS_RSI     8
-#define REGS_RDX     16
-#define REGS_RCX     24
-#define REGS_R8      32
-#define REGS_R9      40
-#define REGS_RAX     48
-#define REGS_R10     56
-#define REGS_R12     64
-#define REGS_R13     72
-#define REGS_R14     80
-#define REGS_RSP     88
-#define REGS_RESUME  96
-#define REGS_CURRENT 104
-#define REGS_ERRNO   112
-#define REGS_XMM     128
-#define FRAME_RECORD 256
-#define FRAME_SIZE   272
-#define RECORD_FUNC  0
-#define RECORD_OPS   8
-#define RECORD_RESUME 16
-#define RECORD_SITE  24
-#define SLOT_SEQ     0
-#define SLOT_SKIPPED 8
-#define SLOT_READY   20
+#include "lt_tramp_layout.h"
 
     .hidden lt_errno_tpoff
     .hidden lt_thread_overflow
@@ -84,44 +60,44 @@
     .cfi_offset %rbp, -16
     mov %rsp, %rbp
     .cfi_def_cfa_register %rbp
-    sub $FRAME_SIZE, %rsp
+    sub $LT_LAYOUT_TRAMP_FRAME_SIZE, %rsp
     and $-16, %rsp
 .endm
 .macro SAVE
-    mov %rdi, REGS_RDI(%rsp)
-    mov %rsi, REGS_RSI(%rsp)
-    mov %rdx, REGS_RDX(%rsp)
-    mov %rcx, REGS_RCX(%rsp)
-    mov %r8,  REGS_R8(%rsp)
-    mov %r9,  REGS_R9(%rsp)
-    mov %rax, REGS_RAX(%rsp)
-    mov %r10, REGS_R10(%rsp)
-    movaps %xmm0, REGS_XMM+0(%rsp)
-    movaps %xmm1, REGS_XMM+16(%rsp)
-    movaps %xmm2, REGS_XMM+32(%rsp)
-    movaps %xmm3, REGS_XMM+48(%rsp)
-    movaps %xmm4, REGS_XMM+64(%rsp)
-    movaps %xmm5, REGS_XMM+80(%rsp)
-    movaps %xmm6, REGS_XMM+96(%rsp)
-    movaps %xmm7, REGS_XMM+112(%rsp)
+    mov %rdi, LT_LAYOUT_REGS_RDI(%rsp)
+    mov %rsi, LT_LAYOUT_REGS_RSI(%rsp)
+    mov %rdx, LT_LAYOUT_REGS_RDX(%rsp)
+    mov %rcx, LT_LAYOUT_REGS_RCX(%rsp)
+    mov %r8,  LT_LAYOUT_REGS_R8(%rsp)
+    mov %r9,  LT_LAYOUT_REGS_R9(%rsp)
+    mov %rax, LT_LAYOUT_REGS_RAX(%rsp)
+    mov %r10, LT_LAYOUT_REGS_R10(%rsp)
+    movaps %xmm0, LT_LAYOUT_REGS_XMM+0(%rsp)
+    movaps %xmm1, LT_LAYOUT_REGS_XMM+16(%rsp)
+    movaps %xmm2, LT_LAYOUT_REGS_XMM+32(%rsp)
+    movaps %xmm3, LT_LAYOUT_REGS_XMM+48(%rsp)
+    movaps %xmm4, LT_LAYOUT_REGS_XMM+64(%rsp)
+    movaps %xmm5, LT_LAYOUT_REGS_XMM+80(%rsp)
+    movaps %xmm6, LT_LAYOUT_REGS_XMM+96(%rsp)
+    movaps %xmm7, LT_LAYOUT_REGS_XMM+112(%rsp)
 .endm
 .macro RESTORE
-    movaps REGS_XMM+0(%rsp), %xmm0
-    movaps REGS_XMM+16(%rsp), %xmm1
-    movaps REGS_XMM+32(%rsp), %xmm2
-    movaps REGS_XMM+48(%rsp), %xmm3
-    movaps REGS_XMM+64(%rsp), %xmm4
-    movaps REGS_XMM+80(%rsp), %xmm5
-    movaps REGS_XMM+96(%rsp), %xmm6
-    movaps REGS_XMM+112(%rsp), %xmm7
-    mov REGS_RDI(%rsp), %rdi
-    mov REGS_RSI(%rsp), %rsi
-    mov REGS_RDX(%rsp), %rdx
-    mov REGS_RCX(%rsp), %rcx
-    mov REGS_R8(%rsp),  %r8
-    mov REGS_R9(%rsp),  %r9
-    mov REGS_RAX(%rsp), %rax
-    mov REGS_R10(%rsp), %r10
+    movaps LT_LAYOUT_REGS_XMM+0(%rsp), %xmm0
+    movaps LT_LAYOUT_REGS_XMM+16(%rsp), %xmm1
+    movaps LT_LAYOUT_REGS_XMM+32(%rsp), %xmm2
+    movaps LT_LAYOUT_REGS_XMM+48(%rsp), %xmm3
+    movaps LT_LAYOUT_REGS_XMM+64(%rsp), %xmm4
+    movaps LT_LAYOUT_REGS_XMM+80(%rsp), %xmm5
+    movaps LT_LAYOUT_REGS_XMM+96(%rsp), %xmm6
+    movaps LT_LAYOUT_REGS_XMM+112(%rsp), %xmm7
+    mov LT_LAYOUT_REGS_RDI(%rsp), %rdi
+    mov LT_LAYOUT_REGS_RSI(%rsp), %rsi
+    mov LT_LAYOUT_REGS_RDX(%rsp), %rdx
+    mov LT_LAYOUT_REGS_RCX(%rsp), %rcx
+    mov LT_LAYOUT_REGS_R8(%rsp),  %r8
+    mov LT_LAYOUT_REGS_R9(%rsp),  %r9
+    mov LT_LAYOUT_REGS_RAX(%rsp), %rax
+    mov LT_LAYOUT_REGS_R10(%rsp), %r10
 .endm
 
 /* ENTRY name, full: one entry; `full` also saves r12-r14. */
@@ -135,12 +111,12 @@
     FRAME
     SAVE
 .if \full
-    mov %r12, REGS_R12(%rsp)
-    mov %r13, REGS_R13(%rsp)
-    mov %r14, REGS_R14(%rsp)
+    mov %r12, LT_LAYOUT_REGS_R12(%rsp)
+    mov %r13, LT_LAYOUT_REGS_R13(%rsp)
+    mov %r14, LT_LAYOUT_REGS_R14(%rsp)
 .endif
-    mov RECORD_RESUME(%r11), %rcx
-    mov %rcx, REGS_RESUME(%rsp)
+    mov LT_LAYOUT_RECORD_RESUME(%r11), %rcx
+    mov %rcx, LT_LAYOUT_REGS_RESUME(%rsp)
     /* This thread's slot (initial-exec TLS). r11 (the record) stays live
      * on the fast path; only the slow paths, which call C, park it. */
     movq lt_thread_self@gottpoff(%rip), %rax
@@ -148,27 +124,27 @@
     test %rax, %rax
     jz .L\name\()_claim
 .L\name\()_have_slot:
-    testb $1, SLOT_SEQ(%rax)
+    testb $1, LT_LAYOUT_SLOT_SEQ(%rax)
     jnz .L\name\()_nested
     /* E1: seq becomes odd; every record/ops/list read comes after this. */
-    incq SLOT_SEQ(%rax)
-    cmpb $0, SLOT_READY(%rax)
+    incq LT_LAYOUT_SLOT_SEQ(%rax)
+    cmpb $0, LT_LAYOUT_SLOT_READY(%rax)
     jz .L\name\()_finish_claim
 .L\name\()_ready:
     lea 8(%rbp), %rcx
-    mov %rcx, REGS_RSP(%rsp)
-    mov RECORD_SITE(%r11), %rdi           /* ip: the 5-byte site */
+    mov %rcx, LT_LAYOUT_REGS_RSP(%rsp)
+    mov LT_LAYOUT_RECORD_SITE(%r11), %rdi           /* ip: the 5-byte site */
     mov 8(%rbp), %rsi                     /* parent_ip */
-    mov RECORD_OPS(%r11), %rdx
-    mov %rdx, REGS_CURRENT(%rsp)
+    mov LT_LAYOUT_RECORD_OPS(%r11), %rdx
+    mov %rdx, LT_LAYOUT_REGS_CURRENT(%rsp)
     mov lt_errno_tpoff(%rip), %rcx
     mov %fs:(%rcx), %ecx
-    mov %ecx, REGS_ERRNO(%rsp)
+    mov %ecx, LT_LAYOUT_REGS_ERRNO(%rsp)
     mov %rsp, %rcx
-    call *RECORD_FUNC(%r11)
+    call *LT_LAYOUT_RECORD_FUNC(%r11)
     /* errno is written back only when it changed: stores are what this
      * path spends its time on. */
-    mov REGS_ERRNO(%rsp), %ecx
+    mov LT_LAYOUT_REGS_ERRNO(%rsp), %ecx
     mov lt_errno_tpoff(%rip), %rdx
     cmp %ecx, %fs:(%rdx)
     jne .L\name\()_restore_errno
@@ -176,14 +152,14 @@
     movq lt_thread_self@gottpoff(%rip), %rax
     movq %fs:(%rax), %rax
     /* E2: seq becomes even; only permanent code runs from here. */
-    incq SLOT_SEQ(%rax)
+    incq LT_LAYOUT_SLOT_SEQ(%rax)
     lea lt_graph_return_point(%rip), %r11
     cmp %r11, 8(%rbp)
 .L\name\()_leave:
     /* ZF set: the return slot is hooked (the nested and overflow paths
      * arrive with ZF clear). RESTORE, mov and leave keep the flags. */
     RESTORE
-    mov REGS_RESUME(%rsp), %r11
+    mov LT_LAYOUT_REGS_RESUME(%rsp), %r11
     .cfi_remember_state
     leave
     .cfi_def_cfa %rsp, 8
@@ -198,23 +174,23 @@
     .cfi_restore_state
 .L\name\()_nested:
     /* The recursion guard: a callback called a traced function. */
-    incq SLOT_SKIPPED(%rax)
+    incq LT_LAYOUT_SLOT_SKIPPED(%rax)
     test %rsp, %rsp
     jmp .L\name\()_leave
 .L\name\()_claim:
-    mov %r11, FRAME_RECORD(%rsp)
+    mov %r11, LT_LAYOUT_FRAME_RECORD(%rsp)
     call lt_thread_claim
-    mov FRAME_RECORD(%rsp), %r11
+    mov LT_LAYOUT_FRAME_RECORD(%rsp), %r11
     test %rax, %rax
     jnz .L\name\()_have_slot
     lock incq lt_thread_overflow(%rip)
     test %rsp, %rsp
     jmp .L\name\()_leave
 .L\name\()_finish_claim:
-    mov %r11, FRAME_RECORD(%rsp)
+    mov %r11, LT_LAYOUT_FRAME_RECORD(%rsp)
     mov %rax, %rdi
     call lt_thread_finish_claim
-    mov FRAME_RECORD(%rsp), %r11
+    mov LT_LAYOUT_FRAME_RECORD(%rsp), %r11
     jmp .L\name\()_ready
 .L\name\()_restore_errno:
     mov %ecx, %fs:(%rdx)
@@ -261,7 +237,7 @@ lt_tramp_entry_graph:
     LT_FAST_THREAD %rcx, %rsi, .Lgraph_fallback
     cmpb $0, LT_LAYOUT_SLOT_READY(%rcx)
     je .Lgraph_fallback
-    mov RECORD_SITE(%r11), %r9
+    mov LT_LAYOUT_RECORD_SITE(%r11), %r9
     mov %r9, %rax
     shr $LT_LAYOUT_EVENT_ADDRESS_BITS, %rax
     jnz .Lgraph_fallback
@@ -303,7 +279,7 @@ lt_tramp_entry_graph:
     /* Step 5. */
     lea lt_graph_return_point(%rip), %rax
     mov %rax, LT_FAST_SLOT(%rsp)
-    mov RECORD_RESUME(%r11), %r11
+    mov LT_LAYOUT_RECORD_RESUME(%r11), %r11
     incq LT_LAYOUT_SLOT_SEQ(%rcx)
     /* Step 6. */
     .cfi_remember_state

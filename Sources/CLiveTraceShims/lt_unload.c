@@ -2,12 +2,12 @@
  * lt_unload.h). */
 #define _GNU_SOURCE
 #include "lt_unload.h"
+#include "lt_sys.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,7 +35,7 @@ __attribute__((constructor)) static void lt_unload_init(void) {
     pthread_atfork(NULL, NULL, lt_unload_after_fork_in_child);
 }
 
-static int32_t lt_unload_gettid(void) { return (int32_t)syscall(SYS_gettid); }
+static int32_t lt_unload_gettid(void) { return (int32_t)lt_sys_gettid(); }
 
 int lt_unload_gate_enter(unsigned timeout_ms) {
     if (__atomic_load_n(&lt_unload_gate_owner, __ATOMIC_ACQUIRE) == lt_unload_gettid()) return 0;

@@ -1,72 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LiveTraceSites
 
-/// One mapping of /proc/self/maps.
-public struct MemoryMapping: Sendable, Hashable {
-    public var start: UInt
-    public var end: UInt
-    public var readable: Bool
-    public var writable: Bool
-    public var executable: Bool
-    public var path: String
-
-    /// The mappings of this process, sorted by address. A byte-level
-    /// parser: it runs once per batch.
-    ///
-    ///     start-end perms offset dev inode [path]
-    ///     7f12a000-7f12b000 r-xp 00001000 08:01 1234  /usr/lib/libfoo.so
-    public static func current() throws(SystemCallError) -> [MemoryMapping] {
-        let text = try Syscall.readFile("/proc/self/maps")
-        var result: [MemoryMapping] = []
-        var i = 0
-        let n = text.count
-        func hexNumber(_ i: inout Int) -> UInt {
-            var v: UInt = 0
-            while i < n, let d = hexDigit(text[i]) {
-                v = v << 4 | UInt(d)
-                i += 1
-            }
-            return v
-        }
-        while i < n {
-            let lineStart = i
-            var lineEnd = i
-            while lineEnd < n && text[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
-            defer { i = lineEnd + 1 }
-            var p = lineStart
-            let start = hexNumber(&p)
-            guard p < lineEnd, text[p] == UInt8(ascii: "-") else { continue }
-            p += 1
-            let end = hexNumber(&p)
-            guard p + 4 < lineEnd else { continue }
-            p += 1
-            let r = text[p] == UInt8(ascii: "r"), w = text[p + 1] == UInt8(ascii: "w"), x = text[p + 2] == UInt8(ascii: "x")
-            // The path is the sixth field, if any.
-            var field = 1
-            while p < lineEnd && field < 5 {
-                while p < lineEnd && text[p] != UInt8(ascii: " ") { p += 1 }
-                while p < lineEnd && text[p] == UInt8(ascii: " ") { p += 1 }
-                field += 1
-            }
-            while p < lineEnd && text[p] != UInt8(ascii: " ") { p += 1 }
-            while p < lineEnd && text[p] == UInt8(ascii: " ") { p += 1 }
-            let path = p < lineEnd ? String(decoding: text[p..<lineEnd], as: UTF8.self) : ""
-            result.append(MemoryMapping(start: start, end: end, readable: r, writable: w, executable: x, path: path))
-        }
-        return result
-    }
-
-    private static func hexDigit(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        default: return nil
-        }
-    }
-
+extension ProcessMaps {
     /// The mapping containing `address` in a sorted list.
-    static func find(_ address: UInt, in mappings: [MemoryMapping]) -> MemoryMapping? {
+    static func find(_ address: UInt, in mappings: [ProcessMapping]) -> ProcessMapping? {
         var lo = 0, hi = mappings.count
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -138,7 +77,7 @@ public struct CodeWriter: Sendable {
     }
 
     /// Performs one step's writes. `mappings` tells each page's protection.
-    public func perform(_ writes: [Write], mappings: [MemoryMapping]) throws(SystemCallError) {
+    public func perform(_ writes: [Write], mappings: [ProcessMapping]) throws(SystemCallError) {
         switch method {
         case .procSelfMem:
             try writeThroughProcSelfMem(writes)
@@ -154,8 +93,8 @@ public struct CodeWriter: Sendable {
     }
 
     private func writeThroughProcSelfMem(_ writes: [Write]) throws(SystemCallError) {
-        let fd = try Syscall.open("/proc/self/mem", O_RDWR)
-        defer { Syscall.close(fd) }
+        let fd = try SystemCall.open("/proc/self/mem", O_RDWR)
+        defer { SystemCall.close(fd) }
         for w in writes {
             try Syscall.pwriteAll(fd, w.packed.array, at: w.address)
         }
@@ -168,7 +107,7 @@ public struct CodeWriter: Sendable {
         var protection: Int32
     }
 
-    private func writeWithMprotect(_ writes: [Write], mappings: [MemoryMapping]) throws(SystemCallError) {
+    private func writeWithMprotect(_ writes: [Write], mappings: [ProcessMapping]) throws(SystemCallError) {
         let page = Self.pageSize
         var pages: [UInt] = []
         pages.reserveCapacity(writes.count)
@@ -182,7 +121,7 @@ public struct CodeWriter: Sendable {
         if zip(pages, pages.dropFirst()).contains(where: { $0 > $1 }) { pages.sort() }
         var runs: [PageRun] = []
         for p in pages {
-            guard let m = MemoryMapping.find(p, in: mappings) else {
+            guard let m = ProcessMaps.find(p, in: mappings) else {
                 throw SystemCallError(call: "mprotect (address 0x\(String(p, radix: 16)) is not mapped)", errno: EFAULT)
             }
             if m.writable { continue }

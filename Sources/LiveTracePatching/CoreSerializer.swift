@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import LiveTraceSites
 #endif
 import CLiveTraceShims
 
@@ -134,7 +135,7 @@ public enum CoreSerializer {
     static func chooseSyncSignal(preferred: Int32) -> Int32 {
         var blocked: UInt64 = 0
         for tid in (try? Syscall.threadIDs()) ?? [] {
-            guard let status = try? Syscall.readFile("/proc/self/task/\(tid)/status") else { continue }
+            guard let status = try? SystemCall.readFile("/proc/self/task/\(tid)/status") else { continue }
             for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("SigBlk:") {
                 blocked |= UInt64(line.dropFirst("SigBlk:".count).trimmingCharacters(in: " \t"), radix: 16) ?? 0
             }
@@ -152,7 +153,7 @@ public enum CoreSerializer {
 
     /// "tid (name), blocked signals: mask" from /proc/self/task/N, for errors.
     static func describeThread(_ tid: Int32) -> String {
-        let status = (try? Syscall.readFile("/proc/self/task/\(tid)/status")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let status = (try? SystemCall.readFile("/proc/self/task/\(tid)/status")).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let fields = status.split(separator: "\n").filter { $0.hasPrefix("Name:") || $0.hasPrefix("SigBlk:") || $0.hasPrefix("State:") }
         return "\(tid) (\(fields.joined(separator: ", ").replacingTabs()))"
     }
@@ -160,7 +161,7 @@ public enum CoreSerializer {
     /// /proc/self/task/N/syscall starts with the system call number when the
     /// thread is blocked in one, "running" or "-1" otherwise.
     static func isBlockedInSystemCall(_ tid: Int32) -> Bool {
-        guard let bytes = try? Syscall.readFile("/proc/self/task/\(tid)/syscall") else { return false }
+        guard let bytes = try? SystemCall.readFile("/proc/self/task/\(tid)/syscall") else { return false }
         let first = bytes.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") }
         guard let number = Int(String(decoding: first, as: UTF8.self)) else { return false }
         return number >= 0

@@ -411,9 +411,9 @@ public final class TextPoker: Sendable {
         let mechanism = serialization(state)
         result.serializationMechanism = mechanism
         let writer = CodeWriter(method: state.configuration.writeMethod)
-        let mappings: [MemoryMapping]
+        let mappings: [ProcessMapping]
         do throws(SystemCallError) {
-            mappings = try MemoryMapping.current()
+            mappings = try ProcessMaps.read()
         } catch {
             fail(plan, site, .codeAccessFailed(error.description), &result)
             return
@@ -511,7 +511,7 @@ public final class TextPoker: Sendable {
     /// still emulates NEW meanwhile, which is a valid behaviour for a site
     /// in flight. Returns false if the bytes could not be restored.
     private func rollBack(_ plan: [PlannedWrite], stepsDone: Int, writer: CodeWriter,
-                          mappings: [MemoryMapping], mechanism: CoreSerializer.Mechanism) -> Bool {
+                          mappings: [ProcessMapping], mechanism: CoreSerializer.Mechanism) -> Bool {
         do throws(SystemCallError) {
             if stepsDone >= 3 {
                 try writer.perform(plan.map { CodeWriter.Write(address: $0.address + 1, packed: $0.old.tail) }, mappings: mappings)

@@ -16,19 +16,19 @@ import LiveTraceSites
 ///      the return address A+5 of the new call is an instruction boundary.)
 ///     During a transition A[0] is int3 (cc) and A[1...4] is either OLD or NEW.
 public enum X86SiteEncoding {
-    public static let int3: UInt8 = 0xCC
-    public static let nop1: UInt8 = 0x90
-    public static let callRel32Opcode: UInt8 = 0xE8
-    public static let jmpRel32Opcode: UInt8 = 0xE9
+    public static let int3 = X86Opcode.int3
+    public static let nop1 = X86Opcode.nop
+    public static let callRel32Opcode = X86Opcode.callRel32
+    public static let jmpRel32Opcode = X86Opcode.jmpRel32
     /// `ff 15`: call through a rip-relative memory operand.
-    public static let callIndirectRipRelative: [UInt8] = [0xFF, 0x15]
+    public static let callIndirectRipRelative = X86Opcode.callRipIndirect
     /// `67 e8`: addr32 call rel32, the linker's relaxation of `ff 15`.
-    public static let callAddr32Rel32: [UInt8] = [0x67, 0xE8]
+    public static let callAddr32Rel32: [UInt8] = [X86Opcode.addressSizePrefix, X86Opcode.callRel32]
     /// The 4-byte prefix common to every `nopl 0x0(%rax,%rax,1)` form.
-    public static let nop5Prefix: [UInt8] = [0x0F, 0x1F, 0x44, 0x00]
+    public static let nop5Prefix = X86Opcode.nop5Prefix
     /// The 5-byte nop the text poke writes.
-    public static let nop5: [UInt8] = [0x0F, 0x1F, 0x44, 0x00, 0x00]
-    public static let nop1x5: [UInt8] = [UInt8](repeating: 0x90, count: 5)
+    public static let nop5 = X86Opcode.nop5
+    public static let nop1x5: [UInt8] = [UInt8](repeating: X86Opcode.nop, count: 5)
     /// Length of the normal-form instruction.
     public static let normalLength = 5
 

@@ -1,7 +1,9 @@
 // Every system call the recording side makes goes through one of these thin
-// wrappers: each retries EINTR and turns errno into a RecordingError that
-// names the call and its subject.
+// wrappers over LiveTraceSites' system-call layer (SystemCalls.swift), which
+// retries EINTR; they turn its error into a RecordingError that names the
+// call and its subject.
 import Glibc
+import LiveTraceSites
 
 /// Errors of the recording side: system calls, the ring area, the trace.
 public enum RecordingError: Error, CustomStringConvertible, Equatable {
@@ -53,12 +55,10 @@ public enum RecordingError: Error, CustomStringConvertible, Equatable {
 enum Sys {
     @inline(__always)
     static func retrying<T: BinaryInteger>(_ call: String, _ subject: String, _ body: () -> T) throws(RecordingError) -> T {
-        while true {
-            let r = body()
-            if r >= 0 { return r }
-            let e = errno
-            if e == EINTR { continue }
-            throw .systemCall(call: call, subject: subject, errno: e)
+        do {
+            return try SystemCall.retrying(call, body, failed: { $0 < 0 })
+        } catch {
+            throw .systemCall(call: call, subject: subject, errno: error.errno)
         }
     }
 
@@ -138,16 +138,10 @@ enum Sys {
 
     /// Reads a whole file.
     static func readFile(_ path: String) throws(RecordingError) -> [UInt8] {
-        let fd = try open(path, O_RDONLY)
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = try retrying("read", path) {
-                chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            }
-            if n == 0 { return result }
-            result.append(contentsOf: chunk[0..<n])
+        do {
+            return try SystemCall.readFile(path)
+        } catch {
+            throw .systemCall(call: error.call.prefix { $0 != "(" }.description, subject: path, errno: error.errno)
         }
     }
 

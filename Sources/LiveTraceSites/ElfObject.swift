@@ -168,6 +168,8 @@ enum ElfLayout {
     static let sectionNoBits: UInt32 = 8
     static let sectionSymbolTable: UInt32 = 2
     static let sectionDynamicSymbols: UInt32 = 11
+    static let sectionNote: UInt32 = 7
+    static let noteGnuBuildId: UInt32 = 3
     static let sectionRela: UInt32 = 4
     static let sectionFlagAlloc: UInt64 = 2
     static let sectionIndexExtended: UInt16 = 0xffff

@@ -2,40 +2,37 @@
 import Glibc
 #endif
 
-/// Thin wrappers over the system calls that discovery makes. Each retries
-/// EINTR and turns a failure into `DiscoveryError.systemCall` naming the call
-/// and the path it was made for.
+/// Thin wrappers over the system-call layer (SystemCalls.swift) for the calls
+/// discovery makes, their failures as `DiscoveryError` naming the call and
+/// the path it was made for.
 enum FileSyscalls {
     static func open(_ path: String) throws(DiscoveryError) -> Int32 {
-        while true {
-            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-            if fd >= 0 { return fd }
-            let error = errno
-            if error == EINTR { continue }
-            if error == ENOENT { throw .fileNotFound(path: path) }
-            if error == EISDIR { throw .isDirectory(path: path) }
-            throw .systemCall(call: "open", path: path, errno: error)
+        do {
+            return try SystemCall.open(path, O_RDONLY)
+        } catch {
+            if error.errno == ENOENT { throw .fileNotFound(path: path) }
+            if error.errno == EISDIR { throw .isDirectory(path: path) }
+            throw .systemCall(call: "open", path: path, errno: error.errno)
         }
     }
 
     static func fstat(_ fd: Int32, path: String) throws(DiscoveryError) -> stat {
         var info = stat()
-        while Glibc.fstat(fd, &info) != 0 {
-            let error = errno
-            if error != EINTR { throw .systemCall(call: "fstat", path: path, errno: error) }
+        do {
+            _ = try SystemCall.retrying("fstat") { Glibc.fstat(fd, &info) }
+        } catch {
+            throw .systemCall(call: "fstat", path: path, errno: error.errno)
         }
         return info
     }
 
     /// Maps `size` bytes of `fd` read-only and private.
     static func mapReadOnly(_ fd: Int32, size: Int, path: String) throws(DiscoveryError) -> UnsafeRawBufferPointer {
-        while true {
-            guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
-                let error = errno
-                if error == EINTR { continue }
-                throw .systemCall(call: "mmap", path: path, errno: error)
-            }
+        do {
+            let base = try SystemCall.retrying("mmap", { mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0) }, failed: { $0 == nil || $0 == MAP_FAILED })
             return UnsafeRawBufferPointer(start: base, count: size)
+        } catch {
+            throw .systemCall(call: "mmap", path: path, errno: error.errno)
         }
     }
 
@@ -45,20 +42,16 @@ enum FileSyscalls {
         _ = munmap(UnsafeMutableRawPointer(mutating: base), buffer.count)
     }
 
-    static func close(_ fd: Int32) {
-        // close is never retried on EINTR on Linux: the descriptor is gone either way.
-        _ = Glibc.close(fd)
-    }
+    static func close(_ fd: Int32) { SystemCall.close(fd) }
 
     /// The target of a symbolic link such as /proc/self/exe.
     static func readLink(_ path: String) throws(DiscoveryError) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        while true {
-            let n = readlink(path, &buffer, buffer.count - 1)
-            if n >= 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
-            let error = errno
-            if error == EINTR { continue }
-            throw .systemCall(call: "readlink", path: path, errno: error)
+        do {
+            let n = try SystemCall.retrying("readlink") { readlink(path, &buffer, buffer.count - 1) }
+            return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        } catch {
+            throw .systemCall(call: "readlink", path: path, errno: error.errno)
         }
     }
 }

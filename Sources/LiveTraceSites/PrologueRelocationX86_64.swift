@@ -23,7 +23,7 @@ import CZydis
 
 struct PrologueAnalyzerX86_64 {
     static let patchLength = 5
-    static let endbr64: [UInt8] = [0xf3, 0x0f, 0x1e, 0xfa]
+    static let endbr64 = X86Opcode.endbr64
     /// Zydis's `ZYDIS_ATTRIB_HAS_MODRM` and `ZYDIS_ATTRIB_IS_RELATIVE`.
     static let attributeHasModRM: UInt64 = 1 << 0
     static let attributeIsRelative: UInt64 = 1 << 7
@@ -209,12 +209,12 @@ extension PrologueRelocation {
                 copy.replaceSubrange(dispOffset..<dispOffset + 4, with: disp)
                 bytes += copy
             case let .jump(target):
-                bytes += [0xe9] + (try rel32(target, endingAt: bytes.count + 5))
+                bytes += [X86Opcode.jmpRel32] + (try rel32(target, endingAt: bytes.count + X86Opcode.rel32Length))
             case let .conditionalJump(condition, target):
-                bytes += [0x0f, 0x80 + condition] + (try rel32(target, endingAt: bytes.count + 6))
+                bytes += [X86Opcode.twoByteEscape, X86Opcode.jccRel32Base + condition] + (try rel32(target, endingAt: bytes.count + X86Opcode.jccRel32Length))
             }
         }
-        bytes += [0xe9] + (try rel32(resumeAddress, endingAt: bytes.count + 5))
+        bytes += [X86Opcode.jmpRel32] + (try rel32(resumeAddress, endingAt: bytes.count + X86Opcode.rel32Length))
         return (bytes, offsets)
     }
 

@@ -9,24 +9,24 @@
 ///     PLT stub      [endbr64] [bnd] jmp *rel32(%rip)  [f3 0f 1e fa] [f2] ff 25 r0 r1 r2 r3
 ///     shorter nops  66 90 (2)  0f 1f 00 (3)  0f 1f 40 00 (4)
 enum X86 {
-    static let endbr64: [UInt8] = [0xf3, 0x0f, 0x1e, 0xfa]
+    static let endbr64 = X86Opcode.endbr64
     static let endbr64Length = 4
-    static let nop1: UInt8 = 0x90
+    static let nop1 = X86Opcode.nop
     /// The four fixed bytes of the 5-byte nop; the fifth is a displacement.
-    static let nop5Prefix: [UInt8] = [0x0f, 0x1f, 0x44, 0x00]
+    static let nop5Prefix = X86Opcode.nop5Prefix
     static let nop5Length = 5
-    static let callRel32Opcode: UInt8 = 0xe8
+    static let callRel32Opcode = X86Opcode.callRel32
     static let callRel32Length = 5
-    static let indirectOpcode: UInt8 = 0xff
+    static let indirectOpcode = X86Opcode.group5
     /// ModRM of `call *disp32(%rip)` (reg field 2, rip-relative).
-    static let callRipRelativeModRM: UInt8 = 0x15
+    static let callRipRelativeModRM = X86Opcode.callRipRelativeModRM
     /// ModRM of `jmp *disp32(%rip)` (reg field 4, rip-relative).
-    static let jmpRipRelativeModRM: UInt8 = 0x25
+    static let jmpRipRelativeModRM = X86Opcode.jmpRipRelativeModRM
     static let callRipRelativeLength = 6
     static let jmpRipRelativeLength = 6
-    static let bndPrefix: UInt8 = 0xf2
-    static let operandSizePrefix: UInt8 = 0x66
-    static let twoByteEscape: UInt8 = 0x0f
+    static let bndPrefix = X86Opcode.bndPrefix
+    static let operandSizePrefix = X86Opcode.operandSizePrefix
+    static let twoByteEscape = X86Opcode.twoByteEscape
     static let nopGroupOpcode: UInt8 = 0x1f
     /// ModRM bytes of the 3- and 4-byte nops (0f 1f 00, 0f 1f 40 00).
     static let nop3ModRM: UInt8 = 0x00

@@ -18,6 +18,7 @@
 // Ownership: all state is touched only under OpsRegistry's lock.
 import CLiveTraceShims
 import Glibc
+import LiveTraceSites
 
 /// One stub's slots: `count` contiguous slots from `index` (a leaf stub that
 /// does not fit 64 bytes takes two).
@@ -126,18 +127,13 @@ final class JITMemory {
     /// Page-aligned start addresses of free gaps reachable from `site`,
     /// nearest first.
     static func candidateAddresses(near site: UInt, size: UInt) throws(TraceError) -> [UInt] {
-        guard let mapsBytes = try Sys.readFile("/proc/self/maps") else {
-            throw TraceError.sitesUnavailable("/proc/self/maps is missing")
+        let maps: [ProcessMapping]
+        do {
+            maps = try ProcessMaps.read()
+        } catch {
+            throw TraceError.systemCall(call: error.call, errno: error.errno)
         }
-        var mapped: [(UInt, UInt)] = []
-        for line in mapsBytes.split(separator: UInt8(ascii: "\n")) {
-            let field = line.prefix { $0 != UInt8(ascii: " ") }
-            let parts = field.split(separator: UInt8(ascii: "-"))
-            guard parts.count == 2,
-                  let lo = UInt(String(decoding: parts[0], as: UTF8.self), radix: 16),
-                  let hi = UInt(String(decoding: parts[1], as: UTF8.self), radix: 16) else { continue }
-            mapped.append((lo, hi))
-        }
+        var mapped = maps.map { ($0.start, $0.end) }
         mapped.sort { $0.0 < $1.0 }
         let page: UInt = 4096
         let lowestUsable: UInt = 0x10000

@@ -54,6 +54,7 @@
 //     callee-saved ones (rbx rbp r12–r15) the callback preserves by the C
 //     convention it was compiled with.
 import CZydis
+import LiveTraceSites
 import Glibc
 
 /// A set of x86-64 general-purpose registers, by hardware number.
@@ -267,7 +268,7 @@ struct X86Instruction {
     var fullyWrites: GPR?
 
     /// `nop`, the one-byte filler.
-    static let nop: UInt8 = 0x90
+    static let nop = X86Opcode.nop
 
     /// Integer instructions with no effect beyond their operands, the flags
     /// and the stack slots of push/pop. `imul` only in its two- and

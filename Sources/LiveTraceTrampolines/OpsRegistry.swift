@@ -440,7 +440,7 @@ public final class OpsRegistry: @unchecked Sendable {
             for var site in list where site.kind == .none && site.functionSize > 0 {
                 // The patch goes after endbr64, read in memory.
                 let entry = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: site.functionAddress), count: min(4, site.functionSize))
-                if entry.elementsEqual([0xf3, 0x0f, 0x1e, 0xfa]) { site.address = site.functionAddress + 4; site.hasEndbr = true }
+                if entry.elementsEqual(X86Opcode.endbr64) { site.address = site.functionAddress + 4; site.hasEndbr = true }
                 site.rejection = nil
                 if byAddress[site.address] == nil { byAddress[site.address] = siteStates[site.address]?.site ?? site }
             }
@@ -512,29 +512,13 @@ public final class OpsRegistry: @unchecked Sendable {
     /// the trampolines (its functions are never relocated).
     static let tracerCodeRanges: [(UInt, UInt)] = {
         let entry = lt_tramp_entry_address()
-        guard let own = mappings().first(where: { $0.0 <= entry && entry < $0.1 }) else { return [] }
-        return executableMappings(of: own.2)
+        guard let own = (try? ProcessMaps.read())?.first(where: { $0.start <= entry && entry < $0.end }) else { return [] }
+        return executableMappings(of: own.path)
     }()
 
     /// The executable mappings of the file at `path`.
     static func executableMappings(of path: String) -> [(UInt, UInt)] {
-        mappings().filter { $0.2 == path && $0.3 }.map { ($0.0, $0.1) }
-    }
-
-    /// /proc/self/maps: start, end, path, executable.
-    static func mappings() -> [(UInt, UInt, String, Bool)] {
-        guard let maps = try? Sys.readFile("/proc/self/maps") else { return [] }
-        var lines: [(UInt, UInt, String, Bool)] = []
-        for line in maps.split(separator: UInt8(ascii: "\n")) {
-            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-            guard fields.count >= 6 else { continue }
-            let bounds = fields[0].split(separator: UInt8(ascii: "-"))
-            guard bounds.count == 2, let lo = UInt(String(decoding: bounds[0], as: UTF8.self), radix: 16),
-                  let hi = UInt(String(decoding: bounds[1], as: UTF8.self), radix: 16) else { continue }
-            let executable = fields[1].count >= 3 && fields[1][fields[1].startIndex + 2] == UInt8(ascii: "x")
-            lines.append((lo, hi, String(decoding: Array(fields[5...].joined(separator: [UInt8(ascii: " ")])), as: UTF8.self), executable))
-        }
-        return lines
+        ((try? ProcessMaps.read()) ?? []).filter { $0.path == path && $0.executable }.map { ($0.start, $0.end) }
     }
 
     /// Steps 1–4 for one ops whose wanted set becomes `wanted`.

@@ -14,12 +14,15 @@
 //                                 (a relocated entry: its relocated stub)
 //     +40  site (8)               the site itself: the `ip` callbacks get
 //     +48  cc ...                 int3 to the slot's end
+import CLiveTraceShims
+import LiveTraceSites
+
 enum StubX86_64 {
     /// `lea r11, [rip + disp32]`: REX.W+R, LEA, ModRM(r11, rip-relative).
     static let leaR11RipRelative: [UInt8] = [0x4c, 0x8d, 0x1d]
     /// `jmp qword [rip + disp32]`: opcode FF /4, ModRM rip-relative.
-    static let jmpRipIndirect: [UInt8] = [0xff, 0x25]
-    static let int3: UInt8 = 0xcc
+    static let jmpRipIndirect = X86Opcode.jmpRipIndirect
+    static let int3 = X86Opcode.int3
     static let leaLength = 7
     static let jmpLength = 6
     static let recordOffset = 16
@@ -42,8 +45,19 @@ enum StubX86_64 {
         let entrySlot = Int64(bitPattern: UInt64(regionBase)) + Int64(entry.rawValue)
         bytes += jmpRipIndirect + littleEndian(Int32(entrySlot - jmpEnd))
         bytes += [UInt8](repeating: int3, count: recordOffset - bytes.count)
-        bytes += littleEndian(UInt64(function)) + littleEndian(UInt64(ops)) + littleEndian(UInt64(resume)) + littleEndian(UInt64(site))
+        bytes += record(function: function, ops: ops, resume: resume, site: site)
         bytes += [UInt8](repeating: int3, count: JITMemory.slotSize - bytes.count)
+        return bytes
+    }
+
+    /// struct lt_stub_record's bytes, each field at its offset in
+    /// lt_tramp_layout.h (the assembly reads them there).
+    static func record(function: UInt, ops: UInt, resume: UInt, site: UInt) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: Int(LT_LAYOUT_RECORD_SIZE))
+        for (offset, value) in [(LT_LAYOUT_RECORD_FUNC, function), (LT_LAYOUT_RECORD_OPS, ops),
+                                (LT_LAYOUT_RECORD_RESUME, resume), (LT_LAYOUT_RECORD_SITE, site)] {
+            bytes.replaceSubrange(Int(offset)..<Int(offset) + 8, with: littleEndian(UInt64(value)))
+        }
         return bytes
     }
 
@@ -101,10 +115,10 @@ extension StubX86_64 {
     static let movRsiFromStackDisp8: [UInt8] = [0x48, 0x8b, 0x74, 0x24]
     /// `movabs rdx, imm64`: REX.W, B8+rdx.
     static let movabsRdx: [UInt8] = [0x48, 0xba]
-    static let callRel32: UInt8 = 0xe8
+    static let callRel32 = X86Opcode.callRel32
     /// `call qword [rip + disp32]`: opcode FF /2, ModRM rip-relative.
-    static let callRipIndirect: [UInt8] = [0xff, 0x15]
-    static let jmpRel32: UInt8 = 0xe9
+    static let callRipIndirect = X86Opcode.callRipIndirect
+    static let jmpRel32 = X86Opcode.jmpRel32
     static let rel32Length = 5
     /// The order of the pushes: the argument registers first. The
     /// alignment push takes the first one the callback does not mention.

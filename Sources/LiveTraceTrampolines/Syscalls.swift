@@ -1,14 +1,14 @@
-// Thin wrappers over the system calls of this module: each retries EINTR and
-// names the call in its error.
+// Thin wrappers over LiveTraceSites' system-call layer (SystemCalls.swift)
+// for the calls of this module, their failures as TraceError.
 import Glibc
+import LiveTraceSites
 
 enum Sys {
     static func retrying<T>(_ call: String, _ body: () -> T, failed: (T) -> Bool) throws(TraceError) -> T {
-        while true {
-            let result = body()
-            if !failed(result) { return result }
-            if errno == EINTR { continue }
-            throw TraceError.systemCall(call: call, errno: errno)
+        do {
+            return try SystemCall.retrying(call, body, failed: failed)
+        } catch {
+            throw TraceError.systemCall(call: error.call, errno: error.errno)
         }
     }
 
@@ -47,23 +47,10 @@ enum Sys {
 
     /// The whole content of a (small, procfs) file; nil when it does not exist.
     static func readFile(_ path: String) throws(TraceError) -> [UInt8]? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT || errno == ESRCH { return nil }
-            throw TraceError.systemCall(call: "open(\(path))", errno: errno)
-        }
-        defer { Glibc.close(fd) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == ESRCH { return nil }
-                throw TraceError.systemCall(call: "read(\(path))", errno: errno)
-            }
-            if n == 0 { return out }
-            out.append(contentsOf: chunk[0..<n])
+        do {
+            return try SystemCall.readFileIfPresent(path)
+        } catch {
+            throw TraceError.systemCall(call: error.call, errno: error.errno)
         }
     }
 
@@ -99,10 +86,10 @@ enum Sys {
         return Array(buffer.prefix(n))
     }
 
-    static func gettid() -> Int32 { lt_tramp_gettid() }
+    static func gettid() -> Int32 { Int32(truncatingIfNeeded: lt_sys_gettid()) }
 
     static func membarrier() throws(TraceError) {
-        let r = lt_tramp_membarrier()
+        let r = lt_sys_membarrier_private_expedited()
         if r != 0 { throw TraceError.systemCall(call: "membarrier(PRIVATE_EXPEDITED)", errno: Int32(-r)) }
     }
 }

@@ -64,8 +64,8 @@ enum PokeFixtures {
     }
 
     /// Mappings that are writable and executable at once.
-    static func writableExecutableMappings() throws -> [MemoryMapping] {
-        try MemoryMapping.current().filter { $0.writable && $0.executable }
+    static func writableExecutableMappings() throws -> [ProcessMapping] {
+        try ProcessMaps.read().filter { $0.writable && $0.executable }
     }
 }
 

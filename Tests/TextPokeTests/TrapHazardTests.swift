@@ -299,7 +299,7 @@ final class TrapHazardTests: XCTestCase {
                 XCTAssertEqual(seed.counter(w, .made), seed.counter(w, .a) + seed.counter(w, .b), "\(method)")
             }
             XCTAssertEqual(try PokeFixtures.writableExecutableMappings(), [], "\(method)")
-            let code = try MemoryMapping.current().first { $0.start <= seed.site.address && seed.site.address < $0.end }
+            let code = try ProcessMaps.read().first { $0.start <= seed.site.address && seed.site.address < $0.end }
             XCTAssertEqual(code?.executable, true)
             XCTAssertEqual(code?.writable, false)
             XCTAssertEqual(poker.apply([SiteTransition(site: seed.site, to: .nop)]).patchedCount, 1)
@@ -309,7 +309,7 @@ final class TrapHazardTests: XCTestCase {
     // MARK: - helpers
 
     private func overwrite(_ address: UInt, with bytes: [UInt8]) throws {
-        try CodeWriter(method: .procSelfMem).perform([CodeWriter.Write(address: address, bytes: bytes)], mappings: MemoryMapping.current())
+        try CodeWriter(method: .procSelfMem).perform([CodeWriter.Write(address: address, bytes: bytes)], mappings: ProcessMaps.read())
     }
 
     private func runOnNewThread<T: Sendable>(_ body: @escaping @Sendable () -> T) throws -> T {

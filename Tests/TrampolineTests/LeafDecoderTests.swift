@@ -8,6 +8,7 @@ import Glibc
 import LiveTrace
 @testable import LiveTraceTrampolines
 import TestSupport
+import LiveTraceSites
 import XCTest
 
 final class LeafDecoderTests: XCTestCase {
@@ -124,14 +125,7 @@ final class LeafDecoderTests: XCTestCase {
 
     /// (start, file offset, path) of every file mapping of this process.
     static func mappings() throws -> [(start: UInt, offset: UInt, path: String)] {
-        guard let bytes = try Sys.readFile("/proc/self/maps") else { return [] }
-        let maps = String(decoding: bytes, as: UTF8.self)
-        return maps.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 6, let dash = fields[0].firstIndex(of: "-"),
-                  let start = UInt(fields[0][..<dash], radix: 16), let offset = UInt(fields[2], radix: 16) else { return nil }
-            return (start, offset, String(fields[5]))
-        }
+        try ProcessMaps.read().filter(\.isFile).map { ($0.start, UInt($0.offset), $0.path) }
     }
 
     static func mappedPath(where matches: (String) -> Bool) throws -> String {

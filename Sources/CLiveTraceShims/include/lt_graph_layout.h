@@ -10,9 +10,8 @@
 #ifndef LT_GRAPH_LAYOUT_H
 #define LT_GRAPH_LAYOUT_H
 
-/* struct lt_thread_slot (lt_tramp.h): the recursion guard and E1/E2. */
-#define LT_LAYOUT_SLOT_SEQ 0
-#define LT_LAYOUT_SLOT_READY 20
+/* struct lt_thread_slot (lt_tramp.h): LT_LAYOUT_SLOT_*. */
+#include "lt_tramp_layout.h"
 
 /* struct lt_graph_stack and struct lt_graph_frame (lt_graph.c). */
 #define LT_LAYOUT_STACK_COUNT 0

@@ -16,12 +16,26 @@
 long lt_sys_membarrier(int cmd, unsigned int flags);
 enum {
     LT_MEMBARRIER_CMD_QUERY = 0,
+    LT_MEMBARRIER_CMD_PRIVATE_EXPEDITED = (1 << 3),
+    LT_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED = (1 << 4),
     LT_MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE = (1 << 5),
     LT_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE = (1 << 6),
 };
 
-/* gettid(2) and tgkill(2). */
+/* A full memory barrier on every running thread of the process: membarrier
+ * PRIVATE_EXPEDITED, registering the process on first use (one flag for the
+ * whole library). EINTR is retried. 0 or -errno. */
+long lt_sys_membarrier_private_expedited(void);
+
+/* gettid(2) and tgkill(2). lt_sys_gettid_raw is the same system call as an
+ * inline `syscall` instruction, for code that may not call libc (the
+ * trampolines' slot claim, which runs between a site's call and E1). */
 long lt_sys_gettid(void);
+static inline long lt_sys_gettid_raw(void) {
+    long tid;
+    __asm__ volatile("syscall" : "=a"(tid) : "a"(186L /* SYS_gettid */) : "rcx", "r11", "memory");
+    return tid;
+}
 long lt_sys_tgkill(long tgid, long tid, int sig);
 
 /* rt_sigprocmask(2) on the calling thread, bypassing every interposition

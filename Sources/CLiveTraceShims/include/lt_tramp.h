@@ -55,6 +55,7 @@
 #define LT_TRAMP_H
 #include <stdint.h>
 #include "livetrace.h"
+#include "lt_tramp_layout.h"
 
 /* The C-side ops, read by trampolines and the iterator. Owned by the Swift
  * runtime (Ops.swift), freed only after quiescence. */
@@ -73,6 +74,16 @@ struct lt_iter_list {
     lt_ops *ops[];
 };
 
+/* The record after a stub's code (stub + 16; StubX86_64.swift writes it at
+ * the LT_LAYOUT_RECORD_* offsets): what the entry calls, with what, and where
+ * the function continues. Immutable once the stub is published. */
+struct lt_stub_record {
+    uintptr_t func;     /* the lt_func the entry calls */
+    uintptr_t ops;      /* its `ops` argument */
+    uintptr_t resume;   /* the site + 5, or a relocated entry's stub */
+    uintptr_t site;     /* the site: the `ip` callbacks get */
+};
+
 /* One thread's state, in a static table so the reclaimer can always read it.
  * seq: written only by its thread (E1/E2), read by the reclaimer. */
 struct lt_thread_slot {
@@ -86,7 +97,6 @@ struct lt_thread_slot {
     uint8_t pad[42];
 };
 #define LT_THREAD_SLOTS 4096
-#define LT_SLOT_READY_OFFSET 20
 
 extern struct lt_thread_slot lt_thread_slots[LT_THREAD_SLOTS];
 /* The calling thread's slot, or NULL before its first trampoline (initial-exec). */
@@ -125,17 +135,12 @@ struct lt_thread_slot *lt_thread_claim(void);
 void lt_thread_finish_claim(struct lt_thread_slot *slot);
 /* Sum of all slots' skipped counters plus the overflow count. */
 uint64_t lt_skipped_calls(void);
-/* A full memory barrier on every running thread of the process
- * (membarrier PRIVATE_EXPEDITED, registering on first use). 0 or -errno. */
-long lt_tramp_membarrier(void);
 /* The callback of a function replacement: continues the call at
  * (uintptr_t)ops->data. A MODIFY_RESUME ops. */
 void lt_tramp_replace_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs);
 /* A callback that does nothing (benchmarks, tests). */
 void lt_tramp_empty_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs);
 
-/* gettid(2). */
-int32_t lt_tramp_gettid(void);
 /* The caller's seq (0 when it has no slot); odd (1) when any context of
  * the calling thread is inside a callback section (lt_context.h). */
 uint64_t lt_thread_current_seq(void);

@@ -1,0 +1,94 @@
+// The system-call layer every LiveTrace module builds on (the lowest Swift
+// module holds it): one EINTR-retry rule, one typed error that names the call
+// and its subject, one whole-file reader, in swift-system's shape. The
+// modules' own wrappers (FileSyscalls, Syscall, Sys) are thin: they call
+// these and, at most, wrap `SystemCallError` in their domain error.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed system call: which call, on what, and errno.
+public struct SystemCallError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The call, with its subject when it has one: `open(/proc/self/maps)`.
+    public var call: String
+    public var errno: Int32
+
+    public init(call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(call): \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}
+
+public enum SystemCall {
+    /// Runs `body` until it does not fail with EINTR. `failed` says which
+    /// results are failures (errno is then read); the default is -1.
+    @inline(__always)
+    public static func retrying<T>(
+        _ call: @autoclosure () -> String, _ body: () -> T, failed: (T) -> Bool
+    ) throws(SystemCallError) -> T {
+        while true {
+            let result = body()
+            if !failed(result) { return result }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            throw SystemCallError(call: call(), errno: e)
+        }
+    }
+
+    /// `retrying` for the libc convention: -1 and errno.
+    @inline(__always)
+    public static func retrying<T: BinaryInteger>(_ call: @autoclosure () -> String, _ body: () -> T) throws(SystemCallError) -> T {
+        try retrying(call(), body, failed: { $0 == -1 })
+    }
+
+    /// `retrying` for the lt_sys_* convention (lt_sys.h): the result, or -errno.
+    @inline(__always)
+    public static func retryingNegativeErrno(_ call: @autoclosure () -> String, _ body: () -> Int) throws(SystemCallError) -> Int {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            if r == -Int(EINTR) { continue }
+            throw SystemCallError(call: call(), errno: Int32(truncatingIfNeeded: -r))
+        }
+    }
+
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) throws(SystemCallError) -> Int32 {
+        try retrying("open(\(path))") { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// close is never retried on EINTR on Linux: the descriptor is gone either way.
+    public static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    /// The whole content of a file, read in 64 KiB chunks (procfs files
+    /// report size 0, so the size is not asked).
+    public static func readFile(_ path: String) throws(SystemCallError) -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = try retrying("read(\(path))") {
+                chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            }
+            if n == 0 { return result }
+            result.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// `readFile`, nil when the file (or the task or process it describes)
+    /// does not exist: ENOENT, or ESRCH from a procfs file of a thread that
+    /// exited meanwhile.
+    public static func readFileIfPresent(_ path: String) throws(SystemCallError) -> [UInt8]? {
+        do {
+            return try readFile(path)
+        } catch where error.errno == ENOENT || error.errno == ESRCH {
+            return nil
+        }
+    }
+}
