@@ -18,10 +18,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // elfutils (libelf + libdw): Debian's libelf-dev and libdw-dev.
+        // elfutils' libdw (Debian libdw-dev): its header only, nothing is
+        // linked; libdw is loaded when source lines are first read
+        // (SourceLines.swift's LibDW), so no process pays for mapping it
+        // (and its libelf, libz, liblzma, libbz2) at start.
         .systemLibrary(
             name: "CElfutils",
-            pkgConfig: "libdw",
             providers: [.apt(["libelf-dev", "libdw-dev"])]
         ),
         // Zydis (Debian libzydis-dev): the one x86-64 decoder and encoder.
@@ -82,9 +84,13 @@ let package = Package(
         .executableTarget(name: "livetrace-reloc-bench", dependencies: ["LiveTrace"], path: "Benchmarks/reloc-bench"),
         // Benchmarks/graph-cost.sh: cost per call of recording entry and exit.
         .executableTarget(name: "livetrace-graph-bench", dependencies: ["LiveTrace"], path: "Benchmarks/graph-bench"),
+        // -no-pie: a position-dependent executable has no relative
+        // relocations for the loader to apply at every start (75,000 with
+        // the Swift runtime linked in: docs/ARCHITECTURE.md, start-up).
         .executableTarget(
             name: "livetrace",
-            dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"])]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),

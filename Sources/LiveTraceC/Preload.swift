@@ -16,7 +16,9 @@
 //      wait for it to capture the memory map; without a CLI, report a
 //      failure on stderr instead.
 // At exit (atexit): tell the CLI again, so libraries dlopened since start
-// are in objects.json.
+// are in objects.json; when the loader loaded and unloaded nothing since the
+// start message (lt_loaded_objects_generation), the map the CLI captured then
+// is complete and the exit costs no round trip.
 //
 // Nothing needs flushing, at exit or at a crash: every event is published
 // into the shared ring when it is written (lt_ring.h), and the CLI drains
@@ -43,6 +45,8 @@ let livetracePreloadInitializer: @convention(c) () -> Void = livetracePreloadSta
 /// Ownership: written once by the initializer (single-threaded: the loader
 /// runs it before main), read by the atexit handler.
 nonisolated(unsafe) private var preloadControlName: String?
+/// The loader's generation when the start message was sent (same ownership).
+nonisolated(unsafe) private var preloadStartGeneration: UInt64 = 0
 
 private func livetracePreloadStart() {
     let savedErrno = errno
@@ -52,10 +56,14 @@ private func livetracePreloadStart() {
     let control = environment(PreloadEnvironment.control)
     let outcome = startRecording()
     // Step 4.
+    preloadStartGeneration = lt_loaded_objects_generation()
     report(outcome, verb: .start, control: control)
     if control != nil, case .success = outcome {
         preloadControlName = control
-        atexit { report(.success(()), verb: .exit, control: preloadControlName) }
+        atexit {
+            guard lt_loaded_objects_generation() != preloadStartGeneration else { return }
+            report(.success(()), verb: .exit, control: preloadControlName)
+        }
     }
 }
 

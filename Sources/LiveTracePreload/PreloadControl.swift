@@ -16,7 +16,8 @@
 //                                               program only), then
 //   3. wait for the reply (bounded)      ◀──── reply "go"
 //   4. close, return to the loader: main runs
-//   5. at exit(): "exit PID 0 -" the same way (libraries dlopened since start)
+//   5. at exit(): "exit PID 0 -" the same way (libraries dlopened since start;
+//      only when the loader loaded or unloaded an object since step 2)
 //
 // STATUS is 0 or the negative LT_E* code of the start-up failure; TEXT says
 // what failed, so the CLI prints it (the shim itself never writes to the

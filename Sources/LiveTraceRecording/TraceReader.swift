@@ -317,6 +317,13 @@ public final class StreamReader {
 }
 
 public enum TraceWriter {
+    /// Makes `directory` ready for a new trace: a missing or empty directory
+    /// is used as it is, an older trace becomes `directory.old`, anything
+    /// else is refused (ENOTDIR, ENOTEMPTY).
+    public static func prepareDirectory(_ directory: String) throws(RecordingError) {
+        try Sys.prepareTraceDirectory(directory)
+    }
+
     /// Writes `trace` as a complete trace directory (no ring area).
     public static func write(_ trace: Trace, to directory: String) throws(RecordingError) {
         try Sys.mkdir(directory)

@@ -15,4 +15,26 @@ struct LiveTraceCommand: ParsableCommand {
             InfoCommand.self, RecoverCommand.self,
         ]
     )
+
+    /// `livetrace record ARGS` parses ARGS with `record` as the root command:
+    /// its start-up counts against the program it runs, and parsing from the
+    /// top builds the arguments of every subcommand (reflection and the
+    /// runtime's protocol-conformance lookups: about a third of the CLI's
+    /// own start, docs/ARCHITECTURE.md). A parse that does not simply succeed
+    /// (an error, --help) goes the usual way, so messages and usage text are
+    /// those of `livetrace record`.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == RecordCommand.configuration.commandName,
+           let command = try? RecordCommand.parseAsRoot(Array(arguments.dropFirst())) {
+            do {
+                var command = command
+                try command.run()
+            } catch {
+                exit(withError: error)
+            }
+            exit()
+        }
+        main(nil)
+    }
 }

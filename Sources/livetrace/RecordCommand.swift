@@ -27,7 +27,6 @@
 // terminal (Ctrl-C, Ctrl-\, hangup: si_code SI_KERNEL) already reached
 // PROGRAM, which shares this process's group: it is not sent twice.
 import ArgumentParser
-import Foundation
 import Glibc
 import LiveTrace
 import LiveTracePreload
@@ -100,7 +99,7 @@ struct RecordCommand: ParsableCommand {
         if let minTime, RecordCommand.parseDuration(minTime) == nil {
             throw ValidationError("-t \(minTime): not a time (a number with ns, us, ms or s; a bare number is nanoseconds)")
         }
-        for glob in filter + notrace + dynamicPatterns where glob.trimmingCharacters(in: .whitespaces).isEmpty || glob.contains(PreloadEnvironment.listSeparator) {
+        for glob in filter + notrace + dynamicPatterns where glob.allSatisfy(\.isWhitespace) || glob.contains(PreloadEnvironment.listSeparator) {
             throw ValidationError("'\(glob)': a function glob must be non-empty and must not contain '\(PreloadEnvironment.listSeparator)'")
         }
     }
@@ -175,7 +174,7 @@ struct RecordCommand: ParsableCommand {
             throw .system("cannot open the control channel to the shim: \(error)")
         }
         // Step 4.
-        var environment = ProcessInfo.processInfo.environment
+        var environment = ProgramLauncher.currentEnvironment()
         environment["LD_PRELOAD"] = [library, environment["LD_PRELOAD"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ":")
         environment.merge(session.environment) { $1 }
         environment[PreloadEnvironment.control] = control.name
@@ -345,12 +344,17 @@ enum ShimLibrary {
     /// executable (`make lib` links liblivetrace.so; SwiftPM names the
     /// product libLiveTraceC.so).
     static func locate() throws(RecordFailure) -> String {
-        if let path = ProcessInfo.processInfo.environment["LIVETRACE_PRELOAD_LIBRARY"], !path.isEmpty {
+        if let value = getenv("LIVETRACE_PRELOAD_LIBRARY"), value.pointee != 0 {
+            let path = String(cString: value)
             guard access(path, R_OK) == 0 else { throw .system("LIVETRACE_PRELOAD_LIBRARY=\(path): cannot read it") }
             return path
         }
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let directory = URL(fileURLWithPath: executable).deletingLastPathComponent().path
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let executable = length > 0
+            ? String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            : CommandLine.arguments[0]
+        let directory = executable.lastIndex(of: "/").map { String(executable[..<$0]) } ?? "."
         for name in ["liblivetrace.so", "libLiveTraceC.so"] where access(directory + "/" + name, R_OK) == 0 {
             return directory + "/" + name
         }
@@ -364,20 +368,17 @@ enum TraceDirectory {
     /// An existing trace at `path` becomes `path.old`; a missing `path` is
     /// left for the session to create; anything else is refused.
     static func prepare(_ path: String) throws(RecordFailure) {
-        var status = stat()
-        guard lstat(path, &status) == 0 else { return }
-        guard (status.st_mode & S_IFMT) == S_IFDIR else {
+        do throws(RecordingError) {
+            try TraceWriter.prepareDirectory(path)
+        } catch .systemCall("mkdir", _, ENOTDIR) {
             throw .traceDirectory("\(path) exists and is not a directory; choose another one with -d")
-        }
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        if entries.isEmpty { return }
-        guard entries.contains(TraceFormat.infoFile) else {
+        } catch .systemCall("mkdir", _, ENOTEMPTY) {
             throw .traceDirectory("\(path) exists and does not hold a LiveTrace trace; choose another one with -d")
-        }
-        let old = path + ".old"
-        try? FileManager.default.removeItem(atPath: old)
-        guard rename(path, old) == 0 else {
-            throw .traceDirectory("cannot rename the older trace \(path) to \(old): \(String(cString: strerror(errno)))")
+        } catch .systemCall("lstat", _, _) {
+            // Not there to be looked at: creating it says why (the session).
+            return
+        } catch {
+            throw .traceDirectory("cannot make way for the new trace in \(path) (the older one becomes \(path).old): \(error)")
         }
     }
 }
@@ -400,7 +401,7 @@ extension TraceDirectory {
 final class ShimReports: @unchecked Sendable {
     /// The program's pid once spawned (0 before): only its map is captured.
     let mainPid = Atomic<Int32>(0)
-    private let lock = NSLock()
+    private let lock = Mutex<Void>(())
     /// Written by the control thread, read after it stopped.
     private var started = Set<Int32>()
     private var failures: [String] = []
@@ -421,8 +422,10 @@ final class ShimReports: @unchecked Sendable {
 
     /// Runs on the control thread while the shim waits for the reply.
     func received(_ message: PreloadMessage, session: RecordingSession) {
-        lock.lock()
-        defer { lock.unlock() }
+        lock.withLock { _ in receivedLocked(message, session: session) }
+    }
+
+    private func receivedLocked(_ message: PreloadMessage, session: RecordingSession) {
         if message.status != 0 {
             failures.append("pid \(message.pid) runs untraced: \(message.text)")
         } else if message.verb == .start {
@@ -455,8 +458,10 @@ final class ShimReports: @unchecked Sendable {
     }
 
     func problems(programPid: Int32) -> [String] {
-        lock.lock()
-        defer { lock.unlock() }
+        lock.withLock { _ in problemsLocked(programPid: programPid) }
+    }
+
+    private func problemsLocked(programPid: Int32) -> [String] {
         var lines = failures
         if !started.contains(programPid) && failures.isEmpty {
             lines.append("the program never started the shim (LD_PRELOAD ignored, e.g. set-uid, or it exited during start-up): nothing was recorded")
@@ -466,6 +471,16 @@ final class ShimReports: @unchecked Sendable {
 }
 
 // MARK: - steps 3-5: signals, spawning, waiting
+
+/// What the signal thread is started with (pthread_create takes one pointer).
+private final class SignalLoop {
+    let forwarder: SignalForwarder
+    let set: sigset_t
+    init(forwarder: SignalForwarder, set: sigset_t) {
+        self.forwarder = forwarder
+        self.set = set
+    }
+}
 
 /// Forwards signals sent to this process to the program.
 final class SignalForwarder: @unchecked Sendable {
@@ -491,15 +506,32 @@ final class SignalForwarder: @unchecked Sendable {
         pthread_sigmask(SIG_BLOCK, &set, &original)
         let forwarder = SignalForwarder(originalMask: original)
         let blocked = set
-        let thread = Thread { forwarder.loop(blocked) }
-        thread.name = "livetrace-signals"
-        thread.start()
+        let context = Unmanaged.passRetained(SignalLoop(forwarder: forwarder, set: blocked)).toOpaque()
+        var handle = pthread_t()
+        let status = pthread_create(&handle, nil, { argument in
+            let loop = Unmanaged<SignalLoop>.fromOpaque(argument!).takeRetainedValue()
+            // The thread's name (ps, top, gdb): pthread_setname_np needs
+            // _GNU_SOURCE, which Swift does not set.
+            let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+            if fd >= 0 {
+                _ = write(fd, "livetrace-signals", 17)
+                close(fd)
+            }
+            loop.forwarder.loop(loop.set)
+            return nil
+        }, context)
+        if status == 0 {
+            pthread_detach(handle)
+        } else {
+            Unmanaged<SignalLoop>.fromOpaque(context).release()
+            RecordOutput.warning("cannot start the signal-forwarding thread (\(String(cString: strerror(status)))): signals sent to livetrace reach only livetrace")
+        }
         return forwarder
     }
 
     func forward(to pid: pid_t) { target.store(pid, ordering: .releasing) }
 
-    private func loop(_ set: sigset_t) {
+    fileprivate func loop(_ set: sigset_t) {
         var set = set
         while true {
             var info = siginfo_t()
@@ -518,6 +550,21 @@ enum ProgramLauncher {
     struct Exit {
         var status: Int32
         var signal: Int32?
+    }
+
+    /// This process's environment (`environ`); a name defined twice keeps
+    /// its last value.
+    static func currentEnvironment() -> [String: String] {
+        var environment: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let equals = text.firstIndex(of: "=") {
+                environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            entry += 1
+        }
+        return environment
     }
 
     static func spawn(
@@ -572,8 +619,14 @@ enum RecordOutput {
 
     static func size(_ bytes: UInt64) -> String {
         if bytes < 1024 { return "\(bytes) B" }
-        if bytes < 1024 * 1024 { return String(format: "%.1f KiB", Double(bytes) / 1024) }
-        return String(format: "%.1f MiB", Double(bytes) / 1024 / 1024)
+        if bytes < 1024 * 1024 { return oneDecimal(bytes, 1024) + " KiB" }
+        return oneDecimal(bytes, 1024 * 1024) + " MiB"
+    }
+
+    /// `bytes / unit` with one decimal, rounded half up.
+    static func oneDecimal(_ bytes: UInt64, _ unit: UInt64) -> String {
+        let tenths = (bytes * 10 + unit / 2) / unit
+        return "\(tenths / 10).\(tenths % 10)"
     }
 
     static func signalName(_ signal: Int32) -> String {

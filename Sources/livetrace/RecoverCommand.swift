@@ -6,7 +6,6 @@
 // salvaged, and removes DIR/rings. `livetrace record` does this itself when
 // the program it runs dies.
 import ArgumentParser
-import Foundation
 import Glibc
 import LiveTraceRecording
 
@@ -21,7 +20,7 @@ struct RecoverCommand: ParsableCommand {
 
     func run() throws {
         func fail(_ message: String) -> ExitCode {
-            FileHandle.standardError.write(Data("livetrace recover: \(message)\n".utf8))
+            ListOutput.write("livetrace recover: \(message)\n", to: STDERR_FILENO)
             return ExitCode(1)
         }
         let info: TraceInfo
@@ -32,10 +31,10 @@ struct RecoverCommand: ParsableCommand {
         }
         let rings = directory + "/" + TraceFormat.ringsFile
         guard !info.complete else {
-            FileHandle.standardError.write(Data("livetrace recover: \(directory) is complete already; nothing to do\n".utf8))
+            ListOutput.write("livetrace recover: \(directory) is complete already; nothing to do\n", to: STDERR_FILENO)
             return
         }
-        guard FileManager.default.fileExists(atPath: rings) else {
+        guard access(rings, F_OK) == 0 else {
             throw fail("\(directory) is incomplete but has no \(TraceFormat.ringsFile) to recover events from")
         }
         // The recorder of a live process still owns the rings.
@@ -48,7 +47,8 @@ struct RecoverCommand: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
-        FileHandle.standardError.write(Data(
-            "livetrace recover: \(summary.threads) thread\(summary.threads == 1 ? "" : "s"), \(summary.events) events, \(summary.lost) events lost, recovered in \(directory)\n".utf8))
+        ListOutput.write(
+            "livetrace recover: \(summary.threads) thread\(summary.threads == 1 ? "" : "s"), \(summary.events) events, \(summary.lost) events lost, recovered in \(directory)\n",
+            to: STDERR_FILENO)
     }
 }

@@ -157,6 +157,23 @@ final class RecordCommandTests: XCTestCase {
         XCTAssertEqual(try RecordFixtures.calls(work + "/t.old"), ["shout": 1])
     }
 
+    /// The shim reports again at exit only when the loader loaded or
+    /// unloaded an object since start: a library dlopened later is then in
+    /// objects.json; the first capture could not have seen it.
+    func testALibraryLoadedAfterStartIsNamedInObjectsJson() throws {
+        let program = try RecordFixtures.build("dlopen_later.c", output: "record-dlopen-later")
+        let library = try RecordFixtures.build(
+            "dlopen_later_lib.c", flags: ["-O2", "-fpatchable-function-entry=5", "-shared", "-fPIC"],
+            output: "librecord-dlopen-later.so")
+        let work = RecordFixtures.scratch("dlopen")
+        XCTAssertEqual(try RecordFixtures.run([program, library], in: work).status, 42)
+        let traced = try RecordFixtures.record(["-F", "before_load"], trace: "t", program: [program, library], in: work)
+        XCTAssertEqual(traced.status, 42, traced.stderr)
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t"), ["before_load": 1])
+        let objects = try String(contentsOfFile: work + "/t/objects.json", encoding: .utf8)
+        XCTAssertTrue(objects.contains("librecord-dlopen-later.so"), objects)
+    }
+
     func testSwiftProgramWithItsOwnRuntimeIsRecordedThroughTheShim() throws {
         let object = try Fixtures.compile(
             ["record/swift_sum.c"], compiler: "clang", flags: ["-O2", "-fpatchable-function-entry=5", "-c"], output: "record-swift-sum.o")
