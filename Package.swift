@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(name: "livetrace-graph-bench", dependencies: ["LiveTrace"], path: "Benchmarks/graph-bench"),
         .executableTarget(
             name: "livetrace",
-            dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", "CLiveTraceShims", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),
