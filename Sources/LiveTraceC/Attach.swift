@@ -141,7 +141,14 @@ private final class AttachSession {
         let size = area.map { Int($0.pointee.area_size) } ?? 0
         let detached = lt_record_detach()
         if detached == 0, let area {
-            munmap(UnsafeMutableRawPointer(area), size)
+            // The ring file's pages go; its addresses stay reserved by
+            // private zero pages: a thread's writer state still points into
+            // them (lt_thread.area/ring, cleared only on its next event or
+            // written once at its exit), and a later session's area must not
+            // land at the same address, where that stale state would pass
+            // for valid. Costs address space, not memory.
+            _ = mmap(UnsafeMutableRawPointer(area), size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
         } else if detached != 0, failure == nil {
             // Quiescence of the writers not proven: the mapping stays.
             failure = PreloadFailure(code: Int32(detached), message: "the writer layer did not detach cleanly (code \(detached)): the ring mapping stays")

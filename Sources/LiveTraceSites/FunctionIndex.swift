@@ -172,10 +172,4 @@ extension ElfObject {
         }
         return nil
     }
-
-    /// The link-time address mapped at file offset 0's page: the load bias
-    /// of a mapped object is its lowest mapping (file offset 0) minus this.
-    public var firstLoadAddress: UInt64 {
-        segments.filter { $0.fileOffset == 0 }.map(\.address).min() ?? 0
-    }
 }

@@ -46,10 +46,11 @@ struct ProcessMapping {
     var end: UInt64
     var offset: UInt64
     var inode: UInt64
+    var executable: Bool
     var path: String
 
     static func read(pid: pid_t) -> [ProcessMapping] {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8) else { return [] }
+        let text = readProcFile("/proc/\(pid)/maps")
         return text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
             guard fields.count >= 5 else { return nil }
@@ -57,7 +58,7 @@ struct ProcessMapping {
             guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16),
                   let offset = UInt64(fields[2], radix: 16), let inode = UInt64(fields[4]) else { return nil }
             let path = fields.count == 6 ? fields[5].trimmingCharacters(in: .whitespaces) : ""
-            return ProcessMapping(start: start, end: end, offset: offset, inode: inode, path: path)
+            return ProcessMapping(start: start, end: end, offset: offset, inode: inode, executable: fields[1].contains("x"), path: path)
         }
     }
 
@@ -67,14 +68,37 @@ struct ProcessMapping {
     static func exportedFunction(
         _ symbol: String, in mappings: [ProcessMapping], pid: pid_t, matches: (String) -> Bool
     ) -> (address: UInt64, path: String)? {
-        guard let first = mappings.first(where: { $0.offset == 0 && $0.inode != 0 && matches($0.path) }) else { return nil }
-        // The file as the process sees it (its own mount namespace).
-        let file = "/proc/\(pid)/root" + first.path
-        guard let object = try? ElfObject(path: access(file, R_OK) == 0 ? file : first.path),
-              let value = try? object.exportedFunction(named: symbol) else { return nil }
-        let bias = first.start &- (object.firstLoadAddress & ~0xfff)
-        return (bias &+ value, first.path)
+        // The executable mapping: a read-only mapping of the same file may
+        // be someone's reading of it (LiveTrace's own site discovery maps
+        // the files it reads), not the loader's.
+        for mapping in mappings where mapping.executable && mapping.inode != 0 && matches(mapping.path) {
+            // The file as the process sees it (its own mount namespace).
+            let file = "/proc/\(pid)/root" + mapping.path
+            guard let object = try? ElfObject(path: access(file, R_OK) == 0 ? file : mapping.path),
+                  let segment = object.segments.first(where: { $0.isExecutable && $0.fileOffset & ~0xfff == mapping.offset }),
+                  let value = try? object.exportedFunction(named: symbol) else { continue }
+            let bias = mapping.start &- (segment.address & ~0xfff)
+            return (bias &+ value, mapping.path)
+        }
+        return nil
     }
+}
+
+/// The whole of a /proc file (its size reads as 0, and a single read may
+/// stop at a page).
+func readProcFile(_ path: String) -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        if count <= 0 { break }
+        bytes += chunk[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 enum AttachInjection {
@@ -117,6 +141,64 @@ enum AttachInjection {
         }
         let status = try thread.call(entry.address, argument: .string(config))
         return Int32(truncatingIfNeeded: status)
+    }
+
+    /// Signals no thread may block while sites change: SIGTRAP (the kernel
+    /// kills a process whose thread meets an int3 with SIGTRAP blocked) and
+    /// the text poke's preferred sync signal, SIGRTMAX-2 (TextPoker.swift).
+    /// Kernel sigset bits (signal n is bit n-1).
+    static let protectedSignals: UInt64 = 1 << (UInt64(SIGTRAP) - 1) | 1 << (UInt64(lt_sys_sigrtmax() - 2) - 1)
+
+    /// The threads of `pid` that block a protected signal, from
+    /// /proc/PID/task/TID/status (SigBlk), without touching them.
+    static func threadsBlockingProtectedSignals(pid: pid_t) -> [pid_t] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.compactMap { pid_t($0) }.filter { tid in
+            let status = readProcFile("/proc/\(pid)/task/\(tid)/status")
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigBlk:") }),
+                  let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+            return mask & protectedSignals != 0
+        }
+    }
+
+    /// Unblocks the protected signals in thread `tid` (PTRACE_SETSIGMASK,
+    /// the thread stopped and given back as HeldThread does); returns the
+    /// mask it had. The LD_PRELOAD shim keeps the same rule by interposing
+    /// the mask functions (lt_sigmask.c); an attached process was never
+    /// prepared, so its threads are fixed once at the attach.
+    static func unblockProtectedSignals(pid: pid_t, tid: pid_t) throws(InjectionError) -> UInt64 {
+        try setMask(pid: pid, tid: tid) { $0 & ~protectedSignals }
+    }
+
+    /// At the detach: the mask a thread had before the attach, if it still
+    /// has the one the attach gave it.
+    static func restoreMask(pid: pid_t, tid: pid_t, original: UInt64) {
+        _ = try? setMask(pid: pid, tid: tid) { $0 == original & ~protectedSignals ? original : $0 }
+    }
+
+    private static func setMask(pid: pid_t, tid: pid_t, _ change: (UInt64) -> UInt64) throws(InjectionError) -> UInt64 {
+        let seized = lt_ptrace(LT_PTRACE_SEIZE, tid, 0, 0)
+        guard seized == 0 else {
+            throw InjectionError(description: "ptrace(PTRACE_SEIZE) of thread \(tid) failed: \(String(cString: strerror(Int32(-seized))))")
+        }
+        var thread = HeldThread(pid: pid, tid: tid)
+        do throws(InjectionError) {
+            try thread.interrupt()
+            try thread.save()
+        } catch {
+            _ = lt_ptrace(LT_PTRACE_DETACH, tid, 0, 0)
+            throw error
+        }
+        defer { thread.release() }
+        var mask: UInt64 = 0
+        let got = withUnsafeMutablePointer(to: &mask) { lt_ptrace(LT_PTRACE_GETSIGMASK, tid, 8, UInt(bitPattern: $0)) }
+        guard got == 0 else { throw InjectionError(description: "ptrace(PTRACE_GETSIGMASK) of thread \(tid) failed") }
+        var changed = change(mask)
+        if changed != mask {
+            let set = withUnsafeMutablePointer(to: &changed) { lt_ptrace(LT_PTRACE_SETSIGMASK, tid, 8, UInt(bitPattern: $0)) }
+            guard set == 0 else { throw InjectionError(description: "ptrace(PTRACE_SETSIGMASK) of thread \(tid) failed") }
+        }
+        return mask
     }
 
     /// The thread held by ptrace.

@@ -46,7 +46,7 @@ enum AttachCheck {
             throw refuse(pid, "no such process")
         }
         guard pid != getpid() else { throw refuse(pid, "it is this livetrace process") }
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let status = readProcFile("/proc/\(pid)/status")
         func field(_ name: String) -> String? {
             status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
                 .map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) }
@@ -84,7 +84,7 @@ enum AttachCheck {
            environ.split(separator: 0).contains(where: { $0.starts(with: Array((PreloadEnvironment.rings + "=").utf8)) }) {
             throw refuse(pid, "it already holds a LiveTrace session (it runs under livetrace record -- PROGRAM)")
         }
-        if let sockets = try? String(contentsOfFile: "/proc/net/unix", encoding: .utf8),
+        if case let sockets = readProcFile("/proc/net/unix"),
            sockets.split(separator: "\n").contains(where: { $0.hasSuffix(" @" + AttachControl.markerName(pid: pid)) }) {
             throw refuse(pid, "it already holds an attached LiveTrace session (another livetrace record -p)")
         }
@@ -99,7 +99,7 @@ enum AttachCheck {
         let dlerror = ProcessMapping.exportedFunction("dlerror", in: mappings, pid: pid, matches: isLibc)
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         let live = tasks.compactMap { pid_t($0) }.filter { tid in
-            let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8)) ?? ""
+            let text = readProcFile("/proc/\(pid)/task/\(tid)/stat")
             guard let close = text.lastIndex(of: ")") else { return false }
             let state = text[text.index(after: close)...].trimmingCharacters(in: .whitespaces).first
             return state != "Z" && state != "X"
@@ -175,10 +175,15 @@ extension RecordCommand {
         let config = settings.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
         let pidfd = lt_pidfd_open(pid)
         defer { if pidfd >= 0 { close(pidfd) } }
-        // Step 3.
+        // Step 3 (threads blocking SIGTRAP first: the patching would kill them).
         let began = ContinuousClock.now
+        var unblocked: [(tid: pid_t, mask: UInt64)] = []
+        defer { for thread in unblocked { AttachInjection.restoreMask(pid: pid, tid: thread.tid, original: thread.mask) } }
         let started: Int32
         do throws(InjectionError) {
+            for tid in AttachInjection.threadsBlockingProtectedSignals(pid: pid) {
+                unblocked.append((tid, try AttachInjection.unblockProtectedSignals(pid: pid, tid: tid)))
+            }
             started = try AttachInjection.inject(
                 pid: pid, tid: target.tid, dlopen: target.dlopen, dlerror: target.dlerror,
                 library: library, config: config)
@@ -209,6 +214,7 @@ extension RecordCommand {
         shim.received(message, session: session)
         try? connection.send("go")
         let attachedAt = ContinuousClock.now
+        RecordOutput.summary("recording pid \(pid) (\(target.executable)) into \(directory); \(durationNs == nil ? "Ctrl-C detaches" : "detaching after \(duration ?? "")")")
         // Step 5.
         let reason = waitForEnd(signals: signals, pidfd: pidfd, connection: connection, durationNs: durationNs)
         // Step 6.
