@@ -17,8 +17,9 @@
 //      LD_PRELOAD shim does (Preload.swift, startRecording);
 //   4. reports "start", waits for "go" (the CLI captured the memory map);
 //   5. waits for "detach" or the end of the connection (the CLI died);
-//   6. stops the graph (every site back to its original bytes, trampolines
-//      reclaimed after quiescence), detaches the writer layer (after which
+//   6. stops the graph and gives relocated prologues their bytes back
+//      (every site back to its original bytes, trampolines and relocated
+//      stubs reclaimed after quiescence), detaches the writer layer (after which
 //      no thread writes an event) and unmaps the ring file;
 //   7. reports "detached", closes the connection and the marker, and ends.
 // The library stays loaded (code of it may still be on a stack: a frame
@@ -134,6 +135,9 @@ private final class AttachSession {
         var failure: PreloadFailure?
         do throws(TraceError) {
             try graph.stop()
+            // Relocated prologues (functions without sites) get their
+            // original bytes back; their stubs are freed after a grace period.
+            try OpsRegistry.shared.restoreRelocatedFunctions()
         } catch {
             failure = PreloadFailure(code: error.cCode, message: "restoring the sites failed: \(error.description)")
         }
