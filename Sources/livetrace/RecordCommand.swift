@@ -1,4 +1,5 @@
 // `livetrace record [-F GLOB]... [-N GLOB]... [-D DEPTH] [-t TIME] [-d DIR] [-b EVENTS] [--wait MS] -- PROGRAM [ARGS...]`:
+// (`-p PID [--duration TIME]` instead of PROGRAM: AttachRecording.swift)
 // runs PROGRAM with the LD_PRELOAD shim (liblivetrace.so, LiveTraceC/Preload.swift)
 // and drains its rings into a trace directory.
 //
@@ -43,7 +44,10 @@ struct RecordCommand: ParsableCommand {
             runs, so a crash of the program loses nothing already recorded. Standard \
             input and output pass through; signals sent to livetrace are forwarded; the \
             exit status is the program's (128 + signal when a signal killed it). A \
-            summary line goes to stderr. Read the trace with `livetrace report`.
+            summary line goes to stderr. Read the trace with `livetrace report`. \
+            With -p PID, it attaches to a running process instead, records until \
+            Ctrl-C, --duration or the process's exit, and leaves the process running \
+            with its code as it was.
             """
     )
 

@@ -151,7 +151,7 @@ final class AttachTests: XCTestCase {
     /// bursts run wholly inside the attached window) and its background
     /// calls are no more than the program made; nothing is lost; the code is
     /// the file's again after every detach; memory stays bounded.
-    func testRepeatedAttachAndDetachLeavesAMultithreadedProgramUnharmedAndItsCodeAsTheFile() throws {
+    func testSoakRepeatedAttachAndDetachLeavesAMultithreadedProgramUnharmedAndItsCodeAsTheFile() throws {
         let program = try Self.buildTarget()
         let target = try RunningProgram([program, String(Self.workers)])
         XCTAssertTrue(target.readReply().hasPrefix("ready"))
