@@ -38,6 +38,12 @@ import Synchronization
 /// thread as it ends).
 private let attachRunning = Atomic<Bool>(false)
 
+/// The marker socket while a session holds it (-1 otherwise). A child forked
+/// during a session closes its copy (atfork): the name must leave with the
+/// session, not live on in the child.
+private let attachMarker = Atomic<Int32>(-1)
+private let attachForkHandler = Atomic<Bool>(false)
+
 /// Returns 0 when the session thread started; -LT_EBUSY while a session
 /// runs; -LT_EINVAL for a configuration without rings or control.
 @_cdecl("lt_attach_start")
@@ -55,6 +61,12 @@ public func livetrace_attach_start(_ config: UnsafePointer<CChar>?) -> Int32 {
     }
     guard attachRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
         return -Int32(LT_EBUSY)
+    }
+    if !attachForkHandler.exchange(true, ordering: .acquiringAndReleasing) {
+        pthread_atfork(nil, nil) {
+            let fd = attachMarker.exchange(-1, ordering: .acquiringAndReleasing)
+            if fd >= 0 { close(fd) }
+        }
     }
     let box = Unmanaged.passRetained(AttachSession(settings: settings)).toOpaque()
     // The new thread inherits this mask: block every asynchronous signal
@@ -109,7 +121,11 @@ private final class AttachSession {
             report(control, .start, failure: PreloadFailure(code: -Int32(LT_EBUSY), message: "the process already holds an attached LiveTrace session"))
             return
         }
-        defer { close(marker) }
+        attachMarker.store(marker, ordering: .releasing)
+        defer {
+            attachMarker.store(-1, ordering: .releasing)
+            close(marker)
+        }
         if lt_record_active_area() != nil {
             report(control, .start, failure: PreloadFailure(
                 code: -Int32(LT_EBUSY),

@@ -190,6 +190,7 @@ extension RecordCommand {
         } catch {
             throw abandon(.system("cannot attach to pid \(pid): \(error.description); the process was left as it was"))
         }
+        let injected = ContinuousClock.now
         guard started == 0 else {
             let why = started == -Int32(LT_EBUSY) ? "it already holds an attached LiveTrace session" : "the shim refused the session (code \(started))"
             throw abandon(.badProgram("cannot attach to pid \(pid): \(why)"))
@@ -211,6 +212,7 @@ extension RecordCommand {
         guard message.status == 0 else {
             throw abandon(.system("pid \(pid) runs untraced: \(message.text)"))
         }
+        let reported = ContinuousClock.now
         shim.received(message, session: session)
         try? connection.send("go")
         let attachedAt = ContinuousClock.now
@@ -258,7 +260,8 @@ extension RecordCommand {
         }
         for line in shim.problems(programPid: pid) { RecordOutput.warning(line) }
         if let detachProblem { RecordOutput.warning(detachProblem) }
-        var line = "attached to pid \(pid) for \(Self.seconds(attachedFor)) s (attach \(Self.milliseconds(attachedAt - began)) ms"
+        var line = "attached to pid \(pid) for \(Self.seconds(attachedFor)) s (attach \(Self.milliseconds(attachedAt - began)) ms: "
+        line += "load \(Self.milliseconds(injected - began)), patch \(Self.milliseconds(reported - injected)), map \(Self.milliseconds(attachedAt - reported))"
         if let detachTime { line += ", detach \(Self.milliseconds(detachTime)) ms" }
         line += "): \(summary.threads) thread\(summary.threads == 1 ? "" : "s"), \(summaryEvents) events\(filtered), "
         line += "\(summaryFunctions) functions, \(summary.lost) events lost, \(RecordOutput.size(summaryBytes)) in \(directory)"
