@@ -89,7 +89,7 @@ let package = Package(
         // the Swift runtime linked in: docs/ARCHITECTURE.md, start-up).
         .executableTarget(
             name: "livetrace",
-            dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", "CLiveTraceShims", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"])]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),

@@ -38,6 +38,7 @@ Benchmarks/discovery-bench.sh "$BIN"
 Benchmarks/poke-batch.sh "$BIN"
 Benchmarks/reloc-batch.sh "$BIN"
 Benchmarks/reading-bench.sh "$BIN"
+Benchmarks/attach-latency.sh "$BIN"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date +%s) - started ))
 python3 Benchmarks/write-report.py "$BENCH_ROWS" "${BENCHMARKS_OUT:-BENCHMARKS.md}" "$elapsed" "$load_before" "$load_after" "${QUICK:+quick}"

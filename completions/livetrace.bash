@@ -203,7 +203,7 @@ _livetrace_record() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
     repeating_options=(-F -P -N)
-    non_repeating_options=(-D -t --directory -d -b --wait)
+    non_repeating_options=(-D -t --directory -d -b --wait -p --duration)
     __livetrace_offer_flags_options -1
 
     # Offer option value completions
@@ -230,6 +230,12 @@ _livetrace_record() {
         return
         ;;
     '--wait')
+        return
+        ;;
+    '-p')
+        return
+        ;;
+    '--duration')
         return
         ;;
     esac

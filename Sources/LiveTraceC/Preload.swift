@@ -67,7 +67,7 @@ private func livetracePreloadStart() {
     }
 }
 
-private struct PreloadFailure: Error {
+struct PreloadFailure: Error {
     var code: Int32
     var message: String
 }
@@ -79,10 +79,16 @@ private func environment(_ name: String) -> String? {
 }
 
 private func startRecording() -> Result<Void, PreloadFailure> {
-    let filters = PreloadEnvironment.splitList(environment(PreloadEnvironment.filter))
-    let notrace = PreloadEnvironment.splitList(environment(PreloadEnvironment.notrace))
+    startRecording(setting: environment, rings: environment(PreloadEnvironment.rings) ?? "").map { _ in }
+}
+
+/// Steps 2 and 3, for the shim at start-up (`setting` reads the environment)
+/// and for an attached session (Attach.swift: the CLI's configuration).
+func startRecording(setting: (String) -> String?, rings: String) -> Result<FunctionGraph, PreloadFailure> {
+    let filters = PreloadEnvironment.splitList(setting(PreloadEnvironment.filter))
+    let notrace = PreloadEnvironment.splitList(setting(PreloadEnvironment.notrace))
     var depth = FunctionGraph.stackCapacity
-    if let text = environment(PreloadEnvironment.depth) {
+    if let text = setting(PreloadEnvironment.depth) {
         guard let value = Int(text), value >= 1, value <= FunctionGraph.stackCapacity else {
             return .failure(PreloadFailure(
                 code: -Int32(LT_EINVAL),
@@ -91,20 +97,19 @@ private func startRecording() -> Result<Void, PreloadFailure> {
         depth = value
     }
     // Step 2.
-    let attached = lt_record_attach_env()
+    let attached = lt_record_attach_file(rings)
     guard attached == 0 else {
         let reason = attached > -1000 ? String(cString: strerror(-attached)) : "code \(attached)"
         return .failure(PreloadFailure(
             code: -Int32(LT_EINVAL),
-            message: "cannot attach to the ring area \(environment(PreloadEnvironment.rings) ?? ""): \(reason)"))
+            message: "cannot attach to the ring area \(rings): \(reason)"))
     }
     // Step 3 (files found without sites are remembered for the next start;
     // relocation, when asked for, reaches the functions without sites).
     SitelessCache.enable()
-    if environment(PreloadEnvironment.dynamic) == "1" { OpsRegistry.shared.includeDynamic = true }
+    OpsRegistry.shared.includeDynamic = setting(PreloadEnvironment.dynamic) == "1"
     do throws(TraceError) {
-        _ = try FunctionGraph.start(functions: filters, excluding: notrace, maxDepth: depth)
-        return .success(())
+        return .success(try FunctionGraph.start(functions: filters, excluding: notrace, maxDepth: depth))
     } catch {
         _ = lt_record_detach()
         return .failure(PreloadFailure(code: error.cCode, message: error.description))

@@ -95,6 +95,11 @@ public final class TextPoker: Sendable {
         var instruction: SiteInstruction
         /// The address is in the published known-site set.
         var known = false
+        /// The last byte of the site's own 5-byte nop when it was found as
+        /// one (clang writes 0f 1f 44 00 08): turning the site off writes it
+        /// back, so an unpatched site is its file's bytes again (`record -p`
+        /// detaches to the file's code). 0 for every other site.
+        var nopTail: UInt8 = 0
     }
 
     struct State: ~Copyable {
@@ -205,12 +210,13 @@ public final class TextPoker: Sendable {
                     result.unchanged.append(transitions[i].site)
                     continue
                 }
-                guard let new = X86SiteEncoding.encodePacked(to, at: address) else {
+                guard var new = X86SiteEncoding.encodePacked(to, at: address) else {
                     if let target = to.target {
                         result.failed.append(SiteOutcome(site: transitions[i].site, problem: .targetOutOfRange(target: target)))
                     }
                     continue
                 }
+                if to == .nop { new.bits |= UInt64(record.nopTail) << 32 }
                 plan.append(PlannedWrite(siteIndex: i, address: address, old: found, new: new, becomes: to,
                                          next: address + UInt(X86SiteEncoding.normalLength), rescue: false,
                                          known: record.known))
@@ -396,7 +402,7 @@ public final class TextPoker: Sendable {
         switch site.kind {
         case .nop5, .patchable, .nop1x5:
             if isNop5 {
-                state.records[a] = SiteRecord(instruction: .nop)
+                state.records[a] = SiteRecord(instruction: .nop, nopTail: found[4])
                 result.unchanged.append(site)
             } else if head == X86SiteEncoding.nop1x5 {
                 plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: true))
@@ -407,7 +413,7 @@ public final class TextPoker: Sendable {
             if found[0] == X86SiteEncoding.callRel32Opcode {
                 plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: false))
             } else if isNop5 {
-                state.records[a] = SiteRecord(instruction: .nop)
+                state.records[a] = SiteRecord(instruction: .nop, nopTail: found[4])
                 result.unchanged.append(site)
             } else {
                 result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call rel32 (e8)", found: found)))
@@ -540,7 +546,7 @@ public final class TextPoker: Sendable {
         result.serializations += serializations
         result.patched.reserveCapacity(result.patched.count + plan.count)
         for w in plan {
-            state.records[w.address] = w.forget ? nil : SiteRecord(instruction: w.becomes, known: true)
+            state.records[w.address] = w.forget ? nil : SiteRecord(instruction: w.becomes, known: true, nopTail: state.records[w.address]?.nopTail ?? 0)
             result.patched.append(site(w.siteIndex))
         }
     }

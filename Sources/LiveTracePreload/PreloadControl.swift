@@ -32,6 +32,12 @@ public struct PreloadControlError: Error, CustomStringConvertible, Equatable {
     public var subject: String
     public var errno: Int32
 
+    public init(call: String, subject: String, errno: Int32) {
+        self.call = call
+        self.subject = subject
+        self.errno = errno
+    }
+
     public var description: String {
         "\(call)(\(subject)) failed: \(String(cString: strerror(errno))) (errno \(errno))"
     }
@@ -78,7 +84,9 @@ public enum PreloadEnvironment {
 
 /// One message of the shim.
 public struct PreloadMessage: Equatable, Sendable {
-    public enum Verb: String, Sendable { case start, exit }
+    /// start/exit: the LD_PRELOAD shim; start/detached: an attached session
+    /// (`record -p`, AttachControl below).
+    public enum Verb: String, Sendable { case start, exit, detached }
     public var verb: Verb
     public var pid: Int32
     /// 0, or the negative LT_E* code of a start-up failure.
@@ -224,5 +232,112 @@ public final class PreloadControlServer: @unchecked Sendable {
         if let thread { pthread_join(thread, nil) }
         thread = nil
         close(listener)
+    }
+}
+
+// MARK: - the attached session's channel (`livetrace record -p PID`)
+//
+// One connection for the whole session; its end is the detach request:
+//
+//   shim's session thread (in the process)     CLI (AttachControl.Listener)
+//   1. attach rings, patch
+//   2. connect, send "start PID STATUS TEXT" ─▶ capture /proc/PID/maps
+//   3. wait for the reply (bounded)       ◀──── "go"
+//   4. record; wait on the connection     ◀──── "detach" (Ctrl-C, --duration),
+//                                               or the connection closes (the
+//                                               CLI died)
+//   5. unpatch, wait for quiescence, release the rings
+//   6. send "detached PID STATUS TEXT", close ─▶ the trace is finished
+//
+// The process's own marker "@livetrace-attached-PID" is bound (not listened
+// on) by the session thread while a session holds the process: a second
+// attach sees it in /proc/net/unix and is refused before anything is touched.
+
+/// A connected control socket (either side of an attached session).
+public final class ControlConnection: @unchecked Sendable {
+    public let fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+
+    /// The shim's side: connects to the listener named `name`.
+    public static func connect(to name: String) throws(PreloadControlError) -> ControlConnection {
+        let fd = try retrying("socket", "AF_UNIX") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do throws(PreloadControlError) {
+            _ = try retrying("connect", "@" + name) { withAbstractAddress(name) { Glibc.connect(fd, $0, $1) } }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return ControlConnection(fd: fd)
+    }
+
+    public func send(_ text: String) throws(PreloadControlError) { try sendMessage(fd, text) }
+
+    /// The next message; nil when the other side closed. `timeoutMilliseconds`
+    /// nil waits for ever; a timeout throws ETIMEDOUT.
+    public func receive(timeoutMilliseconds: Int32? = nil) throws(PreloadControlError) -> String? {
+        if let timeoutMilliseconds {
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = try retrying("poll", "control socket") { poll(&entry, 1, timeoutMilliseconds) }
+            if ready == 0 { throw PreloadControlError(call: "poll", subject: "control socket", errno: ETIMEDOUT) }
+        }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = try retrying("recv", "control socket") {
+            buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
+        }
+        if count == 0 { return nil }
+        return String(decoding: buffer[0..<count], as: UTF8.self)
+    }
+
+    public func close() { Glibc.close(fd) }
+}
+
+public enum AttachControl {
+    /// The abstract name a session in process `pid` holds while it runs.
+    public static func markerName(pid: Int32) -> String { "livetrace-attached-\(pid)" }
+
+    /// Binds the marker of this process; nil when another session holds it.
+    public static func bindMarker() -> Int32? {
+        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        if withAbstractAddress(markerName(pid: getpid()), { bind(fd, $0, $1) }) != 0 {
+            Glibc.close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// The CLI's side: one listener, one accepted connection.
+    public final class Listener: @unchecked Sendable {
+        public let name: String
+        private let fd: Int32
+
+        public init() throws(PreloadControlError) {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            let name = "livetrace-attach-\(getpid())-\(String(now.tv_sec, radix: 16))\(String(now.tv_nsec, radix: 16))"
+            let fd = try retrying("socket", "AF_UNIX") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+            do throws(PreloadControlError) {
+                _ = try retrying("bind", "@" + name) { withAbstractAddress(name) { bind(fd, $0, $1) } }
+                _ = try retrying("listen", "@" + name) { listen(fd, 4) }
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+            self.name = name
+            self.fd = fd
+        }
+
+        /// The session's connection; throws ETIMEDOUT when none came in time.
+        public func accept(timeoutMilliseconds: Int32) throws(PreloadControlError) -> ControlConnection {
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = try retrying("poll", "@" + name) { poll(&entry, 1, timeoutMilliseconds) }
+            if ready == 0 { throw PreloadControlError(call: "accept", subject: "@" + name, errno: ETIMEDOUT) }
+            let connection = try retrying("accept", "@" + name) { Glibc.accept(fd, nil, nil) }
+            _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
+            return ControlConnection(fd: connection)
+        }
+
+        public func close() { Glibc.close(fd) }
     }
 }

@@ -152,3 +152,24 @@ struct SymbolTable {
         strings.span(at: UInt64(symbol.nameOffset))
     }
 }
+
+extension ElfObject {
+    /// The link-time address of the defined, global or weak function `name`
+    /// in `.dynsym` (what the dynamic linker resolves: `livetrace record -p`
+    /// finds `dlopen` in libc and the attach entry in liblivetrace.so this
+    /// way); nil when it is not exported.
+    public func exportedFunction(named name: String) throws(DiscoveryError) -> UInt64? {
+        let wanted = Array(name.utf8)
+        for section in sections where section.type == ElfLayout.sectionDynamicSymbols {
+            let table = try SymbolTable(object: self, section: section)
+            for index in 0..<table.count {
+                let symbol = table.symbol(at: index)
+                guard symbol.isFunction, symbol.isDefined,
+                      symbol.binding == ElfLayout.bindingGlobal || symbol.binding == ElfLayout.bindingWeak,
+                      let symbolName = table.name(of: symbol), symbolName.elementsEqual(wanted) else { continue }
+                return symbol.value
+            }
+        }
+        return nil
+    }
+}

@@ -1,4 +1,5 @@
 // `livetrace record [-F GLOB]... [-N GLOB]... [-D DEPTH] [-t TIME] [-d DIR] [-b EVENTS] [--wait MS] -- PROGRAM [ARGS...]`:
+// (`-p PID [--duration TIME]` instead of PROGRAM: AttachRecording.swift)
 // runs PROGRAM with the LD_PRELOAD shim (liblivetrace.so, LiveTraceC/Preload.swift)
 // and drains its rings into a trace directory.
 //
@@ -42,7 +43,10 @@ struct RecordCommand: ParsableCommand {
             runs, so a crash of the program loses nothing already recorded. Standard \
             input and output pass through; signals sent to livetrace are forwarded; the \
             exit status is the program's (128 + signal when a signal killed it). A \
-            summary line goes to stderr. Read the trace with `livetrace report`.
+            summary line goes to stderr. Read the trace with `livetrace report`. \
+            With -p PID, it attaches to a running process instead, records until \
+            Ctrl-C, --duration or the process's exit, and leaves the process running \
+            with its code as it was.
             """
     )
 
@@ -77,6 +81,12 @@ struct RecordCommand: ParsableCommand {
     @Option(name: .customLong("wait"), help: ArgumentHelp("Milliseconds a thread whose buffer is full waits for the drain before its events are counted lost.", valueName: "ms"))
     var waitMilliseconds: Int = Int(RingArea.defaultWaitTimeoutMicroseconds / 1000)
 
+    @Option(name: .customShort("p"), help: ArgumentHelp("Attach to this running process instead of starting a program; record until Ctrl-C, --duration or its exit, then restore every site and leave it running.", valueName: "pid"))
+    var pid: Int32?
+
+    @Option(name: .customLong("duration"), help: ArgumentHelp("With -p: detach after this time (e.g. 500ms, 10s).", valueName: "time"))
+    var duration: String?
+
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The program and its arguments, after --.", valueName: "-- program args"))
     var command: [String] = []
 
@@ -86,7 +96,15 @@ struct RecordCommand: ParsableCommand {
         // The program's arguments are passed through untouched, so the
         // parser sees a help flag before `--` as the program's name.
         if let first = command.first, ["-h", "--help", "-help"].contains(first) { throw CleanExit.helpRequest(self) }
-        guard !programArguments.isEmpty else { throw ValidationError("no program given: livetrace record [options] -- PROGRAM [ARGS...]") }
+        if let pid {
+            guard programArguments.isEmpty else { throw ValidationError("-p \(pid) attaches to a running process: give no program") }
+        } else {
+            guard !programArguments.isEmpty else { throw ValidationError("no program given: livetrace record [options] -- PROGRAM [ARGS...], or -p PID") }
+            if duration != nil { throw ValidationError("--duration applies to -p PID only (a started program records until it exits)") }
+        }
+        if let duration, RecordCommand.parseDuration(duration) == nil {
+            throw ValidationError("--duration \(duration): not a time (a number with ns, us, ms or s; a bare number is nanoseconds)")
+        }
         if let depth, depth < 1 || depth > FunctionGraph.stackCapacity {
             throw ValidationError("-D \(depth): the depth must be in 1...\(FunctionGraph.stackCapacity)")
         }
@@ -107,7 +125,7 @@ struct RecordCommand: ParsableCommand {
     func run() throws {
         let status: Int32
         do throws(RecordFailure) {
-            status = try record()
+            if let pid { status = try attach(pid: pid) } else { status = try record() }
         } catch {
             RecordOutput.error(error.description)
             throw ExitCode(error.exitStatus)

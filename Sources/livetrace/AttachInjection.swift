@@ -1,0 +1,368 @@
+// Loading liblivetrace.so into a running process (`livetrace record -p PID`)
+// and starting its attached session (LiveTraceC/Attach.swift). ptrace holds
+// one thread for this only; the rest goes over the control channel.
+//
+// The borrowed thread, in order:
+//   1. PTRACE_SEIZE + PTRACE_INTERRUPT: it stops wherever it was, in user
+//      code or inside a system call; save its general registers and its
+//      whole FP/vector state (NT_X86_XSTATE: dlopen clobbers xmm/ymm);
+//   2. the library path and the configuration are written below its red
+//      zone (128 bytes under rsp), and under them the return address 0;
+//   3. each call: rip = the function, rdi = the argument, rsp 16-byte
+//      aligned before the pushed return address, orig_rax = -1 (the kernel
+//      must not take the stopped system call for one to restart on this
+//      resume); PTRACE_CONT; the return to address 0 faults, and the fault's
+//      SIGSEGV stop (suppressed) hands back rax. Calls: dlopen(path,
+//      RTLD_NOW) in libc (glibc ≥ 2.34), dlerror() when it failed, then
+//      lt_attach_start(config) in the loaded library;
+//   4. the registers as saved, with one rule applied (below), and the
+//      FP/vector state go back; PTRACE_DETACH. Signals that arrived for the
+//      thread while it was held were suppressed then and are sent again
+//      with tgkill.
+//
+// The restart rule: a thread stopped inside a blocking system call that the
+// interrupt broke has orig_rax = the call's number and rax = -ERESTARTSYS
+// (512), -ERESTARTNOINTR (513), -ERESTARTNOHAND (514) or
+// -ERESTART_RESTARTBLOCK (516). The kernel would restart it when no handler
+// runs; it is restarted the same way by hand: rip −= 2 (back onto the
+// 2-byte `syscall`), rax = orig_rax (or __NR_restart_syscall, 219, for
+// RESTARTBLOCK, which resumes from the thread's restart block), and
+// orig_rax = -1 so the kernel does not apply the rule a second time. The
+// thread re-enters its call as if nothing happened: no EINTR, and no wake-up
+// is lost (a pipe's data stays in the pipe until the call reads it).
+import CLiveTraceShims
+import Foundation
+import Glibc
+import LiveTrace
+
+/// Why an injection failed (the process was restored before this is thrown).
+struct InjectionError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// One mapping of /proc/PID/maps.
+struct ProcessMapping {
+    var start: UInt64
+    var end: UInt64
+    var offset: UInt64
+    var inode: UInt64
+    var executable: Bool
+    var path: String
+
+    static func read(pid: pid_t) -> [ProcessMapping] {
+        let text = readProcFile("/proc/\(pid)/maps")
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard fields.count >= 5 else { return nil }
+            let range = fields[0].split(separator: "-")
+            guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16),
+                  let offset = UInt64(fields[2], radix: 16), let inode = UInt64(fields[4]) else { return nil }
+            let path = fields.count == 6 ? fields[5].trimmingCharacters(in: .whitespaces) : ""
+            return ProcessMapping(start: start, end: end, offset: offset, inode: inode, executable: fields[1].contains("x"), path: path)
+        }
+    }
+
+    /// The run-time address of the exported function `symbol` of the object
+    /// mapped from a file whose path satisfies `matches`; nil when the
+    /// object is not mapped or does not export it.
+    static func exportedFunction(
+        _ symbol: String, in mappings: [ProcessMapping], pid: pid_t, matches: (String) -> Bool
+    ) -> (address: UInt64, path: String)? {
+        // The executable mapping: a read-only mapping of the same file may
+        // be someone's reading of it (LiveTrace's own site discovery maps
+        // the files it reads), not the loader's.
+        for mapping in mappings where mapping.executable && mapping.inode != 0 && matches(mapping.path) {
+            // The file as the process sees it (its own mount namespace).
+            let file = "/proc/\(pid)/root" + mapping.path
+            guard let object = try? ElfObject(path: access(file, R_OK) == 0 ? file : mapping.path),
+                  let segment = object.segments.first(where: { $0.isExecutable && $0.fileOffset & ~0xfff == mapping.offset }),
+                  let value = try? object.exportedFunction(named: symbol) else { continue }
+            let bias = mapping.start &- (segment.address & ~0xfff)
+            return (bias &+ value, mapping.path)
+        }
+        return nil
+    }
+}
+
+/// The whole of a /proc file (its size reads as 0, and a single read may
+/// stop at a page).
+func readProcFile(_ path: String) -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        if count <= 0 { break }
+        bytes += chunk[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+enum AttachInjection {
+    private static let restartCodes: Set<Int64> = [-512, -513, -514, -516]
+    private static let restartSyscall: UInt64 = 219
+    private static let redZone: UInt64 = 128
+    private static let callTimeoutSeconds = 20.0
+
+    /// Loads `library` into `pid` through thread `tid` and calls
+    /// lt_attach_start(config). Returns lt_attach_start's result.
+    static func inject(pid: pid_t, tid: pid_t, dlopen: UInt64, dlerror: UInt64?, library: String, config: String) throws(InjectionError) -> Int32 {
+        let seized = lt_ptrace(LT_PTRACE_SEIZE, tid, 0, 0)
+        guard seized == 0 else {
+            throw InjectionError(description: "ptrace(PTRACE_SEIZE) failed: \(String(cString: strerror(Int32(-seized))))")
+        }
+        var thread = HeldThread(pid: pid, tid: tid)
+        do throws(InjectionError) {
+            try thread.interrupt()
+            try thread.save()
+        } catch {
+            _ = lt_ptrace(LT_PTRACE_DETACH, tid, 0, 0)
+            throw error
+        }
+        defer { thread.release() }
+        let handle = try thread.call(dlopen, argument: .string(library), second: UInt64(RTLD_NOW))
+        guard handle != 0 else {
+            var reason = "dlopen returned NULL"
+            if let dlerror, let text = try? thread.call(dlerror, argument: .value(0)), text != 0,
+               let message = thread.readString(at: text) {
+                reason = message
+            }
+            throw InjectionError(description: "the process could not load \(library): \(reason)")
+        }
+        let libraryPath = URL(fileURLWithPath: library).resolvingSymlinksInPath().path
+        let libraryIdentity = FileIdentity.of(path: library)
+        guard let entry = ProcessMapping.exportedFunction("lt_attach_start", in: ProcessMapping.read(pid: pid), pid: pid, matches: { path in
+            path == libraryPath || FileIdentity.of(path: path).map { identity in libraryIdentity.map { identity.isSameFile(as: $0) } ?? false } ?? false
+        }) else {
+            throw InjectionError(description: "\(library) is loaded but exports no lt_attach_start (an older build?)")
+        }
+        let status = try thread.call(entry.address, argument: .string(config))
+        return Int32(truncatingIfNeeded: status)
+    }
+
+    /// Signals no thread may block while sites change: SIGTRAP (the kernel
+    /// kills a process whose thread meets an int3 with SIGTRAP blocked) and
+    /// the text poke's preferred sync signal, SIGRTMAX-2 (TextPoker.swift).
+    /// Kernel sigset bits (signal n is bit n-1).
+    static let protectedSignals: UInt64 = 1 << (UInt64(SIGTRAP) - 1) | 1 << (UInt64(lt_sys_sigrtmax() - 2) - 1)
+
+    /// The threads of `pid` that block a protected signal, from
+    /// /proc/PID/task/TID/status (SigBlk), without touching them.
+    static func threadsBlockingProtectedSignals(pid: pid_t) -> [pid_t] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.compactMap { pid_t($0) }.filter { tid in
+            let status = readProcFile("/proc/\(pid)/task/\(tid)/status")
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigBlk:") }),
+                  let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+            return mask & protectedSignals != 0
+        }
+    }
+
+    /// Unblocks the protected signals in thread `tid` (PTRACE_SETSIGMASK,
+    /// the thread stopped and given back as HeldThread does); returns the
+    /// mask it had. The LD_PRELOAD shim keeps the same rule by interposing
+    /// the mask functions (lt_sigmask.c); an attached process was never
+    /// prepared, so its threads are fixed once at the attach.
+    static func unblockProtectedSignals(pid: pid_t, tid: pid_t) throws(InjectionError) -> UInt64 {
+        try setMask(pid: pid, tid: tid) { $0 & ~protectedSignals }
+    }
+
+    /// At the detach: the mask a thread had before the attach, if it still
+    /// has the one the attach gave it.
+    static func restoreMask(pid: pid_t, tid: pid_t, original: UInt64) {
+        _ = try? setMask(pid: pid, tid: tid) { $0 == original & ~protectedSignals ? original : $0 }
+    }
+
+    private static func setMask(pid: pid_t, tid: pid_t, _ change: (UInt64) -> UInt64) throws(InjectionError) -> UInt64 {
+        let seized = lt_ptrace(LT_PTRACE_SEIZE, tid, 0, 0)
+        guard seized == 0 else {
+            throw InjectionError(description: "ptrace(PTRACE_SEIZE) of thread \(tid) failed: \(String(cString: strerror(Int32(-seized))))")
+        }
+        var thread = HeldThread(pid: pid, tid: tid)
+        do throws(InjectionError) {
+            try thread.interrupt()
+            try thread.save()
+        } catch {
+            _ = lt_ptrace(LT_PTRACE_DETACH, tid, 0, 0)
+            throw error
+        }
+        defer { thread.release() }
+        var mask: UInt64 = 0
+        let got = withUnsafeMutablePointer(to: &mask) { lt_ptrace(LT_PTRACE_GETSIGMASK, tid, 8, UInt(bitPattern: $0)) }
+        guard got == 0 else { throw InjectionError(description: "ptrace(PTRACE_GETSIGMASK) of thread \(tid) failed") }
+        var changed = change(mask)
+        if changed != mask {
+            let set = withUnsafeMutablePointer(to: &changed) { lt_ptrace(LT_PTRACE_SETSIGMASK, tid, 8, UInt(bitPattern: $0)) }
+            guard set == 0 else { throw InjectionError(description: "ptrace(PTRACE_SETSIGMASK) of thread \(tid) failed") }
+        }
+        return mask
+    }
+
+    /// The thread held by ptrace.
+    private struct HeldThread {
+        enum Argument {
+            case value(UInt64)
+            case string(String)
+        }
+
+        let pid: pid_t
+        let tid: pid_t
+        var saved = user_regs_struct()
+        var xstate = [UInt8](repeating: 0, count: 64 * 1024)
+        var xstateLength = 0
+        /// Signals that arrived while held (suppressed, sent again at release).
+        var pending: [Int32] = []
+        var restored = false
+
+        init(pid: pid_t, tid: pid_t) {
+            self.pid = pid
+            self.tid = tid
+        }
+
+        enum Stop {
+            case event(Int32)
+            case signal(Int32)
+        }
+
+        /// Waits for the next stop of the thread.
+        func waitStop(deadline: Date) throws(InjectionError) -> Stop {
+            var status: Int32 = 0
+            while true {
+                let result = waitpid(tid, &status, Int32(LT_WALL) | WNOHANG)
+                if result < 0 && errno == EINTR { continue }
+                if result < 0 { throw InjectionError(description: "waitpid(\(tid)) failed: \(String(cString: strerror(errno)))") }
+                if result == 0 {
+                    if Date() > deadline { throw InjectionError(description: "thread \(tid) did not stop within \(Int(AttachInjection.callTimeoutSeconds)) s") }
+                    usleep(100)
+                    continue
+                }
+                if status & 0xff != 0x7f {
+                    throw InjectionError(description: "the process exited during the injection")
+                }
+                let signal = (status >> 8) & 0xff
+                let event = (status >> 16) & 0xffff
+                return event != 0 ? .event(signal) : .signal(signal)
+            }
+        }
+
+        mutating func interrupt() throws(InjectionError) {
+            let result = lt_ptrace(LT_PTRACE_INTERRUPT, tid, 0, 0)
+            guard result == 0 else { throw InjectionError(description: "ptrace(PTRACE_INTERRUPT) failed: \(String(cString: strerror(Int32(-result))))") }
+            let deadline = Date().addingTimeInterval(AttachInjection.callTimeoutSeconds)
+            while true {
+                switch try waitStop(deadline: deadline) {
+                case .event: return
+                case let .signal(signal):
+                    // A signal reached the thread first: keep it for later and
+                    // go on to the interrupt's stop.
+                    pending.append(signal)
+                    _ = lt_ptrace(LT_PTRACE_CONT, tid, 0, 0)
+                }
+            }
+        }
+
+        mutating func save() throws(InjectionError) {
+            let regs = withUnsafeMutablePointer(to: &saved) { lt_ptrace(LT_PTRACE_GETREGS, tid, 0, UInt(bitPattern: $0)) }
+            guard regs == 0 else { throw InjectionError(description: "ptrace(PTRACE_GETREGS) failed: \(String(cString: strerror(Int32(-regs))))") }
+            let count = xstate.count
+            let result = xstate.withUnsafeMutableBytes { buffer in
+                var vector = iovec(iov_base: buffer.baseAddress, iov_len: count)
+                let status = withUnsafeMutablePointer(to: &vector) { lt_ptrace(LT_PTRACE_GETREGSET, tid, UInt(LT_NT_X86_XSTATE), UInt(bitPattern: $0)) }
+                return status == 0 ? vector.iov_len : 0
+            }
+            guard result > 0 else { throw InjectionError(description: "ptrace(PTRACE_GETREGSET, NT_X86_XSTATE) failed") }
+            xstateLength = result
+        }
+
+        /// Writes `bytes` at `address` of the process.
+        func write(_ bytes: [UInt8], at address: UInt64) throws(InjectionError) {
+            let fd = open("/proc/\(tid)/mem", O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else { throw InjectionError(description: "cannot open /proc/\(tid)/mem: \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(Int64(bitPattern: address))) }
+            guard written == bytes.count else { throw InjectionError(description: "cannot write the process's stack at 0x\(String(address, radix: 16))") }
+        }
+
+        func readString(at address: UInt64) -> String? {
+            let fd = open("/proc/\(tid)/mem", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return nil }
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 1024)
+            let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(Int64(bitPattern: address))) }
+            guard count > 0 else { return nil }
+            return String(decoding: buffer[0..<count].prefix { $0 != 0 }, as: UTF8.self)
+        }
+
+        /// Calls `function(argument, second)` on the thread; returns rax.
+        mutating func call(_ function: UInt64, argument: Argument, second: UInt64 = 0) throws(InjectionError) -> UInt64 {
+            var regs = saved
+            var top = (saved.rsp &- AttachInjection.redZone) & ~15
+            let first: UInt64
+            switch argument {
+            case let .value(value): first = value
+            case let .string(text):
+                let bytes = Array(text.utf8) + [0]
+                top = (top &- UInt64(bytes.count)) & ~15
+                try write(bytes, at: top)
+                first = top
+            }
+            // rsp ≡ 8 (mod 16) at the entry, as after a call; the return
+            // address 0 ends the call with a fault.
+            regs.rsp = top &- 8
+            try write([UInt8](repeating: 0, count: 8), at: regs.rsp)
+            regs.rip = function
+            regs.rdi = first
+            regs.rsi = second
+            regs.rax = 0
+            regs.orig_rax = UInt64.max
+            let set = withUnsafeMutablePointer(to: &regs) { lt_ptrace(LT_PTRACE_SETREGS, tid, 0, UInt(bitPattern: $0)) }
+            guard set == 0 else { throw InjectionError(description: "ptrace(PTRACE_SETREGS) failed: \(String(cString: strerror(Int32(-set))))") }
+            _ = lt_ptrace(LT_PTRACE_CONT, tid, 0, 0)
+            let deadline = Date().addingTimeInterval(AttachInjection.callTimeoutSeconds)
+            while true {
+                switch try waitStop(deadline: deadline) {
+                case .event:
+                    _ = lt_ptrace(LT_PTRACE_CONT, tid, 0, 0)
+                case let .signal(signal):
+                    var now = user_regs_struct()
+                    _ = withUnsafeMutablePointer(to: &now) { lt_ptrace(LT_PTRACE_GETREGS, tid, 0, UInt(bitPattern: $0)) }
+                    if signal == SIGSEGV && now.rip == 0 { return now.rax }
+                    if signal == SIGSEGV || signal == SIGBUS || signal == SIGILL || signal == SIGFPE {
+                        throw InjectionError(description: "the injected call faulted (signal \(signal) at 0x\(String(now.rip, radix: 16)))")
+                    }
+                    pending.append(signal)
+                    _ = lt_ptrace(LT_PTRACE_CONT, tid, 0, 0)
+                }
+            }
+        }
+
+        /// The registers and FP/vector state back (the restart rule applied),
+        /// detach, and the signals held back sent again.
+        mutating func release() {
+            guard !restored else { return }
+            restored = true
+            var regs = saved
+            let code = Int64(bitPattern: regs.rax)
+            if Int64(bitPattern: regs.orig_rax) >= 0 && AttachInjection.restartCodes.contains(code) {
+                regs.rip &-= 2
+                regs.rax = code == -516 ? AttachInjection.restartSyscall : regs.orig_rax
+                regs.orig_rax = UInt64.max
+            }
+            _ = withUnsafeMutablePointer(to: &regs) { lt_ptrace(LT_PTRACE_SETREGS, tid, 0, UInt(bitPattern: $0)) }
+            let length = xstateLength
+            _ = xstate.withUnsafeMutableBytes { buffer in
+                var vector = iovec(iov_base: buffer.baseAddress, iov_len: length)
+                return withUnsafeMutablePointer(to: &vector) { lt_ptrace(LT_PTRACE_SETREGSET, tid, UInt(LT_NT_X86_XSTATE), UInt(bitPattern: $0)) }
+            }
+            _ = lt_ptrace(LT_PTRACE_DETACH, tid, 0, 0)
+            for signal in pending { _ = syscall_tgkill(pid, tid, signal) }
+        }
+    }
+}
+
+private func syscall_tgkill(_ pid: pid_t, _ tid: pid_t, _ signal: Int32) -> Int {
+    lt_sys_tgkill(Int(pid), Int(tid), signal)
+}
