@@ -31,35 +31,21 @@
 // thread re-enters its call as if nothing happened: no EINTR, and no wake-up
 // is lost (a pipe's data stays in the pipe until the call reads it).
 import CLiveTraceShims
-import Foundation
+import FoundationEssentials
 import Glibc
 import LiveTrace
+import LiveTraceSites
 
 /// Why an injection failed (the process was restored before this is thrown).
 struct InjectionError: Error, CustomStringConvertible {
     var description: String
 }
 
-/// One mapping of /proc/PID/maps.
-struct ProcessMapping {
-    var start: UInt64
-    var end: UInt64
-    var offset: UInt64
-    var inode: UInt64
-    var executable: Bool
-    var path: String
-
-    static func read(pid: pid_t) -> [ProcessMapping] {
-        let text = readProcFile("/proc/\(pid)/maps")
-        return text.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count >= 5 else { return nil }
-            let range = fields[0].split(separator: "-")
-            guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16),
-                  let offset = UInt64(fields[2], radix: 16), let inode = UInt64(fields[4]) else { return nil }
-            let path = fields.count == 6 ? fields[5].trimmingCharacters(in: .whitespaces) : ""
-            return ProcessMapping(start: start, end: end, offset: offset, inode: inode, executable: fields[1].contains("x"), path: path)
-        }
+extension ProcessMaps {
+    /// The mappings of process `pid`; empty when they cannot be read (the
+    /// refusals that follow name the reason).
+    static func readOrEmpty(pid: pid_t) -> [ProcessMapping] {
+        (try? read(pid: pid)) ?? []
     }
 
     /// The run-time address of the exported function `symbol` of the object
@@ -77,28 +63,25 @@ struct ProcessMapping {
             guard let object = try? ElfObject(path: access(file, R_OK) == 0 ? file : mapping.path),
                   let segment = object.segments.first(where: { $0.isExecutable && $0.fileOffset & ~0xfff == mapping.offset }),
                   let value = try? object.exportedFunction(named: symbol) else { continue }
-            let bias = mapping.start &- (segment.address & ~0xfff)
+            let bias = UInt64(mapping.start) &- (segment.address & ~0xfff)
             return (bias &+ value, mapping.path)
         }
         return nil
     }
 }
 
-/// The whole of a /proc file (its size reads as 0, and a single read may
-/// stop at a page).
-func readProcFile(_ path: String) -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return "" }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count < 0 && errno == EINTR { continue }
-        if count <= 0 { break }
-        bytes += chunk[0..<count]
+extension String {
+    /// Without leading and trailing spaces, tabs and newlines (the blanks
+    /// of /proc files).
+    var trimmedOfBlanks: String {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" }
+        return String(drop(while: blank).reversed().drop(while: blank).reversed())
     }
-    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// The whole of a /proc file as text; "" when it cannot be read.
+func readProcFile(_ path: String) -> String {
+    ((try? SystemCall.readFile(path)).map { String(decoding: $0, as: UTF8.self) }) ?? ""
 }
 
 enum AttachInjection {
@@ -134,7 +117,7 @@ enum AttachInjection {
         }
         let libraryPath = URL(fileURLWithPath: library).resolvingSymlinksInPath().path
         let libraryIdentity = FileIdentity.of(path: library)
-        guard let entry = ProcessMapping.exportedFunction("lt_attach_start", in: ProcessMapping.read(pid: pid), pid: pid, matches: { path in
+        guard let entry = ProcessMaps.exportedFunction("lt_attach_start", in: ProcessMaps.readOrEmpty(pid: pid), pid: pid, matches: { path in
             path == libraryPath || FileIdentity.of(path: path).map { identity in libraryIdentity.map { identity.isSameFile(as: $0) } ?? false } ?? false
         }) else {
             throw InjectionError(description: "\(library) is loaded but exports no lt_attach_start (an older build?)")
@@ -156,7 +139,7 @@ enum AttachInjection {
         return tasks.compactMap { pid_t($0) }.filter { tid in
             let status = readProcFile("/proc/\(pid)/task/\(tid)/status")
             guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigBlk:") }),
-                  let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+                  let mask = UInt64(String(line.dropFirst(7)).trimmedOfBlanks, radix: 16) else { return false }
             return mask & protectedSignals != 0
         }
     }

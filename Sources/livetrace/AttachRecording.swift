@@ -19,7 +19,7 @@
 //      released); finish the trace (marked salvaged when the process exited
 //      while attached); -t; one summary line saying how long it was attached.
 import CLiveTraceShims
-import Foundation
+import FoundationEssentials
 import Glibc
 import LiveTrace
 import LiveTracePreload
@@ -49,14 +49,14 @@ enum AttachCheck {
         let status = readProcFile("/proc/\(pid)/status")
         func field(_ name: String) -> String? {
             status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
-                .map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) }
+                .map { String($0.dropFirst(name.count + 1)).trimmedOfBlanks }
         }
         if field("State")?.hasPrefix("Z") == true { throw refuse(pid, "the process has exited (a zombie)") }
         if let tracer = field("TracerPid"), tracer != "0" {
             throw refuse(pid, "not permitted: it is already traced by pid \(tracer) (a debugger or another tracer); detach that first")
         }
         if let text = try? String(contentsOfFile: "/proc/sys/kernel/yama/ptrace_scope", encoding: .utf8),
-           let scope = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+           let scope = Int(text.trimmedOfBlanks) {
             if scope >= 3 { throw refuse(pid, "not permitted: Yama's kernel.yama.ptrace_scope is \(scope), which forbids every ptrace attach") }
             if scope >= 1 && geteuid() != 0 {
                 throw refuse(pid, "not permitted: Yama's kernel.yama.ptrace_scope is \(scope) (only \(scope == 1 ? "a parent or CAP_SYS_PTRACE" : "CAP_SYS_PTRACE") may attach); run as root, or set it to 0")
@@ -88,20 +88,20 @@ enum AttachCheck {
            sockets.split(separator: "\n").contains(where: { $0.hasSuffix(" @" + AttachControl.markerName(pid: pid)) }) {
             throw refuse(pid, "it already holds an attached LiveTrace session (another livetrace record -p)")
         }
-        let mappings = ProcessMapping.read(pid: pid)
+        let mappings = ProcessMaps.readOrEmpty(pid: pid)
         let isLibc: (String) -> Bool = { path in
             let name = path.split(separator: "/").last.map(String.init) ?? ""
             return name.hasPrefix("libc.so") || name.hasPrefix("libc-")
         }
-        guard let dlopen = ProcessMapping.exportedFunction("dlopen", in: mappings, pid: pid, matches: isLibc) else {
+        guard let dlopen = ProcessMaps.exportedFunction("dlopen", in: mappings, pid: pid, matches: isLibc) else {
             throw refuse(pid, "its C library exports no dlopen (glibc 2.34 or newer is needed)")
         }
-        let dlerror = ProcessMapping.exportedFunction("dlerror", in: mappings, pid: pid, matches: isLibc)
+        let dlerror = ProcessMaps.exportedFunction("dlerror", in: mappings, pid: pid, matches: isLibc)
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         let live = tasks.compactMap { pid_t($0) }.filter { tid in
             let text = readProcFile("/proc/\(pid)/task/\(tid)/stat")
             guard let close = text.lastIndex(of: ")") else { return false }
-            let state = text[text.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+            let state = String(text[text.index(after: close)...]).trimmedOfBlanks.first
             return state != "Z" && state != "X"
         }.sorted()
         guard let tid = live.contains(pid) ? pid : live.first else { throw refuse(pid, "it has no live thread") }
@@ -270,12 +270,22 @@ extension RecordCommand {
         return 0
     }
 
+    /// Whole units of `duration` with `digits` decimals, rounded half up.
+    private static func decimal(_ duration: Duration, unitNanoseconds: Int64, digits: Int) -> String {
+        let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+        var scale: Int64 = 1
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = (nanoseconds * scale + unitNanoseconds / 2) / unitNanoseconds
+        let fraction = String(scaled % scale)
+        return "\(scaled / scale)." + String(repeating: "0", count: digits - fraction.count) + fraction
+    }
+
     private static func seconds(_ duration: Duration) -> String {
-        String(format: "%.2f", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+        decimal(duration, unitNanoseconds: 1_000_000_000, digits: 2)
     }
 
     private static func milliseconds(_ duration: Duration) -> String {
-        String(format: "%.1f", (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18) * 1000)
+        decimal(duration, unitNanoseconds: 1_000_000, digits: 1)
     }
 
     private func isExited(_ pidfd: Int32) -> Bool {
