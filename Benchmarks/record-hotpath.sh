@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 gcc -O2 -pthread -I Sources/CLiveTraceShims/include \
-    Benchmarks/record-hotpath.c Sources/CLiveTraceShims/lt_record.c Sources/CLiveTraceShims/lt_context.c -o "$work/record-hotpath"
+    Benchmarks/record-hotpath.c Sources/CLiveTraceShims/lt_record.c Sources/CLiveTraceShims/lt_context.c Sources/CLiveTraceShims/lt_sys.c -o "$work/record-hotpath"
 "$work/record-hotpath" "${RECORD_BENCH_CALLS:-20000000}"

@@ -24,12 +24,12 @@
 #define _GNU_SOURCE
 #include "lt_record.h"
 #include "lt_context.h"
+#include "lt_sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -51,15 +51,9 @@ struct lt_area_header *lt_active_area;
 static pthread_mutex_t lt_control_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t lt_once = PTHREAD_ONCE_INIT;
 static pthread_key_t lt_exit_key;
-static int lt_membarrier_registered;
 
 /* ---- system call wrappers (slow paths only) --------------------------- */
 
-static long lt_record_sys_membarrier(int cmd) {
-    long r;
-    do { r = syscall(SYS_membarrier, cmd, 0, 0); } while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : r;
-}
 
 /* Shared (not PRIVATE) futex operations: the words live in a MAP_SHARED
  * file mapping that the drain may map in another process. EINTR is not
@@ -74,7 +68,6 @@ static void lt_record_sys_futex_wake(uint32_t *word) {
     syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
-uint64_t lt_record_gettid(void) { return (uint64_t)syscall(SYS_gettid); }
 
 uint64_t lt_record_monotonic_ns(void) {
     struct timespec ts;
@@ -164,7 +157,7 @@ static __attribute__((noinline)) struct lt_ring_header *lt_claim_ring(struct lt_
         struct lt_ring_header *ring = lt_area_ring(area, index);
         if (__atomic_load_n(&ring->state, __ATOMIC_RELAXED) != LT_RING_FREE) continue;
         if (!lt_atomic_cas_u32(&ring->state, LT_RING_FREE, LT_RING_CLAIMING)) continue;
-        ring->tid = lt_record_gettid();
+        ring->tid = (uint64_t)lt_sys_gettid();
         ring->pid = (uint64_t)getpid();
         ring->generation += 1;
         ring->busy = 0;
@@ -521,9 +514,6 @@ static int lt_attach_locked(void *base, size_t size) {
     int status = lt_validate(base, size);
     if (status != 0) return status;
     pthread_once(&lt_once, lt_init_once);
-    if (!lt_membarrier_registered &&
-        lt_record_sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0)
-        lt_membarrier_registered = 1;
     __atomic_store_n(&lt_active_area, (struct lt_area_header *)base, __ATOMIC_RELEASE);
     return 0;
 }
@@ -571,7 +561,7 @@ int lt_record_detach(void) {
         return -LT_RECORD_EINACTIVE;
     }
     __atomic_store_n(&lt_active_area, NULL, __ATOMIC_SEQ_CST);
-    long barrier = lt_membarrier_registered ? lt_record_sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) : -ENOSYS;
+    long barrier = lt_sys_membarrier_private_expedited();
     if (barrier < 0) {
         /* Quiescence not proven: the caller must not take the last drain
          * for complete. */

@@ -170,4 +170,4 @@ func expectedFib(_ n: Int, depth: Int, name: String = "g_fib") -> [String] {
     return lines
 }
 
-func currentThreadID() -> UInt64 { lt_record_gettid() }
+func currentThreadID() -> UInt64 { UInt64(lt_sys_gettid()) }

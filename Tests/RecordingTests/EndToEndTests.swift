@@ -11,9 +11,9 @@ final class EndToEndTests: XCTestCase {
     func testInstrumentedProgramReportIsExactAndNamed() throws {
         let shims = RecordingFixtures.repositoryRoot.appendingPathComponent("Sources/CLiveTraceShims")
         let program = try Fixtures.compile(
-            ["recording/instrumented.c", shims.appendingPathComponent("lt_record.c").path, shims.appendingPathComponent("lt_context.c").path],
+            ["recording/instrumented.c", shims.appendingPathComponent("lt_record.c").path, shims.appendingPathComponent("lt_context.c").path, shims.appendingPathComponent("lt_sys.c").path],
             compiler: "gcc",
-            flags: ["-O0", "-g", "-pthread", "-finstrument-functions", "-finstrument-functions-exclude-file-list=lt_record,lt_ring,lt_context",
+            flags: ["-O0", "-g", "-pthread", "-finstrument-functions", "-finstrument-functions-exclude-file-list=lt_record,lt_ring,lt_context,lt_sys",
                     "-I", shims.appendingPathComponent("include").path],
             output: "instrumented")
         let dir = RecordingFixtures.scratchDirectory("end-to-end")

@@ -21,7 +21,7 @@ enum RecordingFixtures {
     static func ringWriter() throws -> String {
         let shims = repositoryRoot.appendingPathComponent("Sources/CLiveTraceShims")
         return try Fixtures.compile(
-            ["recording/ring_writer.c", shims.appendingPathComponent("lt_record.c").path, shims.appendingPathComponent("lt_context.c").path],
+            ["recording/ring_writer.c", shims.appendingPathComponent("lt_record.c").path, shims.appendingPathComponent("lt_context.c").path, shims.appendingPathComponent("lt_sys.c").path],
             compiler: "gcc",
             flags: ["-O2", "-g", "-pthread", "-I", shims.appendingPathComponent("include").path],
             output: "ring_writer")

@@ -118,9 +118,6 @@ void lt_record_thread_ignore(int ignore);
 /* Releases the calling thread's ring now (as thread exit does). */
 void lt_record_thread_retire(void);
 
-/* The Linux thread id of the caller (gettid). */
-uint64_t lt_record_gettid(void);
-
 /* CRC-32C (Castagnoli) of `length` bytes, as the trace format's chunks
  * carry it (lt_record_crc.c). */
 uint32_t lt_record_crc32c(const void *data, size_t length);
