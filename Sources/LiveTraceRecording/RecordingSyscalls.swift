@@ -20,6 +20,9 @@ public enum RecordingError: Error, CustomStringConvertible, Equatable {
     /// start() while a recording runs, stop() while none does.
     case recordingActive
     case recordingInactive
+    /// A salvage of a trace whose recorded process still runs: its
+    /// recorder owns the rings.
+    case recorderAlive(pid: UInt64, directory: String)
     /// The writer layer refused (lt_record_error or -errno from C).
     case writer(call: String, code: Int32)
 
@@ -35,6 +38,8 @@ public enum RecordingError: Error, CustomStringConvertible, Equatable {
             return "not a LiveTrace trace: \(path) is missing"
         case let .missingTraceDirectory(path):
             return "no trace directory \(path) (record one with `livetrace record -d \(path) -- PROGRAM`)"
+        case let .recorderAlive(pid, directory):
+            return "process \(pid), which recorded \(directory), is still running: stop its recording instead"
         case .recordingActive: return "a recording is already active in this process"
         case .recordingInactive: return "no recording is active in this process"
         case let .writer(call, code):

@@ -109,7 +109,6 @@ public final class TraceDrain: @unchecked Sendable {
     /// Salvages the trace directory of a program that died: drains what its
     /// writers published, counts what they lost, and marks it salvaged.
     public static func salvage(directory: String) throws(RecordingError) -> DrainSummary {
-        let area = try RingArea.open(path: directory + "/" + TraceFormat.ringsFile)
         var command: [String] = []
         var pid: UInt64 = 0
         var options: RecordingOptions?
@@ -118,11 +117,24 @@ public final class TraceDrain: @unchecked Sendable {
             pid = old.pid
             options = old.options
         }
+        // The recorder of a live process still owns the rings: draining them
+        // beside it would race its writers and its own final drain.
+        if pid != 0 && processIsRunning(pid) { throw .recorderAlive(pid: pid, directory: directory) }
+        let area = try RingArea.open(path: directory + "/" + TraceFormat.ringsFile)
         let drain = try TraceDrain(directory: directory, area: area, command: command, pid: pid, options: options)
         let summary = try drain.finish(salvaged: true)
         // Everything the ring area held is in the streams now.
         try Sys.unlinkIfPresent(area.path)
         return summary
+    }
+
+    /// True while process `pid` exists and is not a zombie (a zombie runs
+    /// nothing: its rings are final). EPERM from kill(2) means it exists.
+    static func processIsRunning(_ pid: UInt64) -> Bool {
+        guard pid <= UInt64(Int32.max), kill(pid_t(pid), 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? Sys.readFile("/proc/\(pid)/stat"),
+              let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return true }
+        return stat[close + 2] != UInt8(ascii: "Z")
     }
 
     /// The totals of every stream file in `directory` (each one decoded and

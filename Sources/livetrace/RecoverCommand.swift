@@ -37,10 +37,6 @@ struct RecoverCommand: ParsableCommand {
         guard access(rings, F_OK) == 0 else {
             throw fail("\(directory) is incomplete but has no \(TraceFormat.ringsFile) to recover events from")
         }
-        // The recorder of a live process still owns the rings.
-        if info.pid != 0, kill(pid_t(truncatingIfNeeded: info.pid), 0) == 0 || errno == EPERM {
-            throw fail("process \(info.pid), which recorded \(directory), is still running: stop its recording instead")
-        }
         let summary: DrainSummary
         do {
             summary = try TraceDrain.salvage(directory: directory)
