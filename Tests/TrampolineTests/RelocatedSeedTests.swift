@@ -8,8 +8,8 @@
 // exactly once; one attached and detached counts at least the calls made
 // while it was stably on and none made while it was stably off.
 // The suite runs a few rounds: one attach through the registry costs
-// 1-4 s here while the threads run (a debug build walks every function of
-// every loaded object of the test process per register), so thousands of
+// 0.5-2.5 s here while the threads run (a debug build walks every function
+// of every loaded object of the test process per register), so thousands of
 // changes per test run only in the soak (LIVETRACE_SOAK=1, make soak:
 // 1,000 rounds each); the text poke alone is switched thousands of times in
 // RelocatedPokeTests.
