@@ -147,6 +147,7 @@ extension RecordingError {
         case .badRingArea: return -Int32(LT_EINVAL)
         case .damagedTrace: return traceDirectory(EIO)
         case .missingTraceFile, .missingTraceDirectory: return traceDirectory(ENOENT)
+        case .recorderAlive: return traceDirectory(EBUSY)
         }
     }
 }
