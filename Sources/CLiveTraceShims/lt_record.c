@@ -363,6 +363,10 @@ void lt_record_entry(uintptr_t ip, uint32_t depth) {
     lt_record_event(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, depth, LT_EVENT_ENTRY, 0));
 }
 
+void lt_record_entry_only(uintptr_t ip, uint32_t depth) {
+    lt_record_event(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, depth, LT_EVENT_ENTRY, LT_EVENT_FLAG_ENTRY_ONLY));
+}
+
 void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags) {
     lt_record_event(ip, lt_event_pack(ip & LT_EVENT_ADDRESS_MAX, depth, LT_EVENT_EXIT, flags));
 }

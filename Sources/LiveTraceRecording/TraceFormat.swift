@@ -37,7 +37,7 @@
 //   16      16*n  events (struct lt_event, lt_ring.h):
 //                   0  u64 timestamp (TSC ticks)
 //                   8  u64 word: bits 0-47 address (LOST: count),
-//                      48-60 depth (8191 = 8191 or deeper), 61 UNWOUND,
+//                      48-60 depth (8191 = 8191 or deeper), 61 UNWOUND (exits) or ENTRY_ONLY (entries),
 //                      62-63 kind (1 entry, 2 exit, 3 lost; 0 is damage)
 import CLiveTraceShims
 
@@ -68,6 +68,8 @@ public struct TraceEvent: Equatable, Sendable {
         case lost = 3
     }
     public static let flagUnwound: UInt16 = UInt16(LT_EVENT_FLAG_UNWOUND.rawValue)
+    /// The same bit on an entry: no exit follows (`LT_EVENT_FLAG_ENTRY_ONLY`).
+    public static let flagEntryOnly: UInt16 = UInt16(LT_EVENT_FLAG_ENTRY_ONLY.rawValue)
 
     public var kind: Kind
     /// Function entry address; for `.lost` the number of events lost.
@@ -85,23 +87,24 @@ public struct TraceEvent: Equatable, Sendable {
         self.flags = flags
     }
 
-    public var isUnwound: Bool { flags & TraceEvent.flagUnwound != 0 }
+    public var isUnwound: Bool { kind == .exit && flags & TraceEvent.flagUnwound != 0 }
+    public var isEntryOnly: Bool { kind == .entry && flags & TraceEvent.flagEntryOnly != 0 }
 
     /// The event's packed word (lt_ring.h); nil when a field does not fit
     /// the format: an address or count wider than 48 bits, a flag other than
-    /// UNWOUND, UNWOUND on anything but an exit. A depth above
-    /// TraceFormat.depthMax saturates, as the writer's does.
+    /// bit 61, bit 61 on a LOST event. A depth above TraceFormat.depthMax
+    /// saturates, as the writer's does.
     var packedWord: UInt64? {
         guard address <= TraceFormat.addressMax, flags & ~TraceEvent.flagUnwound == 0,
-              flags == 0 || kind == .exit else { return nil }
+              flags == 0 || kind != .lost else { return nil }
         return lt_event_pack(address, depth, UInt32(kind.rawValue), UInt32(flags))
     }
 
-    /// Decodes one 16-byte event; nil for kind 0 or UNWOUND on a non-exit.
+    /// Decodes one 16-byte event; nil for kind 0 or bit 61 on a LOST event.
     init?(timestamp: UInt64, word: UInt64) {
         guard let kind = Kind(rawValue: UInt16(lt_event_kind(word))) else { return nil }
         let flags = UInt16(lt_event_flags(word))
-        guard flags == 0 || kind == .exit else { return nil }
+        guard flags == 0 || kind != .lost else { return nil }
         self.init(kind: kind, address: lt_event_address(word), timestamp: timestamp, depth: lt_event_depth(word), flags: flags)
     }
 }
@@ -246,7 +249,7 @@ enum StreamCodec {
     }
 
     /// Step 3: event `index` of checksummed event bytes; an event no
-    /// writer can produce (kind 0, UNWOUND on a non-exit) is damage naming
+    /// writer can produce (kind 0, bit 61 on a LOST event) is damage naming
     /// its index in the stream (`firstIndex` + `index`) and its file offset
     /// (`fileOffset` is that of `events`).
     @inline(__always)
@@ -258,7 +261,7 @@ enum StreamCodec {
         let word = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self))
         guard let event = TraceEvent(timestamp: timestamp, word: word) else {
             let kind = lt_event_kind(word)
-            let reason = kind == 0 ? "unknown kind 0" : "UNWOUND flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
+            let reason = kind == 0 ? "unknown kind 0" : "UNWOUND/ENTRY_ONLY flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
             throw .damagedTrace(file: file, reason: "event \(firstIndex + index) at offset \(fileOffset + at): \(reason)")
         }
         return event

@@ -93,7 +93,7 @@ final class TraceFormatTests: XCTestCase {
     func testEventsTheFormatCannotHoldAreRefusedNotCut() throws {
         for (name, event) in [
             ("wide", TraceEvent(kind: .entry, address: TraceFormat.addressMax + 1, timestamp: 1)),
-            ("unwound-entry", TraceEvent(kind: .entry, address: 0x1000, timestamp: 1, flags: TraceEvent.flagUnwound)),
+            ("flagged-lost", TraceEvent(kind: .lost, address: 3, timestamp: 1, flags: TraceEvent.flagUnwound)),
             ("flag", TraceEvent(kind: .exit, address: 0x1000, timestamp: 1, flags: 4)),
         ] {
             var trace = Self.sampleTrace()
@@ -188,9 +188,40 @@ final class TraceFormatTests: XCTestCase {
         assertDamaged(dir, mentions: ["event 1 at offset 96", "unknown kind 0"])
     }
 
-    func testUnwoundFlagOnAnEntryIsRejected() throws {
-        let dir = try rewrittenEvents("unwound-entry") { $0[15] |= 0x20 }
-        assertDamaged(dir, mentions: ["event 0 at offset 80", "UNWOUND flag on an event of kind entry"])
+    func testBit61OnALostEventIsRejected() throws {
+        let dir = try rewrittenEvents("flagged-lost") { $0[32 + 15] |= 0x20 }
+        assertDamaged(dir, mentions: ["event 2 at offset 112", "UNWOUND/ENTRY_ONLY flag on an event of kind lost"])
+    }
+
+    /// Bit 61 on an entry is ENTRY_ONLY (a Swift async function: no exit
+    /// follows): written and read back as such; the report counts the call,
+    /// entry only, with no time, and its caller's times are untouched.
+    func testEntryOnlyEntryRoundTripsAndIsReportedAsSuch() throws {
+        let dir = RecordingFixtures.scratchDirectory("entry-only")
+        var trace = Self.sampleTrace()
+        trace.streams = [ThreadStream(identity: StreamIdentity(pid: 4242, tid: 4242), events: [
+            TraceEvent(kind: .entry, address: 0x5555_0000_1100, timestamp: 2_000, depth: 0),
+            TraceEvent(kind: .entry, address: 0x5555_0000_1140, timestamp: 2_100, depth: 1, flags: TraceEvent.flagEntryOnly),
+            TraceEvent(kind: .entry, address: 0x5555_0000_1140, timestamp: 2_200, depth: 1, flags: TraceEvent.flagEntryOnly),
+            TraceEvent(kind: .exit, address: 0x5555_0000_1100, timestamp: 2_400, depth: 0),
+        ])]
+        try TraceWriter.write(trace, to: dir)
+        let path = dir + "/streams/" + StreamIdentity(pid: 4242, tid: 4242).fileName
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertEqual(bytes[80 + 16 + 15], 0x60, "kind 1 (entry) with bit 61")
+        let back = try TraceReader.read(directory: dir)
+        XCTAssertEqual(back.streams[0].events.map(\.isEntryOnly), [false, true, true, false])
+        XCTAssertFalse(back.streams[0].events[1].isUnwound)
+        let report = TraceReport(trace: back, sort: .name)
+        let work = try XCTUnwrap(report.functions.first { $0.function == "work" })
+        XCTAssertEqual(work.calls, 2)
+        XCTAssertEqual(work.entryOnly, 2)
+        XCTAssertEqual(work.totalNs, 0)
+        let main = try XCTUnwrap(report.functions.first { $0.function == "main" })
+        XCTAssertEqual(main.totalNs, 1_000, "400 ticks of 2.5 ns")
+        XCTAssertEqual(main.selfNs, 1_000)
+        XCTAssertTrue(report.text().contains("work  (2 entry only)"), report.text())
+        XCTAssertTrue(report.json(sort: .name).contains("\"entry_only\": 2"), report.json(sort: .name))
     }
 
     func testBadMagicAndFutureVersionAreRejected() throws {

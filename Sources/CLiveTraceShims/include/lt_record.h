@@ -88,6 +88,8 @@ struct lt_area_header *lt_record_active_area(void);
  * `flags` are enum lt_event_flags. */
 void lt_record_entry(uintptr_t ip, uint32_t depth);
 void lt_record_exit(uintptr_t ip, uint32_t depth, uint32_t flags);
+/* An entry flagged LT_EVENT_FLAG_ENTRY_ONLY: no exit will follow. */
+void lt_record_entry_only(uintptr_t ip, uint32_t depth);
 
 /* The reader's half of the wake-ups (lt_ring.h): releases `tail` (the
  * events before it are consumed) and wakes the ring's writer if it waits
