@@ -91,6 +91,10 @@ final class RecordDynamicTests: XCTestCase {
             XCTAssertEqual(report.functions.filter { $0.entryOnly == 0 }.reduce(0) { $0 + $1.unfinished }, 0, "\(level)\n\(table)")
             let replay = try RecordFixtures.run([Fixtures.livetraceExecutable, "replay", "-d", work + "/t"], in: work)
             XCTAssertEqual(replay.status, 0, replay.stderr)
+            let list = try RecordFixtures.run([Fixtures.livetraceExecutable, "list", program], in: work)
+            let fetchLine = list.stdout.split(separator: "\n").first { $0.contains(" prog.fetch(Swift.Int) async") }
+            XCTAssertTrue(fetchLine?.contains("; recorded entry only)") == true, "\(String(describing: fetchLine))")
+            XCTAssertFalse(list.stdout.split(separator: "\n").first { $0.contains(" prog.leaf(") }?.contains("entry only") ?? true)
             XCTAssertTrue(replay.stdout.contains("$s4prog5fetchyS2iYaF(); /* entry only */")
                               || replay.stdout.contains("prog.fetch(Swift.Int) async -> Swift.Int(); /* entry only */"), String(replay.stdout.prefix(3000)))
         }
