@@ -42,16 +42,19 @@ for entry in relocations.entries {
 }
 if !found { fail("no exported function in \(path)") }
 let arena = RelocatedStubArena()
-var entries: [RelocatedEntry] = []
+var live: [(relocation: PrologueRelocation, symbol: String)] = []
 var refusedLive = 0
 for entry in relocations.entries where entry.size >= 5 {
     guard case .success = entry.verdict else { continue }
     // The live analysis reads the loaded bytes: what the text poke verifies.
     switch PrologueRelocation.analyze(functionAt: UInt(bias) + entry.functionAddress, size: entry.size) {
-    case let .success(relocation):
-        do { entries.append(try arena.place(relocation, symbol: entry.symbol)) } catch { refusedLive += 1 }
+    case let .success(relocation): live.append((relocation, entry.symbol))
     case .failure: refusedLive += 1
     }
+}
+var entries: [RelocatedEntry] = []
+for placed in arena.place(live) {
+    if case let .success(entry) = placed { entries.append(entry) } else { refusedLive += 1 }
 }
 let t2 = now()
 let relocated = TextPoker.shared.relocate(entries)

@@ -380,6 +380,28 @@ void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_
     *(volatile uintptr_t *)slot = trampoline;
 }
 
+void lt_graph_entry_only_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs) {
+    (void)ops;
+    struct lt_graph_stack *stack = lt_graph_self;
+    if (__builtin_expect(stack == NULL, 0)) {
+        stack = lt_graph_stack_create();
+        if (stack == NULL) {
+            lt_count(no_stack);
+            return;
+        }
+    }
+    uintptr_t slot = regs->rsp;
+    uint32_t index = stack->count;
+    if (index > 0) {
+        const struct lt_graph_frame *top = &stack->frames[index - 1];
+        if (__builtin_expect(top->slot <= slot || (top->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED, 0)) {
+            lt_graph_pop_dead(stack, slot, parent_ip == (uintptr_t)&lt_graph_return_trampoline);
+            index = stack->count;
+        }
+    }
+    if (index < __atomic_load_n(&lt_graph_depth_limit, __ATOMIC_RELAXED)) lt_record_entry_flags(ip, index, LT_EVENT_FLAG_ENTRY_ONLY);
+}
+
 /* The common cases of lt_graph_entry_callback and lt_graph_exit run in
  * assembly, in lt_tramp_entry_graph (lt_tramp_x86_64.S) and at the top of
  * the return trampoline (lt_return_x86_64.S): the same checks, the same

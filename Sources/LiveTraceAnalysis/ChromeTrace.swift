@@ -119,6 +119,7 @@ public enum ChromeTrace {
             case .unwound: json.raw(",\"args\":{\"end\":\"unwound\"}")
             case .leftWithoutExit: json.raw(",\"args\":{\"end\":\"left without exit\"}")
             case .unfinished: json.raw(",\"args\":{\"end\":\"unfinished\"}")
+            case .entryOnly: json.raw(",\"args\":{\"end\":\"entry only\"}")
             }
             json.raw("}")
             flush()

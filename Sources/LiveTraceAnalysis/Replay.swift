@@ -26,7 +26,9 @@
 //
 // How a call ended is said in a comment: `unwound` (longjmp, exception),
 // `left without exit` (an outer exit closed it), `unfinished` (open at the
-// end of the thread: a crash, or a thread still running; no duration).
+// end of the thread: a crash, or a thread still running; no duration),
+// `entry only` (a Swift async function or continuation: its return is not
+// hooked; no duration, shown whatever `-t`).
 // LOST records and exits without an entry are comment lines where they
 // happened.
 import LiveTraceRecording
@@ -148,9 +150,12 @@ struct ReplayPrinter: CallVisitor {
         guard threadShown, let frame = frames.popLast() else { return }
         guard frame.shown else { return }
         let ns = ClockCalibration.whole(Double(duration) * nanosecondsPerTick)
-        if end != .unfinished && ns < options.minimumNs { return }
+        // An entry-only call (a Swift async function) has no duration; an
+        // unfinished one none that means anything.
+        let timed = end != .unfinished && end != .entryOnly
+        if timed && ns < options.minimumNs { return }
         if frame.opened {
-            line(duration: end == .unfinished ? nil : ns, level: frame.level)
+            line(duration: timed ? ns : nil, level: frame.level)
             if end == .returned {
                 writeLine(.close, frame.id)
             } else {
@@ -161,7 +166,7 @@ struct ReplayPrinter: CallVisitor {
             }
         } else {
             openAncestors()
-            line(duration: end == .unfinished ? nil : ns, level: frame.level)
+            line(duration: timed ? ns : nil, level: frame.level)
             if end == .returned {
                 writeLine(.leaf, frame.id)
             } else {
@@ -230,6 +235,7 @@ struct ReplayPrinter: CallVisitor {
         case .unwound: return "unwound"
         case .leftWithoutExit: return "left without exit"
         case .unfinished: return "unfinished"
+        case .entryOnly: return "entry only"
         }
     }
 

@@ -10,6 +10,9 @@
 //     `unmatchedExit`, and changes nothing else;
 //   - an exit with the UNWOUND flag closes its call as `unwound` (longjmp,
 //     an exception);
+//   - an entry with the ENTRY_ONLY flag (a function whose return is not
+//     hooked: Swift async) opens a call and closes it at once as
+//     `entryOnly`, duration 0: it never holds callees;
 //   - at the end of the stream, calls still open close at its last
 //     timestamp as `unfinished` (the thread was running, or died);
 //   - a timestamp earlier than its call's entry gives a duration of 0.
@@ -23,6 +26,8 @@ public enum CallEnd: Sendable, Equatable {
     case leftWithoutExit
     /// Still open at the end of the stream.
     case unfinished
+    /// Recorded entry only (the entry carried ENTRY_ONLY): no duration.
+    case entryOnly
 }
 
 /// A call on the stack; `children` sums the durations of its direct callees
@@ -80,6 +85,10 @@ public struct CallWalker: Sendable {
         case .entry:
             let call = OpenCall(address: event.address, entry: event.timestamp)
             visitor.enter(call, depth: openCalls.count)
+            if event.isEntryOnly {
+                visitor.exit(call, at: event.timestamp, duration: 0, end: .entryOnly, depth: openCalls.count)
+                return
+            }
             openCalls.append(call)
         case .exit:
             var match = openCalls.count - 1

@@ -12,6 +12,9 @@
 //   - an exit matching no frame is counted in `unmatchedExits`;
 //   - frames still open at the end of a stream are closed at its last
 //     timestamp and counted as `unfinished`;
+//   - a call recorded entry only (Swift async: its return is not hooked)
+//     counts as a call and in `entryOnly`, with no time (avg, min and max
+//     are over the other calls);
 //   - times of all threads add up (total may exceed wall time).
 //
 // No Foundation in this module: it is linked into liblivetrace.so.
@@ -27,6 +30,8 @@ public struct FunctionStats: Equatable, Sendable {
     public var totalNs: UInt64
     public var selfNs: UInt64
     public var unfinished: UInt64
+    /// Calls recorded entry only (no exit, no time).
+    public var entryOnly: UInt64 = 0
     /// Mean, shortest and longest duration of one call (entry to exit, its
     /// callees included; every level of a recursion is a call).
     public var avgNs: UInt64 = 0
@@ -101,9 +106,9 @@ public struct TraceReport: Equatable, Sendable {
             let address = accumulator.index.addresses[index]
             return FunctionStats(
                 function: symbolizer.describe(address), address: address, calls: acc.calls,
-                totalNs: ns(acc.total), selfNs: ns(acc.selfTicks), unfinished: acc.unfinished,
-                avgNs: acc.calls > 0 ? ns(acc.durations / acc.calls) : 0,
-                minNs: acc.calls > 0 && acc.minimum != .max ? ns(acc.minimum) : 0, maxNs: ns(acc.maximum))
+                totalNs: ns(acc.total), selfNs: ns(acc.selfTicks), unfinished: acc.unfinished, entryOnly: acc.entryOnly,
+                avgNs: acc.calls > acc.entryOnly ? ns(acc.durations / (acc.calls - acc.entryOnly)) : 0,
+                minNs: acc.calls > acc.entryOnly && acc.minimum != .max ? ns(acc.minimum) : 0, maxNs: ns(acc.maximum))
         }
         functions.sort { a, b in Self.ordered(a, b, by: sort) }
         self.functions = functions
@@ -157,7 +162,7 @@ public struct TraceReport: Equatable, Sendable {
             out += i == 0 ? "\n" : ",\n"
             out += "    {\"function\": \(JSONText.quoted(f.function)), \"address\": \"0x\(String(f.address, radix: 16))\", "
             out += "\"calls\": \(f.calls), \"total_ns\": \(f.totalNs), \"self_ns\": \(f.selfNs), \"unfinished\": \(f.unfinished), "
-            out += "\"avg_ns\": \(f.avgNs), \"min_ns\": \(f.minNs), \"max_ns\": \(f.maxNs)}"
+            out += "\"entry_only\": \(f.entryOnly), \"avg_ns\": \(f.avgNs), \"min_ns\": \(f.minNs), \"max_ns\": \(f.maxNs)}"
         }
         out += functions.isEmpty ? "]" : "\n  ]"
         if withThreads {
@@ -184,7 +189,8 @@ public struct TraceReport: Equatable, Sendable {
         for f in functions {
             out += pad(Self.duration(f.totalNs), 12) + pad(Self.duration(f.selfNs), 12) + pad(String(f.calls), 12)
             if averages { out += pad(Self.duration(f.avgNs), 12) + pad(Self.duration(f.minNs), 12) + pad(Self.duration(f.maxNs), 12) }
-            out += "  " + f.function + (f.unfinished > 0 ? "  (\(f.unfinished) unfinished)" : "") + "\n"
+            out += "  " + f.function + (f.unfinished > 0 ? "  (\(f.unfinished) unfinished)" : "")
+            out += (f.entryOnly > 0 ? "  (\(f.entryOnly) entry only)" : "") + "\n"
         }
         if lostEvents > 0 || unmatchedExits > 0 {
             out += "\n\(lostEvents) events lost, \(unmatchedExits) exits without entry: times near them are not exact\n"
@@ -230,7 +236,7 @@ public struct TraceReport: Equatable, Sendable {
 /// a time (the rules at the top of this file).
 struct ReportAccumulator: CallVisitor {
     struct Sums {
-        var calls: UInt64 = 0, total: UInt64 = 0, selfTicks: UInt64 = 0, unfinished: UInt64 = 0
+        var calls: UInt64 = 0, total: UInt64 = 0, selfTicks: UInt64 = 0, unfinished: UInt64 = 0, entryOnly: UInt64 = 0
         var durations: UInt64 = 0, minimum: UInt64 = .max, maximum: UInt64 = 0
         /// Calls of the function open on the current thread.
         var active: Int = 0
@@ -276,6 +282,10 @@ struct ReportAccumulator: CallVisitor {
     mutating func exit(_ call: OpenCall, at time: UInt64, duration: UInt64, end: CallEnd, depth: Int) {
         let i = openIndices.removeLast()
         sums[i].active -= 1
+        if end == .entryOnly {
+            sums[i].entryOnly += 1
+            return
+        }
         // Sums wrap rather than trap: only a damaged trace (timestamps far
         // apart) can overflow them.
         sums[i].selfTicks &+= duration >= call.children ? duration - call.children : 0
@@ -291,7 +301,7 @@ struct ReportAccumulator: CallVisitor {
         case .unfinished:
             sums[i].unfinished += 1
             threadStats[threadStats.count - 1].unfinished += 1
-        case .leftWithoutExit:
+        case .leftWithoutExit, .entryOnly:
             break
         }
     }

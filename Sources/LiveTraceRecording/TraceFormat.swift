@@ -402,7 +402,7 @@ enum StreamCodec {
         let word = UInt64(littleEndian: events.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self))
         guard let event = TraceEvent(version2Timestamp: timestamp, word: word) else {
             let kind = lt_event_kind(word)
-            let reason = kind == 0 ? "unknown kind 0" : "UNWOUND flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
+            let reason = kind == 0 ? "unknown kind 0" : "UNWOUND/ENTRY_ONLY flag on an event of kind \(TraceEvent.Kind(rawValue: UInt16(kind))!)"
             throw .damagedTrace(file: file, reason: "event \(firstIndex + index) at offset \(fileOffset + at): \(reason)")
         }
         return event

@@ -76,30 +76,10 @@ public enum RelocationRefusal: Error, Sendable, Hashable, CustomStringConvertibl
     /// The program's entry point (`_start`): entered with argc, not a return
     /// address, at [rsp], and already running when the tracer starts.
     case entryPoint
-    /// A Swift async function, a partial function of one (an await or
-    /// suspend resumption) or a coroutine's continuation: they leave by
-    /// tail calls, not through their return address, so the function graph
-    /// must never hook their return, and until they can be recorded entry
-    /// only they are not patched at all.
-    case swiftAsync
 
     /// A refusal decided by the name alone.
     public static func refusal(forSymbol symbol: String) -> RelocationRefusal? {
-        if symbol == "_start" { return .entryPoint }
-        return isSwiftAsync(symbol) ? .swiftAsync : nil
-    }
-
-    /// Swift's mangling (docs/ABI/Mangling.rst of the Swift repository):
-    /// `Ya` marks an async function type, `TQ<n>_` and `TY<n>_` an await or
-    /// suspend resume partial function, and `.resume.<n>` a yield-once
-    /// coroutine's continuation. A plain identifier may contain `Ya` too
-    /// (its letters are not escaped): such a function is refused for
-    /// nothing, never patched wrongly.
-    public static func isSwiftAsync(_ symbol: String) -> Bool {
-        let swift = symbol.hasPrefix("$s") || symbol.hasPrefix("_$s") || symbol.hasPrefix("$S") || symbol.hasPrefix("_$S")
-        if symbol.contains(".resume.") { return true }
-        guard swift else { return false }
-        return symbol.contains("Ya") || symbol.contains("TQ") || symbol.contains("TY")
+        symbol == "_start" ? .entryPoint : nil
     }
 
     public var description: String {
@@ -111,7 +91,6 @@ public enum RelocationRefusal: Error, Sendable, Hashable, CustomStringConvertibl
         case let .branchToEntry(from): return "branch at +\(from) loops back to the entry"
         case .tracerCode: return "the tracer's own code"
         case .entryPoint: return "the program's entry point (no return address)"
-        case .swiftAsync: return "a Swift async function or continuation (it does not return through its return address)"
         }
     }
 
@@ -125,8 +104,49 @@ public enum RelocationRefusal: Error, Sendable, Hashable, CustomStringConvertibl
         case .branchToEntry: return "branch-to-entry"
         case .tracerCode: return "tracer-code"
         case .entryPoint: return "entry-point"
-        case .swiftAsync: return "swift-async"
         }
+    }
+}
+
+/// Functions whose entry is recorded but whose return is never hooked: they
+/// leave by tail calls, not through their return address.
+public enum EntryOnly {
+    /// Swift's mangling (docs/ABI/Mangling.rst of the Swift repository):
+    /// `Ya` marks an async function type, `TQ<n>_` and `TY<n>_` an await or
+    /// suspend resume partial function, `.resume.<n>` a yield-once
+    /// coroutine's continuation, and a reabstraction thunk (`TR`) of an
+    /// async function has an implementation function type `I…H…_` (`H`:
+    /// async). `async_Main` is the compiler's entry of an async `main`.
+    /// A plain identifier may contain these letters too (they are not
+    /// escaped): such a function is recorded entry only for nothing (its
+    /// exits are lost), never hooked wrongly (the program would abort).
+    public static func isSwiftAsync(_ symbol: String) -> Bool {
+        if symbol.contains(".resume.") || symbol.hasPrefix("async_Main") { return true }
+        let swift = symbol.hasPrefix("$s") || symbol.hasPrefix("_$s") || symbol.hasPrefix("$S") || symbol.hasPrefix("_$S")
+        guard swift else { return false }
+        if symbol.contains("Ya") || symbol.contains("TQ") || symbol.contains("TY") { return true }
+        return symbol.contains("TR") && hasAsyncImplementationType(symbol.utf8)
+    }
+
+    /// Whether an `I`, then letters, then `_` holds an `H`.
+    static func hasAsyncImplementationType(_ bytes: String.UTF8View) -> Bool {
+        var inType = false, async = false
+        for byte in bytes {
+            if byte == UInt8(ascii: "I") {
+                inType = true
+                async = false
+            } else if inType {
+                if byte == UInt8(ascii: "_") {
+                    if async { return true }
+                    inType = false
+                } else if byte == UInt8(ascii: "H") {
+                    async = true
+                } else if !(byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) {
+                    inType = false
+                }
+            }
+        }
+        return false
     }
 }
 

@@ -29,9 +29,39 @@ struct PrologueAnalyzerX86_64 {
     static let attributeIsRelative: UInt64 = 1 << 7
 
     private var decoder = ZydisDecoder()
+    /// The body scan's decoder: Zydis's minimal mode (length, mnemonic,
+    /// IS_RELATIVE and the raw fields: all the scan reads), about half the
+    /// cost of a full decode.
+    private var scanDecoder = ZydisDecoder()
 
     init() {
         ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)
+        ZydisDecoderInit(&scanDecoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)
+        ZydisDecoderEnableMode(&scanDecoder, ZYDIS_DECODER_MODE_MINIMAL, 1)
+    }
+
+    /// One instruction of the body scan: its length and, for a direct branch
+    /// or call, its target.
+    struct Scanned {
+        var length: Int
+        var target: UInt?
+        var isCall: Bool
+    }
+
+    func scan(_ code: UnsafeRawBufferPointer, at offset: Int, address: UInt) -> Scanned? {
+        guard offset < code.count else { return nil }
+        var instruction = ZydisDecodedInstruction()
+        var context = ZydisDecoderContext()
+        let status = withUnsafePointer(to: scanDecoder) { decoder in
+            ZydisDecoderDecodeInstruction(decoder, &context, code.baseAddress! + offset, code.count - offset, &instruction)
+        }
+        guard status & 0x8000_0000 == 0 else { return nil }
+        let length = Int(instruction.length)
+        var target: UInt?
+        if instruction.attributes & Self.attributeIsRelative != 0, instruction.raw.imm.0.is_relative != 0 {
+            target = address &+ UInt(length) &+ UInt(bitPattern: Int(instruction.raw.imm.0.value.s))
+        }
+        return Scanned(length: length, target: target, isCall: instruction.mnemonic == ZYDIS_MNEMONIC_CALL)
     }
 
     /// One decoded instruction: its length and what it does to control flow
@@ -156,25 +186,19 @@ struct PrologueAnalyzerX86_64 {
         // Step 3: every direct branch of the body.
         offset = 0
         while offset < available {
-            guard let decoded = decode(body, at: offset, address: address + UInt(offset)) else {
+            guard let scanned = scan(body, at: offset, address: address + UInt(offset)) else {
                 return .failure(.undecodable(offset: offset))
             }
-            let target: UInt?
-            switch decoded.kind {
-            case let .jump(t), let .conditionalJump(_, t), let .otherRelative(t, _): target = t
-            case let .call(t): target = t
-            default: target = nil
-            }
-            if let target, target >= address {
+            if let target = scanned.target, target >= address {
                 let to = target - address
                 if to > UInt(start), to < UInt(relocatedEnd) {
                     return .failure(.branchIntoRelocated(from: offset, to: Int(to)))
                 }
-                if to == UInt(start) || (hasEndbr && to == 0) {
-                    if case .call = decoded.kind {} else { return .failure(.branchToEntry(from: offset)) }
+                if (to == UInt(start) || (hasEndbr && to == 0)) && !scanned.isCall {
+                    return .failure(.branchToEntry(from: offset))
                 }
             }
-            offset += decoded.length
+            offset += scanned.length
         }
         return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
                                            hasEndbr: hasEndbr, instructions: moved))

@@ -7,6 +7,12 @@
 // Recorder): an entry at the frame's depth, an exit at the same depth, the
 // exit flagged LT_EVENT_FLAG_UNWOUND when the frame was left without a
 // return (longjmp, C++ exception, pthread_exit).
+//
+// Functions that leave by tail calls instead of through their return
+// address (Swift async functions and continuations, `EntryOnly`) are taken
+// by a second ops whose callback records their entry flagged
+// LT_EVENT_FLAG_ENTRY_ONLY and never hooks their return; the first ops
+// takes every other function of the filter.
 import CLiveTraceShims
 import Glibc
 
@@ -38,14 +44,17 @@ public final class FunctionGraph: @unchecked Sendable {
     /// Ownership: `ops` is immutable; `running` is read and written under
     /// `FunctionGraph.lock` only.
     public let ops: Ops
+    /// The entry-only functions' ops; nil when the filter matched none.
+    public let entryOnlyOps: Ops?
     public let maxDepth: Int
     private var running = true
 
     private static let lock = PThreadMutex()
     nonisolated(unsafe) private static var current: FunctionGraph?
 
-    private init(ops: Ops, maxDepth: Int) {
+    private init(ops: Ops, entryOnlyOps: Ops?, maxDepth: Int) {
         self.ops = ops
+        self.entryOnlyOps = entryOnlyOps
         self.maxDepth = maxDepth
     }
 
@@ -71,21 +80,43 @@ public final class FunctionGraph: @unchecked Sendable {
         // callback (it reads only regs->rsp, the return slot).
         let ops = try Ops(callback: lt_graph_entry_callback, data: nil, flags: [])
         ops.entry = .graph
+        ops.entryOnlyFunctions = false
+        let entryOnlyOps = try Ops(callback: lt_graph_entry_only_callback, data: nil, flags: [])
+        entryOnlyOps.entryOnlyFunctions = true
         OpsRegistry.shared.adopt(ops)
+        OpsRegistry.shared.adopt(entryOnlyOps)
+        var registered: [Ops] = []
         do throws(TraceError) {
-            for pattern in functions {
-                try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops)
-            }
-            for pattern in excluding {
-                try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops, exclude: true)
+            for each in [ops, entryOnlyOps] {
+                for pattern in functions {
+                    try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: each)
+                }
+                for pattern in excluding {
+                    try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: each, exclude: true)
+                }
             }
             lt_graph_set_max_depth(UInt32(maxDepth))
-            try OpsRegistry.shared.register(ops)
+            // Either ops may match nothing, not both. The main ops last: its
+            // resolution's refusals are the ones OpsRegistry keeps.
+            var nothing: TraceError?
+            for each in [entryOnlyOps, ops] {
+                do throws(TraceError) {
+                    try OpsRegistry.shared.register(each)
+                    registered.append(each)
+                } catch {
+                    guard case .noMatchingFunction = error else { throw error }
+                    nothing = error
+                }
+            }
+            if registered.isEmpty, let nothing { throw nothing }
         } catch {
+            for each in registered { try? OpsRegistry.shared.unregister(each) }
             OpsRegistry.shared.destroy(ops)
+            OpsRegistry.shared.destroy(entryOnlyOps)
             throw error
         }
-        let graph = FunctionGraph(ops: ops, maxDepth: maxDepth)
+        if !registered.contains(where: { $0 === entryOnlyOps }) { OpsRegistry.shared.destroy(entryOnlyOps) }
+        let graph = FunctionGraph(ops: ops, entryOnlyOps: registered.contains { $0 === entryOnlyOps } ? entryOnlyOps : nil, maxDepth: maxDepth)
         current = graph
         return graph
     }
@@ -98,8 +129,12 @@ public final class FunctionGraph: @unchecked Sendable {
         guard running else { throw TraceError.notRegistered }
         running = false
         FunctionGraph.current = nil
-        defer { OpsRegistry.shared.destroy(ops) }
-        try OpsRegistry.shared.unregister(ops)
+        defer {
+            OpsRegistry.shared.destroy(ops)
+            if let entryOnlyOps { OpsRegistry.shared.destroy(entryOnlyOps) }
+        }
+        if let entryOnlyOps { try OpsRegistry.shared.unregister(entryOnlyOps) }
+        if ops.isRegistered { try OpsRegistry.shared.unregister(ops) }
     }
 
     /// The graph started through the C API (lt_graph_start), if any.

@@ -53,7 +53,9 @@ final class JITMemory {
     /// `count` contiguous free slots reachable by `jmp rel32` from the site
     /// at `site`.
     func allocate(near site: UInt, slots count: Int = 1) throws(TraceError) -> JITSlot {
-        for (i, region) in regions.enumerated() where Self.reaches(site, region.base) {
+        // By index: an iterator over `regions` would hold its buffer, and
+        // `take` would then copy the array and the region's free list.
+        for i in regions.indices where Self.reaches(site, regions[i].base) {
             if let slot = take(count, from: i) { return slot }
         }
         let region = try mapRegion(near: site)

@@ -110,6 +110,10 @@ public final class Ops: @unchecked Sendable {
     var leafAnalysis: Result<LeafCallback, LeafRejection>?
     /// The sites (keys of `stubs`) whose stub is a leaf stub.
     var leafStubSites: Set<UInt> = []
+    /// nil: every function its filter matches; true: only the entry-only
+    /// ones (`EntryOnly.isSwiftAsync`), false: all but those. The function
+    /// graph's two ops split its functions this way (FunctionGraph.swift).
+    var entryOnlyFunctions: Bool?
 
     public init(callback: OpsCallback, data: UnsafeMutableRawPointer?, flags: OpsFlags) throws(TraceError) {
         guard OpsFlags.all.isSuperset(of: flags) else {
@@ -135,7 +139,9 @@ public final class Ops: @unchecked Sendable {
     func wants(_ site: Site) -> Bool {
         guard site.isUsable else { return false }
         if notrace.contains(where: { $0.matches(site) }) { return false }
-        return filter.isEmpty || filter.contains { $0.matches(site) }
+        guard filter.isEmpty || filter.contains(where: { $0.matches(site) }) else { return false }
+        if let entryOnlyFunctions { return EntryOnly.isSwiftAsync(site.symbol) == entryOnlyFunctions }
+        return true
     }
 }
 

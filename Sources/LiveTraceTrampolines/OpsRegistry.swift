@@ -478,18 +478,26 @@ public final class OpsRegistry: @unchecked Sendable {
     /// Relocates the entries of `addresses` (functions without sites, with a
     /// verdict) that are not relocated yet: stubs first, then one batch.
     private func relocateEntries(_ addresses: [UInt], sites: [UInt: Site]) throws(TraceError) {
-        var built: [RelocatedStub] = []
+        var wanted: [(site: Site, relocation: PrologueRelocation)] = []
         for address in addresses where relocations[address] == nil {
             guard let site = sites[address], site.kind == .none, case let .success(relocation)? = dynamicVerdicts[address] else { continue }
-            do throws(TraceError) {
-                var stub = try jit.placeRelocatedStub(relocation)
-                stub.symbol = site.symbol
-                stub.function = site.function
+            wanted.append((site, relocation))
+        }
+        var built: [RelocatedStub] = []
+        var firstError: TraceError?
+        for (item, result) in zip(wanted, jit.placeRelocatedStubs(wanted.map(\.relocation))) {
+            switch result {
+            case var .success(stub):
+                stub.symbol = item.site.symbol
+                stub.function = item.site.function
                 built.append(stub)
-            } catch {
-                for stub in built { jit.free(stub.slot) }
-                throw error
+            case let .failure(error):
+                if firstError == nil { firstError = error }
             }
+        }
+        if let firstError {
+            for stub in built { jit.free(stub.slot) }
+            throw firstError
         }
         if built.isEmpty { return }
         let result = TextPoker.shared.relocate(built.map(Self.entry(of:)))

@@ -32,26 +32,65 @@ extension JITMemory {
     /// reach of the function; every rip-relative and branch target must be
     /// within reach of the stub too.
     func placeRelocatedStub(_ relocation: PrologueRelocation) throws(TraceError) -> RelocatedStub {
+        try placeRelocatedStubs([relocation])[0].get()
+    }
+
+    /// The stubs of `relocations`, each built as `placeRelocatedStub` does;
+    /// stubs in adjacent slots are written with one write (one system call
+    /// per run instead of one per stub). A failed stub's slots are free again.
+    func placeRelocatedStubs(_ relocations: [PrologueRelocation]) -> [Result<RelocatedStub, TraceError>] {
+        var results: [Result<RelocatedStub, TraceError>] = []
+        results.reserveCapacity(relocations.count)
+        var pending: [(address: UInt, bytes: [UInt8], index: Int)] = []
+        for relocation in relocations {
+            do throws(TraceError) {
+                let (stub, bytes) = try buildRelocatedStub(relocation)
+                pending.append((stub.address, bytes, results.count))
+                results.append(.success(stub))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        pending.sort { $0.address < $1.address }
+        var runStart = 0
+        while runStart < pending.count {
+            var runEnd = runStart + 1
+            var bytes = pending[runStart].bytes
+            while runEnd < pending.count, pending[runEnd].address == pending[runEnd - 1].address + UInt(pending[runEnd - 1].bytes.count) {
+                bytes += pending[runEnd].bytes
+                runEnd += 1
+            }
+            do throws(TraceError) {
+                try write(bytes, at: pending[runStart].address)
+            } catch {
+                for item in pending[runStart..<runEnd] {
+                    if case let .success(stub) = results[item.index] { free(stub.slot) }
+                    results[item.index] = .failure(error)
+                }
+            }
+            runStart = runEnd
+        }
+        return results
+    }
+
+    /// A stub's slots and bytes (padded with int3 to whole slots), not written yet.
+    private func buildRelocatedStub(_ relocation: PrologueRelocation) throws(TraceError) -> (RelocatedStub, [UInt8]) {
         // The moved bytes grow by at most 4 per widened branch, plus the 5-byte jmp back.
         let bound = relocation.relocatedLength + 4 * relocation.instructions.count + 5
         let count = (bound + Self.slotSize - 1) / Self.slotSize
         let slot = try allocate(near: relocation.patchAddress, slots: count)
         let address = self.address(of: slot)
-        do throws(TraceError) {
-            let built: (bytes: [UInt8], offsets: [Int])
-            do {
-                built = try relocation.stubBytes(at: address)
-            } catch {
-                guard case let .outOfReach(target) = error else { throw TraceError.outOfMemory(near: relocation.patchAddress) }
-                throw TraceError.patchFailed(site: relocation.patchAddress,
-                                             reason: "target 0x\(String(target, radix: 16)) out of reach of the relocated stub")
-            }
-            try write(built.bytes + [UInt8](repeating: StubX86_64.int3, count: count * Self.slotSize - built.bytes.count), at: address)
-            return RelocatedStub(slot: slot, address: address, relocation: relocation, offsets: built.offsets)
+        let built: (bytes: [UInt8], offsets: [Int])
+        do {
+            built = try relocation.stubBytes(at: address)
         } catch {
             free(slot)
-            throw error
+            guard case let .outOfReach(target) = error else { throw TraceError.outOfMemory(near: relocation.patchAddress) }
+            throw TraceError.patchFailed(site: relocation.patchAddress,
+                                         reason: "target 0x\(String(target, radix: 16)) out of reach of the relocated stub")
         }
+        let bytes = built.bytes + [UInt8](repeating: StubX86_64.int3, count: count * Self.slotSize - built.bytes.count)
+        return (RelocatedStub(slot: slot, address: address, relocation: relocation, offsets: built.offsets), bytes)
     }
 }
 
@@ -68,5 +107,15 @@ public final class RelocatedStubArena: @unchecked Sendable {
         let stub = try jit.placeRelocatedStub(relocation)
         return RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets,
                               site: RelocatedEntry.site(of: relocation, symbol: symbol))
+    }
+
+    /// `place` for many, their stubs written in runs (`placeRelocatedStubs`).
+    public func place(_ relocations: [(relocation: PrologueRelocation, symbol: String)]) -> [Result<RelocatedEntry, TraceError>] {
+        zip(relocations, jit.placeRelocatedStubs(relocations.map(\.relocation))).map { item, result in
+            result.map { stub in
+                RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets,
+                               site: RelocatedEntry.site(of: stub.relocation, symbol: item.symbol))
+            }
+        }
     }
 }

@@ -187,7 +187,9 @@ enum ListText {
             line += "  " + pad(usable ? "yes" : "no", 6) + "  " + pad(site.function, nameWidth)
             line += "  " + (site.sourceFile.map { "\($0):\(site.sourceLine ?? 0)" } ?? "-")
             switch verdict {
-            case let .success(relocation)?: line += "  (relocatable: \(relocation.relocatedLength) bytes moved)"
+            case let .success(relocation)?:
+                line += "  (relocatable: \(relocation.relocatedLength) bytes moved"
+                line += (EntryOnly.isSwiftAsync(site.symbol) ? "; recorded entry only)" : ")")
             case let .failure(reason)?: line += "  (not relocatable: \(reason))"
             case nil: if let rejection = site.rejection { line += "  (\(rejection))" }
             }

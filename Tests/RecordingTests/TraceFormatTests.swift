@@ -141,7 +141,7 @@ final class TraceFormatTests: XCTestCase {
             bytes.replaceSubrange(80..., with: events)
             withUnsafeBytes(of: Self.crc32(events).littleEndian) { for i in 0..<4 { bytes[72 + i] = $0[i] } }
         }
-        assertDamaged(dir, mentions: ["event 2 at offset 112", "UNWOUND flag on an event of kind lost"])
+        assertDamaged(dir, mentions: ["event 2 at offset 112", "UNWOUND/ENTRY_ONLY flag on an event of kind lost"])
     }
 
     func testPackedFieldsRoundTripAtTheirLimits() throws {
@@ -171,7 +171,7 @@ final class TraceFormatTests: XCTestCase {
     func testEventsTheFormatCannotHoldAreRefusedNotCut() throws {
         for (name, event) in [
             ("wide", TraceEvent(kind: .entry, address: TraceFormat.addressMax + 1, timestamp: 1)),
-            ("unwound-entry", TraceEvent(kind: .entry, address: 0x1000, timestamp: 1, flags: TraceEvent.flagUnwound)),
+            ("flagged-lost", TraceEvent(kind: .lost, address: 3, timestamp: 1, flags: TraceEvent.flagUnwound)),
             ("flag", TraceEvent(kind: .exit, address: 0x1000, timestamp: 1, flags: 4)),
         ] {
             var trace = Self.sampleTrace()
@@ -280,6 +280,34 @@ final class TraceFormatTests: XCTestCase {
         // The DEPTH record turned into a second BASE: nothing to derive from.
         let noDepth = try rewrittenEvents("no-depth") { $0[3 * 8 + 7] = 0xC2 }
         assertDamaged(noDepth, mentions: ["event 4 at offset 112", "depth cannot be derived"])
+    }
+
+    /// Bit 61 on an entry is ENTRY_ONLY (a Swift async function: no exit
+    /// follows): written and read back as such; the report counts the call,
+    /// entry only, with no time, and its caller's times are untouched.
+    func testEntryOnlyEntryRoundTripsAndIsReportedAsSuch() throws {
+        let dir = RecordingFixtures.scratchDirectory("entry-only")
+        var trace = Self.sampleTrace()
+        trace.streams = [ThreadStream(identity: StreamIdentity(pid: 4242, tid: 4242), events: [
+            TraceEvent(kind: .entry, address: 0x5555_0000_1100, timestamp: 2_000, depth: 0),
+            TraceEvent(kind: .entry, address: 0x5555_0000_1140, timestamp: 2_100, depth: 1, flags: TraceEvent.flagEntryOnly),
+            TraceEvent(kind: .entry, address: 0x5555_0000_1140, timestamp: 2_200, depth: 1, flags: TraceEvent.flagEntryOnly),
+            TraceEvent(kind: .exit, address: 0x5555_0000_1100, timestamp: 2_400, depth: 0),
+        ])]
+        try TraceWriter.write(trace, to: dir)
+        let back = try TraceReader.read(directory: dir)
+        XCTAssertEqual(back.streams[0].events.map(\.isEntryOnly), [false, true, true, false])
+        XCTAssertFalse(back.streams[0].events[1].isUnwound)
+        let report = TraceReport(trace: back, sort: .name)
+        let work = try XCTUnwrap(report.functions.first { $0.function == "work" })
+        XCTAssertEqual(work.calls, 2)
+        XCTAssertEqual(work.entryOnly, 2)
+        XCTAssertEqual(work.totalNs, 0)
+        let main = try XCTUnwrap(report.functions.first { $0.function == "main" })
+        XCTAssertEqual(main.totalNs, 1_000, "400 ticks of 2.5 ns")
+        XCTAssertEqual(main.selfNs, 1_000)
+        XCTAssertTrue(report.text().contains("work  (2 entry only)"), report.text())
+        XCTAssertTrue(report.json(sort: .name).contains("\"entry_only\": 2"), report.json(sort: .name))
     }
 
     func testBadMagicAndFutureVersionAreRejected() throws {

@@ -71,6 +71,13 @@ struct lt_graph_stats {
 
 /* The ops callback of the function graph (register it as any ops). */
 void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs);
+
+/* The ops callback of the graph's entry-only functions (Swift async
+ * functions and continuations, which leave by tail calls, not through their
+ * return address): step 1 as above, then an entry flagged ENTRY_ONLY at the
+ * depth of the top frame + 1 (within the depth limit); no frame pushed, the
+ * return slot never written. */
+void lt_graph_entry_only_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs);
 /* Called by the return trampoline only: `slot` is the address of the return
  * address slot the function returned through. Returns the original return
  * address. */

@@ -101,7 +101,8 @@ enum lt_event_kind {
 
 /* Event flags (bit 61 of lt_event.word). */
 enum lt_event_flags {
-    LT_EVENT_FLAG_UNWOUND = 1u << 0, /* exit by unwinding (longjmp, exception), not by return */
+    LT_EVENT_FLAG_UNWOUND = 1u << 0, /* exit by unwinding (longjmp, exception), not by return;
+                                      * the same bit on an entry is LT_EVENT_FLAG_ENTRY_ONLY */
 };
 
 /* One event, 16 bytes:
@@ -110,7 +111,8 @@ enum lt_event_flags {
  *   8   u64 word        bits  0-47  function entry address (LOST: the count)
  *                       bits 48-60  nesting depth, 0 = outermost; 8191 means
  *                                   8191 or deeper (the field saturates)
- *                       bit  61     UNWOUND (exits only)
+ *                       bit  61     UNWOUND on an exit, ENTRY_ONLY on an
+ *                                   entry (never on LOST)
  *                       bits 62-63  kind (enum lt_event_kind)
  *
  * A user-space address on x86-64 fits in 47 bits (48 with LA57 hints

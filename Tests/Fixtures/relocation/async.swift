@@ -1,6 +1,7 @@
 // Swift async functions and their partial functions leave by tail calls,
-// not through their return address: relocation refuses them by name
-// (swift-async). relPlain is an ordinary function beside them.
+// not through their return address: they are relocated, and the function
+// graph records them entry only (EntryOnly.isSwiftAsync). relPlain is an
+// ordinary function beside them.
 @inline(never) public func relPlain(_ x: Int) -> Int { x &* 3 &+ 1 }
 
 @inline(never) public func relAsync(_ x: Int) async -> Int {
