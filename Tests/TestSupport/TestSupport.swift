@@ -26,13 +26,23 @@ public enum Fixtures {
         .deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
 
-    /// A per-run scratch directory for compiled fixtures.
+    /// A per-run scratch directory for compiled fixtures, removed with
+    /// everything in it when the test process exits (fixture libraries
+    /// still dlopen'ed then stay mapped: unlinking their files is harmless).
     public static let buildDirectory: URL = {
         let dir = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("livetrace-fixtures-\(getpid())")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        scratchToRemoveAtExit = dir.path
+        atexit {
+            if let path = Fixtures.scratchToRemoveAtExit { try? FileManager.default.removeItem(atPath: path) }
+        }
         return dir
     }()
+
+    /// The build directory, for the exit handler (a C function pointer
+    /// captures nothing).
+    nonisolated(unsafe) static var scratchToRemoveAtExit: String?
 
     /// The path of a fixture source file.
     public static func source(_ name: String) -> String {
