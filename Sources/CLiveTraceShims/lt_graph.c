@@ -347,27 +347,35 @@ static __attribute__((noinline)) void lt_graph_pop_dead(struct lt_graph_stack *s
     }
 }
 
-void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs) {
-    (void)ops;
+/* The calling thread's shadow stack (created on its first entry; NULL,
+ * counted, when that fails) with step 1 done: the frames the entry at
+ * return slot `slot` proves dead are popped (the common case, a call nested
+ * in the top frame, inline). */
+static inline struct lt_graph_stack *lt_graph_stack_for_entry(uintptr_t slot, uintptr_t parent_ip) {
     struct lt_graph_stack *stack = lt_graph_self;
     if (__builtin_expect(stack == NULL, 0)) {
         stack = lt_graph_stack_create();
         if (stack == NULL) {
             lt_count(no_stack);
-            return;
+            return NULL;
         }
     }
-    uintptr_t trampoline = (uintptr_t)&lt_graph_return_trampoline;
-    uintptr_t slot = regs->rsp;
-    /* Step 1 (the common case, a call nested in the top frame, inline). */
     uint32_t index = stack->count;
     if (index > 0) {
         const struct lt_graph_frame *top = &stack->frames[index - 1];
-        if (__builtin_expect(top->slot <= slot || (top->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED, 0)) {
-            lt_graph_pop_dead(stack, slot, parent_ip == trampoline);
-            index = stack->count;
-        }
+        if (__builtin_expect(top->slot <= slot || (top->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED, 0))
+            lt_graph_pop_dead(stack, slot, parent_ip == (uintptr_t)&lt_graph_return_trampoline);
     }
+    return stack;
+}
+
+void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs) {
+    (void)ops;
+    uintptr_t slot = regs->rsp;
+    /* Step 1. */
+    struct lt_graph_stack *stack = lt_graph_stack_for_entry(slot, parent_ip);
+    if (stack == NULL) return;
+    uint32_t index = stack->count;
     if (__builtin_expect(index >= LT_GRAPH_STACK_CAPACITY, 0)) {
         lt_count(overflow);
         return;
@@ -377,28 +385,14 @@ void lt_graph_entry_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_
     /* Step 3. */
     if (recorded) lt_record_entry(ip, index);
     /* Step 4. */
-    *(volatile uintptr_t *)slot = trampoline;
+    *(volatile uintptr_t *)slot = (uintptr_t)&lt_graph_return_trampoline;
 }
 
 void lt_graph_entry_only_callback(uintptr_t ip, uintptr_t parent_ip, lt_ops *ops, lt_regs *regs) {
     (void)ops;
-    struct lt_graph_stack *stack = lt_graph_self;
-    if (__builtin_expect(stack == NULL, 0)) {
-        stack = lt_graph_stack_create();
-        if (stack == NULL) {
-            lt_count(no_stack);
-            return;
-        }
-    }
-    uintptr_t slot = regs->rsp;
+    struct lt_graph_stack *stack = lt_graph_stack_for_entry(regs->rsp, parent_ip);
+    if (stack == NULL) return;
     uint32_t index = stack->count;
-    if (index > 0) {
-        const struct lt_graph_frame *top = &stack->frames[index - 1];
-        if (__builtin_expect(top->slot <= slot || (top->state & LT_FRAME_STATE_MASK) != LT_FRAME_HOOKED, 0)) {
-            lt_graph_pop_dead(stack, slot, parent_ip == (uintptr_t)&lt_graph_return_trampoline);
-            index = stack->count;
-        }
-    }
     if (index < __atomic_load_n(&lt_graph_depth_limit, __ATOMIC_RELAXED)) lt_record_entry_flags(ip, index, LT_EVENT_FLAG_ENTRY_ONLY);
 }
 
