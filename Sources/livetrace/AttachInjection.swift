@@ -93,18 +93,7 @@ enum AttachInjection {
     /// Loads `library` into `pid` through thread `tid` and calls
     /// lt_attach_start(config). Returns lt_attach_start's result.
     static func inject(pid: pid_t, tid: pid_t, dlopen: UInt64, dlerror: UInt64?, library: String, config: String) throws(InjectionError) -> Int32 {
-        let seized = lt_ptrace(LT_PTRACE_SEIZE, tid, 0, 0)
-        guard seized == 0 else {
-            throw InjectionError(description: "ptrace(PTRACE_SEIZE) failed: \(String(cString: strerror(Int32(-seized))))")
-        }
-        var thread = HeldThread(pid: pid, tid: tid)
-        do throws(InjectionError) {
-            try thread.interrupt()
-            try thread.save()
-        } catch {
-            _ = lt_ptrace(LT_PTRACE_DETACH, tid, 0, 0)
-            throw error
-        }
+        var thread = try HeldThread.seize(pid: pid, tid: tid)
         defer { thread.release() }
         let handle = try thread.call(dlopen, argument: .string(library), second: UInt64(RTLD_NOW))
         guard handle != 0 else {
@@ -160,18 +149,7 @@ enum AttachInjection {
     }
 
     private static func setMask(pid: pid_t, tid: pid_t, _ change: (UInt64) -> UInt64) throws(InjectionError) -> UInt64 {
-        let seized = lt_ptrace(LT_PTRACE_SEIZE, tid, 0, 0)
-        guard seized == 0 else {
-            throw InjectionError(description: "ptrace(PTRACE_SEIZE) of thread \(tid) failed: \(String(cString: strerror(Int32(-seized))))")
-        }
-        var thread = HeldThread(pid: pid, tid: tid)
-        do throws(InjectionError) {
-            try thread.interrupt()
-            try thread.save()
-        } catch {
-            _ = lt_ptrace(LT_PTRACE_DETACH, tid, 0, 0)
-            throw error
-        }
+        var thread = try HeldThread.seize(pid: pid, tid: tid)
         defer { thread.release() }
         var mask: UInt64 = 0
         let got = withUnsafeMutablePointer(to: &mask) { lt_ptrace(LT_PTRACE_GETSIGMASK, tid, 8, UInt(bitPattern: $0)) }
@@ -186,6 +164,24 @@ enum AttachInjection {
 
     /// The thread held by ptrace.
     private struct HeldThread {
+        /// Thread `tid` seized (PTRACE_SEIZE), stopped (PTRACE_INTERRUPT)
+        /// and its registers saved; detached again if any step fails.
+        static func seize(pid: pid_t, tid: pid_t) throws(InjectionError) -> HeldThread {
+            let seized = lt_ptrace(LT_PTRACE_SEIZE, tid, 0, 0)
+            guard seized == 0 else {
+                throw InjectionError(description: "ptrace(PTRACE_SEIZE) of thread \(tid) failed: \(String(cString: strerror(Int32(-seized))))")
+            }
+            var thread = HeldThread(pid: pid, tid: tid)
+            do throws(InjectionError) {
+                try thread.interrupt()
+                try thread.save()
+            } catch {
+                _ = lt_ptrace(LT_PTRACE_DETACH, tid, 0, 0)
+                throw error
+            }
+            return thread
+        }
+
         enum Argument {
             case value(UInt64)
             case string(String)

@@ -247,17 +247,8 @@ extension RecordCommand {
             RecordOutput.error("the trace in \(directory) is incomplete: \(error)")
             return 1
         }
-        var summaryEvents = summary.events, summaryFunctions = summary.functions, summaryBytes = summary.bytes
-        var filtered = ""
-        if minTimeNs > 0 {
-            do throws(RecordingError) {
-                let result = try TimeFilter.apply(directory: directory, minimumNanoseconds: minTimeNs)
-                (summaryEvents, summaryFunctions, summaryBytes) = (result.events, result.functions, result.bytes)
-                filtered = " (\(result.removedCalls) calls shorter than \(minTime ?? "") left out)"
-            } catch {
-                RecordOutput.error("-t \(minTime ?? ""): the time filter failed, the trace holds every call: \(error)")
-            }
-        }
+        let (summaryEvents, summaryFunctions, summaryBytes, filtered) =
+            RecordOutput.applyTimeFilter(summary, directory: directory, minTimeNs: minTimeNs, as: minTime)
         for line in shim.problems(programPid: pid) { RecordOutput.warning(line) }
         if let detachProblem { RecordOutput.warning(detachProblem) }
         var line = "attached to pid \(pid) for \(Self.seconds(attachedFor)) s (attach \(Self.milliseconds(attachedAt - began)) ms: "

@@ -227,17 +227,8 @@ struct RecordCommand: ParsableCommand {
             return exit.status
         }
         // Step 6 (-t: the calls shorter than the threshold leave the complete trace).
-        var summaryEvents = summary.events, summaryFunctions = summary.functions, summaryBytes = summary.bytes
-        var filtered = ""
-        if minTimeNs > 0 {
-            do throws(RecordingError) {
-                let result = try TimeFilter.apply(directory: directory, minimumNanoseconds: minTimeNs)
-                (summaryEvents, summaryFunctions, summaryBytes) = (result.events, result.functions, result.bytes)
-                filtered = " (\(result.removedCalls) calls shorter than \(minTime ?? "") left out)"
-            } catch {
-                RecordOutput.error("-t \(minTime ?? ""): the time filter failed, the trace holds every call: \(error)")
-            }
-        }
+        let (summaryEvents, summaryFunctions, summaryBytes, filtered) =
+            RecordOutput.applyTimeFilter(summary, directory: directory, minTimeNs: minTimeNs, as: minTime)
         for line in shim.problems(programPid: pid) { RecordOutput.warning(line) }
         var line = "\(summary.threads) thread\(summary.threads == 1 ? "" : "s"), \(summaryEvents) events\(filtered), "
         line += "\(summaryFunctions) functions, \(summary.lost) events lost, \(RecordOutput.size(summaryBytes)) in \(directory)"
@@ -631,6 +622,22 @@ enum ProgramLauncher {
 // MARK: - output
 
 enum RecordOutput {
+    /// -t applied to a finished trace (`TimeFilter`): the summary's events,
+    /// functions and bytes after it, and the note the summary line adds. A
+    /// failure is said, and the trace keeps every call.
+    static func applyTimeFilter(
+        _ summary: DrainSummary, directory: String, minTimeNs: UInt64, as given: String?
+    ) -> (events: UInt64, functions: Int, bytes: UInt64, note: String) {
+        guard minTimeNs > 0 else { return (summary.events, summary.functions, summary.bytes, "") }
+        do throws(RecordingError) {
+            let result = try TimeFilter.apply(directory: directory, minimumNanoseconds: minTimeNs)
+            return (result.events, result.functions, result.bytes, " (\(result.removedCalls) calls shorter than \(given ?? "") left out)")
+        } catch {
+            RecordOutput.error("-t \(given ?? ""): the time filter failed, the trace holds every call: \(error)")
+            return (summary.events, summary.functions, summary.bytes, "")
+        }
+    }
+
     static func error(_ text: String) { ListOutput.write("livetrace record: \(text)\n", to: STDERR_FILENO) }
     static func warning(_ text: String) { ListOutput.write("livetrace record: warning: \(text)\n", to: STDERR_FILENO) }
     static func summary(_ text: String) { ListOutput.write("livetrace record: \(text)\n", to: STDERR_FILENO) }
