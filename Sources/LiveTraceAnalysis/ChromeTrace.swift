@@ -114,12 +114,10 @@ public enum ChromeTrace {
             json.raw("{\"ph\":\"E\",\"ts\":")
             json.thousandths(microseconds(time))
             ids()
-            switch end {
-            case .returned: break
-            case .unwound: json.raw(",\"args\":{\"end\":\"unwound\"}")
-            case .leftWithoutExit: json.raw(",\"args\":{\"end\":\"left without exit\"}")
-            case .unfinished: json.raw(",\"args\":{\"end\":\"unfinished\"}")
-            case .entryOnly: json.raw(",\"args\":{\"end\":\"entry only\"}")
+            if let note = end.note {
+                json.raw(",\"args\":{\"end\":")
+                json.string(note)
+                json.raw("}")
             }
             json.raw("}")
             flush()

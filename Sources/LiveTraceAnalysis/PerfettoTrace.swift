@@ -14,12 +14,18 @@
 //                        ThreadDescriptor thread = 4; uint64 parent_uuid = 5; }
 //   ProcessDescriptor  { int32 pid = 1; string process_name = 6; }
 //   ThreadDescriptor   { int32 pid = 1; int32 tid = 2; string thread_name = 5; }
-//   TrackEvent         { Type type = 9; uint64 track_uuid = 11; string name = 23; }
+//   TrackEvent         { repeated DebugAnnotation debug_annotations = 4; Type type = 9;
+//                        uint64 track_uuid = 11; string name = 23; }
 //                        Type: SLICE_BEGIN 1, SLICE_END 2, INSTANT 3
+//   DebugAnnotation    { string string_value = 6; string name = 10; }
 //
 // One track per process (uuid pid << 32) and one per thread (uuid
 // pid << 32 | tid, parent the process); one SLICE_BEGIN at each entry and
-// one SLICE_END at each exit, timestamps in CLOCK_MONOTONIC nanoseconds;
+// one SLICE_END at each exit, timestamps in CLOCK_MONOTONIC nanoseconds.
+// A call that did not return normally says how it ended in a debug
+// annotation `end` on its SLICE_END, as the Chrome JSON says it in
+// `args.end`: "unwound", "left without exit", "unfinished", or "entry only"
+// (a Swift async function recorded entry only: a slice of duration 0).
 // LOST records are INSTANT events "N events lost". Every packet is on one
 // sequence (id 1), the first marked SEQ_INCREMENTAL_STATE_CLEARED.
 import LiveTraceRecording
@@ -31,7 +37,8 @@ public enum PerfettoTrace {
         static let uuid = 1, trackName = 2, process = 3, thread = 4, parentUuid = 5
         static let processPid = 1, processName = 6
         static let threadPid = 1, threadTid = 2, threadName = 5
-        static let eventType = 9, trackUuid = 11, eventName = 23
+        static let debugAnnotations = 4, eventType = 9, trackUuid = 11, eventName = 23
+        static let annotationStringValue = 6, annotationName = 10
     }
     enum EventType { static let sliceBegin: UInt64 = 1, sliceEnd: UInt64 = 2, instant: UInt64 = 3 }
     static let sequenceId: UInt64 = 1
@@ -143,12 +150,18 @@ public enum PerfettoTrace {
             }
         }
 
-        mutating func event(_ type: UInt64, at time: UInt64, name: [UInt8]?) {
+        mutating func event(_ type: UInt64, at time: UInt64, name: [UInt8]?, end: String? = nil) {
             let track = self.track
             let timestamp = nanoseconds(time)
             packet { p in
                 p.field(Field.timestamp, varint: timestamp)
                 var event = Message()
+                if let end {
+                    var annotation = Message()
+                    annotation.field(Field.annotationName, string: "end")
+                    annotation.field(Field.annotationStringValue, string: end)
+                    event.field(Field.debugAnnotations, message: annotation)
+                }
                 event.field(Field.eventType, varint: type)
                 event.field(Field.trackUuid, varint: track)
                 if let name { event.bytes.append(contentsOf: name) }
@@ -167,7 +180,7 @@ public enum PerfettoTrace {
         }
 
         mutating func exit(_ call: OpenCall, at time: UInt64, duration: UInt64, end: CallEnd, depth: Int) {
-            event(EventType.sliceEnd, at: time, name: nil)
+            event(EventType.sliceEnd, at: time, name: nil, end: end.note)
         }
 
         mutating func lost(_ count: UInt64, at time: UInt64, depth: Int) {

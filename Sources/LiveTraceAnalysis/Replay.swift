@@ -161,7 +161,7 @@ struct ReplayPrinter: CallVisitor {
             } else {
                 out.write(Self.closeOpen)
                 out.write(names.name(frame.id))
-                out.write(", " + Self.note(end)!)
+                out.write(", " + end.note!)
                 out.write(Self.closeEnd)
             }
         } else {
@@ -172,7 +172,7 @@ struct ReplayPrinter: CallVisitor {
             } else {
                 out.write(names.name(frame.id))
                 out.write(end == .unfinished ? "() {" : "();")
-                out.write(" /* " + Self.note(end)! + " */\n")
+                out.write(" /* " + end.note! + " */\n")
             }
         }
         out.flush(to: output)
@@ -228,16 +228,6 @@ struct ReplayPrinter: CallVisitor {
 
     static let closeOpen = Array("} /* ".utf8), closeEnd = Array(" */\n".utf8), leafEnd = Array("();\n".utf8)
     static let openEnd = Array("() {\n".utf8)
-
-    static func note(_ end: CallEnd) -> String? {
-        switch end {
-        case .returned: return nil
-        case .unwound: return "unwound"
-        case .leftWithoutExit: return "left without exit"
-        case .unfinished: return "unfinished"
-        case .entryOnly: return "entry only"
-        }
-    }
 
     private mutating func comment(level: Int, _ text: String) {
         openAncestors()

@@ -30,6 +30,20 @@ public enum CallEnd: Sendable, Equatable {
     case entryOnly
 }
 
+extension CallEnd {
+    /// How every output (replay, Chrome JSON, Perfetto) names an end other
+    /// than a return; nil for a return.
+    public var note: String? {
+        switch self {
+        case .returned: return nil
+        case .unwound: return "unwound"
+        case .leftWithoutExit: return "left without exit"
+        case .unfinished: return "unfinished"
+        case .entryOnly: return "entry only"
+        }
+    }
+}
+
 /// A call on the stack; `children` sums the durations of its direct callees
 /// in ticks.
 public struct OpenCall: Sendable, Equatable {

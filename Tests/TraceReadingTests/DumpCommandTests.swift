@@ -19,8 +19,9 @@ final class DumpCommandTests: XCTestCase {
         [["thread_body", "0"], ["leaf", "1"]],
     ]
 
-    /// slices.py's view of a dump: the process name and each thread's slices.
-    func decode(_ kind: String, _ file: String) throws -> (process: String, threads: [[[String]]]) {
+    /// slices.py's view of a dump: the process name, each thread's slices,
+    /// and how many slices ended each unusual way.
+    func decode(_ kind: String, _ file: String) throws -> (process: String, threads: [[[String]]], ends: [String: Int]) {
         let result = try Fixtures.run([Self.python, Fixtures.source("reading/slices.py"), kind, file])
         XCTAssertEqual(result.status, 0, "\(kind): \(result.stderr)")
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout + result.stderr)
@@ -28,7 +29,7 @@ final class DumpCommandTests: XCTestCase {
         let ordered = threads.sorted { UInt64($0.key)! < UInt64($1.key)! }.map { _, slices in
             slices.map { ["\($0[0])", "\($0[1])"] }
         }
-        return (json["process"] as? String ?? "", ordered)
+        return (json["process"] as? String ?? "", ordered, json["ends"] as? [String: Int] ?? [:])
     }
 
     func testChromeJSONHasTheSlicesOfEveryThread() throws {
@@ -37,9 +38,10 @@ final class DumpCommandTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         let file = ReadingFixtures.scratch("chrome") + "/trace.json"
         try result.stdout.write(toFile: file, atomically: true, encoding: .utf8)
-        let (process, threads) = try decode("chrome", file)
+        let (process, threads, ends) = try decode("chrome", file)
         XCTAssertTrue(process.hasSuffix("/reading-tree"), process)
         XCTAssertEqual(threads, Self.expectedSlices)
+        XCTAssertEqual(ends, ["unwound": 2])
         // A crash: the open calls end at the last event, marked unfinished.
         let crash = try ReadingFixtures.livetrace(["dump", "-d", traces.crash, "--chrome"])
         XCTAssertEqual(crash.stdout.components(separatedBy: "\"args\":{\"end\":\"unfinished\"}").count - 1, 2, crash.stdout)
@@ -51,18 +53,36 @@ final class DumpCommandTests: XCTestCase {
         let file = ReadingFixtures.scratch("perfetto") + "/trace.pftrace"
         let result = try ReadingFixtures.livetrace(["dump", "-d", traces.normal, "--perfetto", file])
         XCTAssertEqual(result.status, 0, result.stderr)
-        let (process, threads) = try decode("perfetto", file)
+        let (process, threads, ends) = try decode("perfetto", file)
         XCTAssertTrue(process.hasSuffix("/reading-tree"), process)
         XCTAssertEqual(threads, Self.expectedSlices)
+        // longjmp leaves jumper and deeper unwound; a crash leaves its open
+        // calls unfinished.
+        XCTAssertEqual(ends, ["unwound": 2])
+        let crash = ReadingFixtures.scratch("perfetto") + "/crash.pftrace"
+        XCTAssertEqual(try ReadingFixtures.livetrace(["dump", "-d", traces.crash, "--perfetto", crash]).status, 0)
+        XCTAssertEqual(try decode("perfetto", crash).ends, ["unfinished": 2, "unwound": 2])
         // The synthetic trace: a LOST record is an instant event, and the
         // unfinished and left-without-exit calls still close their slices.
         let synthetic = try SyntheticTraces.directory("perfetto-synthetic")
         let other = ReadingFixtures.scratch("perfetto") + "/synthetic.pftrace"
         XCTAssertEqual(try ReadingFixtures.livetrace(["dump", "-d", synthetic, "--perfetto", other]).status, 0)
-        XCTAssertEqual(try decode("perfetto", other).threads, [
+        let decoded = try decode("perfetto", other)
+        XCTAssertEqual(decoded.threads, [
             [["main", "0"], ["work", "1"], ["leaf", "2"], ["leaf", "2"]],
             [["work", "0"], ["leaf", "1"], ["leaf", "0"], ["leaf", "1"], ["leaf", "0"]],
         ])
+        XCTAssertEqual(decoded.ends, ["left without exit": 1, "unwound": 1, "unfinished": 1])
+        // Swift async functions recorded entry only: slices of duration 0
+        // that hold no callee, annotated as such.
+        let entryOnly = try SyntheticTraces.directory("perfetto-entry-only", SyntheticTraces.trace([SyntheticTraces.events([
+            (0, "+main"), (100, "*work"), (200, "+leaf"), (300, "-leaf"), (400, "*work"), (1_000, "-main"),
+        ])]))
+        let third = ReadingFixtures.scratch("perfetto") + "/entry-only.pftrace"
+        XCTAssertEqual(try ReadingFixtures.livetrace(["dump", "-d", entryOnly, "--perfetto", third]).status, 0)
+        let onlyEntries = try decode("perfetto", third)
+        XCTAssertEqual(onlyEntries.threads, [[["main", "0"], ["work", "1"], ["leaf", "1"], ["work", "1"]]])
+        XCTAssertEqual(onlyEntries.ends, ["entry only": 2])
     }
 
     func testFoldedStacksCarryEachPathsSelfTime() throws {

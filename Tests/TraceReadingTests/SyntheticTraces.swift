@@ -19,12 +19,14 @@ enum SyntheticTraces {
             ])
     ])
 
-    /// (time, "+name" entry | "-name" exit | "~name" unwound exit | "!N" N lost).
+    /// (time, "+name" entry | "*name" entry only | "-name" exit | "~name"
+    /// unwound exit | "!N" N lost).
     static func events(_ script: [(UInt64, String)]) -> [TraceEvent] {
         script.map { time, step in
             let name = String(step.dropFirst())
             switch step.first! {
             case "+": return TraceEvent(kind: .entry, address: addresses[name]!, timestamp: time)
+            case "*": return TraceEvent(kind: .entry, address: addresses[name]!, timestamp: time, flags: TraceEvent.flagEntryOnly)
             case "-": return TraceEvent(kind: .exit, address: addresses[name]!, timestamp: time)
             case "~": return TraceEvent(kind: .exit, address: addresses[name]!, timestamp: time, flags: TraceEvent.flagUnwound)
             default: return TraceEvent(kind: .lost, address: UInt64(name)!, timestamp: time)

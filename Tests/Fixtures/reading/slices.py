@@ -7,7 +7,10 @@ LiveTrace and prints, as JSON, each thread's slices in begin order as
                             descriptor built here from Perfetto's published
                             field numbers)
 
-Output: {"threads": {"TID": [[name, depth], ...]}, "process": NAME}.
+Output: {"threads": {"TID": [[name, depth], ...]}, "process": NAME,
+"ends": {END: count}}, where END is how a slice that did not return
+normally ended (Chrome: the E event's args.end; Perfetto: the SLICE_END's
+debug annotation "end").
 Exits 1 with a message on the first check that fails."""
 import json
 import sys
@@ -21,7 +24,7 @@ def fail(message):
 def chrome(path):
     with open(path) as f:
         document = json.load(f)
-    threads, stacks, last, process = {}, {}, {}, None
+    threads, stacks, last, process, ends = {}, {}, {}, None, {}
     for event in document["traceEvents"]:
         for key in ("ph", "pid", "tid"):
             if key not in event:
@@ -46,12 +49,15 @@ def chrome(path):
             if not stack:
                 fail("E without B on thread %s" % tid)
             stack.pop()
+            end = event.get("args", {}).get("end")
+            if end is not None:
+                ends[end] = ends.get(end, 0) + 1
         elif phase != "i":
             fail("unexpected phase %r" % phase)
     for tid, stack in stacks.items():
         if stack:
             fail("thread %s ends with open slices %r" % (tid, stack))
-    return {"threads": threads, "process": process}
+    return {"threads": threads, "process": process, "ends": ends}
 
 
 def perfetto(path):
@@ -63,7 +69,7 @@ def perfetto(path):
     def message(name, fields):
         m = proto.message_type.add(name=name)
         for field_name, number, kind, type_name in fields:
-            label = F.LABEL_REPEATED if field_name == "packet" else F.LABEL_OPTIONAL
+            label = F.LABEL_REPEATED if field_name in ("packet", "debug_annotations") else F.LABEL_OPTIONAL
             f = m.field.add(name=field_name, number=number, type=kind, label=label)
             if type_name:
                 f.type_name = ".perfetto.protos." + type_name
@@ -76,8 +82,9 @@ def perfetto(path):
                                 ("process", 3, F.TYPE_MESSAGE, "ProcessDescriptor"),
                                 ("thread", 4, F.TYPE_MESSAGE, "ThreadDescriptor"),
                                 ("parent_uuid", 5, F.TYPE_UINT64, None)])
-    message("TrackEvent", [("type", 9, F.TYPE_INT32, None), ("track_uuid", 11, F.TYPE_UINT64, None),
-                           ("name", 23, F.TYPE_STRING, None)])
+    message("DebugAnnotation", [("string_value", 6, F.TYPE_STRING, None), ("name", 10, F.TYPE_STRING, None)])
+    message("TrackEvent", [("debug_annotations", 4, F.TYPE_MESSAGE, "DebugAnnotation"), ("type", 9, F.TYPE_INT32, None),
+                           ("track_uuid", 11, F.TYPE_UINT64, None), ("name", 23, F.TYPE_STRING, None)])
     message("TracePacket", [("timestamp", 8, F.TYPE_UINT64, None), ("trusted_packet_sequence_id", 10, F.TYPE_UINT32, None),
                             ("track_event", 11, F.TYPE_MESSAGE, "TrackEvent"), ("sequence_flags", 13, F.TYPE_UINT32, None),
                             ("track_descriptor", 60, F.TYPE_MESSAGE, "TrackDescriptor")])
@@ -89,7 +96,7 @@ def perfetto(path):
     with open(path, "rb") as f:
         trace.ParseFromString(f.read())
 
-    tids, threads, stacks, last, process = {}, {}, {}, {}, None
+    tids, threads, stacks, last, process, ends = {}, {}, {}, {}, None, {}
     for index, packet in enumerate(trace.packet):
         if packet.trusted_packet_sequence_id == 0:
             fail("packet %d has no sequence id" % index)
@@ -121,12 +128,15 @@ def perfetto(path):
             if not stack:
                 fail("SLICE_END without SLICE_BEGIN on thread %d" % tid)
             stack.pop()
+            for annotation in event.debug_annotations:
+                if annotation.name == "end":
+                    ends[annotation.string_value] = ends.get(annotation.string_value, 0) + 1
         elif event.type != 3:
             fail("unexpected event type %d" % event.type)
     for tid, stack in stacks.items():
         if stack:
             fail("thread %d ends with open slices %r" % (tid, stack))
-    return {"threads": threads, "process": process}
+    return {"threads": threads, "process": process, "ends": ends}
 
 
 if __name__ == "__main__":
