@@ -86,12 +86,7 @@ public enum Tracer {
         let box = ClosureBox(body)
         let ops = try Ops(callback: closureCallback, data: Unmanaged.passUnretained(box).toOpaque(), flags: [])
         ops.keepAlive = box
-        let handle = TraceHandle(ops: ops)
-        OpsRegistry.shared.adopt(ops)
-        for pattern in patterns { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops) }
-        for pattern in excluding { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops, exclude: true) }
-        try OpsRegistry.shared.register(ops)
-        return handle
+        return try register(ops, patterns, excluding: excluding)
     }
 
     public static func attach(
@@ -118,7 +113,12 @@ public enum Tracer {
         _ patterns: [String], excluding: [String] = [], callback: OpsCallback,
         data: UnsafeMutableRawPointer? = nil, flags: OpsFlags = []
     ) throws(TraceError) -> TraceHandle {
-        let ops = try Ops(callback: callback, data: data, flags: flags)
+        try register(try Ops(callback: callback, data: data, flags: flags), patterns, excluding: excluding)
+    }
+
+    /// Gives `ops` its filter and registers it; the handle owns it from the
+    /// start, so a pattern that does not parse or matches nothing frees it.
+    private static func register(_ ops: Ops, _ patterns: [String], excluding: [String]) throws(TraceError) -> TraceHandle {
         let handle = TraceHandle(ops: ops)
         OpsRegistry.shared.adopt(ops)
         for pattern in patterns { try OpsRegistry.shared.addFilter(try FunctionPattern(parsing: pattern), to: ops) }
