@@ -62,10 +62,11 @@ let package = Package(
         // Reading traces for people and tools: replay, dump (Chrome JSON,
         // Perfetto protobuf, folded stacks, SVG flame graph), info, report
         // diffs. Not linked into liblivetrace.so.
-        .target(name: "LiveTraceAnalysis", dependencies: ["LiveTraceRecording"]),
+        .target(name: "LiveTraceAnalysis", dependencies: ["LiveTraceRecording", "LiveTraceSites"]),
         // The LD_PRELOAD shim's environment and its control channel to
-        // `livetrace record` (Glibc only: it is linked into liblivetrace.so).
-        .target(name: "LiveTracePreload"),
+        // `livetrace record` (Glibc and the system-call layer only: it is
+        // linked into liblivetrace.so).
+        .target(name: "LiveTracePreload", dependencies: ["LiveTraceSites"]),
         // The public Swift API: re-exports the mechanisms above.
         .target(name: "LiveTrace", dependencies: ["LiveTraceSites", "LiveTracePatching", "LiveTraceTrampolines", "LiveTraceRecording"]),
         // The @_cdecl functions of livetrace.h; the Swift runtime is linked in.

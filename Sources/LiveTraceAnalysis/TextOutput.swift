@@ -2,6 +2,7 @@
 // its output (a replay of 100 million events is not held in memory), either
 // to a file descriptor in 256 KiB writes or into memory (tests, SVG pieces).
 import Glibc
+import LiveTraceSites
 import LiveTraceRecording
 
 public final class TextOutput {
@@ -31,7 +32,7 @@ public final class TextOutput {
     /// this output goes away.
     public convenience init(creating path: String) throws(RecordingError) {
         let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .systemCall(call: "open", subject: path, errno: errno) }
+        guard fd >= 0 else { throw .systemCall(SystemCallError(call: "open", subject: path, errno: errno)) }
         self.init(fd: fd)
         ownsFile = true
     }
@@ -103,7 +104,7 @@ public final class TextOutput {
             let n = Glibc.write(fd, start + done, piece.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
-                error = .systemCall(call: "write", subject: "output", errno: errno)
+                error = .systemCall(SystemCallError(call: "write", subject: "output", errno: errno))
                 return
             }
             done += n

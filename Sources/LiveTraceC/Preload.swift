@@ -123,7 +123,7 @@ private func report(_ outcome: Result<Void, PreloadFailure>, verb: PreloadMessag
     case let .failure(failure): message = PreloadMessage(verb: verb, pid: getpid(), status: failure.code, text: failure.message)
     }
     if let control {
-        do throws(PreloadControlError) {
+        do throws(SystemCallError) {
             try PreloadControlClient.send(message, to: control)
             return
         } catch {

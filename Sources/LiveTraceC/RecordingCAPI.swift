@@ -143,7 +143,7 @@ extension RecordingError {
         case let .writer(_, code) where code == Self.writerInactive: return -Int32(LT_ENOTREG)
         case let .writer(_, code) where -code >= Self.firstWriterCode: return traceDirectory(EINVAL)
         case let .writer(_, code): return traceDirectory(-code)
-        case let .systemCall(_, _, reason): return traceDirectory(reason)
+        case let .systemCall(failure): return traceDirectory(failure.errno)
         case .badRingArea: return -Int32(LT_EINVAL)
         case .damagedTrace: return traceDirectory(EIO)
         case .missingTraceFile, .missingTraceDirectory: return traceDirectory(ENOENT)

@@ -25,33 +25,12 @@
 // and closed before main: the program never sees it. If no CLI answers
 // within `replyTimeout`, the shim goes on alone: the program is never held.
 import Glibc
+import LiveTraceSites
 
-/// A failed system call of the control channel: the call, its subject, errno.
-public struct PreloadControlError: Error, CustomStringConvertible, Equatable {
-    public var call: String
-    public var subject: String
-    public var errno: Int32
-
-    public init(call: String, subject: String, errno: Int32) {
-        self.call = call
-        self.subject = subject
-        self.errno = errno
-    }
-
-    public var description: String {
-        "\(call)(\(subject)) failed: \(String(cString: strerror(errno))) (errno \(errno))"
-    }
-}
-
-/// Retries EINTR; any other failure becomes a PreloadControlError naming the call.
-private func retrying<T: BinaryInteger>(_ call: String, _ subject: String, _ body: () -> T) throws(PreloadControlError) -> T {
-    while true {
-        let result = body()
-        if result >= 0 { return result }
-        let code = errno
-        if code == EINTR { continue }
-        throw PreloadControlError(call: call, subject: subject, errno: code)
-    }
+/// The control channel's calls retry EINTR through the system-call layer
+/// (SystemCalls.swift); a failure is its SystemCallError, as it is.
+private func retrying<T: BinaryInteger>(_ call: String, _ subject: String, _ body: () -> T) throws(SystemCallError) -> T {
+    try SystemCall.retrying(call, subject: subject, body, failed: { $0 < 0 })
 }
 
 /// The environment variables the shim reads.
@@ -129,14 +108,14 @@ private func withAbstractAddress<R>(
     }
 }
 
-private func sendMessage(_ fd: Int32, _ text: String) throws(PreloadControlError) {
+private func sendMessage(_ fd: Int32, _ text: String) throws(SystemCallError) {
     let bytes = Array(text.utf8)
     _ = try retrying("send", "control socket") {
         bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 }
 
-private func receiveMessage(_ fd: Int32) throws(PreloadControlError) -> String {
+private func receiveMessage(_ fd: Int32) throws(SystemCallError) -> String {
     var buffer = [UInt8](repeating: 0, count: 4096)
     let count = try retrying("recv", "control socket") {
         buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
@@ -150,7 +129,7 @@ public enum PreloadControlClient {
 
     /// Sends `message` to the listener named `name` and waits for its reply.
     /// Throws when nobody listens or the reply does not come in time.
-    public static func send(_ message: PreloadMessage, to name: String) throws(PreloadControlError) {
+    public static func send(_ message: PreloadMessage, to name: String) throws(SystemCallError) {
         let fd = try retrying("socket", "AF_UNIX") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         defer { close(fd) }
         var timeout = timeval(tv_sec: replyTimeoutSeconds, tv_usec: 0)
@@ -173,7 +152,7 @@ public final class PreloadControlServer: @unchecked Sendable {
     private var thread: pthread_t?
 
     /// Listens on a fresh abstract name derived from this process's pid.
-    public init(handler: @escaping @Sendable (PreloadMessage) -> Void) throws(PreloadControlError) {
+    public init(handler: @escaping @Sendable (PreloadMessage) -> Void) throws(SystemCallError) {
         // Unique per listener: the pid, and the monotonic clock for several
         // listeners of one process.
         var now = timespec()
@@ -182,7 +161,7 @@ public final class PreloadControlServer: @unchecked Sendable {
         self.name = name
         self.handler = handler
         let fd = try retrying("socket", "AF_UNIX") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        do throws(PreloadControlError) {
+        do throws(SystemCallError) {
             _ = try retrying("bind", "@" + name) { withAbstractAddress(name) { bind(fd, $0, $1) } }
             _ = try retrying("listen", "@" + name) { listen(fd, 16) }
         } catch {
@@ -201,7 +180,7 @@ public final class PreloadControlServer: @unchecked Sendable {
         } else {
             Unmanaged<PreloadControlServer>.fromOpaque(box).release()
             close(fd)
-            throw PreloadControlError(call: "pthread_create", subject: "control thread", errno: EAGAIN)
+            throw SystemCallError(call: "pthread_create", subject: "control thread", errno: EAGAIN)
         }
     }
 
@@ -260,9 +239,9 @@ public final class ControlConnection: @unchecked Sendable {
     init(fd: Int32) { self.fd = fd }
 
     /// The shim's side: connects to the listener named `name`.
-    public static func connect(to name: String) throws(PreloadControlError) -> ControlConnection {
+    public static func connect(to name: String) throws(SystemCallError) -> ControlConnection {
         let fd = try retrying("socket", "AF_UNIX") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        do throws(PreloadControlError) {
+        do throws(SystemCallError) {
             _ = try retrying("connect", "@" + name) { withAbstractAddress(name) { Glibc.connect(fd, $0, $1) } }
         } catch {
             Glibc.close(fd)
@@ -271,15 +250,15 @@ public final class ControlConnection: @unchecked Sendable {
         return ControlConnection(fd: fd)
     }
 
-    public func send(_ text: String) throws(PreloadControlError) { try sendMessage(fd, text) }
+    public func send(_ text: String) throws(SystemCallError) { try sendMessage(fd, text) }
 
     /// The next message; nil when the other side closed. `timeoutMilliseconds`
     /// nil waits for ever; a timeout throws ETIMEDOUT.
-    public func receive(timeoutMilliseconds: Int32? = nil) throws(PreloadControlError) -> String? {
+    public func receive(timeoutMilliseconds: Int32? = nil) throws(SystemCallError) -> String? {
         if let timeoutMilliseconds {
             var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = try retrying("poll", "control socket") { poll(&entry, 1, timeoutMilliseconds) }
-            if ready == 0 { throw PreloadControlError(call: "poll", subject: "control socket", errno: ETIMEDOUT) }
+            if ready == 0 { throw SystemCallError(call: "poll", subject: "control socket", errno: ETIMEDOUT) }
         }
         var buffer = [UInt8](repeating: 0, count: 4096)
         let count = try retrying("recv", "control socket") {
@@ -312,12 +291,12 @@ public enum AttachControl {
         public let name: String
         private let fd: Int32
 
-        public init() throws(PreloadControlError) {
+        public init() throws(SystemCallError) {
             var now = timespec()
             clock_gettime(CLOCK_MONOTONIC, &now)
             let name = "livetrace-attach-\(getpid())-\(String(now.tv_sec, radix: 16))\(String(now.tv_nsec, radix: 16))"
             let fd = try retrying("socket", "AF_UNIX") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-            do throws(PreloadControlError) {
+            do throws(SystemCallError) {
                 _ = try retrying("bind", "@" + name) { withAbstractAddress(name) { bind(fd, $0, $1) } }
                 _ = try retrying("listen", "@" + name) { listen(fd, 4) }
             } catch {
@@ -329,10 +308,10 @@ public enum AttachControl {
         }
 
         /// The session's connection; throws ETIMEDOUT when none came in time.
-        public func accept(timeoutMilliseconds: Int32) throws(PreloadControlError) -> ControlConnection {
+        public func accept(timeoutMilliseconds: Int32) throws(SystemCallError) -> ControlConnection {
             var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = try retrying("poll", "@" + name) { poll(&entry, 1, timeoutMilliseconds) }
-            if ready == 0 { throw PreloadControlError(call: "accept", subject: "@" + name, errno: ETIMEDOUT) }
+            if ready == 0 { throw SystemCallError(call: "accept", subject: "@" + name, errno: ETIMEDOUT) }
             let connection = try retrying("accept", "@" + name) { Glibc.accept(fd, nil, nil) }
             _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
             return ControlConnection(fd: connection)

@@ -17,6 +17,7 @@
 // completes the trace later.
 import CLiveTraceShims
 import Glibc
+import LiveTraceSites
 import Synchronization
 
 /// The drain's own thread: drains every `interval` while nothing moves,
@@ -55,7 +56,7 @@ final class DrainThread: @unchecked Sendable {
         }, box)
         guard status == 0 else {
             Unmanaged<DrainThread>.fromOpaque(box).release()
-            throw .systemCall(call: "pthread_create", subject: "drain thread", errno: status)
+            throw .systemCall(SystemCallError(call: "pthread_create", subject: "drain thread", errno: status))
         }
         thread = handle
     }

@@ -1,14 +1,14 @@
 // Every system call the recording side makes goes through one of these thin
 // wrappers over LiveTraceSites' system-call layer (SystemCalls.swift), which
-// retries EINTR; they turn its error into a RecordingError that names the
-// call and its subject.
+// retries EINTR; its SystemCallError (the call, its subject, errno) is
+// carried in RecordingError.systemCall.
 import Glibc
 import LiveTraceSites
 
 /// Errors of the recording side: system calls, the ring area, the trace.
 public enum RecordingError: Error, CustomStringConvertible, Equatable {
-    /// A system call failed: its name, what it was applied to, errno.
-    case systemCall(call: String, subject: String, errno: Int32)
+    /// A system call failed.
+    case systemCall(SystemCallError)
     /// The ring-area file is not one this version can use.
     case badRingArea(path: String, reason: String)
     /// A trace file is damaged or of an unknown version.
@@ -28,8 +28,8 @@ public enum RecordingError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .systemCall(call, subject, errno):
-            return "\(call)(\(subject)) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case let .systemCall(failure):
+            return failure.description
         case let .badRingArea(path, reason):
             return "ring area \(path): \(reason)"
         case let .damagedTrace(file, reason):
@@ -61,9 +61,9 @@ enum Sys {
     @inline(__always)
     static func retrying<T: BinaryInteger>(_ call: String, _ subject: String, _ body: () -> T) throws(RecordingError) -> T {
         do {
-            return try SystemCall.retrying(call, body, failed: { $0 < 0 })
+            return try SystemCall.retrying(call, subject: subject, body, failed: { $0 < 0 })
         } catch {
-            throw .systemCall(call: call, subject: subject, errno: error.errno)
+            throw .systemCall(error)
         }
     }
 
@@ -85,7 +85,7 @@ enum Sys {
             let result = Glibc.posix_fallocate(fd, 0, off_t(size))
             if result == 0 { return }
             if result == EINTR { continue }
-            throw .systemCall(call: "posix_fallocate", subject: subject, errno: result)
+            throw .systemCall(SystemCallError(call: "posix_fallocate", subject: subject, errno: result))
         }
     }
 
@@ -104,7 +104,7 @@ enum Sys {
     /// only the header pages and the pages that hold events.
     static func mmapShared(_ fd: Int32, _ size: Int, _ subject: String) throws(RecordingError) -> UnsafeMutableRawPointer {
         guard let p = Glibc.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
-            throw .systemCall(call: "mmap", subject: subject, errno: errno)
+            throw .systemCall(SystemCallError(call: "mmap", subject: subject, errno: errno))
         }
         _ = Glibc.madvise(p, size, MADV_RANDOM)
         return p
@@ -138,7 +138,7 @@ enum Sys {
             closedir(dir)
             return
         }
-        throw .systemCall(call: "mkdir", subject: path, errno: e)
+        throw .systemCall(SystemCallError(call: "mkdir", subject: path, errno: e))
     }
 
     /// Reads a whole file.
@@ -146,7 +146,7 @@ enum Sys {
         do {
             return try SystemCall.readFile(path)
         } catch {
-            throw .systemCall(call: error.call.prefix { $0 != "(" }.description, subject: path, errno: error.errno)
+            throw .systemCall(SystemCallError(call: error.call.prefix { $0 != "(" }.description, subject: path, errno: error.errno))
         }
     }
 
@@ -167,7 +167,7 @@ enum Sys {
 
     static func unlinkIfPresent(_ path: String) throws(RecordingError) {
         if Glibc.unlink(path) == 0 || errno == ENOENT { return }
-        throw .systemCall(call: "unlink", subject: path, errno: errno)
+        throw .systemCall(SystemCallError(call: "unlink", subject: path, errno: errno))
     }
 
     /// The size of the file at `path`, 0 when it cannot be opened.
@@ -191,15 +191,15 @@ extension Sys {
         var status = stat()
         guard lstat(path, &status) == 0 else {
             if errno == ENOENT { return }
-            throw .systemCall(call: "lstat", subject: path, errno: errno)
+            throw .systemCall(SystemCallError(call: "lstat", subject: path, errno: errno))
         }
         guard status.st_mode & S_IFMT == S_IFDIR else {
-            throw .systemCall(call: "mkdir", subject: path, errno: ENOTDIR)
+            throw .systemCall(SystemCallError(call: "mkdir", subject: path, errno: ENOTDIR))
         }
         let entries = try TraceReader.listDirectory(path)
         if entries.isEmpty { return }
         guard entries.contains(TraceFormat.infoFile) else {
-            throw .systemCall(call: "mkdir", subject: path, errno: ENOTEMPTY)
+            throw .systemCall(SystemCallError(call: "mkdir", subject: path, errno: ENOTEMPTY))
         }
         let old = path + ".old"
         try removeTree(old)
@@ -212,7 +212,7 @@ extension Sys {
         var status = stat()
         guard lstat(path, &status) == 0 else {
             if errno == ENOENT { return }
-            throw .systemCall(call: "lstat", subject: path, errno: errno)
+            throw .systemCall(SystemCallError(call: "lstat", subject: path, errno: errno))
         }
         if status.st_mode & S_IFMT == S_IFDIR {
             for name in try TraceReader.listDirectory(path) { try removeTree(path + "/" + name) }

@@ -522,7 +522,7 @@ final class StreamFileWriter {
             let written = vectors[first...].withUnsafeBufferPointer { Glibc.writev(fd, $0.baseAddress, Int32($0.count)) }
             if written < 0 {
                 if errno == EINTR { continue }
-                throw .systemCall(call: "writev", subject: path, errno: errno)
+                throw .systemCall(SystemCallError(call: "writev", subject: path, errno: errno))
             }
             var left = written
             while first < vectors.count && left >= vectors[first].iov_len {
@@ -538,3 +538,4 @@ final class StreamFileWriter {
 }
 
 import Glibc
+import LiveTraceSites

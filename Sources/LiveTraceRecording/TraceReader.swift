@@ -2,6 +2,7 @@
 // injected clock, conversions). Every damaged file is a RecordingError that
 // names the file and the damage; nothing here traps on bad input.
 import Glibc
+import LiveTraceSites
 
 /// A whole trace, in memory.
 public struct Trace: Equatable, Sendable {
@@ -52,7 +53,7 @@ public enum TraceReader {
     public static func checkDirectory(_ directory: String) throws(RecordingError) {
         guard let dir = opendir(directory) else {
             if errno == ENOENT { throw .missingTraceDirectory(directory) }
-            throw .systemCall(call: "opendir", subject: directory, errno: errno)
+            throw .systemCall(SystemCallError(call: "opendir", subject: directory, errno: errno))
         }
         closedir(dir)
     }
@@ -98,7 +99,7 @@ public enum TraceReader {
     }
 
     static func listDirectory(_ path: String) throws(RecordingError) -> [String] {
-        guard let dir = opendir(path) else { throw .systemCall(call: "opendir", subject: path, errno: errno) }
+        guard let dir = opendir(path) else { throw .systemCall(SystemCallError(call: "opendir", subject: path, errno: errno)) }
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {

@@ -6,8 +6,8 @@ public enum DiscoveryError: Error, Sendable, Hashable, CustomStringConvertible {
     case fileNotFound(path: String)
     /// The path names a directory, not an ELF object.
     case isDirectory(path: String)
-    /// A system call failed; `call` names it, `errno` says why.
-    case systemCall(call: String, path: String, errno: Int32)
+    /// A system call on the object failed (its subject is the path).
+    case systemCall(SystemCallError)
     /// The file does not start with the ELF magic.
     case notELF(path: String)
     /// An ELF object, but not one LiveTrace can patch (32-bit, big-endian,
@@ -21,7 +21,8 @@ public enum DiscoveryError: Error, Sendable, Hashable, CustomStringConvertible {
     public var path: String? {
         switch self {
         case let .fileNotFound(path), let .isDirectory(path), let .notELF(path): return path
-        case let .systemCall(_, path, _), let .unsupported(path, _), let .malformed(path, _): return path
+        case let .systemCall(error): return error.subject
+        case let .unsupported(path, _), let .malformed(path, _): return path
         case .processEnumeration: return nil
         }
     }
@@ -32,8 +33,8 @@ public enum DiscoveryError: Error, Sendable, Hashable, CustomStringConvertible {
             return "\(path): no such file"
         case let .isDirectory(path):
             return "\(path): is a directory, not an ELF object"
-        case let .systemCall(call, path, errno):
-            return "\(path): \(call) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case let .systemCall(error):
+            return "\(error.subject): \(error.call) failed: \(String(cString: strerror(error.errno))) (errno \(error.errno))"
         case let .notELF(path):
             return "\(path): not an ELF object (no \\x7fELF magic at the start of the file)"
         case let .unsupported(path, reason):

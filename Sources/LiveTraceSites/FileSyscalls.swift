@@ -3,8 +3,8 @@ import Glibc
 #endif
 
 /// Thin wrappers over the system-call layer (SystemCalls.swift) for the calls
-/// discovery makes, their failures as `DiscoveryError` naming the call and
-/// the path it was made for.
+/// discovery makes, their failures carried in `DiscoveryError.systemCall`
+/// with the path they were made for as the subject.
 enum FileSyscalls {
     static func open(_ path: String) throws(DiscoveryError) -> Int32 {
         do {
@@ -12,16 +12,16 @@ enum FileSyscalls {
         } catch {
             if error.errno == ENOENT { throw .fileNotFound(path: path) }
             if error.errno == EISDIR { throw .isDirectory(path: path) }
-            throw .systemCall(call: "open", path: path, errno: error.errno)
+            throw .systemCall(error)
         }
     }
 
     static func fstat(_ fd: Int32, path: String) throws(DiscoveryError) -> stat {
         var info = stat()
         do {
-            _ = try SystemCall.retrying("fstat") { Glibc.fstat(fd, &info) }
+            _ = try SystemCall.retrying("fstat", subject: path) { Glibc.fstat(fd, &info) }
         } catch {
-            throw .systemCall(call: "fstat", path: path, errno: error.errno)
+            throw .systemCall(error)
         }
         return info
     }
@@ -29,10 +29,10 @@ enum FileSyscalls {
     /// Maps `size` bytes of `fd` read-only and private.
     static func mapReadOnly(_ fd: Int32, size: Int, path: String) throws(DiscoveryError) -> UnsafeRawBufferPointer {
         do {
-            let base = try SystemCall.retrying("mmap", { mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0) }, failed: { $0 == nil || $0 == MAP_FAILED })
+            let base = try SystemCall.retrying("mmap", subject: path, { mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0) }, failed: { $0 == nil || $0 == MAP_FAILED })
             return UnsafeRawBufferPointer(start: base, count: size)
         } catch {
-            throw .systemCall(call: "mmap", path: path, errno: error.errno)
+            throw .systemCall(error)
         }
     }
 
@@ -48,10 +48,10 @@ enum FileSyscalls {
     static func readLink(_ path: String) throws(DiscoveryError) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         do {
-            let n = try SystemCall.retrying("readlink") { readlink(path, &buffer, buffer.count - 1) }
+            let n = try SystemCall.retrying("readlink", subject: path) { readlink(path, &buffer, buffer.count - 1) }
             return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         } catch {
-            throw .systemCall(call: "readlink", path: path, errno: error.errno)
+            throw .systemCall(error)
         }
     }
 }

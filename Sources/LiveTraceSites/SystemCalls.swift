@@ -2,24 +2,32 @@
 // module holds it): one EINTR-retry rule, one typed error that names the call
 // and its subject, one whole-file reader, in swift-system's shape. The
 // modules' own wrappers (FileSyscalls, Syscall, Sys) are thin: they call
-// these and, at most, wrap `SystemCallError` in their domain error.
+// these and, at most, carry the `SystemCallError` inside their domain error
+// (`DiscoveryError.systemCall`, `TraceError.systemCall`,
+// `RecordingError.systemCall`; the control channel throws it as it is).
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A failed system call: which call, on what, and errno.
 public struct SystemCallError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The call, with its subject when it has one: `open(/proc/self/maps)`.
+    /// The call's name: `open`, `membarrier(PRIVATE_EXPEDITED)`.
     public var call: String
+    /// What it was applied to: a path, `control socket`, `@NAME`; "" when
+    /// nothing in particular.
+    public var subject: String
     public var errno: Int32
 
-    public init(call: String, errno: Int32) {
+    public init(call: String, subject: String = "", errno: Int32) {
         self.call = call
+        self.subject = subject
         self.errno = errno
     }
 
+    /// `open(/proc/self/maps) failed: No such file or directory (errno 2)`.
     public var description: String {
-        "\(call): \(String(cString: strerror(errno))) (errno \(errno))"
+        let applied = subject.isEmpty ? call : "\(call)(\(subject))"
+        return "\(applied) failed: \(String(cString: strerror(errno))) (errno \(errno))"
     }
 }
 
@@ -28,36 +36,40 @@ public enum SystemCall {
     /// results are failures (errno is then read); the default is -1.
     @inline(__always)
     public static func retrying<T>(
-        _ call: @autoclosure () -> String, _ body: () -> T, failed: (T) -> Bool
+        _ call: @autoclosure () -> String, subject: @autoclosure () -> String = "", _ body: () -> T, failed: (T) -> Bool
     ) throws(SystemCallError) -> T {
         while true {
             let result = body()
             if !failed(result) { return result }
             let e = Glibc.errno
             if e == EINTR { continue }
-            throw SystemCallError(call: call(), errno: e)
+            throw SystemCallError(call: call(), subject: subject(), errno: e)
         }
     }
 
     /// `retrying` for the libc convention: -1 and errno.
     @inline(__always)
-    public static func retrying<T: BinaryInteger>(_ call: @autoclosure () -> String, _ body: () -> T) throws(SystemCallError) -> T {
-        try retrying(call(), body, failed: { $0 == -1 })
+    public static func retrying<T: BinaryInteger>(
+        _ call: @autoclosure () -> String, subject: @autoclosure () -> String = "", _ body: () -> T
+    ) throws(SystemCallError) -> T {
+        try retrying(call(), subject: subject(), body, failed: { $0 == -1 })
     }
 
     /// `retrying` for the lt_sys_* convention (lt_sys.h): the result, or -errno.
     @inline(__always)
-    public static func retryingNegativeErrno(_ call: @autoclosure () -> String, _ body: () -> Int) throws(SystemCallError) -> Int {
+    public static func retryingNegativeErrno(
+        _ call: @autoclosure () -> String, subject: @autoclosure () -> String = "", _ body: () -> Int
+    ) throws(SystemCallError) -> Int {
         while true {
             let r = body()
             if r >= 0 { return r }
             if r == -Int(EINTR) { continue }
-            throw SystemCallError(call: call(), errno: Int32(truncatingIfNeeded: -r))
+            throw SystemCallError(call: call(), subject: subject(), errno: Int32(truncatingIfNeeded: -r))
         }
     }
 
     public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) throws(SystemCallError) -> Int32 {
-        try retrying("open(\(path))") { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        try retrying("open", subject: path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
     /// close is never retried on EINTR on Linux: the descriptor is gone either way.
@@ -73,7 +85,7 @@ public enum SystemCall {
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let n = try retrying("read(\(path))") {
+            let n = try retrying("read", subject: path) {
                 chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             }
             if n == 0 { return result }

@@ -109,7 +109,7 @@ final class JITMemory {
             do throws(TraceError) {
                 mapped = try Sys.mmap(candidate, Self.regionSize, PROT_READ | PROT_EXEC, flags)
             } catch {
-                if case .systemCall(_, let e) = error, e == EEXIST { continue }
+                if case let .systemCall(failure) = error, failure.errno == EEXIST { continue }
                 throw error
             }
             if mapped != candidate { Sys.munmap(mapped, Self.regionSize); continue }
@@ -133,7 +133,7 @@ final class JITMemory {
         do {
             maps = try ProcessMaps.read()
         } catch {
-            throw TraceError.systemCall(call: error.call, errno: error.errno)
+            throw TraceError.systemCall(error)
         }
         var mapped = maps.map { ($0.start, $0.end) }
         mapped.sort { $0.0 < $1.0 }

@@ -237,7 +237,7 @@ struct CodeWindow {
             do throws(TraceError) {
                 window = try Sys.readOwnMemory(at: address, count: Self.size)
             } catch {
-                if case let .systemCall(_, e) = error { throw .unreadable(at: address, errno: e) }
+                if case let .systemCall(failure) = error { throw .unreadable(at: address, errno: failure.errno) }
                 throw .unreadable(at: address, errno: EIO)
             }
             if window.isEmpty { throw .unreadable(at: address, errno: EFAULT) }

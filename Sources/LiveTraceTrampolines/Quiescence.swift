@@ -151,7 +151,7 @@ enum Quiescence {
             guard let read = try TaskSyscall.of(thread.tid) else { return true }   // exited
             state = read
         } catch {
-            throw TraceError.systemCall(call: error.call, errno: error.errno)
+            throw TraceError.systemCall(error)
         }
         guard let pc = state?.pc else {
             // "running". A thread that had no slot at R2 and claimed one

@@ -1,19 +1,24 @@
 // Thin wrappers over LiveTraceSites' system-call layer (SystemCalls.swift)
-// for the calls of this module, their failures as TraceError.
+// for the calls of this module, their failures carried in
+// TraceError.systemCall.
 import Glibc
 import LiveTraceSites
 
 enum Sys {
-    static func retrying<T>(_ call: String, _ body: () -> T, failed: (T) -> Bool) throws(TraceError) -> T {
+    static func retrying<T>(_ call: String, subject: String = "", _ body: () -> T, failed: (T) -> Bool) throws(TraceError) -> T {
         do {
-            return try SystemCall.retrying(call, body, failed: failed)
+            return try SystemCall.retrying(call, subject: subject, body, failed: failed)
         } catch {
-            throw TraceError.systemCall(call: error.call, errno: error.errno)
+            throw TraceError.systemCall(error)
         }
     }
 
     static func open(_ path: String, _ flags: Int32) throws(TraceError) -> Int32 {
-        try retrying("open(\(path))", { Glibc.open(path, flags | O_CLOEXEC) }, failed: { $0 < 0 })
+        do {
+            return try SystemCall.open(path, flags)
+        } catch {
+            throw TraceError.systemCall(error)
+        }
     }
 
     static func close(_ fd: Int32) { _ = Glibc.close(fd) }
@@ -27,9 +32,9 @@ enum Sys {
             }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw TraceError.systemCall(call: "pwrite(/proc/self/mem)", errno: errno)
+                throw TraceError.systemCall(SystemCallError(call: "pwrite", subject: "/proc/self/mem", errno: errno))
             }
-            if n == 0 { throw TraceError.systemCall(call: "pwrite(/proc/self/mem) wrote nothing", errno: EIO) }
+            if n == 0 { throw TraceError.systemCall(SystemCallError(call: "pwrite (wrote nothing)", subject: "/proc/self/mem", errno: EIO)) }
             done += n
         }
     }
@@ -50,7 +55,7 @@ enum Sys {
         do {
             return try SystemCall.readFileIfPresent(path)
         } catch {
-            throw TraceError.systemCall(call: error.call, errno: error.errno)
+            throw TraceError.systemCall(error)
         }
     }
 
@@ -58,7 +63,7 @@ enum Sys {
     static func listDirectory(_ path: String) throws(TraceError) -> [String]? {
         guard let dir = Glibc.opendir(path) else {
             if errno == ENOENT { return nil }
-            throw TraceError.systemCall(call: "opendir(\(path))", errno: errno)
+            throw TraceError.systemCall(SystemCallError(call: "opendir", subject: path, errno: errno))
         }
         defer { Glibc.closedir(dir) }
         var names: [String] = []
@@ -80,7 +85,7 @@ enum Sys {
         let fd = try open("/proc/self/mem", O_RDONLY)
         defer { close(fd) }
         var buffer = [UInt8](repeating: 0, count: count)
-        let n = try retrying("pread(/proc/self/mem)", {
+        let n = try retrying("pread", subject: "/proc/self/mem", {
             buffer.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress, count, off_t(Int64(bitPattern: UInt64(address)))) }
         }, failed: { $0 < 0 })
         return Array(buffer.prefix(n))
@@ -90,7 +95,7 @@ enum Sys {
 
     static func membarrier() throws(TraceError) {
         let r = lt_sys_membarrier_private_expedited()
-        if r != 0 { throw TraceError.systemCall(call: "membarrier(PRIVATE_EXPEDITED)", errno: Int32(-r)) }
+        if r != 0 { throw TraceError.systemCall(SystemCallError(call: "membarrier(PRIVATE_EXPEDITED)", errno: Int32(-r))) }
     }
 }
 

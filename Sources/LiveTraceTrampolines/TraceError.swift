@@ -1,6 +1,7 @@
 // The typed errors of trampolines and ops, with their stable C codes
 // (livetrace.h, LT_E*).
 import CLiveTraceShims
+import LiveTraceSites
 
 public enum TraceError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A NULL or malformed argument: an empty glob, a bad address, an unknown flag.
@@ -21,8 +22,8 @@ public enum TraceError: Error, Sendable, Equatable, CustomStringConvertible {
     case calledFromCallback
     /// The sites of the process could not be read.
     case sitesUnavailable(String)
-    /// A system call failed; `call` names it.
-    case systemCall(call: String, errno: Int32)
+    /// A system call failed.
+    case systemCall(SystemCallError)
 
     /// The negative LT_E* code the C API returns.
     public var cCode: Int32 {
@@ -52,7 +53,7 @@ public enum TraceError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .quiescenceTimedOut(threads): return "threads \(threads) stayed inside a trampoline past the deadline"
         case .calledFromCallback: return "called from inside a callback"
         case let .sitesUnavailable(why): return "the sites of the process could not be read: \(why)"
-        case let .systemCall(call, errno): return "\(call) failed: errno \(errno)"
+        case let .systemCall(error): return error.description
         }
     }
 }

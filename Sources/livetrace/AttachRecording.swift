@@ -157,7 +157,7 @@ extension RecordCommand {
             return failure
         }
         let listener: AttachControl.Listener
-        do throws(PreloadControlError) {
+        do throws(SystemCallError) {
             listener = try AttachControl.Listener()
         } catch {
             throw abandon(.system("cannot open the control channel: \(error)"))
@@ -198,11 +198,11 @@ extension RecordCommand {
         // Step 4.
         let connection: ControlConnection
         let message: PreloadMessage
-        do throws(PreloadControlError) {
+        do throws(SystemCallError) {
             connection = try listener.accept(timeoutMilliseconds: 30_000)
             guard let text = try connection.receive(timeoutMilliseconds: 60_000), let decoded = PreloadMessage(decoding: text) else {
                 connection.close()
-                throw PreloadControlError(call: "recv", subject: "control socket", errno: EPIPE)
+                throw SystemCallError(call: "recv", subject: "control socket", errno: EPIPE)
             }
             message = decoded
         } catch {
@@ -226,7 +226,7 @@ extension RecordCommand {
         if case .exited = reason {} else if case .sessionEnded = reason {
             detachProblem = "the session in pid \(pid) ended on its own"
         } else {
-            do throws(PreloadControlError) {
+            do throws(SystemCallError) {
                 try connection.send("detach")
                 if let text = try connection.receive(timeoutMilliseconds: 60_000), let reply = PreloadMessage(decoding: text) {
                     detachTime = ContinuousClock.now - detachStarted

@@ -185,7 +185,7 @@ struct RecordCommand: ParsableCommand {
             throw .traceDirectory("cannot create the trace in \(directory): \(error)")
         }
         let control: PreloadControlServer
-        do throws(PreloadControlError) {
+        do throws(SystemCallError) {
             control = try PreloadControlServer { message in shim.received(message, session: session) }
         } catch {
             _ = try? session.finish(programDied: false)
@@ -379,11 +379,11 @@ enum TraceDirectory {
     static func prepare(_ path: String) throws(RecordFailure) {
         do throws(RecordingError) {
             try TraceWriter.prepareDirectory(path)
-        } catch .systemCall("mkdir", _, ENOTDIR) {
+        } catch let .systemCall(failure) where failure.call == "mkdir" && failure.errno == ENOTDIR {
             throw .traceDirectory("\(path) exists and is not a directory; choose another one with -d")
-        } catch .systemCall("mkdir", _, ENOTEMPTY) {
+        } catch let .systemCall(failure) where failure.call == "mkdir" && failure.errno == ENOTEMPTY {
             throw .traceDirectory("\(path) exists and does not hold a LiveTrace trace; choose another one with -d")
-        } catch .systemCall("lstat", _, _) {
+        } catch let .systemCall(failure) where failure.call == "lstat" {
             // Not there to be looked at: creating it says why (the session).
             return
         } catch {
