@@ -8,23 +8,14 @@ import LiveTraceSites
 /// the calls only the text poke makes.
 enum Syscall {
     static func mprotect(_ address: UInt, _ length: Int, _ protection: Int32) throws(SystemCallError) {
-        _ = try SystemCall.retrying("mprotect") {
+        _ = try SystemCall.retrying("mprotect", subject: "0x" + String(address, radix: 16)) {
             Glibc.mprotect(UnsafeMutableRawPointer(bitPattern: address), length, protection)
         }
     }
 
     /// pwrite of the whole buffer (short writes continue).
     static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt) throws(SystemCallError) {
-        var done = 0
-        while done < bytes.count {
-            let n = try SystemCall.retrying("pwrite(/proc/self/mem)") {
-                bytes.withUnsafeBytes { raw in
-                    Glibc.pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(Int64(bitPattern: UInt64(offset) + UInt64(done))))
-                }
-            }
-            if n == 0 { throw SystemCallError(call: "pwrite(/proc/self/mem)", errno: EIO) }
-            done += n
-        }
+        try SystemCall.pwriteAll(fd, bytes, at: offset, subject: "/proc/self/mem")
     }
 
     static func membarrier(_ command: Int32) throws(SystemCallError) -> Int {
@@ -37,7 +28,7 @@ enum Syscall {
     static func sendSync(to tid: Int32) throws(SystemCallError) -> Bool {
         let r = lt_trap_send_sync(Int(tid))
         if r == -Int(ESRCH) { return false }
-        if r < 0 { throw SystemCallError(call: "rt_tgsigqueueinfo", errno: Int32(-r)) }
+        if r < 0 { throw SystemCallError(call: "rt_tgsigqueueinfo", subject: "thread \(tid)", errno: Int32(-r)) }
         return true
     }
 
@@ -48,17 +39,9 @@ enum Syscall {
 
     /// The ids of this process's threads (/proc/self/task).
     static func threadIDs() throws(SystemCallError) -> [Int32] {
-        guard let dir = opendir("/proc/self/task") else {
-            throw SystemCallError(call: "opendir(/proc/self/task)", errno: Glibc.errno)
+        guard let names = try SystemCall.listDirectory("/proc/self/task") else {
+            throw SystemCallError(call: "opendir", subject: "/proc/self/task", errno: ENOENT)
         }
-        defer { closedir(dir) }
-        var tids: [Int32] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if let tid = Int32(name) { tids.append(tid) }
-        }
-        return tids
+        return names.compactMap { Int32($0) }
     }
 }

@@ -98,17 +98,16 @@ public enum TraceReader {
         return Trace(info: info, objects: objects, streams: streams)
     }
 
+    /// The names in a directory, sorted; a missing directory is ENOENT.
     static func listDirectory(_ path: String) throws(RecordingError) -> [String] {
-        guard let dir = opendir(path) else { throw .systemCall(SystemCallError(call: "opendir", subject: path, errno: errno)) }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        do throws(SystemCallError) {
+            guard let names = try SystemCall.listDirectory(path) else {
+                throw SystemCallError(call: "opendir", subject: path, errno: ENOENT)
             }
-            if name != "." && name != ".." { names.append(name) }
+            return names.sorted()
+        } catch {
+            throw .systemCall(error)
         }
-        return names.sorted()
     }
 }
 

@@ -93,6 +93,40 @@ public enum SystemCall {
         }
     }
 
+    /// pwrite of the whole buffer at `offset` (a virtual address for
+    /// /proc/self/mem); short writes continue, a write of nothing is EIO.
+    public static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt, subject: String) throws(SystemCallError) {
+        var done = 0
+        while done < bytes.count {
+            let n = try retrying("pwrite", subject: subject) {
+                bytes.withUnsafeBytes { raw in
+                    Glibc.pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(Int64(bitPattern: UInt64(offset) + UInt64(done))))
+                }
+            }
+            if n == 0 { throw SystemCallError(call: "pwrite (wrote nothing)", subject: subject, errno: EIO) }
+            done += n
+        }
+    }
+
+    /// The names in a directory, without `.` and `..`, in the directory's
+    /// order; nil when it does not exist (ENOENT).
+    public static func listDirectory(_ path: String) throws(SystemCallError) -> [String]? {
+        guard let dir = Glibc.opendir(path) else {
+            let e = Glibc.errno
+            if e == ENOENT { return nil }
+            throw SystemCallError(call: "opendir", subject: path, errno: e)
+        }
+        defer { Glibc.closedir(dir) }
+        var names: [String] = []
+        while let entry = Glibc.readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     /// `readFile`, nil when the file (or the task or process it describes)
     /// does not exist: ENOENT, or ESRCH from a procfs file of a thread that
     /// exited meanwhile.

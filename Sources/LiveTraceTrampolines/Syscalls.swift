@@ -25,17 +25,10 @@ enum Sys {
 
     /// Writes all of `bytes` at `offset` (a virtual address for /proc/self/mem).
     static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt) throws(TraceError) {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { buffer in
-                Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(Int64(bitPattern: UInt64(offset) + UInt64(done))))
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TraceError.systemCall(SystemCallError(call: "pwrite", subject: "/proc/self/mem", errno: errno))
-            }
-            if n == 0 { throw TraceError.systemCall(SystemCallError(call: "pwrite (wrote nothing)", subject: "/proc/self/mem", errno: EIO)) }
-            done += n
+        do {
+            try SystemCall.pwriteAll(fd, bytes, at: offset, subject: "/proc/self/mem")
+        } catch {
+            throw TraceError.systemCall(error)
         }
     }
 
@@ -61,19 +54,11 @@ enum Sys {
 
     /// Names in a directory (without . and ..); nil when it does not exist.
     static func listDirectory(_ path: String) throws(TraceError) -> [String]? {
-        guard let dir = Glibc.opendir(path) else {
-            if errno == ENOENT { return nil }
-            throw TraceError.systemCall(SystemCallError(call: "opendir", subject: path, errno: errno))
+        do {
+            return try SystemCall.listDirectory(path)
+        } catch {
+            throw TraceError.systemCall(error)
         }
-        defer { Glibc.closedir(dir) }
-        var names: [String] = []
-        while let entry = Glibc.readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
     }
 
     /// Up to `count` bytes of this process's memory at `address`, read
