@@ -86,7 +86,7 @@ public final class Recorder: @unchecked Sendable {
             } catch {
                 if attached { _ = lt_record_detach() }
                 drain?.detachReader()
-                removeTraceFiles(in: directory, createdDirectory: createdDirectory)
+                TraceWriter.removeRecording(in: directory, createdDirectory: createdDirectory)
                 throw error
             }
         }
@@ -125,17 +125,6 @@ extension Recorder {
     /// itself goes when start created it.
     public func discard() {
         _ = try? stop()
-        Recorder.removeTraceFiles(in: directory, createdDirectory: createdDirectory)
-    }
-
-    /// Removes the files a recording writes into `directory` (and their
-    /// temporary names), then the directory when the recording created it.
-    static func removeTraceFiles(in directory: String, createdDirectory: Bool) {
-        try? Sys.removeTree(directory + "/" + TraceFormat.streamsDirectory)
-        for file in [TraceFormat.infoFile, TraceFormat.objectsFile, TraceFormat.ringsFile] {
-            try? Sys.unlinkIfPresent(directory + "/" + file)
-            try? Sys.unlinkIfPresent(directory + "/" + file + Sys.temporarySuffix)
-        }
-        if createdDirectory { _ = try? Sys.retrying("rmdir", directory) { Glibc.rmdir(directory) } }
+        TraceWriter.removeRecording(in: directory, createdDirectory: createdDirectory)
     }
 }

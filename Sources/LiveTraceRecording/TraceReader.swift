@@ -324,6 +324,21 @@ public enum TraceWriter {
         try Sys.prepareTraceDirectory(directory)
     }
 
+    /// Undoes a recording that could not start or go on: removes the files
+    /// a recording writes into `directory` (and their temporary names), then
+    /// the directory when the recording created it. `prepareDirectory` left
+    /// the directory missing or empty, so every such file is this
+    /// recording's. Used by the library's recorders and by `livetrace
+    /// record` (the program, or the attached process, failed to start one).
+    public static func removeRecording(in directory: String, createdDirectory: Bool) {
+        try? Sys.removeTree(directory + "/" + TraceFormat.streamsDirectory)
+        for file in [TraceFormat.infoFile, TraceFormat.objectsFile, TraceFormat.ringsFile] {
+            try? Sys.unlinkIfPresent(directory + "/" + file)
+            try? Sys.unlinkIfPresent(directory + "/" + file + Sys.temporarySuffix)
+        }
+        if createdDirectory { _ = try? Sys.retrying("rmdir", directory) { Glibc.rmdir(directory) } }
+    }
+
     /// Writes `trace` as a complete trace directory (no ring area).
     public static func write(_ trace: Trace, to directory: String) throws(RecordingError) {
         try Sys.mkdir(directory)

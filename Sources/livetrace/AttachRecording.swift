@@ -147,13 +147,13 @@ extension RecordCommand {
                 directory: directory, command: target.command, ringCapacity: bufferEvents,
                 waitTimeoutMicroseconds: UInt32(waitMilliseconds * 1000))
         } catch {
-            TraceDirectory.removeFailedStart(directory, created: !existed)
+            TraceWriter.removeRecording(in: directory, createdDirectory: !existed)
             throw .traceDirectory("cannot create the trace in \(directory): \(error)")
         }
         try? session.programStarted(pid: pid)
         func abandon(_ failure: RecordFailure) -> RecordFailure {
             _ = try? session.finish(programDied: false)
-            TraceDirectory.removeFailedStart(directory, created: !existed)
+            TraceWriter.removeRecording(in: directory, createdDirectory: !existed)
             return failure
         }
         let listener: AttachControl.Listener

@@ -181,7 +181,7 @@ struct RecordCommand: ParsableCommand {
                 directory: directory, command: programArguments, options: options, ringCapacity: bufferEvents,
                 waitTimeoutMicroseconds: UInt32(waitMilliseconds * 1000))
         } catch {
-            TraceDirectory.removeFailedStart(directory, created: !existed)
+            TraceWriter.removeRecording(in: directory, createdDirectory: !existed)
             throw .traceDirectory("cannot create the trace in \(directory): \(error)")
         }
         let control: PreloadControlServer
@@ -389,19 +389,6 @@ enum TraceDirectory {
         } catch {
             throw .traceDirectory("cannot make way for the new trace in \(path) (the older one becomes \(path).old): \(error)")
         }
-    }
-}
-
-extension TraceDirectory {
-    /// After a session failed to start (disk full, no permission): the ring
-    /// file it may have sized goes, and the directory too when this run
-    /// created it and nothing else is in it.
-    static func removeFailedStart(_ path: String, created: Bool) {
-        unlink(path + "/" + TraceFormat.ringsFile)
-        guard created else { return }
-        for name in [TraceFormat.infoFile, TraceFormat.objectsFile] { unlink(path + "/" + name) }
-        rmdir(path + "/" + TraceFormat.streamsDirectory)
-        rmdir(path)
     }
 }
 

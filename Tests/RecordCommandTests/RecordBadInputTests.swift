@@ -91,6 +91,24 @@ final class RecordBadInputTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: work + "/other/notes.txt", encoding: .utf8), "mine")
     }
 
+    func testATraceThatCannotBeCreatedLeavesNothingBehind() throws {
+        // A file-size limit of 1 MiB (SIGXFSZ ignored, so the write fails
+        // with EFBIG instead of killing the command): the ring area cannot
+        // be sized after the trace directory was made. The failed start
+        // removes every file it wrote and the directory it created; a
+        // directory that existed (empty) stays, emptied.
+        let work = RecordFixtures.scratch("fsize")
+        let program = try RecordFixtures.build("calls.c", output: "record-fsize")
+        let limited = ["/bin/sh", "-c", "trap '' XFSZ; ulimit -f 1024; exec \"$0\" \"$@\"", Fixtures.livetraceExecutable, "record"]
+        let created = try RecordFixtures.run(limited + ["-d", work + "/new", "--", program], in: work)
+        assertRefused(created, status: 1, saying: "cannot create the trace in")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/new"), "the directory the failed start created is gone")
+        try FileManager.default.createDirectory(atPath: work + "/empty", withIntermediateDirectories: true)
+        let existing = try RecordFixtures.run(limited + ["-d", work + "/empty", "--", program], in: work)
+        assertRefused(existing, status: 1, saying: "cannot create the trace in")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: work + "/empty"), [], "nothing of the failed start is left")
+    }
+
     func testHelpNamesEveryOption() throws {
         let help = try RecordFixtures.run([Fixtures.livetraceExecutable, "record", "--help"], in: "/")
         XCTAssertEqual(help.status, 0, help.stderr)
