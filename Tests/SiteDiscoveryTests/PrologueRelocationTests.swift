@@ -219,10 +219,16 @@ final class PrologueRelocationTests: XCTestCase {
     }
 
     /// Share of the functions of ≥ 5 bytes relocated, and the refusals by reason.
-    func testCoverageOnLibswiftCoreAndSwiftFormat() throws {
+    /// The issue's target: at least 95% of the functions of 5 bytes or more
+    /// of libswiftCore, Foundation (libFoundation and libFoundationEssentials)
+    /// and swift-format (about 60,000 functions)
+    /// can be relocated.
+    func testCoverageOnLibswiftCoreFoundationAndSwiftFormat() throws {
         let swift = try Fixtures.run(["/usr/bin/env", "which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let toolchain = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent()
         let objects = [toolchain.appendingPathComponent("../lib/swift/linux/libswiftCore.so").standardized.path,
+                       toolchain.appendingPathComponent("../lib/swift/linux/libFoundation.so").standardized.path,
+                       toolchain.appendingPathComponent("../lib/swift/linux/libFoundationEssentials.so").standardized.path,
                        toolchain.appendingPathComponent("swift-format").path]
         for path in objects {
             guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not installed") }
@@ -232,7 +238,7 @@ final class PrologueRelocationTests: XCTestCase {
             let share = Double(summary.relocatable) / Double(max(summary.functions, 1))
             let reasons = summary.refusedByReason.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             print("relocation coverage: \(path): \(summary.relocatable) of \(summary.functions) functions of >= 5 bytes (\(String(format: "%.1f", share * 100))%); refused: \(reasons); analysis \(String(format: "%.2f", seconds)) s")
-            XCTAssertGreaterThan(share, 0.9, path)
+            XCTAssertGreaterThanOrEqual(share, 0.95, path)
         }
     }
 }
