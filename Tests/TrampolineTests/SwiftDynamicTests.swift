@@ -1,5 +1,6 @@
 // Swift code built with plain swiftc (no entry sites) traced by prologue
-// relocation through Tracer.attach (OpsRegistry.includeDynamic): per-function
+// relocation through Tracer.attach (OpsRegistry.includeDynamic), and through
+// the C API alone (lt_include_dynamic, swiftfix_capi.c): per-function
 // call counts equal the counts the library keeps itself, at -Onone and -O
 // (functions marked @inline(never)); results unchanged; recursion, methods
 // through the vtable, protocol existentials and `throws`. At -O a method's
@@ -56,4 +57,41 @@ final class SwiftDynamicTests: XCTestCase {
 
     func testSwiftOnoneCountsEqualTheProgramsOwn() throws { try check(level: "-Onone", module: "SwiftFixOnone") }
     func testSwiftOCountsEqualTheProgramsOwn() throws { try check(level: "-O", module: "SwiftFixO") }
+
+    /// The same fixture through the C API: a C program dlopens it, opts in
+    /// with lt_include_dynamic and registers one ops per pattern.
+    func checkThroughTheCAPI(level: String, module: String) throws {
+        let library = try Fixtures.compile(["relocation/swiftfix.swift"], compiler: "swiftc",
+                                           flags: [level, "-emit-library", "-module-name", module], output: "lib\(module)C.so")
+        let lib = try CAPITests.libraryDirectory()
+        let program = try Fixtures.compile(
+            ["relocation/swiftfix_capi.c"], compiler: "clang",
+            flags: ["-O2", "-I", TrampolineFixtures.includeDirectory, "-L", lib, "-llivetrace", "-Wl,-rpath,\(lib)", "-ldl"],
+            output: "swiftfix-capi")
+        let result = try Fixtures.run([program, library, module])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        print("swiftfix through the C API, \(level):\n\(result.stdout)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 7, result.stdout + result.stderr)
+        for line in lines.dropLast() {
+            let words = line.split(separator: " ")
+            guard let seen = words.firstIndex(of: "seen").flatMap({ Int(words[$0 + 1]) }),
+                  let own = words.firstIndex(of: "own").flatMap({ Int(words[$0 + 1]) }) else {
+                return XCTFail("\(level): unreadable line \(line)")
+            }
+            XCTAssertGreaterThan(own, 0, "\(level): \(line)")
+            XCTAssertEqual(seen, own, "\(level): \(line)")
+        }
+        let results = lines.last?.split(separator: " ") ?? []
+        XCTAssertEqual(results.count, 8, result.stdout)
+        if results.count == 8 {
+            XCTAssertEqual(results[1], results[2], "\(level): the traced run's result")
+            XCTAssertEqual(results[1], results[3], "\(level): the result after the restore")
+            XCTAssertEqual(results[5], "0", "\(level): lt_restore_relocated")
+            XCTAssertEqual(results[7], "0", "\(level): no call skipped")
+        }
+    }
+
+    func testSwiftOnoneCountsThroughTheCAPIEqualTheProgramsOwn() throws { try checkThroughTheCAPI(level: "-Onone", module: "SwiftFixCOnone") }
+    func testSwiftOCountsThroughTheCAPIEqualTheProgramsOwn() throws { try checkThroughTheCAPI(level: "-O", module: "SwiftFixCO") }
 }
