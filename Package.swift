@@ -85,13 +85,17 @@ let package = Package(
         .executableTarget(name: "livetrace-reloc-bench", dependencies: ["LiveTrace"], path: "Benchmarks/reloc-bench"),
         // Benchmarks/graph-cost.sh: cost per call of recording entry and exit.
         .executableTarget(name: "livetrace-graph-bench", dependencies: ["LiveTrace"], path: "Benchmarks/graph-bench"),
-        // -no-pie: a position-dependent executable has no relative
-        // relocations for the loader to apply at every start (75,000 with
-        // the Swift runtime linked in: docs/ARCHITECTURE.md, start-up).
+        // -no-pie in release builds: a position-dependent executable has no
+        // relative relocations for the loader to apply at every start
+        // (75,000 with the Swift runtime linked in: docs/ARCHITECTURE.md,
+        // start-up). Not in debug builds, which link libswiftCore.so
+        // dynamically: there the loader warns at every start of a
+        // position-dependent executable that refers directly to one of its
+        // protected functions.
         .executableTarget(
             name: "livetrace",
             dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", "CLiveTraceShims", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"])]
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(configuration: .release))]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),

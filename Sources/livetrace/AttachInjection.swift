@@ -5,7 +5,9 @@
 // The borrowed thread, in order:
 //   1. PTRACE_SEIZE + PTRACE_INTERRUPT: it stops wherever it was, in user
 //      code or inside a system call; save its general registers and its
-//      whole FP/vector state (NT_X86_XSTATE: dlopen clobbers xmm/ymm);
+//      whole FP/vector state (NT_X86_XSTATE: dlopen clobbers xmm/ymm). It
+//      is kept only at a safe point (below); otherwise it is given back as
+//      it was and the next thread is tried, round after round;
 //   2. the library path and the configuration are written below its red
 //      zone (128 bytes under rsp), and under them the return address 0;
 //   3. each call: rip = the function, rdi = the argument, rsp 16-byte
@@ -30,6 +32,24 @@
 // orig_rax = -1 so the kernel does not apply the rule a second time. The
 // thread re-enters its call as if nothing happened: no EINTR, and no wake-up
 // is lost (a pipe's data stays in the pipe until the call reads it).
+//
+// The safe point: dlopen takes the allocator's arena locks and the loader's
+// lock, which are not recursive for the allocator; a thread stopped while it
+// holds one would wait for itself inside dlopen, forever. Those locks are
+// held only while the thread runs the C library's, the loader's or an
+// allocator library's code. So a thread is borrowed only when
+//   (a) it waits in a system call that blocks by nature (read, poll,
+//       epoll_wait, nanosleep, accept, wait4, ...: the C library's thin
+//       wrapper, never called with a lock dlopen needs), or
+//   (b) its rip is outside every executable mapping of libc, ld.so and any
+//       library whose name holds "malloc" (jemalloc, tcmalloc, mimalloc).
+// Held anywhere else (inside malloc, inside futex — which may be an arena's
+// lock wait —, mmap, brk), it is given back untouched and tried again a
+// moment later. No safe point within `safePointTimeoutSeconds` refuses the
+// attach, the process untouched. Still out of reach: a lock dlopen needs
+// held across user code (a constructor running inside another thread's
+// dlopen, a dl_iterate_phdr callback) — the loader's lock is recursive for
+// the thread that holds it, and rare in a running program.
 import CLiveTraceShims
 import FoundationEssentials
 import Glibc
@@ -89,11 +109,53 @@ enum AttachInjection {
     private static let restartSyscall: UInt64 = 219
     private static let redZone: UInt64 = 128
     private static let callTimeoutSeconds = 20.0
+    static let safePointTimeoutSeconds = 2.0
 
-    /// Loads `library` into `pid` through thread `tid` and calls
-    /// lt_attach_start(config). Returns lt_attach_start's result.
+    /// System calls that block by nature, in which a thread holds no lock
+    /// dlopen needs (x86-64 numbers): read, write, poll, pread64, readv,
+    /// writev, select, pause, nanosleep, connect, accept, recvfrom,
+    /// recvmsg, wait4, msgrcv, rt_sigtimedwait, rt_sigsuspend,
+    /// io_getevents, semtimedop, clock_nanosleep, epoll_wait, waitid,
+    /// pselect6, ppoll, epoll_pwait, accept4, recvmmsg, epoll_pwait2.
+    static let waitingSystemCalls: Set<UInt64> = [
+        0, 1, 7, 17, 19, 20, 23, 34, 35, 42, 43, 45, 47, 61, 70, 128, 130, 208, 220, 230, 232, 247, 270, 271, 281, 288, 299, 441,
+    ]
+
+    /// The executable ranges of code that may hold a lock dlopen needs: the
+    /// C library, the loader, allocator libraries.
+    static func lockHoldingCode(pid: pid_t) -> [(start: UInt64, end: UInt64)] {
+        ProcessMaps.readOrEmpty(pid: pid).filter { mapping in
+            guard mapping.executable, let name = mapping.path.split(separator: "/").last else { return false }
+            return name.hasPrefix("libc.so") || name.hasPrefix("libc-") || name.hasPrefix("ld-linux") || name.hasPrefix("ld-") || name.contains("malloc")
+        }.map { (UInt64($0.start), UInt64($0.end)) }
+    }
+
+    /// One of `tids` held at a safe point (above), `preferred` first each
+    /// round; threads that exit meanwhile are skipped.
+    private static func borrowAtSafePoint(pid: pid_t, preferred: pid_t) throws(InjectionError) -> HeldThread {
+        let unsafe = lockHoldingCode(pid: pid)
+        let deadline = Date().addingTimeInterval(safePointTimeoutSeconds)
+        var rounds = 0
+        while true {
+            let others = ((try? SystemCall.listDirectory("/proc/\(pid)/task")) ?? nil)?.compactMap { pid_t($0) }.filter { $0 != preferred }.sorted() ?? []
+            for tid in [preferred] + others {
+                guard var thread = try? HeldThread.seize(pid: pid, tid: tid) else { continue }
+                if thread.isAtSafePoint(outside: unsafe) { return thread }
+                thread.release()
+            }
+            rounds += 1
+            if Date() > deadline {
+                throw InjectionError(description: "no thread stopped outside the C library, the loader and the allocator within \(Int(safePointTimeoutSeconds)) s (\(rounds) rounds): loading the shim there could deadlock on a lock the thread holds; nothing was changed, try again")
+            }
+            usleep(useconds_t(min(rounds, 20) * 100))
+        }
+    }
+
+    /// Loads `library` into `pid` through one of its threads (`tid` first,
+    /// at a safe point) and calls lt_attach_start(config). Returns
+    /// lt_attach_start's result.
     static func inject(pid: pid_t, tid: pid_t, dlopen: UInt64, dlerror: UInt64?, library: String, config: String) throws(InjectionError) -> Int32 {
-        var thread = try HeldThread.seize(pid: pid, tid: tid)
+        var thread = try borrowAtSafePoint(pid: pid, preferred: tid)
         defer { thread.release() }
         let handle = try thread.call(dlopen, argument: .string(library), second: UInt64(RTLD_NOW))
         guard handle != 0 else {
@@ -241,6 +303,16 @@ enum AttachInjection {
                     _ = lt_ptrace(LT_PTRACE_CONT, tid, 0, 0)
                 }
             }
+        }
+
+        /// Whether the thread, as saved, holds no lock dlopen needs: it
+        /// waits in a system call that blocks by nature, or runs outside
+        /// `unsafe` (the C library, the loader, allocators).
+        func isAtSafePoint(outside unsafe: [(start: UInt64, end: UInt64)]) -> Bool {
+            if Int64(bitPattern: saved.orig_rax) >= 0 {
+                return AttachInjection.waitingSystemCalls.contains(saved.orig_rax)
+            }
+            return !unsafe.contains { $0.start <= saved.rip && saved.rip < $0.end }
         }
 
         mutating func save() throws(InjectionError) {

@@ -209,6 +209,42 @@ final class AttachTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: work)
     }
 
+    /// dlopen takes the allocator's and the loader's locks: a thread borrowed
+    /// while it holds one would wait for itself forever. Every thread of
+    /// this program allocates flat out and none waits in a system call, so
+    /// at most instants some thread holds an arena lock; the attach borrows
+    /// a thread only where it holds none (AttachInjection's safe point), and
+    /// every attach records and detaches.
+    func testAProgramAllocatingOnEveryThreadIsAttachedWithoutADeadlock() throws {
+        let program = try Fixtures.compile(["record/attach_allocator.c"], compiler: "clang",
+                                           flags: ["-O2", "-fpatchable-function-entry=5", "-pthread"], output: "attach_allocator")
+        let target = try RunningProgram([program, "2"])
+        XCTAssertTrue(target.readReply().hasPrefix("ready"))
+        let work = RecordFixtures.scratch("attach-allocator")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        for cycle in 0..<(Self.soak ? 100 : 8) {
+            let run = try AttachRun(["--duration", "100ms", "-F", "work"], pid: target.pid, trace: work + "/t\(cycle)")
+            let (status, stderr) = run.finish(interrupt: false)
+            guard status == 0 else {
+                // A thread left waiting for itself never lets the program end.
+                kill(target.pid, SIGKILL)
+                return XCTFail("attach \(cycle): status \(status): \(stderr)")
+            }
+            XCTAssertEqual(try AttachOracle.textMatchesFile(pid: target.pid, file: program), [], "attach \(cycle)")
+            // Read from the summary: reporting a million events per attach
+            // in a debug build would take longer than the attaches.
+            let summary = RecordFixtures.summaryLine(stderr) ?? ""
+            XCTAssertTrue(summary.contains(" 0 events lost"), "attach \(cycle): \(summary)")
+            XCTAssertFalse(summary.contains(" 0 events,"), "attach \(cycle): \(summary)")
+            XCTAssertFalse(stderr.contains("warning"), "attach \(cycle): \(stderr)")
+            try? FileManager.default.removeItem(atPath: work + "/t\(cycle)")
+        }
+        kill(target.pid, SIGTERM)
+        XCTAssertTrue(target.readReply().hasPrefix("ok "))
+        target.process.waitUntilExit()
+        XCTAssertEqual(target.process.terminationStatus, 0)
+    }
+
     /// A Swift program built with plain swiftc: its functions have no sites,
     /// so the attach relocates their prologues; the trace's count of work
     /// equals the program's own, and its code is the file's after the detach.
