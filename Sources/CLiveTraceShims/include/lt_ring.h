@@ -334,7 +334,10 @@ static inline uint64_t *lt_ring_records(struct lt_ring_header *ring) {
  * (a read-for-ownership from the drain's cache); fetched ahead, the miss
  * overlaps the writer's TSC reads instead of stalling its store. A
  * prefetch never faults, and one of a line already owned costs about
- * nothing, so it is issued per event without a test. */
+ * nothing, so it is issued per event without a test. It needs the CPUID
+ * flag PRFCHW (AMD: 3DNowPrefetch, every x86-64 AMD CPU; Intel: Broadwell
+ * on); older Intel CPUs are said to decode the opcode as a NOP, which was
+ * not checked on one. */
 #define LT_RING_PREFETCH_AHEAD 64u
 static inline void lt_ring_prefetch_slot(uint64_t *records, uint64_t head, uint64_t mask) {
     __asm__ __volatile__("prefetchw %0" : : "m"(records[(head + LT_RING_PREFETCH_AHEAD) & mask]));
