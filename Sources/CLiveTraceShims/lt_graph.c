@@ -93,6 +93,7 @@ _Static_assert(LT_RING_HEADER_SIZE == LT_LAYOUT_RING_RECORDS && sizeof(struct lt
                "ring records");
 _Static_assert(sizeof(uint64_t) == 1u << LT_LAYOUT_RECORD_SHIFT && LT_REC_DELTA_LIMIT == LT_LAYOUT_RECORD_DELTA_LIMIT,
                "record size and delta field");
+_Static_assert(LT_LAYOUT_RING_PREFETCH_AHEAD == LT_RING_PREFETCH_AHEAD, "prefetch distance");
 _Static_assert(LT_EVENT_DEPTH_SHIFT == LT_LAYOUT_EVENT_DEPTH_SHIFT &&
                LT_EVENT_ADDRESS_BITS == LT_LAYOUT_EVENT_ADDRESS_BITS && LT_EVENT_DEPTH_MAX == LT_LAYOUT_EVENT_DEPTH_MASK &&
                (uint64_t)LT_EVENT_ENTRY << LT_EVENT_KIND_SHIFT == 1ull << LT_LAYOUT_EVENT_ENTRY_BIT &&

@@ -69,6 +69,12 @@ static void lt_record_sys_futex_wake(uint32_t *word) {
 }
 
 
+int lt_record_preallocate(int fd, uint64_t offset, uint64_t length) {
+    int r;
+    do { r = fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length); } while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : -errno;
+}
+
 uint64_t lt_record_monotonic_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -363,8 +369,10 @@ static inline __attribute__((always_inline)) void lt_record_event(uint64_t ip, u
         lt_record_event_contended(area, ring, ip, depth, kind_bits, tsc);
         return;
     }
-    lt_ring_records(ring)[head & (area->ring_capacity - 1)] =
-        kind_bits | delta << LT_REC_DELTA_SHIFT | (ip & LT_REC_LOW_MASK);
+    uint64_t mask = (uint64_t)area->ring_capacity - 1;
+    uint64_t *records = lt_ring_records(ring);
+    lt_ring_prefetch_slot(records, head, mask);
+    records[head & mask] = kind_bits | delta << LT_REC_DELTA_SHIFT | (ip & LT_REC_LOW_MASK);
     ring->last_tsc = tsc;
     ring->next_depth = (uint64_t)depth + !is_exit;
     lt_atomic_store_release_u64(&ring->head, head + 1);

@@ -216,6 +216,74 @@ final class RingBufferTests: XCTestCase {
         XCTAssertEqual(try TraceReader.read(directory: dir).info.lostWithoutRing, 50)
     }
 
+    /// The drain reserves a stream file's blocks ahead of its writes
+    /// (TraceFormat.swift, StreamFileWriter) without the reserve ever
+    /// showing in the file: after every pass the file's size is exactly its
+    /// header and whole chunks, and the stream reads back complete; once the
+    /// stream is closed the blocks past its end are given back.
+    func testStreamFileReserveNeverShowsAndIsGivenBackAtTheEnd() throws {
+        let dir = RecordingFixtures.scratchDirectory("reserve")
+        let area = try RingArea.create(path: dir + "/rings", ringCount: 1, ringCapacity: 1 << 12)
+        let drain = try TraceDrain(directory: dir, area: area, command: ["test"], pid: UInt64(getpid()))
+        XCTAssertEqual(lt_record_attach(area.base, area.size), 0)
+        let written = DispatchSemaphore(value: 0), drained = DispatchSemaphore(value: 0)
+        let rounds = 6, pairsPerRound = 1_000
+        let writer = Thread {
+            for round in 0..<rounds {
+                for s in round * pairsPerRound..<(round + 1) * pairsPerRound {
+                    lt_record_entry(UInt(1 << 32 | s), 0)
+                    lt_record_exit(UInt(1 << 32 | s), 0, 0)
+                }
+                written.signal()
+                drained.wait()
+            }
+        }
+        writer.start()
+        func fileStat() throws -> stat {
+            let names = try FileManager.default.contentsOfDirectory(atPath: dir + "/streams")
+            XCTAssertEqual(names.count, 1)
+            var st = stat()
+            XCTAssertEqual(stat(dir + "/streams/" + (names.first ?? ""), &st), 0)
+            return st
+        }
+        /// Walks the file's chunks by their headers: they must end exactly
+        /// at its size. Returns the function records in them.
+        func functionRecordsInWholeChunks(size: Int) throws -> Int {
+            let names = try FileManager.default.contentsOfDirectory(atPath: dir + "/streams")
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/streams/" + names[0])))
+            XCTAssertEqual(bytes.count, size)
+            var offset = TraceFormat.streamHeaderSize, functions = 0
+            while offset + TraceFormat.chunkHeaderSize <= bytes.count {
+                let n = bytes[offset + 4..<offset + 8].reversed().reduce(0) { $0 << 8 | Int($1) }
+                for r in 0..<n where offset + 16 + r * 8 + 7 < bytes.count && bytes[offset + 16 + r * 8 + 7] >> 6 != 3 {
+                    functions += 1
+                }
+                offset += TraceFormat.chunkHeaderSize + n * 8
+            }
+            XCTAssertEqual(offset, size, "the file ends with a whole chunk")
+            return functions
+        }
+        var reservedAhead = 0
+        for round in 0..<rounds {
+            written.wait()
+            XCTAssertEqual(try drain.drainOnce(), 2 * pairsPerRound)
+            let st = try fileStat()
+            XCTAssertEqual(try functionRecordsInWholeChunks(size: Int(st.st_size)), 2 * pairsPerRound * (round + 1))
+            reservedAhead = max(reservedAhead, Int(st.st_blocks) * 512 - (Int(st.st_size) + 4095) / 4096 * 4096)
+            drained.signal()
+        }
+        XCTAssertGreaterThanOrEqual(reservedAhead, 1 << 15, "blocks reserved ahead of the writes")
+        XCTAssertEqual(lt_record_detach(), 0)
+        let summary = try drain.finish()
+        XCTAssertEqual(summary.events, UInt64(2 * rounds * pairsPerRound))
+        let st = try fileStat()
+        XCTAssertEqual(try functionRecordsInWholeChunks(size: Int(st.st_size)), 2 * rounds * pairsPerRound)
+        XCTAssertLessThanOrEqual(Int(st.st_blocks) * 512, (Int(st.st_size) + 4095) / 4096 * 4096,
+                                 "the reserve past the end is given back")
+        let trace = try TraceReader.read(directory: dir)
+        XCTAssertEqual(checkWriterStream(trace.streams[0]).pairs, rounds * pairsPerRound)
+    }
+
     func testExitedThreadsRingIsDrainedAndReused() throws {
         let dir = RecordingFixtures.scratchDirectory("reuse")
         let recorder = try Recorder.start(directory: dir, ringCount: 2, ringCapacity: 1 << 10)

@@ -45,6 +45,7 @@
 #define LT_LAYOUT_RING_RECORDS 256  /* LT_RING_HEADER_SIZE: the records follow the header */
 #define LT_LAYOUT_RECORD_SHIFT 3    /* 8-byte records */
 #define LT_LAYOUT_RECORD_DELTA_LIMIT 0x20000000 /* LT_REC_DELTA_LIMIT */
+#define LT_LAYOUT_RING_PREFETCH_AHEAD 64 /* LT_RING_PREFETCH_AHEAD */
 
 /* The event word the fast paths build (the version 2 packing, kept as the
  * paths' register form: lt_ring.h): address | depth << 48 | kind << 62;
@@ -105,7 +106,9 @@
  *      the depth the derived one (depth + is-exit == next_depth), the TSC
  *      delta below 2^29 (`undo_busy` otherwise, busy still 1, word and rdx
  *      unchanged);
- *   4. the record at head & (capacity - 1), then last_tsc, next_depth
+ *   4. a prefetchw of the slot LT_RING_PREFETCH_AHEAD records ahead
+ *      (modulo the capacity: lt_ring.h says why), the record at
+ *      head & (capacity - 1), then last_tsc, next_depth
  *      (depth + is-entry), head + 1, busy = 0; then falls through.
  * rax is taken; word and rdx are kept; area, ring and next are scratch. */
 .macro LT_FAST_RECORD word, area, area32, ring, next, undo, undo_busy, done
@@ -143,6 +146,9 @@
     jne \undo_busy
     mov LT_LAYOUT_AREA_RING_CAPACITY(\area), \area32
     dec \area32
+    lea LT_LAYOUT_RING_PREFETCH_AHEAD(%rax), \next
+    and \area, \next
+    prefetchw LT_LAYOUT_RING_RECORDS(\ring,\next,8)
     and %rax, \area
     mov %rdx, \next
     rdtsc

@@ -150,6 +150,10 @@ void lt_record_scan_records(const uint64_t *records, size_t count, struct lt_chu
 
 /* CLOCK_MONOTONIC in nanoseconds, and a calibration pair read back to back. */
 uint64_t lt_record_monotonic_ns(void);
+/* Reserves the blocks of [offset, offset + length) of a file without
+ * changing its size (fallocate, FALLOC_FL_KEEP_SIZE), for the drain's
+ * stream files; 0 or -errno (EOPNOTSUPP on a file system without it). */
+int lt_record_preallocate(int fd, uint64_t offset, uint64_t length);
 void lt_record_calibration_pair(uint64_t *tsc, uint64_t *monotonic_ns);
 
 /* ---- the writer's state ----------------------------------------------------
