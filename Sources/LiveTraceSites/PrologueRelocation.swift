@@ -56,6 +56,27 @@ public struct PrologueRelocation: Sendable, Hashable {
     public var relocatedLength: Int { instructions.last.map { $0.offset + $0.bytes.count } ?? 0 }
     /// Where the function continues after the moved bytes (the stub's `jmp` back).
     public var resumeAddress: UInt { patchAddress + UInt(relocatedLength) }
+
+    /// The same relocation for its object loaded `bias` bytes away from the
+    /// addresses it was analyzed at (the file's link-time addresses): rip-
+    /// relative and branch targets are relative to the instruction, so the
+    /// analysis of the loaded bytes gives exactly this when they are the
+    /// analyzed ones, which the text poke verifies before writing.
+    public func rebased(by bias: UInt) -> PrologueRelocation {
+        var copy = self
+        copy.functionAddress &+= bias
+        copy.patchAddress &+= bias
+        for index in copy.instructions.indices {
+            switch copy.instructions[index].fixup {
+            case .none: break
+            case let .ripRelative(dispOffset, target): copy.instructions[index].fixup = .ripRelative(dispOffset: dispOffset, target: target &+ bias)
+            case let .jump(target): copy.instructions[index].fixup = .jump(target: target &+ bias)
+            case let .conditionalJump(condition, target):
+                copy.instructions[index].fixup = .conditionalJump(condition: condition, target: target &+ bias)
+            }
+        }
+        return copy
+    }
 }
 
 /// Why a function's prologue is not relocated.

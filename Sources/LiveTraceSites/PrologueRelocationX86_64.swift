@@ -40,30 +40,6 @@ struct PrologueAnalyzerX86_64 {
         ZydisDecoderEnableMode(&scanDecoder, ZYDIS_DECODER_MODE_MINIMAL, 1)
     }
 
-    /// One instruction of the body scan: its length and, for a direct branch
-    /// or call, its target.
-    struct Scanned {
-        var length: Int
-        var target: UInt?
-        var isCall: Bool
-    }
-
-    func scan(_ code: UnsafeRawBufferPointer, at offset: Int, address: UInt) -> Scanned? {
-        guard offset < code.count else { return nil }
-        var instruction = ZydisDecodedInstruction()
-        var context = ZydisDecoderContext()
-        let status = withUnsafePointer(to: scanDecoder) { decoder in
-            ZydisDecoderDecodeInstruction(decoder, &context, code.baseAddress! + offset, code.count - offset, &instruction)
-        }
-        guard status & 0x8000_0000 == 0 else { return nil }
-        let length = Int(instruction.length)
-        var target: UInt?
-        if instruction.attributes & Self.attributeIsRelative != 0, instruction.raw.imm.0.is_relative != 0 {
-            target = address &+ UInt(length) &+ UInt(bitPattern: Int(instruction.raw.imm.0.value.s))
-        }
-        return Scanned(length: length, target: target, isCall: instruction.mnemonic == ZYDIS_MNEMONIC_CALL)
-    }
-
     /// One decoded instruction: its length and what it does to control flow
     /// or rip-relative data.
     struct Decoded {
@@ -183,23 +159,31 @@ struct PrologueAnalyzerX86_64 {
             offset += decoded.length
         }
         let relocatedEnd = offset
-        // Step 3: every direct branch of the body.
+        // Step 3: every direct branch of the body. One instruction and
+        // context serve the whole scan (Zydis fills what minimal mode reads).
+        var instruction = ZydisDecodedInstruction()
+        var context = ZydisDecoderContext()
+        let base = body.baseAddress!
         offset = 0
-        while offset < available {
-            guard let scanned = scan(body, at: offset, address: address + UInt(offset)) else {
-                return .failure(.undecodable(offset: offset))
-            }
-            if let target = scanned.target, target >= address {
-                let to = target - address
-                if to > UInt(start), to < UInt(relocatedEnd) {
-                    return .failure(.branchIntoRelocated(from: offset, to: Int(to)))
+        let refusal: RelocationRefusal? = withUnsafePointer(to: scanDecoder) { decoder in
+            while offset < available {
+                let status = ZydisDecoderDecodeInstruction(decoder, &context, base + offset, available - offset, &instruction)
+                guard status & 0x8000_0000 == 0 else { return .undecodable(offset: offset) }
+                let length = Int(instruction.length)
+                if instruction.attributes & Self.attributeIsRelative != 0, instruction.raw.imm.0.is_relative != 0 {
+                    let to = offset &+ length &+ Int(instruction.raw.imm.0.value.s)
+                    if to > start, to < relocatedEnd {
+                        return .branchIntoRelocated(from: offset, to: to)
+                    }
+                    if (to == start || (hasEndbr && to == 0)) && instruction.mnemonic != ZYDIS_MNEMONIC_CALL {
+                        return .branchToEntry(from: offset)
+                    }
                 }
-                if (to == UInt(start) || (hasEndbr && to == 0)) && !scanned.isCall {
-                    return .failure(.branchToEntry(from: offset))
-                }
+                offset += length
             }
-            offset += scanned.length
+            return nil
         }
+        if let refusal { return .failure(refusal) }
         return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
                                            hasEndbr: hasEndbr, instructions: moved))
     }

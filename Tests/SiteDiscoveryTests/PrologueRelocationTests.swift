@@ -241,4 +241,30 @@ final class PrologueRelocationTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(share, 0.95, path)
         }
     }
+
+    /// The file's analysis moved to the load address equals the analysis of
+    /// the loaded bytes, function by function (what lets a batch analyze
+    /// once, from the file): libFoundation as this process loaded it.
+    func testRebasedFileAnalysisEqualsTheLiveAnalysisOfTheLoadedObject() throws {
+        let swift = try Fixtures.run(["/usr/bin/env", "which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let toolchain = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent()
+        let path = toolchain.appendingPathComponent("../lib/swift/linux/libFoundation.so").standardized.path
+        guard FileManager.default.fileExists(atPath: path), let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            throw XCTSkip("\(path) cannot be loaded")
+        }
+        defer { dlclose(handle) }
+        let relocations = try ElfObject(path: path).prologueRelocations()
+        let exported = try XCTUnwrap(relocations.entries.first { dlsym(handle, $0.symbol) != nil })
+        let bias = UInt(bitPattern: dlsym(handle, exported.symbol)) &- exported.functionAddress
+        var compared = 0, withFixups = 0
+        for entry in relocations.entries {
+            guard case let .success(relocation) = entry.verdict else { continue }
+            let live = PrologueRelocation.analyze(functionAt: entry.functionAddress &+ bias, size: entry.size)
+            XCTAssertEqual(live, .success(relocation.rebased(by: bias)), entry.symbol)
+            compared += 1
+            if relocation.instructions.contains(where: { $0.fixup != .none }) { withFixups += 1 }
+        }
+        XCTAssertGreaterThan(compared, 10_000)
+        XCTAssertGreaterThan(withFixups, 100, "rip-relative and branch fixups were compared too")
+    }
 }
