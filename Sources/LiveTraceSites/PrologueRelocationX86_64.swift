@@ -196,34 +196,73 @@ extension PrologueRelocation {
         case outOfReach(target: UInt)
     }
 
+    /// The stub's exact length in bytes (its layout above).
+    public var stubLength: Int {
+        var length = X86Opcode.rel32Length
+        for instruction in instructions {
+            switch instruction.fixup {
+            case .none, .ripRelative: length += instruction.bytes.count
+            case .jump: length += X86Opcode.rel32Length
+            case .conditionalJump: length += X86Opcode.jccRel32Length
+            }
+        }
+        return length
+    }
+
     /// The stub's bytes at `stub` (layout in PrologueRelocationX86_64.swift)
     /// and, for each moved instruction, its offset in the stub.
     public func stubBytes(at stub: UInt) throws(StubError) -> (bytes: [UInt8], offsets: [Int]) {
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(stubLength)
+        let offsets = try appendStub(at: stub, to: &bytes)
+        return (bytes, offsets)
+    }
+
+    /// Appends the stub's bytes at `stub` to `buffer` (where the stub starts
+    /// at `buffer.count`); returns each moved instruction's offset in the stub.
+    /// On error `buffer` may hold part of the stub.
+    public func appendStub(at stub: UInt, to buffer: inout [UInt8]) throws(StubError) -> [Int] {
+        let base = buffer.count
         var offsets: [Int] = []
-        func rel32(_ target: UInt, endingAt end: Int) throws(StubError) -> [UInt8] {
-            let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(stub + UInt(end)))
+        offsets.reserveCapacity(instructions.count)
+        /// Appends the rel32 from the end of the 4 bytes appended to `target`.
+        func appendRel32(_ target: UInt) throws(StubError) {
+            let end = stub + UInt(buffer.count - base + 4)
+            let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(end))
             guard let value = Int32(exactly: distance) else { throw .outOfReach(target: target) }
-            return withUnsafeBytes(of: value.littleEndian) { Array($0) }
+            let bits = UInt32(bitPattern: value)
+            buffer.append(UInt8(truncatingIfNeeded: bits))
+            buffer.append(UInt8(truncatingIfNeeded: bits >> 8))
+            buffer.append(UInt8(truncatingIfNeeded: bits >> 16))
+            buffer.append(UInt8(truncatingIfNeeded: bits >> 24))
         }
         for instruction in instructions {
-            offsets.append(bytes.count)
+            offsets.append(buffer.count - base)
             switch instruction.fixup {
             case .none:
-                bytes += instruction.bytes
+                buffer.append(contentsOf: instruction.bytes)
             case let .ripRelative(dispOffset, target):
-                var copy = instruction.bytes
-                let disp = try rel32(target, endingAt: bytes.count + copy.count)
-                copy.replaceSubrange(dispOffset..<dispOffset + 4, with: disp)
-                bytes += copy
+                buffer.append(contentsOf: instruction.bytes[..<dispOffset])
+                let tail = instruction.bytes.count - dispOffset - 4
+                // disp32 is relative to the end of the instruction, `tail` bytes after it.
+                let end = stub + UInt(buffer.count - base + 4 + tail)
+                let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(end))
+                guard let value = Int32(exactly: distance) else { throw .outOfReach(target: target) }
+                let bits = UInt32(bitPattern: value)
+                for shift in stride(from: 0, to: 32, by: 8) { buffer.append(UInt8(truncatingIfNeeded: bits >> UInt32(shift))) }
+                buffer.append(contentsOf: instruction.bytes[(dispOffset + 4)...])
             case let .jump(target):
-                bytes += [X86Opcode.jmpRel32] + (try rel32(target, endingAt: bytes.count + X86Opcode.rel32Length))
+                buffer.append(X86Opcode.jmpRel32)
+                try appendRel32(target)
             case let .conditionalJump(condition, target):
-                bytes += [X86Opcode.twoByteEscape, X86Opcode.jccRel32Base + condition] + (try rel32(target, endingAt: bytes.count + X86Opcode.jccRel32Length))
+                buffer.append(X86Opcode.twoByteEscape)
+                buffer.append(X86Opcode.jccRel32Base + condition)
+                try appendRel32(target)
             }
         }
-        bytes += [X86Opcode.jmpRel32] + (try rel32(resumeAddress, endingAt: bytes.count + X86Opcode.rel32Length))
-        return (bytes, offsets)
+        buffer.append(X86Opcode.jmpRel32)
+        try appendRel32(resumeAddress)
+        return offsets
     }
 
     /// The analysis of the function at run-time `address` whose `size` bytes

@@ -244,7 +244,8 @@ final class PrologueRelocationTests: XCTestCase {
 
     /// The file's analysis moved to the load address equals the analysis of
     /// the loaded bytes, function by function (what lets a batch analyze
-    /// once, from the file): libFoundation as this process loaded it.
+    /// once, from the file): libFoundation as this process loaded it. Each
+    /// stub's announced length is the length of the bytes built.
     func testRebasedFileAnalysisEqualsTheLiveAnalysisOfTheLoadedObject() throws {
         let swift = try Fixtures.run(["/usr/bin/env", "which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let toolchain = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -261,6 +262,8 @@ final class PrologueRelocationTests: XCTestCase {
             guard case let .success(relocation) = entry.verdict else { continue }
             let live = PrologueRelocation.analyze(functionAt: entry.functionAddress &+ bias, size: entry.size)
             XCTAssertEqual(live, .success(relocation.rebased(by: bias)), entry.symbol)
+            let moved = relocation.rebased(by: bias)
+            XCTAssertEqual(moved.stubLength, try moved.stubBytes(at: moved.functionAddress).bytes.count, entry.symbol)
             compared += 1
             if relocation.instructions.contains(where: { $0.fixup != .none }) { withFixups += 1 }
         }
