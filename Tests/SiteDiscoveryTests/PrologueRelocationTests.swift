@@ -270,4 +270,24 @@ final class PrologueRelocationTests: XCTestCase {
         XCTAssertGreaterThan(compared, 10_000)
         XCTAssertGreaterThan(withFixups, 100, "rip-relative and branch fixups were compared too")
     }
+
+    /// The analysis shared by threads gives the same entries, in the same
+    /// order, as one thread: swift-format (about 63,000 functions, 4 threads
+    /// whatever the cores), and a set of `only` addresses.
+    func testAnalysisOnSeveralThreadsEqualsTheAnalysisOnOne() throws {
+        let swift = try Fixtures.run(["/usr/bin/env", "which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let path = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("swift-format").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not installed") }
+        let object = try ElfObject(path: path)
+        let one = try object.prologueRelocations().entries
+        let four = try object.prologueRelocations(threads: 4).entries
+        XCTAssertGreaterThan(one.count, 4 * 2048)
+        XCTAssertEqual(one.count, four.count)
+        for (a, b) in zip(one, four) {
+            XCTAssertTrue(a.functionAddress == b.functionAddress && a.size == b.size && a.symbol == b.symbol && a.verdict == b.verdict, a.symbol)
+        }
+        let only = Set(one.indices.filter { $0 % 3 == 0 }.map { one[$0].functionAddress })
+        let some = try object.prologueRelocations(only: only, threads: 4).entries
+        XCTAssertEqual(some.map(\.functionAddress), one.map(\.functionAddress).filter { only.contains($0) })
+    }
 }
