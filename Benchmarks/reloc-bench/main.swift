@@ -10,7 +10,7 @@
 // with their protections, and is never run: its code is what is patched, as
 // it would be in its own process (the text poke's writes, serializations and
 // rescue signals are the same; no thread of this process runs that code).
-// Usage: livetrace-reloc-bench OBJECT
+// Usage: livetrace-reloc-bench OBJECT (RELOC_THREADS=N: analysis threads)
 import Glibc
 import LiveTrace
 
@@ -74,7 +74,9 @@ case .executable:
 let w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID)
 let relocations: ObjectRelocations
 // The analysis shares the online cores (a tool's process, not a traced one).
-let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+// RELOC_THREADS: another count (1: the analysis a traced process does).
+let cores = getenv("RELOC_THREADS").flatMap { Int(String(cString: $0)) }.map { max(1, $0) }
+    ?? max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 do { relocations = try object.prologueRelocations(threads: cores) } catch { fail("\(error)") }
 let w1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_PROCESS_CPUTIME_ID)
 if let handle {
