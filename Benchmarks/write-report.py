@@ -96,6 +96,7 @@ def main():
         "| `Benchmarks/graph-cost.sh` | `livetrace-graph-bench`: the function graph in process, hooks alone and recorded with the drain |",
         "| `Benchmarks/discovery-bench.sh` | `livetrace list` on a generated object of 100k sites, beside `nm` |",
         "| `Benchmarks/poke-batch.sh` | `livetrace-poke-bench`: 100k sites switched on and off in one batch while threads call them |",
+        "| `Benchmarks/reloc-batch.sh` | `livetrace-reloc-bench`: every function of the toolchain's swift-format analyzed, relocated and restored in one batch each (its segments mapped, not run), beside `uftrace record -P . swift-format --version` minus the plain run, per function, in the same rounds (uftrace 0.13 crashes it: then said so, and compared with the issue's 55 us) |",
         "",
         "The harness of whole-program runs is `Benchmarks/alternate.py`.",
         "",

@@ -23,6 +23,8 @@
 ///     entry point `_start` (`entryPoint`: no return address on its stack).
 /// Whether a rip-relative target or a branch target is within reach of the
 /// stub is decided when the stub's address is known (`StubError.outOfReach`).
+import Glibc
+
 public struct PrologueRelocation: Sendable, Hashable {
     /// One moved instruction and what must change when it moves.
     public enum Fixup: Sendable, Hashable {
@@ -56,6 +58,27 @@ public struct PrologueRelocation: Sendable, Hashable {
     public var relocatedLength: Int { instructions.last.map { $0.offset + $0.bytes.count } ?? 0 }
     /// Where the function continues after the moved bytes (the stub's `jmp` back).
     public var resumeAddress: UInt { patchAddress + UInt(relocatedLength) }
+
+    /// The same relocation for its object loaded `bias` bytes away from the
+    /// addresses it was analyzed at (the file's link-time addresses): rip-
+    /// relative and branch targets are relative to the instruction, so the
+    /// analysis of the loaded bytes gives exactly this when they are the
+    /// analyzed ones, which the text poke verifies before writing.
+    public func rebased(by bias: UInt) -> PrologueRelocation {
+        var copy = self
+        copy.functionAddress &+= bias
+        copy.patchAddress &+= bias
+        for index in copy.instructions.indices {
+            switch copy.instructions[index].fixup {
+            case .none: break
+            case let .ripRelative(dispOffset, target): copy.instructions[index].fixup = .ripRelative(dispOffset: dispOffset, target: target &+ bias)
+            case let .jump(target): copy.instructions[index].fixup = .jump(target: target &+ bias)
+            case let .conditionalJump(condition, target):
+                copy.instructions[index].fixup = .conditionalJump(condition: condition, target: target &+ bias)
+            }
+        }
+        return copy
+    }
 }
 
 /// Why a function's prologue is not relocated.
@@ -184,29 +207,91 @@ extension ElfObject {
     /// tracer's own, every function refused.
     /// `only`: the link-time addresses of the functions to analyze (nil:
     /// every function), e.g. those without a site.
-    public func prologueRelocations(tracer: Bool = false, only: Set<UInt>? = nil) throws(DiscoveryError) -> ObjectRelocations {
+    /// `threads`: how many threads share the analysis (each its own run of
+    /// functions and its own decoder; the entries come back in address
+    /// order whatever the count). More than 1 starts threads in the calling
+    /// process: for tools (`livetrace list`, benchmarks), never inside a
+    /// traced program.
+    public func prologueRelocations(tracer: Bool = false, only: Set<UInt>? = nil, threads: Int = 1) throws(DiscoveryError) -> ObjectRelocations {
         let index = try FunctionIndex(object: self)
-        var entries: [ObjectRelocations.Entry] = []
-        entries.reserveCapacity(only?.count ?? index.functions.count)
+        let functions = only.map { only in index.functions.filter { only.contains(UInt($0.address)) } } ?? index.functions
+        // Below this many functions a thread costs more than it saves.
+        let minimumPerThread = 2048
+        let count = max(1, min(threads, functions.count / minimumPerThread))
+        let entries = UnsafeMutableBufferPointer<ObjectRelocations.Entry>.allocate(capacity: functions.count)
+        defer { entries.deallocate() }
+        let chunk = (functions.count + count - 1) / max(count, 1)
+        let work = RelocationWork(object: self, functions: functions, tracer: tracer, entries: entries, chunk: chunk)
+        var handles: [pthread_t] = []
+        for part in 1..<count {
+            let context = Unmanaged.passRetained(RelocationWork.Part(work: work, part: part)).toOpaque()
+            var handle = pthread_t()
+            if pthread_create(&handle, nil, { context in
+                let part = Unmanaged<RelocationWork.Part>.fromOpaque(context!).takeRetainedValue()
+                part.work.analyze(part: part.part)
+                return nil
+            }, context) == 0 {
+                handles.append(handle)
+            } else {
+                // No thread: this one does that part too.
+                Unmanaged<RelocationWork.Part>.fromOpaque(context).release()
+                work.analyze(part: part)
+            }
+        }
+        work.analyze(part: 0)
+        for handle in handles { pthread_join(handle, nil) }
+        let result = Array(entries)
+        _ = entries.deinitialize()
+        return ObjectRelocations(path: path, entries: result)
+    }
+}
+
+/// The shared state of one object's analysis: part `k` fills the entries
+/// `k * chunk ..< (k + 1) * chunk`, touching nothing else.
+private final class RelocationWork: @unchecked Sendable {
+    final class Part: @unchecked Sendable {
+        let work: RelocationWork
+        let part: Int
+        init(work: RelocationWork, part: Int) { self.work = work; self.part = part }
+    }
+
+    let object: ElfObject
+    let functions: [FunctionIndex.Function]
+    let tracer: Bool
+    let entries: UnsafeMutableBufferPointer<ObjectRelocations.Entry>
+    let chunk: Int
+
+    init(object: ElfObject, functions: [FunctionIndex.Function], tracer: Bool,
+         entries: UnsafeMutableBufferPointer<ObjectRelocations.Entry>, chunk: Int) {
+        self.object = object
+        self.functions = functions
+        self.tracer = tracer
+        self.entries = entries
+        self.chunk = chunk
+    }
+
+    func analyze(part: Int) {
         let analyzer = PrologueAnalyzerX86_64()
-        for function in index.functions {
-            if let only, !only.contains(UInt(function.address)) { continue }
+        let start = part * chunk
+        let end = min(functions.count, start + chunk)
+        guard start < end else { return }
+        for i in start..<end {
+            let function = functions[i]
             let verdict: Result<PrologueRelocation, RelocationRefusal>
             if tracer {
                 verdict = .failure(.tracerCode)
             } else if let refusal = RelocationRefusal.refusal(forSymbol: function.symbol) {
                 verdict = .failure(refusal)
-            } else if let segment = executableSegment(containing: function.address) {
+            } else if let segment = object.executableSegment(containing: function.address) {
                 let offset = function.address - segment.address
                 let length = Int(min(function.size, segment.fileSize - offset))
-                let code = UnsafeRawBufferPointer(start: bytes.baseAddress! + Int(segment.fileOffset + offset), count: length)
+                let code = UnsafeRawBufferPointer(start: object.bytes.baseAddress! + Int(segment.fileOffset + offset), count: length)
                 verdict = analyzer.analyze(code: code, address: UInt(function.address), size: Int(function.size))
             } else {
                 verdict = .failure(.undecodable(offset: 0))
             }
-            entries.append(.init(functionAddress: UInt(function.address), size: Int(function.size),
-                                 symbol: function.symbol, verdict: verdict))
+            (entries.baseAddress! + i).initialize(to: .init(functionAddress: UInt(function.address), size: Int(function.size),
+                                                           symbol: function.symbol, verdict: verdict))
         }
-        return ObjectRelocations(path: path, entries: entries)
     }
 }

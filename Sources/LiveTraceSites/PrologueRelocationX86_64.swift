@@ -40,30 +40,6 @@ struct PrologueAnalyzerX86_64 {
         ZydisDecoderEnableMode(&scanDecoder, ZYDIS_DECODER_MODE_MINIMAL, 1)
     }
 
-    /// One instruction of the body scan: its length and, for a direct branch
-    /// or call, its target.
-    struct Scanned {
-        var length: Int
-        var target: UInt?
-        var isCall: Bool
-    }
-
-    func scan(_ code: UnsafeRawBufferPointer, at offset: Int, address: UInt) -> Scanned? {
-        guard offset < code.count else { return nil }
-        var instruction = ZydisDecodedInstruction()
-        var context = ZydisDecoderContext()
-        let status = withUnsafePointer(to: scanDecoder) { decoder in
-            ZydisDecoderDecodeInstruction(decoder, &context, code.baseAddress! + offset, code.count - offset, &instruction)
-        }
-        guard status & 0x8000_0000 == 0 else { return nil }
-        let length = Int(instruction.length)
-        var target: UInt?
-        if instruction.attributes & Self.attributeIsRelative != 0, instruction.raw.imm.0.is_relative != 0 {
-            target = address &+ UInt(length) &+ UInt(bitPattern: Int(instruction.raw.imm.0.value.s))
-        }
-        return Scanned(length: length, target: target, isCall: instruction.mnemonic == ZYDIS_MNEMONIC_CALL)
-    }
-
     /// One decoded instruction: its length and what it does to control flow
     /// or rip-relative data.
     struct Decoded {
@@ -183,23 +159,31 @@ struct PrologueAnalyzerX86_64 {
             offset += decoded.length
         }
         let relocatedEnd = offset
-        // Step 3: every direct branch of the body.
+        // Step 3: every direct branch of the body. One instruction and
+        // context serve the whole scan (Zydis fills what minimal mode reads).
+        var instruction = ZydisDecodedInstruction()
+        var context = ZydisDecoderContext()
+        let base = body.baseAddress!
         offset = 0
-        while offset < available {
-            guard let scanned = scan(body, at: offset, address: address + UInt(offset)) else {
-                return .failure(.undecodable(offset: offset))
-            }
-            if let target = scanned.target, target >= address {
-                let to = target - address
-                if to > UInt(start), to < UInt(relocatedEnd) {
-                    return .failure(.branchIntoRelocated(from: offset, to: Int(to)))
+        let refusal: RelocationRefusal? = withUnsafePointer(to: scanDecoder) { decoder in
+            while offset < available {
+                let status = ZydisDecoderDecodeInstruction(decoder, &context, base + offset, available - offset, &instruction)
+                guard status & 0x8000_0000 == 0 else { return .undecodable(offset: offset) }
+                let length = Int(instruction.length)
+                if instruction.attributes & Self.attributeIsRelative != 0, instruction.raw.imm.0.is_relative != 0 {
+                    let to = offset &+ length &+ Int(instruction.raw.imm.0.value.s)
+                    if to > start, to < relocatedEnd {
+                        return .branchIntoRelocated(from: offset, to: to)
+                    }
+                    if (to == start || (hasEndbr && to == 0)) && instruction.mnemonic != ZYDIS_MNEMONIC_CALL {
+                        return .branchToEntry(from: offset)
+                    }
                 }
-                if (to == UInt(start) || (hasEndbr && to == 0)) && !scanned.isCall {
-                    return .failure(.branchToEntry(from: offset))
-                }
+                offset += length
             }
-            offset += scanned.length
+            return nil
         }
+        if let refusal { return .failure(refusal) }
         return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
                                            hasEndbr: hasEndbr, instructions: moved))
     }
@@ -212,34 +196,73 @@ extension PrologueRelocation {
         case outOfReach(target: UInt)
     }
 
+    /// The stub's exact length in bytes (its layout above).
+    public var stubLength: Int {
+        var length = X86Opcode.rel32Length
+        for instruction in instructions {
+            switch instruction.fixup {
+            case .none, .ripRelative: length += instruction.bytes.count
+            case .jump: length += X86Opcode.rel32Length
+            case .conditionalJump: length += X86Opcode.jccRel32Length
+            }
+        }
+        return length
+    }
+
     /// The stub's bytes at `stub` (layout in PrologueRelocationX86_64.swift)
     /// and, for each moved instruction, its offset in the stub.
     public func stubBytes(at stub: UInt) throws(StubError) -> (bytes: [UInt8], offsets: [Int]) {
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(stubLength)
+        let offsets = try appendStub(at: stub, to: &bytes)
+        return (bytes, offsets)
+    }
+
+    /// Appends the stub's bytes at `stub` to `buffer` (where the stub starts
+    /// at `buffer.count`); returns each moved instruction's offset in the stub.
+    /// On error `buffer` may hold part of the stub.
+    public func appendStub(at stub: UInt, to buffer: inout [UInt8]) throws(StubError) -> [Int] {
+        let base = buffer.count
         var offsets: [Int] = []
-        func rel32(_ target: UInt, endingAt end: Int) throws(StubError) -> [UInt8] {
-            let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(stub + UInt(end)))
+        offsets.reserveCapacity(instructions.count)
+        /// Appends the rel32 from the end of the 4 bytes appended to `target`.
+        func appendRel32(_ target: UInt) throws(StubError) {
+            let end = stub + UInt(buffer.count - base + 4)
+            let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(end))
             guard let value = Int32(exactly: distance) else { throw .outOfReach(target: target) }
-            return withUnsafeBytes(of: value.littleEndian) { Array($0) }
+            let bits = UInt32(bitPattern: value)
+            buffer.append(UInt8(truncatingIfNeeded: bits))
+            buffer.append(UInt8(truncatingIfNeeded: bits >> 8))
+            buffer.append(UInt8(truncatingIfNeeded: bits >> 16))
+            buffer.append(UInt8(truncatingIfNeeded: bits >> 24))
         }
         for instruction in instructions {
-            offsets.append(bytes.count)
+            offsets.append(buffer.count - base)
             switch instruction.fixup {
             case .none:
-                bytes += instruction.bytes
+                buffer.append(contentsOf: instruction.bytes)
             case let .ripRelative(dispOffset, target):
-                var copy = instruction.bytes
-                let disp = try rel32(target, endingAt: bytes.count + copy.count)
-                copy.replaceSubrange(dispOffset..<dispOffset + 4, with: disp)
-                bytes += copy
+                buffer.append(contentsOf: instruction.bytes[..<dispOffset])
+                let tail = instruction.bytes.count - dispOffset - 4
+                // disp32 is relative to the end of the instruction, `tail` bytes after it.
+                let end = stub + UInt(buffer.count - base + 4 + tail)
+                let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(end))
+                guard let value = Int32(exactly: distance) else { throw .outOfReach(target: target) }
+                let bits = UInt32(bitPattern: value)
+                for shift in stride(from: 0, to: 32, by: 8) { buffer.append(UInt8(truncatingIfNeeded: bits >> UInt32(shift))) }
+                buffer.append(contentsOf: instruction.bytes[(dispOffset + 4)...])
             case let .jump(target):
-                bytes += [X86Opcode.jmpRel32] + (try rel32(target, endingAt: bytes.count + X86Opcode.rel32Length))
+                buffer.append(X86Opcode.jmpRel32)
+                try appendRel32(target)
             case let .conditionalJump(condition, target):
-                bytes += [X86Opcode.twoByteEscape, X86Opcode.jccRel32Base + condition] + (try rel32(target, endingAt: bytes.count + X86Opcode.jccRel32Length))
+                buffer.append(X86Opcode.twoByteEscape)
+                buffer.append(X86Opcode.jccRel32Base + condition)
+                try appendRel32(target)
             }
         }
-        bytes += [X86Opcode.jmpRel32] + (try rel32(resumeAddress, endingAt: bytes.count + X86Opcode.rel32Length))
-        return (bytes, offsets)
+        buffer.append(X86Opcode.jmpRel32)
+        try appendRel32(resumeAddress)
+        return offsets
     }
 
     /// The analysis of the function at run-time `address` whose `size` bytes

@@ -68,7 +68,22 @@ final class JITMemory {
             guard let index = regions[region].freeSlots.popLast() else { return nil }
             return JITSlot(region: region, index: index)
         }
-        let free = Set(regions[region].freeSlots)
+        // Freed and never-used slots lie in the list as descending runs:
+        // look there first, then anywhere.
+        let list = regions[region].freeSlots
+        var runEnd = 0
+        while runEnd < list.count {
+            var runStart = runEnd
+            while runStart + 1 < list.count, list[runStart + 1] == list[runStart] - 1 { runStart += 1 }
+            // list[runEnd...runStart] descends by one: slots list[runStart]...list[runEnd].
+            if runStart - runEnd + 1 >= count {
+                let first = list[runStart]
+                regions[region].freeSlots.removeSubrange((runStart - count + 1)...runStart)
+                return JITSlot(region: region, index: first, count: count)
+            }
+            runEnd = runStart + 1
+        }
+        let free = Set(list)
         guard let first = free.sorted().first(where: { start in (1..<count).allSatisfy { free.contains(start + $0) } }) else {
             return nil
         }
@@ -94,8 +109,8 @@ final class JITMemory {
     func write(_ bytes: [UInt8], at address: UInt) throws(TraceError) {
         if memFD < 0 { memFD = try Sys.open("/proc/self/mem", O_RDWR) }
         try Sys.pwriteAll(memFD, bytes, at: address)
-        let readBack = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: address), count: bytes.count)
-        guard readBack.elementsEqual(bytes) else {
+        let same = bytes.isEmpty || bytes.withUnsafeBytes { memcmp(UnsafeRawPointer(bitPattern: address)!, $0.baseAddress!, $0.count) == 0 }
+        guard same else {
             throw TraceError.patchFailed(site: address, reason: "JIT write did not read back")
         }
     }

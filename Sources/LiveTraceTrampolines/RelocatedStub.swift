@@ -41,27 +41,33 @@ extension JITMemory {
     func placeRelocatedStubs(_ relocations: [PrologueRelocation]) -> [Result<RelocatedStub, TraceError>] {
         var results: [Result<RelocatedStub, TraceError>] = []
         results.reserveCapacity(relocations.count)
-        var pending: [(address: UInt, bytes: [UInt8], index: Int)] = []
+        // Every placed stub's bytes, in request order, back to back.
+        var scratch: [UInt8] = []
+        scratch.reserveCapacity(relocations.count * Self.slotSize)
+        var pending: [(address: UInt, start: Int, index: Int)] = []
+        pending.reserveCapacity(relocations.count)
         for relocation in relocations {
+            let start = scratch.count
             do throws(TraceError) {
-                let (stub, bytes) = try buildRelocatedStub(relocation)
-                pending.append((stub.address, bytes, results.count))
+                let stub = try buildRelocatedStub(relocation, into: &scratch)
+                pending.append((stub.address, start, results.count))
                 results.append(.success(stub))
             } catch {
+                scratch.removeSubrange(start...)
                 results.append(.failure(error))
             }
         }
-        pending.sort { $0.address < $1.address }
+        // A run: stubs next to each other both in `scratch` and in memory.
         var runStart = 0
         while runStart < pending.count {
             var runEnd = runStart + 1
-            var bytes = pending[runStart].bytes
-            while runEnd < pending.count, pending[runEnd].address == pending[runEnd - 1].address + UInt(pending[runEnd - 1].bytes.count) {
-                bytes += pending[runEnd].bytes
+            while runEnd < pending.count,
+                  pending[runEnd].address == pending[runEnd - 1].address + UInt(pending[runEnd].start - pending[runEnd - 1].start) {
                 runEnd += 1
             }
+            let end = runEnd < pending.count ? pending[runEnd].start : scratch.count
             do throws(TraceError) {
-                try write(bytes, at: pending[runStart].address)
+                try write(Array(scratch[pending[runStart].start..<end]), at: pending[runStart].address)
             } catch {
                 for item in pending[runStart..<runEnd] {
                     if case let .success(stub) = results[item.index] { free(stub.slot) }
@@ -73,24 +79,24 @@ extension JITMemory {
         return results
     }
 
-    /// A stub's slots and bytes (padded with int3 to whole slots), not written yet.
-    private func buildRelocatedStub(_ relocation: PrologueRelocation) throws(TraceError) -> (RelocatedStub, [UInt8]) {
-        // The moved bytes grow by at most 4 per widened branch, plus the 5-byte jmp back.
-        let bound = relocation.relocatedLength + 4 * relocation.instructions.count + 5
-        let count = (bound + Self.slotSize - 1) / Self.slotSize
+    /// A stub's slots, its bytes (padded with int3 to whole slots) appended
+    /// to `buffer`, not written yet. On error `buffer` may hold part of them.
+    private func buildRelocatedStub(_ relocation: PrologueRelocation, into buffer: inout [UInt8]) throws(TraceError) -> RelocatedStub {
+        let count = (relocation.stubLength + Self.slotSize - 1) / Self.slotSize
         let slot = try allocate(near: relocation.patchAddress, slots: count)
         let address = self.address(of: slot)
-        let built: (bytes: [UInt8], offsets: [Int])
+        let start = buffer.count
+        let offsets: [Int]
         do {
-            built = try relocation.stubBytes(at: address)
+            offsets = try relocation.appendStub(at: address, to: &buffer)
         } catch {
             free(slot)
             guard case let .outOfReach(target) = error else { throw TraceError.outOfMemory(near: relocation.patchAddress) }
             throw TraceError.patchFailed(site: relocation.patchAddress,
                                          reason: "target 0x\(String(target, radix: 16)) out of reach of the relocated stub")
         }
-        let bytes = built.bytes + [UInt8](repeating: StubX86_64.int3, count: count * Self.slotSize - built.bytes.count)
-        return (RelocatedStub(slot: slot, address: address, relocation: relocation, offsets: built.offsets), bytes)
+        buffer.append(contentsOf: repeatElement(StubX86_64.int3, count: start + count * Self.slotSize - buffer.count))
+        return RelocatedStub(slot: slot, address: address, relocation: relocation, offsets: offsets)
     }
 }
 

@@ -69,7 +69,8 @@ struct ListCommand: ParsableCommand {
         if !sitesOnly {
             for object in table.objects where !object.functionsWithoutSites.isEmpty {
                 let wanted = Set(object.functionsWithoutSites.map(\.functionAddress))
-                guard let verdicts = try? ElfObject(path: object.path).prologueRelocations(only: wanted) else { continue }
+                let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+                guard let verdicts = try? ElfObject(path: object.path).prologueRelocations(only: wanted, threads: cores) else { continue }
                 relocations[object.path] = Dictionary(verdicts.entries.map { ($0.functionAddress, $0.verdict) }, uniquingKeysWith: { a, _ in a })
             }
         }

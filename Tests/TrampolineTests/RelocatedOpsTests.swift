@@ -96,4 +96,60 @@ final class RelocatedOpsTests: XCTestCase {
         XCTAssertEqual(countA.load(ordering: .relaxed), out[0] + out[1] + out[2])
         try OpsRegistry.shared.restoreRelocatedFunctions()
     }
+
+    /// `restoreRelocatedFunctions` while threads call the function (one
+    /// plain, one with signals blocked, one from a signal handler; they
+    /// sit in its `pause` instructions, inside the stub): the original bytes
+    /// come back and every slot returns to the JIT only after a grace
+    /// period, so after each restore the free-slot count is the starting
+    /// one (a leaked stub fails it). Cycles alternate with relocating
+    /// another function (rel_long) that takes the freed slot first: a stub
+    /// reused while a thread was still inside would hand it rel_long's bytes
+    /// mid-instruction (wrong results or a crash). That half is weak: the
+    /// next relocation comes a register's site walk (~0.5 s) after the free,
+    /// so removing the grace period was not caught in two runs.
+    func testRestoreWhileThreadsCallReclaimsEveryStubOnlyAfterAGracePeriod() throws {
+        let (handle, _) = try Self.library("reclaim")
+        OpsRegistry.shared.includeDynamic = true
+        defer { OpsRegistry.shared.includeDynamic = false }
+        let pause2 = UInt(bitPattern: TrampolineFixtures.address(handle, "rel_pause2"))
+        let long = UInt(bitPattern: TrampolineFixtures.address(handle, "rel_long"))
+        let originals = [pause2, long].map { Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: $0), count: 12)) }
+        func cycle(_ address: UInt) throws {
+            let traced = try Tracer.attach("0x" + String(address, radix: 16)) { _ in }
+            XCTAssertEqual(traced.functions.map(\.functionAddress), [address])
+            try traced.detach()
+            try OpsRegistry.shared.restoreRelocatedFunctions()
+        }
+        // The first cycle maps the region the others reuse.
+        try cycle(pause2)
+        let start = OpsRegistry.shared.statistics
+        typealias Start = @convention(c) () -> Void
+        typealias Stop = @convention(c) (UnsafeMutablePointer<Int>) -> Void
+        TrampolineFixtures.symbol(handle, "hammer_start", as: Start.self)()
+        var out = [Int](repeating: 0, count: 4)
+        defer {
+            if out == [0, 0, 0, 0] {
+                out.withUnsafeMutableBufferPointer { TrampolineFixtures.symbol(handle, "hammer_stop", as: Stop.self)($0.baseAddress!) }
+            }
+        }
+        let cycles = 6
+        for round in 0..<cycles {
+            try cycle(round % 2 == 0 ? pause2 : long)
+            let now = OpsRegistry.shared.statistics
+            XCTAssertEqual(now.jitFreeSlots, start.jitFreeSlots, "round \(round): every slot back after the restore")
+            XCTAssertEqual(now.jitRegions, start.jitRegions)
+            XCTAssertEqual(now.retiredItems, 0)
+            XCTAssertFalse(OpsRegistry.shared.relocatedFunctions.contains { $0 == pause2 || $0 == long })
+        }
+        let end = OpsRegistry.shared.statistics
+        XCTAssertGreaterThanOrEqual(end.gracePeriods - start.gracePeriods, cycles, "one grace period per restore at least")
+        out.withUnsafeMutableBufferPointer { TrampolineFixtures.symbol(handle, "hammer_stop", as: Stop.self)($0.baseAddress!) }
+        print("relocated reclaim: \(cycles) restores with threads calling, calls \(out[0..<3]), \(end.gracePeriods - start.gracePeriods) grace periods, \(end.jitFreeSlots) free slots")
+        XCTAssertEqual(out[3], 0, "wrong results")
+        XCTAssertTrue(out[0..<3].allSatisfy { $0 > 0 }, "\(out)")
+        for (address, original) in zip([pause2, long], originals) {
+            XCTAssertEqual(Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: address), count: 12)), original)
+        }
+    }
 }

@@ -81,4 +81,30 @@ final class RelocatedStubTests: XCTestCase {
         XCTAssertNil(stub.equivalent(of: relocation.patchAddress + 3), "not an instruction boundary")
         XCTAssertNil(stub.equivalent(of: relocation.resumeAddress))
     }
+
+    /// Stubs of several slots take contiguous free slots, never a slot in
+    /// use, whatever order slots were freed in; freeing gives every slot back.
+    func testMultiSlotStubsTakeContiguousFreeSlotsNeverOneInUse() throws {
+        let jit = JITMemory()
+        let near = UInt(bitPattern: TrampolineFixtures.address(dlopen(nil, RTLD_NOW), "getpid"))
+        let first = try jit.allocate(near: near)
+        let start = jit.freeSlotCount + 1
+        var used = [first] + (try (0..<40).map { _ in try jit.allocate(near: near) })
+        // Free every third slot: single free slots, no run of 2 among them.
+        for index in stride(from: 39, through: 0, by: -3) { jit.free(used.remove(at: index)) }
+        var taken: [JITSlot] = []
+        for count in [2, 3, 2, 4, 1, 2] { taken.append(try jit.allocate(near: near, slots: count)) }
+        var inUse = Set<Int>()
+        for slot in used + taken {
+            for index in slot.index..<slot.index + slot.count {
+                XCTAssertTrue(inUse.insert(slot.region << 32 | index).inserted, "slot \(index) handed out twice")
+            }
+        }
+        for slot in used + taken { jit.free(slot) }
+        XCTAssertEqual(jit.freeSlotCount, start)
+        // After the scrambled frees, a run is still found.
+        let wide = try jit.allocate(near: near, slots: 4)
+        XCTAssertEqual(jit.address(of: wide) + UInt(3 * JITMemory.slotSize),
+                       jit.address(of: JITSlot(region: wide.region, index: wide.index + 3)))
+    }
 }
