@@ -115,7 +115,11 @@ public final class OpsRegistry: @unchecked Sendable {
     static let retiredBatch = 256
     public static var retiredBatchSize: Int { retiredBatch }
     /// How long unregister waits for threads to leave the callbacks.
-    public var quiescenceDeadline: Duration = .seconds(2)
+    public var quiescenceDeadline: Duration {
+        get { lock.withLock { deadline } }
+        set { lock.withLock { deadline = newValue } }
+    }
+    private var deadline: Duration = .seconds(2)
     /// Leaf stubs for eligible callbacks; off when LIVETRACE_NO_LEAF=1.
     private var leafStubs = OpsRegistry.leafStubsFromEnvironment
 
@@ -732,7 +736,7 @@ public final class OpsRegistry: @unchecked Sendable {
     private func reclaim(always: Bool = false) throws(TraceError) {
         guard always || !retired.isEmpty else { return }
         let batch = retired
-        try Quiescence.synchronize(codeRanges: quiescenceCodeRanges, deadline: quiescenceDeadline)
+        try Quiescence.synchronize(codeRanges: quiescenceCodeRanges, deadline: deadline)
         gracePeriods += 1
         retired = Retired()
         for slot in batch.slots { jit.free(slot) }
