@@ -16,7 +16,8 @@
 // published: a new one replaces it, and the old one is retired.
 //
 // Protocol of one change (register, unregister, filter change):
-//   1. Resolve the filter against the sites of the process; check that no
+//   1. Resolve the filter against the sites of the process, indexed once
+//      per loaded-objects generation (RegistrySites.swift); check that no
 //      function gets two MODIFY_RESUME ops.
 //   2. Build every new stub and iterator list (nothing published yet).
 //   3. One text-poke batch for every site whose instruction changes.

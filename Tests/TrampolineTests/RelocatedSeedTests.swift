@@ -11,7 +11,8 @@
 // function, and 600 patch/unpatch rounds (about 2,000 changes, 150 restores
 // of the original bytes). One change through the registry costs about 3 ms
 // here with the threads running (debug build, 2 busy cores: 2,000 switches in
-// 6.7 s, 200 patch/unpatch rounds in 5.3 s), since it resolves its filter
+// 6.7 s, 200 patch/unpatch rounds in 5.3 s; 19 s and 18 s for 600 rounds
+// while other builds ran), since it resolves its filter
 // against sites indexed once per loaded-objects generation
 // (RegistrySites.swift); it cost 0.5-2.5 s when every change walked every
 // function of every loaded object. The soak (LIVETRACE_SOAK=1, make soak)
