@@ -49,7 +49,7 @@ public final class FunctionGraph: @unchecked Sendable {
     public let maxDepth: Int
     private var running = true
 
-    private static let lock = PThreadMutex()
+    private static let lock = PthreadLock()
     nonisolated(unsafe) private static var current: FunctionGraph?
 
     private init(ops: Ops, entryOnlyOps: Ops?, maxDepth: Int) {
@@ -69,8 +69,11 @@ public final class FunctionGraph: @unchecked Sendable {
         guard maxDepth >= 1, maxDepth <= stackCapacity else {
             throw TraceError.invalidArgument("depth limit \(maxDepth) outside 1...\(stackCapacity)")
         }
-        lock.lock()
-        defer { lock.unlock() }
+        return try lock.withLock { () throws(TraceError) -> FunctionGraph in try startLocked(functions: functions, excluding: excluding, maxDepth: maxDepth) }
+    }
+
+    /// `start` under `lock`.
+    private static func startLocked(functions: [String], excluding: [String], maxDepth: Int) throws(TraceError) -> FunctionGraph {
         if current != nil { throw TraceError.alreadyRegistered }
         guard lt_graph_pin_code() == 0 else {
             throw TraceError.invalidArgument("the library holding the return trampoline cannot be made permanent (RTLD_NODELETE)")
@@ -124,8 +127,11 @@ public final class FunctionGraph: @unchecked Sendable {
     /// Unpatches the functions. Frames hooked before keep returning through
     /// the (permanent) return trampoline and still record their exits.
     public func stop() throws(TraceError) {
-        FunctionGraph.lock.lock()
-        defer { FunctionGraph.lock.unlock() }
+        try FunctionGraph.lock.withLock { () throws(TraceError) in try stopLocked() }
+    }
+
+    /// `stop` under `FunctionGraph.lock`.
+    private func stopLocked() throws(TraceError) {
         guard running else { throw TraceError.notRegistered }
         running = false
         FunctionGraph.current = nil
@@ -139,9 +145,7 @@ public final class FunctionGraph: @unchecked Sendable {
 
     /// The graph started through the C API (lt_graph_start), if any.
     static func stopCurrent() throws(TraceError) {
-        lock.lock()
-        let graph = current
-        lock.unlock()
+        let graph = lock.withLock { current }
         guard let graph else { throw TraceError.notRegistered }
         try graph.stop()
     }
@@ -156,18 +160,6 @@ public final class FunctionGraph: @unchecked Sendable {
 
     /// The calling thread's shadow-stack depth.
     public static var currentThreadDepth: Int { Int(lt_graph_thread_depth()) }
-}
-
-/// A pthread mutex usable from static storage (the registry's lock is
-/// private to it).
-final class PThreadMutex: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    init() {
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-    }
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
 }
 
 private func globList(_ list: UnsafePointer<UnsafePointer<CChar>?>?) -> [String] {

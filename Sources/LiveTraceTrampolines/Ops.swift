@@ -136,10 +136,11 @@ public final class Ops: @unchecked Sendable {
         return Unmanaged<Ops>.fromOpaque(owner).takeUnretainedValue()
     }
 
-    func wants(_ site: Site) -> Bool {
+    /// Whether `site`, matched by the filter and not by notrace
+    /// (RegistrySites.addresses(matching:)), is one this ops takes: usable,
+    /// and of the entry kind it asked for.
+    func wantsEntryKind(of site: Site) -> Bool {
         guard site.isUsable else { return false }
-        if notrace.contains(where: { $0.matches(site) }) { return false }
-        guard filter.isEmpty || filter.contains(where: { $0.matches(site) }) else { return false }
         if let entryOnlyFunctions { return EntryOnly.isSwiftAsync(site.symbol) == entryOnlyFunctions }
         return true
     }

@@ -16,7 +16,8 @@
 // published: a new one replaces it, and the old one is retired.
 //
 // Protocol of one change (register, unregister, filter change):
-//   1. Resolve the filter against the sites of the process; check that no
+//   1. Resolve the filter against the sites of the process, indexed once
+//      per loaded-objects generation (RegistrySites.swift); check that no
 //      function gets two MODIFY_RESUME ops.
 //   2. Build every new stub and iterator list (nothing published yet).
 //   3. One text-poke batch for every site whose instruction changes.
@@ -108,13 +109,18 @@ public final class OpsRegistry: @unchecked Sendable {
     private let jit = JITMemory()
     private var gracePeriods = 0
     private var siteProvider: SiteProvider = OpsRegistry.processSites
-    /// The last site list, valid while no object was loaded or unloaded.
-    private var siteCache: (generation: UInt64, sites: [Site])?
+    /// The indexed sites of the current loaded-objects generation
+    /// (RegistrySites.swift); nil after anything that changes what is listed.
+    private var siteCache: RegistrySites?
     /// Retired items that trigger a grace period without a waiting unregister.
     static let retiredBatch = 256
     public static var retiredBatchSize: Int { retiredBatch }
     /// How long unregister waits for threads to leave the callbacks.
-    public var quiescenceDeadline: Duration = .seconds(2)
+    public var quiescenceDeadline: Duration {
+        get { lock.withLock { deadline } }
+        set { lock.withLock { deadline = newValue } }
+    }
+    private var deadline: Duration = .seconds(2)
     /// Leaf stubs for eligible callbacks; off when LIVETRACE_NO_LEAF=1.
     private var leafStubs = OpsRegistry.leafStubsFromEnvironment
 
@@ -138,7 +144,7 @@ public final class OpsRegistry: @unchecked Sendable {
     /// Set it before registering the ops that should reach them.
     public var includeDynamic: Bool {
         get { lock.withLock { dynamic } }
-        set { lock.withLock { dynamic = newValue; siteCache = nil } }
+        set { lock.withLock { dynamic = newValue } }
     }
 
     /// The functions without sites that the last resolution wanted but
@@ -252,7 +258,7 @@ public final class OpsRegistry: @unchecked Sendable {
             do throws(TraceError) {
                 try change(ops, to: wanted, sites: sites)
             } catch {
-                try? change(ops, to: [], sites: [:])
+                try? change(ops, to: [], sites: nil)
                 ops.isRegistered = false
                 retireStubs(of: ops)
                 throw error
@@ -269,7 +275,7 @@ public final class OpsRegistry: @unchecked Sendable {
         try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
             try checkAlive(ops)
             guard ops.isRegistered else { throw TraceError.notRegistered }
-            try change(ops, to: [], sites: [:])
+            try change(ops, to: [], sites: nil)
             ops.isRegistered = false
             retireStubs(of: ops)
             if waitForQuiescence {
@@ -290,7 +296,7 @@ public final class OpsRegistry: @unchecked Sendable {
         lock.withLock {
             guard !ops.isDestroyed else { return }
             if ops.isRegistered {
-                if (try? change(ops, to: [], sites: [:])) == nil { return }
+                if (try? change(ops, to: [], sites: nil)) == nil { return }
                 ops.isRegistered = false
                 retireStubs(of: ops)
             }
@@ -324,7 +330,7 @@ public final class OpsRegistry: @unchecked Sendable {
             try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
                 let sites = try loadSites()
                 let wanted = try resolve(ops, in: sites)
-                let functions = Set(wanted.compactMap { sites[$0]?.functionAddress })
+                let functions = Set(wanted.compactMap { site(at: $0, in: sites)?.functionAddress })
                 guard functions.count == 1 else {
                     throw TraceError.invalidArgument("\(pattern) matches \(functions.count) functions; a replacement needs exactly one")
                 }
@@ -418,41 +424,50 @@ public final class OpsRegistry: @unchecked Sendable {
         if ops.isDestroyed { throw TraceError.invalidArgument("the ops was destroyed") }
     }
 
-    private func loadSites() throws(TraceError) -> [UInt: Site] {
-        let patched = Set(siteStates.keys)
+    /// The sites of the current generation, indexed once per generation
+    /// (and per provider and `includeDynamic`).
+    private func loadSites() throws(TraceError) -> RegistrySites {
         let generation = lt_loaded_objects_generation()
+        if let cached = siteCache, cached.generation == generation, cached.includesDynamic == dynamic { return cached }
+        let patched = Set(siteStates.keys)
         let list: [Site]
-        if let cached = siteCache, cached.generation == generation {
-            list = cached.sites
+        if dynamic && usesDefaultProvider {
+            list = try Self.processSites(includeDynamic: true) { patched.contains($0) }
         } else {
-            if dynamic && usesDefaultProvider {
-                list = try Self.processSites(includeDynamic: true) { patched.contains($0) }
-            } else {
-                list = try siteProvider { patched.contains($0) }
-            }
-            siteCache = (generation, list)
+            list = try siteProvider { patched.contains($0) }
         }
-        var byAddress: [UInt: Site] = [:]
-        for site in list where site.isUsable || patched.contains(site.address) {
-            byAddress[site.address] = siteStates[site.address]?.site ?? site
-        }
-        if dynamic {
-            for var site in list where site.kind == .none && site.functionSize > 0 {
-                // The patch goes after endbr64, read in memory.
-                let entry = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: site.functionAddress), count: min(4, site.functionSize))
-                if entry.elementsEqual(X86Opcode.endbr64) { site.address = site.functionAddress + 4; site.hasEndbr = true }
-                site.rejection = nil
-                if byAddress[site.address] == nil { byAddress[site.address] = siteStates[site.address]?.site ?? site }
-            }
-        }
-        return byAddress
+        let sites = RegistrySites(generation: generation, list: list, includeDynamic: dynamic)
+        siteCache = sites
+        return sites
     }
 
-    private func resolve(_ ops: Ops, in sites: [UInt: Site]) throws(TraceError) -> Set<UInt> {
+    /// The site a change sees at `address`: the registry's own once it has
+    /// one there (it outlives the bytes discovery reads), else the listed one;
+    /// an unusable listed site only where the registry has one.
+    private func site(at address: UInt, in sites: RegistrySites?) -> Site? {
+        guard let sites else { return nil }
+        if let listed = sites.listed[address] { return siteStates[address]?.site ?? listed }
+        return sites.unusable[address] != nil ? siteStates[address]?.site : nil
+    }
+
+    /// The addresses `ops` wants: its filter's matches (every listed site
+    /// when empty) minus its notrace's, usable, of the entry kind it takes.
+    /// Functions without sites get their relocation verdict here (once per
+    /// function); the refused ones go to `lastRefusals`.
+    private func resolve(_ ops: Ops, in sites: RegistrySites) throws(TraceError) -> Set<UInt> {
+        var candidates: Set<UInt>
+        if ops.filter.isEmpty {
+            candidates = sites.allAddresses
+        } else {
+            candidates = []
+            for pattern in ops.filter { candidates.formUnion(sites.addresses(matching: pattern)) }
+        }
+        for pattern in ops.notrace where !candidates.isEmpty { candidates.subtract(sites.addresses(matching: pattern)) }
         var wanted = Set<UInt>()
         var refusals: [(Site, RelocationRefusal)] = []
         let tracer = dynamic ? Self.tracerCodeRanges : []
-        for (address, site) in sites where ops.wants(site) {
+        for address in candidates {
+            guard let site = site(at: address, in: sites), ops.wantsEntryKind(of: site) else { continue }
             if site.kind == .none && relocations[address] == nil {
                 if dynamicVerdicts[address] == nil {
                     if tracer.contains(where: { $0.0 <= site.functionAddress && site.functionAddress < $0.1 }) {
@@ -477,10 +492,10 @@ public final class OpsRegistry: @unchecked Sendable {
 
     /// Relocates the entries of `addresses` (functions without sites, with a
     /// verdict) that are not relocated yet: stubs first, then one batch.
-    private func relocateEntries(_ addresses: [UInt], sites: [UInt: Site]) throws(TraceError) {
+    private func relocateEntries(_ addresses: [UInt], sites: RegistrySites?) throws(TraceError) {
         var wanted: [(site: Site, relocation: PrologueRelocation)] = []
         for address in addresses where relocations[address] == nil {
-            guard let site = sites[address], site.kind == .none, case let .success(relocation)? = dynamicVerdicts[address] else { continue }
+            guard let site = site(at: address, in: sites), site.kind == .none, case let .success(relocation)? = dynamicVerdicts[address] else { continue }
             wanted.append((site, relocation))
         }
         var built: [RelocatedStub] = []
@@ -530,7 +545,7 @@ public final class OpsRegistry: @unchecked Sendable {
     }
 
     /// Steps 1–4 for one ops whose wanted set becomes `wanted`.
-    private func change(_ ops: Ops, to wanted: Set<UInt>, sites: [UInt: Site]) throws(TraceError) {
+    private func change(_ ops: Ops, to wanted: Set<UInt>, sites: RegistrySites?) throws(TraceError) {
         let adding = wanted.subtracting(ops.attachedSites)
         let removing = ops.attachedSites.subtracting(wanted)
         // Step 1: one MODIFY_RESUME ops per function.
@@ -548,7 +563,7 @@ public final class OpsRegistry: @unchecked Sendable {
         var transitions: [SiteTransition] = []
         do throws(TraceError) {
             for address in adding.union(removing).sorted() {
-                guard var state = siteStates[address] ?? sites[address].map({ SiteState(site: $0) }) else { continue }
+                guard var state = siteStates[address] ?? site(at: address, in: sites).map({ SiteState(site: $0) }) else { continue }
                 if adding.contains(address) {
                     state.ops.append(ops)
                     state.ops.sort { $0.order < $1.order }
@@ -722,7 +737,7 @@ public final class OpsRegistry: @unchecked Sendable {
     private func reclaim(always: Bool = false) throws(TraceError) {
         guard always || !retired.isEmpty else { return }
         let batch = retired
-        try Quiescence.synchronize(codeRanges: quiescenceCodeRanges, deadline: quiescenceDeadline)
+        try Quiescence.synchronize(codeRanges: quiescenceCodeRanges, deadline: deadline)
         gracePeriods += 1
         retired = Retired()
         for slot in batch.slots { jit.free(slot) }
