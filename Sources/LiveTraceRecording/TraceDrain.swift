@@ -121,11 +121,28 @@ public final class TraceDrain: @unchecked Sendable {
         // beside it would race its writers and its own final drain.
         if pid != 0 && processIsRunning(pid) { throw .recorderAlive(pid: pid, directory: directory) }
         let area = try RingArea.open(path: directory + "/" + TraceFormat.ringsFile)
+        try removeStreamsWithoutHeader(directory: directory)
         let drain = try TraceDrain(directory: directory, area: area, command: command, pid: pid, options: options)
         let summary = try drain.finish(salvaged: true)
         // Everything the ring area held is in the streams now.
         try Sys.unlinkIfPresent(area.path)
         return summary
+    }
+
+    /// A stream file the dead recorder created but had not yet given its
+    /// whole header (killed between open and write) holds no event: it goes,
+    /// so the salvaged trace reads. Its ring's events are in the ring area
+    /// and the salvage's drain writes them to a new file.
+    static func removeStreamsWithoutHeader(directory: String) throws(RecordingError) {
+        let streamsPath = directory + "/" + TraceFormat.streamsDirectory
+        guard access(streamsPath, F_OK) == 0 else { return }
+        for name in try TraceReader.listDirectory(streamsPath) where name.hasSuffix("." + TraceFormat.streamExtension) {
+            let path = streamsPath + "/" + name
+            var status = stat()
+            if stat(path, &status) == 0 && status.st_size < TraceFormat.streamHeaderSize {
+                try Sys.unlinkIfPresent(path)
+            }
+        }
     }
 
     /// True while process `pid` exists and is not a zombie (a zombie runs

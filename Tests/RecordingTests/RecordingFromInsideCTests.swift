@@ -163,6 +163,11 @@ final class RecordingFromInsideCTests: XCTestCase {
         XCTAssertTrue(killed.signaled && killed.status == SIGKILL, "status \(killed.status): \(killed.stderr)")
         XCTAssertFalse(try TraceReader.readInfo(directory: directory).complete)
         XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/" + TraceFormat.ringsFile))
+        // A kill between a stream file's creation and its header's write
+        // leaves it empty: the recovery removes it (its events are still in
+        // the rings) instead of calling the trace damaged.
+        let headerless = directory + "/" + TraceFormat.streamsDirectory + "/killed-before-its-header." + TraceFormat.streamExtension
+        XCTAssertTrue(FileManager.default.createFile(atPath: headerless, contents: Data()))
 
         let recover = try Fixtures.run([Fixtures.livetraceExecutable, "recover", "-d", directory])
         XCTAssertEqual(recover.status, 0, recover.stderr)
@@ -171,6 +176,7 @@ final class RecordingFromInsideCTests: XCTestCase {
         // Recovering keeps how it was recorded.
         XCTAssertEqual(try TraceReader.readInfo(directory: directory).options?.recorder, "lt_trace_start")
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/" + TraceFormat.ringsFile))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: headerless))
         let recovered = try TraceReport(directory: directory)
         let reference = try TraceReport(directory: stoppedDirectory)
         // Per function, not in report order: the report sorts by total time,
