@@ -19,34 +19,6 @@ import LiveTraceSites
 import Glibc
 import Synchronization
 
-/// A file's identity for caching what was read from it: device and inode
-/// name the file, size and mtime (to the nanosecond) tell a rewritten one.
-public struct FileIdentity: Hashable, Sendable {
-    public var device: UInt64
-    public var inode: UInt64
-    public var size: Int64
-    public var mtimeSeconds: Int64
-    public var mtimeNanoseconds: Int64
-
-    public init(_ status: stat) {
-        device = UInt64(status.st_dev)
-        inode = UInt64(status.st_ino)
-        size = Int64(status.st_size)
-        mtimeSeconds = Int64(status.st_mtim.tv_sec)
-        mtimeNanoseconds = Int64(status.st_mtim.tv_nsec)
-    }
-
-    /// The identity of the file at `path` (following symbolic links); nil
-    /// when it cannot be stat'ed.
-    public static func of(path: String) -> FileIdentity? {
-        var status = stat()
-        return stat(path, &status) == 0 ? FileIdentity(status) : nil
-    }
-
-    /// Same file, whatever its contents: device and inode.
-    public func isSameFile(as other: FileIdentity) -> Bool { device == other.device && inode == other.inode }
-}
-
 public enum ObjectCapture {
     /// Every object of process `pid` with executable mappings. An object
     /// whose file is one of `withoutSymbols` (the tracer's own library) is

@@ -58,12 +58,7 @@ public final class ElfObject: @unchecked Sendable {
     /// Device and inode, to recognise the same file again.
     public let fileIdentity: FileIdentity
 
-    public struct FileIdentity: Sendable, Hashable {
-        public var device: UInt64
-        public var inode: UInt64
-        public var size: Int64
-        public var modificationNanoseconds: Int64
-    }
+    public typealias FileIdentity = LiveTraceSites.FileIdentity
 
     /// Opens, maps and checks the headers of the object at `path`.
     public init(path: String) throws(DiscoveryError) {
@@ -75,9 +70,7 @@ public final class ElfObject: @unchecked Sendable {
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw .unsupported(path: path, reason: "not a regular file")
         }
-        fileIdentity = FileIdentity(
-            device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-            modificationNanoseconds: Int64(info.st_mtim.tv_sec) &* 1_000_000_000 &+ Int64(info.st_mtim.tv_nsec))
+        fileIdentity = FileIdentity(info)
         guard info.st_size >= ElfLayout.identSize else {
             if info.st_size >= 4 {
                 // Short, but maybe still an ELF prefix: say which.
@@ -396,4 +389,33 @@ extension UInt64 {
         let (product, overflow) = multipliedReportingOverflow(by: other)
         return overflow ? nil : product
     }
+}
+
+/// A file's identity, for caching what was read from it (discovery's site
+/// tables, the siteless cache, objects.json's symbols): device and inode
+/// name the file, size and modification time (to the nanosecond) tell a
+/// rewritten one.
+public struct FileIdentity: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    /// The modification time in nanoseconds since the epoch.
+    public var modificationNanoseconds: Int64
+
+    public init(_ status: stat) {
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+        size = Int64(status.st_size)
+        modificationNanoseconds = Int64(status.st_mtim.tv_sec) &* 1_000_000_000 &+ Int64(status.st_mtim.tv_nsec)
+    }
+
+    /// The identity of the file at `path` (following symbolic links); nil
+    /// when it cannot be stat'ed.
+    public static func of(path: String) -> FileIdentity? {
+        var status = stat()
+        return stat(path, &status) == 0 ? FileIdentity(status) : nil
+    }
+
+    /// Same file, whatever its contents: device and inode.
+    public func isSameFile(as other: FileIdentity) -> Bool { device == other.device && inode == other.inode }
 }

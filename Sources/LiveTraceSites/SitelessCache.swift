@@ -67,11 +67,7 @@ public enum SitelessCache {
     static func status(of path: String, matching identity: ElfObject.FileIdentity?) -> stat? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
-        if let identity {
-            let mtime = Int64(info.st_mtim.tv_sec) &* 1_000_000_000 &+ Int64(info.st_mtim.tv_nsec)
-            guard identity.device == UInt64(info.st_dev), identity.inode == UInt64(info.st_ino),
-                  identity.size == Int64(info.st_size), identity.modificationNanoseconds == mtime else { return nil }
-        }
+        if let identity, identity != FileIdentity(info) { return nil }
         return info
     }
 

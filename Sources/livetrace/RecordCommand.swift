@@ -394,17 +394,19 @@ enum TraceDirectory {
 
 // MARK: - what the shim said
 
-final class ShimReports: @unchecked Sendable {
+final class ShimReports: Sendable {
     /// The program's pid once spawned (0 before): only its map is captured.
     let mainPid = Atomic<Int32>(0)
-    private let lock = Mutex<Void>(())
     /// Written by the control thread, read after it stopped.
-    private var started = Set<Int32>()
-    private var failures: [String] = []
-    /// Every image of the program captured so far (the newest first).
-    private var objects = ObjectTable(objects: [])
-    /// Whether `objects` is in objects.json already.
-    private var written = false
+    private struct State {
+        var started = Set<Int32>()
+        var failures: [String] = []
+        /// Every image of the program captured so far (the newest first).
+        var objects = ObjectTable(objects: [])
+        /// Whether `objects` is in objects.json already.
+        var written = false
+    }
+    private let state = Mutex(State())
     /// The shim, listed in objects.json without its symbols (never traced).
     private let tracerLibrary: [FileIdentity]
 
@@ -418,19 +420,19 @@ final class ShimReports: @unchecked Sendable {
 
     /// Runs on the control thread while the shim waits for the reply.
     func received(_ message: PreloadMessage, session: RecordingSession) {
-        lock.withLock { _ in receivedLocked(message, session: session) }
+        state.withLock { receivedLocked(message, session: session, &$0) }
     }
 
-    private func receivedLocked(_ message: PreloadMessage, session: RecordingSession) {
+    private func receivedLocked(_ message: PreloadMessage, session: RecordingSession, _ state: inout State) {
         if message.status != 0 {
-            failures.append("pid \(message.pid) runs untraced: \(message.text)")
+            state.failures.append("pid \(message.pid) runs untraced: \(message.text)")
         } else if message.verb == .start {
-            started.insert(message.pid)
+            state.started.insert(message.pid)
         }
         // The main program (also after an exec: same pid); a forked child
         // has the same map as its parent had.
         let main = mainPid.load(ordering: .acquiring)
-        guard message.pid == main || main == 0 && started.count == 1 else { return }
+        guard message.pid == main || main == 0 && state.started.count == 1 else { return }
         do throws(RecordingError) {
             let captured = try ObjectCapture.capture(pid: message.pid, withoutSymbols: tracerLibrary, onlyObjectsWithSites: !relocating) { path in
                 !relocating && SitelessCache.isSiteless(path: path)
@@ -438,31 +440,29 @@ final class ShimReports: @unchecked Sendable {
             // Objects of an earlier image (before an exec) stay while no new
             // mapping overlaps them, so its events keep their names.
             let ranges = captured.objects.flatMap(\.ranges)
-            let kept = objects.objects.filter { old in
+            let kept = state.objects.objects.filter { old in
                 !old.ranges.contains { range in ranges.contains { $0[0] < range[1] && range[0] < $0[1] } }
             }
             let table = ObjectTable(objects: captured.objects + kept)
             // At exit the map is usually the one captured at start.
-            guard !written || table != objects else { return }
-            objects = table
-            written = false
-            try session.writeObjects(objects)
-            written = true
+            guard !state.written || table != state.objects else { return }
+            state.objects = table
+            state.written = false
+            try session.writeObjects(table)
+            state.written = true
         } catch {
-            failures.append("the memory map of pid \(message.pid) could not be captured (function names may be missing): \(error)")
+            state.failures.append("the memory map of pid \(message.pid) could not be captured (function names may be missing): \(error)")
         }
     }
 
     func problems(programPid: Int32) -> [String] {
-        lock.withLock { _ in problemsLocked(programPid: programPid) }
-    }
-
-    private func problemsLocked(programPid: Int32) -> [String] {
-        var lines = failures
-        if !started.contains(programPid) && failures.isEmpty {
-            lines.append("the program never started the shim (LD_PRELOAD ignored, e.g. set-uid, or it exited during start-up): nothing was recorded")
+        state.withLock { state in
+            var lines = state.failures
+            if !state.started.contains(programPid) && state.failures.isEmpty {
+                lines.append("the program never started the shim (LD_PRELOAD ignored, e.g. set-uid, or it exited during start-up): nothing was recorded")
+            }
+            return lines
         }
-        return lines
     }
 }
 
