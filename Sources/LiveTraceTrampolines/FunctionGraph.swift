@@ -15,6 +15,7 @@
 // takes every other function of the filter.
 import CLiveTraceShims
 import Glibc
+import Synchronization
 
 /// Counters of the function graph over all threads since the process started.
 public struct FunctionGraphStatistics: Sendable, Equatable {
@@ -37,20 +38,18 @@ public struct FunctionGraphStatistics: Sendable, Equatable {
 /// A running function graph. Only one runs per process at a time (the shadow
 /// stack and the depth limit are per process): `start` while one runs throws
 /// `alreadyRegistered`.
-public final class FunctionGraph: @unchecked Sendable {
+public final class FunctionGraph: Sendable {
     /// The most frames a thread's shadow stack holds, and the largest depth limit.
     public static let stackCapacity = Int(LT_GRAPH_STACK_CAPACITY)
 
-    /// Ownership: `ops` is immutable; `running` is read and written under
-    /// `FunctionGraph.lock` only.
     public let ops: Ops
     /// The entry-only functions' ops; nil when the filter matched none.
     public let entryOnlyOps: Ops?
     public let maxDepth: Int
-    private var running = true
 
-    private static let lock = PthreadLock()
-    nonisolated(unsafe) private static var current: FunctionGraph?
+    /// The running graph (one at a time); a graph runs from its start to
+    /// its stop. Starting and stopping hold this lock throughout.
+    private static let current = Mutex<FunctionGraph?>(nil)
 
     private init(ops: Ops, entryOnlyOps: Ops?, maxDepth: Int) {
         self.ops = ops
@@ -69,12 +68,16 @@ public final class FunctionGraph: @unchecked Sendable {
         guard maxDepth >= 1, maxDepth <= stackCapacity else {
             throw TraceError.invalidArgument("depth limit \(maxDepth) outside 1...\(stackCapacity)")
         }
-        return try lock.withLock { () throws(TraceError) -> FunctionGraph in try startLocked(functions: functions, excluding: excluding, maxDepth: maxDepth) }
+        return try current.withLock { (current) throws(TraceError) -> FunctionGraph in
+            if current != nil { throw TraceError.alreadyRegistered }
+            let graph = try startLocked(functions: functions, excluding: excluding, maxDepth: maxDepth)
+            current = graph
+            return graph
+        }
     }
 
-    /// `start` under `lock`.
+    /// `start` under the `current` lock.
     private static func startLocked(functions: [String], excluding: [String], maxDepth: Int) throws(TraceError) -> FunctionGraph {
-        if current != nil { throw TraceError.alreadyRegistered }
         guard lt_graph_pin_code() == 0 else {
             throw TraceError.invalidArgument("the library holding the return trampoline cannot be made permanent (RTLD_NODELETE)")
         }
@@ -119,22 +122,21 @@ public final class FunctionGraph: @unchecked Sendable {
             throw error
         }
         if !registered.contains(where: { $0 === entryOnlyOps }) { OpsRegistry.shared.destroy(entryOnlyOps) }
-        let graph = FunctionGraph(ops: ops, entryOnlyOps: registered.contains { $0 === entryOnlyOps } ? entryOnlyOps : nil, maxDepth: maxDepth)
-        current = graph
-        return graph
+        return FunctionGraph(ops: ops, entryOnlyOps: registered.contains { $0 === entryOnlyOps } ? entryOnlyOps : nil, maxDepth: maxDepth)
     }
 
     /// Unpatches the functions. Frames hooked before keep returning through
     /// the (permanent) return trampoline and still record their exits.
     public func stop() throws(TraceError) {
-        try FunctionGraph.lock.withLock { () throws(TraceError) in try stopLocked() }
+        try FunctionGraph.current.withLock { (current) throws(TraceError) in
+            guard current === self else { throw TraceError.notRegistered }
+            current = nil
+            try stopLocked()
+        }
     }
 
-    /// `stop` under `FunctionGraph.lock`.
+    /// `stop` under the `current` lock, once it no longer names this graph.
     private func stopLocked() throws(TraceError) {
-        guard running else { throw TraceError.notRegistered }
-        running = false
-        FunctionGraph.current = nil
         defer {
             OpsRegistry.shared.destroy(ops)
             if let entryOnlyOps { OpsRegistry.shared.destroy(entryOnlyOps) }
@@ -145,7 +147,7 @@ public final class FunctionGraph: @unchecked Sendable {
 
     /// The graph started through the C API (lt_graph_start), if any.
     static func stopCurrent() throws(TraceError) {
-        let graph = lock.withLock { current }
+        let graph = current.withLock { $0 }
         guard let graph else { throw TraceError.notRegistered }
         try graph.stop()
     }
