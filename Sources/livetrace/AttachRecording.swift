@@ -107,10 +107,11 @@ enum AttachCheck {
         guard let tid = live.contains(pid) ? pid : live.first else { throw refuse(pid, "it has no live thread") }
         let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
         let command = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        let table = SiteTable(files: [exe], options: DiscoveryOptions(sourceLines: false, demangle: true, includeFunctionsWithoutSites: false))
+        // Only whether a usable site exists: no names, no sorted copy.
+        let table = SiteTable(files: [exe], options: DiscoveryOptions(sourceLines: false, demangle: false, includeFunctionsWithoutSites: false))
         return AttachTarget(
             pid: pid, tid: tid, executable: executable, command: command.isEmpty ? [executable] : command,
-            dlopen: dlopen.address, dlerror: dlerror?.address, hasSites: table.sites.contains(where: \.isUsable))
+            dlopen: dlopen.address, dlerror: dlerror?.address, hasSites: table.objects.contains(where: { $0.sites.contains(where: \.isUsable) }))
     }
 }
 
