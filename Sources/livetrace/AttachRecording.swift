@@ -12,7 +12,8 @@
 //      the control listener;
 //   3. the injection (AttachInjection.swift): dlopen(liblivetrace.so), then
 //      lt_attach_start(configuration) on one borrowed thread;
-//   4. the session reports "start"; the memory map is captured; "go";
+//   4. the session reports "start" (every site patched: the "recording"
+//      line); the memory map is captured; "go";
 //   5. wait for a signal, --duration, the process's exit (pidfd) or the end
 //      of the session's connection;
 //   6. "detach", and the session's "detached" (sites restored, rings
@@ -33,7 +34,60 @@ struct AttachTarget {
     var command: [String]
     var dlopen: UInt64
     var dlerror: UInt64?
-    var hasSites: Bool
+    /// Whether the executable has a usable site; discovery runs on its own
+    /// thread while the rest of the attach is prepared (`SiteCheck`).
+    var hasSites: SiteCheck?
+}
+
+/// The executable's site discovery (10,000 functions: several ms), run on a
+/// thread of its own from the refusal checks until the session's filter is
+/// chosen, beside the checks, the trace directory and the ring area. The
+/// thread starts with every signal blocked: SIGINT and SIGTERM must reach
+/// the signalfd `attach` reads, never end the command in this thread.
+final class SiteCheck: @unchecked Sendable {
+    private let path: String
+    private var thread = pthread_t()
+    /// The thread runs and has not been joined.
+    private var pending = false
+    private var done = false
+    /// Written by the thread before it ends, read after pthread_join.
+    private var result = false
+
+    init(path: String) {
+        self.path = path
+        var all = sigset_t(), original = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_BLOCK, &all, &original)
+        let box = Unmanaged.passRetained(self).toOpaque()
+        pending = pthread_create(&thread, nil, { argument in
+            let check = Unmanaged<SiteCheck>.fromOpaque(argument!).takeRetainedValue()
+            check.result = check.discover()
+            return nil
+        }, box) == 0
+        if !pending { Unmanaged<SiteCheck>.fromOpaque(box).release() }
+        pthread_sigmask(SIG_SETMASK, &original, nil)
+    }
+
+    private func discover() -> Bool {
+        // Only whether a usable site exists: no names, no sorted copy.
+        let table = SiteTable(files: [path], options: DiscoveryOptions(sourceLines: false, demangle: false, includeFunctionsWithoutSites: false))
+        return table.objects.contains(where: { $0.sites.contains(where: \.isUsable) })
+    }
+
+    /// The answer: waits for the thread, or discovers here when it could
+    /// not start.
+    var value: Bool {
+        if pending {
+            pthread_join(thread, nil)
+            pending = false
+            done = true
+        }
+        if !done {
+            result = discover()
+            done = true
+        }
+        return result
+    }
 }
 
 enum AttachCheck {
@@ -41,7 +95,9 @@ enum AttachCheck {
         .badProgram("cannot attach to pid \(pid): \(why)")
     }
 
-    static func check(_ pid: pid_t) throws(RecordFailure) -> AttachTarget {
+    /// `discoverSites`: whether the executable's sites are looked for (only
+    /// without a filter does it matter).
+    static func check(_ pid: pid_t, discoverSites: Bool) throws(RecordFailure) -> AttachTarget {
         guard pid > 0, kill(pid, 0) == 0 || errno == EPERM, access("/proc/\(pid)/status", F_OK) == 0 else {
             throw refuse(pid, "no such process")
         }
@@ -80,6 +136,7 @@ enum AttachCheck {
         guard object.section(named: ".interp") != nil else {
             throw refuse(pid, "\(executable) is statically linked: there is no dynamic loader to load the shim with")
         }
+        let siteCheck = discoverSites ? SiteCheck(path: exe) : nil
         if let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ"),
            environ.split(separator: 0).contains(where: { $0.starts(with: Array((PreloadEnvironment.rings + "=").utf8)) }) {
             throw refuse(pid, "it already holds a LiveTrace session (it runs under livetrace record -- PROGRAM)")
@@ -107,10 +164,9 @@ enum AttachCheck {
         guard let tid = live.contains(pid) ? pid : live.first else { throw refuse(pid, "it has no live thread") }
         let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
         let command = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        let table = SiteTable(files: [exe], options: DiscoveryOptions(sourceLines: false, demangle: true, includeFunctionsWithoutSites: false))
         return AttachTarget(
             pid: pid, tid: tid, executable: executable, command: command.isEmpty ? [executable] : command,
-            dlopen: dlopen.address, dlerror: dlerror?.address, hasSites: table.sites.contains(where: \.isUsable))
+            dlopen: dlopen.address, dlerror: dlerror?.address, hasSites: siteCheck)
     }
 }
 
@@ -121,11 +177,7 @@ extension RecordCommand {
 
     func attach(pid: pid_t) throws(RecordFailure) -> Int32 {
         // Step 1.
-        let target = try AttachCheck.check(pid)
-        let mainByRelocation = filter.isEmpty && dynamicPatterns.isEmpty && !target.hasSites
-        if mainByRelocation {
-            RecordOutput.warning("\(target.executable): no function has an entry site: tracing the program's own functions by relocating their prologues")
-        }
+        let target = try AttachCheck.check(pid, discoverSites: filter.isEmpty && dynamicPatterns.isEmpty)
         let minTimeNs = minTime.flatMap(RecordCommand.parseDuration) ?? 0
         let durationNs = duration.flatMap(RecordCommand.parseDuration)
         let library = try ShimLibrary.locate()
@@ -136,9 +188,6 @@ extension RecordCommand {
         for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&ending, signal) }
         pthread_sigmask(SIG_BLOCK, &ending, nil)
         let signals = lt_signalfd(&ending)
-        let relocating = !dynamicPatterns.isEmpty || mainByRelocation
-        let shim = ShimReports(tracerLibrary: FileIdentity.of(path: library), relocating: relocating)
-        shim.mainPid.store(pid, ordering: .releasing)
         SitelessCache.enable()
         let existed = access(directory, F_OK) == 0
         let session: RecordingSession
@@ -163,6 +212,14 @@ extension RecordCommand {
             throw abandon(.system("cannot open the control channel: \(error)"))
         }
         defer { listener.close() }
+        // Whether the executable has a site matters only without a filter.
+        let mainByRelocation = target.hasSites.map { !$0.value } ?? false
+        if mainByRelocation {
+            RecordOutput.warning("\(target.executable): no function has an entry site: tracing the program's own functions by relocating their prologues")
+        }
+        let relocating = !dynamicPatterns.isEmpty || mainByRelocation
+        let shim = ShimReports(tracerLibrary: FileIdentity.of(path: library), relocating: relocating)
+        shim.mainPid.store(pid, ordering: .releasing)
         var settings = [
             PreloadEnvironment.rings: session.area.path,
             PreloadEnvironment.control: listener.name,
@@ -213,10 +270,13 @@ extension RecordCommand {
             throw abandon(.system("pid \(pid) runs untraced: \(message.text)"))
         }
         let reported = ContinuousClock.now
+        // Events are recorded from the session's "start" on (every site is
+        // patched by then): the line says so before the capture, which only
+        // names them.
+        RecordOutput.summary("recording pid \(pid) (\(target.executable)) into \(directory); \(durationNs == nil ? "Ctrl-C detaches" : "detaching after \(duration ?? "")")")
         shim.received(message, session: session)
         try? connection.send("go")
         let attachedAt = ContinuousClock.now
-        RecordOutput.summary("recording pid \(pid) (\(target.executable)) into \(directory); \(durationNs == nil ? "Ctrl-C detaches" : "detaching after \(duration ?? "")")")
         // Step 5.
         let reason = waitForEnd(signals: signals, pidfd: pidfd, connection: connection, durationNs: durationNs)
         // Step 6.

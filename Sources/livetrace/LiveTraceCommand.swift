@@ -26,6 +26,7 @@ struct LiveTraceCommand: ParsableCommand {
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == RecordCommand.configuration.commandName,
+           !arguments.contains(where: { $0.hasPrefix("--generate-completion-script") }),
            let command = try? RecordCommand.parseAsRoot(Array(arguments.dropFirst())) {
             do {
                 var command = command

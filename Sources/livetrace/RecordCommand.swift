@@ -34,8 +34,17 @@ import LiveTracePreload
 import Synchronization
 
 struct RecordCommand: ParsableCommand {
+    /// `_superCommandName` matters only when `record` is the root of a parse
+    /// (LiveTraceCommand.main's fast path; as a subcommand the root's
+    /// configuration is the one read): it names it `livetrace record` and
+    /// spares the parser its check for `--generate-completion-script`, which
+    /// builds two more commands' arguments by reflection (about 1.5 ms of
+    /// the start-up that counts against the program). Arguments naming that
+    /// option never take the fast path, so the full parse handles them as
+    /// before.
     static let configuration = CommandConfiguration(
         commandName: "record",
+        _superCommandName: "livetrace",
         abstract: "Run a program and record the entry and exit of its functions into a trace directory.",
         discussion: """
             The program runs with the LD_PRELOAD shim (liblivetrace.so), which patches \
@@ -150,7 +159,7 @@ struct RecordCommand: ParsableCommand {
         let program = ProgramCheck.resolve(programArguments[0])
         let sites = try ProgramCheck.check(program, allowNoSites: true)
         // A program without sites, and no filter: its own functions, by relocation.
-        let mainByRelocation = filter.isEmpty && dynamicPatterns.isEmpty && !sites.sites.contains(where: \.isUsable)
+        let mainByRelocation = filter.isEmpty && dynamicPatterns.isEmpty && !sites.objects.contains(where: { $0.sites.contains(where: \.isUsable) })
         if mainByRelocation {
             RecordOutput.warning("\(program): no function has an entry site: tracing the program's own functions by relocating their prologues")
         }
@@ -298,7 +307,7 @@ enum ProgramCheck {
         }
         let table = SiteTable(files: [path], options: DiscoveryOptions(sourceLines: false, demangle: true, includeFunctionsWithoutSites: false))
         if let failure = table.failures.first { throw .badProgram("\(failure.error)") }
-        guard allowNoSites || table.sites.contains(where: \.isUsable) else {
+        guard allowNoSites || table.objects.contains(where: { $0.sites.contains(where: \.isUsable) }) else {
             throw .badProgram("\(path): no function has an entry site to patch; trace functions without sites by relocation with -P GLOB, or to get sites, \(ListCommand.howToGetSites)")
         }
         return table

@@ -222,6 +222,26 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(replayHelp.stdout.contains("USAGE: livetrace replay"), replayHelp.stdout)
     }
 
+    /// `livetrace record ARGS` is parsed with `record` as the root command
+    /// (LiveTraceCommand.main): its help still names `livetrace record`, and
+    /// a completion-script request given after `record` still gets the whole
+    /// tool's script, as from the full parse.
+    func testRecordParsedAsRootKeepsItsHelpAndTheCompletionRequest() throws {
+        let help = try ReadingFixtures.livetrace(["record", "--help"])
+        XCTAssertEqual(help.status, 0, help.stderr)
+        XCTAssertTrue(help.stdout.contains("USAGE: livetrace record "), help.stdout)
+        let whole = try ReadingFixtures.livetrace(["--generate-completion-script", "bash"])
+        XCTAssertEqual(whole.status, 0, whole.stderr)
+        for arguments in [["record", "--generate-completion-script", "bash"], ["record", "--generate-completion-script=bash"]] {
+            let viaRecord = try ReadingFixtures.livetrace(arguments)
+            XCTAssertEqual(viaRecord.status, 0, "\(arguments): \(viaRecord.stderr)")
+            XCTAssertEqual(viaRecord.stdout, whole.stdout, "\(arguments)")
+        }
+        let unknown = try ReadingFixtures.livetrace(["record", "-p", "x"])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("Usage: livetrace record"), unknown.stderr)
+    }
+
     func testCompletionScriptsAndTheManPageAreCurrent() throws {
         let root = URL(fileURLWithPath: Fixtures.sourceDirectory.path).deletingLastPathComponent().deletingLastPathComponent()
         for (shell, file) in [("bash", "livetrace.bash"), ("zsh", "_livetrace"), ("fish", "livetrace.fish")] {
