@@ -4,8 +4,9 @@
 # discovery-generate.py: gcc's five 1-byte nops, so every site is also
 # normalized), all of them traced, one of them called every 100 us.
 #   attach: from the command's start to its "recording pid" line, printed
-#           once every site is patched and the memory map captured (the
-#           program's next call, within 100 us, is the first event);
+#           when the session reports every site patched (the program's next
+#           call, within 100 us, is the first event), before the CLI
+#           captures the memory map;
 #   detach: from SIGINT to the session's "detached" (every site back to
 #           the file's bytes, the rings released: the summary's "detach"),
 #           and to livetrace's exit (the trace finished).
