@@ -336,8 +336,9 @@ static inline uint64_t *lt_ring_records(struct lt_ring_header *ring) {
  * prefetch never faults, and one of a line already owned costs about
  * nothing, so it is issued per event without a test. It needs the CPUID
  * flag PRFCHW (AMD: 3DNowPrefetch, every x86-64 AMD CPU; Intel: Broadwell
- * on); older Intel CPUs are said to decode the opcode as a NOP, which was
- * not checked on one. */
+ * on). Older Intel CPUs decode 0F 0D /1 as a NOP without reporting the flag
+ * (the reason 64-bit Windows 8.1, which requires PREFETCHW, runs on them),
+ * so no CPU faults on it; not checked on such a CPU here. */
 #define LT_RING_PREFETCH_AHEAD 64u
 static inline void lt_ring_prefetch_slot(uint64_t *records, uint64_t head, uint64_t mask) {
     __asm__ __volatile__("prefetchw %0" : : "m"(records[(head + LT_RING_PREFETCH_AHEAD) & mask]));
