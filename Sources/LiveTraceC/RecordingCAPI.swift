@@ -148,6 +148,8 @@ extension RecordingError {
         case .damagedTrace: return traceDirectory(EIO)
         case .missingTraceFile, .missingTraceDirectory: return traceDirectory(ENOENT)
         case .recorderAlive: return traceDirectory(EBUSY)
+        case .traceDirectoryIsAFile: return traceDirectory(ENOTDIR)
+        case .traceDirectoryHoldsOtherFiles: return traceDirectory(ENOTEMPTY)
         }
     }
 }

@@ -23,6 +23,10 @@ public enum RecordingError: Error, CustomStringConvertible, Equatable {
     /// A salvage of a trace whose recorded process still runs: its
     /// recorder owns the rings.
     case recorderAlive(pid: UInt64, directory: String)
+    /// The trace directory to record into is a file, or a directory that
+    /// holds something other than a LiveTrace trace (left untouched).
+    case traceDirectoryIsAFile(String)
+    case traceDirectoryHoldsOtherFiles(String)
     /// The writer layer refused (lt_record_error or -errno from C).
     case writer(call: String, code: Int32)
 
@@ -38,6 +42,10 @@ public enum RecordingError: Error, CustomStringConvertible, Equatable {
             return "not a LiveTrace trace: \(path) is missing"
         case let .missingTraceDirectory(path):
             return "no trace directory \(path) (record one with `livetrace record -d \(path) -- PROGRAM`)"
+        case let .traceDirectoryIsAFile(path):
+            return "\(path) exists and is not a directory"
+        case let .traceDirectoryHoldsOtherFiles(path):
+            return "\(path) exists and does not hold a LiveTrace trace"
         case let .recorderAlive(pid, directory):
             return "process \(pid), which recorded \(directory), is still running: stop its recording instead"
         case .recordingActive: return "a recording is already active in this process"
@@ -184,7 +192,8 @@ extension Sys {
     /// Makes `path` ready to receive a new trace, with uftrace's habit (and
     /// `livetrace record`'s): a missing or empty directory is used as it is;
     /// an older trace (it has info.json) is renamed `path.old`, replacing any
-    /// older `path.old`; anything else is refused (ENOTDIR, ENOTEMPTY), so
+    /// older `path.old`; anything else is refused (`traceDirectoryIsAFile`,
+    /// `traceDirectoryHoldsOtherFiles`; the C API says ENOTDIR, ENOTEMPTY), so
     /// no stream of another recording can mix into the new one and nothing
     /// that is not a trace is ever removed.
     static func prepareTraceDirectory(_ path: String) throws(RecordingError) {
@@ -193,14 +202,10 @@ extension Sys {
             if errno == ENOENT { return }
             throw .systemCall(SystemCallError(call: "lstat", subject: path, errno: errno))
         }
-        guard status.st_mode & S_IFMT == S_IFDIR else {
-            throw .systemCall(SystemCallError(call: "mkdir", subject: path, errno: ENOTDIR))
-        }
+        guard status.st_mode & S_IFMT == S_IFDIR else { throw .traceDirectoryIsAFile(path) }
         let entries = try TraceReader.listDirectory(path)
         if entries.isEmpty { return }
-        guard entries.contains(TraceFormat.infoFile) else {
-            throw .systemCall(SystemCallError(call: "mkdir", subject: path, errno: ENOTEMPTY))
-        }
+        guard entries.contains(TraceFormat.infoFile) else { throw .traceDirectoryHoldsOtherFiles(path) }
         let old = path + ".old"
         try removeTree(old)
         _ = try retrying("rename", path) { Glibc.rename(path, old) }

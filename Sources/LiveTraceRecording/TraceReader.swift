@@ -319,7 +319,7 @@ public final class StreamReader {
 public enum TraceWriter {
     /// Makes `directory` ready for a new trace: a missing or empty directory
     /// is used as it is, an older trace becomes `directory.old`, anything
-    /// else is refused (ENOTDIR, ENOTEMPTY).
+    /// else is refused (`traceDirectoryIsAFile`, `traceDirectoryHoldsOtherFiles`).
     public static func prepareDirectory(_ directory: String) throws(RecordingError) {
         try Sys.prepareTraceDirectory(directory)
     }

@@ -388,9 +388,9 @@ enum TraceDirectory {
     static func prepare(_ path: String) throws(RecordFailure) {
         do throws(RecordingError) {
             try TraceWriter.prepareDirectory(path)
-        } catch let .systemCall(failure) where failure.call == "mkdir" && failure.errno == ENOTDIR {
+        } catch .traceDirectoryIsAFile {
             throw .traceDirectory("\(path) exists and is not a directory; choose another one with -d")
-        } catch let .systemCall(failure) where failure.call == "mkdir" && failure.errno == ENOTEMPTY {
+        } catch .traceDirectoryHoldsOtherFiles {
             throw .traceDirectory("\(path) exists and does not hold a LiveTrace trace; choose another one with -d")
         } catch let .systemCall(failure) where failure.call == "lstat" {
             // Not there to be looked at: creating it says why (the session).
