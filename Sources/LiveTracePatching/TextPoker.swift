@@ -141,6 +141,15 @@ public final class TextPoker: Sendable {
         }
     }
 
+    /// The instruction each address holds by the poker's record: what its
+    /// last successful batch wrote there, or found there when normalizing;
+    /// nil where it has no record (never normalized, restored, or forgotten).
+    /// The one record of what a site holds: the ops registry asks here
+    /// instead of keeping a copy.
+    public func recordedInstructions(at addresses: [UInt]) -> [SiteInstruction?] {
+        state.withLock { state in addresses.map { state.records[$0]?.instruction } }
+    }
+
     /// Brings sites to normal form (a 5-byte nop) in one batch.
     public func normalize(_ sites: [Site]) -> BatchResult {
         state.withLock { state in

@@ -15,7 +15,8 @@
 //  4. A slot is reachable from a site when every byte of the region is
 //     within a signed 32-bit displacement of site+5.
 //
-// Ownership: all state is touched only under OpsRegistry's lock.
+// Ownership: a field of OpsRegistry.Engine, inside the registry's Mutex;
+// not Sendable, so it cannot be reached from outside it.
 import CLiveTraceShims
 import Glibc
 import LiveTraceSites
