@@ -135,6 +135,9 @@ public final class OpsRegistry: @unchecked Sendable {
     private var dynamicVerdicts: [UInt: Result<PrologueRelocation, RelocationRefusal>] = [:]
     private var dynamic = false
     private var lastRefusals: [(Site, RelocationRefusal)] = []
+    /// The per-function stubs built by the current change and staged in the
+    /// JIT memory, not yet written (`change`, step 2).
+    private var stagedStubs: [(ops: Ops, site: UInt)] = []
     private var usesDefaultProvider = true
 
     init() {}
@@ -587,7 +590,12 @@ public final class OpsRegistry: @unchecked Sendable {
                     transitions.append(SiteTransition(site: state.site, to: plan.state.instruction))
                 }
             }
+            // The stubs are written, in runs, before a site can jump to them.
+            try jit.flushStaged()
+            stagedStubs = []
         } catch {
+            jit.discardStaged()
+            dropStagedStubs()
             for plan in plans { if let built = plan.built { release(built) } }
             throw error
         }
@@ -634,8 +642,9 @@ public final class OpsRegistry: @unchecked Sendable {
             at: address, regionBase: jit.regions[slot.region].base,
             function: UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self)),
             ops: UInt(bitPattern: ops.raw), resume: resumeAddress(of: site), site: site.address, entry: ops.entry)
-        do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
+        jit.stage(bytes, in: slot)
         ops.stubs[site.address] = slot
+        stagedStubs.append((ops, site.address))
         return address
     }
 
@@ -665,9 +674,10 @@ public final class OpsRegistry: @unchecked Sendable {
                 jit.free(slot)
                 continue
             }
-            do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
+            jit.stage(bytes, in: slot)
             ops.stubs[site.address] = slot
             ops.leafStubSites.insert(site.address)
+            stagedStubs.append((ops, site.address))
             return address
         }
         return nil
@@ -694,8 +704,20 @@ public final class OpsRegistry: @unchecked Sendable {
             at: address, regionBase: jit.regions[slot.region].base,
             function: lt_tramp_iterate_address(), ops: UInt(bitPattern: memory),
             resume: resumeAddress(of: site), site: site.address, entry: .full)
-        do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); free(memory); throw error }
+        jit.stage(bytes, in: slot)
         return IteratorAllocation(slot: slot, list: memory)
+    }
+
+    /// The stubs of a change that failed before step 3: never written nor
+    /// published, so their slots are free at once and no later change may
+    /// reuse them.
+    private func dropStagedStubs() {
+        for (ops, site) in stagedStubs {
+            guard let slot = ops.stubs.removeValue(forKey: site) else { continue }
+            ops.leafStubSites.remove(site)
+            jit.free(slot)
+        }
+        stagedStubs = []
     }
 
     /// Never published: free at once.
