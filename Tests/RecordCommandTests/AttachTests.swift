@@ -150,14 +150,16 @@ final class AttachTests: XCTestCase {
     /// dies; each trace's burst counts equal the program's own exactly (the
     /// bursts run wholly inside the attached window) and its background
     /// calls are no more than the program made; nothing is lost; the code is
-    /// the file's again after every detach; memory stays bounded.
+    /// the file's again after every detach; resident memory and address
+    /// space stay bounded (the worker threads keep the rings they wrote in
+    /// the first session: later sessions hand them the same rings).
     func testSoakRepeatedAttachAndDetachLeavesAMultithreadedProgramUnharmedAndItsCodeAsTheFile() throws {
         let program = try Self.buildTarget()
         let target = try RunningProgram([program, String(Self.workers)])
         XCTAssertTrue(target.readReply().hasPrefix("ready"))
         let work = RecordFixtures.scratch("attach-cycles")
         let cycles = Self.soak ? 100 : 5
-        var residentAfterFirst = 0
+        var residentAfterFirst = 0, sizeAfterFirst = 0
         for cycle in 0..<cycles {
             let before = target.command("c").split(separator: " ").compactMap { UInt64($0) }
             let trace = work + "/t\(cycle)"
@@ -179,11 +181,18 @@ final class AttachTests: XCTestCase {
             XCTAssertLessThanOrEqual(calls["background", default: 0], after[2] - before[2], "cycle \(cycle)")
             XCTAssertGreaterThan(calls["background", default: 0], 0, "cycle \(cycle)")
             XCTAssertEqual(try AttachOracle.textMatchesFile(pid: target.pid, file: program), [], "cycle \(cycle)")
-            if cycle == 0 { residentAfterFirst = AttachOracle.status(target.pid, "VmRSS") }
+            if cycle == 0 {
+                residentAfterFirst = AttachOracle.status(target.pid, "VmRSS")
+                sizeAfterFirst = AttachOracle.status(target.pid, "VmSize")
+            }
             try? FileManager.default.removeItem(atPath: trace)
         }
         let resident = AttachOracle.status(target.pid, "VmRSS")
         XCTAssertLessThan(resident - residentAfterFirst, 64 * 1024, "VmRSS grew from \(residentAfterFirst) to \(resident) kB over \(cycles) attaches")
+        // Address space too: each session's ring area (64 MiB and more) is
+        // mapped where the previous one was, not beside it.
+        let size = AttachOracle.status(target.pid, "VmSize")
+        XCTAssertLessThan(size - sizeAfterFirst, 32 * 1024, "VmSize grew from \(sizeAfterFirst) to \(size) kB over \(cycles) attaches")
         let (reply, status) = target.finish()
         XCTAssertEqual(reply, "ok")
         XCTAssertEqual(status, 0)
