@@ -155,6 +155,9 @@ private final class AttachSession {
             // Relocated prologues (functions without sites) get their
             // original bytes back; their stubs are freed after a grace period.
             try OpsRegistry.shared.restoreRelocatedFunctions()
+            // Sites normalized from gcc's nops or `call __fentry__` get
+            // the compiler's bytes back: the code is the file's.
+            try OpsRegistry.shared.restoreOriginalSites()
         } catch {
             failure = PreloadFailure(code: error.cCode, message: "restoring the sites failed: \(error.description)")
         }

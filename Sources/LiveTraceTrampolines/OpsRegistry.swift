@@ -181,6 +181,23 @@ public final class OpsRegistry: @unchecked Sendable {
         } }
     }
 
+    /// Gives every site that no ops uses and that the text poke normalized
+    /// from the compiler's bytes (gcc's five 1-byte nops, `call __fentry__`)
+    /// those bytes back (TextPoker.restoreOriginal): with the relocated
+    /// prologues restored too, the code is the file's again. A later
+    /// registration normalizes them anew.
+    public func restoreOriginalSites() throws(TraceError) {
+        try guardNotInCallback()
+        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
+            let idle = siteStates.values.filter { $0.ops.isEmpty && $0.instruction == .nop && relocations[$0.site.address] == nil }
+            guard !idle.isEmpty else { return }
+            let result = TextPoker.shared.restoreOriginal(idle.map(\.site))
+            if let first = (result.failed + result.skipped).min(by: { $0.site.address < $1.site.address }) {
+                throw TraceError.patchFailed(site: first.site.address, reason: "restoring the compiler's bytes: \(first.problem.description)")
+            }
+        } }
+    }
+
     static func entry(of stub: RelocatedStub) -> RelocatedEntry {
         RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets,
                        site: RelocatedEntry.site(of: stub.relocation, symbol: stub.symbol, function: stub.function))

@@ -199,6 +199,46 @@ final class AttachTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: work)
     }
 
+    /// gcc's sites are not in normal form in the file: five 1-byte nops
+    /// (-fpatchable-function-entry=5) and `call __fentry__` (-pg -mfentry,
+    /// linked without gcrt1 so nothing profiles). The attach normalizes them;
+    /// the detach writes the compiler's bytes back, so after every detach the
+    /// code read through /proc/PID/mem is the file's, and the next attach
+    /// normalizes them again and counts every call of its bursts.
+    func testGccSitesGetTheirCompilersBytesBackAtEveryDetach() throws {
+        let flags = ["-O2", "-g", "-pthread", "-fno-optimize-sibling-calls"]
+        let object = try Fixtures.compile(["record/attach_target.c"], compiler: "gcc",
+                                          flags: flags + ["-pg", "-mfentry", "-c"], output: "attach_target_fentry.o")
+        let programs = [
+            try Fixtures.compile(["record/attach_target.c"], compiler: "gcc",
+                                 flags: flags + ["-fpatchable-function-entry=5"], output: "attach_target_gcc_nops"),
+            try Fixtures.compile([object], compiler: "gcc", flags: ["-pthread"], output: "attach_target_fentry"),
+        ]
+        let work = RecordFixtures.scratch("attach-gcc")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        for program in programs {
+            let name = URL(fileURLWithPath: program).lastPathComponent
+            let target = try RunningProgram([program, "2"])
+            XCTAssertTrue(target.readReply().hasPrefix("ready"), name)
+            for cycle in 0..<3 {
+                let trace = work + "/\(name)-\(cycle)"
+                let run = try AttachRun(["-F", "burst_*"], pid: target.pid, trace: trace)
+                XCTAssertTrue(run.waitUntilRecording(), "\(name) \(cycle): \(run.finish(interrupt: false).stderr)")
+                XCTAssertEqual(target.command("b 100"), "burst done", "\(name) \(cycle)")
+                let (status, stderr) = run.finish()
+                XCTAssertEqual(status, 0, "\(name) \(cycle): \(stderr)")
+                XCTAssertFalse(stderr.contains("warning"), "\(name) \(cycle): \(stderr)")
+                let calls = try RecordFixtures.calls(trace)
+                XCTAssertEqual(calls["burst_a"], 200, "\(name) \(cycle): \(calls)")
+                XCTAssertEqual(calls["burst_b"], 200, "\(name) \(cycle): \(calls)")
+                XCTAssertEqual(try AttachOracle.textMatchesFile(pid: target.pid, file: program), [], "\(name) \(cycle)")
+            }
+            let (reply, status) = target.finish()
+            XCTAssertEqual(reply, "ok", name)
+            XCTAssertEqual(status, 0, name)
+        }
+    }
+
     /// The main thread sits in read() on a pipe while the injection borrows
     /// it and while the session detaches: the call is restarted, not failed
     /// (the program exits 3 on EINTR), and the line sent after it arrives.
