@@ -46,8 +46,42 @@ public struct PrologueRelocation: Sendable, Hashable {
     public struct Instruction: Sendable, Hashable {
         /// Offset from `patchAddress`.
         public var offset: Int
-        public var bytes: [UInt8]
+        public var bytes: InstructionBytes
         public var fixup: Fixup
+    }
+
+    /// One instruction's bytes (at most 16; x86 stops at 15) held inline:
+    /// the analysis of 60,000 functions makes no allocation per moved
+    /// instruction. Bytes past `count` are zero, so equal bytes are equal values.
+    public struct InstructionBytes: RandomAccessCollection, Sendable, Hashable, CustomStringConvertible {
+        private var low: UInt64 = 0
+        private var high: UInt64 = 0
+        public private(set) var count: Int = 0
+
+        public init(_ bytes: some Collection<UInt8>) {
+            precondition(bytes.count <= 16, "an instruction has at most 15 bytes")
+            for byte in bytes { append(byte) }
+        }
+
+        init(_ bytes: UnsafeRawBufferPointer) {
+            precondition(bytes.count <= 16, "an instruction has at most 15 bytes")
+            for byte in bytes { append(byte) }
+        }
+
+        private mutating func append(_ byte: UInt8) {
+            if count < 8 { low |= UInt64(byte) << UInt64(8 * count) } else { high |= UInt64(byte) << UInt64(8 * (count - 8)) }
+            count += 1
+        }
+
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { count }
+
+        public subscript(position: Int) -> UInt8 {
+            precondition(position >= 0 && position < count, "index out of range")
+            return UInt8(truncatingIfNeeded: position < 8 ? low >> UInt64(8 * position) : high >> UInt64(8 * (position - 8)))
+        }
+
+        public var description: String { Array(self).description }
     }
 
     /// The function's symbol address.

@@ -147,6 +147,8 @@ struct PrologueAnalyzerX86_64 {
         let body = UnsafeRawBufferPointer(rebasing: code[0..<available])
         // Step 2: the moved instructions.
         var moved: [PrologueRelocation.Instruction] = []
+        // Rarely more than 4 instructions cover 5 bytes: one allocation.
+        moved.reserveCapacity(4)
         var offset = start
         while offset < start + Self.patchLength {
             guard let decoded = decode(body, at: offset, address: address + UInt(offset)) else {
@@ -171,7 +173,8 @@ struct PrologueAnalyzerX86_64 {
                 }
                 fixup = .none
             }
-            moved.append(.init(offset: offset - start, bytes: Array(body[offset..<offset + decoded.length]), fixup: fixup))
+            moved.append(.init(offset: offset - start, bytes: .init(UnsafeRawBufferPointer(rebasing: body[offset..<offset + decoded.length])),
+                               fixup: fixup))
             offset += decoded.length
         }
         let relocatedEnd = offset
@@ -264,20 +267,30 @@ extension PrologueAnalyzerX86_64 {
         var q = 0
         while q < n {
             let byte = bytes.load(fromByteOffset: q, as: UInt8.self)
-            switch byte {
-            case 0x70...0x7f, 0xeb, 0xe0...0xe3:
+            // The opening bytes of the table, as bits: 0f (word 0), 70-7f
+            // (word 1), c7 (word 3), e0-e3, e8, e9, eb (word 3).
+            let word: UInt64 = switch byte >> 6 {
+            case 0: 1 << 0x0f
+            case 1: 0xffff << (0x70 - 0x40)
+            case 2: 0
+            default: 1 << (0xc7 - 0xc0) | 0xf << (0xe0 - 0xc0) | 0xb << (0xe8 - 0xc0)
+            }
+            if word >> UInt64(byte & 63) & 1 == 0 {
+                q += 1
+                continue
+            }
+            if byte & 0xf0 == 0x70 || byte & 0xfc == 0xe0 || byte == 0xeb {
                 if q + 2 <= n, visit(q + 2 + rel8(q + 1)) { return true }
-            case 0xe8, 0xe9:
+            } else if byte == 0xe8 || byte == 0xe9 {
                 if q + 3 <= n, visit(q + 3 + rel16(q + 1)) { return true }
                 if q + 5 <= n, visit(q + 5 + rel32(q + 1)) { return true }
-            case 0x0f, 0xc7:
-                guard q + 2 <= n else { break }
+            } else if q + 2 <= n {
+                // 0f or c7.
                 let next = bytes.load(fromByteOffset: q + 1, as: UInt8.self)
-                guard byte == 0x0f ? next & 0xf0 == 0x80 : next == 0xf8 else { break }
-                if q + 4 <= n, visit(q + 4 + rel16(q + 2)) { return true }
-                if q + 6 <= n, visit(q + 6 + rel32(q + 2)) { return true }
-            default:
-                break
+                if byte == 0x0f ? next & 0xf0 == 0x80 : next == 0xf8 {
+                    if q + 4 <= n, visit(q + 4 + rel16(q + 2)) { return true }
+                    if q + 6 <= n, visit(q + 6 + rel32(q + 2)) { return true }
+                }
             }
             q += 1
         }
