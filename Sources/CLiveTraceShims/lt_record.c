@@ -20,6 +20,27 @@
  * busy store may still store busy (then leave), so an area is never unmapped
  * once attached: it costs address space, and the file behind it may be
  * unlinked.
+ *
+ * Reuse of a released area's addresses (lt_record_release_area, then
+ * lt_record_attach_file): a thread keeps its writer state (lt_thread.area,
+ * .ring, and a copy per execution context) until its next event, and
+ * passes the hot path's check whenever the attached area has the same
+ * address. A later area at the same address therefore must give each such
+ * thread the ring it points to: the release copies the owner line of every
+ * ring still owned by a live thread of this process into the reservation,
+ * and the attach claims those rings for those threads before the area is
+ * published. A claim that races with the detach could escape that copy:
+ *
+ *   claimer (lt_record_event_unowned)    stopper (lt_record_detach)
+ *   g = detaches                         active_area = NULL
+ *   if active_area != area: leave        detaches += 1 (a full barrier)
+ *   claim a ring, set its writer state   ...release: copy the owner lines
+ *   full fence
+ *   if detaches != g: drop the writer state
+ *
+ * Either the claimer sees the detach and forgets the ring (which at worst
+ * stays claimed by a thread that no longer writes to it), or its claim was
+ * complete before the count changed and the copy sees it.
  */
 #define _GNU_SOURCE
 #include "lt_record.h"
@@ -47,6 +68,14 @@ __thread struct lt_thread_state lt_thread __attribute__((tls_model("initial-exec
 /* Written by attach/detach only (serialised by lt_control_lock); read by
  * every writer with an acquire load. */
 struct lt_area_header *lt_active_area;
+
+/* Detaches so far (seq_cst): the claim/detach pairing above. */
+static uint64_t lt_detaches;
+
+/* The addresses of the last released area, kept for the next attach of a
+ * file of the same size (lt_control_lock). */
+static struct lt_area_header *lt_reserved_area;
+static size_t lt_reserved_size;
 
 static pthread_mutex_t lt_control_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t lt_once = PTHREAD_ONCE_INIT;
@@ -390,11 +419,19 @@ static __attribute__((noinline)) void lt_record_event_unowned(struct lt_area_hea
         return;
     }
     if (lt_thread.ignored) return;
+    /* The claim/detach pairing (top of the file). */
+    uint64_t detaches = __atomic_load_n(&lt_detaches, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&lt_active_area, __ATOMIC_SEQ_CST) != area) return;
     if (lt_thread.exiting || (ring = lt_claim_ring(area)) == NULL) {
         __atomic_fetch_add(&area->lost_without_ring, 1, __ATOMIC_RELAXED);
         return;
     }
     lt_context_set_writer(area, ring, 0);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&lt_detaches, __ATOMIC_SEQ_CST) != detaches) {
+        lt_context_set_writer(NULL, NULL, 0);
+        return;
+    }
     lt_record_event(ip, depth, kind_bits);
 }
 
@@ -533,12 +570,95 @@ int lt_record_attach(void *area, size_t size) {
     return status;
 }
 
+/* A ring of the released area that a live thread of this process owns:
+ * claimed for it in the area mapped at the same address (lt_control_lock,
+ * before the area is published). */
+static void lt_claim_for_owner(struct lt_area_header *area, uint32_t index, uint64_t tid, uint64_t pid) {
+    struct lt_ring_header *ring = lt_area_ring(area, index);
+    if (!lt_atomic_cas_u32(&ring->state, LT_RING_FREE, LT_RING_CLAIMING)) return;
+    ring->tid = tid;
+    ring->pid = pid;
+    ring->generation += 1;
+    ring->busy = 0;
+    ring->writer_waiting = 0;
+    ring->stall_tail = ~0ull;
+    ring->limit = lt_atomic_load_acquire_u64(&ring->tail) + area->high_water;
+    ring->last_tsc = 0;
+    ring->base = ~0ull;
+    ring->next_depth = ~0ull;
+    ring->lost_emitted = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
+    ring->waits = 0;
+    ring->wait_ticks = 0;
+    ring->wakes = 0;
+    lt_atomic_store_release_u32(&ring->state, LT_RING_OWNED);
+    __atomic_fetch_add(&area->claims, 1, __ATOMIC_RELEASE);
+}
+
+/* Maps the file `fd` of `size` bytes over the reservation of the last
+ * released area when the sizes and the layouts agree, and hands the rings
+ * owned in the reservation to their threads; NULL when it cannot (the
+ * reservation is left as it was). Under lt_control_lock. */
+static void *lt_map_reserved(int fd, size_t size) {
+    struct lt_area_header *old = lt_reserved_area;
+    if (old == NULL || lt_reserved_size != size || lt_active_area != NULL) return NULL;
+    uint32_t count = old->ring_count;
+    uint64_t stride = old->ring_stride, rings_offset = old->rings_offset;
+    uint64_t pid = (uint64_t)getpid();
+    /* The owners, read before the file's pages replace the copy. A thread
+     * exiting meanwhile retires its ring in the copy: read once, here. */
+    uint32_t owned = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        struct lt_ring_header *ring = lt_area_ring(old, i);
+        if (lt_atomic_load_acquire_u32(&ring->state) != LT_RING_FREE) owned++;
+    }
+    struct { uint32_t index; uint64_t tid; } *owners = NULL;
+    if (owned != 0 && (owners = calloc(owned, sizeof *owners)) == NULL) return NULL;
+    owned = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        struct lt_ring_header *ring = lt_area_ring(old, i);
+        if (lt_atomic_load_acquire_u32(&ring->state) != LT_RING_OWNED || ring->pid != pid) continue;
+        /* A thread that died without its exit destructor owns nothing. */
+        if (lt_sys_tgkill((pid_t)pid, (pid_t)ring->tid, 0) != 0) continue;
+        owners[owned].index = i;
+        owners[owned].tid = ring->tid;
+        owned++;
+    }
+    void *base = mmap(old, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (base == MAP_FAILED) { free(owners); return NULL; }
+    struct lt_area_header *area = base;
+    if (lt_validate(area, size) != 0 || area->ring_count != count || area->ring_stride != stride ||
+        area->rings_offset != rings_offset) {
+        /* Another layout: the rings would not be where the threads' writer
+         * states point. The reservation goes back (zero pages: the copied
+         * owner lines are gone, so it is never offered again). */
+        (void)mmap(old, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+        lt_reserved_area = NULL;
+        free(owners);
+        return NULL;
+    }
+    (void)madvise(base, size, MADV_RANDOM); /* as in lt_record_attach_file */
+    for (uint32_t i = 0; i < owned; i++) lt_claim_for_owner(area, owners[i].index, owners[i].tid, pid);
+    free(owners);
+    lt_reserved_area = NULL;
+    return base;
+}
+
 int lt_record_attach_file(const char *path) {
     int fd;
     do { fd = open(path, O_RDWR | O_CLOEXEC); } while (fd < 0 && errno == EINTR);
     if (fd < 0) return -errno;
     struct stat st;
     if (fstat(fd, &st) != 0) { int e = errno; close(fd); return -e; }
+    /* The reservation of the last released area, when it fits: mapped,
+     * validated and attached under one hold of the lock (it cannot fail). */
+    pthread_mutex_lock(&lt_control_lock);
+    void *reused = lt_map_reserved(fd, (size_t)st.st_size);
+    int reused_status = reused != NULL ? lt_attach_locked(reused, (size_t)st.st_size) : 0;
+    pthread_mutex_unlock(&lt_control_lock);
+    if (reused != NULL) {
+        close(fd);
+        return reused_status;
+    }
     void *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int e = errno;
     close(fd);
@@ -569,6 +689,7 @@ int lt_record_detach(void) {
         return -LT_RECORD_EINACTIVE;
     }
     __atomic_store_n(&lt_active_area, NULL, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&lt_detaches, 1, __ATOMIC_SEQ_CST);
     long barrier = lt_sys_membarrier_private_expedited();
     if (barrier < 0) {
         /* Quiescence not proven: the caller must not take the last drain
@@ -585,6 +706,55 @@ int lt_record_detach(void) {
         for (uint32_t spins = 0; lt_atomic_load_acquire_u32(&ring->busy) != 0; spins++)
             if (spins >= 64) sched_yield();
     }
+    pthread_mutex_unlock(&lt_control_lock);
+    return 0;
+}
+
+int lt_record_release_area(struct lt_area_header *area) {
+    pthread_mutex_lock(&lt_control_lock);
+    if (lt_active_area != NULL) {
+        pthread_mutex_unlock(&lt_control_lock);
+        return -LT_RECORD_EACTIVE;
+    }
+    size_t size = (size_t)area->area_size;
+    uint32_t count = area->ring_count;
+    uint64_t pid = (uint64_t)getpid();
+    /* The owner lines of this process's owned rings, then the zero pages,
+     * then the lines copied back (a thread whose writer state points to a
+     * ring finds it owned, in the reservation as in the next area). */
+    uint32_t owned = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        struct lt_ring_header *ring = lt_area_ring(area, i);
+        if (lt_atomic_load_acquire_u32(&ring->state) == LT_RING_OWNED && ring->pid == pid) owned++;
+    }
+    struct { uint32_t index; uint64_t tid; } *owners = owned ? calloc(owned, sizeof *owners) : NULL;
+    uint32_t copied = 0;
+    for (uint32_t i = 0; owners != NULL && i < count; i++) {
+        struct lt_ring_header *ring = lt_area_ring(area, i);
+        if (copied == owned) break;
+        if (lt_atomic_load_acquire_u32(&ring->state) != LT_RING_OWNED || ring->pid != pid) continue;
+        owners[copied].index = i;
+        owners[copied].tid = ring->tid;
+        copied++;
+    }
+    struct lt_area_header header = *area;
+    int reusable = owned == 0 || owners != NULL;
+    (void)mmap(area, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    if (reusable) {
+        area->ring_count = header.ring_count;
+        area->ring_stride = header.ring_stride;
+        area->rings_offset = header.rings_offset;
+        for (uint32_t i = 0; i < copied; i++) {
+            struct lt_ring_header *ring = lt_area_ring(area, owners[i].index);
+            ring->tid = owners[i].tid;
+            ring->pid = pid;
+            lt_atomic_store_release_u32(&ring->state, LT_RING_OWNED);
+        }
+        /* An older reservation stays reserved: threads may point into it. */
+        lt_reserved_area = area;
+        lt_reserved_size = size;
+    }
+    free(owners);
     pthread_mutex_unlock(&lt_control_lock);
     return 0;
 }

@@ -20,7 +20,8 @@
 //   6. stops the graph and gives relocated prologues their bytes back
 //      (every site back to its original bytes, trampolines and relocated
 //      stubs reclaimed after quiescence), detaches the writer layer (after which
-//      no thread writes an event) and unmaps the ring file;
+//      no thread writes an event) and releases the ring file's pages, its
+//      addresses kept for the next session (lt_record_release_area);
 //   7. reports "detached", closes the connection and the marker, and ends.
 // The library stays loaded (code of it may still be on a stack: a frame
 // hooked before the detach returns through the return trampoline); a later
@@ -154,21 +155,22 @@ private final class AttachSession {
             // Relocated prologues (functions without sites) get their
             // original bytes back; their stubs are freed after a grace period.
             try OpsRegistry.shared.restoreRelocatedFunctions()
+            // Sites normalized from gcc's nops or `call __fentry__` get
+            // the compiler's bytes back: the code is the file's.
+            try OpsRegistry.shared.restoreOriginalSites()
         } catch {
             failure = PreloadFailure(code: error.cCode, message: "restoring the sites failed: \(error.description)")
         }
         let area = lt_record_active_area()
-        let size = area.map { Int($0.pointee.area_size) } ?? 0
         let detached = lt_record_detach()
         if detached == 0, let area {
-            // The ring file's pages go; its addresses stay reserved by
-            // private zero pages: a thread's writer state still points into
-            // them (lt_thread.area/ring, cleared only on its next event or
-            // written once at its exit), and a later session's area must not
-            // land at the same address, where that stale state would pass
-            // for valid. Costs address space, not memory.
-            _ = mmap(UnsafeMutableRawPointer(area), size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
+            // The ring file's pages go; its addresses stay reserved, holding
+            // the rings that threads' writer states still point to
+            // (lt_thread.area/ring: cleared only on a thread's next event),
+            // and the next session's area is mapped there and hands those
+            // rings to the same threads (lt_record_release_area): one
+            // reservation however many sessions.
+            _ = lt_record_release_area(area)
         } else if detached != 0, failure == nil {
             // Quiescence of the writers not proven: the mapping stays.
             failure = PreloadFailure(code: Int32(detached), message: "the writer layer did not detach cleanly (code \(detached)): the ring mapping stays")

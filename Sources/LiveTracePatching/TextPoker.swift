@@ -100,6 +100,10 @@ public final class TextPoker: Sendable {
         /// back, so an unpatched site is its file's bytes again (`record -p`
         /// detaches to the file's code). 0 for every other site.
         var nopTail: UInt8 = 0
+        /// The compiler's bytes a normalization replaced (five 1-byte nops,
+        /// `call __fentry__`, its GOT form): `restoreOriginal` writes them
+        /// back. nil for a site found in normal form.
+        var original: PackedBytes? = nil
     }
 
     struct State: ~Copyable {
@@ -312,6 +316,58 @@ public final class TextPoker: Sendable {
         }
     }
 
+    /// Gives sites that are off (a nop) and were normalized from the
+    /// compiler's bytes those bytes back, in one batch, and forgets them: the
+    /// code is the file's again (`record -p`'s detach), and a later batch
+    /// normalizes them anew. Sites found in normal form have nothing to
+    /// give back (a clang nop5 is its own bytes again when off: `nopTail`)
+    /// and are `unchanged`. While in flight a trapping thread is emulated
+    /// as the compiler's instruction: five nops go to the site's end; a
+    /// `call __fentry__` (direct, `addr32`, or through the GOT, whose slot
+    /// is read now) calls its target with the return address after it. No
+    /// thread can be inside the one nop being replaced: no rescue.
+    public func restoreOriginal(_ sites: [Site]) -> BatchResult {
+        state.withLock { state in
+            var result = BatchResult()
+            guard prepare(&state, &result, sites: { sites }) else { return result }
+            var seen = Set<UInt>(minimumCapacity: sites.count)
+            var plan: [PlannedWrite] = []
+            for (i, site) in sites.enumerated() {
+                let a = site.address
+                guard admit(site, seen: &seen, result: &result) else { continue }
+                guard let record = state.records[a], let original = record.original else {
+                    result.unchanged.append(site)
+                    continue
+                }
+                guard record.instruction == .nop else {
+                    result.failed.append(SiteOutcome(site: site, problem: .protocolFailed("the site is not off (\(record.instruction))")))
+                    continue
+                }
+                let found = CodeWriter.readPacked(a, count: original.count)
+                let nop = X86SiteEncoding.nop5 + (original.count > X86SiteEncoding.normalLength ? [X86SiteEncoding.nop1] : [])
+                guard found.array == nop else {
+                    result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: hex(nop), found: found.array)))
+                    continue
+                }
+                let bytes = original.array
+                let next = a + UInt(bytes.count)
+                var becomes = SiteInstruction.nop
+                if bytes[0] == X86SiteEncoding.callRel32Opcode || Array(bytes[0..<2]) == X86SiteEncoding.callAddr32Rel32 {
+                    let displacement = bytes.suffix(4).withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }
+                    becomes = .call(UInt(bitPattern: Int(bitPattern: next) + Int(displacement)))
+                } else if Array(bytes[0..<2]) == X86SiteEncoding.callIndirectRipRelative {
+                    let displacement = bytes.suffix(4).withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }
+                    let slot = UInt(bitPattern: Int(bitPattern: next) + Int(displacement))
+                    becomes = .call(UInt(UnsafeRawPointer(bitPattern: slot)!.loadUnaligned(as: UInt64.self)))
+                }
+                plan.append(PlannedWrite(siteIndex: i, address: a, old: found, new: original, becomes: becomes, next: next,
+                                         rescue: false, known: record.known, forget: true))
+            }
+            run(plan, site: { sites[$0] }, state: &state, result: &result)
+            return result
+        }
+    }
+
     /// Counters of the trap and sync handlers since the process started.
     public var trapCounters: lt_trap_counters {
         var c = lt_trap_counters()
@@ -344,6 +400,8 @@ public final class TextPoker: Sendable {
         /// The site leaves normal form (a relocated prologue restored): its
         /// record goes once written.
         var forget = false
+        /// A normalization: the compiler's bytes it replaces (SiteRecord.original).
+        var original: PackedBytes? = nil
     }
 
     /// Installs or reinstalls the handlers; false (all sites failed) when
@@ -418,13 +476,15 @@ public final class TextPoker: Sendable {
                 state.records[a] = SiteRecord(instruction: .nop, nopTail: found[4])
                 result.unchanged.append(site)
             } else if head == X86SiteEncoding.nop1x5 {
-                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: true))
+                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: true,
+                                         original: PackedBytes(head)))
             } else {
                 result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "a 5-byte nop or five 1-byte nops", found: found)))
             }
         case .callFentry:
             if found[0] == X86SiteEncoding.callRel32Opcode {
-                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: false))
+                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: false,
+                                         original: PackedBytes(head)))
             } else if isNop5 {
                 state.records[a] = SiteRecord(instruction: .nop, nopTail: found[4])
                 result.unchanged.append(site)
@@ -435,7 +495,7 @@ public final class TextPoker: Sendable {
             let opcode = Array(found[0..<2])
             if opcode == X86SiteEncoding.callIndirectRipRelative || opcode == X86SiteEncoding.callAddr32Rel32 {
                 plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(found), new: PackedBytes(X86SiteEncoding.nop5 + [X86SiteEncoding.nop1]),
-                                         becomes: .nop, next: a + UInt(found.count), rescue: false))
+                                         becomes: .nop, next: a + UInt(found.count), rescue: false, original: PackedBytes(found)))
             } else if isNop5 && found[5] == X86SiteEncoding.nop1 {
                 state.records[a] = SiteRecord(instruction: .nop)
                 result.unchanged.append(site)
@@ -562,7 +622,9 @@ public final class TextPoker: Sendable {
         // one that removes them: a larger table would be rehashed for nothing).
         if !plan.contains(where: \.forget) { state.records.reserveCapacity(state.records.count + plan.count) }
         for w in plan {
-            state.records[w.address] = w.forget ? nil : SiteRecord(instruction: w.becomes, known: true, nopTail: state.records[w.address]?.nopTail ?? 0)
+            state.records[w.address] = w.forget ? nil : SiteRecord(
+                instruction: w.becomes, known: true, nopTail: state.records[w.address]?.nopTail ?? 0,
+                original: w.original ?? state.records[w.address]?.original)
             result.patched.append(site(w.siteIndex))
         }
     }

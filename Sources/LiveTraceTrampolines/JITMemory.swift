@@ -8,6 +8,10 @@
 //  2. Bytes are written through /proc/self/mem (the kernel's FOLL_FORCE
 //     write), only into a slot that is free: never published, or retired and
 //     proven quiescent (Quiescence.swift). Every write is read back.
+//     A change's stubs are staged (`stage`) and written by `flushStaged`
+//     before any site can reach them: each stub fills its whole slots (int3
+//     after its bytes), so slots staged side by side form one run, written
+//     with one pwrite — never a byte of a slot that was not staged.
 //  3. Slot 0 of each region is the header: the addresses of lt_tramp_entry,
 //     lt_tramp_entry_lean and lt_tramp_entry_graph, which every stub reaches
 //     with `jmp [rip+disp]`
@@ -47,6 +51,8 @@ final class JITMemory {
     /// one region after another, so the full ones before it are not asked
     /// again for each stub.
     private var lastRegion = 0
+    /// Stubs staged for the next `flushStaged`: whole slots, by address.
+    private var staged: [(address: UInt, bytes: [UInt8])] = []
 
     /// Address ranges of every region, for the reclaimer's PC check.
     var ranges: [(UInt, UInt)] { regions.map { ($0.base, $0.base + UInt(Self.regionSize)) } }
@@ -126,6 +132,43 @@ final class JITMemory {
             throw TraceError.patchFailed(site: address, reason: "JIT write did not read back")
         }
     }
+
+    /// Stages a stub for `slot` (its bytes must fit the slot's size); it is
+    /// written by `flushStaged`, which must run before the stub is published.
+    func stage(_ bytes: [UInt8], in slot: JITSlot) {
+        let size = slot.count * Self.slotSize
+        precondition(bytes.count <= size, "a stub larger than its slots")
+        var filled = bytes
+        filled.append(contentsOf: repeatElement(0xCC, count: size - bytes.count))
+        staged.append((address(of: slot), filled))
+    }
+
+    /// Whether stubs wait in the stage.
+    var hasStaged: Bool { !staged.isEmpty }
+
+    /// Writes every staged stub, one pwrite per run of adjacent slots, and
+    /// verifies each run. The stage is empty afterwards, written or not.
+    func flushStaged() throws(TraceError) {
+        guard !staged.isEmpty else { return }
+        var stubs = staged
+        staged = []
+        stubs.sort { $0.address < $1.address }
+        var start = stubs[0].address
+        var run: [UInt8] = []
+        run.reserveCapacity(stubs.count * Self.slotSize)
+        for stub in stubs {
+            if start + UInt(run.count) != stub.address {
+                try write(run, at: start)
+                start = stub.address
+                run.removeAll(keepingCapacity: true)
+            }
+            run.append(contentsOf: stub.bytes)
+        }
+        try write(run, at: start)
+    }
+
+    /// Forgets the staged stubs (their slots are freed by the caller).
+    func discardStaged() { staged = [] }
 
     /// Maps a new region in the nearest free gap of /proc/self/maps.
     private func mapRegion(near site: UInt) throws(TraceError) -> Int {

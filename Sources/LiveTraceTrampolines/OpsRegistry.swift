@@ -178,6 +178,16 @@ public final class OpsRegistry: Sendable {
         try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in try e.restoreRelocatedFunctions() } }
     }
 
+    /// Gives every site that no ops uses and that the text poke normalized
+    /// from the compiler's bytes (gcc's five 1-byte nops, `call __fentry__`)
+    /// those bytes back (TextPoker.restoreOriginal): with the relocated
+    /// prologues restored too, the code is the file's again. A later
+    /// registration normalizes them anew.
+    public func restoreOriginalSites() throws(TraceError) {
+        try guardNotInCallback()
+        try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in try e.restoreOriginalSites() } }
+    }
+
     static func entry(of stub: RelocatedStub) -> RelocatedEntry {
         RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets,
                        site: RelocatedEntry.site(of: stub.relocation, symbol: stub.symbol, function: stub.function))
@@ -385,6 +395,9 @@ extension OpsRegistry {
         var dynamicVerdicts: [UInt: Result<PrologueRelocation, RelocationRefusal>] = [:]
         var dynamic = false
         var lastRefusals: [(Site, RelocationRefusal)] = []
+        /// The per-function stubs built by the current change and staged in
+        /// the JIT memory, not yet written (`change`, step 2).
+        var stagedStubs: [(ops: Ops, site: UInt)] = []
         var usesDefaultProvider = true
 
         /// The registration of `ops`; a change through it makes it (and
@@ -417,6 +430,17 @@ extension OpsRegistry {
             try reclaim(always: true)
             if let first = (result.failed + result.skipped).first {
                 throw TraceError.patchFailed(site: first.site.address, reason: first.problem.description)
+            }
+        }
+
+        func restoreOriginalSites() throws(TraceError) {
+            let idle = siteStates.values.filter { $0.ops.isEmpty && relocations[$0.site.address] == nil }
+            let recorded = TextPoker.shared.recordedInstructions(at: idle.map(\.site.address))
+            let sites = zip(idle, recorded).filter { ($0.1 ?? .nop) == .nop }.map(\.0.site)
+            guard !sites.isEmpty else { return }
+            let result = TextPoker.shared.restoreOriginal(sites)
+            if let first = (result.failed + result.skipped).min(by: { $0.site.address < $1.site.address }) {
+                throw TraceError.patchFailed(site: first.site.address, reason: "restoring the compiler's bytes: \(first.problem.description)")
             }
         }
 
@@ -660,7 +684,12 @@ extension OpsRegistry {
                         transitions.append(SiteTransition(site: state.site, to: plan.instruction))
                     }
                 }
+                // The stubs are written, in runs, before a site can jump to them.
+                try jit.flushStaged()
+                stagedStubs = []
             } catch {
+                jit.discardStaged()
+                dropStagedStubs()
                 for plan in plans { if let built = plan.built { release(built) } }
                 throw error
             }
@@ -701,8 +730,9 @@ extension OpsRegistry {
                 at: address, regionBase: jit.regions[slot.region].base,
                 function: UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self)),
                 ops: UInt(bitPattern: ops.raw), resume: resumeAddress(of: site), site: site.address, entry: ops.entry)
-            do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
+            jit.stage(bytes, in: slot)
             self[ops].stubs[site.address] = slot
+            stagedStubs.append((ops, site.address))
             return address
         }
 
@@ -732,9 +762,10 @@ extension OpsRegistry {
                     jit.free(slot)
                     continue
                 }
-                do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); throw error }
+                jit.stage(bytes, in: slot)
                 self[ops].stubs[site.address] = slot
                 self[ops].leafStubSites.insert(site.address)
+                stagedStubs.append((ops, site.address))
                 return address
             }
             return nil
@@ -761,8 +792,20 @@ extension OpsRegistry {
                 at: address, regionBase: jit.regions[slot.region].base,
                 function: lt_tramp_iterate_address(), ops: UInt(bitPattern: memory),
                 resume: resumeAddress(of: site), site: site.address, entry: .full)
-            do throws(TraceError) { try jit.write(bytes, at: address) } catch { jit.free(slot); free(memory); throw error }
+            jit.stage(bytes, in: slot)
             return IteratorAllocation(slot: slot, list: memory)
+        }
+
+        /// The stubs of a change that failed before step 3: never written nor
+        /// published, so their slots are free at once and no later change may
+        /// reuse them.
+        mutating func dropStagedStubs() {
+            for (ops, site) in stagedStubs {
+                guard let slot = registrations[ObjectIdentifier(ops)]?.stubs.removeValue(forKey: site) else { continue }
+                registrations[ObjectIdentifier(ops)]?.leafStubSites.remove(site)
+                jit.free(slot)
+            }
+            stagedStubs = []
         }
 
         /// Never published: free at once.

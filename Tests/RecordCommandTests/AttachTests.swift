@@ -150,14 +150,16 @@ final class AttachTests: XCTestCase {
     /// dies; each trace's burst counts equal the program's own exactly (the
     /// bursts run wholly inside the attached window) and its background
     /// calls are no more than the program made; nothing is lost; the code is
-    /// the file's again after every detach; memory stays bounded.
+    /// the file's again after every detach; resident memory and address
+    /// space stay bounded (the worker threads keep the rings they wrote in
+    /// the first session: later sessions hand them the same rings).
     func testSoakRepeatedAttachAndDetachLeavesAMultithreadedProgramUnharmedAndItsCodeAsTheFile() throws {
         let program = try Self.buildTarget()
         let target = try RunningProgram([program, String(Self.workers)])
         XCTAssertTrue(target.readReply().hasPrefix("ready"))
         let work = RecordFixtures.scratch("attach-cycles")
         let cycles = Self.soak ? 100 : 5
-        var residentAfterFirst = 0
+        var residentAfterFirst = 0, sizeAfterFirst = 0
         for cycle in 0..<cycles {
             let before = target.command("c").split(separator: " ").compactMap { UInt64($0) }
             let trace = work + "/t\(cycle)"
@@ -179,15 +181,62 @@ final class AttachTests: XCTestCase {
             XCTAssertLessThanOrEqual(calls["background", default: 0], after[2] - before[2], "cycle \(cycle)")
             XCTAssertGreaterThan(calls["background", default: 0], 0, "cycle \(cycle)")
             XCTAssertEqual(try AttachOracle.textMatchesFile(pid: target.pid, file: program), [], "cycle \(cycle)")
-            if cycle == 0 { residentAfterFirst = AttachOracle.status(target.pid, "VmRSS") }
+            if cycle == 0 {
+                residentAfterFirst = AttachOracle.status(target.pid, "VmRSS")
+                sizeAfterFirst = AttachOracle.status(target.pid, "VmSize")
+            }
             try? FileManager.default.removeItem(atPath: trace)
         }
         let resident = AttachOracle.status(target.pid, "VmRSS")
         XCTAssertLessThan(resident - residentAfterFirst, 64 * 1024, "VmRSS grew from \(residentAfterFirst) to \(resident) kB over \(cycles) attaches")
+        // Address space too: each session's ring area (64 MiB and more) is
+        // mapped where the previous one was, not beside it.
+        let size = AttachOracle.status(target.pid, "VmSize")
+        XCTAssertLessThan(size - sizeAfterFirst, 32 * 1024, "VmSize grew from \(sizeAfterFirst) to \(size) kB over \(cycles) attaches")
         let (reply, status) = target.finish()
         XCTAssertEqual(reply, "ok")
         XCTAssertEqual(status, 0)
         try? FileManager.default.removeItem(atPath: work)
+    }
+
+    /// gcc's sites are not in normal form in the file: five 1-byte nops
+    /// (-fpatchable-function-entry=5) and `call __fentry__` (-pg -mfentry,
+    /// linked without gcrt1 so nothing profiles). The attach normalizes them;
+    /// the detach writes the compiler's bytes back, so after every detach the
+    /// code read through /proc/PID/mem is the file's, and the next attach
+    /// normalizes them again and counts every call of its bursts.
+    func testGccSitesGetTheirCompilersBytesBackAtEveryDetach() throws {
+        let flags = ["-O2", "-g", "-pthread", "-fno-optimize-sibling-calls"]
+        let object = try Fixtures.compile(["record/attach_target.c"], compiler: "gcc",
+                                          flags: flags + ["-pg", "-mfentry", "-c"], output: "attach_target_fentry.o")
+        let programs = [
+            try Fixtures.compile(["record/attach_target.c"], compiler: "gcc",
+                                 flags: flags + ["-fpatchable-function-entry=5"], output: "attach_target_gcc_nops"),
+            try Fixtures.compile([object], compiler: "gcc", flags: ["-pthread"], output: "attach_target_fentry"),
+        ]
+        let work = RecordFixtures.scratch("attach-gcc")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        for program in programs {
+            let name = URL(fileURLWithPath: program).lastPathComponent
+            let target = try RunningProgram([program, "2"])
+            XCTAssertTrue(target.readReply().hasPrefix("ready"), name)
+            for cycle in 0..<3 {
+                let trace = work + "/\(name)-\(cycle)"
+                let run = try AttachRun(["-F", "burst_*"], pid: target.pid, trace: trace)
+                XCTAssertTrue(run.waitUntilRecording(), "\(name) \(cycle): \(run.finish(interrupt: false).stderr)")
+                XCTAssertEqual(target.command("b 100"), "burst done", "\(name) \(cycle)")
+                let (status, stderr) = run.finish()
+                XCTAssertEqual(status, 0, "\(name) \(cycle): \(stderr)")
+                XCTAssertFalse(stderr.contains("warning"), "\(name) \(cycle): \(stderr)")
+                let calls = try RecordFixtures.calls(trace)
+                XCTAssertEqual(calls["burst_a"], 200, "\(name) \(cycle): \(calls)")
+                XCTAssertEqual(calls["burst_b"], 200, "\(name) \(cycle): \(calls)")
+                XCTAssertEqual(try AttachOracle.textMatchesFile(pid: target.pid, file: program), [], "\(name) \(cycle)")
+            }
+            let (reply, status) = target.finish()
+            XCTAssertEqual(reply, "ok", name)
+            XCTAssertEqual(status, 0, name)
+        }
     }
 
     /// The main thread sits in read() on a pipe while the injection borrows

@@ -85,6 +85,17 @@ int lt_record_detach(void);
 /* The area being recorded into, or NULL. */
 struct lt_area_header *lt_record_active_area(void);
 
+/* After a successful lt_record_detach of the area mapped from a file by
+ * lt_record_attach_file: gives the file's pages back and keeps the area's
+ * addresses reserved by private zero pages, holding a copy of the owner
+ * line of every ring a live thread of this process still owns (its writer
+ * state points there). The next lt_record_attach_file of a file with the
+ * same layout maps it at the same addresses and hands those rings to the
+ * same owners, so repeated sessions reuse one reservation (record -p:
+ * LiveTraceC/Attach.swift). Returns 0, or -LT_RECORD_EACTIVE while an area
+ * is attached. */
+int lt_record_release_area(struct lt_area_header *area);
+
 /* Hot path. `depth` is the nesting depth the caller keeps (shadow stack);
  * `flags` are enum lt_event_flags. */
 void lt_record_entry(uintptr_t ip, uint32_t depth);
