@@ -40,6 +40,16 @@ def marginal_ns(records, big, small, base_big, base_small, count):
     return [((tb - ts) - (bb - bs)) * 1e6 / count for tb, ts, bb, bs in zip(t_big, t_small, b_big, b_small)]
 
 
+def marginal_cpu_ns(records, big, small, base_big, base_small, count):
+    """The same per-round difference on CPU time (user + system of every
+    process of the run: program, tracer, drain): the work the recording
+    costs, without the time spent waiting for a CPU. Shown beside the wall
+    figure (which the targets use), never instead of it."""
+    t_big, t_small = records[big]["cpu_ms"], records[small]["cpu_ms"]
+    b_big, b_small = records[base_big]["cpu_ms"], records[base_small]["cpu_ms"]
+    return [((tb - ts) - (bb - bs)) * 1e6 / count for tb, ts, bb, bs in zip(t_big, t_small, b_big, b_small)]
+
+
 def row(name, values, unit, target="", verdict="", digits=1):
     med, lo, hi = spread(values)
     line = f"{name}\t{med:.{digits}f}\t{lo:.{digits}f}-{hi:.{digits}f}\t{unit}\t{target}\t{verdict}\n"

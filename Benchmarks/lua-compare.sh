@@ -44,6 +44,9 @@ print(f"  untraced                          {describe(r['untraced']['wall_ms'])}
 print(f"  uftrace 0.13 record --no-libcall  +{describe(uf)}")
 print(f"  livetrace record                  +{describe(lt)}")
 print(f"  ratio uftrace / livetrace extra time per round {describe(ratio)} (target >= 4x)")
+# The CPU time of the same rounds (every process: program, tracer, drain),
+# beside the wall figures the target uses: what waiting for a CPU adds shows.
+print(f"  CPU time of the same rounds: uftrace +{describe(r['uftrace']['added_cpu_ms'])}  livetrace +{describe(r['livetrace']['added_cpu_ms'])}")
 print(f"  exactness (scripts/real-programs.sh): {sys.argv[3]}")
 row("Lua workload: livetrace record extra time", lt, "ms")
 row("Lua workload: uftrace record extra time", uf, "ms")

@@ -7,6 +7,11 @@
  * the writer runs in steady state, never on the full-ring path. The events
  * lost (normally 0) are printed with the result.
  *
+ * The floor beside it: the same loop reading the TSC twice per call, as the
+ * writer must (one timestamp per event, two events per call), with nothing
+ * recorded. The writer's figure minus this one is what the ring costs; this
+ * one is what no encoding of the events can remove.
+ *
  * RECORD_PIN=W,R pins the writer (the main thread) to CPU W and the
  * consumer to CPU R: W = R puts both on one core, W != R makes every ring
  * line cross between cores (issue 14: the cost of the writer/drain protocol
@@ -88,6 +93,22 @@ static double run_recorded(long calls) {
     return (now_ns() - start) / calls;
 }
 
+static uint64_t timestamp_sink;
+
+/* The floor: two TSC reads per call, kept (summed) so neither is dead. */
+static double run_timestamps(long calls) {
+    uint64_t sum = 0;
+    double start = now_ns();
+    for (long i = 0; i < calls; i++) {
+        sum += lt_rdtsc();
+        traced_function(i);
+        sum += lt_rdtsc();
+    }
+    double elapsed = now_ns() - start;
+    timestamp_sink = sum;
+    return elapsed / calls;
+}
+
 static int compare_doubles(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -116,11 +137,12 @@ int main(int argc, char **argv) {
 
     /* Alternating runs (baseline, then recorded, REPEATS times): the figure
      * is the median and range of the per-run added cost, never the best. */
-    double base[REPEATS], added[REPEATS];
+    double base[REPEATS], added[REPEATS], floor_added[REPEATS];
     run_recorded(calls / 10); /* warm-up: claims the ring, faults its pages in */
     for (int r = 0; r < REPEATS; r++) {
         base[r] = run_baseline(calls);
         added[r] = run_recorded(calls) - base[r];
+        floor_added[r] = run_timestamps(calls) - base[r];
     }
     lt_record_detach();
     __atomic_store_n(&consumer_running, 0, __ATOMIC_RELEASE);
@@ -129,16 +151,21 @@ int main(int argc, char **argv) {
     for (uint32_t r = 0; r < RINGS; r++) lost += lt_area_ring(area, r)->lost_total;
     qsort(base, REPEATS, sizeof base[0], compare_doubles);
     qsort(added, REPEATS, sizeof added[0], compare_doubles);
+    qsort(floor_added, REPEATS, sizeof floor_added[0], compare_doubles);
     double median = added[REPEATS / 2];
     printf("record hot path: %d alternating runs of %ld calls; baseline %.2f ns/call (median); "
            "added per entry+exit pair %.2f ns median (range %.2f-%.2f), %.2f ns per event; %llu events lost\n",
            REPEATS, calls, base[REPEATS / 2], median, added[0], added[REPEATS - 1], median / 2,
            (unsigned long long)lost);
+    printf("  floor, two TSC reads per call and nothing recorded: added %.2f ns median (range %.2f-%.2f)\n",
+           floor_added[REPEATS / 2], floor_added[0], floor_added[REPEATS - 1]);
     const char *rows = getenv("BENCH_ROWS");
     FILE *out = rows ? fopen(rows, "a") : NULL;
     if (out) {
         fprintf(out, "writer hot path (lt_record_entry+exit, C loop), added per call\t%.2f\t%.2f-%.2f\tns\t\n",
                 median, added[0], added[REPEATS - 1]);
+        fprintf(out, "two TSC reads per call (rdtsc, the writer's floor), added per call\t%.2f\t%.2f-%.2f\tns\t\n",
+                floor_added[REPEATS / 2], floor_added[0], floor_added[REPEATS - 1]);
         fclose(out);
     }
     return 0;

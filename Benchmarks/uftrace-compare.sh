@@ -71,7 +71,7 @@ fi
 python3 - "$WORK" "$RUNS" "$PINNED" "$SIZES" "${uf_calls:-?}" "${live_calls:-?}" "${live_summary:-none}" <<'PY'
 import os, sys
 sys.path.insert(0, "Benchmarks")
-from benchlib import load, marginal_ns, describe, row, spread, verdict, ratios
+from benchlib import load, marginal_ns, marginal_cpu_ns, describe, row, spread, verdict, ratios
 work, runs, pinned, sizes = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4].split()
 uf_calls, live_calls, live_summary = sys.argv[5:8]
 print(f"uftrace-compare: entry+exit of a hot function, same -fpatchable-function-entry=5 binary, "
@@ -85,6 +85,13 @@ for size in sizes:
     label = f"{N / 1e6:g}M calls"
     print(f"  {label:>10}: uftrace 0.13 record -P . {describe(uf)}  livetrace record {describe(lt)}")
     print(f"  {'':>10}  ratio uftrace / livetrace per round {describe(ratio)} (target >= 5x)")
+    # The CPU time of the same rounds (every process: program, tracer,
+    # drain): a wall figure spread far wider than this one waited for a CPU.
+    uf_cpu = marginal_cpu_ns(r, "uftrace-N", "uftrace-n", "plain-N", "plain-n", N - n)
+    lt_cpu = marginal_cpu_ns(r, "livetrace-N", "livetrace-n", "plain-N", "plain-n", N - n)
+    print(f"  {'':>10}  CPU time of the same rounds: uftrace {describe(uf_cpu)}  livetrace {describe(lt_cpu)}")
+    row(f"livetrace record, hot call, {label}: added CPU time per call (program + drain)", lt_cpu, "ns")
+    row(f"uftrace 0.13 record -P ., hot call, {label}: added CPU time per call (program + recorder)", uf_cpu, "ns")
     row(f"livetrace record, hot call, {label}: added per call", lt, "ns")
     row(f"uftrace 0.13 record -P ., hot call, {label}: added per call", uf, "ns")
     row(f"ratio uftrace / livetrace per call, {label}", ratio, "x", ">= 5x", verdict(spread(ratio)[0] >= 5))
@@ -97,6 +104,9 @@ if pinned:
     ratio = ratios(other, same)
     print(f"  pinned, 2M calls, program on CPU 0: drain on the same core {describe(same)}, on the other core {describe(other)}")
     print(f"  {'':>10}  ratio other core / same core per round {describe(ratio, 2)} (target <= 1.5)")
+    same_cpu = marginal_cpu_ns(r, "same-N", "same-n", "plain-N", "plain-n", N - n)
+    other_cpu = marginal_cpu_ns(r, "other-N", "other-n", "plain-N", "plain-n", N - n)
+    print(f"  {'':>10}  CPU time of the same rounds: same core {describe(same_cpu)}, other core {describe(other_cpu)}")
     row("livetrace record, 2M calls, drain on the same core (pinned): added per call", same, "ns")
     row("livetrace record, 2M calls, drain on the other core (pinned): added per call", other, "ns")
     row("ratio drain on the other core / on the same core", ratio, "x", "<= 1.5x", verdict(spread(ratio)[0] <= 1.5), digits=2)

@@ -60,22 +60,27 @@ uint32_t lt_record_crc32c(const void *data, size_t length) { return lt_record_cr
  * instruction's chain and the record tests overlap. */
 /* One record of the scan: an entry whose address the direct-mapped filter
  * has not seen is stored there and appended to new_entries; a LOST record
- * adds its count; a BASE record sets the high half of the addresses after it. */
+ * adds its count; a BASE record sets the high half of the addresses after it.
+ * Entries and exits come in no order a branch predictor learns (a branch on
+ * the kind missed about every other record: 6.6 ns a record on random
+ * kinds, against 1.9 alternating), so the common case takes no branch on
+ * the kind: the count is added from a compare, the filter is probed for
+ * every record, and the only branches are the rare ones (a new entry
+ * address, a metadata record). `scan` is the caller's local copy, which
+ * keeps the counters in registers (the caller's struct might alias the
+ * filter and new_entries stores). */
 static inline __attribute__((always_inline)) void lt_scan_record(uint64_t record, struct lt_chunk_scan *scan,
                                                                  uint64_t *filter, uint64_t filter_mask,
                                                                  uint64_t *new_entries) {
     uint32_t kind = lt_rec_kind(record);
-    if (kind == LT_EVENT_ENTRY) {
-        scan->functions += 1;
-        uint64_t address = scan->base << 32 | (record & LT_REC_LOW_MASK);
-        uint64_t slot = (address ^ address >> 12) & filter_mask;
-        if (filter[slot] != address) {
-            filter[slot] = address;
-            new_entries[scan->new_entries++] = address;
-        }
-    } else if (kind == LT_EVENT_EXIT) {
-        scan->functions += 1;
-    } else if (kind == LT_REC_META) {
+    scan->functions += kind - 1u < 2u; /* ENTRY or EXIT */
+    uint64_t address = scan->base << 32 | (record & LT_REC_LOW_MASK);
+    uint64_t slot = (address ^ address >> 12) & filter_mask;
+    if (__builtin_expect((kind == LT_EVENT_ENTRY) & (filter[slot] != address), 0)) {
+        filter[slot] = address;
+        new_entries[scan->new_entries++] = address;
+    }
+    if (__builtin_expect(kind == LT_REC_META, 0)) {
         uint32_t type = lt_rec_type(record);
         if (type == LT_REC_LOST) {
             scan->lost += lt_rec_payload(record) & LT_REC_LOST_COUNT_MAX;
@@ -91,7 +96,8 @@ static inline __attribute__((always_inline)) void lt_scan_record(uint64_t record
 __attribute__((target("sse4.2")))
 static void lt_scan_sse42(const uint64_t *records, size_t count, struct lt_chunk_scan *scan,
                           uint64_t *filter, uint64_t filter_mask, uint64_t *new_entries) {
-    uint64_t c = scan->crc ^ 0xFFFFFFFFu;
+    struct lt_chunk_scan local = *scan;
+    uint64_t c = local.crc ^ 0xFFFFFFFFu;
     for (size_t i = 0; i < count; i++) {
         /* The records were written on the writer's core: each line is a
          * miss, fetched LT_SCAN_PREFETCH_AHEAD records ahead so that the
@@ -102,9 +108,10 @@ static void lt_scan_sse42(const uint64_t *records, size_t count, struct lt_chunk
         uint64_t record;
         __builtin_memcpy(&record, &records[i], 8);
         c = __builtin_ia32_crc32di(c, record);
-        lt_scan_record(record, scan, filter, filter_mask, new_entries);
+        lt_scan_record(record, &local, filter, filter_mask, new_entries);
     }
-    scan->crc = (uint32_t)c ^ 0xFFFFFFFFu;
+    local.crc = (uint32_t)c ^ 0xFFFFFFFFu;
+    *scan = local;
 }
 
 void lt_record_scan_records(const uint64_t *records, size_t count, struct lt_chunk_scan *scan,
@@ -113,6 +120,8 @@ void lt_record_scan_records(const uint64_t *records, size_t count, struct lt_chu
         lt_scan_sse42(records, count, scan, filter, filter_mask, new_entries);
         return;
     }
-    scan->crc = lt_record_crc32c_extend(scan->crc, records, count * sizeof *records);
-    for (size_t i = 0; i < count; i++) lt_scan_record(records[i], scan, filter, filter_mask, new_entries);
+    struct lt_chunk_scan local = *scan;
+    local.crc = lt_record_crc32c_extend(local.crc, records, count * sizeof *records);
+    for (size_t i = 0; i < count; i++) lt_scan_record(records[i], &local, filter, filter_mask, new_entries);
+    *scan = local;
 }

@@ -331,6 +331,81 @@ final class RingBufferTests: XCTestCase {
     }
 }
 
+/// The drain's one pass over a chunk (lt_record_scan_records): its CRC,
+/// counts and new entry addresses against references that share no code
+/// with it (a bitwise CRC-32C, counts and a set kept here), on records in
+/// an order no predictor learns, split into chunks the stream's state
+/// (CRC aside, the base) runs across.
+final class ChunkScanTests: XCTestCase {
+    func testScanAgreesWithReferencesOnRecordsInAnyOrder() {
+        var generator = SystemRandomNumberGenerator()
+        var records: [UInt64] = []
+        var functions: UInt64 = 0, lost: UInt64 = 0, lostRecords: UInt64 = 0
+        var entered = Set<UInt64>()
+        var base: UInt64 = 0x7F12
+        records.append(lt_rec_meta(UInt32(LT_REC_BASE.rawValue), base))
+        for _ in 0..<50_000 {
+            switch UInt32.random(in: 0..<100, using: &generator) {
+            case 0:
+                let count = UInt64.random(in: 1...1000, using: &generator)
+                records.append(lt_rec_lost(count, 3))
+                lost += count
+                lostRecords += 1
+            case 1:
+                base = UInt64.random(in: 0x7F00...0x7F03, using: &generator)
+                records.append(lt_rec_meta(UInt32(LT_REC_BASE.rawValue), base))
+            case 2:
+                records.append(lt_rec_meta(UInt32(LT_REC_DEPTH.rawValue), 5))
+            case 3:
+                records.append(lt_rec_meta(UInt32(LT_REC_TSC.rawValue), 123_456))
+            default:
+                let low = UInt64.random(in: 0..<64, using: &generator) * 0x40 + 0x1000
+                let kind = UInt32.random(in: 1...2, using: &generator)
+                records.append(lt_rec_function(kind, 0, UInt64.random(in: 0..<1000, using: &generator), low))
+                functions += 1
+                if kind == UInt32(LT_EVENT_ENTRY.rawValue) { entered.insert(base << 32 | low) }
+            }
+        }
+        var filter = [UInt64](repeating: .max, count: 64)
+        var newEntries = [UInt64](repeating: 0, count: records.count)
+        var reported = Set<UInt64>()
+        var scanned: (functions: UInt64, lost: UInt64, lostRecords: UInt64) = (0, 0, 0)
+        var scan = lt_chunk_scan()
+        scan.base = .max
+        var crc: UInt32 = 0
+        var start = 0
+        while start < records.count {
+            let count = min(Int.random(in: 1...5000, using: &generator), records.count - start)
+            scan.crc = crc
+            scan.lost = 0
+            scan.lost_records = 0
+            scan.functions = 0
+            scan.new_entries = 0
+            records.withUnsafeBufferPointer { chunk in
+                filter.withUnsafeMutableBufferPointer { table in
+                    newEntries.withUnsafeMutableBufferPointer { out in
+                        lt_record_scan_records(
+                            chunk.baseAddress! + start, count, &scan, table.baseAddress, UInt64(table.count - 1), out.baseAddress)
+                    }
+                }
+            }
+            crc = scan.crc
+            scanned.functions += scan.functions
+            scanned.lost += scan.lost
+            scanned.lostRecords += scan.lost_records
+            reported.formUnion(newEntries.prefix(Int(scan.new_entries)))
+            start += count
+        }
+        let bytes = records.flatMap { record in (0..<8).map { UInt8(truncatingIfNeeded: record >> (8 * $0)) } }
+        XCTAssertEqual(crc, TraceFormatTests.crc32(bytes))
+        XCTAssertEqual(scanned.functions, functions)
+        XCTAssertEqual(scanned.lost, lost)
+        XCTAssertEqual(scanned.lostRecords, lostRecords)
+        XCTAssertEqual(scan.base, base)
+        XCTAssertEqual(reported, entered)
+    }
+}
+
 final class RecordingSoakTests: XCTestCase {
     /// LIVETRACE_SOAK=1 (make soak): eight writers, small rings, a long run.
     func testSoakManyWritersSmallRings() throws {
