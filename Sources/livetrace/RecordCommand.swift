@@ -10,13 +10,14 @@
 //   2. the trace directory: an older trace there is renamed DIR.old
 //      (uftrace's habit); anything else there is refused;
 //   3. block the forwarded signals and SIGCHLD in this process (step 5
-//      takes them with sigwaitinfo), start the control channel and the
-//      RecordingSession (DIR/rings, the drain thread);
+//      takes them through a signalfd), open the control channel and start
+//      the RecordingSession (DIR/rings, the drain thread);
 //   4. posix_spawn PROGRAM with LD_PRELOAD and the LIVETRACE_* variables,
 //      the signal mask and dispositions of this process's caller, stdin,
 //      stdout and stderr shared; the shim reports its start over the
 //      control channel and the memory map is captured while it waits;
-//   5. wait for PROGRAM, forwarding signals meanwhile; finish the session
+//   5. wait for PROGRAM, forwarding signals and serving the control
+//      channel meanwhile, on the main thread; finish the session
 //      (the last drain; a program killed by a signal leaves its published
 //      events in the rings, the trace is marked salvaged);
 //   6. with -t, the calls shorter than TIME leave the trace (TimeFilter);
@@ -28,6 +29,7 @@
 // terminal (Ctrl-C, Ctrl-\, hangup: si_code SI_KERNEL) already reached
 // PROGRAM, which shares this process's group: it is not sent twice.
 import ArgumentParser
+import CLiveTraceShims
 import Glibc
 import LiveTrace
 import LiveTracePreload
@@ -221,7 +223,7 @@ struct RecordCommand: ParsableCommand {
         shim.mainPid.store(pid, ordering: .releasing)
         try? session.programStarted(pid: pid)
         // Step 5.
-        let exit = ProgramLauncher.wait(pid, signals: forwarder)
+        let exit = ProgramLauncher.wait(pid, signals: forwarder, control: control)
         control.stop()
         let summary: DrainSummary
         do throws(RecordingError) {
@@ -479,6 +481,8 @@ final class ShimReports: Sendable {
 /// thread while it waits for the program (`ProgramLauncher.wait`): no
 /// thread of its own, so there is none to start, and none to wake and
 /// wind down at exit (on a busy machine a wake-up is a wait for a CPU).
+/// With the control channel served there too, the CLI's threads while the
+/// program runs are the main thread and the drain.
 final class SignalForwarder: Sendable {
     /// Not SIGTSTP/SIGCONT: job control stops and continues both processes
     /// (same process group), as for any shell pipeline.
@@ -498,7 +502,7 @@ final class SignalForwarder: Sendable {
     /// every thread started after it: they stay pending until the wait for
     /// the program takes them (one sent before the program started is
     /// forwarded once it runs; SIGCHLD, blocked, is queued instead of
-    /// discarded by its default disposition).
+    /// discarded by its default disposition, and reaches the signalfd).
     static func blockForwardedSignals() -> SignalForwarder {
         var set = sigset_t(), original = sigset_t()
         sigemptyset(&set)
@@ -510,8 +514,8 @@ final class SignalForwarder: Sendable {
     /// The rule for one signal taken while the program runs: SI_USER (0),
     /// SI_QUEUE (-1), SI_TKILL (-6) were sent to livetrace itself and go on
     /// to the program; SI_KERNEL (from the terminal) already reached it.
-    func forward(_ signal: Int32, _ info: siginfo_t, to pid: pid_t) {
-        if signal != SIGCHLD && info.si_code <= 0 { kill(pid, signal) }
+    func forward(_ signal: Int32, code: Int32, to pid: pid_t) {
+        if signal != SIGCHLD && code <= 0 { kill(pid, signal) }
     }
 }
 
@@ -571,21 +575,30 @@ enum ProgramLauncher {
     }
 
     /// Waits for the program's end, forwarding the signals sent to this
-    /// process meanwhile. The loop: reap without blocking; if it has not
-    /// ended, take the next pending signal (SIGCHLD included: one that
-    /// arrives between the two calls stays pending, so the end is not
-    /// missed), forward it, repeat.
-    static func wait(_ pid: pid_t, signals: SignalForwarder) -> Exit {
+    /// process and serving the shim's control connections meanwhile, all on
+    /// this thread. The loop: reap without blocking; if the program has not
+    /// ended, wait until a signal (SIGCHLD included, through a signalfd: one
+    /// that arrives after the reap stays pending, so the end is not missed)
+    /// or a connection is ready, handle it, repeat. Without a signalfd the
+    /// wait is bounded (10 ms) and signals are not forwarded.
+    static func wait(_ pid: pid_t, signals: SignalForwarder, control: PreloadControlServer) -> Exit {
         var status: Int32 = 0
         var set = signals.waited
+        let signalDescriptor = lt_signalfd(&set)
+        defer { if signalDescriptor >= 0 { close(signalDescriptor) } }
         while true {
             guard let reaped = try? SystemCall.retrying("waitpid", { waitpid(pid, &status, WNOHANG) }) else {
                 return Exit(status: 1, signal: nil)
             }
             if reaped == pid { break }
-            var info = siginfo_t()
-            if let signal = try? SystemCall.retrying("sigwaitinfo", { sigwaitinfo(&set, &info) }) {
-                signals.forward(signal, info, to: pid)
+            var ready = [pollfd(fd: control.descriptor, events: Int16(POLLIN), revents: 0),
+                         pollfd(fd: signalDescriptor, events: Int16(POLLIN), revents: 0)]
+            _ = try? SystemCall.retrying("poll", { poll(&ready, nfds_t(ready.count), signalDescriptor >= 0 ? -1 : 10) })
+            if ready[0].revents != 0 { control.serveWaiting() }
+            if ready[1].revents != 0 {
+                var code: Int32 = 0
+                let signal = lt_signalfd_read_code(signalDescriptor, &code)
+                if signal > 0 { signals.forward(signal, code: code, to: pid) }
             }
         }
         // WIFEXITED / WTERMSIG are macros Swift does not import.
