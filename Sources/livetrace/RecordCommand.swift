@@ -406,7 +406,8 @@ enum TraceDirectory {
 final class ShimReports: Sendable {
     /// The program's pid once spawned (0 before): only its map is captured.
     let mainPid = Atomic<Int32>(0)
-    /// Written by the control thread, read after it stopped.
+    /// Written while the main thread serves the control channel
+    /// (ProgramLauncher.wait), read after the program ended.
     private struct State {
         var started = Set<Int32>()
         var failures: [String] = []
@@ -427,7 +428,8 @@ final class ShimReports: Sendable {
         self.relocating = relocating
     }
 
-    /// Runs on the control thread while the shim waits for the reply.
+    /// Runs on the main thread, in its wait for the program, while the shim
+    /// waits for the reply.
     func received(_ message: PreloadMessage, session: RecordingSession) {
         state.withLock { receivedLocked(message, session: session, &$0) }
     }
