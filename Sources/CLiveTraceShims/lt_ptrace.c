@@ -24,9 +24,16 @@ int lt_signalfd(const sigset_t *set) {
 }
 
 int lt_signalfd_read(int fd) {
+    int code;
+    return lt_signalfd_read_code(fd, &code);
+}
+
+int lt_signalfd_read_code(int fd, int *code) {
     struct signalfd_siginfo info;
     ssize_t n;
     do { n = read(fd, &info, sizeof info); } while (n < 0 && errno == EINTR);
     if (n < 0) return -errno;
-    return n == (ssize_t)sizeof info ? (int)info.ssi_signo : -EIO;
+    if (n != (ssize_t)sizeof info) return -EIO;
+    *code = info.ssi_code;
+    return (int)info.ssi_signo;
 }

@@ -142,17 +142,19 @@ public enum PreloadControlClient {
     }
 }
 
-/// The CLI's side: a thread that accepts the shim's connections one at a
-/// time, hands each message to `handler` (which runs while the program
-/// waits), and replies.
+/// The CLI's side: a listening socket that the CLI's main thread serves
+/// while it waits for the program (`serveWaiting` when `descriptor` polls
+/// readable): each connection's message goes to `handler` (which runs while
+/// the program waits), then the reply. No thread of its own: none to start,
+/// and none to wake and join at the end.
 public final class PreloadControlServer: @unchecked Sendable {
     public let name: String
-    private let listener: Int32
-    private let handler: @Sendable (PreloadMessage) -> Void
-    private var thread: pthread_t?
+    /// The listening socket (non-blocking), to poll for readability.
+    public let descriptor: Int32
+    private let handler: (PreloadMessage) -> Void
 
     /// Listens on a fresh abstract name derived from this process's pid.
-    public init(handler: @escaping @Sendable (PreloadMessage) -> Void) throws(SystemCallError) {
+    public init(handler: @escaping (PreloadMessage) -> Void) throws(SystemCallError) {
         // Unique per listener: the pid, and the monotonic clock for several
         // listeners of one process.
         var now = timespec()
@@ -160,7 +162,9 @@ public final class PreloadControlServer: @unchecked Sendable {
         let name = "livetrace-\(getpid())-\(String(now.tv_sec, radix: 16))\(String(now.tv_nsec, radix: 16))"
         self.name = name
         self.handler = handler
-        let fd = try retrying("socket", "AF_UNIX") { socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let fd = try retrying("socket", "AF_UNIX") {
+            socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        }
         do throws(SystemCallError) {
             _ = try retrying("bind", "@" + name) { withAbstractAddress(name) { bind(fd, $0, $1) } }
             _ = try retrying("listen", "@" + name) { listen(fd, 16) }
@@ -168,33 +172,24 @@ public final class PreloadControlServer: @unchecked Sendable {
             close(fd)
             throw error
         }
-        listener = fd
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var handle = pthread_t()
-        if pthread_create(&handle, nil, { argument in
-            let server = Unmanaged<PreloadControlServer>.fromOpaque(argument!).takeRetainedValue()
-            server.serve()
-            return nil
-        }, box) == 0 {
-            thread = handle
-        } else {
-            Unmanaged<PreloadControlServer>.fromOpaque(box).release()
-            close(fd)
-            throw SystemCallError(call: "pthread_create", subject: "control thread", errno: EAGAIN)
-        }
+        descriptor = fd
     }
 
-    private func serve() {
+    /// Serves every connection already waiting, one at a time, and returns
+    /// when none is left.
+    public func serveWaiting() {
         while true {
-            // Accepted after the program was spawned, so no exec can inherit
-            // it before FD_CLOEXEC is set.
             let connection: Int32
             do throws(SystemCallError) {
-                connection = try SystemCall.retrying("accept", subject: "control socket") { accept(listener, nil, nil) }
+                connection = try SystemCall.retrying("accept", subject: "control socket") { accept(descriptor, nil, nil) }
             } catch {
                 if error.errno == ECONNABORTED { continue }
-                return // the listener was shut down by stop()
+                return // EAGAIN: nothing waiting
             }
+            // Accepted on the thread that spawns, after the spawn: no exec
+            // can inherit it before FD_CLOEXEC is set. Blocking (accept does
+            // not pass the listener's O_NONBLOCK on), with a bounded wait
+            // for the message.
             _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
             var timeout = timeval(tv_sec: 5, tv_usec: 0)
             setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -206,13 +201,10 @@ public final class PreloadControlServer: @unchecked Sendable {
         }
     }
 
-    /// Stops accepting and waits for the thread (a message being handled is
-    /// finished first).
+    /// Stops listening: a shim that connects later finds nobody (it runs on
+    /// and says nothing for a success).
     public func stop() {
-        shutdown(listener, Int32(SHUT_RDWR))
-        if let thread { pthread_join(thread, nil) }
-        thread = nil
-        close(listener)
+        close(descriptor)
     }
 }
 

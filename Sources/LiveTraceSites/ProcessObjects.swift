@@ -14,7 +14,10 @@ import Glibc
 ///    the vDSO has none and is skipped, with a note in `failures`), find the
 ///    sites in the file at link-time addresses (`SiteFinder`), kept in a
 ///    cache keyed by device, inode, size and mtime so a second discovery
-///    reads only new objects.
+///    reads only new objects. A library the cache across processes
+///    (SitelessCache, when enabled) names as siteless is not opened at all
+///    (`DiscoveryCache.rememberedSiteless`); steps 3 and 4 have nothing to
+///    check for it.
 /// 3. Check that the file's PT_LOAD segments are the ones loaded (same
 ///    addresses, sizes and flags); otherwise the file on disk is not what
 ///    runs and the object is a failure.
@@ -50,6 +53,10 @@ extension SiteTable {
                 continue
             }
             do throws(DiscoveryError) {
+                if !object.isMainProgram, let remembered = DiscoveryCache.rememberedSiteless(path, options: options) {
+                    objects.append(remembered.relocated(by: object.bias))
+                    continue
+                }
                 let (elf, linkTimeSites) = try DiscoveryCache.shared.sites(of: path, options: options)
                 try object.checkMatches(elf)
                 var sites = linkTimeSites.relocated(by: object.bias)
@@ -178,6 +185,22 @@ final class DiscoveryCache: Sendable {
     }
     /// Guarded by the mutex; entries are immutable once stored.
     private let entries = Mutex<[Key: Entry]>([:])
+
+    /// A library the cache across processes (SitelessCache) names as
+    /// holding no site: its empty site list, from the file's status alone,
+    /// without opening or parsing it (a program's start-up under the shim
+    /// met libc, libm, libstdc++ and the rest this way, each an open, a
+    /// mapping and a header parse). Nothing is verified against the loaded
+    /// object: with no site there is nothing to patch, so a file replaced
+    /// on disk since it was loaded can only leave functions untraced. nil
+    /// when the cache does not name the file (or when functions without
+    /// sites are asked for, which the cache does not remember).
+    static func rememberedSiteless(_ path: String, options: DiscoveryOptions) -> ObjectSites? {
+        guard !options.includeFunctionsWithoutSites, SitelessCache.isSiteless(path: path) else { return nil }
+        return ObjectSites(
+            path: path, type: .sharedObject, loadBias: 0, addressesAreRunTime: false, sites: [],
+            functionsWithoutSites: [], siteSources: [], discardedListEntries: 0, hasSourceLines: false)
+    }
 
     func sites(of path: String, options: DiscoveryOptions) throws(DiscoveryError) -> (ElfObject, ObjectSites) {
         let key = Key(path: path, options: options)

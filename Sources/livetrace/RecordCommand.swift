@@ -9,16 +9,17 @@
 //      warn about each -F glob that matches no site (naming close matches);
 //   2. the trace directory: an older trace there is renamed DIR.old
 //      (uftrace's habit); anything else there is refused;
-//   3. block the forwarded signals in this process (a thread takes them
-//      with sigwaitinfo), start the control channel and the
-//      RecordingSession (DIR/rings, the drain thread);
+//   3. block the forwarded signals and SIGCHLD in this process (step 5
+//      takes them through a signalfd), open the control channel and start
+//      the RecordingSession (DIR/rings, the drain thread);
 //   4. posix_spawn PROGRAM with LD_PRELOAD and the LIVETRACE_* variables,
 //      the signal mask and dispositions of this process's caller, stdin,
 //      stdout and stderr shared; the shim reports its start over the
 //      control channel and the memory map is captured while it waits;
-//   5. wait for PROGRAM; finish the session (the last drain; a program
-//      killed by a signal leaves its published events in the rings, the
-//      trace is marked salvaged);
+//   5. wait for PROGRAM, forwarding signals and serving the control
+//      channel meanwhile, on the main thread; finish the session
+//      (the last drain; a program killed by a signal leaves its published
+//      events in the rings, the trace is marked salvaged);
 //   6. with -t, the calls shorter than TIME leave the trace (TimeFilter);
 //      one summary line on stderr; exit with PROGRAM's status (128 + the
 //      signal when a signal killed it, as a shell does).
@@ -28,6 +29,7 @@
 // terminal (Ctrl-C, Ctrl-\, hangup: si_code SI_KERNEL) already reached
 // PROGRAM, which shares this process's group: it is not sent twice.
 import ArgumentParser
+import CLiveTraceShims
 import Glibc
 import LiveTrace
 import LiveTracePreload
@@ -219,11 +221,9 @@ struct RecordCommand: ParsableCommand {
             throw error
         }
         shim.mainPid.store(pid, ordering: .releasing)
-        forwarder.forward(to: pid)
         try? session.programStarted(pid: pid)
         // Step 5.
-        let exit = ProgramLauncher.wait(pid)
-        forwarder.forward(to: 0)
+        let exit = ProgramLauncher.wait(pid, signals: forwarder, control: control)
         control.stop()
         let summary: DrainSummary
         do throws(RecordingError) {
@@ -406,7 +406,8 @@ enum TraceDirectory {
 final class ShimReports: Sendable {
     /// The program's pid once spawned (0 before): only its map is captured.
     let mainPid = Atomic<Int32>(0)
-    /// Written by the control thread, read after it stopped.
+    /// Written while the main thread serves the control channel
+    /// (ProgramLauncher.wait), read after the program ended.
     private struct State {
         var started = Set<Int32>()
         var failures: [String] = []
@@ -427,7 +428,8 @@ final class ShimReports: Sendable {
         self.relocating = relocating
     }
 
-    /// Runs on the control thread while the shim waits for the reply.
+    /// Runs on the main thread, in its wait for the program, while the shim
+    /// waits for the reply.
     func received(_ message: PreloadMessage, session: RecordingSession) {
         state.withLock { receivedLocked(message, session: session, &$0) }
     }
@@ -477,76 +479,45 @@ final class ShimReports: Sendable {
 
 // MARK: - steps 3-5: signals, spawning, waiting
 
-/// What the signal thread is started with (pthread_create takes one pointer).
-private final class SignalLoop {
-    let forwarder: SignalForwarder
-    let set: sigset_t
-    init(forwarder: SignalForwarder, set: sigset_t) {
-        self.forwarder = forwarder
-        self.set = set
-    }
-}
-
-/// Forwards signals sent to this process to the program.
-final class SignalForwarder: @unchecked Sendable {
+/// Forwards signals sent to this process to the program, on the main
+/// thread while it waits for the program (`ProgramLauncher.wait`): no
+/// thread of its own, so there is none to start, and none to wake and
+/// wind down at exit (on a busy machine a wake-up is a wait for a CPU).
+/// With the control channel served there too, the CLI's threads while the
+/// program runs are the main thread and the drain.
+final class SignalForwarder: Sendable {
     /// Not SIGTSTP/SIGCONT: job control stops and continues both processes
     /// (same process group), as for any shell pipeline.
     static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH]
     /// The mask this process had before blocking the forwarded signals: the
     /// program gets it.
     let originalMask: sigset_t
-    /// 0 while there is no program to forward to.
-    private let target = Atomic<Int32>(0)
+    /// The forwarded signals and SIGCHLD (the program's end), all blocked.
+    let waited: sigset_t
 
-    private init(originalMask: sigset_t) {
+    private init(originalMask: sigset_t, waited: sigset_t) {
         self.originalMask = originalMask
+        self.waited = waited
     }
 
-    /// Blocks the forwarded signals in this thread (and so in every thread
-    /// started after it) and starts the thread that takes them.
+    /// Blocks the forwarded signals and SIGCHLD in this thread, and so in
+    /// every thread started after it: they stay pending until the wait for
+    /// the program takes them (one sent before the program started is
+    /// forwarded once it runs; SIGCHLD, blocked, is queued instead of
+    /// discarded by its default disposition, and reaches the signalfd).
     static func blockForwardedSignals() -> SignalForwarder {
         var set = sigset_t(), original = sigset_t()
         sigemptyset(&set)
-        for signal in forwarded { sigaddset(&set, signal) }
+        for signal in forwarded + [SIGCHLD] { sigaddset(&set, signal) }
         pthread_sigmask(SIG_BLOCK, &set, &original)
-        let forwarder = SignalForwarder(originalMask: original)
-        let blocked = set
-        let context = Unmanaged.passRetained(SignalLoop(forwarder: forwarder, set: blocked)).toOpaque()
-        var handle = pthread_t()
-        let status = pthread_create(&handle, nil, { argument in
-            let loop = Unmanaged<SignalLoop>.fromOpaque(argument!).takeRetainedValue()
-            // The thread's name (ps, top, gdb): pthread_setname_np needs
-            // _GNU_SOURCE, which Swift does not set.
-            let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-            if fd >= 0 {
-                _ = write(fd, "livetrace-signals", 17)
-                close(fd)
-            }
-            loop.forwarder.loop(loop.set)
-            return nil
-        }, context)
-        if status == 0 {
-            pthread_detach(handle)
-        } else {
-            Unmanaged<SignalLoop>.fromOpaque(context).release()
-            RecordOutput.warning("cannot start the signal-forwarding thread (\(String(cString: strerror(status)))): signals sent to livetrace reach only livetrace")
-        }
-        return forwarder
+        return SignalForwarder(originalMask: original, waited: set)
     }
 
-    func forward(to pid: pid_t) { target.store(pid, ordering: .releasing) }
-
-    fileprivate func loop(_ set: sigset_t) {
-        var set = set
-        while true {
-            var info = siginfo_t()
-            guard let signal = try? SystemCall.retrying("sigwaitinfo", { sigwaitinfo(&set, &info) }) else { continue }
-            // SI_USER (0), SI_QUEUE (-1), SI_TKILL (-6): sent to livetrace
-            // itself. SI_KERNEL: from the terminal, already at the program.
-            guard info.si_code <= 0 else { continue }
-            let pid = target.load(ordering: .acquiring)
-            if pid > 0 { kill(pid, signal) }
-        }
+    /// The rule for one signal taken while the program runs: SI_USER (0),
+    /// SI_QUEUE (-1), SI_TKILL (-6) were sent to livetrace itself and go on
+    /// to the program; SI_KERNEL (from the terminal) already reached it.
+    func forward(_ signal: Int32, code: Int32, to pid: pid_t) {
+        if signal != SIGCHLD && code <= 0 { kill(pid, signal) }
     }
 }
 
@@ -605,10 +576,32 @@ enum ProgramLauncher {
         return pid
     }
 
-    static func wait(_ pid: pid_t) -> Exit {
+    /// Waits for the program's end, forwarding the signals sent to this
+    /// process and serving the shim's control connections meanwhile, all on
+    /// this thread. The loop: reap without blocking; if the program has not
+    /// ended, wait until a signal (SIGCHLD included, through a signalfd: one
+    /// that arrives after the reap stays pending, so the end is not missed)
+    /// or a connection is ready, handle it, repeat. Without a signalfd the
+    /// wait is bounded (10 ms) and signals are not forwarded.
+    static func wait(_ pid: pid_t, signals: SignalForwarder, control: PreloadControlServer) -> Exit {
         var status: Int32 = 0
-        guard (try? SystemCall.retrying("waitpid", { waitpid(pid, &status, 0) })) != nil else {
-            return Exit(status: 1, signal: nil)
+        var set = signals.waited
+        let signalDescriptor = lt_signalfd(&set)
+        defer { if signalDescriptor >= 0 { close(signalDescriptor) } }
+        while true {
+            guard let reaped = try? SystemCall.retrying("waitpid", { waitpid(pid, &status, WNOHANG) }) else {
+                return Exit(status: 1, signal: nil)
+            }
+            if reaped == pid { break }
+            var ready = [pollfd(fd: control.descriptor, events: Int16(POLLIN), revents: 0),
+                         pollfd(fd: signalDescriptor, events: Int16(POLLIN), revents: 0)]
+            _ = try? SystemCall.retrying("poll", { poll(&ready, nfds_t(ready.count), signalDescriptor >= 0 ? -1 : 10) })
+            if ready[0].revents != 0 { control.serveWaiting() }
+            if ready[1].revents != 0 {
+                var code: Int32 = 0
+                let signal = lt_signalfd_read_code(signalDescriptor, &code)
+                if signal > 0 { signals.forward(signal, code: code, to: pid) }
+            }
         }
         // WIFEXITED / WTERMSIG are macros Swift does not import.
         let signal = status & 0x7f

@@ -14,22 +14,35 @@ final class PreloadControlTests: XCTestCase {
     }
 
     func testServerSeesTheMessageBeforeTheClientReturns() throws {
-        final class Box: @unchecked Sendable {
-            let lock = NSLock()
-            var messages: [PreloadMessage] = []
-        }
-        let box = Box()
-        let server = try PreloadControlServer { message in
-            box.lock.lock()
-            box.messages.append(message)
-            box.lock.unlock()
-        }
+        var messages: [PreloadMessage] = []
+        let server = try PreloadControlServer { messages.append($0) }
         defer { server.stop() }
+        // The client blocks until the reply: it runs on a thread of its own,
+        // the server on this one, as in the CLI's wait for the program.
         let sent = PreloadMessage(verb: .exit, pid: 7, status: 0, text: "-")
-        try PreloadControlClient.send(sent, to: server.name)
-        box.lock.lock()
-        XCTAssertEqual(box.messages, [sent])
-        box.lock.unlock()
+        let returned = expectation(description: "the client returned")
+        let name = server.name
+        Thread.detachNewThread {
+            do {
+                try PreloadControlClient.send(sent, to: name)
+            } catch {
+                XCTFail("the client failed: \(error)")
+            }
+            returned.fulfill()
+        }
+        var ready = pollfd(fd: server.descriptor, events: Int16(POLLIN), revents: 0)
+        XCTAssertEqual(poll(&ready, 1, 5000), 1, "the connection is ready")
+        server.serveWaiting()
+        XCTAssertEqual(messages, [sent])
+        wait(for: [returned], timeout: 5)
+    }
+
+    func testServingWithNothingWaitingReturnsAtOnce() throws {
+        var messages: [PreloadMessage] = []
+        let server = try PreloadControlServer { messages.append($0) }
+        defer { server.stop() }
+        server.serveWaiting()
+        XCTAssertEqual(messages, [])
     }
 
     func testClientFailsClearlyWhenNobodyListens() {

@@ -34,4 +34,8 @@ int lt_signalfd(const sigset_t *set);
 /* Reads one signal from a signalfd: its number, or -errno. */
 int lt_signalfd_read(int fd);
 
+/* lt_signalfd_read, also storing the signal's si_code in *code (who sent
+ * it: <= 0 from a process, kill or sigqueue; > 0 from the kernel). */
+int lt_signalfd_read_code(int fd, int *code);
+
 #endif
