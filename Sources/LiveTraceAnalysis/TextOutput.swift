@@ -101,10 +101,11 @@ public final class TextOutput {
         guard error == nil, let start = piece.baseAddress else { return }
         var done = 0
         while done < piece.count {
-            let n = Glibc.write(fd, start + done, piece.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                error = .systemCall(SystemCallError(call: "write", subject: "output", errno: errno))
+            let n: Int
+            do throws(SystemCallError) {
+                n = try SystemCall.retrying("write", subject: "output") { Glibc.write(fd, start + done, piece.count - done) }
+            } catch {
+                self.error = .systemCall(error)
                 return
             }
             done += n

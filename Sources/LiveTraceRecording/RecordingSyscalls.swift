@@ -89,11 +89,15 @@ enum Sys {
     /// file system cannot back (disk full) is a SIGBUS in the traced program
     /// at its first store, so the space is taken when the area is created.
     static func fallocate(_ fd: Int32, _ size: Int, _ subject: String) throws(RecordingError) {
-        while true {
-            let result = Glibc.posix_fallocate(fd, 0, off_t(size))
-            if result == 0 { return }
-            if result == EINTR { continue }
-            throw .systemCall(SystemCallError(call: "posix_fallocate", subject: subject, errno: result))
+        // posix_fallocate returns the error instead of setting errno.
+        do throws(SystemCallError) {
+            _ = try SystemCall.retrying("posix_fallocate", subject: subject, {
+                let result = Glibc.posix_fallocate(fd, 0, off_t(size))
+                errno = result
+                return result
+            }, failed: { $0 != 0 })
+        } catch {
+            throw .systemCall(error)
         }
     }
 

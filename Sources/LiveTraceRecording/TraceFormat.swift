@@ -549,10 +549,13 @@ final class StreamFileWriter {
         }
         var first = 0
         while first < vectors.count {
-            let written = vectors[first...].withUnsafeBufferPointer { Glibc.writev(fd, $0.baseAddress, Int32($0.count)) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw .systemCall(SystemCallError(call: "writev", subject: path, errno: errno))
+            let written: Int
+            do throws(SystemCallError) {
+                written = try SystemCall.retrying("writev", subject: path) {
+                    vectors[first...].withUnsafeBufferPointer { Glibc.writev(fd, $0.baseAddress, Int32($0.count)) }
+                }
+            } catch {
+                throw .systemCall(error)
             }
             var left = written
             while first < vectors.count && left >= vectors[first].iov_len {
