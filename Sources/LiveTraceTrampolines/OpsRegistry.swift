@@ -483,7 +483,7 @@ public final class OpsRegistry: @unchecked Sendable {
             for pattern in ops.filter { candidates.formUnion(sites.addresses(matching: pattern)) }
         }
         for pattern in ops.notrace where !candidates.isEmpty { candidates.subtract(sites.addresses(matching: pattern)) }
-        var wanted = Set<UInt>()
+        var wanted = Set<UInt>(minimumCapacity: candidates.count)
         var refusals: [(Site, RelocationRefusal)] = []
         let tracer = dynamic ? Self.tracerCodeRanges : []
         for address in candidates {
@@ -579,10 +579,13 @@ public final class OpsRegistry: @unchecked Sendable {
         // Step 2: the new ops set of every affected site, and its target.
         try relocateEntries(adding.sorted(), sites: sites)
         struct Plan { var state: SiteState; var built: IteratorAllocation? }
+        let affected = adding.union(removing).sorted()
         var plans: [Plan] = []
         var transitions: [SiteTransition] = []
+        plans.reserveCapacity(affected.count)
+        transitions.reserveCapacity(affected.count)
         do throws(TraceError) {
-            for address in adding.union(removing).sorted() {
+            for address in affected {
                 guard var state = siteStates[address] ?? site(at: address, in: sites).map({ SiteState(site: $0) }) else { continue }
                 if adding.contains(address) {
                     state.ops.append(ops)
