@@ -84,8 +84,7 @@ public enum Tracer {
     ) throws(TraceError) -> TraceHandle {
         guard !patterns.isEmpty else { throw TraceError.invalidArgument("no function pattern") }
         let box = ClosureBox(body)
-        let ops = try Ops(callback: closureCallback, data: Unmanaged.passUnretained(box).toOpaque(), flags: [])
-        ops.keepAlive = box
+        let ops = try Ops(callback: closureCallback, data: Unmanaged.passUnretained(box).toOpaque(), flags: [], keepAlive: box)
         return try register(ops, patterns, excluding: excluding)
     }
 

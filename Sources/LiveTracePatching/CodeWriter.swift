@@ -114,13 +114,18 @@ public struct CodeWriter: Sendable {
         for w in writes where w.packed.count > 0 {
             let first = w.address & ~(page - 1)
             let last = (w.address + UInt(w.packed.count) - 1) & ~(page - 1)
-            pages.append(first)
+            // Many writes share a page: each page once per run of them.
+            if pages.last != first { pages.append(first) }
             if last != first { pages.append(last) }
         }
         // Batches arrive sorted by address; sort only when they are not.
         if zip(pages, pages.dropFirst()).contains(where: { $0 > $1 }) { pages.sort() }
         var runs: [PageRun] = []
+        var previous: UInt? = nil
         for p in pages {
+            // A page already handled (pages sorted; one mapping lookup each).
+            if p == previous { continue }
+            previous = p
             guard let m = ProcessMaps.find(p, in: mappings) else {
                 throw SystemCallError(call: "mprotect (address 0x\(String(p, radix: 16)) is not mapped)", errno: EFAULT)
             }

@@ -34,7 +34,10 @@ public struct RelocatedEntry: Sendable, Hashable {
 
     public init(relocation: PrologueRelocation, stub: UInt, stubOffsets: [Int], site: Site) {
         self.site = site
-        self.original = relocation.instructions.flatMap(\.bytes)
+        var original: [UInt8] = []
+        original.reserveCapacity(relocation.relocatedLength)
+        for instruction in relocation.instructions { original += instruction.bytes }
+        self.original = original
         self.stub = stub
         var map = [UInt8](repeating: 0xff, count: relocation.relocatedLength)
         for (instruction, offset) in zip(relocation.instructions, stubOffsets) { map[instruction.offset] = UInt8(offset) }

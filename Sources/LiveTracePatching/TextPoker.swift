@@ -145,6 +145,15 @@ public final class TextPoker: Sendable {
         }
     }
 
+    /// The instruction each address holds by the poker's record: what its
+    /// last successful batch wrote there, or found there when normalizing;
+    /// nil where it has no record (never normalized, restored, or forgotten).
+    /// The one record of what a site holds: the ops registry asks here
+    /// instead of keeping a copy.
+    public func recordedInstructions(at addresses: [UInt]) -> [SiteInstruction?] {
+        state.withLock { state in addresses.map { state.records[$0]?.instruction } }
+    }
+
     /// Brings sites to normal form (a 5-byte nop) in one batch.
     public func normalize(_ sites: [Site]) -> BatchResult {
         state.withLock { state in
@@ -241,6 +250,7 @@ public final class TextPoker: Sendable {
             guard prepare(&state, &result, sites: { entries.map(\.site) }) else { return result }
             var seen = Set<UInt>(minimumCapacity: entries.count)
             var plan: [PlannedWrite] = []
+            plan.reserveCapacity(entries.count)
             for (i, entry) in entries.enumerated() {
                 let a = entry.site.address
                 guard admit(entry.site, seen: &seen, result: &result, relocated: true) else { continue }
@@ -253,8 +263,10 @@ public final class TextPoker: Sendable {
                     continue
                 }
                 // Up to 19 bytes: beyond CodeWriter.read's 8.
-                let found = Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: a), count: entry.original.count))
-                guard found == entry.original, entry.original.count >= X86SiteEncoding.normalLength else {
+                let code = UnsafeRawPointer(bitPattern: a)!
+                let same = entry.original.withUnsafeBytes { memcmp(code, $0.baseAddress!, $0.count) == 0 }
+                guard same, entry.original.count >= X86SiteEncoding.normalLength else {
+                    let found = Array(UnsafeRawBufferPointer(start: code, count: entry.original.count))
                     result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: hex(entry.original), found: found)))
                     continue
                 }
@@ -262,7 +274,7 @@ public final class TextPoker: Sendable {
                     result.failed.append(SiteOutcome(site: entry.site, problem: .targetOutOfRange(target: entry.stub)))
                     continue
                 }
-                plan.append(PlannedWrite(siteIndex: i, address: a, old: PackedBytes(Array(found.prefix(X86SiteEncoding.normalLength))),
+                plan.append(PlannedWrite(siteIndex: i, address: a, old: CodeWriter.readPacked(a, count: X86SiteEncoding.normalLength),
                                          new: new, becomes: .jump(entry.stub), next: a + UInt(X86SiteEncoding.normalLength),
                                          rescue: true, rescueMap: entry.stubOffsets, rescueBase: entry.stub))
             }
@@ -282,6 +294,7 @@ public final class TextPoker: Sendable {
             guard prepare(&state, &result, sites: { entries.map(\.site) }) else { return result }
             var seen = Set<UInt>(minimumCapacity: entries.count)
             var plan: [PlannedWrite] = []
+            plan.reserveCapacity(entries.count)
             for (i, entry) in entries.enumerated() {
                 let a = entry.site.address
                 guard admit(entry.site, seen: &seen, result: &result, relocated: true) else { continue }
@@ -605,6 +618,9 @@ public final class TextPoker: Sendable {
         retire(table)
         result.serializations += serializations
         result.patched.reserveCapacity(result.patched.count + plan.count)
+        // One growth of the records for a batch that adds sites (none for
+        // one that removes them: a larger table would be rehashed for nothing).
+        if !plan.contains(where: \.forget) { state.records.reserveCapacity(state.records.count + plan.count) }
         for w in plan {
             state.records[w.address] = w.forget ? nil : SiteRecord(
                 instruction: w.becomes, known: true, nopTail: state.records[w.address]?.nopTail ?? 0,

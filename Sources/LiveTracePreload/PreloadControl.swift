@@ -188,9 +188,11 @@ public final class PreloadControlServer: @unchecked Sendable {
         while true {
             // Accepted after the program was spawned, so no exec can inherit
             // it before FD_CLOEXEC is set.
-            let connection = accept(listener, nil, nil)
-            if connection < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
+            let connection: Int32
+            do throws(SystemCallError) {
+                connection = try SystemCall.retrying("accept", subject: "control socket") { accept(listener, nil, nil) }
+            } catch {
+                if error.errno == ECONNABORTED { continue }
                 return // the listener was shut down by stop()
             }
             _ = fcntl(connection, F_SETFD, FD_CLOEXEC)

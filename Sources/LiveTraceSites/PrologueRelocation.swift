@@ -17,8 +17,11 @@
 ///     relocated bytes (`branchIntoRelocated`), nor on the patched entry
 ///     itself from inside the body (`branchToEntry`: every iteration of a
 ///     loop whose head is the entry would count as a call);
-///  4. the whole body decodes, so that rule 3 saw every branch
-///     (`undecodable`);
+///  4. when a byte scan of the body finds a position that could be a
+///     direct branch into 0..<end of the relocated bytes (its proof in
+///     PrologueRelocationX86_64.swift), the whole body decodes, so that
+///     rule 3 saw every branch (`undecodable`); without such a position no
+///     decoded branch can break rule 3 and the body is not decoded;
 ///  5. it is not the tracer's own code (`tracerCode`), nor the program's
 ///     entry point `_start` (`entryPoint`: no return address on its stack).
 /// Whether a rip-relative target or a branch target is within reach of the
@@ -43,8 +46,42 @@ public struct PrologueRelocation: Sendable, Hashable {
     public struct Instruction: Sendable, Hashable {
         /// Offset from `patchAddress`.
         public var offset: Int
-        public var bytes: [UInt8]
+        public var bytes: InstructionBytes
         public var fixup: Fixup
+    }
+
+    /// One instruction's bytes (at most 16; x86 stops at 15) held inline:
+    /// the analysis of 60,000 functions makes no allocation per moved
+    /// instruction. Bytes past `count` are zero, so equal bytes are equal values.
+    public struct InstructionBytes: RandomAccessCollection, Sendable, Hashable, CustomStringConvertible {
+        private var low: UInt64 = 0
+        private var high: UInt64 = 0
+        public private(set) var count: Int = 0
+
+        public init(_ bytes: some Collection<UInt8>) {
+            precondition(bytes.count <= 16, "an instruction has at most 15 bytes")
+            for byte in bytes { append(byte) }
+        }
+
+        init(_ bytes: UnsafeRawBufferPointer) {
+            precondition(bytes.count <= 16, "an instruction has at most 15 bytes")
+            for byte in bytes { append(byte) }
+        }
+
+        private mutating func append(_ byte: UInt8) {
+            if count < 8 { low |= UInt64(byte) << UInt64(8 * count) } else { high |= UInt64(byte) << UInt64(8 * (count - 8)) }
+            count += 1
+        }
+
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { count }
+
+        public subscript(position: Int) -> UInt8 {
+            precondition(position >= 0 && position < count, "index out of range")
+            return UInt8(truncatingIfNeeded: position < 8 ? low >> UInt64(8 * position) : high >> UInt64(8 * (position - 8)))
+        }
+
+        public var description: String { Array(self).description }
     }
 
     /// The function's symbol address.
@@ -239,36 +276,41 @@ extension ElfObject {
     /// order whatever the count). More than 1 starts threads in the calling
     /// process: for tools (`livetrace list`, benchmarks), never inside a
     /// traced program.
-    public func prologueRelocations(tracer: Bool = false, only: Set<UInt>? = nil, threads: Int = 1) throws(DiscoveryError) -> ObjectRelocations {
+    /// `fullBodyScan`: decode every body whole, past the byte scan (the
+    /// oracle the byte scan is tested against; same verdicts, slower).
+    public func prologueRelocations(tracer: Bool = false, only: Set<UInt>? = nil, threads: Int = 1,
+                                    fullBodyScan: Bool = false) throws(DiscoveryError) -> ObjectRelocations {
         let index = try FunctionIndex(object: self)
         let functions = only.map { only in index.functions.filter { only.contains(UInt($0.address)) } } ?? index.functions
         // Below this many functions a thread costs more than it saves.
         let minimumPerThread = 2048
         let count = max(1, min(threads, functions.count / minimumPerThread))
-        let entries = UnsafeMutableBufferPointer<ObjectRelocations.Entry>.allocate(capacity: functions.count)
-        defer { entries.deallocate() }
         let chunk = (functions.count + count - 1) / max(count, 1)
-        let work = RelocationWork(object: self, functions: functions, tracer: tracer, entries: entries, chunk: chunk)
-        var handles: [pthread_t] = []
-        for part in 1..<count {
-            let context = Unmanaged.passRetained(RelocationWork.Part(work: work, part: part)).toOpaque()
-            var handle = pthread_t()
-            if pthread_create(&handle, nil, { context in
-                let part = Unmanaged<RelocationWork.Part>.fromOpaque(context!).takeRetainedValue()
-                part.work.analyze(part: part.part)
-                return nil
-            }, context) == 0 {
-                handles.append(handle)
-            } else {
-                // No thread: this one does that part too.
-                Unmanaged<RelocationWork.Part>.fromOpaque(context).release()
-                work.analyze(part: part)
+        // The parts initialize the result's own storage (no copy of 60,000
+        // entries afterwards); every thread is joined before it is returned.
+        let result = [ObjectRelocations.Entry](unsafeUninitializedCapacity: functions.count) { entries, initialized in
+            let work = RelocationWork(object: self, functions: functions, tracer: tracer, fullBodyScan: fullBodyScan,
+                                      entries: entries, chunk: chunk)
+            var handles: [pthread_t] = []
+            for part in 1..<count {
+                let context = Unmanaged.passRetained(RelocationWork.Part(work: work, part: part)).toOpaque()
+                var handle = pthread_t()
+                if pthread_create(&handle, nil, { context in
+                    let part = Unmanaged<RelocationWork.Part>.fromOpaque(context!).takeRetainedValue()
+                    part.work.analyze(part: part.part)
+                    return nil
+                }, context) == 0 {
+                    handles.append(handle)
+                } else {
+                    // No thread: this one does that part too.
+                    Unmanaged<RelocationWork.Part>.fromOpaque(context).release()
+                    work.analyze(part: part)
+                }
             }
+            work.analyze(part: 0)
+            for handle in handles { pthread_join(handle, nil) }
+            initialized = functions.count
         }
-        work.analyze(part: 0)
-        for handle in handles { pthread_join(handle, nil) }
-        let result = Array(entries)
-        _ = entries.deinitialize()
         return ObjectRelocations(path: path, entries: result)
     }
 }
@@ -285,14 +327,16 @@ private final class RelocationWork: @unchecked Sendable {
     let object: ElfObject
     let functions: [FunctionIndex.Function]
     let tracer: Bool
+    let fullBodyScan: Bool
     let entries: UnsafeMutableBufferPointer<ObjectRelocations.Entry>
     let chunk: Int
 
-    init(object: ElfObject, functions: [FunctionIndex.Function], tracer: Bool,
+    init(object: ElfObject, functions: [FunctionIndex.Function], tracer: Bool, fullBodyScan: Bool,
          entries: UnsafeMutableBufferPointer<ObjectRelocations.Entry>, chunk: Int) {
         self.object = object
         self.functions = functions
         self.tracer = tracer
+        self.fullBodyScan = fullBodyScan
         self.entries = entries
         self.chunk = chunk
     }
@@ -313,7 +357,8 @@ private final class RelocationWork: @unchecked Sendable {
                 let offset = function.address - segment.address
                 let length = Int(min(function.size, segment.fileSize - offset))
                 let code = UnsafeRawBufferPointer(start: object.bytes.baseAddress! + Int(segment.fileOffset + offset), count: length)
-                verdict = analyzer.analyze(code: code, address: UInt(function.address), size: Int(function.size))
+                verdict = analyzer.analyze(code: code, address: UInt(function.address), size: Int(function.size),
+                                           fullBodyScan: fullBodyScan)
             } else {
                 verdict = .failure(.undecodable(offset: 0))
             }

@@ -114,6 +114,20 @@ struct PrologueAnalyzerX86_64 {
         return Decoded(length: length, kind: .plain)
     }
 
+    /// The full decoder's view of the instruction at `code`'s start: the
+    /// target offset of its relative immediate, or nil.
+    func relativeTarget(_ code: UnsafeRawBufferPointer) -> Int? {
+        guard !code.isEmpty else { return nil }
+        var instruction = ZydisDecodedInstruction()
+        var context = ZydisDecoderContext()
+        let status = withUnsafePointer(to: decoder) { decoder in
+            ZydisDecoderDecodeInstruction(decoder, &context, code.baseAddress!, code.count, &instruction)
+        }
+        guard status & 0x8000_0000 == 0, instruction.attributes & Self.attributeIsRelative != 0,
+              instruction.raw.imm.0.is_relative != 0 else { return nil }
+        return Int(instruction.length) &+ Int(instruction.raw.imm.0.value.s)
+    }
+
     static func name(_ mnemonic: ZydisMnemonic) -> String {
         guard let string = ZydisMnemonicGetString(mnemonic) else { return "instruction" }
         return String(cString: string)
@@ -121,7 +135,9 @@ struct PrologueAnalyzerX86_64 {
 
     /// The verdict for the function whose first `code.count` bytes (at most
     /// its `size`) are in `code`, at `address`.
-    func analyze(code: UnsafeRawBufferPointer, address: UInt, size: Int) -> Result<PrologueRelocation, RelocationRefusal> {
+    /// `fullBodyScan`: decode the whole body even when the byte scan finds
+    /// no candidate (the oracle the byte scan is tested against).
+    func analyze(code: UnsafeRawBufferPointer, address: UInt, size: Int, fullBodyScan: Bool = false) -> Result<PrologueRelocation, RelocationRefusal> {
         let available = min(size, code.count)
         let hasEndbr = available >= 4 && code.prefix(4).elementsEqual(Self.endbr64)
         let start = hasEndbr ? 4 : 0
@@ -131,6 +147,8 @@ struct PrologueAnalyzerX86_64 {
         let body = UnsafeRawBufferPointer(rebasing: code[0..<available])
         // Step 2: the moved instructions.
         var moved: [PrologueRelocation.Instruction] = []
+        // Rarely more than 4 instructions cover 5 bytes: one allocation.
+        moved.reserveCapacity(4)
         var offset = start
         while offset < start + Self.patchLength {
             guard let decoded = decode(body, at: offset, address: address + UInt(offset)) else {
@@ -155,12 +173,20 @@ struct PrologueAnalyzerX86_64 {
                 }
                 fixup = .none
             }
-            moved.append(.init(offset: offset - start, bytes: Array(body[offset..<offset + decoded.length]), fixup: fixup))
+            moved.append(.init(offset: offset - start, bytes: .init(UnsafeRawBufferPointer(rebasing: body[offset..<offset + decoded.length])),
+                               fixup: fixup))
             offset += decoded.length
         }
         let relocatedEnd = offset
-        // Step 3: every direct branch of the body. One instruction and
-        // context serve the whole scan (Zydis fills what minimal mode reads).
+        // Step 3: every direct branch of the body. The byte scan first: when
+        // no byte position can be a branch into 0..<relocatedEnd, no decoded
+        // branch can either (proof at `mayBranch`), and the verdict is made.
+        if !fullBodyScan && !Self.mayBranch(into: relocatedEnd, code: body) {
+            return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
+                                               hasEndbr: hasEndbr, instructions: moved))
+        }
+        // One instruction and context serve the whole scan (Zydis fills what
+        // minimal mode reads).
         var instruction = ZydisDecodedInstruction()
         var context = ZydisDecoderContext()
         let base = body.baseAddress!
@@ -186,6 +212,89 @@ struct PrologueAnalyzerX86_64 {
         if let refusal { return .failure(refusal) }
         return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
                                            hasEndbr: hasEndbr, instructions: moved))
+    }
+}
+
+extension PrologueAnalyzerX86_64 {
+    /// Whether some byte position of `code` could start a direct branch or
+    /// call whose target offset (from `code`'s start) is in 0..<`end`: a
+    /// superset of what the linear decode of step 3 finds, so that "no" makes
+    /// that decode needless.
+    ///
+    /// Proof. The instructions Zydis (64-bit mode, neither KNC nor AMD
+    /// branches) decodes with a relative immediate are exactly these, the
+    /// immediate last, right after the opcode (and ModRM for xbegin); their
+    /// target is the instruction's end plus the immediate:
+    ///
+    ///     70-7f ib (jcc), eb ib (jmp), e0-e3 ib (loop*, jrcxz)   end = q+2
+    ///     e8/e9 id (call, jmp)                 end = q+5 (q+3 with imm16)
+    ///     0f 80-8f id (jcc)                    end = q+6 (q+4 with imm16)
+    ///     c7 f8 id (xbegin)                    end = q+6 (q+4 with imm16)
+    ///
+    /// where q is the opcode's position; prefixes (66, 67, f2, f3, REX)
+    /// come before q and do not move the end relative to q. Every
+    /// instruction the linear decode meets has its opcode at some position
+    /// q of `code`, so computing each form's target at every position,
+    /// both immediate widths, visits every target the decode can compute
+    /// (and more: positions inside other instructions, and data). A form
+    /// whose immediate runs past `code` is not a whole instruction of it:
+    /// the decode refuses it as undecodable, with or without a candidate.
+    /// RelocationScanTests checks the table against Zydis over the whole
+    /// one- and two-byte opcode space with every prefix, and the verdicts
+    /// against the full decode on every function of libswiftCore,
+    /// Foundation and swift-format.
+    ///
+    /// A function with no candidate is not decoded beyond its moved
+    /// instructions: bytes that do not decode after them (data, padding)
+    /// cannot hide a branch the scan missed, so they are no reason to refuse.
+    static func mayBranch(into end: Int, code: UnsafeRawBufferPointer) -> Bool {
+        guard end > 0 else { return false }
+        let limit = UInt(end)
+        // A negative target wraps far above `limit`.
+        return candidateTargets(in: code) { UInt(bitPattern: $0) < limit }
+    }
+
+    /// Visits the target offset of every form of the table above at every
+    /// position of `code` until `visit` returns true; returns whether it did.
+    @inline(__always)
+    static func candidateTargets(in code: UnsafeRawBufferPointer, _ visit: (Int) -> Bool) -> Bool {
+        let n = code.count
+        guard n > 0 else { return false }
+        let bytes = code.baseAddress!
+        @inline(__always) func rel8(_ at: Int) -> Int { Int(Int8(bitPattern: bytes.load(fromByteOffset: at, as: UInt8.self))) }
+        @inline(__always) func rel16(_ at: Int) -> Int { Int(Int16(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int16.self))) }
+        @inline(__always) func rel32(_ at: Int) -> Int { Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int32.self))) }
+        var q = 0
+        while q < n {
+            let byte = bytes.load(fromByteOffset: q, as: UInt8.self)
+            // The opening bytes of the table, as bits: 0f (word 0), 70-7f
+            // (word 1), c7 (word 3), e0-e3, e8, e9, eb (word 3).
+            let word: UInt64 = switch byte >> 6 {
+            case 0: 1 << 0x0f
+            case 1: 0xffff << (0x70 - 0x40)
+            case 2: 0
+            default: 1 << (0xc7 - 0xc0) | 0xf << (0xe0 - 0xc0) | 0xb << (0xe8 - 0xc0)
+            }
+            if word >> UInt64(byte & 63) & 1 == 0 {
+                q += 1
+                continue
+            }
+            if byte & 0xf0 == 0x70 || byte & 0xfc == 0xe0 || byte == 0xeb {
+                if q + 2 <= n, visit(q + 2 + rel8(q + 1)) { return true }
+            } else if byte == 0xe8 || byte == 0xe9 {
+                if q + 3 <= n, visit(q + 3 + rel16(q + 1)) { return true }
+                if q + 5 <= n, visit(q + 5 + rel32(q + 1)) { return true }
+            } else if q + 2 <= n {
+                // 0f or c7.
+                let next = bytes.load(fromByteOffset: q + 1, as: UInt8.self)
+                if byte == 0x0f ? next & 0xf0 == 0x80 : next == 0xf8 {
+                    if q + 4 <= n, visit(q + 4 + rel16(q + 2)) { return true }
+                    if q + 6 <= n, visit(q + 6 + rel32(q + 2)) { return true }
+                }
+            }
+            q += 1
+        }
+        return false
     }
 }
 
@@ -270,5 +379,27 @@ extension PrologueRelocation {
     public static func analyze(functionAt address: UInt, size: Int) -> Result<PrologueRelocation, RelocationRefusal> {
         guard size > 0, let base = UnsafeRawPointer(bitPattern: address) else { return .failure(.tooShort(size: size)) }
         return PrologueAnalyzerX86_64().analyze(code: UnsafeRawBufferPointer(start: base, count: size), address: address, size: size)
+    }
+
+    /// Whether some byte position of `code` could start a direct branch or
+    /// call (any encoding Zydis decodes with a relative immediate) whose
+    /// target offset from `code`'s start is in 0..<`end`: the body scan's
+    /// pre-filter (its proof in PrologueRelocationX86_64.swift).
+    public static func mayBranch(into end: Int, code: UnsafeRawBufferPointer) -> Bool {
+        PrologueAnalyzerX86_64.mayBranch(into: end, code: code)
+    }
+
+    /// Every target offset the pre-filter considers in `code`.
+    public static func branchCandidates(in code: UnsafeRawBufferPointer) -> Set<Int> {
+        var targets = Set<Int>()
+        _ = PrologueAnalyzerX86_64.candidateTargets(in: code) { targets.insert($0); return false }
+        return targets
+    }
+
+    /// The target offset, from `code`'s start, of the instruction at its
+    /// start as Zydis decodes it when it has a relative immediate (a direct
+    /// branch or call); nil otherwise. The oracle of the pre-filter's tests.
+    public static func relativeTarget(ofInstructionIn code: UnsafeRawBufferPointer) -> Int? {
+        PrologueAnalyzerX86_64().relativeTarget(code)
     }
 }

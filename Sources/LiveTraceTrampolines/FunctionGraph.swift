@@ -84,11 +84,8 @@ public final class FunctionGraph: Sendable {
         // The graph's own entry takes the common case in assembly
         // (lt_tramp_entry_graph) and the rest through the lean entry and this
         // callback (it reads only regs->rsp, the return slot).
-        let ops = try Ops(callback: lt_graph_entry_callback, data: nil, flags: [])
-        ops.entry = .graph
-        ops.entryOnlyFunctions = false
-        let entryOnlyOps = try Ops(callback: lt_graph_entry_only_callback, data: nil, flags: [])
-        entryOnlyOps.entryOnlyFunctions = true
+        let ops = try Ops(callback: lt_graph_entry_callback, data: nil, flags: [], entry: .graph, entryOnlyFunctions: false)
+        let entryOnlyOps = try Ops(callback: lt_graph_entry_only_callback, data: nil, flags: [], entry: nil, entryOnlyFunctions: true)
         OpsRegistry.shared.adopt(ops)
         OpsRegistry.shared.adopt(entryOnlyOps)
         var registered: [Ops] = []
@@ -142,7 +139,7 @@ public final class FunctionGraph: Sendable {
             if let entryOnlyOps { OpsRegistry.shared.destroy(entryOnlyOps) }
         }
         if let entryOnlyOps { try OpsRegistry.shared.unregister(entryOnlyOps) }
-        if ops.isRegistered { try OpsRegistry.shared.unregister(ops) }
+        if OpsRegistry.shared.isRegistered(ops) { try OpsRegistry.shared.unregister(ops) }
     }
 
     /// The graph started through the C API (lt_graph_start), if any.

@@ -19,7 +19,8 @@
 //  4. A slot is reachable from a site when every byte of the region is
 //     within a signed 32-bit displacement of site+5.
 //
-// Ownership: all state is touched only under OpsRegistry's lock.
+// Ownership: a field of OpsRegistry.Engine, inside the registry's Mutex;
+// not Sendable, so it cannot be reached from outside it.
 import CLiveTraceShims
 import Glibc
 import LiveTraceSites
@@ -48,6 +49,10 @@ final class JITMemory {
     private var memFD: Int32 = -1
     /// Stubs staged for the next `flushStaged`: whole slots, by address.
     private var staged: [(address: UInt, bytes: [UInt8])] = []
+    /// The region of the last allocation, tried first: a batch's stubs fill
+    /// one region after another, so the full ones before it are not asked
+    /// again for each stub.
+    private var lastRegion = 0
 
     /// Address ranges of every region, for the reclaimer's PC check.
     var ranges: [(UInt, UInt)] { regions.map { ($0.base, $0.base + UInt(Self.regionSize)) } }
@@ -59,13 +64,20 @@ final class JITMemory {
     /// `count` contiguous free slots reachable by `jmp rel32` from the site
     /// at `site`.
     func allocate(near site: UInt, slots count: Int = 1) throws(TraceError) -> JITSlot {
+        if lastRegion < regions.count, Self.reaches(site, regions[lastRegion].base), let slot = take(count, from: lastRegion) {
+            return slot
+        }
         // By index: an iterator over `regions` would hold its buffer, and
         // `take` would then copy the array and the region's free list.
         for i in regions.indices where Self.reaches(site, regions[i].base) {
-            if let slot = take(count, from: i) { return slot }
+            if let slot = take(count, from: i) {
+                lastRegion = i
+                return slot
+            }
         }
         let region = try mapRegion(near: site)
         guard let slot = take(count, from: region) else { throw TraceError.outOfMemory(near: site) }
+        lastRegion = region
         return slot
     }
 

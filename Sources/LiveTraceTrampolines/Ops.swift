@@ -4,6 +4,7 @@
 // trampolines read without a lock; it is freed only after quiescence.
 import CLiveTraceShims
 import LiveTraceSites
+import Synchronization
 
 /// One element of a filter: a glob over function names (raw symbol or
 /// demangled), the address of a function or of its site, or every function
@@ -79,43 +80,36 @@ public typealias OpsCallback = @convention(c) (UInt, UInt, UnsafeMutablePointer<
 
 /// A tracing client. Create, set a filter, register with `OpsRegistry.shared`.
 ///
-/// Ownership: `raw` is allocated at init and freed by the registry after
-/// quiescence (`destroy`); every other stored property is read and written
-/// only under the registry's lock.
+/// Immutable: what the registry keeps of an ops (filter, stubs, sites,
+/// registration) is its `OpsRegistry.Registration`, inside the registry's
+/// lock. `raw` is allocated at init, written only before its first
+/// publication (and its magic at destroy), and freed by the registry after
+/// quiescence.
 public final class Ops: @unchecked Sendable {
     public let raw: UnsafeMutablePointer<lt_ops>
     public let flags: OpsFlags
-    var filter: [FunctionPattern] = []
-    var notrace: [FunctionPattern] = []
-    var isRegistered = false
-    var isDestroyed = false
-    /// A grace period completed after the last unregistration.
-    var quiescedSinceUnregister = false
-    /// Site addresses this ops is attached to (registered only).
-    var attachedSites: Set<UInt> = []
     /// The permanent entry its per-function trampolines jump to: the full one
     /// for LT_OPS_SAVE_REGS or LT_OPS_MODIFY_RESUME, the lean one otherwise,
-    /// or the function graph's own (set by FunctionGraph).
-    var entry: StubX86_64.Entry = .lean
-    /// Its per-function trampoline of each site, by site address (registered
-    /// only; a stub holds its site's resume address).
-    var stubs: [UInt: JITSlot] = [:]
-    /// An object the callback's data points into (a closure box): released
-    /// only when the ops itself is reclaimed.
-    public var keepAlive: AnyObject?
-    /// Registration order, for the iterator lists.
-    var order: UInt64 = 0
-    /// The leaf analysis of the callback (LeafCallbackX86_64.swift), made
-    /// once, at the first stub built for a lean ops with no flags; nil before.
-    var leafAnalysis: Result<LeafCallback, LeafRejection>?
-    /// The sites (keys of `stubs`) whose stub is a leaf stub.
-    var leafStubSites: Set<UInt> = []
+    /// or the function graph's own.
+    let entry: StubX86_64.Entry
     /// nil: every function its filter matches; true: only the entry-only
     /// ones (`EntryOnly.isSwiftAsync`), false: all but those. The function
     /// graph's two ops split its functions this way (FunctionGraph.swift).
-    var entryOnlyFunctions: Bool?
+    let entryOnlyFunctions: Bool?
+    /// An object the callback's data points into (a closure box): it lives
+    /// as long as this ops, which the registry keeps until the ops is
+    /// reclaimed.
+    public let keepAlive: AnyObject?
+    private let destroyed = Atomic<Bool>(false)
 
-    public init(callback: OpsCallback, data: UnsafeMutableRawPointer?, flags: OpsFlags) throws(TraceError) {
+    public convenience init(callback: OpsCallback, data: UnsafeMutableRawPointer?, flags: OpsFlags, keepAlive: AnyObject? = nil) throws(TraceError) {
+        try self.init(callback: callback, data: data, flags: flags, entry: nil, entryOnlyFunctions: nil, keepAlive: keepAlive)
+    }
+
+    /// `entry` nil: the full entry for LT_OPS_SAVE_REGS or
+    /// LT_OPS_MODIFY_RESUME, the lean one otherwise.
+    init(callback: OpsCallback, data: UnsafeMutableRawPointer?, flags: OpsFlags,
+         entry: StubX86_64.Entry?, entryOnlyFunctions: Bool?, keepAlive: AnyObject? = nil) throws(TraceError) {
         guard OpsFlags.all.isSuperset(of: flags) else {
             throw TraceError.invalidArgument("unknown ops flags 0x\(String(flags.rawValue, radix: 16))")
         }
@@ -126,9 +120,17 @@ public final class Ops: @unchecked Sendable {
         raw.pointee.flags = flags.rawValue
         raw.pointee.magic = LT_OPS_MAGIC
         self.flags = flags
-        entry = flags.isDisjoint(with: [.saveRegisters, .modifyResume]) ? .lean : .full
+        self.entry = entry ?? (flags.isDisjoint(with: [.saveRegisters, .modifyResume]) ? .lean : .full)
+        self.entryOnlyFunctions = entryOnlyFunctions
+        self.keepAlive = keepAlive
         raw.pointee.owner = Unmanaged.passUnretained(self).toOpaque()
     }
+
+    /// Destroyed (OpsRegistry.destroy): `raw` is freed or awaits its grace
+    /// period, and no registry call accepts the ops again.
+    var isDestroyed: Bool { destroyed.load(ordering: .acquiring) }
+
+    func markDestroyed() { destroyed.store(true, ordering: .releasing) }
 
     /// The Ops behind a C pointer handed out by the C API.
     public static func from(_ pointer: UnsafeMutablePointer<lt_ops>?) -> Ops? {

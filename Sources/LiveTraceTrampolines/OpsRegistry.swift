@@ -48,14 +48,20 @@
 // stubs after a grace period. A function that cannot be relocated is never
 // written: the reasons of the last resolution are in `dynamicRefusals`.
 //
-// Ownership: every stored property is read and written under `lock` only.
-// Trampolines read lt_ops, lists and stubs without it, between E1 and E2.
+// Ownership, by type: every mutable fact of the registry — the sites it
+// has touched, what each ops wants and owns (`Registration`), the JIT
+// memory, what waits for a grace period — is a field of `Engine`, which
+// lives inside the `Mutex` and is reachable only through it. What each site
+// holds now is the text poke's record (`TextPoker.recordedInstructions`),
+// never a copy kept here. `Ops` itself is immutable. Trampolines read
+// lt_ops, lists and stubs without the lock, between E1 and E2.
 import CLiveTraceShims
 import Glibc
 import LiveTracePatching
 import LiveTraceSites
+import Synchronization
 
-public final class OpsRegistry: @unchecked Sendable {
+public final class OpsRegistry: Sendable {
     /// The process's registry; it forgets the sites of objects that dlclose
     /// unmaps (lt_unload.h).
     public static let shared: OpsRegistry = {
@@ -67,11 +73,38 @@ public final class OpsRegistry: @unchecked Sendable {
     /// Where the sites come from: by default every object of this process.
     public typealias SiteProvider = @Sendable (_ isPatched: @escaping (UInt) -> Bool) throws(TraceError) -> [Site]
 
+    /// A site the registry has touched: the ops that want it, in
+    /// registration order, and the iterator it calls when there are two or
+    /// more. Its instruction is the text poke's record.
     struct SiteState {
         var site: Site
         var ops: [Ops] = []
-        var instruction: SiteInstruction = .nop
         var iterator: IteratorAllocation?
+    }
+
+    /// What the registry keeps of one ops from its first use (adopt, a
+    /// filter, register) until `destroy`.
+    struct Registration {
+        let ops: Ops
+        var filter: [FunctionPattern] = []
+        var notrace: [FunctionPattern] = []
+        var isRegistered = false
+        /// A grace period completed after the last unregistration.
+        var quiescedSinceUnregister = false
+        /// Site addresses the ops is attached to (registered only).
+        var attachedSites: Set<UInt> = []
+        /// Its per-function trampoline of each site, by site address
+        /// (registered only; a stub holds its site's resume address).
+        var stubs: [UInt: JITSlot] = [:]
+        /// Registration order, for the iterator lists.
+        var order: UInt64 = 0
+        /// The leaf analysis of the callback (LeafCallbackX86_64.swift), made
+        /// once, at the first stub built for a lean ops with no flags.
+        var leafAnalysis: Result<LeafCallback, LeafRejection>?
+        /// The sites (keys of `stubs`) whose stub is a leaf stub.
+        var leafStubSites: Set<UInt> = []
+
+        init(_ ops: Ops) { self.ops = ops }
     }
 
     struct IteratorAllocation {
@@ -85,7 +118,8 @@ public final class OpsRegistry: @unchecked Sendable {
         var leafCode: [(UInt, UInt)] = []
         var lists: [UnsafeMutableRawPointer] = []
         var ops: [UnsafeMutablePointer<lt_ops>] = []
-        var keepAlive: [AnyObject] = []
+        /// Destroyed ops whose `keepAlive` the callback may still use.
+        var keepAlive: [Ops] = []
         var isEmpty: Bool { slots.isEmpty && lists.isEmpty && ops.isEmpty }
         var count: Int { slots.count + lists.count + ops.count }
     }
@@ -101,84 +135,47 @@ public final class OpsRegistry: @unchecked Sendable {
         public var gracePeriods: Int
     }
 
-    private let lock = PthreadLock()
-    private var live: [UInt: Ops] = [:]
-    private var nextOrder: UInt64 = 1
-    private var siteStates: [UInt: SiteState] = [:]
-    private var retired = Retired()
-    private let jit = JITMemory()
-    private var gracePeriods = 0
-    private var siteProvider: SiteProvider = OpsRegistry.processSites
-    /// The indexed sites of the current loaded-objects generation
-    /// (RegistrySites.swift); nil after anything that changes what is listed.
-    private var siteCache: RegistrySites?
+    private let engine = Mutex(Engine())
+
     /// Retired items that trigger a grace period without a waiting unregister.
     static let retiredBatch = 256
     public static var retiredBatchSize: Int { retiredBatch }
-    /// How long unregister waits for threads to leave the callbacks.
-    public var quiescenceDeadline: Duration {
-        get { lock.withLock { deadline } }
-        set { lock.withLock { deadline = newValue } }
-    }
-    private var deadline: Duration = .seconds(2)
-    /// Leaf stubs for eligible callbacks; off when LIVETRACE_NO_LEAF=1.
-    private var leafStubs = OpsRegistry.leafStubsFromEnvironment
 
     static let leafStubsFromEnvironment: Bool = {
         guard let value = getenv("LIVETRACE_NO_LEAF") else { return true }
         return String(cString: value) != "1"
     }()
 
-    /// Relocated entries by patch address.
-    private var relocations: [UInt: RelocatedStub] = [:]
-    /// Verdicts of the functions without sites analyzed so far, by patch address.
-    private var dynamicVerdicts: [UInt: Result<PrologueRelocation, RelocationRefusal>] = [:]
-    private var dynamic = false
-    private var lastRefusals: [(Site, RelocationRefusal)] = []
-    /// The per-function stubs built by the current change and staged in the
-    /// JIT memory, not yet written (`change`, step 2).
-    private var stagedStubs: [(ops: Ops, site: UInt)] = []
-    private var usesDefaultProvider = true
-
     init() {}
+
+    /// How long unregister waits for threads to leave the callbacks.
+    public var quiescenceDeadline: Duration {
+        get { engine.withLock { $0.deadline } }
+        set { engine.withLock { $0.deadline = newValue } }
+    }
 
     /// Whether filters also reach functions without a compiler-made site,
     /// by prologue relocation (off by default: it rewrites ordinary code).
     /// Set it before registering the ops that should reach them.
     public var includeDynamic: Bool {
-        get { lock.withLock { dynamic } }
-        set { lock.withLock { dynamic = newValue } }
+        get { engine.withLock { $0.dynamic } }
+        set { engine.withLock { $0.dynamic = newValue } }
     }
 
     /// The functions without sites that the last resolution wanted but
     /// could not relocate, and why.
     public var dynamicRefusals: [(site: Site, reason: RelocationRefusal)] {
-        lock.withLock { lastRefusals.map { (site: $0.0, reason: $0.1) } }
+        engine.withLock { $0.lastRefusals.map { (site: $0.0, reason: $0.1) } }
     }
 
     /// The entries relocated now (patch addresses).
-    public var relocatedFunctions: [UInt] { lock.withLock { relocations.keys.sorted() } }
+    public var relocatedFunctions: [UInt] { engine.withLock { $0.relocations.keys.sorted() } }
 
     /// Gives the original bytes back to every relocated entry that no ops
     /// uses, then frees their stubs after a grace period.
     public func restoreRelocatedFunctions() throws(TraceError) {
         try guardNotInCallback()
-        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
-            let idle = relocations.filter { siteStates[$0.key]?.ops.isEmpty ?? true }
-            guard !idle.isEmpty else { return }
-            let entries = idle.values.map(Self.entry(of:))
-            let result = TextPoker.shared.restore(entries)
-            let failed = Set((result.failed + result.skipped).map(\.site.address))
-            for (address, stub) in idle where !failed.contains(address) {
-                relocations[address] = nil
-                siteStates[address] = nil
-                retired.slots.append(stub.slot)
-            }
-            try reclaim(always: true)
-            if let first = (result.failed + result.skipped).first {
-                throw TraceError.patchFailed(site: first.site.address, reason: first.problem.description)
-            }
-        } }
+        try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in try e.restoreRelocatedFunctions() } }
     }
 
     /// Gives every site that no ops uses and that the text poke normalized
@@ -188,14 +185,7 @@ public final class OpsRegistry: @unchecked Sendable {
     /// registration normalizes them anew.
     public func restoreOriginalSites() throws(TraceError) {
         try guardNotInCallback()
-        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
-            let idle = siteStates.values.filter { $0.ops.isEmpty && $0.instruction == .nop && relocations[$0.site.address] == nil }
-            guard !idle.isEmpty else { return }
-            let result = TextPoker.shared.restoreOriginal(idle.map(\.site))
-            if let first = (result.failed + result.skipped).min(by: { $0.site.address < $1.site.address }) {
-                throw TraceError.patchFailed(site: first.site.address, reason: "restoring the compiler's bytes: \(first.problem.description)")
-            }
-        } }
+        try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in try e.restoreOriginalSites() } }
     }
 
     static func entry(of stub: RelocatedStub) -> RelocatedEntry {
@@ -206,84 +196,58 @@ public final class OpsRegistry: @unchecked Sendable {
     /// Whether stubs built from now on may be leaf stubs (benchmarks and
     /// tests compare both paths); stubs already published stay as they are.
     public var leafStubsEnabled: Bool {
-        get { lock.withLock { leafStubs } }
-        set { lock.withLock { leafStubs = newValue } }
+        get { engine.withLock { $0.leafStubs } }
+        set { engine.withLock { $0.leafStubs = newValue } }
     }
 
     /// The leaf analysis of an ops's callback, once a stub was built for it
     /// (nil before, or when the ops cannot take the leaf path: flags, the
     /// function graph's entry).
     public func leafAnalysis(of ops: Ops) -> Result<LeafCallback, LeafRejection>? {
-        lock.withLock { ops.leafAnalysis }
+        engine.withLock { $0.registrations[ObjectIdentifier(ops)]?.leafAnalysis }
     }
 
     /// How many 64-byte slots the stub of `ops` for the site at `address`
     /// takes (nil when it has none).
     public func stubSlotCount(at address: UInt, of ops: Ops) -> Int? {
-        lock.withLock { ops.stubs[address]?.count }
+        engine.withLock { $0.registrations[ObjectIdentifier(ops)]?.stubs[address]?.count }
     }
 
     /// Whether `target` is a leaf stub of `ops`.
     public func isLeafStub(_ target: UInt, of ops: Ops) -> Bool {
-        lock.withLock { ops.stubs.contains { ops.leafStubSites.contains($0.key) && jit.address(of: $0.value) == target } }
+        engine.withLock { e in
+            guard let r = e.registrations[ObjectIdentifier(ops)] else { return false }
+            return r.stubs.contains { r.leafStubSites.contains($0.key) && e.jit.address(of: $0.value) == target }
+        }
     }
 
     // MARK: Public operations
 
     /// Keeps `ops` alive until `destroy`; the C API's lt_ops_create.
     public func adopt(_ ops: Ops) {
-        lock.withLock { live[UInt(bitPattern: ops.raw)] = ops }
+        engine.withLock { $0.adopt(ops) }
     }
 
     /// Replaces where sites come from (tests; a preload shim reading files).
     public func setSiteProvider(_ provider: @escaping SiteProvider) {
-        lock.withLock {
-            siteProvider = provider
-            usesDefaultProvider = false
-            siteCache = nil
+        engine.withLock { e in
+            e.siteProvider = provider
+            e.usesDefaultProvider = false
+            e.siteCache = nil
         }
     }
 
     public func addFilter(_ pattern: FunctionPattern, to ops: Ops, exclude: Bool = false) throws(TraceError) {
         try guardNotInCallback()
-        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
-            try checkAlive(ops)
-            let before = (ops.filter, ops.notrace)
-            if exclude { ops.notrace.append(pattern) } else { ops.filter.append(pattern) }
-            guard ops.isRegistered else { return }
-            let sites = try loadSites()
-            do throws(TraceError) {
-                try change(ops, to: try resolve(ops, in: sites), sites: sites)
-            } catch {
-                (ops.filter, ops.notrace) = before
-                if let previous = try? resolve(ops, in: sites) { try? change(ops, to: previous, sites: sites) }
-                throw error
-            }
+        try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in
+            try e.addFilter(pattern, to: ops, exclude: exclude)
         } }
     }
 
     /// Patches every function of the filter to call the ops (steps 1–4).
     public func register(_ ops: Ops) throws(TraceError) {
         try guardNotInCallback()
-        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
-            try checkAlive(ops)
-            if ops.isRegistered { throw TraceError.alreadyRegistered }
-            live[UInt(bitPattern: ops.raw)] = ops
-            let sites = try loadSites()
-            let wanted = try resolve(ops, in: sites)
-            ops.quiescedSinceUnregister = false
-            ops.order = nextOrder
-            nextOrder += 1
-            ops.isRegistered = true
-            do throws(TraceError) {
-                try change(ops, to: wanted, sites: sites)
-            } catch {
-                try? change(ops, to: [], sites: nil)
-                ops.isRegistered = false
-                retireStubs(of: ops)
-                throw error
-            }
-        } }
+        try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in try e.register(ops) } }
     }
 
     /// Unpatches, then waits until no thread is inside the ops (step 5).
@@ -292,18 +256,8 @@ public final class OpsRegistry: @unchecked Sendable {
     /// reclaimed by a later grace period (one per `retiredBatch` retirements).
     public func unregister(_ ops: Ops, waitForQuiescence: Bool = true) throws(TraceError) {
         try guardNotInCallback()
-        try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
-            try checkAlive(ops)
-            guard ops.isRegistered else { throw TraceError.notRegistered }
-            try change(ops, to: [], sites: nil)
-            ops.isRegistered = false
-            retireStubs(of: ops)
-            if waitForQuiescence {
-                try reclaim(always: true)
-                ops.quiescedSinceUnregister = true
-            } else if retired.count >= Self.retiredBatch {
-                try? reclaim()
-            }
+        try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in
+            try e.unregister(ops, waitForQuiescence: waitForQuiescence)
         } }
     }
 
@@ -313,28 +267,7 @@ public final class OpsRegistry: @unchecked Sendable {
         guard (try? guardNotInCallback()) != nil else { return }
         let gate = lt_unload_gate_enter(UInt32.max)
         defer { lt_unload_gate_leave(gate) }
-        lock.withLock {
-            guard !ops.isDestroyed else { return }
-            if ops.isRegistered {
-                if (try? change(ops, to: [], sites: nil)) == nil { return }
-                ops.isRegistered = false
-                retireStubs(of: ops)
-            }
-            ops.isDestroyed = true
-            ops.raw.pointee.magic = 0
-            live[UInt(bitPattern: ops.raw)] = nil
-            if ops.quiescedSinceUnregister {
-                // A grace period ended after its last publication: nothing
-                // can reach it any more.
-                free(ops.raw)
-                ops.keepAlive = nil
-            } else {
-                retired.ops.append(ops.raw)
-                if let object = ops.keepAlive { retired.keepAlive.append(object) }
-                ops.keepAlive = nil
-                if retired.count >= Self.retiredBatch { try? reclaim() }
-            }
-        }
+        engine.withLock { $0.destroy(ops) }
     }
 
     /// Live patching: every call of the one function matching `pattern`
@@ -343,14 +276,13 @@ public final class OpsRegistry: @unchecked Sendable {
     public func replace(_ pattern: FunctionPattern, with replacement: UInt) throws(TraceError) -> Ops {
         guard replacement != 0 else { throw TraceError.invalidArgument("replacement address 0") }
         let ops = try Ops(callback: lt_tramp_replace_callback, data: UnsafeMutableRawPointer(bitPattern: replacement), flags: .modifyResume)
-        ops.filter = [pattern]
-        adopt(ops)
         do throws(TraceError) {
+            try addFilter(pattern, to: ops)
             try guardNotInCallback()
-            try withSitesStable { () throws(TraceError) in try lock.withLock { () throws(TraceError) in
-                let sites = try loadSites()
-                let wanted = try resolve(ops, in: sites)
-                let functions = Set(wanted.compactMap { site(at: $0, in: sites)?.functionAddress })
+            try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in
+                let sites = try e.loadSites()
+                let wanted = try e.resolve(ops, in: sites)
+                let functions = Set(wanted.compactMap { e.site(at: $0, in: sites)?.functionAddress })
                 guard functions.count == 1 else {
                     throw TraceError.invalidArgument("\(pattern) matches \(functions.count) functions; a replacement needs exactly one")
                 }
@@ -366,36 +298,45 @@ public final class OpsRegistry: @unchecked Sendable {
     /// Frees what earlier timed-out grace periods left retired.
     public func collectGarbage() throws(TraceError) {
         try guardNotInCallback()
-        try lock.withLock { () throws(TraceError) in try reclaim() }
+        try engine.withLock { (e) throws(TraceError) in try e.reclaim() }
     }
 
-    public func isRegistered(_ ops: Ops) -> Bool { lock.withLock { ops.isRegistered } }
+    public func isRegistered(_ ops: Ops) -> Bool {
+        engine.withLock { $0.registrations[ObjectIdentifier(ops)]?.isRegistered ?? false }
+    }
 
     /// The functions (sites) an ops is attached to now.
     public func attachedSites(of ops: Ops) -> [Site] {
-        lock.withLock { ops.attachedSites.compactMap { siteStates[$0]?.site }.sorted { $0.address < $1.address } }
+        engine.withLock { e in
+            (e.registrations[ObjectIdentifier(ops)]?.attachedSites ?? []).compactMap { e.siteStates[$0]?.site }.sorted { $0.address < $1.address }
+        }
     }
 
-    /// The instruction the registry has put at a site.
+    /// The instruction at a site, by the text poke's record (a nop where it
+    /// has none).
     public func instruction(at address: UInt) -> SiteInstruction {
-        lock.withLock { siteStates[address]?.instruction ?? .nop }
+        TextPoker.shared.recordedInstructions(at: [address])[0] ?? .nop
     }
 
     /// The per-function trampoline of `ops` that `site` calls, or nil.
     public func isPerFunctionTrampoline(_ target: UInt, of ops: Ops) -> Bool {
-        lock.withLock { ops.stubs.values.contains { jit.address(of: $0) == target } }
+        engine.withLock { e in
+            e.registrations[ObjectIdentifier(ops)]?.stubs.values.contains { e.jit.address(of: $0) == target } ?? false
+        }
     }
 
     public var statistics: Statistics {
-        lock.withLock {
-            Statistics(
-                liveOps: live.count,
-                registeredOps: live.values.filter(\.isRegistered).count,
-                patchedSites: siteStates.values.filter { $0.instruction != .nop }.count,
-                jitRegions: jit.regions.count,
-                jitFreeSlots: jit.freeSlotCount,
-                retiredItems: retired.slots.count + retired.lists.count + retired.ops.count,
-                gracePeriods: gracePeriods)
+        engine.withLock { e in
+            let addresses = Array(e.siteStates.keys)
+            let patched = TextPoker.shared.recordedInstructions(at: addresses).filter { ($0 ?? .nop) != .nop }.count
+            return Statistics(
+                liveOps: e.registrations.count,
+                registeredOps: e.registrations.values.filter(\.isRegistered).count,
+                patchedSites: patched,
+                jitRegions: e.jit.regions.count,
+                jitFreeSlots: e.jit.freeSlotCount,
+                retiredItems: e.retired.slots.count + e.retired.lists.count + e.retired.ops.count,
+                gracePeriods: e.gracePeriods)
         }
     }
 
@@ -405,7 +346,7 @@ public final class OpsRegistry: @unchecked Sendable {
     static let unloadGateTimeoutMilliseconds: UInt32 = 5000
 
     /// Runs a change that may poke sites with the unload gate entered: no
-    /// dlclose unmaps an object meanwhile. Gate before `lock`, always.
+    /// dlclose unmaps an object meanwhile. Gate before `engine`, always.
     private func withSitesStable<T>(_ body: () throws(TraceError) -> T) throws(TraceError) -> T {
         let gate = lt_unload_gate_enter(Self.unloadGateTimeoutMilliseconds)
         guard gate >= 0 else {
@@ -421,136 +362,500 @@ public final class OpsRegistry: @unchecked Sendable {
     /// iterators only they called. The ops stay registered for their other
     /// functions; reloading the object does not re-attach them.
     func forgetSites(from start: UInt, to end: UInt) {
-        lock.withLock {
+        engine.withLock { $0.forgetSites(from: start, to: end) }
+    }
+
+    private func guardNotInCallback() throws(TraceError) {
+        if lt_thread_current_seq() & 1 == 1 { throw TraceError.calledFromCallback }
+    }
+}
+
+// MARK: The engine (inside the registry's Mutex)
+
+extension OpsRegistry {
+    /// Every mutable fact of the registry; reachable only through
+    /// `OpsRegistry.engine`'s lock.
+    struct Engine {
+        var registrations: [ObjectIdentifier: Registration] = [:]
+        var nextOrder: UInt64 = 1
+        var siteStates: [UInt: SiteState] = [:]
+        var retired = Retired()
+        let jit = JITMemory()
+        var gracePeriods = 0
+        var siteProvider: SiteProvider = OpsRegistry.processSites
+        /// The indexed sites of the current loaded-objects generation
+        /// (RegistrySites.swift); nil after anything that changes what is listed.
+        var siteCache: RegistrySites?
+        var deadline: Duration = .seconds(2)
+        /// Leaf stubs for eligible callbacks; off when LIVETRACE_NO_LEAF=1.
+        var leafStubs = OpsRegistry.leafStubsFromEnvironment
+        /// Relocated entries by patch address.
+        var relocations: [UInt: RelocatedStub] = [:]
+        /// Verdicts of the functions without sites analyzed so far, by patch address.
+        var dynamicVerdicts: [UInt: Result<PrologueRelocation, RelocationRefusal>] = [:]
+        var dynamic = false
+        var lastRefusals: [(Site, RelocationRefusal)] = []
+        /// The per-function stubs built by the current change and staged in
+        /// the JIT memory, not yet written (`change`, step 2).
+        var stagedStubs: [(ops: Ops, site: UInt)] = []
+        var usesDefaultProvider = true
+
+        /// The registration of `ops`; a change through it makes it (and
+        /// holds the ops) when the ops had none.
+        subscript(ops: Ops) -> Registration {
+            get { registrations[ObjectIdentifier(ops)] ?? Registration(ops) }
+            _modify { yield &registrations[ObjectIdentifier(ops), default: Registration(ops)] }
+        }
+
+        /// Holds `ops` (and so its `keepAlive`) until `destroy`.
+        mutating func adopt(_ ops: Ops) {
+            if registrations[ObjectIdentifier(ops)] == nil { registrations[ObjectIdentifier(ops)] = Registration(ops) }
+        }
+
+        func order(of ops: Ops) -> UInt64 { registrations[ObjectIdentifier(ops)]?.order ?? 0 }
+
+        // MARK: Operations
+
+        mutating func restoreRelocatedFunctions() throws(TraceError) {
+            let idle = relocations.filter { siteStates[$0.key]?.ops.isEmpty ?? true }
+            guard !idle.isEmpty else { return }
+            let entries = idle.values.map(OpsRegistry.entry(of:))
+            let result = TextPoker.shared.restore(entries)
+            let failed = Set((result.failed + result.skipped).map(\.site.address))
+            for (address, stub) in idle where !failed.contains(address) {
+                relocations[address] = nil
+                siteStates[address] = nil
+                retired.slots.append(stub.slot)
+            }
+            try reclaim(always: true)
+            if let first = (result.failed + result.skipped).first {
+                throw TraceError.patchFailed(site: first.site.address, reason: first.problem.description)
+            }
+        }
+
+        func restoreOriginalSites() throws(TraceError) {
+            let idle = siteStates.values.filter { $0.ops.isEmpty && relocations[$0.site.address] == nil }
+            let recorded = TextPoker.shared.recordedInstructions(at: idle.map(\.site.address))
+            let sites = zip(idle, recorded).filter { ($0.1 ?? .nop) == .nop }.map(\.0.site)
+            guard !sites.isEmpty else { return }
+            let result = TextPoker.shared.restoreOriginal(sites)
+            if let first = (result.failed + result.skipped).min(by: { $0.site.address < $1.site.address }) {
+                throw TraceError.patchFailed(site: first.site.address, reason: "restoring the compiler's bytes: \(first.problem.description)")
+            }
+        }
+
+        mutating func addFilter(_ pattern: FunctionPattern, to ops: Ops, exclude: Bool) throws(TraceError) {
+            try checkAlive(ops)
+            let before = (self[ops].filter, self[ops].notrace)
+            if exclude { self[ops].notrace.append(pattern) } else { self[ops].filter.append(pattern) }
+            guard self[ops].isRegistered else { return }
+            let sites = try loadSites()
+            do throws(TraceError) {
+                try change(ops, to: try resolve(ops, in: sites), sites: sites)
+            } catch {
+                (self[ops].filter, self[ops].notrace) = before
+                if let previous = try? resolve(ops, in: sites) { try? change(ops, to: previous, sites: sites) }
+                throw error
+            }
+        }
+
+        mutating func register(_ ops: Ops) throws(TraceError) {
+            try checkAlive(ops)
+            if self[ops].isRegistered { throw TraceError.alreadyRegistered }
+            let sites = try loadSites()
+            let wanted = try resolve(ops, in: sites)
+            self[ops].quiescedSinceUnregister = false
+            self[ops].order = nextOrder
+            nextOrder += 1
+            self[ops].isRegistered = true
+            do throws(TraceError) {
+                try change(ops, to: wanted, sites: sites)
+            } catch {
+                try? change(ops, to: [], sites: nil)
+                self[ops].isRegistered = false
+                retireStubs(of: ops)
+                throw error
+            }
+        }
+
+        mutating func unregister(_ ops: Ops, waitForQuiescence: Bool) throws(TraceError) {
+            try checkAlive(ops)
+            guard self[ops].isRegistered else { throw TraceError.notRegistered }
+            try change(ops, to: [], sites: nil)
+            self[ops].isRegistered = false
+            retireStubs(of: ops)
+            if waitForQuiescence {
+                try reclaim(always: true)
+                self[ops].quiescedSinceUnregister = true
+            } else if retired.count >= OpsRegistry.retiredBatch {
+                try? reclaim()
+            }
+        }
+
+        mutating func destroy(_ ops: Ops) {
+            guard !ops.isDestroyed else { return }
+            if self[ops].isRegistered {
+                if (try? change(ops, to: [], sites: nil)) == nil { return }
+                self[ops].isRegistered = false
+                retireStubs(of: ops)
+            }
+            let quiesced = registrations.removeValue(forKey: ObjectIdentifier(ops))?.quiescedSinceUnregister ?? false
+            ops.markDestroyed()
+            ops.raw.pointee.magic = 0
+            if quiesced {
+                // A grace period ended after its last publication: nothing
+                // can reach it any more.
+                free(ops.raw)
+            } else {
+                retired.ops.append(ops.raw)
+                retired.keepAlive.append(ops)
+                if retired.count >= OpsRegistry.retiredBatch { try? reclaim() }
+            }
+        }
+
+        mutating func forgetSites(from start: UInt, to end: UInt) {
             TextPoker.shared.forgetSites(from: start, to: end)
             let gone = siteStates.keys.filter { $0 >= start && $0 < end }
             guard !gone.isEmpty else { return }
             for address in gone {
                 guard let state = siteStates.removeValue(forKey: address) else { continue }
-                for ops in state.ops { ops.attachedSites.remove(address) }
+                for ops in state.ops { registrations[ObjectIdentifier(ops)]?.attachedSites.remove(address) }
                 if let iterator = state.iterator { retire(iterator) }
             }
             siteCache = nil
         }
-    }
 
-    // MARK: The engine (under lock)
+        // MARK: Steps 1-5
 
-    private func guardNotInCallback() throws(TraceError) {
-        if lt_thread_current_seq() & 1 == 1 { throw TraceError.calledFromCallback }
-    }
-
-    private func checkAlive(_ ops: Ops) throws(TraceError) {
-        if ops.isDestroyed { throw TraceError.invalidArgument("the ops was destroyed") }
-    }
-
-    /// The sites of the current generation, indexed once per generation
-    /// (and per provider and `includeDynamic`).
-    private func loadSites() throws(TraceError) -> RegistrySites {
-        let generation = lt_loaded_objects_generation()
-        if let cached = siteCache, cached.generation == generation, cached.includesDynamic == dynamic { return cached }
-        let patched = Set(siteStates.keys)
-        let list: [Site]
-        if dynamic && usesDefaultProvider {
-            list = try Self.processSites(includeDynamic: true) { patched.contains($0) }
-        } else {
-            list = try siteProvider { patched.contains($0) }
+        func checkAlive(_ ops: Ops) throws(TraceError) {
+            if ops.isDestroyed { throw TraceError.invalidArgument("the ops was destroyed") }
         }
-        let sites = RegistrySites(generation: generation, list: list, includeDynamic: dynamic)
-        siteCache = sites
-        return sites
-    }
 
-    /// The site a change sees at `address`: the registry's own once it has
-    /// one there (it outlives the bytes discovery reads), else the listed one;
-    /// an unusable listed site only where the registry has one.
-    private func site(at address: UInt, in sites: RegistrySites?) -> Site? {
-        guard let sites else { return nil }
-        if let listed = sites.listed[address] { return siteStates[address]?.site ?? listed }
-        return sites.unusable[address] != nil ? siteStates[address]?.site : nil
-    }
-
-    /// The addresses `ops` wants: its filter's matches (every listed site
-    /// when empty) minus its notrace's, usable, of the entry kind it takes.
-    /// Functions without sites get their relocation verdict here (once per
-    /// function); the refused ones go to `lastRefusals`.
-    private func resolve(_ ops: Ops, in sites: RegistrySites) throws(TraceError) -> Set<UInt> {
-        var candidates: Set<UInt>
-        if ops.filter.isEmpty {
-            candidates = sites.allAddresses
-        } else {
-            candidates = []
-            for pattern in ops.filter { candidates.formUnion(sites.addresses(matching: pattern)) }
+        /// The sites of the current generation, indexed once per generation
+        /// (and per provider and `includeDynamic`).
+        mutating func loadSites() throws(TraceError) -> RegistrySites {
+            let generation = lt_loaded_objects_generation()
+            if let cached = siteCache, cached.generation == generation, cached.includesDynamic == dynamic { return cached }
+            let patched = Set(siteStates.keys)
+            let list: [Site]
+            if dynamic && usesDefaultProvider {
+                list = try OpsRegistry.processSites(includeDynamic: true) { patched.contains($0) }
+            } else {
+                list = try siteProvider { patched.contains($0) }
+            }
+            let sites = RegistrySites(generation: generation, list: list, includeDynamic: dynamic)
+            siteCache = sites
+            return sites
         }
-        for pattern in ops.notrace where !candidates.isEmpty { candidates.subtract(sites.addresses(matching: pattern)) }
-        var wanted = Set<UInt>(minimumCapacity: candidates.count)
-        var refusals: [(Site, RelocationRefusal)] = []
-        let tracer = dynamic ? Self.tracerCodeRanges : []
-        for address in candidates {
-            guard let site = site(at: address, in: sites), ops.wantsEntryKind(of: site) else { continue }
-            if site.kind == .none && relocations[address] == nil {
-                if dynamicVerdicts[address] == nil {
-                    if tracer.contains(where: { $0.0 <= site.functionAddress && site.functionAddress < $0.1 }) {
-                        dynamicVerdicts[address] = .failure(.tracerCode)
-                    } else if let refusal = RelocationRefusal.refusal(forSymbol: site.symbol) {
-                        dynamicVerdicts[address] = .failure(refusal)
-                    } else {
-                        dynamicVerdicts[address] = PrologueRelocation.analyze(functionAt: site.functionAddress, size: site.functionSize)
+
+        /// The site a change sees at `address`: the registry's own once it has
+        /// one there (it outlives the bytes discovery reads), else the listed one;
+        /// an unusable listed site only where the registry has one.
+        func site(at address: UInt, in sites: RegistrySites?) -> Site? {
+            guard let sites else { return nil }
+            if let listed = sites.listed[address] { return siteStates[address]?.site ?? listed }
+            return sites.unusable[address] != nil ? siteStates[address]?.site : nil
+        }
+
+        /// The addresses `ops` wants: its filter's matches (every listed site
+        /// when empty) minus its notrace's, usable, of the entry kind it takes.
+        /// Functions without sites get their relocation verdict here (once per
+        /// function); the refused ones go to `lastRefusals`.
+        mutating func resolve(_ ops: Ops, in sites: RegistrySites) throws(TraceError) -> Set<UInt> {
+            var candidates: Set<UInt>
+            if self[ops].filter.isEmpty {
+                candidates = sites.allAddresses
+            } else {
+                candidates = []
+                for pattern in self[ops].filter { candidates.formUnion(sites.addresses(matching: pattern)) }
+            }
+            for pattern in self[ops].notrace where !candidates.isEmpty { candidates.subtract(sites.addresses(matching: pattern)) }
+            var wanted = Set<UInt>(minimumCapacity: candidates.count)
+            var refusals: [(Site, RelocationRefusal)] = []
+            let tracer = dynamic ? OpsRegistry.tracerCodeRanges : []
+            for address in candidates {
+                guard let site = site(at: address, in: sites), ops.wantsEntryKind(of: site) else { continue }
+                if site.kind == .none && relocations[address] == nil {
+                    if dynamicVerdicts[address] == nil {
+                        if tracer.contains(where: { $0.0 <= site.functionAddress && site.functionAddress < $0.1 }) {
+                            dynamicVerdicts[address] = .failure(.tracerCode)
+                        } else if let refusal = RelocationRefusal.refusal(forSymbol: site.symbol) {
+                            dynamicVerdicts[address] = .failure(refusal)
+                        } else {
+                            dynamicVerdicts[address] = PrologueRelocation.analyze(functionAt: site.functionAddress, size: site.functionSize)
+                        }
+                    }
+                    if case let .failure(reason)? = dynamicVerdicts[address] {
+                        refusals.append((site, reason))
+                        continue
                     }
                 }
-                if case let .failure(reason)? = dynamicVerdicts[address] {
-                    refusals.append((site, reason))
-                    continue
+                wanted.insert(address)
+            }
+            lastRefusals = refusals.sorted { $0.0.address < $1.0.address }
+            if wanted.isEmpty { throw TraceError.noMatchingFunction(filter: self[ops].filter.map(\.description)) }
+            return wanted
+        }
+
+        /// Relocates the entries of `addresses` (functions without sites, with a
+        /// verdict) that are not relocated yet: stubs first, then one batch.
+        mutating func relocateEntries(_ addresses: [UInt], sites: RegistrySites?) throws(TraceError) {
+            var wanted: [(site: Site, relocation: PrologueRelocation)] = []
+            for address in addresses where relocations[address] == nil {
+                guard let site = site(at: address, in: sites), site.kind == .none, case let .success(relocation)? = dynamicVerdicts[address] else { continue }
+                wanted.append((site, relocation))
+            }
+            var built: [RelocatedStub] = []
+            var firstError: TraceError?
+            for (item, result) in zip(wanted, jit.placeRelocatedStubs(wanted.map(\.relocation))) {
+                switch result {
+                case var .success(stub):
+                    stub.symbol = item.site.symbol
+                    stub.function = item.site.function
+                    built.append(stub)
+                case let .failure(error):
+                    if firstError == nil { firstError = error }
                 }
             }
-            wanted.insert(address)
-        }
-        lastRefusals = refusals.sorted { $0.0.address < $1.0.address }
-        if wanted.isEmpty { throw TraceError.noMatchingFunction(filter: ops.filter.map(\.description)) }
-        return wanted
-    }
-
-    /// Relocates the entries of `addresses` (functions without sites, with a
-    /// verdict) that are not relocated yet: stubs first, then one batch.
-    private func relocateEntries(_ addresses: [UInt], sites: RegistrySites?) throws(TraceError) {
-        var wanted: [(site: Site, relocation: PrologueRelocation)] = []
-        for address in addresses where relocations[address] == nil {
-            guard let site = site(at: address, in: sites), site.kind == .none, case let .success(relocation)? = dynamicVerdicts[address] else { continue }
-            wanted.append((site, relocation))
-        }
-        var built: [RelocatedStub] = []
-        var firstError: TraceError?
-        for (item, result) in zip(wanted, jit.placeRelocatedStubs(wanted.map(\.relocation))) {
-            switch result {
-            case var .success(stub):
-                stub.symbol = item.site.symbol
-                stub.function = item.site.function
-                built.append(stub)
-            case let .failure(error):
-                if firstError == nil { firstError = error }
+            if let firstError {
+                for stub in built { jit.free(stub.slot) }
+                throw firstError
+            }
+            if built.isEmpty { return }
+            let result = TextPoker.shared.relocate(built.map(OpsRegistry.entry(of:)))
+            let failed = Dictionary((result.failed + result.skipped).map { ($0.site.address, $0.problem.description) }, uniquingKeysWith: { a, _ in a })
+            for stub in built {
+                if failed[stub.relocation.patchAddress] != nil { jit.free(stub.slot) } else { relocations[stub.relocation.patchAddress] = stub }
+            }
+            if let (address, reason) = failed.min(by: { $0.key < $1.key }) {
+                throw TraceError.patchFailed(site: address, reason: "relocating the prologue: \(reason)")
             }
         }
-        if let firstError {
-            for stub in built { jit.free(stub.slot) }
-            throw firstError
+
+        /// The instruction of a site no ops wants: a nop, or for a relocated
+        /// entry the jump to its stub.
+        func offInstruction(at address: UInt) -> SiteInstruction {
+            relocations[address].map { .jump($0.address) } ?? .nop
         }
-        if built.isEmpty { return }
-        let result = TextPoker.shared.relocate(built.map(Self.entry(of:)))
-        let failed = Dictionary((result.failed + result.skipped).map { ($0.site.address, $0.problem.description) }, uniquingKeysWith: { a, _ in a })
-        for stub in built {
-            if failed[stub.relocation.patchAddress] != nil { jit.free(stub.slot) } else { relocations[stub.relocation.patchAddress] = stub }
+
+
+
+        /// Steps 1–4 for one ops whose wanted set becomes `wanted`.
+        mutating func change(_ ops: Ops, to wanted: Set<UInt>, sites: RegistrySites?) throws(TraceError) {
+            let adding = wanted.subtracting(self[ops].attachedSites)
+            let removing = self[ops].attachedSites.subtracting(wanted)
+            // Step 1: one MODIFY_RESUME ops per function.
+            if ops.flags.contains(.modifyResume) {
+                for address in adding {
+                    if siteStates[address]?.ops.contains(where: { $0 !== ops && $0.flags.contains(.modifyResume) }) == true {
+                        throw TraceError.resumeConflict(function: siteStates[address]?.site.function ?? "0x" + String(address, radix: 16))
+                    }
+                }
+            }
+            // Step 2: the new ops set of every affected site, and its target.
+            try relocateEntries(adding.sorted(), sites: sites)
+            struct Plan { var state: SiteState; var instruction: SiteInstruction; var built: IteratorAllocation? }
+            let affected = adding.union(removing).sorted()
+            var plans: [Plan] = []
+            var transitions: [SiteTransition] = []
+            plans.reserveCapacity(affected.count)
+            transitions.reserveCapacity(affected.count)
+            let recorded = TextPoker.shared.recordedInstructions(at: affected)
+            do throws(TraceError) {
+                for (address, current) in zip(affected, recorded) {
+                    guard var state = siteStates[address] ?? site(at: address, in: sites).map({ SiteState(site: $0) }) else { continue }
+                    if adding.contains(address) {
+                        state.ops.append(ops)
+                        state.ops.sort { order(of: $0) < order(of: $1) }
+                    } else {
+                        state.ops.removeAll { $0 === ops }
+                    }
+                    var plan = Plan(state: state, instruction: .nop, built: nil)
+                    switch state.ops.count {
+                    case 0:
+                        plan.instruction = offInstruction(at: address)
+                    case 1:
+                        plan.instruction = .jump(try perFunctionStub(of: state.ops[0], for: state.site))
+                    default:
+                        let iterator = try buildIterator(state.ops, for: state.site)
+                        plan.built = iterator
+                        plan.instruction = .jump(jit.address(of: iterator.slot))
+                    }
+                    plans.append(plan)
+                    if plan.instruction != current ?? offInstruction(at: address) {
+                        transitions.append(SiteTransition(site: state.site, to: plan.instruction))
+                    }
+                }
+                // The stubs are written, in runs, before a site can jump to them.
+                try jit.flushStaged()
+                stagedStubs = []
+            } catch {
+                jit.discardStaged()
+                dropStagedStubs()
+                for plan in plans { if let built = plan.built { release(built) } }
+                throw error
+            }
+            // Step 3: one batch.
+            let result = transitions.isEmpty ? BatchResult() : TextPoker.shared.apply(transitions)
+            var failures: [UInt: String] = [:]
+            for outcome in result.failed + result.skipped { failures[outcome.site.address] = outcome.problem.description }
+            // Step 4: commit what changed, release what was built for failures.
+            for plan in plans {
+                let address = plan.state.site.address
+                if failures[address] != nil {
+                    if let built = plan.built { release(built) }
+                    continue
+                }
+                if let old = siteStates[address]?.iterator { retire(old) }
+                var kept = plan.state
+                kept.iterator = plan.built
+                siteStates[address] = kept
+                if adding.contains(address) { self[ops].attachedSites.insert(address) } else { self[ops].attachedSites.remove(address) }
+            }
+            if let (address, reason) = failures.min(by: { $0.key < $1.key }) {
+                // The caller undoes the sites that did change.
+                throw TraceError.patchFailed(site: address, reason: reason)
+            }
         }
-        if let (address, reason) = failed.min(by: { $0.key < $1.key }) {
-            throw TraceError.patchFailed(site: address, reason: "relocating the prologue: \(reason)")
+
+        /// The per-function trampoline of `ops` for `site`, built on first use
+        /// (kept until the ops is unregistered): a leaf stub when the callback
+        /// allows it, else the generic stub.
+        mutating func perFunctionStub(of ops: Ops, for site: Site) throws(TraceError) -> UInt {
+            if let slot = self[ops].stubs[site.address] { return jit.address(of: slot) }
+            if let leaf = leafCallback(of: ops), let address = try leafStub(of: ops, callback: leaf, for: site) {
+                return address
+            }
+            let slot = try jit.allocate(near: site.address)
+            let address = jit.address(of: slot)
+            let bytes = StubX86_64.stub(
+                at: address, regionBase: jit.regions[slot.region].base,
+                function: UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self)),
+                ops: UInt(bitPattern: ops.raw), resume: resumeAddress(of: site), site: site.address, entry: ops.entry)
+            jit.stage(bytes, in: slot)
+            self[ops].stubs[site.address] = slot
+            stagedStubs.append((ops, site.address))
+            return address
+        }
+
+        /// The eligible leaf callback of `ops`: only a lean ops without flags (no
+        /// SAVE_REGS, no MODIFY_RESUME, not the function graph) can take the leaf
+        /// path. The analysis runs once per ops.
+        mutating func leafCallback(of ops: Ops) -> LeafCallback? {
+            guard leafStubs, ops.flags.isEmpty, ops.entry == .lean else { return nil }
+            if self[ops].leafAnalysis == nil {
+                let entry = UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self))
+                self[ops].leafAnalysis = LeafCallbackAnalysis.analyze(entry)
+            }
+            guard case let .success(leaf)? = self[ops].leafAnalysis else { return nil }
+            return leaf
+        }
+
+        /// A leaf stub in one slot, or two contiguous ones when it needs them;
+        /// nil when it fits neither (the caller builds the generic stub).
+        mutating func leafStub(of ops: Ops, callback: LeafCallback, for site: Site) throws(TraceError) -> UInt? {
+            for count in 1...2 {
+                let slot = try jit.allocate(near: site.address, slots: count)
+                let address = jit.address(of: slot)
+                let bytes = StubX86_64.leafStub(
+                    at: address, site: site.address, resume: resumeAddress(of: site),
+                    ops: UInt(bitPattern: ops.raw), callback: callback)
+                guard bytes.count <= count * JITMemory.slotSize else {
+                    jit.free(slot)
+                    continue
+                }
+                jit.stage(bytes, in: slot)
+                self[ops].stubs[site.address] = slot
+                self[ops].leafStubSites.insert(site.address)
+                stagedStubs.append((ops, site.address))
+                return address
+            }
+            return nil
+        }
+
+        /// Where a traced call continues after its trampoline: the instruction
+        /// after the site's 5-byte jump, or a relocated entry's stub.
+        func resumeAddress(of site: Site) -> UInt {
+            relocations[site.address]?.address ?? site.address + UInt(X86SiteEncoding.normalLength)
+        }
+
+        /// A new iterator for `list` (immutable once the site calls it).
+        func buildIterator(_ list: [Ops], for site: Site) throws(TraceError) -> IteratorAllocation {
+            let size = MemoryLayout<UInt64>.stride * (1 + list.count)
+            guard let memory = malloc(size) else { throw TraceError.outOfMemory(near: site.address) }
+            memory.storeBytes(of: UInt64(list.count), as: UInt64.self)
+            for (i, ops) in list.enumerated() {
+                memory.storeBytes(of: UInt(bitPattern: ops.raw), toByteOffset: 8 * (i + 1), as: UInt.self)
+            }
+            let slot: JITSlot
+            do throws(TraceError) { slot = try jit.allocate(near: site.address) } catch { free(memory); throw error }
+            let address = jit.address(of: slot)
+            let bytes = StubX86_64.stub(
+                at: address, regionBase: jit.regions[slot.region].base,
+                function: lt_tramp_iterate_address(), ops: UInt(bitPattern: memory),
+                resume: resumeAddress(of: site), site: site.address, entry: .full)
+            jit.stage(bytes, in: slot)
+            return IteratorAllocation(slot: slot, list: memory)
+        }
+
+        /// The stubs of a change that failed before step 3: never written nor
+        /// published, so their slots are free at once and no later change may
+        /// reuse them.
+        mutating func dropStagedStubs() {
+            for (ops, site) in stagedStubs {
+                guard let slot = registrations[ObjectIdentifier(ops)]?.stubs.removeValue(forKey: site) else { continue }
+                registrations[ObjectIdentifier(ops)]?.leafStubSites.remove(site)
+                jit.free(slot)
+            }
+            stagedStubs = []
+        }
+
+        /// Never published: free at once.
+        func release(_ iterator: IteratorAllocation) {
+            jit.free(iterator.slot)
+            free(iterator.list)
+        }
+
+        mutating func retire(_ iterator: IteratorAllocation) {
+            retired.slots.append(iterator.slot)
+            retired.lists.append(iterator.list)
+        }
+
+        mutating func retireStubs(of ops: Ops) {
+            if !self[ops].leafStubSites.isEmpty, case let .success(leaf)? = self[ops].leafAnalysis {
+                retired.leafCode += OpsRegistry.ranges(of: leaf)
+            }
+            retired.slots.append(contentsOf: self[ops].stubs.values)
+            self[ops].stubs = [:]
+            self[ops].leafStubSites = []
+        }
+
+
+        /// The code rule (c) of the grace period checks: the JIT regions, and
+        /// the leaf callbacks that published or retired leaf stubs can run.
+        var quiescenceCodeRanges: [(UInt, UInt)] {
+            var ranges = jit.ranges + retired.leafCode
+            for registration in registrations.values where !registration.leafStubSites.isEmpty {
+                if case let .success(leaf)? = registration.leafAnalysis { ranges += OpsRegistry.ranges(of: leaf) }
+            }
+            return ranges
+        }
+
+        /// Step 5: a grace period, then free everything retired before it.
+        mutating func reclaim(always: Bool = false) throws(TraceError) {
+            guard always || !retired.isEmpty else { return }
+            let batch = retired
+            try Quiescence.synchronize(codeRanges: quiescenceCodeRanges, deadline: deadline)
+            gracePeriods += 1
+            retired = Retired()
+            for slot in batch.slots { jit.free(slot) }
+            for list in batch.lists { free(list) }
+            for ops in batch.ops { free(ops) }
         }
     }
+}
 
-    /// The instruction of a site no ops wants: a nop, or for a relocated
-    /// entry the jump to its stub.
-    private func offInstruction(at address: UInt) -> SiteInstruction {
-        relocations[address].map { .jump($0.address) } ?? .nop
-    }
-
+extension OpsRegistry {
     /// The tracer's own executable code: the mappings of the file that holds
     /// the trampolines (its functions are never relocated).
     static let tracerCodeRanges: [(UInt, UInt)] = {
@@ -564,227 +869,9 @@ public final class OpsRegistry: @unchecked Sendable {
         ((try? ProcessMaps.read()) ?? []).filter { $0.path == path && $0.executable }.map { ($0.start, $0.end) }
     }
 
-    /// Steps 1–4 for one ops whose wanted set becomes `wanted`.
-    private func change(_ ops: Ops, to wanted: Set<UInt>, sites: RegistrySites?) throws(TraceError) {
-        let adding = wanted.subtracting(ops.attachedSites)
-        let removing = ops.attachedSites.subtracting(wanted)
-        // Step 1: one MODIFY_RESUME ops per function.
-        if ops.flags.contains(.modifyResume) {
-            for address in adding {
-                if siteStates[address]?.ops.contains(where: { $0 !== ops && $0.flags.contains(.modifyResume) }) == true {
-                    throw TraceError.resumeConflict(function: siteStates[address]?.site.function ?? "0x" + String(address, radix: 16))
-                }
-            }
-        }
-        // Step 2: the new ops set of every affected site, and its target.
-        try relocateEntries(adding.sorted(), sites: sites)
-        struct Plan { var state: SiteState; var built: IteratorAllocation? }
-        let affected = adding.union(removing).sorted()
-        var plans: [Plan] = []
-        var transitions: [SiteTransition] = []
-        plans.reserveCapacity(affected.count)
-        transitions.reserveCapacity(affected.count)
-        do throws(TraceError) {
-            for address in affected {
-                guard var state = siteStates[address] ?? site(at: address, in: sites).map({ SiteState(site: $0) }) else { continue }
-                if adding.contains(address) {
-                    state.ops.append(ops)
-                    state.ops.sort { $0.order < $1.order }
-                } else {
-                    state.ops.removeAll { $0 === ops }
-                }
-                var plan = Plan(state: state, built: nil)
-                switch state.ops.count {
-                case 0:
-                    plan.state.instruction = offInstruction(at: address)
-                case 1:
-                    plan.state.instruction = .jump(try perFunctionStub(of: state.ops[0], for: state.site))
-                default:
-                    let iterator = try buildIterator(state.ops, for: state.site)
-                    plan.built = iterator
-                    plan.state.instruction = .jump(jit.address(of: iterator.slot))
-                }
-                plans.append(plan)
-                let current = siteStates[address]?.instruction ?? offInstruction(at: address)
-                if plan.state.instruction != current {
-                    transitions.append(SiteTransition(site: state.site, to: plan.state.instruction))
-                }
-            }
-            // The stubs are written, in runs, before a site can jump to them.
-            try jit.flushStaged()
-            stagedStubs = []
-        } catch {
-            jit.discardStaged()
-            dropStagedStubs()
-            for plan in plans { if let built = plan.built { release(built) } }
-            throw error
-        }
-        // Step 3: one batch.
-        let result = transitions.isEmpty ? BatchResult() : TextPoker.shared.apply(transitions)
-        var failures: [UInt: String] = [:]
-        for outcome in result.failed + result.skipped { failures[outcome.site.address] = outcome.problem.description }
-        // Step 4: commit what changed, release what was built for failures.
-        for plan in plans {
-            let address = plan.state.site.address
-            if failures[address] != nil {
-                if let built = plan.built { release(built) }
-                continue
-            }
-            if let old = siteStates[address]?.iterator { retire(old) }
-            if plan.state.ops.isEmpty && plan.state.instruction == offInstruction(at: address) {
-                var kept = plan.state
-                kept.iterator = nil
-                siteStates[address] = kept
-            } else {
-                var kept = plan.state
-                kept.iterator = plan.built
-                siteStates[address] = kept
-            }
-            if adding.contains(address) { ops.attachedSites.insert(address) } else { ops.attachedSites.remove(address) }
-        }
-        if let (address, reason) = failures.min(by: { $0.key < $1.key }) {
-            // The caller undoes the sites that did change.
-            throw TraceError.patchFailed(site: address, reason: reason)
-        }
-    }
-
-    /// The per-function trampoline of `ops` for `site`, built on first use
-    /// (kept until the ops is unregistered): a leaf stub when the callback
-    /// allows it, else the generic stub.
-    private func perFunctionStub(of ops: Ops, for site: Site) throws(TraceError) -> UInt {
-        if let slot = ops.stubs[site.address] { return jit.address(of: slot) }
-        if let leaf = leafCallback(of: ops), let address = try leafStub(of: ops, callback: leaf, for: site) {
-            return address
-        }
-        let slot = try jit.allocate(near: site.address)
-        let address = jit.address(of: slot)
-        let bytes = StubX86_64.stub(
-            at: address, regionBase: jit.regions[slot.region].base,
-            function: UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self)),
-            ops: UInt(bitPattern: ops.raw), resume: resumeAddress(of: site), site: site.address, entry: ops.entry)
-        jit.stage(bytes, in: slot)
-        ops.stubs[site.address] = slot
-        stagedStubs.append((ops, site.address))
-        return address
-    }
-
-    /// The eligible leaf callback of `ops`: only a lean ops without flags (no
-    /// SAVE_REGS, no MODIFY_RESUME, not the function graph) can take the leaf
-    /// path. The analysis runs once per ops.
-    private func leafCallback(of ops: Ops) -> LeafCallback? {
-        guard leafStubs, ops.flags.isEmpty, ops.entry == .lean else { return nil }
-        if ops.leafAnalysis == nil {
-            let entry = UInt(bitPattern: unsafeBitCast(ops.raw.pointee.func, to: UnsafeRawPointer.self))
-            ops.leafAnalysis = LeafCallbackAnalysis.analyze(entry)
-        }
-        guard case let .success(leaf)? = ops.leafAnalysis else { return nil }
-        return leaf
-    }
-
-    /// A leaf stub in one slot, or two contiguous ones when it needs them;
-    /// nil when it fits neither (the caller builds the generic stub).
-    private func leafStub(of ops: Ops, callback: LeafCallback, for site: Site) throws(TraceError) -> UInt? {
-        for count in 1...2 {
-            let slot = try jit.allocate(near: site.address, slots: count)
-            let address = jit.address(of: slot)
-            let bytes = StubX86_64.leafStub(
-                at: address, site: site.address, resume: resumeAddress(of: site),
-                ops: UInt(bitPattern: ops.raw), callback: callback)
-            guard bytes.count <= count * JITMemory.slotSize else {
-                jit.free(slot)
-                continue
-            }
-            jit.stage(bytes, in: slot)
-            ops.stubs[site.address] = slot
-            ops.leafStubSites.insert(site.address)
-            stagedStubs.append((ops, site.address))
-            return address
-        }
-        return nil
-    }
-
-    /// Where a traced call continues after its trampoline: the instruction
-    /// after the site's 5-byte jump, or a relocated entry's stub.
-    private func resumeAddress(of site: Site) -> UInt {
-        relocations[site.address]?.address ?? site.address + UInt(X86SiteEncoding.normalLength)
-    }
-
-    /// A new iterator for `list` (immutable once the site calls it).
-    private func buildIterator(_ list: [Ops], for site: Site) throws(TraceError) -> IteratorAllocation {
-        let size = MemoryLayout<UInt64>.stride * (1 + list.count)
-        guard let memory = malloc(size) else { throw TraceError.outOfMemory(near: site.address) }
-        memory.storeBytes(of: UInt64(list.count), as: UInt64.self)
-        for (i, ops) in list.enumerated() {
-            memory.storeBytes(of: UInt(bitPattern: ops.raw), toByteOffset: 8 * (i + 1), as: UInt.self)
-        }
-        let slot: JITSlot
-        do throws(TraceError) { slot = try jit.allocate(near: site.address) } catch { free(memory); throw error }
-        let address = jit.address(of: slot)
-        let bytes = StubX86_64.stub(
-            at: address, regionBase: jit.regions[slot.region].base,
-            function: lt_tramp_iterate_address(), ops: UInt(bitPattern: memory),
-            resume: resumeAddress(of: site), site: site.address, entry: .full)
-        jit.stage(bytes, in: slot)
-        return IteratorAllocation(slot: slot, list: memory)
-    }
-
-    /// The stubs of a change that failed before step 3: never written nor
-    /// published, so their slots are free at once and no later change may
-    /// reuse them.
-    private func dropStagedStubs() {
-        for (ops, site) in stagedStubs {
-            guard let slot = ops.stubs.removeValue(forKey: site) else { continue }
-            ops.leafStubSites.remove(site)
-            jit.free(slot)
-        }
-        stagedStubs = []
-    }
-
-    /// Never published: free at once.
-    private func release(_ iterator: IteratorAllocation) {
-        jit.free(iterator.slot)
-        free(iterator.list)
-    }
-
-    private func retire(_ iterator: IteratorAllocation) {
-        retired.slots.append(iterator.slot)
-        retired.lists.append(iterator.list)
-    }
-
-    private func retireStubs(of ops: Ops) {
-        if !ops.leafStubSites.isEmpty, case let .success(leaf)? = ops.leafAnalysis {
-            retired.leafCode += Self.ranges(of: leaf)
-        }
-        retired.slots.append(contentsOf: ops.stubs.values)
-        ops.stubs = [:]
-        ops.leafStubSites = []
-    }
-
     /// Where a thread running a leaf callback can be: its decoded code.
     static func ranges(of leaf: LeafCallback) -> [(UInt, UInt)] {
         leaf.codeRanges.map { ($0.lowerBound, $0.upperBound + 1) }
-    }
-
-    /// The code rule (c) of the grace period checks: the JIT regions, and
-    /// the leaf callbacks that published or retired leaf stubs can run.
-    private var quiescenceCodeRanges: [(UInt, UInt)] {
-        var ranges = jit.ranges + retired.leafCode
-        for ops in live.values where !ops.leafStubSites.isEmpty {
-            if case let .success(leaf)? = ops.leafAnalysis { ranges += Self.ranges(of: leaf) }
-        }
-        return ranges
-    }
-
-    /// Step 5: a grace period, then free everything retired before it.
-    private func reclaim(always: Bool = false) throws(TraceError) {
-        guard always || !retired.isEmpty else { return }
-        let batch = retired
-        try Quiescence.synchronize(codeRanges: quiescenceCodeRanges, deadline: deadline)
-        gracePeriods += 1
-        retired = Retired()
-        for slot in batch.slots { jit.free(slot) }
-        for list in batch.lists { free(list) }
-        for ops in batch.ops { free(ops) }
     }
 
     // MARK: Default site provider

@@ -23,7 +23,7 @@
 //   - any other glob and `.mainExecutable` scan the listed sites once per
 //     generation; the result is kept (up to `memoLimit` patterns), so
 //     registering the same filter again matches nothing.
-// Not Sendable: used only under the registry's lock.
+// Not Sendable: a field of OpsRegistry.Engine, used only inside its Mutex.
 import LiveTraceSites
 
 final class RegistrySites {

@@ -117,11 +117,15 @@ public final class RelocatedStubArena: @unchecked Sendable {
 
     /// `place` for many, their stubs written in runs (`placeRelocatedStubs`).
     public func place(_ relocations: [(relocation: PrologueRelocation, symbol: String)]) -> [Result<RelocatedEntry, TraceError>] {
-        zip(relocations, jit.placeRelocatedStubs(relocations.map(\.relocation))).map { item, result in
-            result.map { stub in
+        let stubs = jit.placeRelocatedStubs(relocations.map(\.relocation))
+        var entries: [Result<RelocatedEntry, TraceError>] = []
+        entries.reserveCapacity(stubs.count)
+        for (item, result) in zip(relocations, stubs) {
+            entries.append(result.map { stub in
                 RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets,
                                site: RelocatedEntry.site(of: stub.relocation, symbol: item.symbol))
-            }
+            })
         }
+        return entries
     }
 }

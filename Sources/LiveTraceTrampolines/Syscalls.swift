@@ -1,6 +1,7 @@
 // Thin wrappers over LiveTraceSites' system-call layer (SystemCalls.swift)
 // for the calls of this module, their failures carried in
 // TraceError.systemCall.
+import CLiveTraceShims
 import Glibc
 import LiveTraceSites
 
@@ -81,25 +82,5 @@ enum Sys {
     static func membarrier() throws(TraceError) {
         let r = lt_sys_membarrier_private_expedited()
         if r != 0 { throw TraceError.systemCall(SystemCallError(call: "membarrier(PRIVATE_EXPEDITED)", errno: Int32(-r))) }
-    }
-}
-
-import CLiveTraceShims
-
-/// A non-recursive mutex that does not allocate once created.
-final class PthreadLock: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    init() {
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-    }
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-    func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body()
     }
 }

@@ -272,9 +272,12 @@ enum AttachInjection {
         func waitStop(deadline: Date) throws(InjectionError) -> Stop {
             var status: Int32 = 0
             while true {
-                let result = waitpid(tid, &status, Int32(LT_WALL) | WNOHANG)
-                if result < 0 && errno == EINTR { continue }
-                if result < 0 { throw InjectionError(description: "waitpid(\(tid)) failed: \(String(cString: strerror(errno)))") }
+                let result: pid_t
+                do throws(SystemCallError) {
+                    result = try SystemCall.retrying("waitpid", subject: "\(tid)") { waitpid(tid, &status, Int32(LT_WALL) | WNOHANG) }
+                } catch {
+                    throw InjectionError(description: error.description)
+                }
                 if result == 0 {
                     if Date() > deadline { throw InjectionError(description: "thread \(tid) did not stop within \(Int(AttachInjection.callTimeoutSeconds)) s") }
                     usleep(100)

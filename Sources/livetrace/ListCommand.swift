@@ -115,9 +115,7 @@ enum ListOutput {
     static func write(_ text: String, to fd: Int32) {
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
+            guard let written = try? SystemCall.retrying("write", { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }) else {
                 return
             }
             bytes = bytes.dropFirst(written)

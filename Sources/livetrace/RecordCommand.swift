@@ -540,8 +540,7 @@ final class SignalForwarder: @unchecked Sendable {
         var set = set
         while true {
             var info = siginfo_t()
-            let signal = sigwaitinfo(&set, &info)
-            if signal < 0 { continue } // EINTR
+            guard let signal = try? SystemCall.retrying("sigwaitinfo", { sigwaitinfo(&set, &info) }) else { continue }
             // SI_USER (0), SI_QUEUE (-1), SI_TKILL (-6): sent to livetrace
             // itself. SI_KERNEL: from the terminal, already at the program.
             guard info.si_code <= 0 else { continue }
@@ -593,10 +592,13 @@ enum ProgramLauncher {
             envp.forEach { free($0) }
         }
         var pid = pid_t()
-        var result: Int32
-        repeat {
+        // posix_spawn returns the error instead of setting errno.
+        var result: Int32 = 0
+        _ = try? SystemCall.retrying("posix_spawn", {
             result = posix_spawn(&pid, path, nil, &attributes, argv, envp)
-        } while result == EINTR
+            errno = result
+            return result
+        }, failed: { $0 != 0 })
         guard result == 0 else {
             throw .badProgram("\(path): cannot start it: posix_spawn failed: \(String(cString: strerror(result)))")
         }
@@ -605,8 +607,8 @@ enum ProgramLauncher {
 
     static func wait(_ pid: pid_t) -> Exit {
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { return Exit(status: 1, signal: nil) }
+        guard (try? SystemCall.retrying("waitpid", { waitpid(pid, &status, 0) })) != nil else {
+            return Exit(status: 1, signal: nil)
         }
         // WIFEXITED / WTERMSIG are macros Swift does not import.
         let signal = status & 0x7f

@@ -80,6 +80,12 @@ final class PrologueRelocationTests: XCTestCase {
         XCTAssertEqual(refusal("rel_undecodable"), .undecodable(offset: 0))
         XCTAssertEqual(refusal("rel_syscall_inside"), .cannotMove(offset: 2, mnemonic: "system call"))
         XCTAssertEqual(try success("rel_pause2").instructions.map(\.offset), [0, 2, 4])
+        // Bytes that do not decode after the moved ones: refused only when
+        // the byte scan finds a possible branch into them (rule 4).
+        XCTAssertEqual(try success("rel_data_tail").relocatedLength, 5)
+        XCTAssertEqual(refusal("rel_data_candidate"), .undecodable(offset: 6))
+        let decodedWhole = try ElfObject(path: lib).prologueRelocations(fullBodyScan: true).entries
+        XCTAssertEqual(decodedWhole.first { $0.symbol == "rel_data_tail" }?.verdict, .failure(.undecodable(offset: 6)))
 
         let tracer = try ElfObject(path: lib).prologueRelocations(tracer: true)
         XCTAssertFalse(tracer.entries.isEmpty)

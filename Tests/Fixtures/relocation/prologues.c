@@ -132,6 +132,18 @@ __asm__(
     "rel_undecodable:\n"
     "  .byte 0x06, 0x90, 0x90, 0x90, 0x90, 0xc3\n"
     ".size rel_undecodable, .-rel_undecodable\n"
+    /* push rbp; mov rbp, rsp; pop rbp; ret; then a byte that decodes to
+       nothing (data): no byte could be a branch into the moved bytes. */
+    ".globl rel_data_tail\n .type rel_data_tail,@function\n"
+    "rel_data_tail:\n"
+    "  .byte 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3, 0x06\n"
+    ".size rel_data_tail, .-rel_data_tail\n"
+    /* The same, then 75 f8 (jne back to +1): a candidate, so the body is
+       decoded, and the byte at +6 does not decode. */
+    ".globl rel_data_candidate\n .type rel_data_candidate,@function\n"
+    "rel_data_candidate:\n"
+    "  .byte 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3, 0x06, 0x75, 0xf8\n"
+    ".size rel_data_candidate, .-rel_data_candidate\n"
 );
 
 /* Compiled code: an ordinary function, one that calls, one with a loop. */
