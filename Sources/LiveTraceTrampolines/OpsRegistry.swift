@@ -570,7 +570,7 @@ extension OpsRegistry {
                 for pattern in self[ops].filter { candidates.formUnion(sites.addresses(matching: pattern)) }
             }
             for pattern in self[ops].notrace where !candidates.isEmpty { candidates.subtract(sites.addresses(matching: pattern)) }
-            var wanted = Set<UInt>()
+            var wanted = Set<UInt>(minimumCapacity: candidates.count)
             var refusals: [(Site, RelocationRefusal)] = []
             let tracer = dynamic ? OpsRegistry.tracerCodeRanges : []
             for address in candidates {
@@ -655,9 +655,11 @@ extension OpsRegistry {
             // Step 2: the new ops set of every affected site, and its target.
             try relocateEntries(adding.sorted(), sites: sites)
             struct Plan { var state: SiteState; var instruction: SiteInstruction; var built: IteratorAllocation? }
+            let affected = adding.union(removing).sorted()
             var plans: [Plan] = []
             var transitions: [SiteTransition] = []
-            let affected = adding.union(removing).sorted()
+            plans.reserveCapacity(affected.count)
+            transitions.reserveCapacity(affected.count)
             let recorded = TextPoker.shared.recordedInstructions(at: affected)
             do throws(TraceError) {
                 for (address, current) in zip(affected, recorded) {
