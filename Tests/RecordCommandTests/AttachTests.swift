@@ -272,7 +272,12 @@ final class AttachTests: XCTestCase {
         let work = RecordFixtures.scratch("attach-allocator")
         defer { try? FileManager.default.removeItem(atPath: work) }
         for cycle in 0..<(Self.soak ? 100 : 8) {
-            let run = try AttachRun(["--duration", "100ms", "-F", "work"], pid: target.pid, trace: work + "/t\(cycle)")
+            // Three threads flat out fill their rings faster than a debug
+            // drain empties them; a writer waits for the drain up to
+            // `--wait`, and on a loaded machine the 20 ms default can pass
+            // (the event is then counted lost). This test is about the safe
+            // point, so the writers may wait longer.
+            let run = try AttachRun(["--duration", "100ms", "--wait", "2000", "-F", "work"], pid: target.pid, trace: work + "/t\(cycle)")
             let (status, stderr) = run.finish(interrupt: false)
             guard status == 0 else {
                 // A thread left waiting for itself never lets the program end.

@@ -30,6 +30,13 @@ final class PokeFaultTests: XCTestCase {
         return [X86SiteEncoding.callRel32Opcode] + withUnsafeBytes(of: rel.littleEndian) { Array($0) }
     }
 
+    /// On a loaded machine a worker may not have run yet: wait (10 s at
+    /// most) until each has made a call, so checkCounts judges every one.
+    private func letEveryWorkerCall(_ seed: SeedFixture, workers: Int) {
+        let deadline = Date().addingTimeInterval(10)
+        while (0..<workers).contains(where: { seed.counter($0, .made) == 0 }) && Date() < deadline { usleep(1000) }
+    }
+
     private func checkCounts(_ seed: SeedFixture, workers: Int, file: StaticString = #filePath, line: UInt = #line) {
         for w in 0..<workers {
             let made = seed.counter(w, .made)
@@ -60,6 +67,7 @@ final class PokeFaultTests: XCTestCase {
         poker.configuration.faults = nil
         XCTAssertEqual(poker.apply([SiteTransition(site: seed.site, to: .call(seed.targetB))]).patchedCount, 1)
         XCTAssertEqual(CodeWriter.read(seed.site.address, count: 5), callBytes(seed.site.address, seed.targetB))
+        letEveryWorkerCall(seed, workers: workers)
         seed.stop()
         checkCounts(seed, workers: workers)
         XCTAssertEqual(poker.apply([SiteTransition(site: seed.site, to: .nop)]).patchedCount, 1)
@@ -100,6 +108,7 @@ final class PokeFaultTests: XCTestCase {
         XCTAssertNil(poker.wedgedReason)
         XCTAssertEqual(CodeWriter.read(seed.site.address, count: 5), old)
         XCTAssertEqual(poker.apply([SiteTransition(site: seed.site, to: .call(seed.targetB))]).patchedCount, 1)
+        letEveryWorkerCall(seed, workers: workers)
         seed.stop()
         checkCounts(seed, workers: workers)
         XCTAssertEqual(poker.apply([SiteTransition(site: seed.site, to: .nop)]).patchedCount, 1)
