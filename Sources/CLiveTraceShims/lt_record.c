@@ -182,6 +182,28 @@ void lt_record_thread_ignore(int ignore) {
     lt_thread.ignored = ignore ? 1 : 0;
 }
 
+/* The second half of a claim, after FREE → CLAIMING: the owner line for
+ * thread `tid` of process `pid`, then → OWNED (release), counted in
+ * area->claims. */
+static void lt_ring_own(struct lt_area_header *area, struct lt_ring_header *ring, uint64_t tid, uint64_t pid) {
+    ring->tid = tid;
+    ring->pid = pid;
+    ring->generation += 1;
+    ring->busy = 0;
+    ring->writer_waiting = 0;
+    ring->stall_tail = ~0ull;
+    ring->limit = lt_atomic_load_acquire_u64(&ring->tail) + area->high_water;
+    ring->last_tsc = 0;
+    ring->base = ~0ull;
+    ring->next_depth = ~0ull;
+    ring->lost_emitted = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
+    ring->waits = 0;
+    ring->wait_ticks = 0;
+    ring->wakes = 0;
+    lt_atomic_store_release_u32(&ring->state, LT_RING_OWNED);
+    __atomic_fetch_add(&area->claims, 1, __ATOMIC_RELEASE);
+}
+
 /* Claims a FREE ring: FREE → CLAIMING (CAS), fill the owner line, → OWNED.
  * Returns NULL when every ring is taken. */
 static __attribute__((noinline)) struct lt_ring_header *lt_claim_ring(struct lt_area_header *area) {
@@ -192,22 +214,7 @@ static __attribute__((noinline)) struct lt_ring_header *lt_claim_ring(struct lt_
         struct lt_ring_header *ring = lt_area_ring(area, index);
         if (__atomic_load_n(&ring->state, __ATOMIC_RELAXED) != LT_RING_FREE) continue;
         if (!lt_atomic_cas_u32(&ring->state, LT_RING_FREE, LT_RING_CLAIMING)) continue;
-        ring->tid = (uint64_t)lt_sys_gettid();
-        ring->pid = (uint64_t)getpid();
-        ring->generation += 1;
-        ring->busy = 0;
-        ring->writer_waiting = 0;
-        ring->stall_tail = ~0ull;
-        ring->limit = lt_atomic_load_acquire_u64(&ring->tail) + area->high_water;
-        ring->last_tsc = 0;
-        ring->base = ~0ull;
-        ring->next_depth = ~0ull;
-        ring->lost_emitted = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
-        ring->waits = 0;
-        ring->wait_ticks = 0;
-        ring->wakes = 0;
-        lt_atomic_store_release_u32(&ring->state, LT_RING_OWNED);
-        __atomic_fetch_add(&area->claims, 1, __ATOMIC_RELEASE);
+        lt_ring_own(area, ring, (uint64_t)lt_sys_gettid(), (uint64_t)getpid());
         __atomic_store_n(&area->claim_hint, (index + 1) % count, __ATOMIC_RELAXED);
         pthread_once(&lt_once, lt_init_once);
         pthread_setspecific(lt_exit_key, ring);
@@ -576,22 +583,7 @@ int lt_record_attach(void *area, size_t size) {
 static void lt_claim_for_owner(struct lt_area_header *area, uint32_t index, uint64_t tid, uint64_t pid) {
     struct lt_ring_header *ring = lt_area_ring(area, index);
     if (!lt_atomic_cas_u32(&ring->state, LT_RING_FREE, LT_RING_CLAIMING)) return;
-    ring->tid = tid;
-    ring->pid = pid;
-    ring->generation += 1;
-    ring->busy = 0;
-    ring->writer_waiting = 0;
-    ring->stall_tail = ~0ull;
-    ring->limit = lt_atomic_load_acquire_u64(&ring->tail) + area->high_water;
-    ring->last_tsc = 0;
-    ring->base = ~0ull;
-    ring->next_depth = ~0ull;
-    ring->lost_emitted = __atomic_load_n(&ring->lost_total, __ATOMIC_RELAXED);
-    ring->waits = 0;
-    ring->wait_ticks = 0;
-    ring->wakes = 0;
-    lt_atomic_store_release_u32(&ring->state, LT_RING_OWNED);
-    __atomic_fetch_add(&area->claims, 1, __ATOMIC_RELEASE);
+    lt_ring_own(area, ring, tid, pid);
 }
 
 /* Maps the file `fd` of `size` bytes over the reservation of the last
