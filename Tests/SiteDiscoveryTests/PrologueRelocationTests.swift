@@ -224,18 +224,24 @@ final class PrologueRelocationTests: XCTestCase {
         XCTAssertTrue(offsets.contains(start + r.relocatedLength), "\(name): the moved bytes do not end on an instruction")
     }
 
+    /// libswiftCore, libFoundation, libFoundationEssentials and swift-format
+    /// of the Swift toolchain on PATH.
+    static func toolchainSwiftObjects() throws -> [String] {
+        let swift = try Fixtures.run(["/usr/bin/env", "which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let toolchain = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent()
+        return [toolchain.appendingPathComponent("../lib/swift/linux/libswiftCore.so").standardized.path,
+                toolchain.appendingPathComponent("../lib/swift/linux/libFoundation.so").standardized.path,
+                toolchain.appendingPathComponent("../lib/swift/linux/libFoundationEssentials.so").standardized.path,
+                toolchain.appendingPathComponent("swift-format").path]
+    }
+
     /// Share of the functions of ≥ 5 bytes relocated, and the refusals by reason.
     /// The target: at least 95% of the functions of 5 bytes or more
     /// of libswiftCore, Foundation (libFoundation and libFoundationEssentials)
     /// and swift-format (about 60,000 functions)
     /// can be relocated.
     func testCoverageOnLibswiftCoreFoundationAndSwiftFormat() throws {
-        let swift = try Fixtures.run(["/usr/bin/env", "which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let toolchain = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent()
-        let objects = [toolchain.appendingPathComponent("../lib/swift/linux/libswiftCore.so").standardized.path,
-                       toolchain.appendingPathComponent("../lib/swift/linux/libFoundation.so").standardized.path,
-                       toolchain.appendingPathComponent("../lib/swift/linux/libFoundationEssentials.so").standardized.path,
-                       toolchain.appendingPathComponent("swift-format").path]
+        let objects = try Self.toolchainSwiftObjects()
         for path in objects {
             guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not installed") }
             let start = Date()

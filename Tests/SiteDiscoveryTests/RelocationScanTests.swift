@@ -67,12 +67,7 @@ final class RelocationScanTests: XCTestCase {
     /// The verdict of every function with the pre-filter equals the verdict
     /// of the full decode of every body.
     func testPrefilteredVerdictsEqualTheFullScanOnLibswiftCoreFoundationAndSwiftFormat() throws {
-        let swift = try Fixtures.run(["/usr/bin/env", "which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let toolchain = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent()
-        let objects = [toolchain.appendingPathComponent("../lib/swift/linux/libswiftCore.so").standardized.path,
-                       toolchain.appendingPathComponent("../lib/swift/linux/libFoundation.so").standardized.path,
-                       toolchain.appendingPathComponent("../lib/swift/linux/libFoundationEssentials.so").standardized.path,
-                       toolchain.appendingPathComponent("swift-format").path]
+        let objects = try PrologueRelocationTests.toolchainSwiftObjects()
         for path in objects {
             guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not installed") }
             let object = try ElfObject(path: path)
