@@ -27,12 +27,22 @@ public enum ObjectCapture {
     /// (ElfSymbols.read(path:withSymbols:onlyWithSites:)).
     /// `knownSiteless(path)`: the caller knows the file holds no site (site
     /// discovery's cache, LiveTraceSites' SitelessCache): no symbols either.
+    /// `earlierMap`: the process's map read before, used when its map can
+    /// no longer be read or is empty (it exited meanwhile; a zombie's map
+    /// is empty): the files are still there to name its addresses.
     public static func capture(
         pid: Int32, withoutSymbols: [FileIdentity] = [], onlyObjectsWithSites: Bool = false,
-        knownSiteless: (String) -> Bool = { _ in false }
+        earlierMap: [ProcessMapping]? = nil, knownSiteless: (String) -> Bool = { _ in false }
     ) throws(RecordingError) -> ObjectTable {
         let mapsPath = "/proc/\(pid)/maps"
-        let maps = ProcessMaps.parse(try Sys.readFile(mapsPath))
+        var maps: [ProcessMapping]
+        do throws(RecordingError) {
+            maps = ProcessMaps.parse(try Sys.readFile(mapsPath))
+        } catch {
+            guard let earlierMap else { throw error }
+            maps = earlierMap
+        }
+        if maps.isEmpty, let earlierMap { maps = earlierMap }
         var byPath: [String: [ProcessMapping]] = [:]
         var order: [String] = []
         for mapping in maps where mapping.isFile {

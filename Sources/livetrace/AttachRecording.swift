@@ -252,6 +252,10 @@ extension RecordCommand {
             let why = started == -Int32(LT_EBUSY) ? "it already holds an attached LiveTrace session" : "the shim refused the session (code \(started))"
             throw abandon(.badProgram("cannot attach to pid \(pid): \(why)"))
         }
+        // Its map now (the shim loaded, its objects settled): the capture
+        // names the trace from it if the process exits before step 4 reads it.
+        let earlierMap = ProcessMaps.readOrEmpty(pid: pid)
+        shim.earlierMap.withLock { $0 = earlierMap.isEmpty ? nil : earlierMap }
         // Step 4.
         let connection: ControlConnection
         let message: PreloadMessage

@@ -422,6 +422,9 @@ final class ShimReports: Sendable {
 
     /// Functions without sites are traced too (-P, or a program without sites).
     private let relocating: Bool
+    /// The main program's map read before its session started (`record -p`):
+    /// the capture falls back on it when the program exits first.
+    let earlierMap = Mutex<[ProcessMapping]?>(nil)
 
     init(tracerLibrary: FileIdentity?, relocating: Bool) {
         self.tracerLibrary = tracerLibrary.map { [$0] } ?? []
@@ -445,7 +448,8 @@ final class ShimReports: Sendable {
         let main = mainPid.load(ordering: .acquiring)
         guard message.pid == main || main == 0 && state.started.count == 1 else { return }
         do throws(RecordingError) {
-            let captured = try ObjectCapture.capture(pid: message.pid, withoutSymbols: tracerLibrary, onlyObjectsWithSites: !relocating) { path in
+            let captured = try ObjectCapture.capture(pid: message.pid, withoutSymbols: tracerLibrary, onlyObjectsWithSites: !relocating,
+                                                     earlierMap: earlierMap.withLock { $0 }) { path in
                 !relocating && SitelessCache.isSiteless(path: path)
             }
             // Objects of an earlier image (before an exec) stay while no new

@@ -3,6 +3,7 @@
 // its function names.
 import Foundation
 import LiveTraceRecording
+import LiveTraceSites
 import XCTest
 
 final class ObjectCaptureTests: XCTestCase {
@@ -27,5 +28,23 @@ final class ObjectCaptureTests: XCTestCase {
         XCTAssertEqual(objects.count, 1, "one load of libc, the data mapping is not an object")
         XCTAssertNil(objects.first?.symbolsError)
         XCTAssertNotNil(objects.first?.buildId)
+    }
+
+    /// A process that exits before its map is read (`record -p` while the
+    /// target ends): with the map read earlier the capture still names its
+    /// functions from the files; without it, it says it could not read.
+    func testAnExitedProcessIsCapturedFromItsEarlierMap() throws {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        child.arguments = ["0.3"]
+        try child.run()
+        let earlier = try ProcessMaps.read(pid: child.processIdentifier)
+        XCTAssertTrue(earlier.contains { $0.path.hasSuffix("/libc.so.6") && $0.executable })
+        child.waitUntilExit()
+        XCTAssertThrowsError(try ObjectCapture.capture(pid: child.processIdentifier))
+        let table = try ObjectCapture.capture(pid: child.processIdentifier, earlierMap: earlier)
+        let libc = try XCTUnwrap(table.objects.first { $0.path.hasSuffix("/libc.so.6") })
+        XCTAssertNil(libc.symbolsError)
+        XCTAssertFalse(libc.symbols.isEmpty, "libc's functions are named from its file")
     }
 }
