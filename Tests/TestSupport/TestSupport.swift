@@ -29,9 +29,12 @@ public enum Fixtures {
     /// A per-run scratch directory for compiled fixtures, removed with
     /// everything in it when the test process exits (fixture libraries
     /// still dlopen'ed then stay mapped: unlinking their files is harmless).
+    /// A run that was killed never reaches its exit handler: the next run
+    /// removes the directories of test processes that no longer exist.
     public static let buildDirectory: URL = {
-        let dir = URL(fileURLWithPath: NSTemporaryDirectory())
-            .appendingPathComponent("livetrace-fixtures-\(getpid())")
+        let temporary = URL(fileURLWithPath: NSTemporaryDirectory())
+        removeScratchOfEndedRuns(in: temporary)
+        let dir = temporary.appendingPathComponent("livetrace-fixtures-\(getpid())")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         scratchToRemoveAtExit = dir.path
         atexit {
@@ -39,6 +42,16 @@ public enum Fixtures {
         }
         return dir
     }()
+
+    /// Removes `livetrace-fixtures-PID` directories whose process is gone.
+    static func removeScratchOfEndedRuns(in temporary: URL) {
+        let prefix = "livetrace-fixtures-"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = pid_t(name.dropFirst(prefix.count)), pid != getpid(),
+                  kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            try? FileManager.default.removeItem(atPath: temporary.appendingPathComponent(name).path)
+        }
+    }
 
     /// The build directory, for the exit handler (a C function pointer
     /// captures nothing).
