@@ -139,12 +139,9 @@ final class JITMemory {
         let size = slot.count * Self.slotSize
         precondition(bytes.count <= size, "a stub larger than its slots")
         var filled = bytes
-        filled.append(contentsOf: repeatElement(0xCC, count: size - bytes.count))
+        filled.append(contentsOf: repeatElement(X86Opcode.int3, count: size - bytes.count))
         staged.append((address(of: slot), filled))
     }
-
-    /// Whether stubs wait in the stage.
-    var hasStaged: Bool { !staged.isEmpty }
 
     /// Writes every staged stub, one pwrite per run of adjacent slots, and
     /// verifies each run. The stage is empty afterwards, written or not.
