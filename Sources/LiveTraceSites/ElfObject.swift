@@ -58,8 +58,6 @@ public final class ElfObject: @unchecked Sendable {
     /// Device and inode, to recognise the same file again.
     public let fileIdentity: FileIdentity
 
-    public typealias FileIdentity = LiveTraceSites.FileIdentity
-
     /// Opens, maps and checks the headers of the object at `path`.
     public init(path: String) throws(DiscoveryError) {
         self.path = path

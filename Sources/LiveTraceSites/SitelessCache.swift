@@ -64,7 +64,7 @@ public enum SitelessCache {
 
     /// The status of `path` when it is the file `identity` names (same
     /// device, inode, size and mtime); nil otherwise.
-    static func status(of path: String, matching identity: ElfObject.FileIdentity?) -> stat? {
+    static func status(of path: String, matching identity: FileIdentity?) -> stat? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         if let identity, identity != FileIdentity(info) { return nil }
@@ -72,14 +72,14 @@ public enum SitelessCache {
     }
 
     /// Whether the file at `path` (when it is `identity`) is known to hold no site.
-    public static func isSiteless(path: String, identity: ElfObject.FileIdentity? = nil) -> Bool {
+    public static func isSiteless(path: String, identity: FileIdentity? = nil) -> Bool {
         guard let directory, let info = status(of: path, matching: identity) else { return false }
         return access(directory + "/" + entryName(info), F_OK) == 0
     }
 
     /// Remembers that discovery found no site in the file at `path` (when it
     /// is still `identity`).
-    static func recordSiteless(path: String, identity: ElfObject.FileIdentity) {
+    static func recordSiteless(path: String, identity: FileIdentity) {
         guard let directory, let info = status(of: path, matching: identity) else { return }
         var parent = directory.hasPrefix("/") ? "" : "."
         for component in directory.split(separator: "/") {
