@@ -254,6 +254,13 @@ extension PrologueAnalyzerX86_64 {
         return candidateTargets(in: code) { UInt(bitPattern: $0) < limit }
     }
 
+    /// The first bytes of the table above, by byte value.
+    static let opensRelativeForm: [Bool] = (0...255).map { (value: Int) -> Bool in
+        let byte = UInt8(value)
+        return byte & 0xf0 == X86Opcode.jccRel8Base || byte & 0xfc == X86Opcode.loopRel8Base
+            || [X86Opcode.jmpRel8, X86Opcode.callRel32, X86Opcode.jmpRel32, X86Opcode.twoByteEscape, X86Opcode.xbegin[0]].contains(byte)
+    }
+
     /// Visits the target offset of every form of the table above at every
     /// position of `code` until `visit` returns true; returns whether it did.
     @inline(__always)
@@ -264,30 +271,23 @@ extension PrologueAnalyzerX86_64 {
         @inline(__always) func rel8(_ at: Int) -> Int { Int(Int8(bitPattern: bytes.load(fromByteOffset: at, as: UInt8.self))) }
         @inline(__always) func rel16(_ at: Int) -> Int { Int(Int16(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int16.self))) }
         @inline(__always) func rel32(_ at: Int) -> Int { Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int32.self))) }
+        let opens = Self.opensRelativeForm
         var q = 0
         while q < n {
             let byte = bytes.load(fromByteOffset: q, as: UInt8.self)
-            // The opening bytes of the table, as bits: 0f (word 0), 70-7f
-            // (word 1), c7 (word 3), e0-e3, e8, e9, eb (word 3).
-            let word: UInt64 = switch byte >> 6 {
-            case 0: 1 << 0x0f
-            case 1: 0xffff << (0x70 - 0x40)
-            case 2: 0
-            default: 1 << (0xc7 - 0xc0) | 0xf << (0xe0 - 0xc0) | 0xb << (0xe8 - 0xc0)
-            }
-            if word >> UInt64(byte & 63) & 1 == 0 {
+            if !opens[Int(byte)] {
                 q += 1
                 continue
             }
-            if byte & 0xf0 == 0x70 || byte & 0xfc == 0xe0 || byte == 0xeb {
+            if byte & 0xf0 == X86Opcode.jccRel8Base || byte & 0xfc == X86Opcode.loopRel8Base || byte == X86Opcode.jmpRel8 {
                 if q + 2 <= n, visit(q + 2 + rel8(q + 1)) { return true }
-            } else if byte == 0xe8 || byte == 0xe9 {
+            } else if byte == X86Opcode.callRel32 || byte == X86Opcode.jmpRel32 {
                 if q + 3 <= n, visit(q + 3 + rel16(q + 1)) { return true }
                 if q + 5 <= n, visit(q + 5 + rel32(q + 1)) { return true }
             } else if q + 2 <= n {
-                // 0f or c7.
+                // 0f 80+cc or c7 f8.
                 let next = bytes.load(fromByteOffset: q + 1, as: UInt8.self)
-                if byte == 0x0f ? next & 0xf0 == 0x80 : next == 0xf8 {
+                if byte == X86Opcode.twoByteEscape ? next & 0xf0 == X86Opcode.jccRel32Base : next == X86Opcode.xbegin[1] {
                     if q + 4 <= n, visit(q + 4 + rel16(q + 2)) { return true }
                     if q + 6 <= n, visit(q + 6 + rel32(q + 2)) { return true }
                 }

@@ -11,6 +11,10 @@
 ///     call rel32                   e8 r0 r1 r2 r3        target = end + rel32
 ///     jmp rel32                    e9 r0 r1 r2 r3
 ///     jcc rel32                    0f 80+cc r0 r1 r2 r3
+///     jcc rel8                     70+cc r0
+///     jmp rel8                     eb r0
+///     loopne/loope/loop/jrcxz rel8 e0-e3 r0
+///     xbegin rel32                 c7 f8 r0 r1 r2 r3
 ///     call *disp32(%rip)           ff 15 d0 d1 d2 d3     (FF /2, ModRM rip-relative)
 ///     jmp *disp32(%rip)            ff 25 d0 d1 d2 d3     (FF /4, ModRM rip-relative)
 ///     addr32 call rel32            67 e8 r0 r1 r2 r3     (the linker's relaxation of ff 15)
@@ -22,6 +26,13 @@ public enum X86Opcode {
     /// `0f 80+cc`: the two-byte escape and the base of `jcc rel32`.
     public static let twoByteEscape: UInt8 = 0x0f
     public static let jccRel32Base: UInt8 = 0x80
+    /// `70+cc`: the base of `jcc rel8`.
+    public static let jccRel8Base: UInt8 = 0x70
+    public static let jmpRel8: UInt8 = 0xeb
+    /// `e0`-`e3`: loopne, loope, loop, jrcxz (rel8).
+    public static let loopRel8Base: UInt8 = 0xe0
+    /// `c7 f8`: xbegin rel32 (C7 /7 with ModRM f8).
+    public static let xbegin: [UInt8] = [0xc7, 0xf8]
     /// Opcode FF: group 5 (`inc`/`dec`/`call`/`jmp`/`push` on a memory operand).
     public static let group5: UInt8 = 0xff
     /// ModRM bytes of FF with a rip-relative operand: reg field 2 (call), 4 (jmp).
