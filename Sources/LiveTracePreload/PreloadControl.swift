@@ -147,7 +147,7 @@ public enum PreloadControlClient {
 /// readable): each connection's message goes to `handler` (which runs while
 /// the program waits), then the reply. No thread of its own: none to start,
 /// and none to wake and join at the end.
-public final class PreloadControlServer: @unchecked Sendable {
+public final class PreloadControlServer {
     public let name: String
     /// The listening socket (non-blocking), to poll for readability.
     public let descriptor: Int32
