@@ -28,6 +28,16 @@ struct PrologueAnalyzerX86_64 {
     static let attributeHasModRM: UInt64 = 1 << 0
     static let attributeIsRelative: UInt64 = 1 << 7
 
+    /// Whether Zydis decoded a direct branch or call an x86-64 CPU can take:
+    /// a relative immediate in the legacy encoding. Zydis also decodes the
+    /// VEX-encoded KNC mask branches (jkzd, jknzd: `c5 .. 84/85 rel32`),
+    /// which are #UD on every x86-64 CPU: never a branch, in the body scan
+    /// as in its byte pre-filter.
+    static func isDirectBranch(_ instruction: ZydisDecodedInstruction) -> Bool {
+        instruction.attributes & attributeIsRelative != 0 && instruction.raw.imm.0.is_relative != 0
+            && instruction.encoding == ZYDIS_INSTRUCTION_ENCODING_LEGACY
+    }
+
     private var decoder = ZydisDecoder()
     /// The body scan's decoder: Zydis's minimal mode (length, mnemonic,
     /// IS_RELATIVE and the raw fields: all the scan reads), about half the
@@ -123,8 +133,7 @@ struct PrologueAnalyzerX86_64 {
         let status = withUnsafePointer(to: decoder) { decoder in
             ZydisDecoderDecodeInstruction(decoder, &context, code.baseAddress!, code.count, &instruction)
         }
-        guard status & 0x8000_0000 == 0, instruction.attributes & Self.attributeIsRelative != 0,
-              instruction.raw.imm.0.is_relative != 0 else { return nil }
+        guard status & 0x8000_0000 == 0, Self.isDirectBranch(instruction) else { return nil }
         return Int(instruction.length) &+ Int(instruction.raw.imm.0.value.s)
     }
 
@@ -196,7 +205,7 @@ struct PrologueAnalyzerX86_64 {
                 let status = ZydisDecoderDecodeInstruction(decoder, &context, base + offset, available - offset, &instruction)
                 guard status & 0x8000_0000 == 0 else { return .undecodable(offset: offset) }
                 let length = Int(instruction.length)
-                if instruction.attributes & Self.attributeIsRelative != 0, instruction.raw.imm.0.is_relative != 0 {
+                if Self.isDirectBranch(instruction) {
                     let to = offset &+ length &+ Int(instruction.raw.imm.0.value.s)
                     if to > start, to < relocatedEnd {
                         return .branchIntoRelocated(from: offset, to: to)
@@ -222,7 +231,9 @@ extension PrologueAnalyzerX86_64 {
     /// that decode needless.
     ///
     /// Proof. The instructions Zydis (64-bit mode, neither KNC nor AMD
-    /// branches) decodes with a relative immediate are exactly these, the
+    /// branches) decodes with a relative immediate in the legacy encoding
+    /// (`isDirectBranch`: the VEX-encoded KNC jkzd/jknzd it also decodes
+    /// are #UD on x86-64) are exactly these, the
     /// immediate last, right after the opcode (and ModRM for xbegin); their
     /// target is the instruction's end plus the immediate:
     ///
