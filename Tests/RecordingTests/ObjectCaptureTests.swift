@@ -36,9 +36,15 @@ final class ObjectCaptureTests: XCTestCase {
     func testAnExitedProcessIsCapturedFromItsEarlierMap() throws {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        child.arguments = ["0.3"]
+        child.arguments = ["1"]
         try child.run()
-        let earlier = try ProcessMaps.read(pid: child.processIdentifier)
+        // The loader maps libc some time after the spawn returns.
+        var earlier: [ProcessMapping] = []
+        let deadline = Date().addingTimeInterval(10)
+        while !earlier.contains(where: { $0.path.hasSuffix("/libc.so.6") && $0.executable }) && Date() < deadline {
+            earlier = (try? ProcessMaps.read(pid: child.processIdentifier)) ?? []
+            usleep(1000)
+        }
         XCTAssertTrue(earlier.contains { $0.path.hasSuffix("/libc.so.6") && $0.executable })
         child.waitUntilExit()
         XCTAssertThrowsError(try ObjectCapture.capture(pid: child.processIdentifier))
