@@ -155,9 +155,7 @@ struct PrologueAnalyzerX86_64 {
         }
         let body = UnsafeRawBufferPointer(rebasing: code[0..<available])
         // Step 2: the moved instructions.
-        var moved: [PrologueRelocation.Instruction] = []
-        // Rarely more than 4 instructions cover 5 bytes: one allocation.
-        moved.reserveCapacity(4)
+        var moved = PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start), hasEndbr: hasEndbr)
         var offset = start
         while offset < start + Self.patchLength {
             guard let decoded = decode(body, at: offset, address: address + UInt(offset)) else {
@@ -182,8 +180,7 @@ struct PrologueAnalyzerX86_64 {
                 }
                 fixup = .none
             }
-            moved.append(.init(offset: offset - start, bytes: .init(UnsafeRawBufferPointer(rebasing: body[offset..<offset + decoded.length])),
-                               fixup: fixup))
+            moved.append(bytes: UnsafeRawBufferPointer(rebasing: body[offset..<offset + decoded.length]), fixup: fixup)
             offset += decoded.length
         }
         let relocatedEnd = offset
@@ -191,8 +188,7 @@ struct PrologueAnalyzerX86_64 {
         // no byte position can be a branch into 0..<relocatedEnd, no decoded
         // branch can either (proof at `mayBranch`), and the verdict is made.
         if !fullBodyScan && !Self.mayBranch(into: relocatedEnd, code: body) {
-            return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
-                                               hasEndbr: hasEndbr, instructions: moved))
+            return .success(moved)
         }
         // One instruction and context serve the whole scan (Zydis fills what
         // minimal mode reads).
@@ -219,8 +215,7 @@ struct PrologueAnalyzerX86_64 {
             return nil
         }
         if let refusal { return .failure(refusal) }
-        return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
-                                           hasEndbr: hasEndbr, instructions: moved))
+        return .success(moved)
     }
 }
 
@@ -319,9 +314,10 @@ extension PrologueRelocation {
     /// The stub's exact length in bytes (its layout above).
     public var stubLength: Int {
         var length = X86Opcode.rel32Length
-        for instruction in instructions {
-            switch instruction.fixup {
-            case .none, .ripRelative: length += instruction.bytes.count
+        for index in 0..<Int(slotCount) {
+            let slot = slot(index)
+            switch slot.fixup {
+            case .none, .ripRelative: length += slot.length
             case .jump: length += X86Opcode.rel32Length
             case .conditionalJump: length += X86Opcode.jccRel32Length
             }
@@ -335,16 +331,17 @@ extension PrologueRelocation {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(stubLength)
         let offsets = try appendStub(at: stub, to: &bytes)
-        return (bytes, offsets)
+        return (bytes, offsets.map(Int.init))
     }
 
     /// Appends the stub's bytes at `stub` to `buffer` (where the stub starts
-    /// at `buffer.count`); returns each moved instruction's offset in the stub.
+    /// at `buffer.count`); returns each moved instruction's offset in the stub
+    /// (a stub is shorter than 256 bytes: at most 5 instructions of at most
+    /// 15 bytes, widened to at most 6, and a 5-byte jmp).
     /// On error `buffer` may hold part of the stub.
-    public func appendStub(at stub: UInt, to buffer: inout [UInt8]) throws(StubError) -> [Int] {
+    public func appendStub(at stub: UInt, to buffer: inout [UInt8]) throws(StubError) -> ShortBytes {
         let base = buffer.count
-        var offsets: [Int] = []
-        offsets.reserveCapacity(instructions.count)
+        var offsets = ShortBytes()
         /// Appends the rel32 from the end of the 4 bytes appended to `target`.
         func appendRel32(_ target: UInt) throws(StubError) {
             let end = stub + UInt(buffer.count - base + 4)
@@ -356,21 +353,23 @@ extension PrologueRelocation {
             buffer.append(UInt8(truncatingIfNeeded: bits >> 16))
             buffer.append(UInt8(truncatingIfNeeded: bits >> 24))
         }
-        for instruction in instructions {
-            offsets.append(buffer.count - base)
+        for index in 0..<Int(slotCount) {
+            let instruction = slot(index)
+            let start = instruction.offset
+            offsets.append(UInt8(buffer.count - base))
             switch instruction.fixup {
             case .none:
-                buffer.append(contentsOf: instruction.bytes)
+                for k in start..<start + instruction.length { buffer.append(movedBytes[k]) }
             case let .ripRelative(dispOffset, target):
-                buffer.append(contentsOf: instruction.bytes[..<dispOffset])
-                let tail = instruction.bytes.count - dispOffset - 4
+                for k in start..<start + dispOffset { buffer.append(movedBytes[k]) }
+                let tail = instruction.length - dispOffset - 4
                 // disp32 is relative to the end of the instruction, `tail` bytes after it.
                 let end = stub + UInt(buffer.count - base + 4 + tail)
                 let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(end))
                 guard let value = Int32(exactly: distance) else { throw .outOfReach(target: target) }
                 let bits = UInt32(bitPattern: value)
                 for shift in stride(from: 0, to: 32, by: 8) { buffer.append(UInt8(truncatingIfNeeded: bits >> UInt32(shift))) }
-                buffer.append(contentsOf: instruction.bytes[(dispOffset + 4)...])
+                for k in start + dispOffset + 4..<start + instruction.length { buffer.append(movedBytes[k]) }
             case let .jump(target):
                 buffer.append(X86Opcode.jmpRel32)
                 try appendRel32(target)
