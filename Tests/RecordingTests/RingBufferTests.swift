@@ -4,6 +4,7 @@
 import CLiveTraceShims
 import Foundation
 import LiveTraceRecording
+import TestSupport
 import XCTest
 
 /// Starts `count` threads running `body(threadIndex)` and waits for all.
@@ -170,6 +171,22 @@ final class RingBufferTests: XCTestCase {
         XCTAssertEqual(summary.lost, 9_400 - stored)
         XCTAssertEqual(trace.info.lostEvents, 9_400 - stored)
         XCTAssertEqual(stream.events.last?.kind, .lost, "the loss is the last thing in the stream")
+    }
+
+    /// The rate the writer's bounded wait converts with (taken over a short
+    /// spin at every recording's start) agrees within 2% with a 100 ms
+    /// measurement by a program compiled here (__rdtsc, clock_gettime).
+    func testRingAreaTSCRateAgreesWithALongMeasurement() throws {
+        let oracle = try Fixtures.compile(["recording/tsc_rate.c"], compiler: "gcc", flags: ["-O2"], output: "tsc_rate")
+        let dir = RecordingFixtures.scratchDirectory("tsc-rate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for _ in 0..<3 {
+            let result = try Fixtures.run([oracle])
+            let expected = try XCTUnwrap(Double(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let area = try RingArea.create(path: dir + "/rings", ringCount: 1, ringCapacity: 256)
+            let measured = Double(area.base.assumingMemoryBound(to: lt_area_header.self).pointee.tsc_ticks_per_ms)
+            XCTAssertEqual(measured, expected, accuracy: expected * 0.02, "TSC ticks per ms")
+        }
     }
 
     func testStalledReaderIsWaitedForBoundedlyThenLossIsCounted() throws {
