@@ -544,7 +544,8 @@ public final class TextPoker: Sendable {
         if unsorted.isEmpty { return }
         // Callers usually pass sites in address order: sort only if not.
         let inOrder = zip(unsorted, unsorted.dropFirst()).allSatisfy { $0.address < $1.address }
-        let plan = inOrder ? unsorted : unsorted.sorted { $0.address < $1.address }
+        // A PlannedWrite is large: the sort moves indices, then one gather.
+        let plan = inOrder ? unsorted : unsorted.indices.sorted { unsorted[$0].address < unsorted[$1].address }.map { unsorted[$0] }
         let mechanism = serialization(state)
         result.serializationMechanism = mechanism
         let writer = CodeWriter(method: state.configuration.writeMethod)

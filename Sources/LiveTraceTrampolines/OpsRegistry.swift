@@ -418,7 +418,8 @@ extension OpsRegistry {
         mutating func restoreRelocatedFunctions() throws(TraceError) {
             let idle = relocations.filter { siteStates[$0.key]?.ops.isEmpty ?? true }
             guard !idle.isEmpty else { return }
-            let entries = idle.values.map(OpsRegistry.entry(of:))
+            // In address order, which the text poke's batch takes without sorting.
+            let entries = idle.keys.sorted().map { OpsRegistry.entry(of: idle[$0]!) }
             let result = TextPoker.shared.restore(entries)
             let failed = Set((result.failed + result.skipped).map(\.site.address))
             for (address, stub) in idle where !failed.contains(address) {
@@ -433,9 +434,12 @@ extension OpsRegistry {
         }
 
         func restoreOriginalSites() throws(TraceError) {
-            let idle = siteStates.values.filter { $0.ops.isEmpty && relocations[$0.site.address] == nil }
-            let recorded = TextPoker.shared.recordedInstructions(at: idle.map(\.site.address))
-            let sites = zip(idle, recorded).filter { ($0.1 ?? .nop) == .nop }.map(\.0.site)
+            var idle: [UInt] = []
+            for (address, state) in siteStates where state.ops.isEmpty && relocations[address] == nil { idle.append(address) }
+            // In address order, which the text poke's batch takes without sorting.
+            idle.sort()
+            let recorded = TextPoker.shared.recordedInstructions(at: idle)
+            let sites = zip(idle, recorded).compactMap { ($0.1 ?? .nop) == .nop ? siteStates[$0.0]?.site : nil }
             guard !sites.isEmpty else { return }
             let result = TextPoker.shared.restoreOriginal(sites)
             if let first = (result.failed + result.skipped).min(by: { $0.site.address < $1.site.address }) {
