@@ -21,48 +21,32 @@ import LiveTraceSites
 /// A+5 are never written: a thread that resumes at one of their boundaries
 /// (say, when returning from a signal handler that interrupted it there)
 /// still runs the original instruction.
-///
-/// It holds no names (a batch of 60,000 copies no String): the text poke's
-/// outcomes name an entry by its site's address, and the caller, who knows
-/// the function, names it in a report.
 public struct RelocatedEntry: Sendable, Hashable {
-    /// The patch address (after `endbr64` when present).
-    public var address: UInt
-    /// The function's symbol address.
-    public var functionAddress: UInt
-    public var hasEndbr: Bool
+    /// The site (kind `none`, no rejection) at the patch address.
+    public var site: Site
     /// The moved bytes as the function holds them unpatched (L ≥ 5).
-    public var original: PrologueRelocation.ShortBytes
+    public var original: [UInt8]
     /// The relocated stub's address.
     public var stub: UInt
     /// For each offset in the moved bytes, the offset in the stub of the
     /// instruction starting there; 0xff where no instruction starts.
-    public var stubOffsets: PrologueRelocation.ShortBytes
+    public var stubOffsets: [UInt8]
 
-    /// `stubOffsets`: the offset in the stub of each moved instruction, in
-    /// order (`PrologueRelocation.appendStub`).
-    public init(relocation: PrologueRelocation, stub: UInt, stubOffsets: PrologueRelocation.ShortBytes) {
-        address = relocation.patchAddress
-        functionAddress = relocation.functionAddress
-        hasEndbr = relocation.hasEndbr
-        original = relocation.movedBytes
+    public init(relocation: PrologueRelocation, stub: UInt, stubOffsets: [Int], site: Site) {
+        self.site = site
+        var original: [UInt8] = []
+        original.reserveCapacity(relocation.relocatedLength)
+        for instruction in relocation.instructions { original += instruction.bytes }
+        self.original = original
         self.stub = stub
-        var map = PrologueRelocation.ShortBytes(repeating: 0xff, count: relocation.relocatedLength)
-        for (index, offset) in stubOffsets.prefix(relocation.instructions.count).enumerated() { map[relocation.offset(ofInstruction: index)] = offset }
+        var map = [UInt8](repeating: 0xff, count: relocation.relocatedLength)
+        for (instruction, offset) in zip(relocation.instructions, stubOffsets) { map[instruction.offset] = UInt8(offset) }
         self.stubOffsets = map
     }
 
-    /// The site (kind `none`, no rejection, unnamed) at the patch address:
-    /// what the text poke's outcomes and transitions carry.
-    public var site: Site {
-        var site = Self.unnamedSite
-        site.address = address
-        site.functionAddress = functionAddress
-        site.hasEndbr = hasEndbr
-        return site
+    /// A site of kind `none` at the relocation's patch address.
+    public static func site(of relocation: PrologueRelocation, symbol: String, function: String? = nil) -> Site {
+        Site(address: relocation.patchAddress, kind: .none, functionAddress: relocation.functionAddress,
+             symbol: symbol, function: function ?? symbol, hasEndbr: relocation.hasEndbr)
     }
-
-    /// Copied, not initialized, for each site: Site's initializer is not
-    /// inlined across modules and costs more than the copy.
-    private static let unnamedSite = Site(address: 0, kind: .none, functionAddress: 0, symbol: "", function: "")
 }

@@ -243,96 +243,75 @@ public final class TextPoker: Sendable {
     /// layouts in RelocatedEntry.swift), in one batch: steps 1-5 above, where
     /// NEW is `jmp stub` and the rescue of step 2 moves every thread whose PC
     /// is strictly inside the moved bytes to the same instruction in the
-    /// stub. The bytes must be the original ones, verified. The patched
-    /// entries are counted, not listed (`BatchResult.patchedUnlisted`).
+    /// stub. The bytes must be the original ones, verified.
     public func relocate(_ entries: [RelocatedEntry]) -> BatchResult {
         state.withLock { state in
             var result = BatchResult()
             guard prepare(&state, &result, sites: { entries.map(\.site) }) else { return result }
-            let unique = Self.ascending(entries)
-            var seen = Set<UInt>(minimumCapacity: unique ? 0 : entries.count)
+            var seen = Set<UInt>(minimumCapacity: entries.count)
             var plan: [PlannedWrite] = []
             plan.reserveCapacity(entries.count)
-            // By index: an entry is read in place, never copied (its site's names).
-            for i in entries.indices {
-                let a = entries[i].address
-                // A relocated entry is never rejected and is of kind none: only a duplicate is skipped.
-                if !unique && !seen.insert(a).inserted {
-                    result.skipped.append(SiteOutcome(site: entries[i].site, problem: .duplicateInBatch))
-                    continue
-                }
+            for (i, entry) in entries.enumerated() {
+                let a = entry.site.address
+                guard admit(entry.site, seen: &seen, result: &result, relocated: true) else { continue }
                 if let record = state.records[a] {
-                    if record.instruction == .jump(entries[i].stub) {
-                        result.unchanged.append(entries[i].site)
+                    if record.instruction == .jump(entry.stub) {
+                        result.unchanged.append(entry.site)
                     } else {
-                        result.failed.append(SiteOutcome(site: entries[i].site, problem: .protocolFailed("the entry is already a site in normal form (\(record.instruction))")))
+                        result.failed.append(SiteOutcome(site: entry.site, problem: .protocolFailed("the entry is already a site in normal form (\(record.instruction))")))
                     }
                     continue
                 }
                 // Up to 19 bytes: beyond CodeWriter.read's 8.
                 let code = UnsafeRawPointer(bitPattern: a)!
-                let original = entries[i].original
-                let same = original.withUnsafeBytes { memcmp(code, $0.baseAddress!, $0.count) == 0 }
-                guard same, original.count >= X86SiteEncoding.normalLength else {
-                    let found = Array(UnsafeRawBufferPointer(start: code, count: original.count))
-                    result.failed.append(SiteOutcome(site: entries[i].site, problem: .bytesMismatch(expected: hex(Array(original)), found: found)))
+                let same = entry.original.withUnsafeBytes { memcmp(code, $0.baseAddress!, $0.count) == 0 }
+                guard same, entry.original.count >= X86SiteEncoding.normalLength else {
+                    let found = Array(UnsafeRawBufferPointer(start: code, count: entry.original.count))
+                    result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: hex(entry.original), found: found)))
                     continue
                 }
-                let stub = entries[i].stub
-                guard let new = X86SiteEncoding.encodePacked(.jump(stub), at: a) else {
-                    result.failed.append(SiteOutcome(site: entries[i].site, problem: .targetOutOfRange(target: stub)))
+                guard let new = X86SiteEncoding.encodePacked(.jump(entry.stub), at: a) else {
+                    result.failed.append(SiteOutcome(site: entry.site, problem: .targetOutOfRange(target: entry.stub)))
                     continue
                 }
                 plan.append(PlannedWrite(siteIndex: i, address: a, old: CodeWriter.readPacked(a, count: X86SiteEncoding.normalLength),
-                                         new: new, becomes: .jump(stub), next: a + UInt(X86SiteEncoding.normalLength),
-                                         rescue: true, rescueMap: entries[i].stubOffsets, rescueBase: stub))
+                                         new: new, becomes: .jump(entry.stub), next: a + UInt(X86SiteEncoding.normalLength),
+                                         rescue: true, rescueMap: entry.stubOffsets, rescueBase: entry.stub))
             }
-            run(plan, site: { entries[$0].site }, state: &state, result: &result, listPatched: false)
+            run(plan, site: { entries[$0].site }, state: &state, result: &result)
             return result
         }
-    }
-
-    /// Whether the entries' addresses strictly ascend (then none repeats).
-    private static func ascending(_ entries: [RelocatedEntry]) -> Bool {
-        entries.indices.dropFirst().allSatisfy { entries[$0 - 1].address < entries[$0].address }
     }
 
     /// Gives relocated prologues their original bytes back, in one batch:
     /// each must be off (`jmp stub`). While in flight a trapping thread is
     /// sent to the stub, which is equivalent. No thread can be strictly
     /// inside the 5-byte jmp, so there is nothing to rescue. The caller frees
-    /// the stub only after quiescence (no thread's PC inside it). The
-    /// restored entries are counted, not listed (`BatchResult.patchedUnlisted`).
+    /// the stub only after quiescence (no thread's PC inside it).
     public func restore(_ entries: [RelocatedEntry]) -> BatchResult {
         state.withLock { state in
             var result = BatchResult()
             guard prepare(&state, &result, sites: { entries.map(\.site) }) else { return result }
-            let unique = Self.ascending(entries)
-            var seen = Set<UInt>(minimumCapacity: unique ? 0 : entries.count)
+            var seen = Set<UInt>(minimumCapacity: entries.count)
             var plan: [PlannedWrite] = []
             plan.reserveCapacity(entries.count)
-            for i in entries.indices {
-                let a = entries[i].address
-                if !unique && !seen.insert(a).inserted {
-                    result.skipped.append(SiteOutcome(site: entries[i].site, problem: .duplicateInBatch))
-                    continue
-                }
-                guard let record = state.records[a], record.instruction == .jump(entries[i].stub) else {
-                    result.failed.append(SiteOutcome(site: entries[i].site, problem: .protocolFailed("the relocated entry is not off (jmp to its stub)")))
+            for (i, entry) in entries.enumerated() {
+                let a = entry.site.address
+                guard admit(entry.site, seen: &seen, result: &result, relocated: true) else { continue }
+                guard let record = state.records[a], record.instruction == .jump(entry.stub) else {
+                    result.failed.append(SiteOutcome(site: entry.site, problem: .protocolFailed("the relocated entry is not off (jmp to its stub)")))
                     continue
                 }
                 let found = CodeWriter.readPacked(a, count: X86SiteEncoding.normalLength)
                 guard X86SiteEncoding.decodePacked(found, at: a) == record.instruction else {
-                    result.failed.append(SiteOutcome(site: entries[i].site, problem: .bytesMismatch(expected: "\(record.instruction)", found: found.array)))
+                    result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: "\(record.instruction)", found: found.array)))
                     continue
                 }
-                var head: UInt64 = 0
-                for (k, byte) in entries[i].original.prefix(X86SiteEncoding.normalLength).enumerated() { head |= UInt64(byte) << UInt64(8 * k) }
-                plan.append(PlannedWrite(siteIndex: i, address: a, old: found, new: PackedBytes(bits: head, count: X86SiteEncoding.normalLength),
-                                         becomes: .jump(entries[i].stub), next: a + UInt(X86SiteEncoding.normalLength),
+                plan.append(PlannedWrite(siteIndex: i, address: a, old: found, new: PackedBytes(Array(entry.original.prefix(X86SiteEncoding.normalLength))),
+                                         becomes: .jump(entry.stub), next: a + UInt(X86SiteEncoding.normalLength),
                                          rescue: false, known: true, forget: true))
             }
-            run(plan, site: { entries[$0].site }, state: &state, result: &result, listPatched: false)
+            run(plan, site: { entries[$0].site }, state: &state, result: &result)
             return result
         }
     }
@@ -416,7 +395,7 @@ public final class TextPoker: Sendable {
         /// A prologue being relocated: for each offset in the moved bytes,
         /// the offset in the stub at `rescueBase` of the instruction starting
         /// there (0xff: none). Threads strictly inside move to their copy.
-        var rescueMap: PrologueRelocation.ShortBytes? = nil
+        var rescueMap: [UInt8]? = nil
         var rescueBase: UInt = 0
         /// The site leaves normal form (a relocated prologue restored): its
         /// record goes once written.
@@ -537,10 +516,7 @@ public final class TextPoker: Sendable {
     }
 
     /// Runs steps 1-5 for a verified plan, recording the outcome.
-    /// `listPatched`: append each patched site to `result.patched` (else
-    /// count it in `patchedUnlisted`).
-    private func run(_ unsorted: [PlannedWrite], site: (Int) -> Site, state: inout State, result: inout BatchResult,
-                     listPatched: Bool = true) {
+    private func run(_ unsorted: [PlannedWrite], site: (Int) -> Site, state: inout State, result: inout BatchResult) {
         if unsorted.isEmpty { return }
         // Callers usually pass sites in address order: sort only if not.
         let inOrder = zip(unsorted, unsorted.dropFirst()).allSatisfy { $0.address < $1.address }
@@ -562,16 +538,10 @@ public final class TextPoker: Sendable {
         publishKnown(plan.lazy.filter { !$0.known }.map { UInt64($0.address) }, state: &state)
         let entries = UnsafeMutablePointer<lt_inflight_entry>.allocate(capacity: plan.count)
         // The relocation maps live as long as the table (left allocated if
-        // the table must stay published), back to back in one buffer.
+        // the table must stay published).
         var maps: [UnsafeMutablePointer<UInt8>] = []
         var keepMaps = false
         defer { if !keepMaps { maps.forEach { $0.deallocate() } } }
-        let mapBytes = plan.reduce(0) { $0 + ($1.rescueMap?.count ?? 0) }
-        var nextMap: UnsafeMutablePointer<UInt8>? = nil
-        if mapBytes > 0 {
-            nextMap = UnsafeMutablePointer<UInt8>.allocate(capacity: mapBytes)
-            maps.append(nextMap!)
-        }
         for (i, w) in plan.enumerated() {
             let emulate: Int
             switch w.becomes {
@@ -580,10 +550,11 @@ public final class TextPoker: Sendable {
             case .jump: emulate = LT_EMULATE_JUMP
             }
             var map: UnsafeMutablePointer<UInt8>? = nil
-            if let rescueMap = w.rescueMap, let buffer = nextMap {
-                _ = UnsafeMutableBufferPointer(start: buffer, count: rescueMap.count).initialize(from: rescueMap)
+            if let rescueMap = w.rescueMap {
+                let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: rescueMap.count)
+                buffer.initialize(from: rescueMap, count: rescueMap.count)
+                maps.append(buffer)
                 map = buffer
-                nextMap = buffer + rescueMap.count
             }
             entries[i] = lt_inflight_entry(
                 address: UInt64(w.address), target: UInt64(w.becomes.target ?? 0), next: UInt64(w.next),
@@ -647,25 +618,15 @@ public final class TextPoker: Sendable {
         // Step 5: retire the table.
         retire(table)
         result.serializations += serializations
-        if listPatched { result.patched.reserveCapacity(result.patched.count + plan.count) }
+        result.patched.reserveCapacity(result.patched.count + plan.count)
         // One growth of the records for a batch that adds sites (none for
         // one that removes them: a larger table would be rehashed for nothing).
         if !plan.contains(where: \.forget) { state.records.reserveCapacity(state.records.count + plan.count) }
         for w in plan {
-            if w.forget {
-                state.records.removeValue(forKey: w.address)
-            } else {
-                // One hash lookup for a new site; a second only to keep a
-                // known site's nopTail or original.
-                var record = SiteRecord(instruction: w.becomes, known: true, original: w.original)
-                if let old = state.records.updateValue(record, forKey: w.address),
-                   old.nopTail != 0 || (w.original == nil && old.original != nil) {
-                    record.nopTail = old.nopTail
-                    record.original = w.original ?? old.original
-                    state.records[w.address] = record
-                }
-            }
-            if listPatched { result.patched.append(site(w.siteIndex)) } else { result.patchedUnlisted += 1 }
+            state.records[w.address] = w.forget ? nil : SiteRecord(
+                instruction: w.becomes, known: true, nopTail: state.records[w.address]?.nopTail ?? 0,
+                original: w.original ?? state.records[w.address]?.original)
+            result.patched.append(site(w.siteIndex))
         }
     }
 

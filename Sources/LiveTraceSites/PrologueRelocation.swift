@@ -84,194 +84,15 @@ public struct PrologueRelocation: Sendable, Hashable {
         public var description: String { Array(self).description }
     }
 
-    /// Up to 24 bytes held inline: the moved bytes of one prologue (at
-    /// most 19: an instruction starting before the 5th byte, 15 long) or
-    /// its map of offsets into the stub. A batch of 60,000 relocated entries
-    /// makes no allocation per entry for them. Bytes past `count` are zero,
-    /// so equal bytes are equal values.
-    public struct ShortBytes: RandomAccessCollection, MutableCollection, Sendable, Hashable, CustomStringConvertible {
-        public static let capacity = 24
-        private var words: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        private var length: UInt8 = 0
-        public var count: Int { Int(length) }
-
-        public init() {}
-
-        public init(repeating byte: UInt8, count: Int) {
-            for _ in 0..<count { append(byte) }
-        }
-
-        public init(_ bytes: some Sequence<UInt8>) {
-            for byte in bytes { append(byte) }
-        }
-
-        public mutating func append(_ byte: UInt8) {
-            precondition(count < Self.capacity, "more than \(Self.capacity) bytes")
-            length += 1
-            self[count - 1] = byte
-        }
-
-        public mutating func append(contentsOf bytes: some Sequence<UInt8>) {
-            for byte in bytes { append(byte) }
-        }
-
-        public var startIndex: Int { 0 }
-        public var endIndex: Int { count }
-
-        public subscript(position: Int) -> UInt8 {
-            get {
-                precondition(position >= 0 && position < count, "index out of range")
-                let shift = UInt64(8 * (position & 7))
-                switch position >> 3 {
-                case 0: return UInt8(truncatingIfNeeded: words.0 >> shift)
-                case 1: return UInt8(truncatingIfNeeded: words.1 >> shift)
-                default: return UInt8(truncatingIfNeeded: words.2 >> shift)
-                }
-            }
-            set {
-                precondition(position >= 0 && position < count, "index out of range")
-                let shift = UInt64(8 * (position & 7))
-                let mask = ~(UInt64(0xff) << shift), value = UInt64(newValue) << shift
-                switch position >> 3 {
-                case 0: words.0 = words.0 & mask | value
-                case 1: words.1 = words.1 & mask | value
-                default: words.2 = words.2 & mask | value
-                }
-            }
-        }
-
-        /// The bytes, contiguous, for `body`'s duration.
-        public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-            var copy = words
-            return try Swift.withUnsafeBytes(of: &copy) { try body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-        }
-
-        public static func == (a: ShortBytes, b: ShortBytes) -> Bool {
-            a.count == b.count && a.words.0 == b.words.0 && a.words.1 == b.words.1 && a.words.2 == b.words.2
-        }
-
-        public func hash(into hasher: inout Hasher) {
-            hasher.combine(count)
-            hasher.combine(words.0)
-            hasher.combine(words.1)
-            hasher.combine(words.2)
-        }
-
-        public var description: String { Array(self).description }
-    }
-
     /// The function's symbol address.
     public var functionAddress: UInt
     /// Where the 5-byte patch goes: the entry, or the entry + 4 after `endbr64`.
     public var patchAddress: UInt
     public var hasEndbr: Bool
-    /// The moved bytes as the function holds them (`relocatedLength` of them).
-    public private(set) var movedBytes = ShortBytes()
-    /// The moved instructions, held inline (no allocation per function: an
-    /// object's analysis and a batch copy 60,000 of these): instruction k
-    /// is `slots.k`, packed as
-    ///     bits 0-7 offset from `patchAddress`, 8-15 length, 16-23 fixup
-    ///     kind (0 none, 1 rip-relative, 2 jmp, 3 jcc), 24-31 its dispOffset
-    ///     or condition, 32-63 the target as a signed 32-bit distance from
-    ///     the instruction's end (what its rel8/rel32/disp32 encodes, so it
-    ///     always fits, and a rebased copy changes no slot).
-    /// At most 5: whole instructions of at least one byte that start in the
-    /// first 5 bytes.
-    private var slots: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
-    private(set) var slotCount: UInt8 = 0
-    public static let maximumInstructions = 5
-
-    /// An empty relocation (instructions appended in order).
-    init(functionAddress: UInt, patchAddress: UInt, hasEndbr: Bool) {
-        self.functionAddress = functionAddress
-        self.patchAddress = patchAddress
-        self.hasEndbr = hasEndbr
-    }
-
-    /// Appends the next moved instruction (its offset is the current `relocatedLength`).
-    mutating func append(bytes: UnsafeRawBufferPointer, fixup: Fixup) {
-        precondition(Int(slotCount) < Self.maximumInstructions, "more than 5 moved instructions")
-        let offset = movedBytes.count
-        let end = patchAddress &+ UInt(offset + bytes.count)
-        var kind: UInt64 = 0, aux: UInt64 = 0, target: UInt = end
-        switch fixup {
-        case .none: break
-        case let .ripRelative(dispOffset, to): kind = 1; aux = UInt64(dispOffset); target = to
-        case let .jump(to): kind = 2; target = to
-        case let .conditionalJump(condition, to): kind = 3; aux = UInt64(condition); target = to
-        }
-        let distance = Int64(bitPattern: UInt64(target &- end))
-        precondition(Int64(Int32(truncatingIfNeeded: distance)) == distance, "a moved instruction's target beyond 32 bits")
-        let packed = UInt64(offset) | UInt64(bytes.count) << 8 | kind << 16 | aux << 24
-            | UInt64(UInt32(bitPattern: Int32(truncatingIfNeeded: distance))) << 32
-        switch slotCount {
-        case 0: slots.0 = packed
-        case 1: slots.1 = packed
-        case 2: slots.2 = packed
-        case 3: slots.3 = packed
-        default: slots.4 = packed
-        }
-        slotCount += 1
-        movedBytes.append(contentsOf: bytes)
-    }
-
     /// The moved instructions, in order; they cover `relocatedLength` ≥ 5 bytes.
-    public var instructions: Instructions { Instructions(relocation: self) }
+    public var instructions: [Instruction]
 
-    /// The moved instructions, decoded from their slots on access.
-    public struct Instructions: RandomAccessCollection, Sendable {
-        let relocation: PrologueRelocation
-        public var startIndex: Int { 0 }
-        public var endIndex: Int { Int(relocation.slotCount) }
-        public subscript(position: Int) -> Instruction {
-            precondition(position >= 0 && position < endIndex, "index out of range")
-            return relocation.instruction(at: position)
-        }
-    }
-
-    /// Instruction `index`'s slot, unpacked: offset, length, fixup.
-    func slot(_ index: Int) -> (offset: Int, length: Int, fixup: Fixup) {
-        let packed: UInt64
-        switch index {
-        case 0: packed = slots.0
-        case 1: packed = slots.1
-        case 2: packed = slots.2
-        case 3: packed = slots.3
-        default: packed = slots.4
-        }
-        let offset = Int(packed & 0xff), length = Int(packed >> 8 & 0xff), aux = Int(packed >> 24 & 0xff)
-        let end = patchAddress &+ UInt(offset + length)
-        let target = end &+ UInt(bitPattern: Int(Int32(truncatingIfNeeded: packed >> 32)))
-        switch packed >> 16 & 0xff {
-        case 1: return (offset, length, .ripRelative(dispOffset: aux, target: target))
-        case 2: return (offset, length, .jump(target: target))
-        case 3: return (offset, length, .conditionalJump(condition: UInt8(aux), target: target))
-        default: return (offset, length, .none)
-        }
-    }
-
-    /// The offset from `patchAddress` of moved instruction `index` (< `instructions.count`).
-    public func offset(ofInstruction index: Int) -> Int { slot(index).offset }
-
-    private func instruction(at index: Int) -> Instruction {
-        let (offset, length, fixup) = slot(index)
-        return Instruction(offset: offset, bytes: InstructionBytes(movedBytes[offset..<offset + length]), fixup: fixup)
-    }
-
-    public static func == (a: PrologueRelocation, b: PrologueRelocation) -> Bool {
-        a.functionAddress == b.functionAddress && a.patchAddress == b.patchAddress && a.hasEndbr == b.hasEndbr
-            && a.movedBytes == b.movedBytes && a.slotCount == b.slotCount && a.slots.0 == b.slots.0
-            && a.slots.1 == b.slots.1 && a.slots.2 == b.slots.2 && a.slots.3 == b.slots.3 && a.slots.4 == b.slots.4
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(functionAddress)
-        hasher.combine(patchAddress)
-        hasher.combine(movedBytes)
-        for index in 0..<Int(slotCount) { hasher.combine(instruction(at: index)) }
-    }
-
-    public var relocatedLength: Int { movedBytes.count }
+    public var relocatedLength: Int { instructions.last.map { $0.offset + $0.bytes.count } ?? 0 }
     /// Where the function continues after the moved bytes (the stub's `jmp` back).
     public var resumeAddress: UInt { patchAddress + UInt(relocatedLength) }
 
@@ -284,6 +105,15 @@ public struct PrologueRelocation: Sendable, Hashable {
         var copy = self
         copy.functionAddress &+= bias
         copy.patchAddress &+= bias
+        for index in copy.instructions.indices {
+            switch copy.instructions[index].fixup {
+            case .none: break
+            case let .ripRelative(dispOffset, target): copy.instructions[index].fixup = .ripRelative(dispOffset: dispOffset, target: target &+ bias)
+            case let .jump(target): copy.instructions[index].fixup = .jump(target: target &+ bias)
+            case let .conditionalJump(condition, target):
+                copy.instructions[index].fixup = .conditionalJump(condition: condition, target: target &+ bias)
+            }
+        }
         return copy
     }
 }
@@ -450,8 +280,7 @@ extension ElfObject {
     /// oracle the byte scan is tested against; same verdicts, slower).
     public func prologueRelocations(tracer: Bool = false, only: Set<UInt>? = nil, threads: Int = 1,
                                     fullBodyScan: Bool = false) throws(DiscoveryError) -> ObjectRelocations {
-        // The names are made by the analysis threads, each its share.
-        let index = try FunctionIndex(object: self, names: false)
+        let index = try FunctionIndex(object: self)
         let functions = only.map { only in index.functions.filter { only.contains(UInt($0.address)) } } ?? index.functions
         // Below this many functions a thread costs more than it saves.
         let minimumPerThread = 2048
@@ -519,11 +348,10 @@ private final class RelocationWork: @unchecked Sendable {
         guard start < end else { return }
         for i in start..<end {
             let function = functions[i]
-            let symbol = String(decoding: function.name, as: UTF8.self)
             let verdict: Result<PrologueRelocation, RelocationRefusal>
             if tracer {
                 verdict = .failure(.tracerCode)
-            } else if let refusal = RelocationRefusal.refusal(forSymbol: symbol) {
+            } else if let refusal = RelocationRefusal.refusal(forSymbol: function.symbol) {
                 verdict = .failure(refusal)
             } else if let segment = object.executableSegment(containing: function.address) {
                 let offset = function.address - segment.address
@@ -535,7 +363,7 @@ private final class RelocationWork: @unchecked Sendable {
                 verdict = .failure(.undecodable(offset: 0))
             }
             (entries.baseAddress! + i).initialize(to: .init(functionAddress: UInt(function.address), size: Int(function.size),
-                                                           symbol: symbol, verdict: verdict))
+                                                           symbol: function.symbol, verdict: verdict))
         }
     }
 }

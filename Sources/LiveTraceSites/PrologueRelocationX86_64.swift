@@ -155,7 +155,9 @@ struct PrologueAnalyzerX86_64 {
         }
         let body = UnsafeRawBufferPointer(rebasing: code[0..<available])
         // Step 2: the moved instructions.
-        var moved = PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start), hasEndbr: hasEndbr)
+        var moved: [PrologueRelocation.Instruction] = []
+        // Rarely more than 4 instructions cover 5 bytes: one allocation.
+        moved.reserveCapacity(4)
         var offset = start
         while offset < start + Self.patchLength {
             guard let decoded = decode(body, at: offset, address: address + UInt(offset)) else {
@@ -180,7 +182,8 @@ struct PrologueAnalyzerX86_64 {
                 }
                 fixup = .none
             }
-            moved.append(bytes: UnsafeRawBufferPointer(rebasing: body[offset..<offset + decoded.length]), fixup: fixup)
+            moved.append(.init(offset: offset - start, bytes: .init(UnsafeRawBufferPointer(rebasing: body[offset..<offset + decoded.length])),
+                               fixup: fixup))
             offset += decoded.length
         }
         let relocatedEnd = offset
@@ -188,7 +191,8 @@ struct PrologueAnalyzerX86_64 {
         // no byte position can be a branch into 0..<relocatedEnd, no decoded
         // branch can either (proof at `mayBranch`), and the verdict is made.
         if !fullBodyScan && !Self.mayBranch(into: relocatedEnd, code: body) {
-            return .success(moved)
+            return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
+                                               hasEndbr: hasEndbr, instructions: moved))
         }
         // One instruction and context serve the whole scan (Zydis fills what
         // minimal mode reads).
@@ -215,7 +219,8 @@ struct PrologueAnalyzerX86_64 {
             return nil
         }
         if let refusal { return .failure(refusal) }
-        return .success(moved)
+        return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
+                                           hasEndbr: hasEndbr, instructions: moved))
     }
 }
 
@@ -314,10 +319,9 @@ extension PrologueRelocation {
     /// The stub's exact length in bytes (its layout above).
     public var stubLength: Int {
         var length = X86Opcode.rel32Length
-        for index in 0..<Int(slotCount) {
-            let slot = slot(index)
-            switch slot.fixup {
-            case .none, .ripRelative: length += slot.length
+        for instruction in instructions {
+            switch instruction.fixup {
+            case .none, .ripRelative: length += instruction.bytes.count
             case .jump: length += X86Opcode.rel32Length
             case .conditionalJump: length += X86Opcode.jccRel32Length
             }
@@ -331,17 +335,16 @@ extension PrologueRelocation {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(stubLength)
         let offsets = try appendStub(at: stub, to: &bytes)
-        return (bytes, offsets.map(Int.init))
+        return (bytes, offsets)
     }
 
     /// Appends the stub's bytes at `stub` to `buffer` (where the stub starts
-    /// at `buffer.count`); returns each moved instruction's offset in the stub
-    /// (a stub is shorter than 256 bytes: at most 5 instructions of at most
-    /// 15 bytes, widened to at most 6, and a 5-byte jmp).
+    /// at `buffer.count`); returns each moved instruction's offset in the stub.
     /// On error `buffer` may hold part of the stub.
-    public func appendStub(at stub: UInt, to buffer: inout [UInt8]) throws(StubError) -> ShortBytes {
+    public func appendStub(at stub: UInt, to buffer: inout [UInt8]) throws(StubError) -> [Int] {
         let base = buffer.count
-        var offsets = ShortBytes()
+        var offsets: [Int] = []
+        offsets.reserveCapacity(instructions.count)
         /// Appends the rel32 from the end of the 4 bytes appended to `target`.
         func appendRel32(_ target: UInt) throws(StubError) {
             let end = stub + UInt(buffer.count - base + 4)
@@ -353,23 +356,21 @@ extension PrologueRelocation {
             buffer.append(UInt8(truncatingIfNeeded: bits >> 16))
             buffer.append(UInt8(truncatingIfNeeded: bits >> 24))
         }
-        for index in 0..<Int(slotCount) {
-            let instruction = slot(index)
-            let start = instruction.offset
-            offsets.append(UInt8(buffer.count - base))
+        for instruction in instructions {
+            offsets.append(buffer.count - base)
             switch instruction.fixup {
             case .none:
-                for k in start..<start + instruction.length { buffer.append(movedBytes[k]) }
+                buffer.append(contentsOf: instruction.bytes)
             case let .ripRelative(dispOffset, target):
-                for k in start..<start + dispOffset { buffer.append(movedBytes[k]) }
-                let tail = instruction.length - dispOffset - 4
+                buffer.append(contentsOf: instruction.bytes[..<dispOffset])
+                let tail = instruction.bytes.count - dispOffset - 4
                 // disp32 is relative to the end of the instruction, `tail` bytes after it.
                 let end = stub + UInt(buffer.count - base + 4 + tail)
                 let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(end))
                 guard let value = Int32(exactly: distance) else { throw .outOfReach(target: target) }
                 let bits = UInt32(bitPattern: value)
                 for shift in stride(from: 0, to: 32, by: 8) { buffer.append(UInt8(truncatingIfNeeded: bits >> UInt32(shift))) }
-                for k in start + dispOffset + 4..<start + instruction.length { buffer.append(movedBytes[k]) }
+                buffer.append(contentsOf: instruction.bytes[(dispOffset + 4)...])
             case let .jump(target):
                 buffer.append(X86Opcode.jmpRel32)
                 try appendRel32(target)

@@ -189,7 +189,8 @@ public final class OpsRegistry: Sendable {
     }
 
     static func entry(of stub: RelocatedStub) -> RelocatedEntry {
-        RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets)
+        RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets,
+                       site: RelocatedEntry.site(of: stub.relocation, symbol: stub.symbol, function: stub.function))
     }
 
     /// Whether stubs built from now on may be leaf stubs (benchmarks and
@@ -603,16 +604,18 @@ extension OpsRegistry {
         /// Relocates the entries of `addresses` (functions without sites, with a
         /// verdict) that are not relocated yet: stubs first, then one batch.
         mutating func relocateEntries(_ addresses: [UInt], sites: RegistrySites?) throws(TraceError) {
-            var wanted: [PrologueRelocation] = []
+            var wanted: [(site: Site, relocation: PrologueRelocation)] = []
             for address in addresses where relocations[address] == nil {
                 guard let site = site(at: address, in: sites), site.kind == .none, case let .success(relocation)? = dynamicVerdicts[address] else { continue }
-                wanted.append(relocation)
+                wanted.append((site, relocation))
             }
             var built: [RelocatedStub] = []
             var firstError: TraceError?
-            for result in jit.placeRelocatedStubs(wanted) {
+            for (item, result) in zip(wanted, jit.placeRelocatedStubs(wanted.map(\.relocation))) {
                 switch result {
-                case let .success(stub):
+                case var .success(stub):
+                    stub.symbol = item.site.symbol
+                    stub.function = item.site.function
                     built.append(stub)
                 case let .failure(error):
                     if firstError == nil { firstError = error }

@@ -12,7 +12,10 @@ struct RelocatedStub {
     var address: UInt
     var relocation: PrologueRelocation
     /// Offset in the stub of each moved instruction (same order).
-    var offsets: PrologueRelocation.ShortBytes
+    var offsets: [Int]
+    /// The function's names, for the text poke's outcomes.
+    var symbol = ""
+    var function = ""
 
     /// The stub address equivalent to `pc`, an address strictly inside the
     /// moved bytes on one of their instruction boundaries; nil otherwise.
@@ -35,27 +38,20 @@ extension JITMemory {
     /// The stubs of `relocations`, each built as `placeRelocatedStub` does;
     /// stubs in adjacent slots are written with one write (one system call
     /// per run instead of one per stub). A failed stub's slots are free again.
-    func placeRelocatedStubs(_ relocations: some Collection<PrologueRelocation>) -> [Result<RelocatedStub, TraceError>] {
-        placeRelocatedStubs(relocations) { $0 }
-    }
-
-    /// `placeRelocatedStubs`, each placed stub given to `make` for the value
-    /// kept (a batch of 60,000 builds its entries in one array, not two).
-    func placeRelocatedStubs<Placed>(_ relocations: some Collection<PrologueRelocation>,
-                                     _ make: (RelocatedStub) -> Placed) -> [Result<Placed, TraceError>] {
-        var results: [Result<Placed, TraceError>] = []
+    func placeRelocatedStubs(_ relocations: [PrologueRelocation]) -> [Result<RelocatedStub, TraceError>] {
+        var results: [Result<RelocatedStub, TraceError>] = []
         results.reserveCapacity(relocations.count)
         // Every placed stub's bytes, in request order, back to back.
         var scratch: [UInt8] = []
         scratch.reserveCapacity(relocations.count * Self.slotSize)
-        var pending: [(address: UInt, start: Int, index: Int, slot: JITSlot)] = []
+        var pending: [(address: UInt, start: Int, index: Int)] = []
         pending.reserveCapacity(relocations.count)
         for relocation in relocations {
             let start = scratch.count
             do throws(TraceError) {
                 let stub = try buildRelocatedStub(relocation, into: &scratch)
-                pending.append((stub.address, start, results.count, stub.slot))
-                results.append(.success(make(stub)))
+                pending.append((stub.address, start, results.count))
+                results.append(.success(stub))
             } catch {
                 scratch.removeSubrange(start...)
                 results.append(.failure(error))
@@ -74,7 +70,7 @@ extension JITMemory {
                 try write(Array(scratch[pending[runStart].start..<end]), at: pending[runStart].address)
             } catch {
                 for item in pending[runStart..<runEnd] {
-                    free(item.slot)
+                    if case let .success(stub) = results[item.index] { free(stub.slot) }
                     results[item.index] = .failure(error)
                 }
             }
@@ -90,7 +86,7 @@ extension JITMemory {
         let slot = try allocate(near: relocation.patchAddress, slots: count)
         let address = self.address(of: slot)
         let start = buffer.count
-        let offsets: PrologueRelocation.ShortBytes
+        let offsets: [Int]
         do {
             offsets = try relocation.appendStub(at: address, to: &buffer)
         } catch {
@@ -113,13 +109,23 @@ public final class RelocatedStubArena: @unchecked Sendable {
     public init() {}
 
     /// The entry the text poke relocates, its stub built and written.
-    public func place(_ relocation: PrologueRelocation) throws(TraceError) -> RelocatedEntry {
+    public func place(_ relocation: PrologueRelocation, symbol: String) throws(TraceError) -> RelocatedEntry {
         let stub = try jit.placeRelocatedStub(relocation)
-        return RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets)
+        return RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets,
+                              site: RelocatedEntry.site(of: relocation, symbol: symbol))
     }
 
     /// `place` for many, their stubs written in runs (`placeRelocatedStubs`).
-    public func place(_ relocations: [PrologueRelocation]) -> [Result<RelocatedEntry, TraceError>] {
-        jit.placeRelocatedStubs(relocations) { RelocatedEntry(relocation: $0.relocation, stub: $0.address, stubOffsets: $0.offsets) }
+    public func place(_ relocations: [(relocation: PrologueRelocation, symbol: String)]) -> [Result<RelocatedEntry, TraceError>] {
+        let stubs = jit.placeRelocatedStubs(relocations.map(\.relocation))
+        var entries: [Result<RelocatedEntry, TraceError>] = []
+        entries.reserveCapacity(stubs.count)
+        for (item, result) in zip(relocations, stubs) {
+            entries.append(result.map { stub in
+                RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets,
+                               site: RelocatedEntry.site(of: stub.relocation, symbol: item.symbol))
+            })
+        }
+        return entries
     }
 }
