@@ -34,36 +34,108 @@ public enum SiteKind: String, Sendable, Hashable, Codable, CaseIterable {
 }
 
 /// One site: where it is, what it is, whose it is.
+///
+/// A value type whose copy costs one retain: what the patcher reads per
+/// site on every change (addresses, kinds, sizes) is held inline, and the
+/// names, source location, patchable counts and rejection — read when a
+/// site is listed, matched or reported — in one shared box, copied on
+/// write. (An attach of 10,000 sites copies each site some twenty times;
+/// with every field inline a copy was a 152-byte memmove and four
+/// retains, a quarter of the attach: docs/ARCHITECTURE.md.)
 public struct Site: Sendable, Hashable {
     /// Run-time address of the first byte of the 5-byte normal-form
     /// instruction (after `endbr64` when the function starts with one).
     public var address: UInt
-    public var kind: SiteKind
     /// Address of the function symbol the site belongs to.
     public var functionAddress: UInt
-    /// Raw symbol name as found in the symbol table.
-    public var symbol: String
-    /// Demangled name (Swift and C++); equal to `symbol` for C.
-    public var function: String
-    /// `endbr64` precedes the site.
-    public var hasEndbr: Bool
-    /// For `patchable`: N and M of `-fpatchable-function-entry=N,M`.
-    public var patchableTotal: Int
-    public var patchableBefore: Int
-    /// Source location from DWARF, when present.
-    public var sourceFile: String?
-    public var sourceLine: Int?
-    /// Why the site may not be patched; nil when usable.
-    public var rejection: SiteRejection?
+    /// The function symbol's size in bytes (0: unknown); set for kind `none`,
+    /// whose prologue relocation needs the whole body.
+    public var functionSize: Int = 0
+    public var kind: SiteKind
     /// The byte form found at `address`: equal to `kind`, except for
     /// `.patchable`, whose bytes after the symbol are `.nop5` (clang) or
     /// `.nop1x5` (gcc).
     public var form: SiteKind
-    /// The function symbol's size in bytes (0: unknown); set for kind `none`,
-    /// whose prologue relocation needs the whole body.
-    public var functionSize: Int = 0
+    /// `endbr64` precedes the site.
+    public var hasEndbr: Bool
+    private var details: Details
 
-    public var isUsable: Bool { rejection == nil }
+    /// The fields read off the patching path; never mutated once shared.
+    private final class Details: @unchecked Sendable {
+        var symbol: String
+        var function: String
+        var patchableTotal: Int
+        var patchableBefore: Int
+        var sourceFile: String?
+        var sourceLine: Int?
+        var rejection: SiteRejection?
+
+        init(symbol: String, function: String, patchableTotal: Int, patchableBefore: Int,
+             sourceFile: String?, sourceLine: Int?, rejection: SiteRejection?) {
+            self.symbol = symbol
+            self.function = function
+            self.patchableTotal = patchableTotal
+            self.patchableBefore = patchableBefore
+            self.sourceFile = sourceFile
+            self.sourceLine = sourceLine
+            self.rejection = rejection
+        }
+
+        func copy() -> Details {
+            Details(symbol: symbol, function: function, patchableTotal: patchableTotal, patchableBefore: patchableBefore,
+                    sourceFile: sourceFile, sourceLine: sourceLine, rejection: rejection)
+        }
+
+        func sameContents(as other: Details) -> Bool {
+            self === other || (symbol == other.symbol && function == other.function
+                && patchableTotal == other.patchableTotal && patchableBefore == other.patchableBefore
+                && sourceFile == other.sourceFile && sourceLine == other.sourceLine && rejection == other.rejection)
+        }
+    }
+
+    /// The box, made unique before a write (copy on write).
+    private var writableDetails: Details {
+        mutating get {
+            if !isKnownUniquelyReferenced(&details) { details = details.copy() }
+            return details
+        }
+    }
+
+    /// Raw symbol name as found in the symbol table.
+    public var symbol: String {
+        get { details.symbol }
+        set { writableDetails.symbol = newValue }
+    }
+    /// Demangled name (Swift and C++); equal to `symbol` for C.
+    public var function: String {
+        get { details.function }
+        set { writableDetails.function = newValue }
+    }
+    /// For `patchable`: N and M of `-fpatchable-function-entry=N,M`.
+    public var patchableTotal: Int {
+        get { details.patchableTotal }
+        set { writableDetails.patchableTotal = newValue }
+    }
+    public var patchableBefore: Int {
+        get { details.patchableBefore }
+        set { writableDetails.patchableBefore = newValue }
+    }
+    /// Source location from DWARF, when present.
+    public var sourceFile: String? {
+        get { details.sourceFile }
+        set { writableDetails.sourceFile = newValue }
+    }
+    public var sourceLine: Int? {
+        get { details.sourceLine }
+        set { writableDetails.sourceLine = newValue }
+    }
+    /// Why the site may not be patched; nil when usable.
+    public var rejection: SiteRejection? {
+        get { details.rejection }
+        set { writableDetails.rejection = newValue }
+    }
+
+    public var isUsable: Bool { details.rejection == nil }
 
     public init(
         address: UInt, kind: SiteKind, functionAddress: UInt, symbol: String,
@@ -74,15 +146,32 @@ public struct Site: Sendable, Hashable {
         self.address = address
         self.kind = kind
         self.functionAddress = functionAddress
-        self.symbol = symbol
-        self.function = function
         self.hasEndbr = hasEndbr
-        self.patchableTotal = patchableTotal
-        self.patchableBefore = patchableBefore
-        self.sourceFile = sourceFile
-        self.sourceLine = sourceLine
-        self.rejection = rejection
         self.form = form ?? kind
+        details = Details(symbol: symbol, function: function, patchableTotal: patchableTotal, patchableBefore: patchableBefore,
+                          sourceFile: sourceFile, sourceLine: sourceLine, rejection: rejection)
+    }
+
+    public static func == (lhs: Site, rhs: Site) -> Bool {
+        lhs.address == rhs.address && lhs.functionAddress == rhs.functionAddress && lhs.functionSize == rhs.functionSize
+            && lhs.kind == rhs.kind && lhs.form == rhs.form && lhs.hasEndbr == rhs.hasEndbr
+            && lhs.details.sameContents(as: rhs.details)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(address)
+        hasher.combine(functionAddress)
+        hasher.combine(functionSize)
+        hasher.combine(kind)
+        hasher.combine(form)
+        hasher.combine(hasEndbr)
+        hasher.combine(details.symbol)
+        hasher.combine(details.function)
+        hasher.combine(details.patchableTotal)
+        hasher.combine(details.patchableBefore)
+        hasher.combine(details.sourceFile)
+        hasher.combine(details.sourceLine)
+        hasher.combine(details.rejection)
     }
 }
 

@@ -605,8 +605,9 @@ extension OpsRegistry {
         /// verdict) that are not relocated yet: stubs first, then one batch.
         mutating func relocateEntries(_ addresses: [UInt], sites: RegistrySites?) throws(TraceError) {
             var wanted: [(site: Site, relocation: PrologueRelocation)] = []
+            guard !dynamicVerdicts.isEmpty else { return }
             for address in addresses where relocations[address] == nil {
-                guard let site = site(at: address, in: sites), site.kind == .none, case let .success(relocation)? = dynamicVerdicts[address] else { continue }
+                guard case let .success(relocation)? = dynamicVerdicts[address], let site = site(at: address, in: sites), site.kind == .none else { continue }
                 wanted.append((site, relocation))
             }
             var built: [RelocatedStub] = []

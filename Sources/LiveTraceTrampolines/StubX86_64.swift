@@ -36,29 +36,34 @@ enum StubX86_64 {
             + [UInt8](repeating: int3, count: JITMemory.slotSize - 24)
     }
 
-    /// The bytes of a stub at `address` in the region at `regionBase`.
+    /// The bytes of a stub at `address` in the region at `regionBase`: one
+    /// whole slot, written in place (an attach builds one per traced
+    /// function).
     static func stub(
         at address: UInt, regionBase: UInt, function: UInt, ops: UInt, resume: UInt, site: UInt, entry: Entry
     ) -> [UInt8] {
-        var bytes = leaR11RipRelative + littleEndian(Int32(recordOffset - leaLength))
         let jmpEnd = Int64(bitPattern: UInt64(address)) + Int64(leaLength + jmpLength)
         let entrySlot = Int64(bitPattern: UInt64(regionBase)) + Int64(entry.rawValue)
-        bytes += jmpRipIndirect + littleEndian(Int32(entrySlot - jmpEnd))
-        bytes += [UInt8](repeating: int3, count: recordOffset - bytes.count)
-        bytes += record(function: function, ops: ops, resume: resume, site: site)
-        bytes += [UInt8](repeating: int3, count: JITMemory.slotSize - bytes.count)
-        return bytes
+        return [UInt8](unsafeUninitializedCapacity: JITMemory.slotSize) { buffer, count in
+            buffer.initialize(repeating: int3)
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            for (i, byte) in leaR11RipRelative.enumerated() { raw[i] = byte }
+            raw.storeBytes(of: Int32(recordOffset - leaLength).littleEndian, toByteOffset: leaLength - 4, as: Int32.self)
+            for (i, byte) in jmpRipIndirect.enumerated() { raw[leaLength + i] = byte }
+            raw.storeBytes(of: Int32(entrySlot - jmpEnd).littleEndian, toByteOffset: leaLength + jmpLength - 4, as: Int32.self)
+            storeRecord(function: function, ops: ops, resume: resume, site: site, into: raw, at: recordOffset)
+            count = JITMemory.slotSize
+        }
     }
 
-    /// struct lt_stub_record's bytes, each field at its offset in
+    /// struct lt_stub_record's bytes at `base`, each field at its offset in
     /// lt_tramp_layout.h (the assembly reads them there).
-    static func record(function: UInt, ops: UInt, resume: UInt, site: UInt) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: Int(LT_LAYOUT_RECORD_SIZE))
-        for (offset, value) in [(LT_LAYOUT_RECORD_FUNC, function), (LT_LAYOUT_RECORD_OPS, ops),
-                                (LT_LAYOUT_RECORD_RESUME, resume), (LT_LAYOUT_RECORD_SITE, site)] {
-            bytes.replaceSubrange(Int(offset)..<Int(offset) + 8, with: littleEndian(UInt64(value)))
-        }
-        return bytes
+    private static func storeRecord(function: UInt, ops: UInt, resume: UInt, site: UInt, into raw: UnsafeMutableRawBufferPointer, at base: Int) {
+        for offset in Int(LT_LAYOUT_RECORD_FUNC)..<Int(LT_LAYOUT_RECORD_SIZE) { raw[base + offset] = 0 }
+        raw.storeBytes(of: UInt64(function).littleEndian, toByteOffset: base + Int(LT_LAYOUT_RECORD_FUNC), as: UInt64.self)
+        raw.storeBytes(of: UInt64(ops).littleEndian, toByteOffset: base + Int(LT_LAYOUT_RECORD_OPS), as: UInt64.self)
+        raw.storeBytes(of: UInt64(resume).littleEndian, toByteOffset: base + Int(LT_LAYOUT_RECORD_RESUME), as: UInt64.self)
+        raw.storeBytes(of: UInt64(site).littleEndian, toByteOffset: base + Int(LT_LAYOUT_RECORD_SITE), as: UInt64.self)
     }
 
     static func littleEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
