@@ -466,46 +466,51 @@ public final class TextPoker: Sendable {
             return
         }
         let length = max(site.kind.compiledLength, X86SiteEncoding.normalLength)
-        let found = CodeWriter.read(a, count: length)
-        let head = Array(found[0..<X86SiteEncoding.normalLength])
-        let isNop5 = Array(found[0..<4]) == X86SiteEncoding.nop5Prefix
+        // Compared packed (no array per site); arrays only for a message.
+        let found = CodeWriter.readPacked(a, count: length)
+        let head = PackedBytes(bits: found.bits, count: X86SiteEncoding.normalLength)
+        let isNop5 = PackedBytes(bits: found.bits, count: 4) == Self.nop5PrefixPacked
         let fiveNext = a + UInt(X86SiteEncoding.normalLength)
         switch site.kind {
         case .nop5, .patchable, .nop1x5:
             if isNop5 {
                 state.records[a] = SiteRecord(instruction: .nop, nopTail: found[4])
                 result.unchanged.append(site)
-            } else if head == X86SiteEncoding.nop1x5 {
-                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: true,
-                                         original: PackedBytes(head)))
+            } else if head == Self.nop1x5Packed {
+                plan.append(PlannedWrite(siteIndex: index, address: a, old: head, new: Self.nop5Packed, becomes: .nop, next: fiveNext, rescue: true,
+                                         original: head))
             } else {
-                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "a 5-byte nop or five 1-byte nops", found: found)))
+                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "a 5-byte nop or five 1-byte nops", found: found.array)))
             }
         case .callFentry:
             if found[0] == X86SiteEncoding.callRel32Opcode {
-                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(head), new: PackedBytes(X86SiteEncoding.nop5), becomes: .nop, next: fiveNext, rescue: false,
-                                         original: PackedBytes(head)))
+                plan.append(PlannedWrite(siteIndex: index, address: a, old: head, new: Self.nop5Packed, becomes: .nop, next: fiveNext, rescue: false,
+                                         original: head))
             } else if isNop5 {
                 state.records[a] = SiteRecord(instruction: .nop, nopTail: found[4])
                 result.unchanged.append(site)
             } else {
-                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call rel32 (e8)", found: found)))
+                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call rel32 (e8)", found: found.array)))
             }
         case .callFentryGOT:
-            let opcode = Array(found[0..<2])
+            let opcode = [found[0], found[1]]
             if opcode == X86SiteEncoding.callIndirectRipRelative || opcode == X86SiteEncoding.callAddr32Rel32 {
-                plan.append(PlannedWrite(siteIndex: index, address: a, old: PackedBytes(found), new: PackedBytes(X86SiteEncoding.nop5 + [X86SiteEncoding.nop1]),
-                                         becomes: .nop, next: a + UInt(found.count), rescue: false, original: PackedBytes(found)))
+                plan.append(PlannedWrite(siteIndex: index, address: a, old: found, new: PackedBytes(X86SiteEncoding.nop5 + [X86SiteEncoding.nop1]),
+                                         becomes: .nop, next: a + UInt(found.count), rescue: false, original: found))
             } else if isNop5 && found[5] == X86SiteEncoding.nop1 {
                 state.records[a] = SiteRecord(instruction: .nop)
                 result.unchanged.append(site)
             } else {
-                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call *rel32(%rip) (ff 15) or addr32 call (67 e8)", found: found)))
+                result.failed.append(SiteOutcome(site: site, problem: .bytesMismatch(expected: "call *rel32(%rip) (ff 15) or addr32 call (67 e8)", found: found.array)))
             }
         case .none:
             result.skipped.append(SiteOutcome(site: site, problem: .unsupportedKind(.none)))
         }
     }
+
+    static let nop5PrefixPacked = PackedBytes(X86SiteEncoding.nop5Prefix)
+    static let nop1x5Packed = PackedBytes(X86SiteEncoding.nop1x5)
+    static let nop5Packed = PackedBytes(X86SiteEncoding.nop5)
 
     // MARK: - The protocol
 
@@ -623,9 +628,16 @@ public final class TextPoker: Sendable {
         // one that removes them: a larger table would be rehashed for nothing).
         if !plan.contains(where: \.forget) { state.records.reserveCapacity(state.records.count + plan.count) }
         for w in plan {
-            state.records[w.address] = w.forget ? nil : SiteRecord(
-                instruction: w.becomes, known: true, nopTail: state.records[w.address]?.nopTail ?? 0,
-                original: w.original ?? state.records[w.address]?.original)
+            if w.forget {
+                state.records[w.address] = nil
+            } else if let index = state.records.index(forKey: w.address) {
+                // In place: one look-up, the tail and the original kept.
+                state.records.values[index].instruction = w.becomes
+                state.records.values[index].known = true
+                if let original = w.original { state.records.values[index].original = original }
+            } else {
+                state.records[w.address] = SiteRecord(instruction: w.becomes, known: true, original: w.original)
+            }
             result.patched.append(site(w.siteIndex))
         }
     }

@@ -658,27 +658,42 @@ extension OpsRegistry {
                 }
             }
             // Step 2: the new ops set of every affected site, and its target.
-            try relocateEntries(adding.sorted(), sites: sites)
-            struct Plan { var state: SiteState; var instruction: SiteInstruction; var built: IteratorAllocation? }
-            let affected = adding.union(removing).sorted()
+            let added = adding.sorted(), removed = removing.sorted()
+            try relocateEntries(added, sites: sites)
+            struct Plan { var state: SiteState; var instruction: SiteInstruction; var built: IteratorAllocation?; var adds: Bool }
+            // Both sets in address order, merged: no third set to hash.
+            var affected: [(address: UInt, adds: Bool)] = []
+            affected.reserveCapacity(added.count + removed.count)
+            var a = 0, r = 0
+            while a < added.count || r < removed.count {
+                if r == removed.count || (a < added.count && added[a] < removed[r]) {
+                    affected.append((added[a], true)); a += 1
+                } else {
+                    affected.append((removed[r], false)); r += 1
+                }
+            }
             var plans: [Plan] = []
             var transitions: [SiteTransition] = []
             plans.reserveCapacity(affected.count)
             transitions.reserveCapacity(affected.count)
-            let recorded = TextPoker.shared.recordedInstructions(at: affected)
+            let recorded = TextPoker.shared.recordedInstructions(at: affected.map(\.address))
+            // Only sites being added can have `ops` as their one ops.
+            let lone = PerFunctionStubs(ops: ops, leaf: added.isEmpty ? nil : leafCallback(of: ops))
             do throws(TraceError) {
-                for (address, current) in zip(affected, recorded) {
+                for ((address, adds), current) in zip(affected, recorded) {
                     guard var state = siteStates[address] ?? site(at: address, in: sites).map({ SiteState(site: $0) }) else { continue }
-                    if adding.contains(address) {
+                    if adds {
                         state.ops.append(ops)
-                        state.ops.sort { order(of: $0) < order(of: $1) }
+                        if state.ops.count > 1 { state.ops.sort { order(of: $0) < order(of: $1) } }
                     } else {
                         state.ops.removeAll { $0 === ops }
                     }
-                    var plan = Plan(state: state, instruction: .nop, built: nil)
+                    var plan = Plan(state: state, instruction: .nop, built: nil, adds: adds)
                     switch state.ops.count {
                     case 0:
                         plan.instruction = offInstruction(at: address)
+                    case 1 where state.ops[0] === ops:
+                        plan.instruction = .jump(try perFunctionStub(lone, for: state.site))
                     case 1:
                         plan.instruction = .jump(try perFunctionStub(of: state.ops[0], for: state.site))
                     default:
@@ -705,18 +720,20 @@ extension OpsRegistry {
             var failures: [UInt: String] = [:]
             for outcome in result.failed + result.skipped { failures[outcome.site.address] = outcome.problem.description }
             // Step 4: commit what changed, release what was built for failures.
-            for plan in plans {
-                let address = plan.state.site.address
-                if failures[address] != nil {
-                    if let built = plan.built { release(built) }
+            var attached = self[ops].attachedSites
+            self[ops].attachedSites = []
+            if !added.isEmpty { attached.reserveCapacity(attached.count + added.count) }
+            for i in plans.indices {
+                let address = plans[i].state.site.address
+                if !failures.isEmpty && failures[address] != nil {
+                    if let built = plans[i].built { release(built) }
                     continue
                 }
-                if let old = siteStates[address]?.iterator { retire(old) }
-                var kept = plan.state
-                kept.iterator = plan.built
-                siteStates[address] = kept
-                if adding.contains(address) { self[ops].attachedSites.insert(address) } else { self[ops].attachedSites.remove(address) }
+                plans[i].state.iterator = plans[i].built
+                if let old = siteStates.updateValue(plans[i].state, forKey: address)?.iterator { retire(old) }
+                if plans[i].adds { attached.insert(address) } else { attached.remove(address) }
             }
+            self[ops].attachedSites = attached
             if let (address, reason) = failures.min(by: { $0.key < $1.key }) {
                 // The caller undoes the sites that did change.
                 throw TraceError.patchFailed(site: address, reason: reason)
@@ -727,8 +744,20 @@ extension OpsRegistry {
         /// (kept until the ops is unregistered): a leaf stub when the callback
         /// allows it, else the generic stub.
         mutating func perFunctionStub(of ops: Ops, for site: Site) throws(TraceError) -> UInt {
+            try perFunctionStub(PerFunctionStubs(ops: ops, leaf: leafCallback(of: ops)), for: site)
+        }
+
+        /// What a change asks once for all the per-function stubs of one ops:
+        /// the ops and its leaf callback (each a look-up of its registration).
+        struct PerFunctionStubs {
+            let ops: Ops
+            let leaf: LeafCallback?
+        }
+
+        mutating func perFunctionStub(_ stubs: PerFunctionStubs, for site: Site) throws(TraceError) -> UInt {
+            let ops = stubs.ops
             if let slot = self[ops].stubs[site.address] { return jit.address(of: slot) }
-            if let leaf = leafCallback(of: ops), let address = try leafStub(of: ops, callback: leaf, for: site) {
+            if let leaf = stubs.leaf, let address = try leafStub(of: ops, callback: leaf, for: site) {
                 return address
             }
             let slot = try jit.allocate(near: site.address)
