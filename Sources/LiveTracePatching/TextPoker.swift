@@ -184,16 +184,26 @@ public final class TextPoker: Sendable {
                 admitted.append(i)
             }
 
-            // Normalization first, for the sites we have no record of.
+            // Normalization first, for the sites we have no record of; a
+            // 5-byte compiler form going straight to a call or jump is
+            // written in this batch instead (`fused`).
             var normalization: [PlannedWrite] = []
             var normalizationResult = BatchResult()
+            var plan: [PlannedWrite] = []
+            plan.reserveCapacity(admitted.count)
             // One lookup per site: its record, or nil until normalized.
             var recorded: [(index: Int, record: SiteRecord?)] = []
             recorded.reserveCapacity(admitted.count)
             for i in admitted {
                 let record = state.records[transitions[i].site.address]
                 if record == nil {
+                    let planned = normalization.count
                     planNormalization(of: transitions[i].site, index: i, state: &state, plan: &normalization, result: &normalizationResult)
+                    if normalization.count > planned, let direct = Self.fused(normalization[planned], to: transitions[i].to) {
+                        normalization.removeLast()
+                        plan.append(direct)
+                        continue
+                    }
                 }
                 recorded.append((i, record))
             }
@@ -203,8 +213,6 @@ public final class TextPoker: Sendable {
             result.threadsRescued += normalizationResult.threadsRescued
             let failedAddresses = Set(normalizationResult.failed.map(\.site.address))
 
-            var plan: [PlannedWrite] = []
-            plan.reserveCapacity(admitted.count)
             for (i, known) in recorded where failedAddresses.isEmpty || !failedAddresses.contains(transitions[i].site.address) {
                 let address = transitions[i].site.address
                 let to = transitions[i].to
@@ -237,6 +245,24 @@ public final class TextPoker: Sendable {
             run(plan, site: { transitions[$0].site }, state: &state, result: &result)
             return result
         }
+    }
+
+    /// A normalization of a 5-byte compiler form (five 1-byte nops, a
+    /// `call __fentry__`) fused with the transition that follows it: OLD is
+    /// the compiler's bytes, NEW the call or jump. The protocol is the
+    /// normalization's (int3 over OLD[0], the rescue of threads inside the
+    /// five nops, NEW[1...], NEW[0]), and a thread that traps in flight is
+    /// emulated as NEW, as in any enabling batch. It spares the attach one
+    /// whole batch per site (gcc's nops are given back at every detach).
+    /// nil for a site that stays off (its normalization is the whole
+    /// change) and for the 6-byte GOT form.
+    static func fused(_ normalization: PlannedWrite, to instruction: SiteInstruction) -> PlannedWrite? {
+        guard instruction != .nop, normalization.new == nop5Packed,
+              let new = X86SiteEncoding.encodePacked(instruction, at: normalization.address) else { return nil }
+        var write = normalization
+        write.new = new
+        write.becomes = instruction
+        return write
     }
 
     /// Makes relocated prologues sites in normal form, off (`jmp stub`; byte
