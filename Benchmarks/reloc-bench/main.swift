@@ -89,10 +89,12 @@ if let handle {
 let w1b = now(CLOCK_MONOTONIC), c1b = now(CLOCK_PROCESS_CPUTIME_ID)
 let arena = RelocatedStubArena()
 var wanted: [(relocation: PrologueRelocation, symbol: String)] = []
+wanted.reserveCapacity(relocations.entries.count)
 for entry in relocations.entries where entry.size >= 5 {
     if case let .success(relocation) = entry.verdict { wanted.append((relocation.rebased(by: bias), entry.symbol)) }
 }
 var entries: [RelocatedEntry] = []
+entries.reserveCapacity(wanted.count)
 var unplaced = 0
 for placed in arena.place(wanted) {
     if case let .success(entry) = placed { entries.append(entry) } else { unplaced += 1 }

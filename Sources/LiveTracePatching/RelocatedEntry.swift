@@ -25,22 +25,21 @@ public struct RelocatedEntry: Sendable, Hashable {
     /// The site (kind `none`, no rejection) at the patch address.
     public var site: Site
     /// The moved bytes as the function holds them unpatched (L ≥ 5).
-    public var original: [UInt8]
+    public var original: PrologueRelocation.ShortBytes
     /// The relocated stub's address.
     public var stub: UInt
     /// For each offset in the moved bytes, the offset in the stub of the
     /// instruction starting there; 0xff where no instruction starts.
-    public var stubOffsets: [UInt8]
+    public var stubOffsets: PrologueRelocation.ShortBytes
 
-    public init(relocation: PrologueRelocation, stub: UInt, stubOffsets: [Int], site: Site) {
+    /// `stubOffsets`: the offset in the stub of each moved instruction, in
+    /// order (`PrologueRelocation.appendStub`).
+    public init(relocation: PrologueRelocation, stub: UInt, stubOffsets: PrologueRelocation.ShortBytes, site: Site) {
         self.site = site
-        var original: [UInt8] = []
-        original.reserveCapacity(relocation.relocatedLength)
-        for instruction in relocation.instructions { original += instruction.bytes }
-        self.original = original
+        original = relocation.movedBytes
         self.stub = stub
-        var map = [UInt8](repeating: 0xff, count: relocation.relocatedLength)
-        for (instruction, offset) in zip(relocation.instructions, stubOffsets) { map[instruction.offset] = UInt8(offset) }
+        var map = PrologueRelocation.ShortBytes(repeating: 0xff, count: relocation.relocatedLength)
+        for (instruction, offset) in zip(relocation.instructions, stubOffsets) { map[instruction.offset] = offset }
         self.stubOffsets = map
     }
 

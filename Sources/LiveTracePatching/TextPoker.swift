@@ -293,7 +293,7 @@ public final class TextPoker: Sendable {
                 let same = entry.original.withUnsafeBytes { memcmp(code, $0.baseAddress!, $0.count) == 0 }
                 guard same, entry.original.count >= X86SiteEncoding.normalLength else {
                     let found = Array(UnsafeRawBufferPointer(start: code, count: entry.original.count))
-                    result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: hex(entry.original), found: found)))
+                    result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: hex(Array(entry.original)), found: found)))
                     continue
                 }
                 guard let new = X86SiteEncoding.encodePacked(.jump(entry.stub), at: a) else {
@@ -333,7 +333,9 @@ public final class TextPoker: Sendable {
                     result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: "\(record.instruction)", found: found.array)))
                     continue
                 }
-                plan.append(PlannedWrite(siteIndex: i, address: a, old: found, new: PackedBytes(Array(entry.original.prefix(X86SiteEncoding.normalLength))),
+                var head: UInt64 = 0
+                for (k, byte) in entry.original.prefix(X86SiteEncoding.normalLength).enumerated() { head |= UInt64(byte) << UInt64(8 * k) }
+                plan.append(PlannedWrite(siteIndex: i, address: a, old: found, new: PackedBytes(bits: head, count: X86SiteEncoding.normalLength),
                                          becomes: .jump(entry.stub), next: a + UInt(X86SiteEncoding.normalLength),
                                          rescue: false, known: true, forget: true))
             }
@@ -421,7 +423,7 @@ public final class TextPoker: Sendable {
         /// A prologue being relocated: for each offset in the moved bytes,
         /// the offset in the stub at `rescueBase` of the instruction starting
         /// there (0xff: none). Threads strictly inside move to their copy.
-        var rescueMap: [UInt8]? = nil
+        var rescueMap: PrologueRelocation.ShortBytes? = nil
         var rescueBase: UInt = 0
         /// The site leaves normal form (a relocated prologue restored): its
         /// record goes once written.
@@ -569,10 +571,16 @@ public final class TextPoker: Sendable {
         publishKnown(plan.lazy.filter { !$0.known }.map { UInt64($0.address) }, state: &state)
         let entries = UnsafeMutablePointer<lt_inflight_entry>.allocate(capacity: plan.count)
         // The relocation maps live as long as the table (left allocated if
-        // the table must stay published).
+        // the table must stay published), back to back in one buffer.
         var maps: [UnsafeMutablePointer<UInt8>] = []
         var keepMaps = false
         defer { if !keepMaps { maps.forEach { $0.deallocate() } } }
+        let mapBytes = plan.reduce(0) { $0 + ($1.rescueMap?.count ?? 0) }
+        var nextMap: UnsafeMutablePointer<UInt8>? = nil
+        if mapBytes > 0 {
+            nextMap = UnsafeMutablePointer<UInt8>.allocate(capacity: mapBytes)
+            maps.append(nextMap!)
+        }
         for (i, w) in plan.enumerated() {
             let emulate: Int
             switch w.becomes {
@@ -581,11 +589,10 @@ public final class TextPoker: Sendable {
             case .jump: emulate = LT_EMULATE_JUMP
             }
             var map: UnsafeMutablePointer<UInt8>? = nil
-            if let rescueMap = w.rescueMap {
-                let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: rescueMap.count)
-                buffer.initialize(from: rescueMap, count: rescueMap.count)
-                maps.append(buffer)
+            if let rescueMap = w.rescueMap, let buffer = nextMap {
+                _ = UnsafeMutableBufferPointer(start: buffer, count: rescueMap.count).initialize(from: rescueMap)
                 map = buffer
+                nextMap = buffer + rescueMap.count
             }
             entries[i] = lt_inflight_entry(
                 address: UInt64(w.address), target: UInt64(w.becomes.target ?? 0), next: UInt64(w.next),

@@ -84,6 +84,88 @@ public struct PrologueRelocation: Sendable, Hashable {
         public var description: String { Array(self).description }
     }
 
+    /// Up to 24 bytes held inline: the moved bytes of one prologue (at
+    /// most 19: an instruction starting before the 5th byte, 15 long) or
+    /// its map of offsets into the stub. A batch of 60,000 relocated entries
+    /// makes no allocation per entry for them. Bytes past `count` are zero,
+    /// so equal bytes are equal values.
+    public struct ShortBytes: RandomAccessCollection, MutableCollection, Sendable, Hashable, CustomStringConvertible {
+        public static let capacity = 24
+        private var words: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        public private(set) var count: Int = 0
+
+        public init() {}
+
+        public init(repeating byte: UInt8, count: Int) {
+            for _ in 0..<count { append(byte) }
+        }
+
+        public init(_ bytes: some Sequence<UInt8>) {
+            for byte in bytes { append(byte) }
+        }
+
+        public mutating func append(_ byte: UInt8) {
+            precondition(count < Self.capacity, "more than \(Self.capacity) bytes")
+            count += 1
+            self[count - 1] = byte
+        }
+
+        public mutating func append(contentsOf bytes: some Sequence<UInt8>) {
+            for byte in bytes { append(byte) }
+        }
+
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { count }
+
+        public subscript(position: Int) -> UInt8 {
+            get {
+                precondition(position >= 0 && position < count, "index out of range")
+                let shift = UInt64(8 * (position & 7))
+                switch position >> 3 {
+                case 0: return UInt8(truncatingIfNeeded: words.0 >> shift)
+                case 1: return UInt8(truncatingIfNeeded: words.1 >> shift)
+                default: return UInt8(truncatingIfNeeded: words.2 >> shift)
+                }
+            }
+            set {
+                precondition(position >= 0 && position < count, "index out of range")
+                let shift = UInt64(8 * (position & 7))
+                let mask = ~(UInt64(0xff) << shift), value = UInt64(newValue) << shift
+                switch position >> 3 {
+                case 0: words.0 = words.0 & mask | value
+                case 1: words.1 = words.1 & mask | value
+                default: words.2 = words.2 & mask | value
+                }
+            }
+        }
+
+        /// The bytes, contiguous, for `body`'s duration.
+        public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            var copy = words
+            return try Swift.withUnsafeBytes(of: &copy) { try body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        }
+
+        public static func == (a: ShortBytes, b: ShortBytes) -> Bool {
+            a.count == b.count && a.words.0 == b.words.0 && a.words.1 == b.words.1 && a.words.2 == b.words.2
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(count)
+            hasher.combine(words.0)
+            hasher.combine(words.1)
+            hasher.combine(words.2)
+        }
+
+        public var description: String { Array(self).description }
+    }
+
+    /// The moved bytes as the function holds them (`relocatedLength` of them).
+    public var movedBytes: ShortBytes {
+        var bytes = ShortBytes()
+        for instruction in instructions { bytes.append(contentsOf: instruction.bytes) }
+        return bytes
+    }
+
     /// The function's symbol address.
     public var functionAddress: UInt
     /// Where the 5-byte patch goes: the entry, or the entry + 4 after `endbr64`.

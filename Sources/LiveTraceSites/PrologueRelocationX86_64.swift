@@ -335,16 +335,17 @@ extension PrologueRelocation {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(stubLength)
         let offsets = try appendStub(at: stub, to: &bytes)
-        return (bytes, offsets)
+        return (bytes, offsets.map(Int.init))
     }
 
     /// Appends the stub's bytes at `stub` to `buffer` (where the stub starts
-    /// at `buffer.count`); returns each moved instruction's offset in the stub.
+    /// at `buffer.count`); returns each moved instruction's offset in the stub
+    /// (a stub is shorter than 256 bytes: at most 5 instructions of at most
+    /// 15 bytes, widened to at most 6, and a 5-byte jmp).
     /// On error `buffer` may hold part of the stub.
-    public func appendStub(at stub: UInt, to buffer: inout [UInt8]) throws(StubError) -> [Int] {
+    public func appendStub(at stub: UInt, to buffer: inout [UInt8]) throws(StubError) -> ShortBytes {
         let base = buffer.count
-        var offsets: [Int] = []
-        offsets.reserveCapacity(instructions.count)
+        var offsets = ShortBytes()
         /// Appends the rel32 from the end of the 4 bytes appended to `target`.
         func appendRel32(_ target: UInt) throws(StubError) {
             let end = stub + UInt(buffer.count - base + 4)
@@ -357,7 +358,7 @@ extension PrologueRelocation {
             buffer.append(UInt8(truncatingIfNeeded: bits >> 24))
         }
         for instruction in instructions {
-            offsets.append(buffer.count - base)
+            offsets.append(UInt8(buffer.count - base))
             switch instruction.fixup {
             case .none:
                 buffer.append(contentsOf: instruction.bytes)

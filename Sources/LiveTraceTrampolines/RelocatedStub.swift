@@ -12,7 +12,7 @@ struct RelocatedStub {
     var address: UInt
     var relocation: PrologueRelocation
     /// Offset in the stub of each moved instruction (same order).
-    var offsets: [Int]
+    var offsets: PrologueRelocation.ShortBytes
     /// The function's names, for the text poke's outcomes.
     var symbol = ""
     var function = ""
@@ -86,7 +86,7 @@ extension JITMemory {
         let slot = try allocate(near: relocation.patchAddress, slots: count)
         let address = self.address(of: slot)
         let start = buffer.count
-        let offsets: [Int]
+        let offsets: PrologueRelocation.ShortBytes
         do {
             offsets = try relocation.appendStub(at: address, to: &buffer)
         } catch {

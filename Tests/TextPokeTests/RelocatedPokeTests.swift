@@ -113,7 +113,7 @@ final class RelocatedPokeTests: XCTestCase {
         // Off, then the original bytes back.
         XCTAssertEqual(poker.apply([SiteTransition(site: f.entry.site, to: .jump(f.stub.address))]).patchedCount, 1)
         XCTAssertEqual(poker.restore([f.entry]).patchedCount, 1)
-        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: f.entry.site.address), count: 6)), f.entry.original)
+        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: f.entry.site.address), count: 6)), Array(f.entry.original))
     }
 
     func testRelocateRefusesChangedBytesAndRestoreRefusesAPatchedEntry() throws {
@@ -140,7 +140,7 @@ final class RelocatedPokeTests: XCTestCase {
         XCTAssertEqual(poker.relocate([f.entry]).patchedCount, 1)
         XCTAssertEqual(call(1), 0x1122334455667789)
         XCTAssertEqual(poker.restore([f.entry]).patchedCount, 1)
-        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: f.entry.site.address), count: 10)), f.entry.original)
+        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: f.entry.site.address), count: 10)), Array(f.entry.original))
         XCTAssertEqual(call(2), 0x112233445566778a)
     }
 }

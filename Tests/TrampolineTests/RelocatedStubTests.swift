@@ -74,7 +74,7 @@ final class RelocatedStubTests: XCTestCase {
         let expected: [UInt8] = [0x85, 0xff] + [0x0f, 0x88] + rel32(relocation.functionAddress + 9, end: 8)
             + [0x89, 0xf8] + [0xe9] + rel32(relocation.functionAddress + 6, end: 15) + [0xcc, 0xcc, 0xcc]
         XCTAssertEqual(bytes, expected)
-        XCTAssertEqual(stub.offsets, [0, 2, 8])
+        XCTAssertEqual(Array(stub.offsets), [0, 2, 8])
         XCTAssertEqual(stub.equivalent(of: relocation.patchAddress + 2), stub.address + 2)
         XCTAssertEqual(stub.equivalent(of: relocation.patchAddress + 4), stub.address + 8)
         XCTAssertNil(stub.equivalent(of: relocation.patchAddress), "the patch itself is not inside")
