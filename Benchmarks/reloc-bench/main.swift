@@ -88,10 +88,10 @@ if let handle {
 }
 let w1b = now(CLOCK_MONOTONIC), c1b = now(CLOCK_PROCESS_CPUTIME_ID)
 let arena = RelocatedStubArena()
-var wanted: [(relocation: PrologueRelocation, symbol: String)] = []
+var wanted: [PrologueRelocation] = []
 wanted.reserveCapacity(relocations.entries.count)
 for entry in relocations.entries where entry.size >= 5 {
-    if case let .success(relocation) = entry.verdict { wanted.append((relocation.rebased(by: bias), entry.symbol)) }
+    if case let .success(relocation) = entry.verdict { wanted.append(relocation.rebased(by: bias)) }
 }
 var entries: [RelocatedEntry] = []
 entries.reserveCapacity(wanted.count)

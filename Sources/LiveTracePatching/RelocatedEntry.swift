@@ -21,9 +21,16 @@ import LiveTraceSites
 /// A+5 are never written: a thread that resumes at one of their boundaries
 /// (say, when returning from a signal handler that interrupted it there)
 /// still runs the original instruction.
+///
+/// It holds no names (a batch of 60,000 copies no String): the text poke's
+/// outcomes name an entry by its site's address, and the caller, who knows
+/// the function, names it in a report.
 public struct RelocatedEntry: Sendable, Hashable {
-    /// The site (kind `none`, no rejection) at the patch address.
-    public var site: Site
+    /// The patch address (after `endbr64` when present).
+    public var address: UInt
+    /// The function's symbol address.
+    public var functionAddress: UInt
+    public var hasEndbr: Bool
     /// The moved bytes as the function holds them unpatched (L ≥ 5).
     public var original: PrologueRelocation.ShortBytes
     /// The relocated stub's address.
@@ -34,8 +41,10 @@ public struct RelocatedEntry: Sendable, Hashable {
 
     /// `stubOffsets`: the offset in the stub of each moved instruction, in
     /// order (`PrologueRelocation.appendStub`).
-    public init(relocation: PrologueRelocation, stub: UInt, stubOffsets: PrologueRelocation.ShortBytes, site: Site) {
-        self.site = site
+    public init(relocation: PrologueRelocation, stub: UInt, stubOffsets: PrologueRelocation.ShortBytes) {
+        address = relocation.patchAddress
+        functionAddress = relocation.functionAddress
+        hasEndbr = relocation.hasEndbr
         original = relocation.movedBytes
         self.stub = stub
         var map = PrologueRelocation.ShortBytes(repeating: 0xff, count: relocation.relocatedLength)
@@ -43,9 +52,9 @@ public struct RelocatedEntry: Sendable, Hashable {
         self.stubOffsets = map
     }
 
-    /// A site of kind `none` at the relocation's patch address.
-    public static func site(of relocation: PrologueRelocation, symbol: String, function: String? = nil) -> Site {
-        Site(address: relocation.patchAddress, kind: .none, functionAddress: relocation.functionAddress,
-             symbol: symbol, function: function ?? symbol, hasEndbr: relocation.hasEndbr)
+    /// The site (kind `none`, no rejection, unnamed) at the patch address:
+    /// what the text poke's outcomes and transitions carry.
+    public var site: Site {
+        Site(address: address, kind: .none, functionAddress: functionAddress, symbol: "", function: "", hasEndbr: hasEndbr)
     }
 }

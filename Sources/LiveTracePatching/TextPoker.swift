@@ -104,6 +104,14 @@ public final class TextPoker: Sendable {
         /// `call __fentry__`, its GOT form): `restoreOriginal` writes them
         /// back. nil for a site found in normal form.
         var original: PackedBytes? = nil
+
+        /// The record once `instruction` is written (and `original`, when a
+        /// normalization replaced the compiler's bytes).
+        mutating func update(_ instruction: SiteInstruction, original: PackedBytes?) {
+            self.instruction = instruction
+            known = true
+            if let original { self.original = original }
+        }
     }
 
     struct State: ~Copyable {
@@ -274,39 +282,52 @@ public final class TextPoker: Sendable {
         state.withLock { state in
             var result = BatchResult()
             guard prepare(&state, &result, sites: { entries.map(\.site) }) else { return result }
-            var seen = Set<UInt>(minimumCapacity: entries.count)
+            let unique = Self.ascending(entries)
+            var seen = Set<UInt>(minimumCapacity: unique ? 0 : entries.count)
             var plan: [PlannedWrite] = []
             plan.reserveCapacity(entries.count)
-            for (i, entry) in entries.enumerated() {
-                let a = entry.site.address
-                guard admit(entry.site, seen: &seen, result: &result, relocated: true) else { continue }
+            // By index: an entry is read in place, never copied (its site's names).
+            for i in entries.indices {
+                let a = entries[i].address
+                // A relocated entry is never rejected and is of kind none: only a duplicate is skipped.
+                if !unique && !seen.insert(a).inserted {
+                    result.skipped.append(SiteOutcome(site: entries[i].site, problem: .duplicateInBatch))
+                    continue
+                }
                 if let record = state.records[a] {
-                    if record.instruction == .jump(entry.stub) {
-                        result.unchanged.append(entry.site)
+                    if record.instruction == .jump(entries[i].stub) {
+                        result.unchanged.append(entries[i].site)
                     } else {
-                        result.failed.append(SiteOutcome(site: entry.site, problem: .protocolFailed("the entry is already a site in normal form (\(record.instruction))")))
+                        result.failed.append(SiteOutcome(site: entries[i].site, problem: .protocolFailed("the entry is already a site in normal form (\(record.instruction))")))
                     }
                     continue
                 }
                 // Up to 19 bytes: beyond CodeWriter.read's 8.
                 let code = UnsafeRawPointer(bitPattern: a)!
-                let same = entry.original.withUnsafeBytes { memcmp(code, $0.baseAddress!, $0.count) == 0 }
-                guard same, entry.original.count >= X86SiteEncoding.normalLength else {
-                    let found = Array(UnsafeRawBufferPointer(start: code, count: entry.original.count))
-                    result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: hex(Array(entry.original)), found: found)))
+                let original = entries[i].original
+                let same = original.withUnsafeBytes { memcmp(code, $0.baseAddress!, $0.count) == 0 }
+                guard same, original.count >= X86SiteEncoding.normalLength else {
+                    let found = Array(UnsafeRawBufferPointer(start: code, count: original.count))
+                    result.failed.append(SiteOutcome(site: entries[i].site, problem: .bytesMismatch(expected: hex(Array(original)), found: found)))
                     continue
                 }
-                guard let new = X86SiteEncoding.encodePacked(.jump(entry.stub), at: a) else {
-                    result.failed.append(SiteOutcome(site: entry.site, problem: .targetOutOfRange(target: entry.stub)))
+                let stub = entries[i].stub
+                guard let new = X86SiteEncoding.encodePacked(.jump(stub), at: a) else {
+                    result.failed.append(SiteOutcome(site: entries[i].site, problem: .targetOutOfRange(target: stub)))
                     continue
                 }
                 plan.append(PlannedWrite(siteIndex: i, address: a, old: CodeWriter.readPacked(a, count: X86SiteEncoding.normalLength),
-                                         new: new, becomes: .jump(entry.stub), next: a + UInt(X86SiteEncoding.normalLength),
-                                         rescue: true, rescueMap: entry.stubOffsets, rescueBase: entry.stub))
+                                         new: new, becomes: .jump(stub), next: a + UInt(X86SiteEncoding.normalLength),
+                                         rescue: true, rescueMap: entries[i].stubOffsets, rescueBase: stub))
             }
             run(plan, site: { entries[$0].site }, state: &state, result: &result)
             return result
         }
+    }
+
+    /// Whether the entries' addresses strictly ascend (then none repeats).
+    private static func ascending(_ entries: [RelocatedEntry]) -> Bool {
+        entries.indices.dropFirst().allSatisfy { entries[$0 - 1].address < entries[$0].address }
     }
 
     /// Gives relocated prologues their original bytes back, in one batch:
@@ -318,25 +339,29 @@ public final class TextPoker: Sendable {
         state.withLock { state in
             var result = BatchResult()
             guard prepare(&state, &result, sites: { entries.map(\.site) }) else { return result }
-            var seen = Set<UInt>(minimumCapacity: entries.count)
+            let unique = Self.ascending(entries)
+            var seen = Set<UInt>(minimumCapacity: unique ? 0 : entries.count)
             var plan: [PlannedWrite] = []
             plan.reserveCapacity(entries.count)
-            for (i, entry) in entries.enumerated() {
-                let a = entry.site.address
-                guard admit(entry.site, seen: &seen, result: &result, relocated: true) else { continue }
-                guard let record = state.records[a], record.instruction == .jump(entry.stub) else {
-                    result.failed.append(SiteOutcome(site: entry.site, problem: .protocolFailed("the relocated entry is not off (jmp to its stub)")))
+            for i in entries.indices {
+                let a = entries[i].address
+                if !unique && !seen.insert(a).inserted {
+                    result.skipped.append(SiteOutcome(site: entries[i].site, problem: .duplicateInBatch))
+                    continue
+                }
+                guard let record = state.records[a], record.instruction == .jump(entries[i].stub) else {
+                    result.failed.append(SiteOutcome(site: entries[i].site, problem: .protocolFailed("the relocated entry is not off (jmp to its stub)")))
                     continue
                 }
                 let found = CodeWriter.readPacked(a, count: X86SiteEncoding.normalLength)
                 guard X86SiteEncoding.decodePacked(found, at: a) == record.instruction else {
-                    result.failed.append(SiteOutcome(site: entry.site, problem: .bytesMismatch(expected: "\(record.instruction)", found: found.array)))
+                    result.failed.append(SiteOutcome(site: entries[i].site, problem: .bytesMismatch(expected: "\(record.instruction)", found: found.array)))
                     continue
                 }
                 var head: UInt64 = 0
-                for (k, byte) in entry.original.prefix(X86SiteEncoding.normalLength).enumerated() { head |= UInt64(byte) << UInt64(8 * k) }
+                for (k, byte) in entries[i].original.prefix(X86SiteEncoding.normalLength).enumerated() { head |= UInt64(byte) << UInt64(8 * k) }
                 plan.append(PlannedWrite(siteIndex: i, address: a, old: found, new: PackedBytes(bits: head, count: X86SiteEncoding.normalLength),
-                                         becomes: .jump(entry.stub), next: a + UInt(X86SiteEncoding.normalLength),
+                                         becomes: .jump(entries[i].stub), next: a + UInt(X86SiteEncoding.normalLength),
                                          rescue: false, known: true, forget: true))
             }
             run(plan, site: { entries[$0].site }, state: &state, result: &result)

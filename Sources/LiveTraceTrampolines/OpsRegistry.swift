@@ -189,8 +189,7 @@ public final class OpsRegistry: Sendable {
     }
 
     static func entry(of stub: RelocatedStub) -> RelocatedEntry {
-        RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets,
-                       site: RelocatedEntry.site(of: stub.relocation, symbol: stub.symbol, function: stub.function))
+        RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets)
     }
 
     /// Whether stubs built from now on may be leaf stubs (benchmarks and
@@ -604,19 +603,17 @@ extension OpsRegistry {
         /// Relocates the entries of `addresses` (functions without sites, with a
         /// verdict) that are not relocated yet: stubs first, then one batch.
         mutating func relocateEntries(_ addresses: [UInt], sites: RegistrySites?) throws(TraceError) {
-            var wanted: [(site: Site, relocation: PrologueRelocation)] = []
+            var wanted: [PrologueRelocation] = []
             guard !dynamicVerdicts.isEmpty else { return }
             for address in addresses where relocations[address] == nil {
                 guard case let .success(relocation)? = dynamicVerdicts[address], let site = site(at: address, in: sites), site.kind == .none else { continue }
-                wanted.append((site, relocation))
+                wanted.append(relocation)
             }
             var built: [RelocatedStub] = []
             var firstError: TraceError?
-            for (item, result) in zip(wanted, jit.placeRelocatedStubs(wanted.map(\.relocation))) {
+            for result in jit.placeRelocatedStubs(wanted) {
                 switch result {
-                case var .success(stub):
-                    stub.symbol = item.site.symbol
-                    stub.function = item.site.function
+                case let .success(stub):
                     built.append(stub)
                 case let .failure(error):
                     if firstError == nil { firstError = error }

@@ -13,9 +13,6 @@ struct RelocatedStub {
     var relocation: PrologueRelocation
     /// Offset in the stub of each moved instruction (same order).
     var offsets: PrologueRelocation.ShortBytes
-    /// The function's names, for the text poke's outcomes.
-    var symbol = ""
-    var function = ""
 
     /// The stub address equivalent to `pc`, an address strictly inside the
     /// moved bytes on one of their instruction boundaries; nil otherwise.
@@ -38,7 +35,7 @@ extension JITMemory {
     /// The stubs of `relocations`, each built as `placeRelocatedStub` does;
     /// stubs in adjacent slots are written with one write (one system call
     /// per run instead of one per stub). A failed stub's slots are free again.
-    func placeRelocatedStubs(_ relocations: [PrologueRelocation]) -> [Result<RelocatedStub, TraceError>] {
+    func placeRelocatedStubs(_ relocations: some Collection<PrologueRelocation>) -> [Result<RelocatedStub, TraceError>] {
         var results: [Result<RelocatedStub, TraceError>] = []
         results.reserveCapacity(relocations.count)
         // Every placed stub's bytes, in request order, back to back.
@@ -109,23 +106,15 @@ public final class RelocatedStubArena: @unchecked Sendable {
     public init() {}
 
     /// The entry the text poke relocates, its stub built and written.
-    public func place(_ relocation: PrologueRelocation, symbol: String) throws(TraceError) -> RelocatedEntry {
+    public func place(_ relocation: PrologueRelocation) throws(TraceError) -> RelocatedEntry {
         let stub = try jit.placeRelocatedStub(relocation)
-        return RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets,
-                              site: RelocatedEntry.site(of: relocation, symbol: symbol))
+        return RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets)
     }
 
     /// `place` for many, their stubs written in runs (`placeRelocatedStubs`).
-    public func place(_ relocations: [(relocation: PrologueRelocation, symbol: String)]) -> [Result<RelocatedEntry, TraceError>] {
-        let stubs = jit.placeRelocatedStubs(relocations.map(\.relocation))
-        var entries: [Result<RelocatedEntry, TraceError>] = []
-        entries.reserveCapacity(stubs.count)
-        for (item, result) in zip(relocations, stubs) {
-            entries.append(result.map { stub in
-                RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets,
-                               site: RelocatedEntry.site(of: stub.relocation, symbol: item.symbol))
-            })
+    public func place(_ relocations: [PrologueRelocation]) -> [Result<RelocatedEntry, TraceError>] {
+        jit.placeRelocatedStubs(relocations).map { result in
+            result.map { RelocatedEntry(relocation: $0.relocation, stub: $0.address, stubOffsets: $0.offsets) }
         }
-        return entries
     }
 }

@@ -49,8 +49,7 @@ final class RelocatedPokeTests: XCTestCase {
         let relocation = try PrologueRelocation.analyze(functionAt: address, size: size).get()
         let jit = JITMemory()
         let stub = try jit.placeRelocatedStub(relocation)
-        let entry = RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets,
-                                   site: RelocatedEntry.site(of: relocation, symbol: function))
+        let entry = RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets)
         return Fixture(handle: handle, entry: entry, jit: jit, stub: stub)
     }
 
