@@ -48,7 +48,7 @@ public struct RelocatedEntry: Sendable, Hashable {
         original = relocation.movedBytes
         self.stub = stub
         var map = PrologueRelocation.ShortBytes(repeating: 0xff, count: relocation.relocatedLength)
-        for (instruction, offset) in zip(relocation.instructions, stubOffsets) { map[instruction.offset] = offset }
+        for (index, offset) in stubOffsets.prefix(relocation.instructions.count).enumerated() { map[relocation.offset(ofInstruction: index)] = offset }
         self.stubOffsets = map
     }
 

@@ -159,22 +159,118 @@ public struct PrologueRelocation: Sendable, Hashable {
         public var description: String { Array(self).description }
     }
 
-    /// The moved bytes as the function holds them (`relocatedLength` of them).
-    public var movedBytes: ShortBytes {
-        var bytes = ShortBytes()
-        for instruction in instructions { bytes.append(contentsOf: instruction.bytes) }
-        return bytes
-    }
-
     /// The function's symbol address.
     public var functionAddress: UInt
     /// Where the 5-byte patch goes: the entry, or the entry + 4 after `endbr64`.
     public var patchAddress: UInt
     public var hasEndbr: Bool
-    /// The moved instructions, in order; they cover `relocatedLength` ≥ 5 bytes.
-    public var instructions: [Instruction]
+    /// The moved bytes as the function holds them (`relocatedLength` of them).
+    public private(set) var movedBytes = ShortBytes()
+    /// The moved instructions, held inline (no allocation per function: an
+    /// object's analysis and a batch copy 60,000 of these): instruction k
+    /// is `slots.k`, packed as
+    ///     bits 0-7 offset from `patchAddress`, 8-15 length, 16-23 fixup
+    ///     kind (0 none, 1 rip-relative, 2 jmp, 3 jcc), 24-31 its dispOffset
+    ///     or condition, 32-63 the target as a signed 32-bit distance from
+    ///     the instruction's end (what its rel8/rel32/disp32 encodes, so it
+    ///     always fits, and a rebased copy changes no slot).
+    /// At most 5: whole instructions of at least one byte that start in the
+    /// first 5 bytes.
+    private var slots: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+    private(set) var slotCount: UInt8 = 0
+    public static let maximumInstructions = 5
 
-    public var relocatedLength: Int { instructions.last.map { $0.offset + $0.bytes.count } ?? 0 }
+    /// An empty relocation (instructions appended in order).
+    init(functionAddress: UInt, patchAddress: UInt, hasEndbr: Bool) {
+        self.functionAddress = functionAddress
+        self.patchAddress = patchAddress
+        self.hasEndbr = hasEndbr
+    }
+
+    /// Appends the next moved instruction (its offset is the current `relocatedLength`).
+    mutating func append(bytes: UnsafeRawBufferPointer, fixup: Fixup) {
+        precondition(Int(slotCount) < Self.maximumInstructions, "more than 5 moved instructions")
+        let offset = movedBytes.count
+        let end = patchAddress &+ UInt(offset + bytes.count)
+        var kind: UInt64 = 0, aux: UInt64 = 0, target: UInt = end
+        switch fixup {
+        case .none: break
+        case let .ripRelative(dispOffset, to): kind = 1; aux = UInt64(dispOffset); target = to
+        case let .jump(to): kind = 2; target = to
+        case let .conditionalJump(condition, to): kind = 3; aux = UInt64(condition); target = to
+        }
+        let distance = Int64(bitPattern: UInt64(target &- end))
+        precondition(Int64(Int32(truncatingIfNeeded: distance)) == distance, "a moved instruction's target beyond 32 bits")
+        let packed = UInt64(offset) | UInt64(bytes.count) << 8 | kind << 16 | aux << 24
+            | UInt64(UInt32(bitPattern: Int32(truncatingIfNeeded: distance))) << 32
+        switch slotCount {
+        case 0: slots.0 = packed
+        case 1: slots.1 = packed
+        case 2: slots.2 = packed
+        case 3: slots.3 = packed
+        default: slots.4 = packed
+        }
+        slotCount += 1
+        movedBytes.append(contentsOf: bytes)
+    }
+
+    /// The moved instructions, in order; they cover `relocatedLength` ≥ 5 bytes.
+    public var instructions: Instructions { Instructions(relocation: self) }
+
+    /// The moved instructions, decoded from their slots on access.
+    public struct Instructions: RandomAccessCollection, Sendable {
+        let relocation: PrologueRelocation
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { Int(relocation.slotCount) }
+        public subscript(position: Int) -> Instruction {
+            precondition(position >= 0 && position < endIndex, "index out of range")
+            return relocation.instruction(at: position)
+        }
+    }
+
+    /// Instruction `index`'s slot, unpacked: offset, length, fixup.
+    func slot(_ index: Int) -> (offset: Int, length: Int, fixup: Fixup) {
+        let packed: UInt64
+        switch index {
+        case 0: packed = slots.0
+        case 1: packed = slots.1
+        case 2: packed = slots.2
+        case 3: packed = slots.3
+        default: packed = slots.4
+        }
+        let offset = Int(packed & 0xff), length = Int(packed >> 8 & 0xff), aux = Int(packed >> 24 & 0xff)
+        let end = patchAddress &+ UInt(offset + length)
+        let target = end &+ UInt(bitPattern: Int(Int32(truncatingIfNeeded: packed >> 32)))
+        switch packed >> 16 & 0xff {
+        case 1: return (offset, length, .ripRelative(dispOffset: aux, target: target))
+        case 2: return (offset, length, .jump(target: target))
+        case 3: return (offset, length, .conditionalJump(condition: UInt8(aux), target: target))
+        default: return (offset, length, .none)
+        }
+    }
+
+    /// The offset from `patchAddress` of moved instruction `index` (< `instructions.count`).
+    public func offset(ofInstruction index: Int) -> Int { slot(index).offset }
+
+    private func instruction(at index: Int) -> Instruction {
+        let (offset, length, fixup) = slot(index)
+        return Instruction(offset: offset, bytes: InstructionBytes(movedBytes[offset..<offset + length]), fixup: fixup)
+    }
+
+    public static func == (a: PrologueRelocation, b: PrologueRelocation) -> Bool {
+        a.functionAddress == b.functionAddress && a.patchAddress == b.patchAddress && a.hasEndbr == b.hasEndbr
+            && a.movedBytes == b.movedBytes && a.slotCount == b.slotCount && a.slots.0 == b.slots.0
+            && a.slots.1 == b.slots.1 && a.slots.2 == b.slots.2 && a.slots.3 == b.slots.3 && a.slots.4 == b.slots.4
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(functionAddress)
+        hasher.combine(patchAddress)
+        hasher.combine(movedBytes)
+        for index in 0..<Int(slotCount) { hasher.combine(instruction(at: index)) }
+    }
+
+    public var relocatedLength: Int { movedBytes.count }
     /// Where the function continues after the moved bytes (the stub's `jmp` back).
     public var resumeAddress: UInt { patchAddress + UInt(relocatedLength) }
 
@@ -187,15 +283,6 @@ public struct PrologueRelocation: Sendable, Hashable {
         var copy = self
         copy.functionAddress &+= bias
         copy.patchAddress &+= bias
-        for index in copy.instructions.indices {
-            switch copy.instructions[index].fixup {
-            case .none: break
-            case let .ripRelative(dispOffset, target): copy.instructions[index].fixup = .ripRelative(dispOffset: dispOffset, target: target &+ bias)
-            case let .jump(target): copy.instructions[index].fixup = .jump(target: target &+ bias)
-            case let .conditionalJump(condition, target):
-                copy.instructions[index].fixup = .conditionalJump(condition: condition, target: target &+ bias)
-            }
-        }
         return copy
     }
 }

@@ -155,9 +155,7 @@ struct PrologueAnalyzerX86_64 {
         }
         let body = UnsafeRawBufferPointer(rebasing: code[0..<available])
         // Step 2: the moved instructions.
-        var moved: [PrologueRelocation.Instruction] = []
-        // Rarely more than 4 instructions cover 5 bytes: one allocation.
-        moved.reserveCapacity(4)
+        var moved = PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start), hasEndbr: hasEndbr)
         var offset = start
         while offset < start + Self.patchLength {
             guard let decoded = decode(body, at: offset, address: address + UInt(offset)) else {
@@ -182,8 +180,7 @@ struct PrologueAnalyzerX86_64 {
                 }
                 fixup = .none
             }
-            moved.append(.init(offset: offset - start, bytes: .init(UnsafeRawBufferPointer(rebasing: body[offset..<offset + decoded.length])),
-                               fixup: fixup))
+            moved.append(bytes: UnsafeRawBufferPointer(rebasing: body[offset..<offset + decoded.length]), fixup: fixup)
             offset += decoded.length
         }
         let relocatedEnd = offset
@@ -191,8 +188,7 @@ struct PrologueAnalyzerX86_64 {
         // no byte position can be a branch into 0..<relocatedEnd, no decoded
         // branch can either (proof at `mayBranch`), and the verdict is made.
         if !fullBodyScan && !Self.mayBranch(into: relocatedEnd, code: body) {
-            return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
-                                               hasEndbr: hasEndbr, instructions: moved))
+            return .success(moved)
         }
         // One instruction and context serve the whole scan (Zydis fills what
         // minimal mode reads).
@@ -219,8 +215,7 @@ struct PrologueAnalyzerX86_64 {
             return nil
         }
         if let refusal { return .failure(refusal) }
-        return .success(PrologueRelocation(functionAddress: address, patchAddress: address + UInt(start),
-                                           hasEndbr: hasEndbr, instructions: moved))
+        return .success(moved)
     }
 }
 
@@ -319,9 +314,10 @@ extension PrologueRelocation {
     /// The stub's exact length in bytes (its layout above).
     public var stubLength: Int {
         var length = X86Opcode.rel32Length
-        for instruction in instructions {
-            switch instruction.fixup {
-            case .none, .ripRelative: length += instruction.bytes.count
+        for index in 0..<Int(slotCount) {
+            let slot = slot(index)
+            switch slot.fixup {
+            case .none, .ripRelative: length += slot.length
             case .jump: length += X86Opcode.rel32Length
             case .conditionalJump: length += X86Opcode.jccRel32Length
             }
@@ -357,21 +353,23 @@ extension PrologueRelocation {
             buffer.append(UInt8(truncatingIfNeeded: bits >> 16))
             buffer.append(UInt8(truncatingIfNeeded: bits >> 24))
         }
-        for instruction in instructions {
+        for index in 0..<Int(slotCount) {
+            let instruction = slot(index)
+            let bytes = movedBytes[instruction.offset..<instruction.offset + instruction.length]
             offsets.append(UInt8(buffer.count - base))
             switch instruction.fixup {
             case .none:
-                buffer.append(contentsOf: instruction.bytes)
+                buffer.append(contentsOf: bytes)
             case let .ripRelative(dispOffset, target):
-                buffer.append(contentsOf: instruction.bytes[..<dispOffset])
-                let tail = instruction.bytes.count - dispOffset - 4
+                buffer.append(contentsOf: bytes.prefix(dispOffset))
+                let tail = instruction.length - dispOffset - 4
                 // disp32 is relative to the end of the instruction, `tail` bytes after it.
                 let end = stub + UInt(buffer.count - base + 4 + tail)
                 let distance = Int64(bitPattern: UInt64(target)) &- Int64(bitPattern: UInt64(end))
                 guard let value = Int32(exactly: distance) else { throw .outOfReach(target: target) }
                 let bits = UInt32(bitPattern: value)
                 for shift in stride(from: 0, to: 32, by: 8) { buffer.append(UInt8(truncatingIfNeeded: bits >> UInt32(shift))) }
-                buffer.append(contentsOf: instruction.bytes[(dispOffset + 4)...])
+                buffer.append(contentsOf: bytes.dropFirst(dispOffset + 4))
             case let .jump(target):
                 buffer.append(X86Opcode.jmpRel32)
                 try appendRel32(target)
