@@ -55,6 +55,14 @@ public struct RelocatedEntry: Sendable, Hashable {
     /// The site (kind `none`, no rejection, unnamed) at the patch address:
     /// what the text poke's outcomes and transitions carry.
     public var site: Site {
-        Site(address: address, kind: .none, functionAddress: functionAddress, symbol: "", function: "", hasEndbr: hasEndbr)
+        var site = Self.unnamedSite
+        site.address = address
+        site.functionAddress = functionAddress
+        site.hasEndbr = hasEndbr
+        return site
     }
+
+    /// Copied, not initialized, for each site: Site's initializer is not
+    /// inlined across modules and costs more than the copy.
+    private static let unnamedSite = Site(address: 0, kind: .none, functionAddress: 0, symbol: "", function: "")
 }
