@@ -20,6 +20,14 @@ func now(_ clock: clockid_t) -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
 
+/// Minor page faults of the process so far (a text page's first write is a
+/// copy-on-write fault; fresh heap and JIT pages fault on first touch).
+func minorFaults() -> Int {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return usage.ru_minflt
+}
+
 func fail(_ message: String, status: Int32 = 1) -> Never {
     let text = Array("livetrace-reloc-bench: \(message)\n".utf8)
     _ = text.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
@@ -71,14 +79,14 @@ case .executable:
     fail("\(path): a position-dependent executable cannot be mapped beside this program; give a shared object or a PIE")
 }
 
-let w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID)
+let w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID), f0 = minorFaults()
 let relocations: ObjectRelocations
 // The analysis shares the online cores (a tool's process, not a traced one).
 // RELOC_THREADS: another count (1: the analysis a traced process does).
 let cores = getenv("RELOC_THREADS").flatMap { Int(String(cString: $0)) }.map { max(1, $0) }
     ?? max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 do { relocations = try object.prologueRelocations(threads: cores) } catch { fail("\(error)") }
-let w1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_PROCESS_CPUTIME_ID)
+let w1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_PROCESS_CPUTIME_ID), f1 = minorFaults()
 if let handle {
     // The load bias, from the first exported function dlsym finds.
     guard let entry = relocations.entries.first(where: { dlsym(handle, $0.symbol) != nil }) else {
@@ -86,7 +94,7 @@ if let handle {
     }
     bias = UInt(bitPattern: dlsym(handle, entry.symbol)) &- entry.functionAddress
 }
-let w1b = now(CLOCK_MONOTONIC), c1b = now(CLOCK_PROCESS_CPUTIME_ID)
+let w1b = now(CLOCK_MONOTONIC), c1b = now(CLOCK_PROCESS_CPUTIME_ID), f1b = minorFaults()
 let arena = RelocatedStubArena()
 var wanted: [PrologueRelocation] = []
 wanted.reserveCapacity(relocations.entries.count)
@@ -99,11 +107,11 @@ var unplaced = 0
 for placed in arena.place(wanted) {
     if case let .success(entry) = placed { entries.append(entry) } else { unplaced += 1 }
 }
-let w2 = now(CLOCK_MONOTONIC), c2 = now(CLOCK_PROCESS_CPUTIME_ID)
+let w2 = now(CLOCK_MONOTONIC), c2 = now(CLOCK_PROCESS_CPUTIME_ID), f2 = minorFaults()
 let relocated = TextPoker.shared.relocate(entries)
-let w3 = now(CLOCK_MONOTONIC), c3 = now(CLOCK_PROCESS_CPUTIME_ID)
+let w3 = now(CLOCK_MONOTONIC), c3 = now(CLOCK_PROCESS_CPUTIME_ID), f3 = minorFaults()
 let restored = TextPoker.shared.restore(entries)
-let w4 = now(CLOCK_MONOTONIC), c4 = now(CLOCK_PROCESS_CPUTIME_ID)
+let w4 = now(CLOCK_MONOTONIC), c4 = now(CLOCK_PROCESS_CPUTIME_ID), f4 = minorFaults()
 
 let summary = relocations.summary()
 let n = Double(summary.functions)
@@ -125,6 +133,7 @@ print("us/function (wall): analysis " + us(w1 - w0, n) + "  stubs " + us(w2 - w1
       + "  relocate batch " + us(w3 - w2, m) + "  restore batch " + us(w4 - w3, m))
 print("us/function (cpu):  analysis " + us(c1 - c0, n) + "  stubs " + us(c2 - c1b, m)
       + "  relocate batch " + us(c3 - c2, m) + "  restore batch " + us(c4 - c3, m))
+print("page faults: analysis \(f1 - f0)  stubs \(f2 - f1b)  relocate batch \(f3 - f2)  restore batch \(f4 - f3)")
 print("total us/function (analysis, stub, relocate, restore): " + us((w1 - w0) + (w4 - w1b), m))
 print("total cpu us/function: " + us((c1 - c0) + (c4 - c1b), m))
 exit(relocated.failed.isEmpty && restored.failed.isEmpty ? 0 : 1)

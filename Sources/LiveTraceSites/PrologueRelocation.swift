@@ -92,7 +92,8 @@ public struct PrologueRelocation: Sendable, Hashable {
     public struct ShortBytes: RandomAccessCollection, MutableCollection, Sendable, Hashable, CustomStringConvertible {
         public static let capacity = 24
         private var words: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        public private(set) var count: Int = 0
+        private var length: UInt8 = 0
+        public var count: Int { Int(length) }
 
         public init() {}
 
@@ -106,7 +107,7 @@ public struct PrologueRelocation: Sendable, Hashable {
 
         public mutating func append(_ byte: UInt8) {
             precondition(count < Self.capacity, "more than \(Self.capacity) bytes")
-            count += 1
+            length += 1
             self[count - 1] = byte
         }
 
