@@ -58,7 +58,13 @@ public struct BatchResult: Sendable {
     /// Our SIGTRAP or sync handler had been replaced and was reinstalled.
     public var handlerReinstalled = false
 
-    public var patchedCount: Int { patched.count }
+    /// Sites that now hold the requested instruction and that `patched`
+    /// does not list: `TextPoker.relocate` and `restore` list none (a batch
+    /// of 60,000 relocated entries, which the caller holds, would copy
+    /// 60,000 sites for nothing); failures are listed as always.
+    public var patchedUnlisted = 0
+
+    public var patchedCount: Int { patched.count + patchedUnlisted }
     public var unchangedCount: Int { unchanged.count }
     public var skippedCount: Int { skipped.count }
     public var failedCount: Int { failed.count }

@@ -104,14 +104,6 @@ public final class TextPoker: Sendable {
         /// `call __fentry__`, its GOT form): `restoreOriginal` writes them
         /// back. nil for a site found in normal form.
         var original: PackedBytes? = nil
-
-        /// The record once `instruction` is written (and `original`, when a
-        /// normalization replaced the compiler's bytes).
-        mutating func update(_ instruction: SiteInstruction, original: PackedBytes?) {
-            self.instruction = instruction
-            known = true
-            if let original { self.original = original }
-        }
     }
 
     struct State: ~Copyable {
@@ -277,7 +269,8 @@ public final class TextPoker: Sendable {
     /// layouts in RelocatedEntry.swift), in one batch: steps 1-5 above, where
     /// NEW is `jmp stub` and the rescue of step 2 moves every thread whose PC
     /// is strictly inside the moved bytes to the same instruction in the
-    /// stub. The bytes must be the original ones, verified.
+    /// stub. The bytes must be the original ones, verified. The patched
+    /// entries are counted, not listed (`BatchResult.patchedUnlisted`).
     public func relocate(_ entries: [RelocatedEntry]) -> BatchResult {
         state.withLock { state in
             var result = BatchResult()
@@ -320,7 +313,7 @@ public final class TextPoker: Sendable {
                                          new: new, becomes: .jump(stub), next: a + UInt(X86SiteEncoding.normalLength),
                                          rescue: true, rescueMap: entries[i].stubOffsets, rescueBase: stub))
             }
-            run(plan, site: { entries[$0].site }, state: &state, result: &result)
+            run(plan, site: { entries[$0].site }, state: &state, result: &result, listPatched: false)
             return result
         }
     }
@@ -334,7 +327,8 @@ public final class TextPoker: Sendable {
     /// each must be off (`jmp stub`). While in flight a trapping thread is
     /// sent to the stub, which is equivalent. No thread can be strictly
     /// inside the 5-byte jmp, so there is nothing to rescue. The caller frees
-    /// the stub only after quiescence (no thread's PC inside it).
+    /// the stub only after quiescence (no thread's PC inside it). The
+    /// restored entries are counted, not listed (`BatchResult.patchedUnlisted`).
     public func restore(_ entries: [RelocatedEntry]) -> BatchResult {
         state.withLock { state in
             var result = BatchResult()
@@ -364,7 +358,7 @@ public final class TextPoker: Sendable {
                                          becomes: .jump(entries[i].stub), next: a + UInt(X86SiteEncoding.normalLength),
                                          rescue: false, known: true, forget: true))
             }
-            run(plan, site: { entries[$0].site }, state: &state, result: &result)
+            run(plan, site: { entries[$0].site }, state: &state, result: &result, listPatched: false)
             return result
         }
     }
@@ -574,7 +568,10 @@ public final class TextPoker: Sendable {
     }
 
     /// Runs steps 1-5 for a verified plan, recording the outcome.
-    private func run(_ unsorted: [PlannedWrite], site: (Int) -> Site, state: inout State, result: inout BatchResult) {
+    /// `listPatched`: append each patched site to `result.patched` (else
+    /// count it in `patchedUnlisted`).
+    private func run(_ unsorted: [PlannedWrite], site: (Int) -> Site, state: inout State, result: inout BatchResult,
+                     listPatched: Bool = true) {
         if unsorted.isEmpty { return }
         // Callers usually pass sites in address order: sort only if not.
         let inOrder = zip(unsorted, unsorted.dropFirst()).allSatisfy { $0.address < $1.address }
@@ -681,7 +678,7 @@ public final class TextPoker: Sendable {
         // Step 5: retire the table.
         retire(table)
         result.serializations += serializations
-        result.patched.reserveCapacity(result.patched.count + plan.count)
+        if listPatched { result.patched.reserveCapacity(result.patched.count + plan.count) }
         // One growth of the records for a batch that adds sites (none for
         // one that removes them: a larger table would be rehashed for nothing).
         if !plan.contains(where: \.forget) { state.records.reserveCapacity(state.records.count + plan.count) }
@@ -696,7 +693,7 @@ public final class TextPoker: Sendable {
             } else {
                 state.records[w.address] = SiteRecord(instruction: w.becomes, known: true, original: w.original)
             }
-            result.patched.append(site(w.siteIndex))
+            if listPatched { result.patched.append(site(w.siteIndex)) } else { result.patchedUnlisted += 1 }
         }
     }
 

@@ -9,7 +9,11 @@ struct FunctionIndex {
     struct Function {
         var address: UInt64
         var size: UInt64
+        /// The name; "" when the index was built without names.
         var symbol: String
+        /// The name's bytes in the object's string table (valid while the
+        /// `ElfObject` lives).
+        var name: UnsafeRawBufferPointer
     }
 
     /// Sorted by address, one entry per address.
@@ -20,7 +24,10 @@ struct FunctionIndex {
     /// A defined symbol `__fentry__` (statically linked profiling runtime).
     private(set) var fentryDefinition: UInt64?
 
-    init(object: ElfObject) throws(DiscoveryError) {
+    /// `names`: make each function's `symbol`; without, a caller that
+    /// needs only some names, or makes them on several threads (the
+    /// relocation analysis), makes them from `name`.
+    init(object: ElfObject, names: Bool = true) throws(DiscoveryError) {
         struct Candidate {
             var address: UInt64
             var size: UInt64
@@ -65,7 +72,7 @@ struct FunctionIndex {
                 continue
             }
             functions.append(Function(address: candidate.address, size: candidate.size,
-                                      symbol: String(decoding: candidate.name, as: UTF8.self)))
+                                      symbol: names ? String(decoding: candidate.name, as: UTF8.self) : "", name: candidate.name))
         }
     }
 

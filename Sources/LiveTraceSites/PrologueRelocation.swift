@@ -450,7 +450,8 @@ extension ElfObject {
     /// oracle the byte scan is tested against; same verdicts, slower).
     public func prologueRelocations(tracer: Bool = false, only: Set<UInt>? = nil, threads: Int = 1,
                                     fullBodyScan: Bool = false) throws(DiscoveryError) -> ObjectRelocations {
-        let index = try FunctionIndex(object: self)
+        // The names are made by the analysis threads, each its share.
+        let index = try FunctionIndex(object: self, names: false)
         let functions = only.map { only in index.functions.filter { only.contains(UInt($0.address)) } } ?? index.functions
         // Below this many functions a thread costs more than it saves.
         let minimumPerThread = 2048
@@ -518,10 +519,11 @@ private final class RelocationWork: @unchecked Sendable {
         guard start < end else { return }
         for i in start..<end {
             let function = functions[i]
+            let symbol = String(decoding: function.name, as: UTF8.self)
             let verdict: Result<PrologueRelocation, RelocationRefusal>
             if tracer {
                 verdict = .failure(.tracerCode)
-            } else if let refusal = RelocationRefusal.refusal(forSymbol: function.symbol) {
+            } else if let refusal = RelocationRefusal.refusal(forSymbol: symbol) {
                 verdict = .failure(refusal)
             } else if let segment = object.executableSegment(containing: function.address) {
                 let offset = function.address - segment.address
@@ -533,7 +535,7 @@ private final class RelocationWork: @unchecked Sendable {
                 verdict = .failure(.undecodable(offset: 0))
             }
             (entries.baseAddress! + i).initialize(to: .init(functionAddress: UInt(function.address), size: Int(function.size),
-                                                           symbol: function.symbol, verdict: verdict))
+                                                           symbol: symbol, verdict: verdict))
         }
     }
 }

@@ -355,13 +355,13 @@ extension PrologueRelocation {
         }
         for index in 0..<Int(slotCount) {
             let instruction = slot(index)
-            let bytes = movedBytes[instruction.offset..<instruction.offset + instruction.length]
+            let start = instruction.offset
             offsets.append(UInt8(buffer.count - base))
             switch instruction.fixup {
             case .none:
-                buffer.append(contentsOf: bytes)
+                for k in start..<start + instruction.length { buffer.append(movedBytes[k]) }
             case let .ripRelative(dispOffset, target):
-                buffer.append(contentsOf: bytes.prefix(dispOffset))
+                for k in start..<start + dispOffset { buffer.append(movedBytes[k]) }
                 let tail = instruction.length - dispOffset - 4
                 // disp32 is relative to the end of the instruction, `tail` bytes after it.
                 let end = stub + UInt(buffer.count - base + 4 + tail)
@@ -369,7 +369,7 @@ extension PrologueRelocation {
                 guard let value = Int32(exactly: distance) else { throw .outOfReach(target: target) }
                 let bits = UInt32(bitPattern: value)
                 for shift in stride(from: 0, to: 32, by: 8) { buffer.append(UInt8(truncatingIfNeeded: bits >> UInt32(shift))) }
-                buffer.append(contentsOf: bytes.dropFirst(dispOffset + 4))
+                for k in start + dispOffset + 4..<start + instruction.length { buffer.append(movedBytes[k]) }
             case let .jump(target):
                 buffer.append(X86Opcode.jmpRel32)
                 try appendRel32(target)
