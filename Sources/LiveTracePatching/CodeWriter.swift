@@ -169,7 +169,7 @@ public struct PackedBytes: Sendable, Hashable {
         self.count = count
     }
 
-    public init(_ bytes: [UInt8]) {
+    public init(_ bytes: some Collection<UInt8>) {
         var bits: UInt64 = 0
         for (i, b) in bytes.prefix(8).enumerated() { bits |= UInt64(b) << (8 * UInt64(i)) }
         self.init(bits: bits, count: min(bytes.count, 8))

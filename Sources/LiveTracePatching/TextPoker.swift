@@ -170,8 +170,9 @@ public final class TextPoker: Sendable {
         }
     }
 
-    /// Performs every transition in one batch (sites not yet in normal form
-    /// are first normalized, in a batch of their own).
+    /// Performs every transition in one batch. Sites not yet in normal form
+    /// are first normalized in a batch of their own, except a 5-byte
+    /// compiler form going straight to a call or jump (`fused`).
     public func apply(_ transitions: [SiteTransition]) -> BatchResult {
         state.withLock { state in
             var result = BatchResult()
@@ -352,9 +353,7 @@ public final class TextPoker: Sendable {
                     result.failed.append(SiteOutcome(site: entries[i].site, problem: .bytesMismatch(expected: "\(record.instruction)", found: found.array)))
                     continue
                 }
-                var head: UInt64 = 0
-                for (k, byte) in entries[i].original.prefix(X86SiteEncoding.normalLength).enumerated() { head |= UInt64(byte) << UInt64(8 * k) }
-                plan.append(PlannedWrite(siteIndex: i, address: a, old: found, new: PackedBytes(bits: head, count: X86SiteEncoding.normalLength),
+                plan.append(PlannedWrite(siteIndex: i, address: a, old: found, new: PackedBytes(entries[i].original.prefix(X86SiteEncoding.normalLength)),
                                          becomes: .jump(entries[i].stub), next: a + UInt(X86SiteEncoding.normalLength),
                                          rescue: false, known: true, forget: true))
             }

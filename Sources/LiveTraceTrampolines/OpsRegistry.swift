@@ -603,8 +603,8 @@ extension OpsRegistry {
         /// Relocates the entries of `addresses` (functions without sites, with a
         /// verdict) that are not relocated yet: stubs first, then one batch.
         mutating func relocateEntries(_ addresses: [UInt], sites: RegistrySites?) throws(TraceError) {
-            var wanted: [PrologueRelocation] = []
             guard !dynamicVerdicts.isEmpty else { return }
+            var wanted: [PrologueRelocation] = []
             for address in addresses where relocations[address] == nil {
                 guard case let .success(relocation)? = dynamicVerdicts[address], let site = site(at: address, in: sites), site.kind == .none else { continue }
                 wanted.append(relocation)

@@ -59,7 +59,6 @@ enum StubX86_64 {
     /// struct lt_stub_record's bytes at `base`, each field at its offset in
     /// lt_tramp_layout.h (the assembly reads them there).
     private static func storeRecord(function: UInt, ops: UInt, resume: UInt, site: UInt, into raw: UnsafeMutableRawBufferPointer, at base: Int) {
-        for offset in Int(LT_LAYOUT_RECORD_FUNC)..<Int(LT_LAYOUT_RECORD_SIZE) { raw[base + offset] = 0 }
         raw.storeBytes(of: UInt64(function).littleEndian, toByteOffset: base + Int(LT_LAYOUT_RECORD_FUNC), as: UInt64.self)
         raw.storeBytes(of: UInt64(ops).littleEndian, toByteOffset: base + Int(LT_LAYOUT_RECORD_OPS), as: UInt64.self)
         raw.storeBytes(of: UInt64(resume).littleEndian, toByteOffset: base + Int(LT_LAYOUT_RECORD_RESUME), as: UInt64.self)
