@@ -13,11 +13,12 @@
 //      every loaded object, register the graph's ops for LIVETRACE_FILTER
 //      minus LIVETRACE_NOTRACE with depth limit LIVETRACE_DEPTH, patch;
 //   4. tell the CLI (control channel, PreloadControl.swift) the outcome and
-//      wait for it to capture the memory map; without a CLI, report a
-//      failure on stderr instead.
+//      wait for its reply; without a CLI, report a failure on stderr instead.
+//      Before step 2 the shim told the CLI that the program is loaded, so
+//      the CLI captures the memory map while steps 2 and 3 run.
 // At exit (atexit): tell the CLI again, so libraries dlopened since start
 // are in objects.json; when the loader loaded and unloaded nothing since the
-// start message (lt_loaded_objects_generation), the map the CLI captured then
+// loaded message (lt_loaded_objects_generation), the map the CLI captured then
 // is complete and the exit costs no round trip.
 //
 // Nothing needs flushing, at exit or at a crash: every event is published
@@ -45,7 +46,7 @@ let livetracePreloadInitializer: @convention(c) () -> Void = livetracePreloadSta
 /// Ownership: written once by the initializer (single-threaded: the loader
 /// runs it before main), read by the atexit handler.
 nonisolated(unsafe) private var preloadControlName: String?
-/// The loader's generation when the start message was sent (same ownership).
+/// The loader's generation when the loaded message was sent (same ownership).
 nonisolated(unsafe) private var preloadStartGeneration: UInt64 = 0
 
 private func livetracePreloadStart() {
@@ -54,9 +55,12 @@ private func livetracePreloadStart() {
     // Step 1.
     guard let rings = getenv(PreloadEnvironment.rings), rings.pointee != 0 else { return }
     let control = environment(PreloadEnvironment.control)
+    preloadStartGeneration = lt_loaded_objects_generation()
+    if let control {
+        try? PreloadControlClient.post(PreloadMessage(verb: .loaded, pid: getpid(), status: 0, text: "-"), to: control)
+    }
     let outcome = startRecording()
     // Step 4.
-    preloadStartGeneration = lt_loaded_objects_generation()
     report(outcome, verb: .start, control: control)
     if control != nil, case .success = outcome {
         preloadControlName = control

@@ -415,6 +415,9 @@ final class ShimReports: Sendable {
         var objects = ObjectTable(objects: [])
         /// Whether `objects` is in objects.json already.
         var written = false
+        /// Pids whose map was captured at their loaded message and whose
+        /// start message has not come yet: that start needs no capture.
+        var capturedAtLoad = Set<Int32>()
     }
     private let state = Mutex(State())
     /// The shim, listed in objects.json without its symbols (never traced).
@@ -447,6 +450,13 @@ final class ShimReports: Sendable {
         // has the same map as its parent had.
         let main = mainPid.load(ordering: .acquiring)
         guard message.pid == main || main == 0 && state.started.count == 1 else { return }
+        // The map at a start is the one captured at the loaded message just
+        // before it (PreloadControl.swift, step 1).
+        if message.verb == .loaded {
+            state.capturedAtLoad.insert(message.pid)
+        } else if message.verb == .start, state.capturedAtLoad.remove(message.pid) != nil {
+            return
+        }
         do throws(RecordingError) {
             let captured = try ObjectCapture.capture(pid: message.pid, withoutSymbols: tracerLibrary, onlyObjectsWithSites: !relocating,
                                                      earlierMap: earlierMap.withLock { $0 }) { path in

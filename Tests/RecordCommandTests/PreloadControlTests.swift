@@ -37,6 +37,37 @@ final class PreloadControlTests: XCTestCase {
         wait(for: [returned], timeout: 5)
     }
 
+    func testPostedMessageIsServedAfterItsSenderClosedAndBeforeALaterOne() throws {
+        var messages: [PreloadMessage] = []
+        let server = try PreloadControlServer { messages.append($0) }
+        defer { server.stop() }
+        // The shim's loaded message: posted and closed before anyone accepts
+        // it; then its start message, which waits for the reply.
+        let loaded = PreloadMessage(verb: .loaded, pid: 9, status: 0, text: "-")
+        let start = PreloadMessage(verb: .start, pid: 9, status: 0, text: "-")
+        try PreloadControlClient.post(loaded, to: server.name)
+        let returned = expectation(description: "the start's sender returned")
+        let name = server.name
+        Thread.detachNewThread {
+            do {
+                try PreloadControlClient.send(start, to: name)
+            } catch {
+                XCTFail("the client failed: \(error)")
+            }
+            returned.fulfill()
+        }
+        while messages.count < 2 {
+            var ready = pollfd(fd: server.descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, 5000) == 1 else {
+                XCTFail("no connection within 5 s; served: \(messages)")
+                break
+            }
+            server.serveWaiting()
+        }
+        XCTAssertEqual(messages, [loaded, start])
+        wait(for: [returned], timeout: 5)
+    }
+
     func testServingWithNothingWaitingReturnsAtOnce() throws {
         var messages: [PreloadMessage] = []
         let server = try PreloadControlServer { messages.append($0) }
