@@ -498,13 +498,9 @@ size_t lt_ring_area_size(uint32_t ring_count, uint32_t ring_capacity) {
     return LT_AREA_HEADER_SIZE + (size_t)ring_count * lt_ring_stride(ring_capacity);
 }
 
-int lt_ring_area_init(void *base, size_t size, uint32_t ring_count, uint32_t ring_capacity,
-                      uint32_t wait_timeout_us, uint64_t start_tsc, uint64_t start_monotonic_ns,
-                      uint64_t tsc_ticks_per_ms) {
-    if (ring_count == 0 || ring_capacity < 2 || (ring_capacity & (ring_capacity - 1)) != 0 ||
-        lt_ring_area_size(ring_count, ring_capacity) > size)
-        return -LT_RECORD_ELAYOUT;
-    struct lt_area_header *area = base;
+static void lt_area_header_fill(struct lt_area_header *area, size_t size, uint32_t ring_count,
+                                uint32_t ring_capacity, uint32_t wait_timeout_us, uint64_t start_tsc,
+                                uint64_t start_monotonic_ns, uint64_t tsc_ticks_per_ms) {
     area->version = LT_RING_AREA_VERSION;
     area->header_size = LT_AREA_HEADER_SIZE;
     area->ring_count = ring_count;
@@ -519,17 +515,59 @@ int lt_ring_area_init(void *base, size_t size, uint32_t ring_count, uint32_t rin
     area->tsc_ticks_per_ms = tsc_ticks_per_ms ? tsc_ticks_per_ms : 1;
     area->wait_timeout_us = wait_timeout_us;
     area->high_water = ring_capacity / 4 ? ring_capacity / 4 : 1;
-    for (uint32_t i = 0; i < ring_count; i++) {
-        struct lt_ring_header *ring = lt_area_ring(area, i);
-        ring->index = i;
-        ring->stall_tail = ~0ull;
-        ring->limit = area->high_water;
-        ring->base = ~0ull;
-        ring->next_depth = ~0ull;
-    }
+}
+
+static void lt_ring_header_fill(struct lt_ring_header *ring, uint32_t index, uint32_t high_water) {
+    ring->index = index;
+    ring->stall_tail = ~0ull;
+    ring->limit = high_water;
+    ring->base = ~0ull;
+    ring->next_depth = ~0ull;
+}
+
+static int lt_ring_area_fits(size_t size, uint32_t ring_count, uint32_t ring_capacity) {
+    return ring_count != 0 && ring_capacity >= 2 && (ring_capacity & (ring_capacity - 1)) == 0 &&
+           lt_ring_area_size(ring_count, ring_capacity) <= size;
+}
+
+int lt_ring_area_init(void *base, size_t size, uint32_t ring_count, uint32_t ring_capacity,
+                      uint32_t wait_timeout_us, uint64_t start_tsc, uint64_t start_monotonic_ns,
+                      uint64_t tsc_ticks_per_ms) {
+    if (!lt_ring_area_fits(size, ring_count, ring_capacity)) return -LT_RECORD_ELAYOUT;
+    struct lt_area_header *area = base;
+    lt_area_header_fill(area, size, ring_count, ring_capacity, wait_timeout_us, start_tsc,
+                        start_monotonic_ns, tsc_ticks_per_ms);
+    for (uint32_t i = 0; i < ring_count; i++) lt_ring_header_fill(lt_area_ring(area, i), i, area->high_water);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy(area->magic, LT_RING_AREA_MAGIC, sizeof area->magic);
     return 0;
+}
+
+static int lt_pwrite_whole(int fd, const void *bytes, size_t count, off_t offset) {
+    ssize_t written;
+    do { written = pwrite(fd, bytes, count, offset); } while (written < 0 && errno == EINTR);
+    if (written < 0) return -errno;
+    return (size_t)written == count ? 0 : -EIO;
+}
+
+int lt_ring_area_write(int fd, size_t size, uint32_t ring_count, uint32_t ring_capacity,
+                       uint32_t wait_timeout_us, uint64_t start_tsc, uint64_t start_monotonic_ns,
+                       uint64_t tsc_ticks_per_ms) {
+    if (!lt_ring_area_fits(size, ring_count, ring_capacity)) return -LT_RECORD_ELAYOUT;
+    static struct lt_area_header area; /* 4 KiB: off the caller's stack; the creator is one thread */
+    memset(&area, 0, sizeof area);
+    lt_area_header_fill(&area, size, ring_count, ring_capacity, wait_timeout_us, start_tsc,
+                        start_monotonic_ns, tsc_ticks_per_ms);
+    for (uint32_t i = 0; i < ring_count; i++) {
+        struct lt_ring_header ring;
+        memset(&ring, 0, sizeof ring);
+        lt_ring_header_fill(&ring, i, area.high_water);
+        off_t offset = (off_t)(LT_AREA_HEADER_SIZE + (uint64_t)i * area.ring_stride);
+        int status = lt_pwrite_whole(fd, &ring, sizeof ring, offset);
+        if (status != 0) return status;
+    }
+    memcpy(area.magic, LT_RING_AREA_MAGIC, sizeof area.magic);
+    return lt_pwrite_whole(fd, &area, sizeof area, 0);
 }
 
 int lt_ring_area_set_high_water(void *base, uint32_t events) {

@@ -52,17 +52,17 @@ public final class RingArea: @unchecked Sendable {
         defer { Sys.close(fd) }
         try Sys.ftruncate(fd, size, path)
         try Sys.fallocate(fd, size, path)
-        let base = try Sys.mmapShared(fd, size, path)
         let (start, ticksPerMs) = calibrateCoarsely()
-        let status = lt_ring_area_init(
-            base, size, UInt32(ringCount), UInt32(capacity), waitTimeoutMicroseconds,
+        let status = lt_ring_area_write(
+            fd, size, UInt32(ringCount), UInt32(capacity), waitTimeoutMicroseconds,
             start.tsc, start.monotonicNs, ticksPerMs)
         guard status == 0 else {
-            Sys.munmap(base, size)
-            throw .badRingArea(path: path, reason: "cannot lay out \(ringCount) rings of \(capacity) events (\(status))")
+            let reason = status == -Int32(LT_RECORD_ELAYOUT.rawValue)
+                ? "cannot lay out \(ringCount) rings of \(capacity) events"
+                : "cannot write its headers: \(String(cString: strerror(-status)))"
+            throw .badRingArea(path: path, reason: reason)
         }
-        let area = RingArea(path: path, base: base, size: size)
-        return area
+        return RingArea(path: path, base: try Sys.mmapShared(fd, size, path), size: size)
     }
 
     /// Maps an existing ring-area file and validates its header.
