@@ -3,7 +3,8 @@
 // lt_record_attach_env).
 //
 //   1. RecordingSession.start(directory:): DIR/rings is created, the drain
-//      attaches as reader, its thread starts draining;
+//      attaches as reader, its thread starts draining (with
+//      `drainFromProgramStart`, at step 2's programStarted instead);
 //   2. the CLI starts the program with `environment` added (LIVETRACE_RINGS);
 //      programStarted(pid:) records the pid, captureObjects(pid:) the map
 //      and symbols (call it once the program's libraries are loaded, and
@@ -109,27 +110,36 @@ public final class RecordingSession: @unchecked Sendable {
     public let directory: String
     public let area: RingArea
     private let drain: TraceDrain
-    private let thread: DrainThread
+    private let interval: Duration
+    /// Written by start/programStarted and finish, on the caller's thread
+    /// (the steps are called in order, from one thread).
+    private var thread: DrainThread?
 
     /// Environment variables the program must get.
     public var environment: [String: String] { [LT_RECORD_RINGS_ENV: area.path] }
 
-    private init(directory: String, area: RingArea, drain: TraceDrain, interval: Duration) throws(RecordingError) {
+    private init(directory: String, area: RingArea, drain: TraceDrain, interval: Duration, startDrain: Bool) throws(RecordingError) {
         self.directory = directory
         self.area = area
         self.drain = drain
-        self.thread = try DrainThread(drain: drain, interval: interval)
+        self.interval = interval
+        if startDrain { thread = try DrainThread(drain: drain, interval: interval) }
     }
 
     /// Step 1: creates `directory` with its ring area and starts draining.
     /// `options`: how the recording is made, for info.json (its wait is
-    /// set from `waitTimeoutMicroseconds`).
+    /// set from `waitTimeoutMicroseconds`). `drainFromProgramStart`: the
+    /// drain thread starts in programStarted(pid:), so that creating it
+    /// (0.3 to 0.6 ms on a two-core machine, where the new thread often
+    /// takes the creator's core) overlaps the program's loading instead of
+    /// delaying its spawn; the rings hold what the program writes before.
     public static func start(
         directory: String, command: [String], options: RecordingOptions = RecordingOptions(recorder: RecordingOptions.recordCommand),
         ringCount: Int = RingArea.defaultRingCount,
         ringCapacity: Int = RingArea.defaultRingCapacity,
         waitTimeoutMicroseconds: UInt32 = RingArea.defaultWaitTimeoutMicroseconds,
-        drainInterval: Duration = .milliseconds(2)
+        drainInterval: Duration = .milliseconds(2),
+        drainFromProgramStart: Bool = false
     ) throws(RecordingError) -> RecordingSession {
         try Sys.mkdir(directory)
         let area = try RingArea.create(
@@ -146,7 +156,8 @@ public final class RecordingSession: @unchecked Sendable {
             throw error
         }
         do throws(RecordingError) {
-            return try RecordingSession(directory: directory, area: area, drain: drain, interval: drainInterval)
+            return try RecordingSession(
+                directory: directory, area: area, drain: drain, interval: drainInterval, startDrain: !drainFromProgramStart)
         } catch {
             drain.detachReader()
             try? Sys.unlinkIfPresent(area.path)
@@ -154,8 +165,10 @@ public final class RecordingSession: @unchecked Sendable {
         }
     }
 
-    /// Step 2: the program's pid, for info.json.
+    /// Step 2: the program's pid, for info.json; the drain thread starts
+    /// now if it has not yet (`drainFromProgramStart`).
     public func programStarted(pid: Int32) throws(RecordingError) {
+        if thread == nil { thread = try DrainThread(drain: drain, interval: interval) }
         try drain.setProgram(pid: UInt64(pid))
     }
 
@@ -174,7 +187,7 @@ public final class RecordingSession: @unchecked Sendable {
     /// signal (the trace is then marked salvaged).
     @discardableResult
     public func finish(programDied: Bool) throws(RecordingError) -> DrainSummary {
-        try thread.stop()
+        try thread?.stop()
         let summary = try drain.finish(salvaged: programDied)
         try Sys.unlinkIfPresent(area.path)
         return summary

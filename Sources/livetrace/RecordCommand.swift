@@ -190,7 +190,7 @@ struct RecordCommand: ParsableCommand {
                 maxDepth: depth, minTimeNs: minTimeNs > 0 ? minTimeNs : nil)
             session = try RecordingSession.start(
                 directory: directory, command: programArguments, options: options, ringCapacity: bufferEvents,
-                waitTimeoutMicroseconds: UInt32(waitMilliseconds * 1000))
+                waitTimeoutMicroseconds: UInt32(waitMilliseconds * 1000), drainFromProgramStart: true)
         } catch {
             TraceWriter.removeRecording(in: directory, createdDirectory: !existed)
             throw .traceDirectory("cannot create the trace in \(directory): \(error)")
@@ -221,7 +221,13 @@ struct RecordCommand: ParsableCommand {
             throw error
         }
         shim.mainPid.store(pid, ordering: .releasing)
-        try? session.programStarted(pid: pid)
+        do throws(RecordingError) {
+            try session.programStarted(pid: pid)
+        } catch {
+            // The program runs: what it writes stays in the rings until the
+            // last drain (a full buffer's events are counted lost).
+            RecordOutput.warning("the drain could not start while \(programArguments[0]) runs: \(error)")
+        }
         // Step 5.
         let exit = ProgramLauncher.wait(pid, signals: forwarder, control: control)
         control.stop()
