@@ -2,7 +2,12 @@
 //
 // LiveTrace: a live-patching function tracer for user-space Swift and C
 // programs on Linux x86-64. One module per mechanism; see docs/ARCHITECTURE.md.
+import Foundation
 import PackageDescription
+
+/// -lstdc++ finds Linker/static-libstdc++/libstdc++.so, a linker script that
+/// names the static archive: see that file for why.
+let staticLibstdcxx = "-L" + URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/Linker/static-libstdc++"
 
 let package = Package(
     name: "LiveTrace",
@@ -75,7 +80,7 @@ let package = Package(
         .target(
             name: "LiveTraceC",
             dependencies: ["LiveTrace", "LiveTraceTrampolines", "LiveTracePreload", "CLiveTraceShims"],
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=liblivetrace.so"])]
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=liblivetrace.so", "-Xclang-linker", staticLibstdcxx, "-Xclang-linker", "-fuse-ld=bfd", "-Xlinker", "--allow-multiple-definition"])]
         ),
         // Benchmarks/tramp-cost.sh: cost per call of an enabled site.
         .executableTarget(name: "livetrace-tramp-bench", dependencies: ["LiveTrace"], path: "Benchmarks/tramp-bench"),
@@ -95,7 +100,7 @@ let package = Package(
         .executableTarget(
             name: "livetrace",
             dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", "CLiveTraceShims", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(configuration: .release))]
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie", "-Xclang-linker", staticLibstdcxx, "-Xclang-linker", "-fuse-ld=bfd", "-Xlinker", "--allow-multiple-definition"], .when(configuration: .release))]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),

@@ -62,11 +62,23 @@ typedef int (*lt_backtrace_fn)(void **, int);
 typedef lt_unwind_reason_code (*lt_unwind_backtrace_fn)(void *trace, void *argument);
 
 /* The next definition of `name` after ours, looked up once (dlsym may
- * allocate: these paths are not async-signal-safe, nor are their callers). */
+ * allocate: these paths are not async-signal-safe, nor are their callers).
+ *
+ * RTLD_NEXT searches the global scope after this object, which may not hold
+ * libstdc++ (__cxa_begin_catch): liblivetrace.so links its own libstdc++
+ * statically and hidden (Linker/static-libstdc++), and a C program may
+ * dlopen a C++ library RTLD_LOCAL, whose libstdc++.so.6 then serves that
+ * library's scope only while its catch clauses still reach this definition
+ * first. A name the global scope lacks is looked up in a libstdc++.so.6
+ * already loaded; its handle is kept, so the cached function stays mapped. */
 static void *lt_unwind_next(void **cache, const char *name) {
     void *function = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
     if (function == NULL) {
         function = dlsym(RTLD_NEXT, name);
+        if (function == NULL) {
+            void *libstdcxx = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_NOLOAD);
+            if (libstdcxx != NULL) function = dlsym(libstdcxx, name);
+        }
         __atomic_store_n(cache, function, __ATOMIC_RELEASE);
     }
     return function;

@@ -174,6 +174,23 @@ final class RecordCommandTests: XCTestCase {
         XCTAssertTrue(objects.contains("librecord-dlopen-later.so"), objects)
     }
 
+    /// The shim links its libstdc++ statically and interposes
+    /// __cxa_begin_catch: a C program's RTLD_LOCAL C++ library, whose
+    /// libstdc++.so.6 is outside the global scope, still catches its own
+    /// exceptions.
+    func testACxxLibraryLoadedLocallyByACProgramStillCatchesItsExceptions() throws {
+        let program = try RecordFixtures.build("dlopen_cxx.c", output: "record-dlopen-cxx")
+        let library = try Fixtures.compile(
+            ["graph/graph_exceptions.cpp"], compiler: "g++", flags: ["-O0", "-fpatchable-function-entry=5", "-shared", "-fPIC"],
+            output: "librecord-dlopen-cxx.so")
+        let work = RecordFixtures.scratch("dlopen-cxx")
+        let untraced = try RecordFixtures.run([program, library], in: work)
+        XCTAssertEqual(untraced.stdout, "gx_outer(5) = 103\n", untraced.stderr)
+        let traced = try RecordFixtures.record([], trace: "t", program: [program, library], in: work)
+        XCTAssertEqual(traced.status, 0, traced.stderr)
+        XCTAssertEqual(traced.stdout, untraced.stdout, traced.stderr)
+    }
+
     func testSwiftProgramWithItsOwnRuntimeIsRecordedThroughTheShim() throws {
         let object = try Fixtures.compile(
             ["record/swift_sum.c"], compiler: "clang", flags: ["-O2", "-fpatchable-function-entry=5", "-c"], output: "record-swift-sum.o")
