@@ -5,9 +5,14 @@
 import Foundation
 import PackageDescription
 
-/// -lstdc++ finds Linker/static-libstdc++/libstdc++.so, a linker script that
-/// names the static archive: see that file for why.
-let staticLibstdcxx = "-L" + URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/Linker/static-libstdc++"
+/// libstdc++ linked statically (see Linker/static-libstdc++/libstdc++.so for
+/// why): -lstdc++ finds that linker script first. The archive's eh_catch.o
+/// also defines `__cxa_begin_catch`, which lt_unwind.c interposes:
+/// --allow-multiple-definition keeps the first definition, ours (objects
+/// come before archives), with GNU ld (gold rejects the archive's probe note
+/// that refers to the discarded copy).
+let staticLibstdcxx = ["-Xclang-linker", "-L" + URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/Linker/static-libstdc++",
+                       "-Xclang-linker", "-fuse-ld=bfd", "-Xlinker", "--allow-multiple-definition"]
 
 let package = Package(
     name: "LiveTrace",
@@ -80,7 +85,7 @@ let package = Package(
         .target(
             name: "LiveTraceC",
             dependencies: ["LiveTrace", "LiveTraceTrampolines", "LiveTracePreload", "CLiveTraceShims"],
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=liblivetrace.so", "-Xclang-linker", staticLibstdcxx, "-Xclang-linker", "-fuse-ld=bfd", "-Xlinker", "--allow-multiple-definition"])]
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=liblivetrace.so"] + staticLibstdcxx)]
         ),
         // Benchmarks/tramp-cost.sh: cost per call of an enabled site.
         .executableTarget(name: "livetrace-tramp-bench", dependencies: ["LiveTrace"], path: "Benchmarks/tramp-bench"),
@@ -100,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "livetrace",
             dependencies: ["LiveTrace", "LiveTracePreload", "LiveTraceAnalysis", "CLiveTraceShims", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie", "-Xclang-linker", staticLibstdcxx, "-Xclang-linker", "-fuse-ld=bfd", "-Xlinker", "--allow-multiple-definition"], .when(configuration: .release))]
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"] + staticLibstdcxx, .when(configuration: .release))]
         ),
         .target(name: "TestSupport", dependencies: ["LiveTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SiteDiscoveryTests", dependencies: ["LiveTrace", "TestSupport"]),
