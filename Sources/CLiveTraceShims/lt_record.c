@@ -185,7 +185,9 @@ void lt_record_thread_ignore(int ignore) {
 /* The second half of a claim, after FREE → CLAIMING: the owner line for
  * thread `tid` of process `pid`, then → OWNED (release), counted in
  * area->claims. */
-static void lt_ring_own(struct lt_area_header *area, struct lt_ring_header *ring, uint64_t tid, uint64_t pid) {
+static void lt_ring_own(struct lt_area_header *area, struct lt_ring_header *ring, uint32_t index, uint64_t tid,
+                        uint64_t pid) {
+    ring->index = index;
     ring->tid = tid;
     ring->pid = pid;
     ring->generation += 1;
@@ -214,7 +216,7 @@ static __attribute__((noinline)) struct lt_ring_header *lt_claim_ring(struct lt_
         struct lt_ring_header *ring = lt_area_ring(area, index);
         if (__atomic_load_n(&ring->state, __ATOMIC_RELAXED) != LT_RING_FREE) continue;
         if (!lt_atomic_cas_u32(&ring->state, LT_RING_FREE, LT_RING_CLAIMING)) continue;
-        lt_ring_own(area, ring, (uint64_t)lt_sys_gettid(), (uint64_t)getpid());
+        lt_ring_own(area, ring, index, (uint64_t)lt_sys_gettid(), (uint64_t)getpid());
         __atomic_store_n(&area->claim_hint, (index + 1) % count, __ATOMIC_RELAXED);
         pthread_once(&lt_once, lt_init_once);
         pthread_setspecific(lt_exit_key, ring);
@@ -558,14 +560,6 @@ int lt_ring_area_write(int fd, size_t size, uint32_t ring_count, uint32_t ring_c
     memset(&area, 0, sizeof area);
     lt_area_header_fill(&area, size, ring_count, ring_capacity, wait_timeout_us, start_tsc,
                         start_monotonic_ns, tsc_ticks_per_ms);
-    for (uint32_t i = 0; i < ring_count; i++) {
-        struct lt_ring_header ring;
-        memset(&ring, 0, sizeof ring);
-        lt_ring_header_fill(&ring, i, area.high_water);
-        off_t offset = (off_t)(LT_AREA_HEADER_SIZE + (uint64_t)i * area.ring_stride);
-        int status = lt_pwrite_whole(fd, &ring, sizeof ring, offset);
-        if (status != 0) return status;
-    }
     memcpy(area.magic, LT_RING_AREA_MAGIC, sizeof area.magic);
     return lt_pwrite_whole(fd, &area, sizeof area, 0);
 }
@@ -621,7 +615,7 @@ int lt_record_attach(void *area, size_t size) {
 static void lt_claim_for_owner(struct lt_area_header *area, uint32_t index, uint64_t tid, uint64_t pid) {
     struct lt_ring_header *ring = lt_area_ring(area, index);
     if (!lt_atomic_cas_u32(&ring->state, LT_RING_FREE, LT_RING_CLAIMING)) return;
-    lt_ring_own(area, ring, tid, pid);
+    lt_ring_own(area, ring, index, tid, pid);
 }
 
 /* Maps the file `fd` of `size` bytes over the reservation of the last

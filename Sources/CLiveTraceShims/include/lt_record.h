@@ -50,14 +50,17 @@ int lt_ring_area_init(void *area, size_t size, uint32_t ring_count, uint32_t rin
                       uint32_t wait_timeout_us, uint64_t start_tsc, uint64_t start_monotonic_ns,
                       uint64_t tsc_ticks_per_ms);
 
-/* The same layout written into the file `fd` (zero-filled, `size` bytes)
- * with pwrite, before anyone maps it: the ring area's creator uses it
- * because the first store into each page of a fallocated ext4 file through
- * a shared mapping is a page fault with an extent conversion, about 7 us
- * for each of the 1 + ring_count header pages (0.45 ms for 64 rings), and
- * the writes cost about half of that. The area header, with its magic, is
- * written last. Returns 0, -LT_RECORD_ELAYOUT, or -errno of a failed write
- * (-EIO for a short one). */
+/* The same layout in the file `fd` (zero-filled, `size` bytes), before
+ * anyone maps it: only the area header is written (pwrite), the rings stay
+ * zero. A zero ring header is a FREE ring, and every field a writer or the
+ * drain reads in it (index, limit, stall_tail, base, next_depth) is set when
+ * the ring is claimed (lt_ring_own). The ring area's creator uses it
+ * because the first store into each page of a fallocated ext4 file is an
+ * extent conversion: through the shared mapping about 7 us for each of the
+ * 1 + ring_count header pages (0.45 ms for 64 rings before the program
+ * could start), with pwrite about 6 us each; now the one page, and a ring's
+ * page is first written by the thread that claims it. Returns 0,
+ * -LT_RECORD_ELAYOUT, or -errno of a failed write (-EIO for a short one). */
 int lt_ring_area_write(int fd, size_t size, uint32_t ring_count, uint32_t ring_capacity,
                        uint32_t wait_timeout_us, uint64_t start_tsc, uint64_t start_monotonic_ns,
                        uint64_t tsc_ticks_per_ms);

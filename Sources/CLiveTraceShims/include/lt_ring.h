@@ -265,7 +265,7 @@ struct lt_ring_header {
     /* line 0: written by the claiming writer while CLAIMING, by the drain
      * while RETIRED; `state` by CAS/release as drawn above. */
     uint32_t state;       /* enum lt_ring_state */
-    uint32_t index;       /* position of this ring in the area */
+    uint32_t index;       /* position of this ring in the area (set when claimed) */
     uint64_t tid;         /* owner thread (gettid) */
     uint64_t pid;         /* owner process (a forked child claims its own) */
     uint64_t generation;  /* counts claims of this ring; names the stream */
