@@ -205,7 +205,7 @@ struct RecordCommand: ParsableCommand {
         // Step 4.
         var environment = ProgramLauncher.currentEnvironment()
         environment["LD_PRELOAD"] = [library, environment["LD_PRELOAD"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ":")
-        environment.merge(session.environment) { $1 }
+        environment.merge(session.environment)
         environment[PreloadEnvironment.control] = control.name
         let functions = mainByRelocation ? [FunctionPattern.mainExecutableSpelling] : filter + dynamicPatterns
         environment[PreloadEnvironment.filter] = functions.isEmpty ? nil : PreloadEnvironment.joinList(functions)
@@ -250,6 +250,48 @@ struct RecordCommand: ParsableCommand {
         if let signal = exit.signal { line += "; \(programArguments[0]) killed by \(RecordOutput.signalName(signal))" }
         RecordOutput.summary(line)
         return exit.status
+    }
+}
+
+/// The program's environment: this process's entries in their order (the
+/// program sees them as it would without livetrace), with the shim's
+/// variables set. A variable set here replaces its first entry in place and
+/// drops any later duplicate; a new one is appended; nil removes it.
+struct ProgramEnvironment {
+    private(set) var entries: [String]
+
+    init(entries: [String]) { self.entries = entries }
+
+    private static func name(of entry: String) -> Substring? {
+        entry.firstIndex(of: "=").map { entry[..<$0] }
+    }
+
+    subscript(name: String) -> String? {
+        get {
+            for entry in entries where Self.name(of: entry) == name[...] {
+                return String(entry.dropFirst(name.utf8.count + 1))
+            }
+            return nil
+        }
+        set {
+            var replaced = false
+            var kept: [String] = []
+            kept.reserveCapacity(entries.count + 1)
+            for entry in entries {
+                guard Self.name(of: entry) == name[...] else {
+                    kept.append(entry)
+                    continue
+                }
+                if !replaced, let newValue { kept.append(name + "=" + newValue) }
+                replaced = true
+            }
+            if !replaced, let newValue { kept.append(name + "=" + newValue) }
+            entries = kept
+        }
+    }
+
+    mutating func merge(_ variables: [String: String]) {
+        for (name, value) in variables.sorted(by: { $0.key < $1.key }) { self[name] = value }
     }
 }
 
@@ -549,21 +591,18 @@ enum ProgramLauncher {
 
     /// This process's environment (`environ`); a name defined twice keeps
     /// its last value.
-    static func currentEnvironment() -> [String: String] {
-        var environment: [String: String] = [:]
+    static func currentEnvironment() -> ProgramEnvironment {
+        var entries: [String] = []
         var entry = environ
         while let pointer = entry.pointee {
-            let text = String(cString: pointer)
-            if let equals = text.firstIndex(of: "=") {
-                environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
+            entries.append(String(cString: pointer))
             entry += 1
         }
-        return environment
+        return ProgramEnvironment(entries: entries)
     }
 
     static func spawn(
-        _ path: String, arguments: [String], environment: [String: String], signals: SignalForwarder
+        _ path: String, arguments: [String], environment: ProgramEnvironment, signals: SignalForwarder
     ) throws(RecordFailure) -> pid_t {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -577,7 +616,7 @@ enum ProgramLauncher {
         // installs its own handlers for them when it needs them.
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let envp = environment.entries.map { strdup($0) } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }

@@ -174,6 +174,28 @@ final class RecordCommandTests: XCTestCase {
         XCTAssertTrue(objects.contains("librecord-dlopen-later.so"), objects)
     }
 
+    /// The program gets the environment it would get without livetrace, in
+    /// the same order (duplicates included), with only the shim's variables
+    /// added: a user's own LIVETRACE_FILTER does not reach it.
+    func testTheProgramSeesItsEnvironmentInItsOrderWithOnlyTheShimsVariablesAdded() throws {
+        let program = try RecordFixtures.build("print_env.c", output: "record-print-env")
+        let work = RecordFixtures.scratch("environment")
+        let environment = ["ZZ_FIRST": "1", "AA_SECOND": "2", "LIVETRACE_FILTER": "nothing_matches_this"]
+        let untraced = try RecordFixtures.run([program], in: work, environment: environment)
+        let traced = try RecordFixtures.run(
+            [Fixtures.livetraceExecutable, "record", "-d", work + "/t", "--", program], in: work, environment: environment)
+        XCTAssertEqual(traced.status, 0, traced.stderr)
+        func programsOwn(_ output: String) -> [String] {
+            output.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("LD_PRELOAD=") && !$0.hasPrefix("LIVETRACE_") }
+        }
+        XCTAssertEqual(programsOwn(traced.stdout), programsOwn(untraced.stdout))
+        XCTAssertTrue(programsOwn(untraced.stdout).contains("ZZ_FIRST=1"), untraced.stdout)
+        let shims = traced.stdout.split(separator: "\n").filter { $0.hasPrefix("LIVETRACE_") }
+        XCTAssertFalse(shims.contains("LIVETRACE_FILTER=nothing_matches_this"), traced.stdout)
+        XCTAssertTrue(shims.contains { $0.hasPrefix("LIVETRACE_RINGS=") }, traced.stdout)
+        XCTAssertEqual(try RecordFixtures.calls(work + "/t"), ["main": 1])
+    }
+
     /// The shim links its libstdc++ statically and interposes
     /// __cxa_begin_catch: a C program's RTLD_LOCAL C++ library, whose
     /// libstdc++.so.6 is outside the global scope, still catches its own
