@@ -20,16 +20,7 @@ final class PreloadControlTests: XCTestCase {
         // The client blocks until the reply: it runs on a thread of its own,
         // the server on this one, as in the CLI's wait for the program.
         let sent = PreloadMessage(verb: .exit, pid: 7, status: 0, text: "-")
-        let returned = expectation(description: "the client returned")
-        let name = server.name
-        Thread.detachNewThread {
-            do {
-                try PreloadControlClient.send(sent, to: name)
-            } catch {
-                XCTFail("the client failed: \(error)")
-            }
-            returned.fulfill()
-        }
+        let returned = sendOnAThreadOfItsOwn(sent, to: server.name)
         var ready = pollfd(fd: server.descriptor, events: Int16(POLLIN), revents: 0)
         XCTAssertEqual(poll(&ready, 1, 5000), 1, "the connection is ready")
         server.serveWaiting()
@@ -46,16 +37,7 @@ final class PreloadControlTests: XCTestCase {
         let loaded = PreloadMessage(verb: .loaded, pid: 9, status: 0, text: "-")
         let start = PreloadMessage(verb: .start, pid: 9, status: 0, text: "-")
         try PreloadControlClient.post(loaded, to: server.name)
-        let returned = expectation(description: "the start's sender returned")
-        let name = server.name
-        Thread.detachNewThread {
-            do {
-                try PreloadControlClient.send(start, to: name)
-            } catch {
-                XCTFail("the client failed: \(error)")
-            }
-            returned.fulfill()
-        }
+        let returned = sendOnAThreadOfItsOwn(start, to: server.name)
         while messages.count < 2 {
             var ready = pollfd(fd: server.descriptor, events: Int16(POLLIN), revents: 0)
             guard poll(&ready, 1, 5000) == 1 else {
@@ -66,6 +48,21 @@ final class PreloadControlTests: XCTestCase {
         }
         XCTAssertEqual(messages, [loaded, start])
         wait(for: [returned], timeout: 5)
+    }
+
+    /// `PreloadControlClient.send` (which blocks until the reply) on a
+    /// thread of its own; the expectation is fulfilled when it returned.
+    private func sendOnAThreadOfItsOwn(_ message: PreloadMessage, to name: String) -> XCTestExpectation {
+        let returned = expectation(description: "the client returned")
+        Thread.detachNewThread {
+            do {
+                try PreloadControlClient.send(message, to: name)
+            } catch {
+                XCTFail("the client failed: \(error)")
+            }
+            returned.fulfill()
+        }
+        return returned
     }
 
     func testServingWithNothingWaitingReturnsAtOnce() throws {
