@@ -248,18 +248,27 @@ public final class TextPoker: Sendable {
         }
     }
 
-    /// A normalization of a 5-byte compiler form (five 1-byte nops, a
-    /// `call __fentry__`) fused with the transition that follows it: OLD is
-    /// the compiler's bytes, NEW the call or jump. The protocol is the
-    /// normalization's (int3 over OLD[0], the rescue of threads inside the
-    /// five nops, NEW[1...], NEW[0]), and a thread that traps in flight is
-    /// emulated as NEW, as in any enabling batch. It spares the attach one
-    /// whole batch per site (gcc's nops are given back at every detach).
-    /// nil for a site that stays off (its normalization is the whole
-    /// change) and for the 6-byte GOT form.
+    /// A normalization of a compiler form (five 1-byte nops, a `call
+    /// __fentry__`, the 6-byte `call *__fentry__@GOTPCREL(%rip)`) fused with
+    /// the transition that follows it: OLD is the compiler's bytes, NEW the
+    /// call or jump (and, for the 6-byte form, the `nop` of its normal form
+    /// after it). The protocol is the normalization's (int3 over OLD[0], the
+    /// rescue of threads inside the five nops, NEW[1...], NEW[0]), and a
+    /// thread that traps in flight is emulated as NEW, as in any enabling
+    /// batch. For the 6-byte form that is safe because a call emulated there
+    /// returns to the seventh byte (`next`) and the stubs resume there too
+    /// (OpsRegistry's `resumeAddress`): the sixth byte, the old
+    /// displacement's last until NEW[1...] is written, is never executed. It
+    /// spares one whole batch per site: at the attach (gcc's nops are given
+    /// back at every detach), and at the start of a program built with
+    /// Debian's gcc `-pg -mfentry` (a PIE: the GOT form). nil for a site that
+    /// stays off (its normalization is the whole change).
     static func fused(_ normalization: PlannedWrite, to instruction: SiteInstruction) -> PlannedWrite? {
-        guard instruction != .nop, normalization.new == nop5Packed,
-              let new = X86SiteEncoding.encodePacked(instruction, at: normalization.address) else { return nil }
+        guard instruction != .nop, normalization.new == nop5Packed || normalization.new == nop6Packed,
+              var new = X86SiteEncoding.encodePacked(instruction, at: normalization.address) else { return nil }
+        if normalization.new.count == nop6Packed.count {
+            new = PackedBytes(bits: new.bits | UInt64(X86SiteEncoding.nop1) << (8 * UInt64(new.count)), count: new.count + 1)
+        }
         var write = normalization
         write.new = new
         write.becomes = instruction
@@ -541,7 +550,7 @@ public final class TextPoker: Sendable {
         case .callFentryGOT:
             let opcode = [found[0], found[1]]
             if opcode == X86SiteEncoding.callIndirectRipRelative || opcode == X86SiteEncoding.callAddr32Rel32 {
-                plan.append(PlannedWrite(siteIndex: index, address: a, old: found, new: PackedBytes(X86SiteEncoding.nop5 + [X86SiteEncoding.nop1]),
+                plan.append(PlannedWrite(siteIndex: index, address: a, old: found, new: Self.nop6Packed,
                                          becomes: .nop, next: a + UInt(found.count), rescue: false, original: found))
             } else if isNop5 && found[5] == X86SiteEncoding.nop1 {
                 state.records[a] = SiteRecord(instruction: .nop)
@@ -556,6 +565,8 @@ public final class TextPoker: Sendable {
 
     static let nop5PrefixPacked = PackedBytes(X86SiteEncoding.nop5Prefix)
     static let nop1x5Packed = PackedBytes(X86SiteEncoding.nop1x5)
+    /// The normal form of a 6-byte GOT site, off: nop5 then nop1.
+    static let nop6Packed = PackedBytes(X86SiteEncoding.nop5 + [X86SiteEncoding.nop1])
     static let nop5Packed = PackedBytes(X86SiteEncoding.nop5)
 
     // MARK: - The protocol

@@ -805,9 +805,14 @@ extension OpsRegistry {
         }
 
         /// Where a traced call continues after its trampoline: the instruction
-        /// after the site's 5-byte jump, or a relocated entry's stub.
+        /// after the site as the compiler emitted it (a 6-byte `call
+        /// *__fentry__@GOTPCREL(%rip)`'s sixth byte is the `nop` of its normal
+        /// form, or, while the batch that first enables it is in flight, still
+        /// the old displacement's last byte: `TextPoker.fused`), or a
+        /// relocated entry's stub.
         func resumeAddress(of site: Site) -> UInt {
-            relocations[site.address]?.address ?? site.address + UInt(X86SiteEncoding.normalLength)
+            relocations[site.address]?.address
+                ?? site.address + UInt(max(site.kind.compiledLength, X86SiteEncoding.normalLength))
         }
 
         /// A new iterator for `list` (immutable once the site calls it).

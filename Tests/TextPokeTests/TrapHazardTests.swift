@@ -3,6 +3,7 @@ import CLiveTraceShims
 import Foundation
 import LiveTrace
 import TestSupport
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -229,6 +230,60 @@ final class TrapHazardTests: XCTestCase {
             XCTAssertEqual(call(&counter), 42)
             XCTAssertEqual(counter, 1)
         }
+    }
+
+    /// gcc's 6-byte GOT form going straight to a call, in one batch (the
+    /// normalization fused with it), while a thread calls the function flat
+    /// out: a thread that traps in flight is emulated as the call and
+    /// returns past the sixth byte, which is still the old displacement's
+    /// last until the batch writes it. Then off, and the compiler's bytes
+    /// given back, hundreds of times. No call goes astray: every call
+    /// returns 42, and each is either the target's, `__fentry__`'s or none.
+    func testGotFentrySiteGoesStraightToACallInOneBatchUnderLoad() throws {
+        let lib = try PokeFixtures.load("fentry_sites.c", compiler: "gcc", flags: ["-pg", "-mfentry", "-Wl,--no-relax", "-Wl,-Bsymbolic"])
+        let site = PokeFixtures.site(function: lib.address("lt_fentry_site"), kind: .callFentryGOT, name: "lt_fentry_site")
+        let call = lib.function("lt_fentry_site", as: (@convention(c) (UnsafeMutablePointer<Int>) -> Int).self)
+        let fentryCount = lib.function("lt_fentry_count", as: (@convention(c) () -> Int).self)
+        let target = lib.address("lt_fentry_target")
+        let original = CodeWriter.read(site.address, count: 6)
+        XCTAssertEqual(Array(original[0..<2]), X86SiteEncoding.callIndirectRipRelative)
+
+        final class Worker: @unchecked Sendable {
+            let stop = Atomic<Bool>(false)
+            let done = Atomic<Bool>(false)
+            var calls = 0, wrong = 0
+            let counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+            init() { counter.initialize(to: 0) }
+            deinit { counter.deallocate() }
+        }
+        let worker = Worker()
+        let fentryBefore = fentryCount()
+        Thread.detachNewThread {
+            while !worker.stop.load(ordering: .acquiring) {
+                if call(worker.counter) != 42 { worker.wrong += 1 }
+                worker.calls += 1
+            }
+            worker.done.store(true, ordering: .releasing)
+        }
+        for round in 0..<300 {
+            let on = poker.apply([SiteTransition(site: site, to: .call(target))])
+            XCTAssertEqual(on.patchedCount, 1, "round \(round): \(on.failed)")
+            XCTAssertEqual(on.serializations, 3, "round \(round): one batch, not a normalization and an enabling")
+            let enabled = CodeWriter.read(site.address, count: 6)
+            XCTAssertEqual(enabled[0], X86SiteEncoding.callRel32Opcode)
+            XCTAssertEqual(enabled[5], X86SiteEncoding.nop1)
+            XCTAssertEqual(poker.apply([SiteTransition(site: site, to: .nop)]).patchedCount, 1, "round \(round)")
+            XCTAssertEqual(poker.restoreOriginal([site]).patchedCount, 1, "round \(round)")
+            XCTAssertEqual(CodeWriter.read(site.address, count: 6), original, "round \(round)")
+            if on.patchedCount != 1 { break }
+        }
+        worker.stop.store(true, ordering: .releasing)
+        while !worker.done.load(ordering: .acquiring) { usleep(1000) }
+        XCTAssertEqual(worker.wrong, 0)
+        XCTAssertGreaterThan(worker.calls, 0)
+        let counted = worker.counter.pointee + (fentryCount() - fentryBefore)
+        XCTAssertLessThanOrEqual(counted, worker.calls, "a call counted twice")
+        XCTAssertGreaterThan(worker.counter.pointee, 0, "no call went through the enabled site")
     }
 
     /// Partial success is reported per site, and a site that does not verify
