@@ -556,7 +556,7 @@ int lt_ring_area_write(int fd, size_t size, uint32_t ring_count, uint32_t ring_c
                        uint32_t wait_timeout_us, uint64_t start_tsc, uint64_t start_monotonic_ns,
                        uint64_t tsc_ticks_per_ms) {
     if (!lt_ring_area_fits(size, ring_count, ring_capacity)) return -LT_RECORD_ELAYOUT;
-    static struct lt_area_header area; /* 4 KiB: off the caller's stack; the creator is one thread */
+    struct lt_area_header area; /* 4 KiB, on the caller's stack: creators may run on several threads */
     memset(&area, 0, sizeof area);
     lt_area_header_fill(&area, size, ring_count, ring_capacity, wait_timeout_us, start_tsc,
                         start_monotonic_ns, tsc_ticks_per_ms);

@@ -136,7 +136,7 @@ public enum CoreSerializer {
         var blocked: UInt64 = 0
         for tid in (try? Syscall.threadIDs()) ?? [] {
             guard let status = try? SystemCall.readFile("/proc/self/task/\(tid)/status") else { continue }
-            blocked |= hexField("SigBlk:", in: status) ?? 0
+            blocked |= SystemCall.hexField("SigBlk:", in: status) ?? 0
         }
         func free(_ signal: Int32) -> Bool {
             guard blocked & (UInt64(1) << UInt64(signal - 1)) == 0 else { return false }
@@ -147,36 +147,6 @@ public enum CoreSerializer {
         if free(preferred) { return preferred }
         let rtmax = lt_sys_sigrtmax(), rtmin = lt_sys_sigrtmin()
         return stride(from: rtmax, to: rtmin + 3, by: -1).first(where: free) ?? preferred
-    }
-
-    /// The hexadecimal value of the line starting with `name` in a
-    /// /proc status file. Read as bytes: splitting the file into Swift
-    /// Strings (grapheme by grapheme) cost about 0.3 ms of every shim's
-    /// start-up for a one-thread program.
-    static func hexField(_ name: StaticString, in status: [UInt8]) -> UInt64? {
-        let key = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-        var lineStart = 0
-        while lineStart < status.count {
-            let lineEnd = status[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? status.count
-            if lineEnd - lineStart >= key.count, status[lineStart..<lineStart + key.count].elementsEqual(key) {
-                var value: UInt64 = 0, digits = 0
-                for byte in status[(lineStart + key.count)..<lineEnd] {
-                    let digit: UInt8
-                    switch byte {
-                    case UInt8(ascii: " "), UInt8(ascii: "\t"): if digits == 0 { continue } else { return value }
-                    case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-                    case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-                    default: return nil
-                    }
-                    guard digits < 16 else { return nil }
-                    value = value << 4 | UInt64(digit)
-                    digits += 1
-                }
-                return digits > 0 ? value : nil
-            }
-            lineStart = lineEnd + 1
-        }
-        return nil
     }
 
     /// "tid (name), blocked signals: mask" from /proc/self/task/N, for errors.

@@ -171,8 +171,8 @@ public final class TextPoker: Sendable {
     }
 
     /// Performs every transition in one batch. Sites not yet in normal form
-    /// are first normalized in a batch of their own, except a 5-byte
-    /// compiler form going straight to a call or jump (`fused`).
+    /// are first normalized in a batch of their own, except a compiler form
+    /// going straight to a call or jump (`fused`).
     public func apply(_ transitions: [SiteTransition]) -> BatchResult {
         state.withLock { state in
             var result = BatchResult()
@@ -186,8 +186,8 @@ public final class TextPoker: Sendable {
             }
 
             // Normalization first, for the sites we have no record of; a
-            // 5-byte compiler form going straight to a call or jump is
-            // written in this batch instead (`fused`).
+            // compiler form going straight to a call or jump is written in
+            // this batch instead (`fused`).
             var normalization: [PlannedWrite] = []
             var normalizationResult = BatchResult()
             var plan: [PlannedWrite] = []

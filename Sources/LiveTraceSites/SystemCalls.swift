@@ -127,6 +127,37 @@ public enum SystemCall {
         return names
     }
 
+    /// The hexadecimal value of the line starting with `name` in a /proc
+    /// status file (`SigBlk:` of /proc/PID/task/TID/status), nil when the
+    /// line is missing or malformed. Read as bytes: splitting the file into
+    /// Swift Strings (grapheme by grapheme) cost about 0.3 ms of every
+    /// shim's start-up for a one-thread program.
+    public static func hexField(_ name: StaticString, in status: [UInt8]) -> UInt64? {
+        let key = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        var lineStart = 0
+        while lineStart < status.count {
+            let lineEnd = status[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? status.count
+            if lineEnd - lineStart >= key.count, status[lineStart..<lineStart + key.count].elementsEqual(key) {
+                var value: UInt64 = 0, digits = 0
+                for byte in status[(lineStart + key.count)..<lineEnd] {
+                    let digit: UInt8
+                    switch byte {
+                    case UInt8(ascii: " "), UInt8(ascii: "\t"): if digits == 0 { continue } else { return value }
+                    case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+                    case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+                    default: return nil
+                    }
+                    guard digits < 16 else { return nil }
+                    value = value << 4 | UInt64(digit)
+                    digits += 1
+                }
+                return digits > 0 ? value : nil
+            }
+            lineStart = lineEnd + 1
+        }
+        return nil
+    }
+
     /// `readFile`, nil when the file (or the task or process it describes)
     /// does not exist: ENOENT, or ESRCH from a procfs file of a thread that
     /// exited meanwhile.

@@ -188,9 +188,8 @@ enum AttachInjection {
     static func threadsBlockingProtectedSignals(pid: pid_t) -> [pid_t] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         return tasks.compactMap { pid_t($0) }.filter { tid in
-            let status = readProcFile("/proc/\(pid)/task/\(tid)/status")
-            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigBlk:") }),
-                  let mask = UInt64(String(line.dropFirst(7)).trimmedOfBlanks, radix: 16) else { return false }
+            guard let status = try? SystemCall.readFile("/proc/\(pid)/task/\(tid)/status"),
+                  let mask = SystemCall.hexField("SigBlk:", in: status) else { return false }
             return mask & protectedSignals != 0
         }
     }

@@ -36,6 +36,25 @@ final class ProcessMapsTests: XCTestCase {
         XCTAssertEqual(libc.inode, UInt64(status.st_ino), "inode as stat(2) gives it")
     }
 
+    /// The mask the kernel shows for this thread is the one it was given
+    /// (pthread_sigmask), read through `SystemCall.hexField`; malformed or
+    /// missing lines are nil.
+    func testSigBlkOfThisThreadIsTheMaskItBlocked() throws {
+        var set = sigset_t(), old = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGUSR2)
+        sigaddset(&set, SIGWINCH)
+        pthread_sigmask(SIG_BLOCK, &set, &old)
+        defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+        let status = try SystemCall.readFile("/proc/thread-self/status")
+        let mask = try XCTUnwrap(SystemCall.hexField("SigBlk:", in: status))
+        XCTAssertNotEqual(mask & (1 << UInt64(SIGUSR2 - 1)), 0)
+        XCTAssertNotEqual(mask & (1 << UInt64(SIGWINCH - 1)), 0)
+        XCTAssertNil(SystemCall.hexField("NoSuchField:", in: status))
+        XCTAssertNil(SystemCall.hexField("SigBlk:", in: Array("SigBlk:\tzz\n".utf8)))
+        XCTAssertEqual(SystemCall.hexField("SigBlk:", in: Array("Name:\tx\nSigBlk:\t00000000000000a0\n".utf8)), 0xa0)
+    }
+
     func testLinesWithSpacesDeletedFilesAndNoPathParse() {
         let text = """
             00400000-00452000 r-xp 00000000 08:02 173521      /usr/bin/with space
