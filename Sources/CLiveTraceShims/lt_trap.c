@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -24,6 +25,9 @@
 /* Published tables: written by the patcher (under its patch lock) with
  * exchange; read by the handlers between readers_enter/readers_leave. */
 static _Atomic(const lt_inflight_table *) lt_inflight;
+/* Bumped after every exchange of lt_inflight (lt_trap.h: a handler's
+ * look-up is consistent when it saw no bump). */
+static atomic_ulong lt_inflight_generation;
 static _Atomic(const lt_address_set *) lt_known_sites;
 static _Atomic(const lt_ack_request *) lt_ack;
 /* Number of handlers currently between readers_enter and readers_leave. */
@@ -43,7 +47,7 @@ static struct sigaction lt_forward_slot[2][2];
 static atomic_int lt_forward_current[2];
 static atomic_flag lt_forward_lock[2] = {ATOMIC_FLAG_INIT, ATOMIC_FLAG_INIT};
 
-static _Atomic uint64_t lt_count_calls, lt_count_nops, lt_count_stale,
+static _Atomic uint64_t lt_count_calls, lt_count_nops, lt_count_stale, lt_count_retried,
     lt_count_forwarded, lt_count_rescued, lt_count_acks, lt_count_reinstalls;
 
 static inline void readers_enter(void) { atomic_fetch_add(&lt_readers, 1); }
@@ -56,7 +60,9 @@ static inline void count(_Atomic uint64_t *c) {
 /* ---- publication ------------------------------------------------------ */
 
 const lt_inflight_table *lt_trap_exchange_inflight(const lt_inflight_table *t) {
-    return atomic_exchange(&lt_inflight, t);
+    const lt_inflight_table *old = atomic_exchange(&lt_inflight, t);
+    atomic_fetch_add(&lt_inflight_generation, 1);
+    return old;
 }
 const lt_address_set *lt_trap_exchange_known_sites(const lt_address_set *s) {
     return atomic_exchange(&lt_known_sites, s);
@@ -182,6 +188,25 @@ static void forward(int sig, siginfo_t *info, void *uc) {
 
 /* ---- the handlers ------------------------------------------------------ */
 
+/* Test seam (lt_trap.h): spins `ns` times (ordinal % 8 + 1). */
+static _Atomic uint64_t lt_test_delay_tables_ns, lt_test_delay_byte_ns, lt_test_delay_ordinal;
+
+void lt_trap_test_set_handler_delays(uint64_t before_tables_ns, uint64_t before_byte_ns) {
+    atomic_store(&lt_test_delay_tables_ns, before_tables_ns);
+    atomic_store(&lt_test_delay_byte_ns, before_byte_ns);
+}
+
+static void test_delay(_Atomic uint64_t *setting) {
+    uint64_t ns = atomic_load_explicit(setting, memory_order_relaxed);
+    if (ns == 0) return;
+    ns *= atomic_fetch_add_explicit(&lt_test_delay_ordinal, 1, memory_order_relaxed) % 8 + 1;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((uint64_t)(now.tv_sec - start.tv_sec) * 1000000000ull + (uint64_t)now.tv_nsec - (uint64_t)start.tv_nsec < ns);
+}
+
 /* SIGTRAP. The int3 at A has executed, so RIP = A + 1.
  *   1. A in the in-flight table: emulate NEW on the trapped context
  *      (a jump only moves RIP).
@@ -191,36 +216,48 @@ static void forward(int sig, siginfo_t *info, void *uc) {
  *   2. A a site we wrote, byte at A no longer int3: the batch finished
  *      between the trap and now (stale); resume at A and run what is there.
  *   3. Anything else is not ours: forward. raise()/kill() never reach 1-2
- *      (si_code is not SI_KERNEL). */
+ *      (si_code is not SI_KERNEL).
+ * 2 and 3 are decided on a consistent read (lt_trap.h): the generation did
+ * not move between the table's load and the byte's, else look again. */
 static void lt_trap_handler(int sig, siginfo_t *info, void *ucv) {
     ucontext_t *uc = (ucontext_t *)ucv;
     greg_t *regs = uc->uc_mcontext.gregs;
     if (info->si_code == SI_KERNEL) {
         uint64_t site = (uint64_t)regs[REG_RIP] - 1;
+        test_delay(&lt_test_delay_tables_ns);
         readers_enter();
-        const lt_inflight_table *table = atomic_load(&lt_inflight);
-        const lt_inflight_entry *e = table ? find_site(table, site) : NULL;
-        if (e) {
-            if (e->emulate == LT_EMULATE_CALL) {
-                uint64_t rsp = (uint64_t)regs[REG_RSP] - 8;
-                *(uint64_t *)rsp = e->next;
-                regs[REG_RSP] = (greg_t)rsp;
-                regs[REG_RIP] = (greg_t)e->target;
-                count(&lt_count_calls);
-            } else if (e->emulate == LT_EMULATE_JUMP) {
-                regs[REG_RIP] = (greg_t)e->target;
-                count(&lt_count_calls);
-            } else {
-                regs[REG_RIP] = (greg_t)e->next;
-                count(&lt_count_nops);
+        int ours;
+        uint8_t byte;
+        for (;;) {
+            unsigned long generation = atomic_load(&lt_inflight_generation);
+            const lt_inflight_table *table = atomic_load(&lt_inflight);
+            const lt_inflight_entry *e = table ? find_site(table, site) : NULL;
+            if (e) {
+                if (e->emulate == LT_EMULATE_CALL) {
+                    uint64_t rsp = (uint64_t)regs[REG_RSP] - 8;
+                    *(uint64_t *)rsp = e->next;
+                    regs[REG_RSP] = (greg_t)rsp;
+                    regs[REG_RIP] = (greg_t)e->target;
+                    count(&lt_count_calls);
+                } else if (e->emulate == LT_EMULATE_JUMP) {
+                    regs[REG_RIP] = (greg_t)e->target;
+                    count(&lt_count_calls);
+                } else {
+                    regs[REG_RIP] = (greg_t)e->next;
+                    count(&lt_count_nops);
+                }
+                readers_leave();
+                return;
             }
-            readers_leave();
-            return;
+            const lt_address_set *known = atomic_load(&lt_known_sites);
+            ours = known && contains_address(known, site);
+            test_delay(&lt_test_delay_byte_ns);
+            byte = __atomic_load_n((const uint8_t *)site, __ATOMIC_SEQ_CST);
+            if (atomic_load(&lt_inflight_generation) == generation) break;
+            count(&lt_count_retried);
         }
-        const lt_address_set *known = atomic_load(&lt_known_sites);
-        int ours = known && contains_address(known, site);
         readers_leave();
-        if (ours && *(volatile const uint8_t *)site != LT_OPCODE_INT3) {
+        if (ours && byte != LT_OPCODE_INT3) {
             regs[REG_RIP] = (greg_t)site;
             count(&lt_count_stale);
             return;
@@ -389,6 +426,7 @@ void lt_trap_read_counters(lt_trap_counters *out) {
     out->emulated_calls = atomic_load_explicit(&lt_count_calls, memory_order_relaxed);
     out->emulated_nops = atomic_load_explicit(&lt_count_nops, memory_order_relaxed);
     out->stale = atomic_load_explicit(&lt_count_stale, memory_order_relaxed);
+    out->retried = atomic_load_explicit(&lt_count_retried, memory_order_relaxed);
     out->forwarded = atomic_load_explicit(&lt_count_forwarded, memory_order_relaxed);
     out->rescued = atomic_load_explicit(&lt_count_rescued, memory_order_relaxed);
     out->sync_acks = atomic_load_explicit(&lt_count_acks, memory_order_relaxed);

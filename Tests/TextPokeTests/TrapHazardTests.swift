@@ -286,6 +286,44 @@ final class TrapHazardTests: XCTestCase {
         XCTAssertGreaterThan(worker.counter.pointee, 0, "no call went through the enabled site")
     }
 
+    /// A SIGTRAP handler that runs late — its thread preempted before the
+    /// handler's first instruction, or between its look-up and its read of
+    /// the site — while its batch ends and the next one (over the same site)
+    /// begins: the handler must not take the next batch's int3 for a
+    /// stranger's and forward it (the program would die of SIGTRAP). The
+    /// test seam stretches both windows to hundreds of microseconds; every
+    /// call still reaches A or B exactly once.
+    func testATrapHandledLateWhileTheNextBatchWritesItsInt3IsStillEmulated() throws {
+        let seed = try SeedFixture()
+        XCTAssertTrue(poker.normalize([seed.site]).succeeded)
+        XCTAssertEqual(poker.apply([SiteTransition(site: seed.site, to: .call(seed.targetA))]).patchedCount, 1)
+        let before = poker.trapCounters
+        lt_trap_test_set_handler_delays(40_000, 60_000)
+        defer { lt_trap_test_set_handler_delays(0, 0) }
+        let workers = seed.start(plainWorkers: 2)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        var rounds = 0
+        while rounds < 3_000 && clock.now < deadline {
+            let r = poker.apply([SiteTransition(site: seed.site, to: rounds % 2 == 0 ? .call(seed.targetB) : .call(seed.targetA))])
+            XCTAssertEqual(r.patchedCount, 1, "round \(rounds): \(r.failed)")
+            rounds += 1
+            if poker.trapCounters.retried - before.retried >= 20 && rounds >= 500 { break }
+        }
+        seed.stop()
+        lt_trap_test_set_handler_delays(0, 0)
+        for w in 0..<workers {
+            XCTAssertGreaterThan(seed.counter(w, .made), 0)
+            XCTAssertEqual(seed.counter(w, .made), seed.counter(w, .a) + seed.counter(w, .b), "worker \(w): a call lost or doubled")
+        }
+        let after = poker.trapCounters
+        XCTAssertEqual(after.forwarded, before.forwarded, "a trap of ours was forwarded")
+        XCTAssertGreaterThan(after.retried, before.retried, "no look-up met an exchange of the table: the window was not exercised")
+        print("late trap handlers: \(rounds) batches, \(after.emulated_calls - before.emulated_calls) emulated, "
+              + "\(after.stale - before.stale) stale, \(after.retried - before.retried) look-ups repeated")
+        XCTAssertEqual(poker.apply([SiteTransition(site: seed.site, to: .nop)]).patchedCount, 1)
+    }
+
     /// Partial success is reported per site, and a site that does not verify
     /// is never written.
     func testBatchReportsSkippedAndFailedSitesAndWritesNothingUnverified() throws {

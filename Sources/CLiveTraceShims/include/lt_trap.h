@@ -18,7 +18,20 @@
  * patcher sees it and waits; a handler that incremented after the patcher saw
  * zero loads T2. Hence an old table is freed only when no handler can hold
  * it (quiescence by count, as the kernel's text_poke_bp_batch does). The
- * handlers never allocate, never take a lock, and keep errno. */
+ * handlers never allocate, never take a lock, and keep errno.
+ *
+ * A SIGTRAP handler may run long after its int3 executed: the thread can be
+ * preempted before the handler's first instruction, or between its loads,
+ * while its batch ends and the next one begins. Every exchange of the
+ * in-flight table therefore also bumps a generation, and the patcher writes
+ * a batch's int3 only after publishing its table. A handler that finds no
+ * entry reads, in this order, the generation g1, the table, the known sites,
+ * the byte at the site, and the generation g2; it retries while g1 != g2.
+ * With g1 == g2 the table it read was the live one for the whole read, so
+ * an int3 still at a site that table does not list is no batch's (a
+ * program's breakpoint): it is forwarded; any other byte at a known site
+ * means the batch ended between the trap and the read, and the thread
+ * resumes at the site to run what is there. */
 #include <stdint.h>
 #include <signal.h>
 
@@ -105,11 +118,20 @@ int lt_trap_intercept_sigaction(int sig, const struct sigaction *act, struct sig
  * handler can tell it from the program's own use of the signal. -errno. */
 long lt_trap_send_sync(long tid);
 
+/* Test seam: when set, every SIGTRAP handler spins `before_tables_ns` before
+ * it reads the tables (a handler that starts late) and `before_byte_ns`
+ * between the table look-up and the read of the site's byte (a handler
+ * preempted there); each delay is scaled by the trap's ordinal modulo 8
+ * plus one, so successive traps land at different points of a batch.
+ * Zero (the default) costs one relaxed load per trap. */
+void lt_trap_test_set_handler_delays(uint64_t before_tables_ns, uint64_t before_byte_ns);
+
 /* Counters, for tests and reports (relaxed reads). */
 typedef struct lt_trap_counters {
     uint64_t emulated_calls;  /* traps on a site in flight, emulated as a call or a jump */
     uint64_t emulated_nops;   /* ... emulated as a nop */
     uint64_t stale;           /* traps on a site whose int3 was already gone */
+    uint64_t retried;         /* look-ups repeated because a table was exchanged meanwhile */
     uint64_t forwarded;       /* SIGTRAPs that were not ours */
     uint64_t rescued;         /* threads moved out of five 1-byte nops */
     uint64_t sync_acks;       /* sync-signal acknowledgements */
