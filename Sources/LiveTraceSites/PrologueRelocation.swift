@@ -27,6 +27,7 @@
 /// Whether a rip-relative target or a branch target is within reach of the
 /// stub is decided when the stub's address is known (`StubError.outOfReach`).
 import Glibc
+import Synchronization
 
 public struct PrologueRelocation: Sendable, Hashable {
     /// One moved instruction and what must change when it moves.
@@ -456,29 +457,25 @@ extension ElfObject {
         // Below this many functions a thread costs more than it saves.
         let minimumPerThread = 2048
         let count = max(1, min(threads, functions.count / minimumPerThread))
-        let chunk = (functions.count + count - 1) / max(count, 1)
         // The parts initialize the result's own storage (no copy of 60,000
         // entries afterwards); every thread is joined before it is returned.
         let result = [ObjectRelocations.Entry](unsafeUninitializedCapacity: functions.count) { entries, initialized in
             let work = RelocationWork(object: self, functions: functions, tracer: tracer, fullBodyScan: fullBodyScan,
-                                      entries: entries, chunk: chunk)
+                                      entries: entries)
             var handles: [pthread_t] = []
-            for part in 1..<count {
-                let context = Unmanaged.passRetained(RelocationWork.Part(work: work, part: part)).toOpaque()
+            for _ in 1..<count {
+                let context = Unmanaged.passRetained(work).toOpaque()
                 var handle = pthread_t()
                 if pthread_create(&handle, nil, { context in
-                    let part = Unmanaged<RelocationWork.Part>.fromOpaque(context!).takeRetainedValue()
-                    part.work.analyze(part: part.part)
+                    Unmanaged<RelocationWork>.fromOpaque(context!).takeRetainedValue().analyzeChunks()
                     return nil
                 }, context) == 0 {
                     handles.append(handle)
                 } else {
-                    // No thread: this one does that part too.
-                    Unmanaged<RelocationWork.Part>.fromOpaque(context).release()
-                    work.analyze(part: part)
+                    Unmanaged<RelocationWork>.fromOpaque(context).release()
                 }
             }
-            work.analyze(part: 0)
+            work.analyzeChunks()
             for handle in handles { pthread_join(handle, nil) }
             initialized = functions.count
         }
@@ -486,38 +483,44 @@ extension ElfObject {
     }
 }
 
-/// The shared state of one object's analysis: part `k` fills the entries
-/// `k * chunk ..< (k + 1) * chunk`, touching nothing else.
+/// The shared state of one object's analysis. Threads take chunks of
+/// `chunkSize` consecutive functions from `next` until none is left, and
+/// chunk `k` fills the entries `k * chunkSize ..< (k + 1) * chunkSize`,
+/// touching nothing else. Taken, not split in equal parts beforehand: the
+/// functions' sizes vary by orders of magnitude (and so does the body
+/// scan), and a static split left one thread idle for a third of the
+/// analysis on swift-format (0.9 µs of CPU per function, 0.6 of wall on two).
 private final class RelocationWork: @unchecked Sendable {
-    final class Part: @unchecked Sendable {
-        let work: RelocationWork
-        let part: Int
-        init(work: RelocationWork, part: Int) { self.work = work; self.part = part }
-    }
+    static let chunkSize = 256
 
     let object: ElfObject
     let functions: [FunctionIndex.Function]
     let tracer: Bool
     let fullBodyScan: Bool
     let entries: UnsafeMutableBufferPointer<ObjectRelocations.Entry>
-    let chunk: Int
+    let next = Atomic<Int>(0)
 
     init(object: ElfObject, functions: [FunctionIndex.Function], tracer: Bool, fullBodyScan: Bool,
-         entries: UnsafeMutableBufferPointer<ObjectRelocations.Entry>, chunk: Int) {
+         entries: UnsafeMutableBufferPointer<ObjectRelocations.Entry>) {
         self.object = object
         self.functions = functions
         self.tracer = tracer
         self.fullBodyScan = fullBodyScan
         self.entries = entries
-        self.chunk = chunk
     }
 
-    func analyze(part: Int) {
+    func analyzeChunks() {
+        while true {
+            let chunk = next.wrappingAdd(1, ordering: .relaxed).oldValue
+            let start = chunk * Self.chunkSize
+            guard start < functions.count else { return }
+            analyze(start..<min(functions.count, start + Self.chunkSize))
+        }
+    }
+
+    func analyze(_ range: Range<Int>) {
         let analyzer = PrologueAnalyzerX86_64()
-        let start = part * chunk
-        let end = min(functions.count, start + chunk)
-        guard start < end else { return }
-        for i in start..<end {
+        for i in range {
             let function = functions[i]
             let symbol = String(decoding: function.name, as: UTF8.self)
             let verdict: Result<PrologueRelocation, RelocationRefusal>

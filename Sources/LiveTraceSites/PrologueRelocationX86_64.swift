@@ -253,54 +253,79 @@ extension PrologueAnalyzerX86_64 {
     /// A function with no candidate is not decoded beyond its moved
     /// instructions: bytes that do not decode after them (data, padding)
     /// cannot hide a branch the scan missed, so they are no reason to refuse.
+    ///
+    /// Speed. A rel8 form reaches at most 126 bytes back, so from position
+    /// `end + 126` on only the rel16/rel32 forms (opcodes e8, e9, 0f, c7)
+    /// can reach 0..<end; there the scan skips 16 bytes at a time that hold
+    /// none of those four (one vector compare, which also names the next
+    /// position to check). The body scan was a quarter
+    /// of the analysis, about 1.2 ns a byte over swift-format's 12.7 MB.
     static func mayBranch(into end: Int, code: UnsafeRawBufferPointer) -> Bool {
         guard end > 0 else { return false }
         let limit = UInt(end)
+        let n = code.count
+        let bytes = code.baseAddress!
+        let near = min(n, end + 126)
         // A negative target wraps far above `limit`.
-        return candidateTargets(in: code) { UInt(bitPattern: $0) < limit }
-    }
-
-    /// The first bytes of the table above, by byte value.
-    static let opensRelativeForm: [Bool] = (0...255).map { (value: Int) -> Bool in
-        let byte = UInt8(value)
-        return byte & 0xf0 == X86Opcode.jccRel8Base || byte & 0xfc == X86Opcode.loopRel8Base
-            || [X86Opcode.jmpRel8, X86Opcode.callRel32, X86Opcode.jmpRel32, X86Opcode.twoByteEscape, X86Opcode.xbegin[0]].contains(byte)
+        let visit = { (target: Int) in UInt(bitPattern: target) < limit }
+        var q = 0
+        while q < near {
+            if candidateTargets(at: q, in: bytes, count: n, visit) { return true }
+            q += 1
+        }
+        let opcodes = (e8: SIMD16<UInt8>(repeating: X86Opcode.callRel32), e9: SIMD16<UInt8>(repeating: X86Opcode.jmpRel32),
+                       escape: SIMD16<UInt8>(repeating: X86Opcode.twoByteEscape), xbegin: SIMD16<UInt8>(repeating: X86Opcode.xbeginOpcode))
+        while q < n {
+            if q + 16 <= n {
+                let v = bytes.loadUnaligned(fromByteOffset: q, as: SIMD16<UInt8>.self)
+                let found = (v .== opcodes.e8) .| (v .== opcodes.e9) .| (v .== opcodes.escape) .| (v .== opcodes.xbegin)
+                // Lanes are 0x00 or 0xff: the first set byte is the first position to check.
+                let lanes = unsafeBitCast(found, to: SIMD2<UInt64>.self)
+                if lanes[0] != 0 {
+                    q += lanes[0].trailingZeroBitCount / 8
+                } else if lanes[1] != 0 {
+                    q += 8 + lanes[1].trailingZeroBitCount / 8
+                } else {
+                    q += 16
+                    continue
+                }
+            }
+            if candidateTargets(at: q, in: bytes, count: n, visit) { return true }
+            q += 1
+        }
+        return false
     }
 
     /// Visits the target offset of every form of the table above at every
     /// position of `code` until `visit` returns true; returns whether it did.
-    @inline(__always)
     static func candidateTargets(in code: UnsafeRawBufferPointer, _ visit: (Int) -> Bool) -> Bool {
-        let n = code.count
-        guard n > 0 else { return false }
-        let bytes = code.baseAddress!
+        guard let bytes = code.baseAddress else { return false }
+        for q in 0..<code.count where candidateTargets(at: q, in: bytes, count: code.count, visit) { return true }
+        return false
+    }
+
+    /// The forms of the table above whose opcode is at position `q` of the
+    /// `n` bytes at `bytes`: visits each one's target offset until `visit`
+    /// returns true; returns whether it did.
+    @inline(__always)
+    static func candidateTargets(at q: Int, in bytes: UnsafeRawPointer, count n: Int, _ visit: (Int) -> Bool) -> Bool {
         @inline(__always) func rel8(_ at: Int) -> Int { Int(Int8(bitPattern: bytes.load(fromByteOffset: at, as: UInt8.self))) }
         @inline(__always) func rel16(_ at: Int) -> Int { Int(Int16(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int16.self))) }
         @inline(__always) func rel32(_ at: Int) -> Int { Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int32.self))) }
-        let opens = Self.opensRelativeForm
-        var q = 0
-        while q < n {
-            let byte = bytes.load(fromByteOffset: q, as: UInt8.self)
-            if !opens[Int(byte)] {
-                q += 1
-                continue
-            }
-            if byte & 0xf0 == X86Opcode.jccRel8Base || byte & 0xfc == X86Opcode.loopRel8Base || byte == X86Opcode.jmpRel8 {
-                if q + 2 <= n, visit(q + 2 + rel8(q + 1)) { return true }
-            } else if byte == X86Opcode.callRel32 || byte == X86Opcode.jmpRel32 {
-                if q + 3 <= n, visit(q + 3 + rel16(q + 1)) { return true }
-                if q + 5 <= n, visit(q + 5 + rel32(q + 1)) { return true }
-            } else if q + 2 <= n {
-                // 0f 80+cc or c7 f8.
-                let next = bytes.load(fromByteOffset: q + 1, as: UInt8.self)
-                if byte == X86Opcode.twoByteEscape ? next & 0xf0 == X86Opcode.jccRel32Base : next == X86Opcode.xbegin[1] {
-                    if q + 4 <= n, visit(q + 4 + rel16(q + 2)) { return true }
-                    if q + 6 <= n, visit(q + 6 + rel32(q + 2)) { return true }
-                }
-            }
-            q += 1
+        let byte = bytes.load(fromByteOffset: q, as: UInt8.self)
+        if byte & 0xf0 == X86Opcode.jccRel8Base || byte & 0xfc == X86Opcode.loopRel8Base || byte == X86Opcode.jmpRel8 {
+            return q + 2 <= n && visit(q + 2 + rel8(q + 1))
         }
-        return false
+        if byte == X86Opcode.callRel32 || byte == X86Opcode.jmpRel32 {
+            if q + 3 <= n, visit(q + 3 + rel16(q + 1)) { return true }
+            return q + 5 <= n && visit(q + 5 + rel32(q + 1))
+        }
+        guard (byte == X86Opcode.twoByteEscape || byte == X86Opcode.xbeginOpcode) && q + 2 <= n else { return false }
+        // 0f 80+cc or c7 f8.
+        let next = bytes.load(fromByteOffset: q + 1, as: UInt8.self)
+        guard byte == X86Opcode.twoByteEscape ? next & 0xf0 == X86Opcode.jccRel32Base : next == X86Opcode.xbeginModRM else { return false }
+        if q + 4 <= n, visit(q + 4 + rel16(q + 2)) { return true }
+        return q + 6 <= n && visit(q + 6 + rel32(q + 2))
     }
 }
 

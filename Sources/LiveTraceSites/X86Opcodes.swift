@@ -32,7 +32,9 @@ public enum X86Opcode {
     /// `e0`-`e3`: loopne, loope, loop, jrcxz (rel8).
     public static let loopRel8Base: UInt8 = 0xe0
     /// `c7 f8`: xbegin rel32 (C7 /7 with ModRM f8).
-    public static let xbegin: [UInt8] = [0xc7, 0xf8]
+    public static let xbegin: [UInt8] = [xbeginOpcode, xbeginModRM]
+    public static let xbeginOpcode: UInt8 = 0xc7
+    public static let xbeginModRM: UInt8 = 0xf8
     /// Opcode FF: group 5 (`inc`/`dec`/`call`/`jmp`/`push` on a memory operand).
     public static let group5: UInt8 = 0xff
     /// ModRM bytes of FF with a rip-relative operand: reg field 2 (call), 4 (jmp).
