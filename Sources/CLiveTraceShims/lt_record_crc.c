@@ -5,6 +5,7 @@
  * without SSE4.2. Both give the same result (checked in the tests against a
  * bitwise reference). */
 #include "lt_record.h"
+#include <sys/platform/x86.h>
 
 #define LT_CRC32C_POLYNOMIAL 0x82F63B78u
 
@@ -39,12 +40,20 @@ static uint32_t lt_crc32c_sse42(uint32_t crc, const unsigned char *p, size_t n) 
     return c32;
 }
 
+/* SSE4.2, as glibc found it at start-up (glibc 2.33's <sys/platform/x86.h>
+ * reads the features ld.so already computed). Not __builtin_cpu_supports:
+ * that links libgcc's cpuinfo, whose constructor runs some ten `cpuid` at
+ * every load of the shim and of the CLI, and in a virtual machine each
+ * `cpuid` exits to the hypervisor (about 9 us measured on the project
+ * machine). */
+static int lt_crc32c_has_sse42(void) { return CPU_FEATURE_ACTIVE(SSE4_2); }
+
 /* The register form of a CRC is the finished value xor 0xFFFFFFFF, so
  * continuing a finished CRC is: undo the final xor, run, xor again. */
 uint32_t lt_record_crc32c_extend(uint32_t crc, const void *data, size_t length) {
     const unsigned char *p = data;
     uint32_t state = crc ^ 0xFFFFFFFFu;
-    state = __builtin_cpu_supports("sse4.2") ? lt_crc32c_sse42(state, p, length)
+    state = lt_crc32c_has_sse42() ? lt_crc32c_sse42(state, p, length)
                                              : lt_crc32c_portable(state, p, length);
     return state ^ 0xFFFFFFFFu;
 }
@@ -116,7 +125,7 @@ static void lt_scan_sse42(const uint64_t *records, size_t count, struct lt_chunk
 
 void lt_record_scan_records(const uint64_t *records, size_t count, struct lt_chunk_scan *scan,
                             uint64_t *filter, uint64_t filter_mask, uint64_t *new_entries) {
-    if (__builtin_cpu_supports("sse4.2")) {
+    if (lt_crc32c_has_sse42()) {
         lt_scan_sse42(records, count, scan, filter, filter_mask, new_entries);
         return;
     }
