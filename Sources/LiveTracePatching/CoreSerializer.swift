@@ -21,7 +21,8 @@ import CLiveTraceShims
 ///                       the thread is blocked in is restarted (SA_RESTART),
 ///                       except those Linux never restarts (poll, epoll_wait,
 ///                       nanosleep...), which see EINTR.
-/// The patcher's own core runs `cpuid` after each step.
+/// The patcher's own core runs a serializing instruction after each step
+/// (`lt_sys_serialize_this_core`: SERIALIZE, else `cpuid`).
 public enum CoreSerializer {
     public enum Mechanism: String, Sendable, Hashable {
         case membarrier

@@ -57,8 +57,8 @@ void lt_sys_execute_int3(void);
 int lt_sys_sigrtmax(void);
 int lt_sys_sigrtmin(void);
 
-/* The x86 `cpuid` instruction: architecturally serializing, usable in user
- * mode; the patcher runs it on its own core after each step. */
+/* A serializing instruction usable in user mode (SERIALIZE, else CPUID);
+ * the patcher runs it on its own core after each step. */
 void lt_sys_serialize_this_core(void);
 
 #endif
