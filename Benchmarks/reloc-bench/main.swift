@@ -114,6 +114,7 @@ let restored = TextPoker.shared.restore(entries)
 let w4 = now(CLOCK_MONOTONIC), c4 = now(CLOCK_PROCESS_CPUTIME_ID), f4 = minorFaults()
 
 let summary = relocations.summary()
+guard summary.functions > 0 else { fail("\(path): no function symbol of 5 bytes or more (a stripped file?)") }
 let n = Double(summary.functions)
 let m = Double(max(entries.count, 1))
 func fixed(_ value: Double) -> String {
