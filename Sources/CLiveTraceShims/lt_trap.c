@@ -226,35 +226,37 @@ static void lt_trap_handler(int sig, siginfo_t *info, void *ucv) {
         uint64_t site = (uint64_t)regs[REG_RIP] - 1;
         test_delay(&lt_test_delay_tables_ns);
         readers_enter();
+        const lt_inflight_entry *e;
         int ours;
         uint8_t byte;
         for (;;) {
             unsigned long generation = atomic_load(&lt_inflight_generation);
             const lt_inflight_table *table = atomic_load(&lt_inflight);
-            const lt_inflight_entry *e = table ? find_site(table, site) : NULL;
-            if (e) {
-                if (e->emulate == LT_EMULATE_CALL) {
-                    uint64_t rsp = (uint64_t)regs[REG_RSP] - 8;
-                    *(uint64_t *)rsp = e->next;
-                    regs[REG_RSP] = (greg_t)rsp;
-                    regs[REG_RIP] = (greg_t)e->target;
-                    count(&lt_count_calls);
-                } else if (e->emulate == LT_EMULATE_JUMP) {
-                    regs[REG_RIP] = (greg_t)e->target;
-                    count(&lt_count_calls);
-                } else {
-                    regs[REG_RIP] = (greg_t)e->next;
-                    count(&lt_count_nops);
-                }
-                readers_leave();
-                return;
-            }
+            e = table ? find_site(table, site) : NULL;
+            if (e) break;
             const lt_address_set *known = atomic_load(&lt_known_sites);
             ours = known && contains_address(known, site);
             test_delay(&lt_test_delay_byte_ns);
             byte = __atomic_load_n((const uint8_t *)site, __ATOMIC_SEQ_CST);
             if (atomic_load(&lt_inflight_generation) == generation) break;
             count(&lt_count_retried);
+        }
+        if (e) {
+            if (e->emulate == LT_EMULATE_CALL) {
+                uint64_t rsp = (uint64_t)regs[REG_RSP] - 8;
+                *(uint64_t *)rsp = e->next;
+                regs[REG_RSP] = (greg_t)rsp;
+                regs[REG_RIP] = (greg_t)e->target;
+                count(&lt_count_calls);
+            } else if (e->emulate == LT_EMULATE_JUMP) {
+                regs[REG_RIP] = (greg_t)e->target;
+                count(&lt_count_calls);
+            } else {
+                regs[REG_RIP] = (greg_t)e->next;
+                count(&lt_count_nops);
+            }
+            readers_leave();
+            return;
         }
         readers_leave();
         if (ours && byte != LT_OPCODE_INT3) {

@@ -510,16 +510,16 @@ private final class RelocationWork: @unchecked Sendable {
     }
 
     func analyzeChunks() {
+        let analyzer = PrologueAnalyzerX86_64()
         while true {
             let chunk = next.wrappingAdd(1, ordering: .relaxed).oldValue
             let start = chunk * Self.chunkSize
             guard start < functions.count else { return }
-            analyze(start..<min(functions.count, start + Self.chunkSize))
+            analyze(start..<min(functions.count, start + Self.chunkSize), with: analyzer)
         }
     }
 
-    func analyze(_ range: Range<Int>) {
-        let analyzer = PrologueAnalyzerX86_64()
+    func analyze(_ range: Range<Int>, with analyzer: PrologueAnalyzerX86_64) {
         for i in range {
             let function = functions[i]
             let symbol = String(decoding: function.name, as: UTF8.self)

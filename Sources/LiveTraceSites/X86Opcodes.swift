@@ -31,8 +31,7 @@ public enum X86Opcode {
     public static let jmpRel8: UInt8 = 0xeb
     /// `e0`-`e3`: loopne, loope, loop, jrcxz (rel8).
     public static let loopRel8Base: UInt8 = 0xe0
-    /// `c7 f8`: xbegin rel32 (C7 /7 with ModRM f8).
-    public static let xbegin: [UInt8] = [xbeginOpcode, xbeginModRM]
+    /// `c7 f8`: xbegin rel32 (C7 /7 with ModRM f8), its two bytes.
     public static let xbeginOpcode: UInt8 = 0xc7
     public static let xbeginModRM: UInt8 = 0xf8
     /// Opcode FF: group 5 (`inc`/`dec`/`call`/`jmp`/`push` on a memory operand).
