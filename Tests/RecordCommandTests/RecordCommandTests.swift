@@ -177,19 +177,29 @@ final class RecordCommandTests: XCTestCase {
     /// The program gets the environment it would get without livetrace, in
     /// the same order (duplicates included), with only the shim's variables
     /// added: a user's own LIVETRACE_FILTER does not reach it.
+    /// Both runs start from `env -i` with one explicit, unsorted list: a
+    /// `[String: String]` given to Process has no order of its own (each
+    /// dictionary instance iterates differently), so the order must be the
+    /// test's, or the comparison is a coin toss.
     func testTheProgramSeesItsEnvironmentInItsOrderWithOnlyTheShimsVariablesAdded() throws {
         let program = try RecordFixtures.build("print_env.c", output: "record-print-env")
         let work = RecordFixtures.scratch("environment")
-        let environment = ["ZZ_FIRST": "1", "AA_SECOND": "2", "LIVETRACE_FILTER": "nothing_matches_this"]
-        let untraced = try RecordFixtures.run([program], in: work, environment: environment)
+        let inherited = ProcessInfo.processInfo.environment
+        let ordered: [(String, String)] =
+            [("ZZ_FIRST", "1"), ("AA_SECOND", "2"), ("LIVETRACE_FILTER", "nothing_matches_this"), ("MM_THIRD", "3")]
+            + Fixtures.cacheEnvironment.sorted { $0.key > $1.key }.map { ($0.key, $0.value) }
+            + ["PATH", "HOME"].compactMap { name in inherited[name].map { (name, $0) } }
+        let envPrefix = ["/usr/bin/env", "-i"] + ordered.map { "\($0.0)=\($0.1)" }
+        let untraced = try RecordFixtures.run(envPrefix + [program], in: work)
         let traced = try RecordFixtures.run(
-            [Fixtures.livetraceExecutable, "record", "-d", work + "/t", "--", program], in: work, environment: environment)
+            envPrefix + [Fixtures.livetraceExecutable, "record", "-d", work + "/t", "--", program], in: work)
         XCTAssertEqual(traced.status, 0, traced.stderr)
         func programsOwn(_ output: String) -> [String] {
             output.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("LD_PRELOAD=") && !$0.hasPrefix("LIVETRACE_") }
         }
         XCTAssertEqual(programsOwn(traced.stdout), programsOwn(untraced.stdout))
-        XCTAssertTrue(programsOwn(untraced.stdout).contains("ZZ_FIRST=1"), untraced.stdout)
+        XCTAssertEqual(
+            Array(programsOwn(untraced.stdout).prefix(3)), ["ZZ_FIRST=1", "AA_SECOND=2", "MM_THIRD=3"], untraced.stdout)
         let shims = traced.stdout.split(separator: "\n").filter { $0.hasPrefix("LIVETRACE_") }
         XCTAssertFalse(shims.contains("LIVETRACE_FILTER=nothing_matches_this"), traced.stdout)
         XCTAssertTrue(shims.contains { $0.hasPrefix("LIVETRACE_RINGS=") }, traced.stdout)
