@@ -109,7 +109,7 @@ public final class TextPoker: Sendable {
     struct State: ~Copyable {
         var configuration: Configuration
         /// Sites in normal form, by address.
-        var records: [UInt: SiteRecord] = [:]
+        var records = SiteRecords()
         /// Every address ever written, sorted; the trap handler reads the
         /// copy published with `lt_trap_exchange_known_sites`.
         var knownAddresses: [UInt64] = []
@@ -321,9 +321,10 @@ public final class TextPoker: Sendable {
                 }
                 plan.append(PlannedWrite(siteIndex: i, address: a, old: CodeWriter.readPacked(a, count: X86SiteEncoding.normalLength),
                                          new: new, becomes: .jump(stub), next: a + UInt(X86SiteEncoding.normalLength),
-                                         rescue: true, rescueMap: entries[i].stubOffsets, rescueBase: stub))
+                                         rescue: true, relocated: true))
             }
-            run(plan, site: { entries[$0].site }, state: &state, result: &result, listPatched: false)
+            run(plan, site: { entries[$0].site }, rescueMap: { (entries[$0].stubOffsets, entries[$0].stub) }, state: &state, result: &result,
+                listPatched: false)
             return result
         }
     }
@@ -433,30 +434,91 @@ public final class TextPoker: Sendable {
     // MARK: - Planning
 
     /// One site's writes: OLD is what was verified, NEW what it becomes.
+    ///
+    /// Held in 56 bytes (a batch of 60,000 relocated prologues plans 60,000
+    /// of these, twice: in 148 bytes they were 2,300 fresh pages, a page
+    /// fault each, per batch): the byte strings as their bits and one count
+    /// each, the instruction as its target and a kind, `next` as its
+    /// distance from the address, the booleans as flag bits. A relocated
+    /// prologue's rescue map is not copied here: `run` asks the caller for it
+    /// by `siteIndex` (`rescueMap`).
     struct PlannedWrite {
-        /// Index of the site in the caller's request (for the result).
-        var siteIndex: Int
         var address: UInt
-        var old: PackedBytes
-        var new: PackedBytes
-        var becomes: SiteInstruction
+        private var target: UInt = 0
+        private var oldBits: UInt64, newBits: UInt64, originalBits: UInt64 = 0
+        private var index: Int32
+        private var oldCount: UInt8, newCount: UInt8
+        /// 0xff: no original.
+        private var originalCount: UInt8 = 0xff
+        private var nextDistance: UInt8
+        private var flags: UInt8 = 0
+
+        private static let nopKind: UInt8 = 0, callKind: UInt8 = 1, jumpKind: UInt8 = 2, kindMask: UInt8 = 3
+        private static let rescueFlag: UInt8 = 4, knownFlag: UInt8 = 8, forgetFlag: UInt8 = 16, relocatedFlag: UInt8 = 32
+
+        /// `relocated`: a prologue being relocated; for each offset in its
+        /// moved bytes the caller's `rescueMap` gives the offset in the stub
+        /// of the instruction starting there, and threads strictly inside
+        /// move to their copy. `forget`: the site leaves normal form (a
+        /// relocated prologue restored), its record goes once written.
+        /// `original`: a normalization's compiler bytes (SiteRecord.original).
+        init(siteIndex: Int, address: UInt, old: PackedBytes, new: PackedBytes, becomes: SiteInstruction, next: UInt,
+             rescue: Bool, known: Bool = false, relocated: Bool = false, forget: Bool = false, original: PackedBytes? = nil) {
+            precondition(siteIndex <= Int(Int32.max) && next >= address && next - address < 0x100, "a planned write out of its packed range")
+            self.address = address
+            self.index = Int32(siteIndex)
+            oldBits = old.bits
+            oldCount = UInt8(old.count)
+            newBits = new.bits
+            newCount = UInt8(new.count)
+            nextDistance = UInt8(next - address)
+            if let original {
+                originalBits = original.bits
+                originalCount = UInt8(original.count)
+            }
+            flags = (rescue ? Self.rescueFlag : 0) | (known ? Self.knownFlag : 0) | (forget ? Self.forgetFlag : 0)
+                | (relocated ? Self.relocatedFlag : 0)
+            self.becomes = becomes
+        }
+
+        /// Index of the site in the caller's request (for the result).
+        var siteIndex: Int { Int(index) }
+        var old: PackedBytes { PackedBytes(bits: oldBits, count: Int(oldCount)) }
+        var new: PackedBytes {
+            get { PackedBytes(bits: newBits, count: Int(newCount)) }
+            set {
+                newBits = newValue.bits
+                newCount = UInt8(newValue.count)
+            }
+        }
+        var becomes: SiteInstruction {
+            get {
+                switch flags & Self.kindMask {
+                case Self.callKind: return .call(target)
+                case Self.jumpKind: return .jump(target)
+                default: return .nop
+                }
+            }
+            set {
+                let kind: UInt8
+                switch newValue {
+                case .nop: kind = Self.nopKind; target = 0
+                case let .call(to): kind = Self.callKind; target = to
+                case let .jump(to): kind = Self.jumpKind; target = to
+                }
+                flags = flags & ~Self.kindMask | kind
+            }
+        }
         /// The address after NEW, where an emulated nop resumes and an
         /// emulated call returns (A+5, or A+6 for a GOT call site).
-        var next: UInt
+        var next: UInt { address + UInt(nextDistance) }
         /// Five 1-byte nops: threads inside them must be moved first.
-        var rescue: Bool
+        var rescue: Bool { flags & Self.rescueFlag != 0 }
         /// The address is already in the published known-site set.
-        var known = false
-        /// A prologue being relocated: for each offset in the moved bytes,
-        /// the offset in the stub at `rescueBase` of the instruction starting
-        /// there (0xff: none). Threads strictly inside move to their copy.
-        var rescueMap: PrologueRelocation.ShortBytes? = nil
-        var rescueBase: UInt = 0
-        /// The site leaves normal form (a relocated prologue restored): its
-        /// record goes once written.
-        var forget = false
-        /// A normalization: the compiler's bytes it replaces (SiteRecord.original).
-        var original: PackedBytes? = nil
+        var known: Bool { flags & Self.knownFlag != 0 }
+        var forget: Bool { flags & Self.forgetFlag != 0 }
+        var relocated: Bool { flags & Self.relocatedFlag != 0 }
+        var original: PackedBytes? { originalCount == 0xff ? nil : PackedBytes(bits: originalBits, count: Int(originalCount)) }
     }
 
     /// Installs or reinstalls the handlers; false (all sites failed) when
@@ -580,8 +642,11 @@ public final class TextPoker: Sendable {
     /// Runs steps 1-5 for a verified plan, recording the outcome.
     /// `listPatched`: append each patched site to `result.patched` (else
     /// count it in `patchedUnlisted`).
-    private func run(_ unsorted: [PlannedWrite], site: (Int) -> Site, state: inout State, result: inout BatchResult,
-                     listPatched: Bool = true) {
+    /// `rescueMap`: for a relocated write's site index, its rescue map and
+    /// stub (PlannedWrite's `relocated`).
+    private func run(_ unsorted: [PlannedWrite], site: (Int) -> Site,
+                     rescueMap: (Int) -> (offsets: PrologueRelocation.ShortBytes, stub: UInt) = { _ in (PrologueRelocation.ShortBytes(), 0) },
+                     state: inout State, result: inout BatchResult, listPatched: Bool = true) {
         if unsorted.isEmpty { return }
         // Callers usually pass sites in address order: sort only if not.
         let inOrder = zip(unsorted, unsorted.dropFirst()).allSatisfy { $0.address < $1.address }
@@ -607,7 +672,7 @@ public final class TextPoker: Sendable {
         var maps: [UnsafeMutablePointer<UInt8>] = []
         var keepMaps = false
         defer { if !keepMaps { maps.forEach { $0.deallocate() } } }
-        let mapBytes = plan.reduce(0) { $0 + ($1.rescueMap?.count ?? 0) }
+        let mapBytes = plan.reduce(0) { $0 + ($1.relocated ? rescueMap($1.siteIndex).offsets.count : 0) }
         var nextMap: UnsafeMutablePointer<UInt8>? = nil
         if mapBytes > 0 {
             nextMap = UnsafeMutablePointer<UInt8>.allocate(capacity: mapBytes)
@@ -621,16 +686,19 @@ public final class TextPoker: Sendable {
             case .jump: emulate = LT_EMULATE_JUMP
             }
             var map: UnsafeMutablePointer<UInt8>? = nil
-            if let rescueMap = w.rescueMap, let buffer = nextMap {
-                _ = UnsafeMutableBufferPointer(start: buffer, count: rescueMap.count).initialize(from: rescueMap)
+            var rescueLength = w.rescue ? UInt32(X86SiteEncoding.normalLength) : 0
+            var rescueBase: UInt = 0
+            if w.relocated, let buffer = nextMap {
+                let relocation = rescueMap(w.siteIndex)
+                _ = UnsafeMutableBufferPointer(start: buffer, count: relocation.offsets.count).initialize(from: relocation.offsets)
                 map = buffer
-                nextMap = buffer + rescueMap.count
+                nextMap = buffer + relocation.offsets.count
+                rescueLength = UInt32(relocation.offsets.count)
+                rescueBase = relocation.stub
             }
             entries[i] = lt_inflight_entry(
                 address: UInt64(w.address), target: UInt64(w.becomes.target ?? 0), next: UInt64(w.next),
-                emulate: UInt32(emulate),
-                rescue_length: w.rescueMap.map { UInt32($0.count) } ?? (w.rescue ? UInt32(X86SiteEncoding.normalLength) : 0),
-                rescue_base: UInt64(w.rescueBase), rescue_offsets: map)
+                emulate: UInt32(emulate), rescue_length: rescueLength, rescue_base: UInt64(rescueBase), rescue_offsets: map)
         }
         let table = UnsafeMutablePointer<lt_inflight_table>.allocate(capacity: 1)
         table.initialize(to: lt_inflight_table(count: UInt64(plan.count), entries: entries))
@@ -642,10 +710,18 @@ public final class TextPoker: Sendable {
             try CoreSerializer.serializeAllCores(using: mechanism)
             serializations += 1
         }
-        func write(_ step: Step, _ writes: [CodeWriter.Write]) throws(PatchProblem) {
+        // The pages of every site stay writable for steps 2-4 (one mprotect
+        // pair per batch, not per step); without that, each step makes its own.
+        let writable = writer.unprotect(plan.lazy.map { (address: $0.address, count: max($0.old.count, $0.new.count)) }, mappings: mappings)
+        defer { if let writable { writer.reprotect(writable) } }
+        func write(_ step: Step, _ make: (PlannedWrite) -> CodeWriter.Write) throws(PatchProblem) {
             if let injected = faults?.fail(step) { throw .codeAccessFailed("\(step.rawValue): \(injected)") }
+            if let writable {
+                writer.store(plan.count, writable) { make(plan[$0]) }
+                return
+            }
             do throws(SystemCallError) {
-                try writer.perform(writes, mappings: mappings)
+                try writer.perform(plan.map(make), mappings: mappings)
             } catch {
                 throw .codeAccessFailed(error.description)
             }
@@ -654,7 +730,8 @@ public final class TextPoker: Sendable {
         var stepsDone = 0
         do throws(PatchProblem) {
             // Step 2: int3 over A[0]; serialize; rescue threads from nop1x5.
-            try write(.writeInt3, plan.map { CodeWriter.Write(address: $0.address, packed: PackedBytes([X86SiteEncoding.int3])) })
+            let int3 = PackedBytes(bits: UInt64(X86SiteEncoding.int3), count: 1)
+            try write(.writeInt3) { CodeWriter.Write(address: $0.address, packed: int3) }
             stepsDone = 2
             try serialize(.serializeAfterInt3)
             if plan.contains(where: \.rescue) {
@@ -663,11 +740,11 @@ public final class TextPoker: Sendable {
                 result.threadsRescued += Int(trapCounters.rescued - before)
             }
             // Step 3: NEW[1...]; serialize.
-            try write(.writeTail, plan.map { CodeWriter.Write(address: $0.address + 1, packed: $0.new.tail) })
+            try write(.writeTail) { CodeWriter.Write(address: $0.address + 1, packed: $0.new.tail) }
             stepsDone = 3
             try serialize(.serializeAfterTail)
             // Step 4: NEW[0]; serialize.
-            try write(.writeHead, plan.map { CodeWriter.Write(address: $0.address, packed: $0.new.head) })
+            try write(.writeHead) { CodeWriter.Write(address: $0.address, packed: $0.new.head) }
             stepsDone = 4
             try serialize(.serializeAfterHead)
         } catch {
@@ -695,12 +772,12 @@ public final class TextPoker: Sendable {
         for w in plan {
             if w.forget {
                 state.records[w.address] = nil
-            } else if let index = state.records.index(forKey: w.address) {
+            } else if !state.records.update(w.address, { record in
                 // In place: one look-up, the tail and the original kept.
-                state.records.values[index].instruction = w.becomes
-                state.records.values[index].known = true
-                if let original = w.original { state.records.values[index].original = original }
-            } else {
+                record.instruction = w.becomes
+                record.known = true
+                if let original = w.original { record.original = original }
+            }) {
                 state.records[w.address] = SiteRecord(instruction: w.becomes, known: true, original: w.original)
             }
             if listPatched { result.patched.append(site(w.siteIndex)) } else { result.patchedUnlisted += 1 }
@@ -772,7 +849,7 @@ public final class TextPoker: Sendable {
     /// bytes of another object mapped there later are a stranger's again.
     public func forgetSites(from start: UInt, to end: UInt) {
         state.withLock { state in
-            for address in state.records.keys where address >= start && address < end {
+            for address in state.records.addresses.filter({ $0 >= start && $0 < end }) {
                 state.records[address] = nil
             }
             let kept = state.knownAddresses.filter { $0 < UInt64(start) || $0 >= UInt64(end) }
