@@ -1,3 +1,5 @@
+import Glibc
+
 /// The functions of one object, from `.symtab` (or `.dynsym` when the object
 /// is stripped: `.symtab` already holds every `.dynsym` function), sorted by
 /// link-time address once so every lookup is a binary search.
@@ -61,11 +63,36 @@ struct FunctionIndex {
             if a.rank != b.rank { return a.rank < b.rank }
             return a.name.count < b.name.count
         }
-        // Linkers usually emit symbols in address order: then nothing moves.
+        // The candidates in that order, by index. Linkers usually emit
+        // symbols in address order: then nothing moves. Otherwise (a
+        // symbol table lists locals first) the indices are sorted as one
+        // integer each, address above index, when both fit; aliases, the
+        // only ties on address, are ordered by `precedes` afterwards. On
+        // swift-format's 70,000 candidates that takes half the time of
+        // sorting the 40-byte candidates with `precedes` (a merge sort).
+        var order = Array(candidates.indices)
         let ordered = candidates.indices.dropFirst().allSatisfy { !precedes(candidates[$0], candidates[$0 - 1]) }
-        if !ordered { candidates.sort(by: precedes) }
+        if !ordered {
+            let indexBits = UInt64(max(1, Int.bitWidth - (candidates.count - 1).leadingZeroBitCount))
+            if candidates.allSatisfy({ $0.address >> (64 - indexBits) == 0 }) {
+                var keys = candidates.indices.map { candidates[$0].address << indexBits | UInt64($0) }
+                keys.sort()
+                let mask = (UInt64(1) << indexBits) - 1
+                order = keys.map { Int($0 & mask) }
+                var start = 0
+                while start < order.count {
+                    var end = start + 1
+                    while end < order.count, candidates[order[end]].address == candidates[order[start]].address { end += 1 }
+                    if end - start > 1 { order[start..<end].sort { precedes(candidates[$0], candidates[$1]) } }
+                    start = end
+                }
+            } else {
+                order.sort { precedes(candidates[$0], candidates[$1]) }
+            }
+        }
         functions.reserveCapacity(candidates.count)
-        for candidate in candidates {
+        for index in order {
+            let candidate = candidates[index]
             if let last = functions.last, last.address == candidate.address {
                 // An alias: keep the first (best ranked), but a size it lacks.
                 if functions[functions.count - 1].size == 0 { functions[functions.count - 1].size = candidate.size }
@@ -106,8 +133,9 @@ struct FunctionIndex {
 /// The name of the profiling hook that `-pg -mfentry` calls.
 enum FentryName {
     static let name = "__fentry__"
+    static let bytes = Array(name.utf8)
     static func matches(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        bytes.elementsEqual(name.utf8)
+        bytes.count == Self.bytes.count && memcmp(bytes.baseAddress!, Self.bytes, bytes.count) == 0
     }
 }
 
