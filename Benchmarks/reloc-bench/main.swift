@@ -96,17 +96,8 @@ if let handle {
 }
 let w1b = now(CLOCK_MONOTONIC), c1b = now(CLOCK_PROCESS_CPUTIME_ID), f1b = minorFaults()
 let arena = RelocatedStubArena()
-var wanted: [PrologueRelocation] = []
-wanted.reserveCapacity(relocations.entries.count)
-for entry in relocations.entries where entry.size >= 5 {
-    if case let .success(relocation) = entry.verdict { wanted.append(relocation.rebased(by: bias)) }
-}
-var entries: [RelocatedEntry] = []
-entries.reserveCapacity(wanted.count)
 var unplaced = 0
-for placed in arena.place(wanted) {
-    if case let .success(entry) = placed { entries.append(entry) } else { unplaced += 1 }
-}
+let entries = arena.placeEveryRelocatableFunction(of: relocations, loadBias: bias) { _, _ in unplaced += 1 }
 let w2 = now(CLOCK_MONOTONIC), c2 = now(CLOCK_PROCESS_CPUTIME_ID), f2 = minorFaults()
 let relocated = TextPoker.shared.relocate(entries)
 let w3 = now(CLOCK_MONOTONIC), c3 = now(CLOCK_PROCESS_CPUTIME_ID), f3 = minorFaults()

@@ -99,7 +99,14 @@ public struct PrologueRelocation: Sendable, Hashable {
         public init() {}
 
         public init(repeating byte: UInt8, count: Int) {
-            for _ in 0..<count { append(byte) }
+            precondition(count >= 0 && count <= Self.capacity, "more than \(Self.capacity) bytes")
+            let all = UInt64(byte) &* 0x0101_0101_0101_0101
+            func word(_ k: Int) -> UInt64 {
+                let bytes = Swift.min(Swift.max(count - 8 * k, 0), 8)
+                return bytes == 8 ? all : all & ((UInt64(1) << UInt64(8 * bytes)) &- 1)
+            }
+            words = (word(0), word(1), word(2))
+            length = UInt8(count)
         }
 
         public init(_ bytes: some Sequence<UInt8>) {
@@ -142,9 +149,9 @@ public struct PrologueRelocation: Sendable, Hashable {
         }
 
         /// The bytes, contiguous, for `body`'s duration.
-        public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
             var copy = words
-            return try Swift.withUnsafeBytes(of: &copy) { try body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            return try Swift.withUnsafeBytes(of: &copy) { bytes throws(E) in try body(UnsafeRawBufferPointer(rebasing: bytes[0..<count])) }
         }
 
         public static func == (a: ShortBytes, b: ShortBytes) -> Bool {

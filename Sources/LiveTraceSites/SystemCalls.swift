@@ -96,12 +96,18 @@ public enum SystemCall {
     /// pwrite of the whole buffer at `offset` (a virtual address for
     /// /proc/self/mem); short writes continue, a write of nothing is EIO.
     public static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt, subject: String) throws(SystemCallError) {
+        let failure: SystemCallError? = bytes.withUnsafeBytes { raw in
+            do throws(SystemCallError) { try pwriteAll(fd, raw, at: offset, subject: subject) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    public static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt, subject: String) throws(SystemCallError) {
         var done = 0
         while done < bytes.count {
             let n = try retrying("pwrite", subject: subject) {
-                bytes.withUnsafeBytes { raw in
-                    Glibc.pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(Int64(bitPattern: UInt64(offset) + UInt64(done))))
-                }
+                Glibc.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(Int64(bitPattern: UInt64(offset) + UInt64(done))))
             }
             if n == 0 { throw SystemCallError(call: "pwrite (wrote nothing)", subject: subject, errno: EIO) }
             done += n

@@ -125,9 +125,17 @@ final class JITMemory {
 
     /// Writes `bytes` into free memory of a region and verifies them.
     func write(_ bytes: [UInt8], at address: UInt) throws(TraceError) {
+        let failure: TraceError? = bytes.withUnsafeBytes { raw in
+            do throws(TraceError) { try write(raw, at: address) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at address: UInt) throws(TraceError) {
         if memFD < 0 { memFD = try Sys.open("/proc/self/mem", O_RDWR) }
         try Sys.pwriteAll(memFD, bytes, at: address)
-        let same = bytes.isEmpty || bytes.withUnsafeBytes { memcmp(UnsafeRawPointer(bitPattern: address)!, $0.baseAddress!, $0.count) == 0 }
+        let same = bytes.isEmpty || memcmp(UnsafeRawPointer(bitPattern: address)!, bytes.baseAddress!, bytes.count) == 0
         guard same else {
             throw TraceError.patchFailed(site: address, reason: "JIT write did not read back")
         }

@@ -609,15 +609,9 @@ extension OpsRegistry {
                 guard case let .success(relocation)? = dynamicVerdicts[address], let site = site(at: address, in: sites), site.kind == .none else { continue }
                 wanted.append(relocation)
             }
-            var built: [RelocatedStub] = []
             var firstError: TraceError?
-            for result in jit.placeRelocatedStubs(wanted) {
-                switch result {
-                case let .success(stub):
-                    built.append(stub)
-                case let .failure(error):
-                    if firstError == nil { firstError = error }
-                }
+            let built = jit.placeRelocatedStubs(wanted, { $0 }) { _, error in
+                if firstError == nil { firstError = error }
             }
             if let firstError {
                 for stub in built { jit.free(stub.slot) }

@@ -32,55 +32,86 @@ extension JITMemory {
         try placeRelocatedStubs([relocation])[0].get()
     }
 
-    /// The stubs of `relocations`, each built as `placeRelocatedStub` does;
-    /// stubs in adjacent slots are written with one write (one system call
-    /// per run instead of one per stub). A failed stub's slots are free again.
+    /// The stubs of `relocations`, each built as `placeRelocatedStub` does,
+    /// one result per request, in order. A failed stub's slots are free again.
     func placeRelocatedStubs(_ relocations: some Collection<PrologueRelocation>) -> [Result<RelocatedStub, TraceError>] {
-        placeRelocatedStubs(relocations) { $0 }
+        var errors: [Int: TraceError] = [:]
+        let placed = placeRelocatedStubs(relocations, { $0 }) { index, error in errors[index] = error }
+        var results: [Result<RelocatedStub, TraceError>] = []
+        results.reserveCapacity(relocations.count)
+        var next = placed.makeIterator()
+        for index in 0..<relocations.count {
+            if let error = errors[index] { results.append(.failure(error)) } else if let stub = next.next() { results.append(.success(stub)) }
+        }
+        return results
     }
 
-    /// `placeRelocatedStubs`, each placed stub given to `make` for the value
-    /// kept (a batch of 60,000 builds its entries in one array, not two).
-    func placeRelocatedStubs<Placed>(_ relocations: some Collection<PrologueRelocation>,
-                                     _ make: (RelocatedStub) -> Placed) -> [Result<Placed, TraceError>] {
-        var results: [Result<Placed, TraceError>] = []
-        results.reserveCapacity(relocations.count)
-        // Every placed stub's bytes, in request order, back to back.
+    /// The stubs of `relocations` that could be placed, each given to `make`
+    /// for the value kept, in request order; `failed` hears of each other
+    /// request (its index, why), and its slots are free again. A batch of
+    /// 60,000 keeps one array of what it patches, not one of results too.
+    ///
+    /// Stubs in adjacent slots are written with one write (one system call
+    /// per run instead of one per stub). The bytes are built in a scratch
+    /// buffer of at most `flushBytes` (plus one stub), written out whenever
+    /// it fills: 60,000 stubs are 4 MB, and a buffer that size is a thousand
+    /// fresh pages, a page fault each (about 3 us here), where one of 64 KiB
+    /// is reused.
+    func placeRelocatedStubs<Placed>(_ relocations: some Collection<PrologueRelocation>, _ make: (RelocatedStub) -> Placed,
+                                     failed: (_ index: Int, _ error: TraceError) -> Void) -> [Placed] {
+        let flushBytes = 64 * 1024
+        var placed: [Placed] = []
+        placed.reserveCapacity(relocations.count)
+        // The buffered stubs' bytes, in request order, back to back.
         var scratch: [UInt8] = []
-        scratch.reserveCapacity(relocations.count * Self.slotSize)
-        var pending: [(address: UInt, start: Int, index: Int, slot: JITSlot)] = []
-        pending.reserveCapacity(relocations.count)
-        for relocation in relocations {
+        scratch.reserveCapacity(flushBytes + 2 * Self.slotSize)
+        var pending: [(address: UInt, start: Int, request: Int, slot: JITSlot)] = []
+        pending.reserveCapacity(flushBytes / Self.slotSize + 2)
+        // A run: stubs next to each other both in `scratch` and in memory,
+        // written with one write. The pending stubs are the last of `placed`.
+        func flush() {
+            let firstPlaced = placed.count - pending.count
+            var unwritten: [Int] = []
+            var runStart = 0
+            while runStart < pending.count {
+                var runEnd = runStart + 1
+                while runEnd < pending.count,
+                      pending[runEnd].address == pending[runEnd - 1].address + UInt(pending[runEnd].start - pending[runEnd - 1].start) {
+                    runEnd += 1
+                }
+                let end = runEnd < pending.count ? pending[runEnd].start : scratch.count
+                let (first, address) = (pending[runStart].start, pending[runStart].address)
+                let failure: TraceError? = scratch.withUnsafeBytes { bytes in
+                    do throws(TraceError) { try write(UnsafeRawBufferPointer(rebasing: bytes[first..<end]), at: address) } catch { return error }
+                    return nil
+                }
+                if let error = failure {
+                    for k in runStart..<runEnd {
+                        free(pending[k].slot)
+                        failed(pending[k].request, error)
+                        unwritten.append(firstPlaced + k)
+                    }
+                }
+                runStart = runEnd
+            }
+            for index in unwritten.reversed() { placed.remove(at: index) }
+            scratch.removeAll(keepingCapacity: true)
+            pending.removeAll(keepingCapacity: true)
+        }
+        for (request, relocation) in relocations.enumerated() {
             let start = scratch.count
             do throws(TraceError) {
                 let stub = try buildRelocatedStub(relocation, into: &scratch)
-                pending.append((stub.address, start, results.count, stub.slot))
-                results.append(.success(make(stub)))
+                pending.append((stub.address, start, request, stub.slot))
+                placed.append(make(stub))
             } catch {
                 scratch.removeSubrange(start...)
-                results.append(.failure(error))
+                failed(request, error)
             }
+            if scratch.count >= flushBytes { flush() }
         }
-        // A run: stubs next to each other both in `scratch` and in memory.
-        var runStart = 0
-        while runStart < pending.count {
-            var runEnd = runStart + 1
-            while runEnd < pending.count,
-                  pending[runEnd].address == pending[runEnd - 1].address + UInt(pending[runEnd].start - pending[runEnd - 1].start) {
-                runEnd += 1
-            }
-            let end = runEnd < pending.count ? pending[runEnd].start : scratch.count
-            do throws(TraceError) {
-                try write(Array(scratch[pending[runStart].start..<end]), at: pending[runStart].address)
-            } catch {
-                for item in pending[runStart..<runEnd] {
-                    free(item.slot)
-                    results[item.index] = .failure(error)
-                }
-            }
-            runStart = runEnd
-        }
-        return results
+        flush()
+        return placed
     }
 
     /// A stub's slots, its bytes (padded with int3 to whole slots) appended
@@ -90,16 +121,24 @@ extension JITMemory {
         let slot = try allocate(near: relocation.patchAddress, slots: count)
         let address = self.address(of: slot)
         let start = buffer.count
+        // Whole slots of int3 first, then the stub's bytes over their start.
+        buffer.append(contentsOf: repeatElement(StubX86_64.int3, count: count * Self.slotSize))
+        let written: Result<PrologueRelocation.ShortBytes, PrologueRelocation.StubError> = buffer.withUnsafeMutableBytes { bytes in
+            do throws(PrologueRelocation.StubError) {
+                return .success(try relocation.writeStub(at: address, into: UnsafeMutableRawBufferPointer(rebasing: bytes[start...])))
+            } catch {
+                return .failure(error)
+            }
+        }
         let offsets: PrologueRelocation.ShortBytes
         do {
-            offsets = try relocation.appendStub(at: address, to: &buffer)
+            offsets = try written.get()
         } catch {
             free(slot)
             guard case let .outOfReach(target) = error else { throw TraceError.outOfMemory(near: relocation.patchAddress) }
             throw TraceError.patchFailed(site: relocation.patchAddress,
                                          reason: "target 0x\(String(target, radix: 16)) out of reach of the relocated stub")
         }
-        buffer.append(contentsOf: repeatElement(StubX86_64.int3, count: start + count * Self.slotSize - buffer.count))
         return RelocatedStub(slot: slot, address: address, relocation: relocation, offsets: offsets)
     }
 }
@@ -118,8 +157,26 @@ public final class RelocatedStubArena: @unchecked Sendable {
         return RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets)
     }
 
-    /// `place` for many, their stubs written in runs (`placeRelocatedStubs`).
-    public func place(_ relocations: [PrologueRelocation]) -> [Result<RelocatedEntry, TraceError>] {
-        jit.placeRelocatedStubs(relocations) { RelocatedEntry(relocation: $0.relocation, stub: $0.address, stubOffsets: $0.offsets) }
+    /// `place` for many, their stubs written in runs (`placeRelocatedStubs`):
+    /// the entries placed, in request order; `failed` hears of the others.
+    public func place(_ relocations: [PrologueRelocation], failed: (_ index: Int, _ error: TraceError) -> Void) -> [RelocatedEntry] {
+        jit.placeRelocatedStubs(relocations, { RelocatedEntry(relocation: $0.relocation, stub: $0.address, stubOffsets: $0.offsets) },
+                                failed: failed)
+    }
+
+    /// `place` for every relocatable function of `object` (of at least 5
+    /// bytes) loaded at `loadBias`, rebased on the fly: a batch of 60,000
+    /// copies no second array of relocations. `failed` hears of the others
+    /// by their index among the relocatable ones.
+    public func placeEveryRelocatableFunction(of object: ObjectRelocations, loadBias: UInt,
+                                              failed: (_ index: Int, _ error: TraceError) -> Void) -> [RelocatedEntry] {
+        // By index, reading the verdict in place: an entry copied out of the
+        // array would retain and release its symbol's string.
+        let relocations = object.entries.indices.lazy.compactMap { index -> PrologueRelocation? in
+            guard object.entries[index].size >= 5, case let .success(relocation) = object.entries[index].verdict else { return nil }
+            return relocation.rebased(by: loadBias)
+        }
+        return jit.placeRelocatedStubs(relocations, { RelocatedEntry(relocation: $0.relocation, stub: $0.address, stubOffsets: $0.offsets) },
+                                       failed: failed)
     }
 }

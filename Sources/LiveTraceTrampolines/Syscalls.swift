@@ -25,7 +25,7 @@ enum Sys {
     static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
     /// Writes all of `bytes` at `offset` (a virtual address for /proc/self/mem).
-    static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt) throws(TraceError) {
+    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt) throws(TraceError) {
         do {
             try SystemCall.pwriteAll(fd, bytes, at: offset, subject: "/proc/self/mem")
         } catch {
