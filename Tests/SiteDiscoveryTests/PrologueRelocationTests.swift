@@ -216,6 +216,34 @@ final class PrologueRelocationTests: XCTestCase {
         XCTAssertFalse(EntryOnly.isSwiftAsync("$sSiIegd_SiIegr_TR"))
     }
 
+    /// The one-pass marker search of `EntryOnly.isSwiftAsync` gives, on
+    /// every function symbol of libswiftCore and swift-format (from `nm`),
+    /// the verdict of a reference written with `String.contains`, one
+    /// search per marker (the rule in PrologueRelocation.swift).
+    func testEntryOnlyMarkerSearchEqualsAPlainReferenceOnEveryToolchainSymbol() throws {
+        func reference(_ name: String) -> Bool {
+            if name.contains(".resume.") || name.hasPrefix("async_Main") { return true }
+            guard ["$s", "_$s", "$S", "_$S"].contains(where: { name.hasPrefix($0) }) else { return false }
+            if name.contains("Ya") || name.contains("TQ") || name.contains("TY") { return true }
+            // An implementation function type `I…_` of lower-case letters holding an `H`.
+            return name.contains("TR") && name.contains(/I[a-z]*H[a-zH]*_/)
+        }
+        let objects = try Self.toolchainSwiftObjects()
+        for path in [objects[0], objects[3]] {
+            let listing = try Fixtures.run(["/usr/bin/env", "nm", "--defined-only", path]).stdout
+            let names = listing.split(separator: "\n").compactMap { line -> String? in
+                let fields = line.split(separator: " ")
+                return fields.count == 3 && "tTwW".contains(fields[1]) ? String(fields[2]) : nil
+            }
+            XCTAssertGreaterThan(names.count, 10_000, path)
+            let asyncCount = names.filter { EntryOnly.isSwiftAsync($0) }.count
+            XCTAssertGreaterThan(asyncCount, 0, path)
+            for name in names where EntryOnly.isSwiftAsync(name) != reference(name) {
+                XCTFail("\(path): \(name): isSwiftAsync \(EntryOnly.isSwiftAsync(name)), reference \(reference(name))")
+            }
+        }
+    }
+
     func checkBoundaries(_ lib: String, _ name: String, _ r: PrologueRelocation) throws {
         let offsets = try objdumpOffsets(lib, name, address: r.functionAddress)
         let start = r.hasEndbr ? 4 : 0
