@@ -279,7 +279,7 @@ public final class OpsRegistry: Sendable {
             try addFilter(pattern, to: ops)
             try guardNotInCallback()
             try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in
-                let sites = try e.loadSites()
+                let sites = try e.loadSites(names: e.needsNames(ops))
                 let wanted = try e.resolve(ops, in: sites)
                 let functions = Set(wanted.compactMap { e.site(at: $0, in: sites)?.functionAddress })
                 guard functions.count == 1 else {
@@ -452,7 +452,7 @@ extension OpsRegistry {
             let before = (self[ops].filter, self[ops].notrace)
             if exclude { self[ops].notrace.append(pattern) } else { self[ops].filter.append(pattern) }
             guard self[ops].isRegistered else { return }
-            let sites = try loadSites()
+            let sites = try loadSites(names: needsNames(ops))
             do throws(TraceError) {
                 try change(ops, to: try resolve(ops, in: sites), sites: sites)
             } catch {
@@ -465,7 +465,7 @@ extension OpsRegistry {
         mutating func register(_ ops: Ops) throws(TraceError) {
             try checkAlive(ops)
             if self[ops].isRegistered { throw TraceError.alreadyRegistered }
-            let sites = try loadSites()
+            let sites = try loadSites(names: needsNames(ops))
             let wanted = try resolve(ops, in: sites)
             self[ops].quiescedSinceUnregister = false
             self[ops].order = nextOrder
@@ -536,19 +536,36 @@ extension OpsRegistry {
 
         /// The sites of the current generation, indexed once per generation
         /// (and per provider and `includeDynamic`).
-        mutating func loadSites() throws(TraceError) -> RegistrySites {
+        /// The sites of the loaded objects, from the cache while no object
+        /// came or went. `names`: the sites' demangled names are needed (a
+        /// glob is matched against them); without, the full-dynamic listing
+        /// skips demangling (a sixth of `livetrace record`'s start on a Swift
+        /// program of 63,000 functions, whose default filter is the main
+        /// executable's address ranges) and a site's `function` is its raw
+        /// symbol. A later request that needs names lists them anew.
+        mutating func loadSites(names: Bool = true) throws(TraceError) -> RegistrySites {
             let generation = lt_loaded_objects_generation()
-            if let cached = siteCache, cached.generation == generation, cached.includesDynamic == dynamic { return cached }
+            if let cached = siteCache, cached.generation == generation, cached.includesDynamic == dynamic, cached.demangled || !names {
+                return cached
+            }
             let patched = Set(siteStates.keys)
             let list: [Site]
+            var demangled = true
             if dynamic && usesDefaultProvider {
-                list = try OpsRegistry.processSites(includeDynamic: true) { patched.contains($0) }
+                demangled = names
+                list = try OpsRegistry.processSites(includeDynamic: true, demangle: names) { patched.contains($0) }
             } else {
                 list = try siteProvider { patched.contains($0) }
             }
-            let sites = RegistrySites(generation: generation, list: list, includeDynamic: dynamic)
+            let sites = RegistrySites(generation: generation, list: list, includeDynamic: dynamic, demangled: demangled)
             siteCache = sites
             return sites
+        }
+
+        /// Whether `ops`'s patterns match names (a glob), not only addresses
+        /// or the main executable's ranges.
+        func needsNames(_ ops: Ops) -> Bool {
+            (self[ops].filter + self[ops].notrace).contains { if case .glob = $0 { true } else { false } }
         }
 
         /// The site a change sees at `address`: the registry's own once it has
@@ -919,8 +936,8 @@ extension OpsRegistry {
     }
 
     /// With `includeDynamic`, the functions without sites (kind `none`) too.
-    static func processSites(includeDynamic: Bool, _ isPatched: @escaping (UInt) -> Bool) throws(TraceError) -> [Site] {
-        let options = DiscoveryOptions(sourceLines: false, demangle: true, includeFunctionsWithoutSites: includeDynamic)
+    static func processSites(includeDynamic: Bool, demangle: Bool = true, _ isPatched: @escaping (UInt) -> Bool) throws(TraceError) -> [Site] {
+        let options = DiscoveryOptions(sourceLines: false, demangle: demangle, includeFunctionsWithoutSites: includeDynamic)
         do throws(DiscoveryError) {
             let table = try SiteTable.currentProcess(options: options, isOwnedByPatcher: isPatched)
             return includeDynamic ? table.sites + table.functionsWithoutSites : table.sites

@@ -30,6 +30,8 @@ final class RegistrySites {
     let generation: UInt64
     /// Whether functions without sites are listed (full-dynamic patching).
     let includesDynamic: Bool
+    /// Whether the sites' `function` names are demangled (else raw symbols).
+    let demangled: Bool
     /// Usable sites and listed functions without sites, by patch address.
     private(set) var listed: [UInt: Site] = [:]
     /// Unusable sites by address: listed only where the registry owns one.
@@ -40,9 +42,10 @@ final class RegistrySites {
     /// How many scanned patterns are remembered per generation.
     static let memoLimit = 256
 
-    init(generation: UInt64, list: [Site], includeDynamic: Bool) {
+    init(generation: UInt64, list: [Site], includeDynamic: Bool, demangled: Bool = true) {
         self.generation = generation
         includesDynamic = includeDynamic
+        self.demangled = demangled
         listed.reserveCapacity(list.count)
         for site in list {
             if site.isUsable { listed[site.address] = site } else { unusable[site.address] = site }
