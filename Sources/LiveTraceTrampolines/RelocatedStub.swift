@@ -29,21 +29,10 @@ extension JITMemory {
     /// reach of the function; every rip-relative and branch target must be
     /// within reach of the stub too.
     func placeRelocatedStub(_ relocation: PrologueRelocation) throws(TraceError) -> RelocatedStub {
-        try placeRelocatedStubs([relocation])[0].get()
-    }
-
-    /// The stubs of `relocations`, each built as `placeRelocatedStub` does,
-    /// one result per request, in order. A failed stub's slots are free again.
-    func placeRelocatedStubs(_ relocations: some Collection<PrologueRelocation>) -> [Result<RelocatedStub, TraceError>] {
-        var errors: [Int: TraceError] = [:]
-        let placed = placeRelocatedStubs(relocations, { $0 }) { index, error in errors[index] = error }
-        var results: [Result<RelocatedStub, TraceError>] = []
-        results.reserveCapacity(relocations.count)
-        var next = placed.makeIterator()
-        for index in 0..<relocations.count {
-            if let error = errors[index] { results.append(.failure(error)) } else if let stub = next.next() { results.append(.success(stub)) }
-        }
-        return results
+        var failure: TraceError? = nil
+        let placed = placeRelocatedStubs(CollectionOfOne(relocation), { $0 }) { _, error in failure = error }
+        if let failure { throw failure }
+        return placed[0]
     }
 
     /// The stubs of `relocations` that could be placed, each given to `make`
@@ -155,13 +144,6 @@ public final class RelocatedStubArena: @unchecked Sendable {
     public func place(_ relocation: PrologueRelocation) throws(TraceError) -> RelocatedEntry {
         let stub = try jit.placeRelocatedStub(relocation)
         return RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets)
-    }
-
-    /// `place` for many, their stubs written in runs (`placeRelocatedStubs`):
-    /// the entries placed, in request order; `failed` hears of the others.
-    public func place(_ relocations: [PrologueRelocation], failed: (_ index: Int, _ error: TraceError) -> Void) -> [RelocatedEntry] {
-        jit.placeRelocatedStubs(relocations, { RelocatedEntry(relocation: $0.relocation, stub: $0.address, stubOffsets: $0.offsets) },
-                                failed: failed)
     }
 
     /// `place` for every relocatable function of `object` (of at least 5
