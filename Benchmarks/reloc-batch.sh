@@ -3,7 +3,10 @@
 # the toolchain's swift-format (about 63,000 relocatable functions) in one
 # batch each, analysis and stubs included (livetrace-reloc-bench; a PIE that
 # glibc will not dlopen, so the bench maps its segments itself and never runs
-# it). Side by side, in the same alternating rounds, uftrace's start-up with
+# it). The analysis runs on the online cores, and the calling thread places
+# each run of verdicts' stubs as soon as it is analyzed (RELOC_SEQUENTIAL=1
+# in the environment: the stubs after the whole analysis, each phase timed
+# on its own). Side by side, in the same alternating rounds, uftrace's start-up with
 # `-P .` (dynamic patching of every function at start-up) on the same binary:
 # `uftrace record -P . swift-format --version` minus `swift-format --version`,
 # per function. uftrace 0.13 crashes swift-format that way (NOTES.md): then

@@ -10,7 +10,8 @@
 // with their protections, and is never run: its code is what is patched, as
 // it would be in its own process (the text poke's writes, serializations and
 // rescue signals are the same; no thread of this process runs that code).
-// Usage: livetrace-reloc-bench OBJECT (RELOC_THREADS=N: analysis threads)
+// Usage: livetrace-reloc-bench OBJECT (RELOC_THREADS=N: analysis threads;
+// RELOC_SEQUENTIAL=1: the stubs after the analysis, each phase timed alone)
 import Glibc
 import LiveTrace
 
@@ -67,37 +68,48 @@ let object: ElfObject
 do { object = try ElfObject(path: path) } catch { fail("\(error)") }
 
 // Loading is not measured: a traced program has its objects loaded already.
-var handle: UnsafeMutableRawPointer?
 var bias: UInt = 0
 switch object.type {
 case .sharedObject:
-    guard let opened = dlopen(path, RTLD_NOW | RTLD_LOCAL) else { fail(String(cString: dlerror())) }
-    handle = opened
+    guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else { fail(String(cString: dlerror())) }
+    // The load bias, from the first exported function dlsym finds.
+    let symbols: [FunctionSymbol]
+    do { symbols = try object.functionSymbols() } catch { fail("\(error)") }
+    guard let found = symbols.lazy.compactMap({ symbol in dlsym(handle, symbol.name).map { (symbol, $0) } }).first else {
+        fail("no exported function in \(path)")
+    }
+    bias = UInt(bitPattern: found.1) &- UInt(found.0.address)
 case .pieExecutable:
     bias = mapExecutable(object, path: path)
 case .executable:
     fail("\(path): a position-dependent executable cannot be mapped beside this program; give a shared object or a PIE")
 }
 
-let w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID), f0 = minorFaults()
-let relocations: ObjectRelocations
 // The analysis shares the online cores (a tool's process, not a traced one).
 // RELOC_THREADS: another count (1: the analysis a traced process does).
+// RELOC_SEQUENTIAL=1: the stubs placed after the whole analysis, each phase
+// timed on its own (by default the calling thread places each run of
+// verdicts' stubs as soon as it is analyzed, while the others analyze on).
 let cores = getenv("RELOC_THREADS").flatMap { Int(String(cString: $0)) }.map { max(1, $0) }
     ?? max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-do { relocations = try object.prologueRelocations(threads: cores) } catch { fail("\(error)") }
-let w1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_PROCESS_CPUTIME_ID), f1 = minorFaults()
-if let handle {
-    // The load bias, from the first exported function dlsym finds.
-    guard let entry = relocations.entries.first(where: { dlsym(handle, $0.symbol) != nil }) else {
-        fail("no exported function in \(path)")
-    }
-    bias = UInt(bitPattern: dlsym(handle, entry.symbol)) &- entry.functionAddress
-}
-let w1b = now(CLOCK_MONOTONIC), c1b = now(CLOCK_PROCESS_CPUTIME_ID), f1b = minorFaults()
+let sequential = getenv("RELOC_SEQUENTIAL").map { String(cString: $0) == "1" } ?? false
 let arena = RelocatedStubArena()
 var unplaced = 0
-let entries = arena.placeEveryRelocatableFunction(of: relocations, loadBias: bias) { _, _ in unplaced += 1 }
+let relocations: ObjectRelocations
+let entries: [RelocatedEntry]
+let w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID), f0 = minorFaults()
+var w1 = w0, c1 = c0, f1 = f0
+do {
+    if sequential {
+        relocations = try object.prologueRelocations(threads: cores)
+        (w1, c1, f1) = (now(CLOCK_MONOTONIC), now(CLOCK_PROCESS_CPUTIME_ID), minorFaults())
+        entries = arena.placeEveryRelocatableFunction(of: relocations, loadBias: bias) { _, _ in unplaced += 1 }
+    } else {
+        (relocations, entries) = try arena.analyzeAndPlaceEveryRelocatableFunction(of: object, loadBias: bias, threads: cores) { _, _ in
+            unplaced += 1
+        }
+    }
+} catch { fail("\(error)") }
 let w2 = now(CLOCK_MONOTONIC), c2 = now(CLOCK_PROCESS_CPUTIME_ID), f2 = minorFaults()
 let relocated = TextPoker.shared.relocate(entries)
 let w3 = now(CLOCK_MONOTONIC), c3 = now(CLOCK_PROCESS_CPUTIME_ID), f3 = minorFaults()
@@ -115,17 +127,21 @@ func fixed(_ value: Double) -> String {
 }
 func us(_ seconds: Double, _ count: Double) -> String { fixed(seconds / count * 1e6) }
 let share = fixed(Double(entries.count) / n * 100)
-print("object: \(path) (\(object.type.rawValue)); analysis on \(cores) threads")
+print("object: \(path) (\(object.type.rawValue)); analysis on \(cores) threads; "
+      + (sequential ? "stubs after the analysis" : "stubs placed as the analysis goes"))
 print("functions >= 5 bytes: \(summary.functions); relocatable: \(entries.count) (\(share)%); stub not placed: \(unplaced)")
 let counts = "relocated \(relocated.patchedCount), failed \(relocated.failed.count); restored \(restored.patchedCount), failed \(restored.failed.count)"
 print(counts + "; threads rescued \(relocated.threadsRescued)")
-// Phases per function they handle: the analysis every function (n), the
-// others the relocated ones (m); the total, everything per relocated function.
-print("us/function (wall): analysis " + us(w1 - w0, n) + "  stubs " + us(w2 - w1b, m)
-      + "  relocate batch " + us(w3 - w2, m) + "  restore batch " + us(w4 - w3, m))
-print("us/function (cpu):  analysis " + us(c1 - c0, n) + "  stubs " + us(c2 - c1b, m)
-      + "  relocate batch " + us(c3 - c2, m) + "  restore batch " + us(c4 - c3, m))
-print("page faults: analysis \(f1 - f0)  stubs \(f2 - f1b)  relocate batch \(f3 - f2)  restore batch \(f4 - f3)")
-print("total us/function (analysis, stub, relocate, restore): " + us((w1 - w0) + (w4 - w1b), m))
-print("total cpu us/function: " + us((c1 - c0) + (c4 - c1b), m))
+// Phases per relocated function (m). Overlapped, the analysis and the
+// stubs are one phase; sequential, the analysis is per function (n).
+func phases(_ t0: Double, _ t1: Double, _ t2: Double, _ t3: Double, _ t4: Double) -> String {
+    (sequential ? "analysis " + us(t1 - t0, n) + "  stubs " + us(t2 - t1, m) : "analysis and stubs " + us(t2 - t0, m))
+        + "  relocate batch " + us(t3 - t2, m) + "  restore batch " + us(t4 - t3, m)
+}
+print("us/function (wall): " + phases(w0, w1, w2, w3, w4))
+print("us/function (cpu):  " + phases(c0, c1, c2, c3, c4))
+print("page faults: " + (sequential ? "analysis \(f1 - f0)  stubs \(f2 - f1)" : "analysis and stubs \(f2 - f0)")
+      + "  relocate batch \(f3 - f2)  restore batch \(f4 - f3)")
+print("total us/function (analysis, stub, relocate, restore): " + us(w4 - w0, m))
+print("total cpu us/function: " + us(c4 - c0, m))
 exit(relocated.failed.isEmpty && restored.failed.isEmpty ? 0 : 1)

@@ -98,6 +98,10 @@ public final class ElfObject: @unchecked Sendable {
 
     public var fileSize: UInt64 { UInt64(bytes.count) }
 
+    /// The header's `e_entry`: where a program starts (`_start`), entered
+    /// with the arguments, not a return address, at the stack pointer.
+    public var entryPoint: UInt64 { bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self) }
+
     /// The first section called `name`.
     public func section(named name: String) -> Section? {
         sections.first { $0.name == name }
@@ -340,6 +344,22 @@ struct StringTable {
 
     func string(at offset: UInt64) -> String? {
         span(at: offset).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// How many bytes at the table's start hold terminated strings: up to
+    /// and including its last NUL (a well-formed table ends with one).
+    var terminatedCount: Int {
+        var count = bytes.count
+        while count > 0 && bytes[count - 1] != 0 { count -= 1 }
+        return count
+    }
+
+    /// The string at `offset` by its first byte, NUL-terminated inside the
+    /// table, without reading it (no scan for its end): nil when the
+    /// offset is at or past `terminatedCount` (given, computed once per table).
+    func start(at offset: UInt64, terminatedCount: Int) -> UnsafePointer<CChar>? {
+        guard offset < UInt64(terminatedCount) else { return nil }
+        return bytes.baseAddress!.advanced(by: Int(offset)).assumingMemoryBound(to: CChar.self)
     }
 }
 

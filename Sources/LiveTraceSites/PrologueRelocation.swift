@@ -23,7 +23,9 @@
 ///     rule 3 saw every branch (`undecodable`); without such a position no
 ///     decoded branch can break rule 3 and the body is not decoded;
 ///  5. it is not the tracer's own code (`tracerCode`), nor the program's
-///     entry point `_start` (`entryPoint`: no return address on its stack).
+///     entry point `_start` (`entryPoint`: no return address on its stack;
+///     the file's analysis knows it by address, the header's `e_entry`,
+///     without reading 60,000 names for it, the registry by its name).
 /// Whether a rip-relative target or a branch target is within reach of the
 /// stub is decided when the stub's address is known (`StubError.outOfReach`).
 import Glibc
@@ -320,6 +322,7 @@ public enum RelocationRefusal: Error, Sendable, Hashable, CustomStringConvertibl
         symbol == "_start" ? .entryPoint : nil
     }
 
+
     public var description: String {
         switch self {
         case let .tooShort(size): return size == 0 ? "symbol size unknown" : "only \(size) bytes: shorter than the 5-byte patch"
@@ -428,15 +431,32 @@ public enum EntryOnly {
 
 /// A relocation verdict per function of one object, at link-time addresses.
 public struct ObjectRelocations: Sendable {
+    /// One function. Its name stays in the object's string table
+    /// (`symbol(of:)`): 60,000 Swift names made into strings were 5 MB of
+    /// fresh heap, a third of the analysis's page faults, for a batch that
+    /// reads none of them.
     public struct Entry: Sendable {
         public var functionAddress: UInt
         public var size: Int
-        public var symbol: String
+        /// The file offset of the symbol's NUL-terminated name.
+        var nameOffset: Int
         public var verdict: Result<PrologueRelocation, RelocationRefusal>
     }
 
     public var path: String
     public var entries: [Entry]
+    /// The file the names are read from (mapped while this lives).
+    let object: ElfObject
+
+    /// The symbol name of `entry`, one of `entries`.
+    public func symbol(of entry: Entry) -> String {
+        let file = object.bytes
+        guard entry.nameOffset >= 0, entry.nameOffset < file.count else { return "" }
+        let start = file.baseAddress! + entry.nameOffset
+        return String(decoding: UnsafeRawBufferPointer(start: start, count: strnlen(start.assumingMemoryBound(to: CChar.self),
+                                                                                     file.count - entry.nameOffset)),
+                      as: UTF8.self)
+    }
 
     /// Functions of at least `minimumSize` bytes, relocatable ones, and the
     /// refused ones by reason code.
@@ -467,8 +487,18 @@ extension ElfObject {
     /// traced program.
     /// `fullBodyScan`: decode every body whole, past the byte scan (the
     /// oracle the byte scan is tested against; same verdicts, slower).
+    /// `analyzed`: hears of every entry, in address order, in runs (`first`:
+    /// the index of the run's first entry, `total`: how many entries there
+    /// will be), on the calling thread and as
+    /// soon as the run's analysis is done, while the other threads go on
+    /// with the rest: a caller that acts on the verdicts (placing stubs)
+    /// overlaps the analysis instead of waiting for its end. The calling
+    /// thread takes turns: it hands over each run that is ready, in order,
+    /// and otherwise analyzes a run itself.
     public func prologueRelocations(tracer: Bool = false, only: Set<UInt>? = nil, threads: Int = 1,
-                                    fullBodyScan: Bool = false) throws(DiscoveryError) -> ObjectRelocations {
+                                    fullBodyScan: Bool = false,
+                                    analyzed: ((_ entries: UnsafeBufferPointer<ObjectRelocations.Entry>, _ first: Int, _ total: Int) -> Void)? = nil)
+        throws(DiscoveryError) -> ObjectRelocations {
         // The names are made by the analysis threads, each its share.
         let index = try FunctionIndex(object: self, names: false)
         let functions = only.map { only in index.functions.filter { only.contains(UInt($0.address)) } } ?? index.functions
@@ -493,21 +523,23 @@ extension ElfObject {
                     Unmanaged<RelocationWork>.fromOpaque(context).release()
                 }
             }
-            work.analyzeChunks()
+            if let analyzed { work.analyzeChunks(handingOver: analyzed) } else { work.analyzeChunks() }
             for handle in handles { pthread_join(handle, nil) }
             initialized = functions.count
         }
-        return ObjectRelocations(path: path, entries: result)
+        return ObjectRelocations(path: path, entries: result, object: self)
     }
 }
 
 /// The shared state of one object's analysis. Threads take chunks of
 /// `chunkSize` consecutive functions from `next` until none is left, and
 /// chunk `k` fills the entries `k * chunkSize ..< (k + 1) * chunkSize`,
-/// touching nothing else. Taken, not split in equal parts beforehand: the
-/// functions' sizes vary by orders of magnitude (and so does the body
-/// scan), and a static split left one thread idle for a third of the
-/// analysis on swift-format (0.9 µs of CPU per function, 0.6 of wall on two).
+/// touching nothing else, then sets `finished[k]` (release: its entries are
+/// whole for whoever reads the flag with acquire). Taken, not split in
+/// equal parts beforehand: the functions' sizes vary by orders of magnitude
+/// (and so does the body scan), and a static split left one thread idle for
+/// a third of the analysis on swift-format (0.9 µs of CPU per function, 0.6
+/// of wall on two).
 private final class RelocationWork: @unchecked Sendable {
     static let chunkSize = 256
 
@@ -517,6 +549,9 @@ private final class RelocationWork: @unchecked Sendable {
     let fullBodyScan: Bool
     let entries: UnsafeMutableBufferPointer<ObjectRelocations.Entry>
     let next = Atomic<Int>(0)
+    let entryPoint: UInt64
+    let chunkCount: Int
+    let finished: UnsafeMutablePointer<Atomic<Bool>>
 
     init(object: ElfObject, functions: [FunctionIndex.Function], tracer: Bool, fullBodyScan: Bool,
          entries: UnsafeMutableBufferPointer<ObjectRelocations.Entry>) {
@@ -525,27 +560,59 @@ private final class RelocationWork: @unchecked Sendable {
         self.tracer = tracer
         self.fullBodyScan = fullBodyScan
         self.entries = entries
+        entryPoint = object.entryPoint
+        chunkCount = (functions.count + Self.chunkSize - 1) / Self.chunkSize
+        finished = .allocate(capacity: max(chunkCount, 1))
+        for k in 0..<chunkCount { (finished + k).initialize(to: Atomic(false)) }
+    }
+
+    deinit {
+        finished.deinitialize(count: chunkCount)
+        finished.deallocate()
+    }
+
+    func chunk(_ k: Int) -> Range<Int> { k * Self.chunkSize..<min(functions.count, (k + 1) * Self.chunkSize) }
+
+    /// Analyzes the next chunk nobody has taken; false when none is left.
+    func analyzeNextChunk(with analyzer: PrologueAnalyzerX86_64) -> Bool {
+        let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        guard k < chunkCount else { return false }
+        analyze(chunk(k), with: analyzer)
+        finished[k].store(true, ordering: .releasing)
+        return true
     }
 
     func analyzeChunks() {
         let analyzer = PrologueAnalyzerX86_64()
-        while true {
-            let chunk = next.wrappingAdd(1, ordering: .relaxed).oldValue
-            let start = chunk * Self.chunkSize
-            guard start < functions.count else { return }
-            analyze(start..<min(functions.count, start + Self.chunkSize), with: analyzer)
+        while analyzeNextChunk(with: analyzer) {}
+    }
+
+    /// The calling thread's share when a caller hears of the entries: each
+    /// chunk, in order, as soon as it is finished (by any thread); while the
+    /// next one in order is not, a chunk of its own to analyze, or, when
+    /// every chunk is taken, a yield until the thread analyzing it is done.
+    func analyzeChunks(handingOver analyzed: (UnsafeBufferPointer<ObjectRelocations.Entry>, Int, Int) -> Void) {
+        let analyzer = PrologueAnalyzerX86_64()
+        var handedOver = 0
+        while handedOver < chunkCount {
+            if finished[handedOver].load(ordering: .acquiring) {
+                let range = chunk(handedOver)
+                analyzed(UnsafeBufferPointer(rebasing: entries[range]), range.lowerBound, functions.count)
+                handedOver += 1
+            } else if !analyzeNextChunk(with: analyzer) {
+                sched_yield()
+            }
         }
     }
 
     func analyze(_ range: Range<Int>, with analyzer: PrologueAnalyzerX86_64) {
         for i in range {
             let function = functions[i]
-            let symbol = String(decoding: function.name, as: UTF8.self)
             let verdict: Result<PrologueRelocation, RelocationRefusal>
             if tracer {
                 verdict = .failure(.tracerCode)
-            } else if let refusal = RelocationRefusal.refusal(forSymbol: symbol) {
-                verdict = .failure(refusal)
+            } else if function.address == entryPoint && entryPoint != 0 {
+                verdict = .failure(.entryPoint)
             } else if let segment = object.executableSegment(containing: function.address) {
                 let offset = function.address - segment.address
                 let length = Int(min(function.size, segment.fileSize - offset))
@@ -556,7 +623,8 @@ private final class RelocationWork: @unchecked Sendable {
                 verdict = .failure(.undecodable(offset: 0))
             }
             (entries.baseAddress! + i).initialize(to: .init(functionAddress: UInt(function.address), size: Int(function.size),
-                                                           symbol: symbol, verdict: verdict))
+                                                           nameOffset: object.bytes.baseAddress!.distance(to: UnsafeRawPointer(function.nameStart)),
+                                                           verdict: verdict))
         }
     }
 }

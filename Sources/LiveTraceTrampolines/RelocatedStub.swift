@@ -39,73 +39,16 @@ extension JITMemory {
     /// for the value kept, in request order; `failed` hears of each other
     /// request (its index, why), and its slots are free again. A batch of
     /// 60,000 keeps one array of what it patches, not one of results too.
-    ///
-    /// Stubs in adjacent slots are written with one write (one system call
-    /// per run instead of one per stub). The bytes are built in a scratch
-    /// buffer of at most `flushBytes` (plus one stub), written out whenever
-    /// it fills: 60,000 stubs are 4 MB, and a buffer that size is a thousand
-    /// fresh pages, a page fault each (about 3 us here), where one of 64 KiB
-    /// is reused.
     func placeRelocatedStubs<Placed>(_ relocations: some Collection<PrologueRelocation>, _ make: (RelocatedStub) -> Placed,
                                      failed: (_ index: Int, _ error: TraceError) -> Void) -> [Placed] {
-        let flushBytes = 64 * 1024
-        var placed: [Placed] = []
-        placed.reserveCapacity(relocations.count)
-        // The buffered stubs' bytes, in request order, back to back.
-        var scratch: [UInt8] = []
-        scratch.reserveCapacity(flushBytes + 2 * Self.slotSize)
-        var pending: [(address: UInt, start: Int, request: Int, slot: JITSlot)] = []
-        pending.reserveCapacity(flushBytes / Self.slotSize + 2)
-        // A run: stubs next to each other both in `scratch` and in memory,
-        // written with one write. The pending stubs are the last of `placed`.
-        func flush() {
-            let firstPlaced = placed.count - pending.count
-            var unwritten: [Int] = []
-            var runStart = 0
-            while runStart < pending.count {
-                var runEnd = runStart + 1
-                while runEnd < pending.count,
-                      pending[runEnd].address == pending[runEnd - 1].address + UInt(pending[runEnd].start - pending[runEnd - 1].start) {
-                    runEnd += 1
-                }
-                let end = runEnd < pending.count ? pending[runEnd].start : scratch.count
-                let (first, address) = (pending[runStart].start, pending[runStart].address)
-                let failure: TraceError? = scratch.withUnsafeBytes { bytes in
-                    do throws(TraceError) { try write(UnsafeRawBufferPointer(rebasing: bytes[first..<end]), at: address) } catch { return error }
-                    return nil
-                }
-                if let error = failure {
-                    for k in runStart..<runEnd {
-                        free(pending[k].slot)
-                        failed(pending[k].request, error)
-                        unwritten.append(firstPlaced + k)
-                    }
-                }
-                runStart = runEnd
-            }
-            for index in unwritten.reversed() { placed.remove(at: index) }
-            scratch.removeAll(keepingCapacity: true)
-            pending.removeAll(keepingCapacity: true)
-        }
-        for (request, relocation) in relocations.enumerated() {
-            let start = scratch.count
-            do throws(TraceError) {
-                let stub = try buildRelocatedStub(relocation, into: &scratch)
-                pending.append((stub.address, start, request, stub.slot))
-                placed.append(make(stub))
-            } catch {
-                scratch.removeSubrange(start...)
-                failed(request, error)
-            }
-            if scratch.count >= flushBytes { flush() }
-        }
-        flush()
-        return placed
+        var batch = RelocatedStubBatch<Placed>(jit: self, expected: relocations.count)
+        for relocation in relocations { batch.add(relocation, make, failed: failed) }
+        return batch.finish(failed: failed)
     }
 
     /// A stub's slots, its bytes (padded with int3 to whole slots) appended
     /// to `buffer`, not written yet. On error `buffer` may hold part of them.
-    private func buildRelocatedStub(_ relocation: PrologueRelocation, into buffer: inout [UInt8]) throws(TraceError) -> RelocatedStub {
+    fileprivate func buildRelocatedStub(_ relocation: PrologueRelocation, into buffer: inout [UInt8]) throws(TraceError) -> RelocatedStub {
         let count = (relocation.stubLength + Self.slotSize - 1) / Self.slotSize
         let slot = try allocate(near: relocation.patchAddress, slots: count)
         let address = self.address(of: slot)
@@ -132,6 +75,91 @@ extension JITMemory {
     }
 }
 
+/// Stubs placed one request at a time (`add`, in request order), kept as
+/// `Placed` values, until `finish`. Stubs in adjacent slots are written with
+/// one write (one system call per run instead of one per stub). The bytes
+/// are built in a scratch buffer of at most `flushBytes` (plus one stub),
+/// written out whenever it fills: 60,000 stubs are 4 MB, and a buffer that
+/// size is a thousand fresh pages, a page fault each (about 3 us here),
+/// where one of 64 KiB is reused.
+struct RelocatedStubBatch<Placed> {
+    static var flushBytes: Int { 64 * 1024 }
+    let jit: JITMemory
+    private(set) var placed: [Placed] = []
+    private var requests = 0
+    /// The buffered stubs' bytes, in request order, back to back.
+    private var scratch: [UInt8] = []
+    /// The buffered stubs, the last of `placed`.
+    private var pending: [(address: UInt, start: Int, request: Int, slot: JITSlot)] = []
+
+    init(jit: JITMemory, expected: Int) {
+        self.jit = jit
+        placed.reserveCapacity(expected)
+        scratch.reserveCapacity(Self.flushBytes + 2 * JITMemory.slotSize)
+        pending.reserveCapacity(Self.flushBytes / JITMemory.slotSize + 2)
+    }
+
+    /// Room for `count` placed values in all.
+    mutating func reserve(_ count: Int) { placed.reserveCapacity(count) }
+
+    /// The next request: its stub built and buffered, or `failed` told (with
+    /// the request's index) and its slots free again.
+    mutating func add(_ relocation: PrologueRelocation, _ make: (RelocatedStub) -> Placed,
+                      failed: (_ index: Int, _ error: TraceError) -> Void) {
+        let request = requests
+        requests += 1
+        let start = scratch.count
+        do throws(TraceError) {
+            let stub = try jit.buildRelocatedStub(relocation, into: &scratch)
+            pending.append((stub.address, start, request, stub.slot))
+            placed.append(make(stub))
+        } catch {
+            scratch.removeSubrange(start...)
+            failed(request, error)
+        }
+        if scratch.count >= Self.flushBytes { flush(failed: failed) }
+    }
+
+    /// Every stub written; what could be placed, in request order.
+    mutating func finish(failed: (_ index: Int, _ error: TraceError) -> Void) -> [Placed] {
+        flush(failed: failed)
+        return placed
+    }
+
+    /// A run: stubs next to each other both in `scratch` and in memory,
+    /// written with one write. A run whose write fails is taken back out of
+    /// `placed`, its slots freed and its requests failed.
+    private mutating func flush(failed: (_ index: Int, _ error: TraceError) -> Void) {
+        let firstPlaced = placed.count - pending.count
+        var unwritten: [Int] = []
+        var runStart = 0
+        while runStart < pending.count {
+            var runEnd = runStart + 1
+            while runEnd < pending.count,
+                  pending[runEnd].address == pending[runEnd - 1].address + UInt(pending[runEnd].start - pending[runEnd - 1].start) {
+                runEnd += 1
+            }
+            let end = runEnd < pending.count ? pending[runEnd].start : scratch.count
+            let (first, address) = (pending[runStart].start, pending[runStart].address)
+            let failure: TraceError? = scratch.withUnsafeBytes { bytes in
+                do throws(TraceError) { try jit.write(UnsafeRawBufferPointer(rebasing: bytes[first..<end]), at: address) } catch { return error }
+                return nil
+            }
+            if let error = failure {
+                for k in runStart..<runEnd {
+                    jit.free(pending[k].slot)
+                    failed(pending[k].request, error)
+                    unwritten.append(firstPlaced + k)
+                }
+            }
+            runStart = runEnd
+        }
+        for index in unwritten.reversed() { placed.remove(at: index) }
+        scratch.removeAll(keepingCapacity: true)
+        pending.removeAll(keepingCapacity: true)
+    }
+}
+
 /// Relocated stubs outside the ops registry, for tools and benchmarks that
 /// drive `TextPoker.relocate`/`restore` themselves. Its stubs are never
 /// freed: without the registry's grace periods nothing proves them quiescent.
@@ -152,13 +180,38 @@ public final class RelocatedStubArena: @unchecked Sendable {
     /// by their index among the relocatable ones.
     public func placeEveryRelocatableFunction(of object: ObjectRelocations, loadBias: UInt,
                                               failed: (_ index: Int, _ error: TraceError) -> Void) -> [RelocatedEntry] {
-        // By index, reading the verdict in place: an entry copied out of the
-        // array would retain and release its symbol's string.
-        let relocations = object.entries.indices.lazy.compactMap { index -> PrologueRelocation? in
-            guard object.entries[index].size >= 5, case let .success(relocation) = object.entries[index].verdict else { return nil }
-            return relocation.rebased(by: loadBias)
+        var batch = RelocatedStubBatch<RelocatedEntry>(jit: jit, expected: object.entries.count)
+        object.entries.withUnsafeBufferPointer { entries in Self.place(entries, loadBias: loadBias, into: &batch, failed: failed) }
+        return batch.finish(failed: failed)
+    }
+
+    /// The analysis of `object` (as `ElfObject.prologueRelocations` with
+    /// `threads`) and `placeEveryRelocatableFunction` of its verdicts at
+    /// `loadBias`, overlapped: the calling thread places the stubs of each
+    /// run of verdicts as soon as it is analyzed, while the other threads
+    /// analyze the rest.
+    public func analyzeAndPlaceEveryRelocatableFunction(of object: ElfObject, loadBias: UInt, threads: Int,
+                                                        failed: (_ index: Int, _ error: TraceError) -> Void)
+        throws(DiscoveryError) -> (relocations: ObjectRelocations, entries: [RelocatedEntry]) {
+        var batch = RelocatedStubBatch<RelocatedEntry>(jit: jit, expected: 0)
+        let relocations = try withoutActuallyEscaping(failed) { failed throws(DiscoveryError) in
+            try object.prologueRelocations(threads: threads) { entries, first, total in
+                if first == 0 { batch.reserve(total) }
+                Self.place(entries, loadBias: loadBias, into: &batch, failed: failed)
+            }
         }
-        return jit.placeRelocatedStubs(relocations, { RelocatedEntry(relocation: $0.relocation, stub: $0.address, stubOffsets: $0.offsets) },
-                                       failed: failed)
+        return (relocations, batch.finish(failed: failed))
+    }
+
+    /// Reads each verdict in place: an entry copied out would retain and
+    /// release its symbol's string.
+    private static func place(_ entries: UnsafeBufferPointer<ObjectRelocations.Entry>, loadBias: UInt,
+                              into batch: inout RelocatedStubBatch<RelocatedEntry>,
+                              failed: (_ index: Int, _ error: TraceError) -> Void) {
+        for index in entries.indices {
+            guard entries[index].size >= 5, case let .success(relocation) = entries[index].verdict else { continue }
+            batch.add(relocation.rebased(by: loadBias), { RelocatedEntry(relocation: $0.relocation, stub: $0.address, stubOffsets: $0.offsets) },
+                      failed: failed)
+        }
     }
 }

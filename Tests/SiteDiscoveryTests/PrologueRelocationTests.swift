@@ -11,7 +11,7 @@ import XCTest
 final class PrologueRelocationTests: XCTestCase {
     func verdicts(_ path: String) throws -> [String: ObjectRelocations.Entry] {
         let relocations = try ElfObject(path: path).prologueRelocations()
-        return Dictionary(relocations.entries.map { ($0.symbol, $0) }, uniquingKeysWith: { a, _ in a })
+        return Dictionary(relocations.entries.map { (relocations.symbol(of: $0), $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Link-time addresses of symbols, from nm (an oracle sharing no code).
@@ -84,8 +84,8 @@ final class PrologueRelocationTests: XCTestCase {
         // the byte scan finds a possible branch into them (rule 4).
         XCTAssertEqual(try success("rel_data_tail").relocatedLength, 5)
         XCTAssertEqual(refusal("rel_data_candidate"), .undecodable(offset: 6))
-        let decodedWhole = try ElfObject(path: lib).prologueRelocations(fullBodyScan: true).entries
-        XCTAssertEqual(decodedWhole.first { $0.symbol == "rel_data_tail" }?.verdict, .failure(.undecodable(offset: 6)))
+        let decodedWhole = try ElfObject(path: lib).prologueRelocations(fullBodyScan: true)
+        XCTAssertEqual(decodedWhole.entries.first { decodedWhole.symbol(of: $0) == "rel_data_tail" }?.verdict, .failure(.undecodable(offset: 6)))
 
         let tracer = try ElfObject(path: lib).prologueRelocations(tracer: true)
         XCTAssertFalse(tracer.entries.isEmpty)
@@ -254,6 +254,45 @@ final class PrologueRelocationTests: XCTestCase {
 
     /// libswiftCore, libFoundation, libFoundationEssentials and swift-format
     /// of the Swift toolchain on PATH.
+    /// A program's entry point (`_start`, the header's e_entry) is refused,
+    /// `entry-point`: it is entered with argc, not a return address, at the
+    /// stack pointer. It is the only function refused so.
+    func testTheProgramsEntryPointIsRefused() throws {
+        let path = try Fixtures.compile(["discovery/sites.c"], compiler: "gcc", flags: ["-O1"], output: "reloc-entry-point.exe")
+        let relocations = try ElfObject(path: path).prologueRelocations()
+        let start = try XCTUnwrap(relocations.entries.first { relocations.symbol(of: $0) == "_start" })
+        XCTAssertEqual(start.verdict, .failure(.entryPoint))
+        XCTAssertEqual(relocations.entries.filter { $0.verdict == .failure(.entryPoint) }.count, 1)
+    }
+
+    /// The function index under the analysis (symbol tables that list
+    /// locals first, sorted by address with a radix sort; names left in the
+    /// string table and read only through `symbol(of:)`) against binutils:
+    /// on libswiftCore and swift-format, every analyzed function is a text
+    /// symbol `nm` lists at that address under that name, every address `nm`
+    /// lists a text symbol at is analyzed, and the entries ascend.
+    func testAnalyzedFunctionsAreNmsTextSymbolsInAddressOrder() throws {
+        let objects = try Self.toolchainSwiftObjects()
+        for path in [objects[0], objects[3]] {
+            guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not installed") }
+            var nm: [UInt: Set<String>] = [:]
+            for line in try Fixtures.run(["/usr/bin/env", "nm", "--defined-only", path]).stdout.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                guard fields.count == 3, "tTwWi".contains(fields[1]), let address = UInt(fields[0], radix: 16), address != 0 else { continue }
+                nm[address, default: []].insert(String(fields[2]))
+            }
+            let relocations = try ElfObject(path: path).prologueRelocations(threads: 2)
+            XCTAssertGreaterThan(relocations.entries.count, 10_000, path)
+            XCTAssertTrue(zip(relocations.entries, relocations.entries.dropFirst()).allSatisfy { $0.functionAddress < $1.functionAddress },
+                          "\(path): entries ascend, one per address")
+            for entry in relocations.entries where nm[entry.functionAddress]?.contains(relocations.symbol(of: entry)) != true {
+                XCTFail("\(path): \(relocations.symbol(of: entry)) at 0x\(String(entry.functionAddress, radix: 16)); nm: \(nm[entry.functionAddress] ?? [])")
+                break
+            }
+            XCTAssertEqual(Set(relocations.entries.map(\.functionAddress)), Set(nm.keys), path)
+        }
+    }
+
     static func toolchainSwiftObjects() throws -> [String] {
         let swift = try Fixtures.run(["/usr/bin/env", "which", "swift"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let toolchain = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -295,15 +334,15 @@ final class PrologueRelocationTests: XCTestCase {
         }
         defer { dlclose(handle) }
         let relocations = try ElfObject(path: path).prologueRelocations()
-        let exported = try XCTUnwrap(relocations.entries.first { dlsym(handle, $0.symbol) != nil })
-        let bias = UInt(bitPattern: dlsym(handle, exported.symbol)) &- exported.functionAddress
+        let exported = try XCTUnwrap(relocations.entries.first { dlsym(handle, relocations.symbol(of: $0)) != nil })
+        let bias = UInt(bitPattern: dlsym(handle, relocations.symbol(of: exported))) &- exported.functionAddress
         var compared = 0, withFixups = 0
         for entry in relocations.entries {
             guard case let .success(relocation) = entry.verdict else { continue }
             let live = PrologueRelocation.analyze(functionAt: entry.functionAddress &+ bias, size: entry.size)
-            XCTAssertEqual(live, .success(relocation.rebased(by: bias)), entry.symbol)
+            XCTAssertEqual(live, .success(relocation.rebased(by: bias)), relocations.symbol(of: entry))
             let moved = relocation.rebased(by: bias)
-            XCTAssertEqual(moved.stubLength, try moved.stubBytes(at: moved.functionAddress).bytes.count, entry.symbol)
+            XCTAssertEqual(moved.stubLength, try moved.stubBytes(at: moved.functionAddress).bytes.count, relocations.symbol(of: entry))
             compared += 1
             if relocation.instructions.contains(where: { $0.fixup != .none }) { withFixups += 1 }
         }
@@ -319,12 +358,14 @@ final class PrologueRelocationTests: XCTestCase {
         let path = URL(fileURLWithPath: swift).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("swift-format").path
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not installed") }
         let object = try ElfObject(path: path)
-        let one = try object.prologueRelocations().entries
-        let four = try object.prologueRelocations(threads: 4).entries
+        let oneThread = try object.prologueRelocations(), fourThreads = try object.prologueRelocations(threads: 4)
+        let one = oneThread.entries, four = fourThreads.entries
         XCTAssertGreaterThan(one.count, 4 * 2048)
         XCTAssertEqual(one.count, four.count)
         for (a, b) in zip(one, four) {
-            XCTAssertTrue(a.functionAddress == b.functionAddress && a.size == b.size && a.symbol == b.symbol && a.verdict == b.verdict, a.symbol)
+            let symbol = oneThread.symbol(of: a)
+            XCTAssertTrue(a.functionAddress == b.functionAddress && a.size == b.size && symbol == fourThreads.symbol(of: b)
+                          && a.verdict == b.verdict, symbol)
         }
         let only = Set(one.indices.filter { $0 % 3 == 0 }.map { one[$0].functionAddress })
         let some = try object.prologueRelocations(only: only, threads: 4).entries

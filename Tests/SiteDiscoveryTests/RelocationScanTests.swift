@@ -71,13 +71,14 @@ final class RelocationScanTests: XCTestCase {
         for path in objects {
             guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not installed") }
             let object = try ElfObject(path: path)
-            let filtered = try object.prologueRelocations(threads: 2).entries
+            let analysis = try object.prologueRelocations(threads: 2)
+            let filtered = analysis.entries
             let full = try object.prologueRelocations(threads: 2, fullBodyScan: true).entries
             XCTAssertEqual(filtered.count, full.count, path)
             var differ = 0
             for (a, b) in zip(filtered, full) where a.verdict != b.verdict {
                 differ += 1
-                if differ <= 5 { XCTFail("\(path): \(a.symbol): \(a.verdict) with the pre-filter, \(b.verdict) decoded whole") }
+                if differ <= 5 { XCTFail("\(path): \(analysis.symbol(of: a)): \(a.verdict) with the pre-filter, \(b.verdict) decoded whole") }
             }
             XCTAssertEqual(differ, 0, path)
             XCTAssertGreaterThan(full.count, 10_000, path)

@@ -44,7 +44,8 @@ final class RelocatedPokeTests: XCTestCase {
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             throw FixtureError.compileFailed(command: "dlopen \(path)", output: String(cString: dlerror()))
         }
-        let size = try XCTUnwrap(try ElfObject(path: path).prologueRelocations().entries.first { $0.symbol == function }?.size)
+        let relocations = try ElfObject(path: path).prologueRelocations()
+        let size = try XCTUnwrap(relocations.entries.first { relocations.symbol(of: $0) == function }?.size)
         let address = UInt(bitPattern: dlsym(handle, function))
         let relocation = try PrologueRelocation.analyze(functionAt: address, size: size).get()
         let jit = JITMemory()

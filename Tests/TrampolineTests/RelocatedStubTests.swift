@@ -3,6 +3,7 @@
 // relative loads and addresses, short jcc and jmp widened, a jcc right after
 // the moved bytes, endbr64 left behind — and the thread-move map points every
 // boundary strictly inside the moved bytes to its copy.
+import Foundation
 import Glibc
 import LiveTrace
 @testable import LiveTraceTrampolines
@@ -19,7 +20,8 @@ final class RelocatedStubTests: XCTestCase {
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             throw FixtureError.compileFailed(command: "dlopen \(path)", output: String(cString: dlerror()))
         }
-        let sizes = Dictionary(try ElfObject(path: path).prologueRelocations().entries.map { ($0.symbol, $0.size) },
+        let relocations = try ElfObject(path: path).prologueRelocations()
+        let sizes = Dictionary(relocations.entries.map { (relocations.symbol(of: $0), $0.size) },
                                uniquingKeysWith: { a, _ in a })
         return (handle, sizes)
     }
@@ -106,5 +108,53 @@ final class RelocatedStubTests: XCTestCase {
         let wide = try jit.allocate(near: near, slots: 4)
         XCTAssertEqual(jit.address(of: wide) + UInt(3 * JITMemory.slotSize),
                        jit.address(of: JITSlot(region: wide.region, index: wide.index + 3)))
+    }
+
+    /// The analysis with the stubs placed as it goes (the calling thread
+    /// places each run's stubs while another thread analyzes on) places the
+    /// same entries, in the same order, as the analysis followed by the
+    /// placement, on libswiftCore as loaded in this process (about 20,000
+    /// relocatable functions: many runs, two threads); each stub in memory
+    /// holds exactly the bytes its relocation draws for that address. No
+    /// function is patched.
+    func testStubsPlacedAsTheAnalysisGoesEqualThoseOfTheWholeAnalysis() throws {
+        let loaded = try XCTUnwrap(dlsym(dlopen(nil, RTLD_NOW), "swift_retain"), "libswiftCore.so is not loaded")
+        // Its file: the mapping of /proc/self/maps that holds the function.
+        let maps = String(decoding: try XCTUnwrap(FileHandle(forReadingAtPath: "/proc/self/maps")).readDataToEndOfFile(), as: UTF8.self)
+        let path = try XCTUnwrap(maps.split(separator: "\n").lazy.compactMap { line -> String? in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            let range = fields[0].split(separator: "-").compactMap { UInt($0, radix: 16) }
+            let at = UInt(bitPattern: loaded)
+            return fields.count >= 6 && range.count == 2 && range[0] <= at && at < range[1] ? String(fields[5]) : nil
+        }.first)
+        let object = try ElfObject(path: path)
+        let symbols: [FunctionSymbol] = try object.functionSymbols()
+        let retain = try XCTUnwrap(symbols.first { $0.name == "swift_retain" })
+        let bias = UInt(bitPattern: loaded) &- UInt(retain.address)
+        var failures: [Int] = []
+        let whole = RelocatedStubArena().placeEveryRelocatableFunction(of: try object.prologueRelocations(), loadBias: bias) { index, _ in
+            failures.append(index)
+        }
+        let (relocations, asItGoes) = try RelocatedStubArena().analyzeAndPlaceEveryRelocatableFunction(of: object, loadBias: bias, threads: 2) {
+            index, _ in failures.append(index)
+        }
+        XCTAssertEqual(failures, [])
+        XCTAssertGreaterThan(relocations.entries.count, 4 * 2048, "enough functions for two threads and many runs")
+        XCTAssertGreaterThan(asItGoes.count, 10_000)
+        XCTAssertEqual(asItGoes.count, whole.count)
+        let relocatable = relocations.entries.compactMap { entry -> PrologueRelocation? in
+            guard entry.size >= 5, case let .success(relocation) = entry.verdict else { return nil }
+            return relocation.rebased(by: bias)
+        }
+        XCTAssertEqual(relocatable.count, asItGoes.count)
+        var mismatched = 0
+        for (k, (a, b)) in zip(asItGoes, whole).enumerated() {
+            guard a.address == b.address, a.functionAddress == b.functionAddress, a.original == b.original, a.stubOffsets == b.stubOffsets,
+                  a.stub != b.stub, a.functionAddress == relocatable[k].functionAddress else { mismatched += 1; continue }
+            let drawn = try relocatable[k].stubBytes(at: a.stub).bytes
+            let written = Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: a.stub), count: drawn.count))
+            if written != drawn { mismatched += 1 }
+        }
+        XCTAssertEqual(mismatched, 0)
     }
 }
