@@ -48,13 +48,17 @@ extension JITMemory {
 
     /// A stub's slots, its bytes (padded with int3 to whole slots) appended
     /// to `buffer`, not written yet. On error `buffer` may hold part of them.
+    private static let int3Slot = [UInt8](repeating: StubX86_64.int3, count: slotSize)
+
     fileprivate func buildRelocatedStub(_ relocation: PrologueRelocation, into buffer: inout [UInt8]) throws(TraceError) -> RelocatedStub {
         let count = (relocation.stubLength + Self.slotSize - 1) / Self.slotSize
         let slot = try allocate(near: relocation.patchAddress, slots: count)
         let address = self.address(of: slot)
         let start = buffer.count
-        // Whole slots of int3 first, then the stub's bytes over their start.
-        buffer.append(contentsOf: repeatElement(StubX86_64.int3, count: count * Self.slotSize))
+        // Whole slots of int3 first, then the stub's bytes over their start
+        // (a slot at a time from a slot of int3: appending a repeated
+        // element goes a byte at a time, 1.5% of a 63,000-stub batch).
+        for _ in 0..<count { buffer.append(contentsOf: Self.int3Slot) }
         let written: Result<PrologueRelocation.ShortBytes, PrologueRelocation.StubError> = buffer.withUnsafeMutableBytes { bytes in
             do throws(PrologueRelocation.StubError) {
                 return .success(try relocation.writeStub(at: address, into: UnsafeMutableRawBufferPointer(rebasing: bytes[start...])))
