@@ -6,7 +6,8 @@
 # it). The analysis runs on the online cores, and the calling thread places
 # each run of verdicts' stubs as soon as it is analyzed (RELOC_SEQUENTIAL=1
 # in the environment: the stubs after the whole analysis, each phase timed
-# on its own). Side by side, in the same alternating rounds, uftrace's start-up with
+# on its own). Also, in the same rounds, the bench with one analysis thread
+# (RELOC_THREADS=1: what a traced process has, no thread of its own). Side by side, in the same alternating rounds, uftrace's start-up with
 # `-P .` (dynamic patching of every function at start-up) on the same binary:
 # `uftrace record -P . swift-format --version` minus `swift-format --version`,
 # per function. uftrace 0.13 crashes swift-format that way (NOTES.md): then
@@ -35,6 +36,7 @@ uftrace_runs=0
 if command -v uftrace >/dev/null && [ -x "$SF" ] && [ "$OBJECT" = "$SF" ]; then uftrace_runs=1; fi
 for round in $(seq "$RUNS"); do
     "$BIN/livetrace-reloc-bench" "$OBJECT" > "$work/bench.$round"
+    RELOC_THREADS=1 "$BIN/livetrace-reloc-bench" "$OBJECT" > "$work/bench1.$round"
     if [ "$OBJECT" = "$SF" ] && [ -x "$BIN/livetrace" ]; then
         start=$(date +%s%N); "$SF" --version > "$work/plain.out" 2>&1; plain=$(( $(date +%s%N) - start ))
         start=$(date +%s%N)
@@ -73,6 +75,9 @@ for line in first[1:5]:
     print(f"  first round: {line}")
 functions = int(re.search(r"functions >= 5 bytes: ([0-9]+)", texts[0]).group(1))
 print(f"  livetrace relocate+restore, analysis and stubs included: wall {describe(wall, 2)}, cpu {describe(cpu, 2)}")
+one = [field(open(f"{work}/bench1.{i}").read(), r"^total us/function[^:]*: ([0-9.]+)") for i in range(1, runs + 1)]
+print(f"  the same with one analysis thread (what a traced process has): wall {describe(one, 2)}")
+row("relocate + restore every function of swift-format, one analysis thread (wall)", one, "us/function", digits=2)
 issue = 55.0
 med = spread(wall)[0]
 print(f"  vs uftrace's 55 us/function (issue 10): {issue / med:.1f}x faster (wall median); target >= 50x: {verdict(issue / med >= 50)}")
