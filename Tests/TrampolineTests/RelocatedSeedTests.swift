@@ -87,7 +87,10 @@ final class RelocatedSeedTests: XCTestCase {
     }
 
     func switchTrampolines(rounds: Int) throws {
-        let f = try Fixture("switch")
+        // A fixture of its own per round count: the soak runs after the
+        // shorter test in the same process, and dlopen of the same file
+        // would hand back the library whose call counters already ran.
+        let f = try Fixture("switch\(rounds)")
         let counters = UnsafeMutablePointer<Int>.allocate(capacity: 10)
         counters.initialize(repeating: 0, count: 10)
         defer { counters.deallocate() }
@@ -115,7 +118,7 @@ final class RelocatedSeedTests: XCTestCase {
     }
 
     func patchAndUnpatch(rounds: Int) throws {
-        let f = try Fixture("patch")
+        let f = try Fixture("patch\(rounds)")
         let counters = UnsafeMutablePointer<Int>.allocate(capacity: 10)
         counters.initialize(repeating: 0, count: 10)
         defer { counters.deallocate() }
