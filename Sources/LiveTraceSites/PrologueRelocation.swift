@@ -322,7 +322,6 @@ public enum RelocationRefusal: Error, Sendable, Hashable, CustomStringConvertibl
         symbol == "_start" ? .entryPoint : nil
     }
 
-
     public var description: String {
         switch self {
         case let .tooShort(size): return size == 0 ? "symbol size unknown" : "only \(size) bytes: shorter than the 5-byte patch"
@@ -499,7 +498,7 @@ extension ElfObject {
                                     fullBodyScan: Bool = false,
                                     analyzed: ((_ entries: UnsafeBufferPointer<ObjectRelocations.Entry>, _ first: Int, _ total: Int) -> Void)? = nil)
         throws(DiscoveryError) -> ObjectRelocations {
-        // The names are made by the analysis threads, each its share.
+        // No name is read (`ObjectRelocations.symbol(of:)` reads one on demand).
         let index = try FunctionIndex(object: self, names: false)
         let functions = only.map { only in index.functions.filter { only.contains(UInt($0.address)) } } ?? index.functions
         // Below this many functions a thread costs more than it saves.

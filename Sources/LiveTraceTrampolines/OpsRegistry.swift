@@ -188,10 +188,6 @@ public final class OpsRegistry: Sendable {
         try withSitesStable { () throws(TraceError) in try engine.withLock { (e) throws(TraceError) in try e.restoreOriginalSites() } }
     }
 
-    static func entry(of stub: RelocatedStub) -> RelocatedEntry {
-        RelocatedEntry(relocation: stub.relocation, stub: stub.address, stubOffsets: stub.offsets)
-    }
-
     /// Whether stubs built from now on may be leaf stubs (benchmarks and
     /// tests compare both paths); stubs already published stay as they are.
     public var leafStubsEnabled: Bool {
@@ -419,7 +415,7 @@ extension OpsRegistry {
             let idle = relocations.filter { siteStates[$0.key]?.ops.isEmpty ?? true }
             guard !idle.isEmpty else { return }
             // In address order, which the text poke's batch takes without sorting.
-            let entries = idle.keys.sorted().map { OpsRegistry.entry(of: idle[$0]!) }
+            let entries = idle.keys.sorted().map { idle[$0]!.entry }
             let result = TextPoker.shared.restore(entries)
             let failed = Set((result.failed + result.skipped).map(\.site.address))
             for (address, stub) in idle where !failed.contains(address) {
@@ -639,7 +635,7 @@ extension OpsRegistry {
                 throw firstError
             }
             if built.isEmpty { return }
-            let result = TextPoker.shared.relocate(built.map(OpsRegistry.entry(of:)))
+            let result = TextPoker.shared.relocate(built.map(\.entry))
             let failed = Dictionary((result.failed + result.skipped).map { ($0.site.address, $0.problem.description) }, uniquingKeysWith: { a, _ in a })
             for stub in built {
                 if failed[stub.relocation.patchAddress] != nil { jit.free(stub.slot) } else { relocations[stub.relocation.patchAddress] = stub }

@@ -22,6 +22,9 @@ struct RelocatedStub {
         guard let index = relocation.instructions.firstIndex(where: { $0.offset == offset }) else { return nil }
         return address + UInt(offsets[index])
     }
+
+    /// What the text poke relocates with this stub.
+    var entry: RelocatedEntry { RelocatedEntry(relocation: relocation, stub: address, stubOffsets: offsets) }
 }
 
 extension JITMemory {
@@ -46,10 +49,10 @@ extension JITMemory {
         return batch.finish(failed: failed)
     }
 
-    /// A stub's slots, its bytes (padded with int3 to whole slots) appended
-    /// to `buffer`, not written yet. On error `buffer` may hold part of them.
     private static let int3Slot = [UInt8](repeating: StubX86_64.int3, count: slotSize)
 
+    /// A stub's slots, its bytes (padded with int3 to whole slots) appended
+    /// to `buffer`, not written yet. On error `buffer` may hold part of them.
     fileprivate func buildRelocatedStub(_ relocation: PrologueRelocation, into buffer: inout [UInt8]) throws(TraceError) -> RelocatedStub {
         let count = (relocation.stubLength + Self.slotSize - 1) / Self.slotSize
         let slot = try allocate(near: relocation.patchAddress, slots: count)
@@ -172,16 +175,11 @@ public final class RelocatedStubArena: @unchecked Sendable {
 
     public init() {}
 
-    /// The entry the text poke relocates, its stub built and written.
-    public func place(_ relocation: PrologueRelocation) throws(TraceError) -> RelocatedEntry {
-        let stub = try jit.placeRelocatedStub(relocation)
-        return RelocatedEntry(relocation: relocation, stub: stub.address, stubOffsets: stub.offsets)
-    }
-
-    /// `place` for every relocatable function of `object` (of at least 5
-    /// bytes) loaded at `loadBias`, rebased on the fly: a batch of 60,000
-    /// copies no second array of relocations. `failed` hears of the others
-    /// by their index among the relocatable ones.
+    /// The entries the text poke relocates, their stubs built and written,
+    /// for every relocatable function of `object` (of at least 5 bytes)
+    /// loaded at `loadBias`, rebased on the fly: a batch of 60,000 copies no
+    /// second array of relocations. `failed` hears of the others by their
+    /// index among the relocatable ones.
     public func placeEveryRelocatableFunction(of object: ObjectRelocations, loadBias: UInt,
                                               failed: (_ index: Int, _ error: TraceError) -> Void) -> [RelocatedEntry] {
         var batch = RelocatedStubBatch<RelocatedEntry>(jit: jit, expected: object.entries.count)
@@ -207,15 +205,12 @@ public final class RelocatedStubArena: @unchecked Sendable {
         return (relocations, batch.finish(failed: failed))
     }
 
-    /// Reads each verdict in place: an entry copied out would retain and
-    /// release its symbol's string.
     private static func place(_ entries: UnsafeBufferPointer<ObjectRelocations.Entry>, loadBias: UInt,
                               into batch: inout RelocatedStubBatch<RelocatedEntry>,
                               failed: (_ index: Int, _ error: TraceError) -> Void) {
-        for index in entries.indices {
-            guard entries[index].size >= 5, case let .success(relocation) = entries[index].verdict else { continue }
-            batch.add(relocation.rebased(by: loadBias), { RelocatedEntry(relocation: $0.relocation, stub: $0.address, stubOffsets: $0.offsets) },
-                      failed: failed)
+        for entry in entries {
+            guard entry.size >= 5, case let .success(relocation) = entry.verdict else { continue }
+            batch.add(relocation.rebased(by: loadBias), \.entry, failed: failed)
         }
     }
 }
