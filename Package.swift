@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "TrampolineTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "RecordingTests", dependencies: ["LiveTrace", "TestSupport"]),
         .testTarget(name: "FunctionGraphTests", dependencies: ["LiveTrace", "TestSupport"]),
-        .testTarget(name: "RecordCommandTests", dependencies: ["LiveTrace", "LiveTracePreload", "TestSupport"]),
+        .testTarget(name: "RecordCommandTests", dependencies: ["LiveTrace", "LiveTracePreload", "TestSupport", "livetrace", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "TraceReadingTests", dependencies: ["LiveTrace", "LiveTraceAnalysis", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -19,7 +19,7 @@ PHASES = [  # (phase, regular expression on a symbol of the call chain)
     ("CLI: program check (parse, sites)", r"ProgramCheck.*check"),
     ("CLI: ring area creation", r"RingArea.*create"),
     ("CLI: finish (last drain, summary)", r"RecordingSession.*finish"),
-    ("CLI: argument parsing", r"ArgumentParser"),
+    ("CLI: argument parsing", r"RecordArguments.*scan|parseAsRoot"),
     ("drain thread", r"DrainThread"),
     ("dynamic loader (libraries, relocations)", r"^(_dl_|dl_main|_dl_start)"),
     ("kernel: exec", r"execve"),

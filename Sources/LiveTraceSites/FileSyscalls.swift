@@ -46,12 +46,6 @@ enum FileSyscalls {
 
     /// The target of a symbolic link such as /proc/self/exe.
     static func readLink(_ path: String) throws(DiscoveryError) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        do {
-            let n = try SystemCall.retrying("readlink", subject: path) { readlink(path, &buffer, buffer.count - 1) }
-            return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        } catch {
-            throw .systemCall(error)
-        }
+        do { return try SystemCall.readLink(path) } catch { throw .systemCall(error) }
     }
 }

@@ -93,6 +93,13 @@ public enum SystemCall {
         }
     }
 
+    /// The target of a symbolic link such as /proc/PID/exe.
+    public static func readLink(_ path: String) throws(SystemCallError) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = try retrying("readlink", subject: path) { readlink(path, &buffer, buffer.count - 1) }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// pwrite of the whole buffer at `offset` (a virtual address for
     /// /proc/self/mem); short writes continue, a write of nothing is EIO.
     public static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt, subject: String) throws(SystemCallError) {

@@ -45,13 +45,12 @@
 //       library whose name holds "malloc" (jemalloc, tcmalloc, mimalloc).
 // Held anywhere else (inside malloc, inside futex — which may be an arena's
 // lock wait —, mmap, brk), it is given back untouched and tried again a
-// moment later. No safe point within `safePointTimeoutSeconds` refuses the
+// moment later. No safe point within `safePointTimeout` refuses the
 // attach, the process untouched. Still out of reach: a lock dlopen needs
 // held across user code (a constructor running inside another thread's
 // dlopen, a dl_iterate_phdr callback) — the loader's lock is recursive for
 // the thread that holds it, and rare in a running program.
 import CLiveTraceShims
-import FoundationEssentials
 import Glibc
 import LiveTrace
 import LiveTraceSites
@@ -108,8 +107,8 @@ enum AttachInjection {
     private static let restartCodes: Set<Int64> = [-512, -513, -514, -516]
     private static let restartSyscall: UInt64 = 219
     private static let redZone: UInt64 = 128
-    private static let callTimeoutSeconds = 20.0
-    static let safePointTimeoutSeconds = 2.0
+    private static let callTimeout = Duration.seconds(20)
+    static let safePointTimeout = Duration.seconds(2)
 
     /// System calls that block by nature, in which a thread holds no lock
     /// dlopen needs (x86-64 numbers): read, write, poll, pread64, readv,
@@ -134,7 +133,7 @@ enum AttachInjection {
     /// round; threads that exit meanwhile are skipped.
     private static func borrowAtSafePoint(pid: pid_t, preferred: pid_t) throws(InjectionError) -> HeldThread {
         let unsafe = lockHoldingCode(pid: pid)
-        let deadline = Date().addingTimeInterval(safePointTimeoutSeconds)
+        let deadline = ContinuousClock.now + safePointTimeout
         var rounds = 0
         while true {
             let others = ((try? SystemCall.listDirectory("/proc/\(pid)/task")) ?? nil)?.compactMap { pid_t($0) }.filter { $0 != preferred }.sorted() ?? []
@@ -144,8 +143,8 @@ enum AttachInjection {
                 thread.release()
             }
             rounds += 1
-            if Date() > deadline {
-                throw InjectionError(description: "no thread stopped outside the C library, the loader and the allocator within \(Int(safePointTimeoutSeconds)) s (\(rounds) rounds): loading the shim there could deadlock on a lock the thread holds; nothing was changed, try again")
+            if ContinuousClock.now > deadline {
+                throw InjectionError(description: "no thread stopped outside the C library, the loader and the allocator within \(safePointTimeout.components.seconds) s (\(rounds) rounds): loading the shim there could deadlock on a lock the thread holds; nothing was changed, try again")
             }
             usleep(useconds_t(min(rounds, 20) * 100))
         }
@@ -166,7 +165,10 @@ enum AttachInjection {
             }
             throw InjectionError(description: "the process could not load \(library): \(reason)")
         }
-        let libraryPath = URL(fileURLWithPath: library).resolvingSymlinksInPath().path
+        let libraryPath = realpath(library, nil).map { resolved in
+            defer { free(resolved) }
+            return String(cString: resolved)
+        } ?? library
         let libraryIdentity = FileIdentity.of(path: library)
         guard let entry = ProcessMaps.exportedFunction("lt_attach_start", in: ProcessMaps.readOrEmpty(pid: pid), pid: pid, matches: { path in
             path == libraryPath || FileIdentity.of(path: path).map { identity in libraryIdentity.map { identity.isSameFile(as: $0) } ?? false } ?? false
@@ -186,7 +188,7 @@ enum AttachInjection {
     /// The threads of `pid` that block a protected signal, from
     /// /proc/PID/task/TID/status (SigBlk), without touching them.
     static func threadsBlockingProtectedSignals(pid: pid_t) -> [pid_t] {
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        let tasks = ((try? SystemCall.listDirectory("/proc/\(pid)/task")) ?? nil) ?? []
         return tasks.compactMap { pid_t($0) }.filter { tid in
             guard let status = try? SystemCall.readFile("/proc/\(pid)/task/\(tid)/status"),
                   let mask = SystemCall.hexField("SigBlk:", in: status) else { return false }
@@ -268,7 +270,7 @@ enum AttachInjection {
         }
 
         /// Waits for the next stop of the thread.
-        func waitStop(deadline: Date) throws(InjectionError) -> Stop {
+        func waitStop(deadline: ContinuousClock.Instant) throws(InjectionError) -> Stop {
             var status: Int32 = 0
             while true {
                 let result: pid_t
@@ -278,7 +280,7 @@ enum AttachInjection {
                     throw InjectionError(description: error.description)
                 }
                 if result == 0 {
-                    if Date() > deadline { throw InjectionError(description: "thread \(tid) did not stop within \(Int(AttachInjection.callTimeoutSeconds)) s") }
+                    if ContinuousClock.now > deadline { throw InjectionError(description: "thread \(tid) did not stop within \(AttachInjection.callTimeout.components.seconds) s") }
                     usleep(100)
                     continue
                 }
@@ -294,7 +296,7 @@ enum AttachInjection {
         mutating func interrupt() throws(InjectionError) {
             let result = lt_ptrace(LT_PTRACE_INTERRUPT, tid, 0, 0)
             guard result == 0 else { throw InjectionError(description: "ptrace(PTRACE_INTERRUPT) failed: \(String(cString: strerror(Int32(-result))))") }
-            let deadline = Date().addingTimeInterval(AttachInjection.callTimeoutSeconds)
+            let deadline = ContinuousClock.now + AttachInjection.callTimeout
             while true {
                 switch try waitStop(deadline: deadline) {
                 case .event: return
@@ -374,7 +376,7 @@ enum AttachInjection {
             let set = withUnsafeMutablePointer(to: &regs) { lt_ptrace(LT_PTRACE_SETREGS, tid, 0, UInt(bitPattern: $0)) }
             guard set == 0 else { throw InjectionError(description: "ptrace(PTRACE_SETREGS) failed: \(String(cString: strerror(Int32(-set))))") }
             _ = lt_ptrace(LT_PTRACE_CONT, tid, 0, 0)
-            let deadline = Date().addingTimeInterval(AttachInjection.callTimeoutSeconds)
+            let deadline = ContinuousClock.now + AttachInjection.callTimeout
             while true {
                 switch try waitStop(deadline: deadline) {
                 case .event:

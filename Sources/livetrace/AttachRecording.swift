@@ -20,7 +20,6 @@
 //      released); finish the trace (marked salvaged when the process exited
 //      while attached); -t; one summary line saying how long it was attached.
 import CLiveTraceShims
-import FoundationEssentials
 import Glibc
 import LiveTrace
 import LiveTracePreload
@@ -125,7 +124,7 @@ enum AttachCheck {
         }
         close(probe)
         let exe = "/proc/\(pid)/exe"
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: exe)) ?? exe
+        let executable = (try? SystemCall.readLink(exe)) ?? exe
         let object: ElfObject
         do throws(DiscoveryError) {
             object = try ElfObject(path: exe)
@@ -137,7 +136,7 @@ enum AttachCheck {
             throw refuse(pid, "\(executable) is statically linked: there is no dynamic loader to load the shim with")
         }
         let siteCheck = discoverSites ? SiteCheck(path: exe) : nil
-        if let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ"),
+        if let environ = try? SystemCall.readFile("/proc/\(pid)/environ"),
            environ.split(separator: 0).contains(where: { $0.starts(with: Array((PreloadEnvironment.rings + "=").utf8)) }) {
             throw refuse(pid, "it already holds a LiveTrace session (it runs under livetrace record -- PROGRAM)")
         }
@@ -154,7 +153,7 @@ enum AttachCheck {
             throw refuse(pid, "its C library exports no dlopen (glibc 2.34 or newer is needed)")
         }
         let dlerror = ProcessMaps.exportedFunction("dlerror", in: mappings, pid: pid, matches: isLibc)
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        let tasks = ((try? SystemCall.listDirectory("/proc/\(pid)/task")) ?? nil) ?? []
         let live = tasks.compactMap { pid_t($0) }.filter { tid in
             let text = readProcFile("/proc/\(pid)/task/\(tid)/stat")
             guard let close = text.lastIndex(of: ")") else { return false }
@@ -162,7 +161,7 @@ enum AttachCheck {
             return state != "Z" && state != "X"
         }.sorted()
         guard let tid = live.contains(pid) ? pid : live.first else { throw refuse(pid, "it has no live thread") }
-        let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
+        let cmdline = (try? SystemCall.readFile("/proc/\(pid)/cmdline")) ?? []
         let command = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         return AttachTarget(
             pid: pid, tid: tid, executable: executable, command: command.isEmpty ? [executable] : command,
@@ -170,7 +169,7 @@ enum AttachCheck {
     }
 }
 
-extension RecordCommand {
+extension RecordArguments {
     private enum Ending {
         case signal(Int32), duration, exited, sessionEnded
     }

@@ -17,30 +17,29 @@ struct LiveTraceCommand: ParsableCommand {
         ]
     )
 
-    /// `livetrace record ARGS` parses ARGS with `record` as the root command:
-    /// its start-up counts against the program it runs, and parsing from the
-    /// top builds the arguments of every subcommand (reflection and the
-    /// runtime's protocol-conformance lookups: about a third of the CLI's
-    /// own start, docs/ARCHITECTURE.md). A parse that does not simply succeed
+    /// `livetrace record ARGS`: its start-up counts against the program it
+    /// runs, so its plain forms are read without the argument parser
+    /// (RecordArguments.scan, which says why). Other ARGS are parsed with
+    /// `record` as the root command: parsing from the top builds the
+    /// arguments of every subcommand (reflection and the runtime's
+    /// protocol-conformance lookups). A parse that does not simply succeed
     /// (an error, --help) goes the usual way, so messages and usage text are
     /// those of `livetrace record`.
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
-        if arguments.first == RecordCommand.configuration.commandName,
-           !arguments.contains(where: { $0.hasPrefix("--generate-completion-script") }),
-           let command = try? RecordCommand.parseAsRoot(Array(arguments.dropFirst())) {
-            do {
-                var command = command
-                try command.run()
-            } catch let code as ExitCode {
-                // The program's status: ArgumentParser's exit(withError:)
-                // would first build a message for it by reflection (about
-                // 0.25 ms, counted against the program), then print nothing.
-                Glibc.exit(code.rawValue)
-            } catch {
-                exit(withError: error)
+        if arguments.first == RecordCommand.configuration.commandName {
+            let recordArguments = Array(arguments.dropFirst())
+            if let scanned = RecordArguments.scan(recordArguments), scanned.problem == nil {
+                Glibc.exit(scanned.run())
             }
-            exit()
+            if !arguments.contains(where: { $0.hasPrefix("--generate-completion-script") }),
+               let command = (try? RecordCommand.parseAsRoot(recordArguments)) as? RecordCommand {
+                // The program's status, or RecordFailure's: ArgumentParser's
+                // exit(withError:) would first build a message for it by
+                // reflection (about 0.25 ms, counted against the program),
+                // then print nothing.
+                Glibc.exit(command.arguments.run())
+            }
         }
         main(nil)
     }

@@ -101,47 +101,23 @@ struct RecordCommand: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The program and its arguments, after --.", valueName: "-- program args"))
     var command: [String] = []
 
-    var programArguments: [String] { command.first == "--" ? Array(command.dropFirst()) : command }
+    /// The values parsed, as the run takes them.
+    var arguments: RecordArguments {
+        RecordArguments(
+            filter: filter, dynamicPatterns: dynamicPatterns, notrace: notrace, depth: depth, minTime: minTime,
+            directory: directory, bufferEvents: bufferEvents, waitMilliseconds: waitMilliseconds, pid: pid,
+            duration: duration, programArguments: command.first == "--" ? Array(command.dropFirst()) : command)
+    }
 
     func validate() throws {
         // The program's arguments are passed through untouched, so the
         // parser sees a help flag before `--` as the program's name.
         if let first = command.first, ["-h", "--help", "-help"].contains(first) { throw CleanExit.helpRequest(self) }
-        if let pid {
-            guard programArguments.isEmpty else { throw ValidationError("-p \(pid) attaches to a running process: give no program") }
-        } else {
-            guard !programArguments.isEmpty else { throw ValidationError("no program given: livetrace record [options] -- PROGRAM [ARGS...], or -p PID") }
-            if duration != nil { throw ValidationError("--duration applies to -p PID only (a started program records until it exits)") }
-        }
-        if let duration, RecordCommand.parseDuration(duration) == nil {
-            throw ValidationError("--duration \(duration): not a time (a number with ns, us, ms or s; a bare number is nanoseconds)")
-        }
-        if let depth, depth < 1 || depth > FunctionGraph.stackCapacity {
-            throw ValidationError("-D \(depth): the depth must be in 1...\(FunctionGraph.stackCapacity)")
-        }
-        guard (2...RingArea.maximumRingCapacity).contains(bufferEvents) else {
-            throw ValidationError("-b \(bufferEvents): a buffer holds 2...\(RingArea.maximumRingCapacity) events")
-        }
-        guard (0...60_000).contains(waitMilliseconds) else {
-            throw ValidationError("--wait \(waitMilliseconds): the wait is 0...60000 milliseconds")
-        }
-        if let minTime, RecordCommand.parseDuration(minTime) == nil {
-            throw ValidationError("-t \(minTime): not a time (a number with ns, us, ms or s; a bare number is nanoseconds)")
-        }
-        for glob in filter + notrace + dynamicPatterns where glob.allSatisfy(\.isWhitespace) || glob.contains(PreloadEnvironment.listSeparator) {
-            throw ValidationError("'\(glob)': a function glob must be non-empty and must not contain '\(PreloadEnvironment.listSeparator)'")
-        }
+        if let problem = arguments.problem { throw ValidationError(problem) }
     }
 
     func run() throws {
-        let status: Int32
-        do throws(RecordFailure) {
-            if let pid { status = try attach(pid: pid) } else { status = try record() }
-        } catch {
-            RecordOutput.error(error.description)
-            throw ExitCode(error.exitStatus)
-        }
-        throw ExitCode(status)
+        throw ExitCode(arguments.run())
     }
 
     /// "10us" → 10_000 (nanoseconds); nil when malformed.
@@ -152,6 +128,19 @@ struct RecordCommand: ParsableCommand {
             return value.multipliedReportingOverflow(by: scale).overflow ? nil : value * scale
         }
         return UInt64(text)
+    }
+}
+
+extension RecordArguments {
+    /// Records (or attaches, with -p) and returns the exit status: the
+    /// program's, or RecordFailure's after its message.
+    func run() -> Int32 {
+        do throws(RecordFailure) {
+            if let pid { return try attach(pid: pid) } else { return try record() }
+        } catch {
+            RecordOutput.error(error.description)
+            return error.exitStatus
+        }
     }
 
     // MARK: - the run
