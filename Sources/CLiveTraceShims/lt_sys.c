@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 
 /* glibc exports its real sigaction also as __sigaction; lt_sigmask.c
  * interposes the public name. */
@@ -90,4 +92,8 @@ int lt_sys_sigrtmax(void) {
 
 int lt_sys_sigrtmin(void) {
     return SIGRTMIN;
+}
+
+long lt_sys_rename_exchange(const char *from, const char *to) {
+    return lt_raw_result(syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, RENAME_EXCHANGE));
 }

@@ -2,6 +2,7 @@
 // wrappers over LiveTraceSites' system-call layer (SystemCalls.swift), which
 // retries EINTR; its SystemCallError (the call, its subject, errno) is
 // carried in RecordingError.systemCall.
+import CLiveTraceShims
 import Glibc
 import LiveTraceSites
 
@@ -167,11 +168,30 @@ enum Sys {
 
     /// Writes a whole file through a temporary name and rename, so a reader
     /// never sees half of it.
+    /// `bytes` as the content of `path`, which a reader sees whole or not at
+    /// all, old or new:
+    ///   1. write `path` + temporarySuffix;
+    ///   2. when `path` exists, exchange the two names (RENAME_EXCHANGE), then
+    ///      unlink the temporary name, which now holds the old content;
+    ///   3. otherwise (or on a file system that cannot exchange), rename the
+    ///      temporary file to `path`.
+    /// Why the exchange: ext4 (auto_da_alloc, its default) starts the
+    /// writeback of a file renamed over an existing one, a disk write per
+    /// replace (about 0.15 ms of `record -- fib 3`'s finish, which replaces
+    /// the info.json of its start); an exchange replaces nothing.
     static func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws(RecordingError) {
         let temporary = path + temporarySuffix
         let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
         defer { close(fd) }
         try writeAll(fd, bytes, temporary)
+        if exists(path) {
+            var exchanged: Int = 0
+            repeat { exchanged = lt_sys_rename_exchange(temporary, path) } while exchanged == -Int(EINTR)
+            if exchanged == 0 {
+                try unlinkIfPresent(temporary)
+                return
+            }
+        }
         _ = try retrying("rename", temporary) { Glibc.rename(temporary, path) }
     }
 

@@ -61,4 +61,8 @@ int lt_sys_sigrtmin(void);
  * the patcher runs it on its own core after each step. */
 void lt_sys_serialize_this_core(void);
 
+/* renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_EXCHANGE): both names stay,
+ * their files swapped atomically (Swift does not import renameat2). */
+long lt_sys_rename_exchange(const char *from, const char *to);
+
 #endif
