@@ -69,7 +69,7 @@ struct RecordArguments: Equatable {
     /// The options the scan knows, by every spelling RecordCommand gives
     /// them; each takes one value, the next argument or after `=` (long
     /// spellings only).
-    private enum Option: CaseIterable {
+    private enum Option {
         case filter, dynamicPatterns, notrace, depth, minTime, directory, bufferEvents, waitMilliseconds, pid, duration
 
         static let bySpelling: [String: Option] = [
