@@ -5,6 +5,7 @@
 // and one whose values do not validate must be refused by the parser with
 // the same message; anything the scan is not sure of it leaves to the parser.
 import ArgumentParser
+import TestSupport
 import XCTest
 @testable import livetrace
 
@@ -21,18 +22,6 @@ final class RecordArgumentsTests: XCTestCase {
     }
 
     struct ParseFailure: Error, Equatable { var message: String }
-
-    /// A fixed-seed generator (SplitMix64): a failure names its seed.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     /// Option spellings with values, good and bad, in every form the
     /// parser knows (and some it refuses).

@@ -9,18 +9,6 @@ import TestSupport
 import XCTest
 
 final class MutationTests: XCTestCase {
-    /// A fixed-seed generator (SplitMix64): a failure names its seed and variant.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9e37_79b9_7f4a_7c15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-            return z ^ (z >> 31)
-        }
-    }
-
     static let interesting: [UInt64] = [0, 1, 7, 8, 0x40, 0xff, 0xffff, 0x7fff_ffff, 0xffff_ffff, 0x8000_0000_0000_0000, UInt64.max, UInt64.max - 7]
 
     func testCorruptedObjectsNeverCrashOrHangTheLister() throws {

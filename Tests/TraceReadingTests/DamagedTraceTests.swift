@@ -69,18 +69,8 @@ final class DamagedTraceTests: XCTestCase {
 
     // MARK: - fuzz
 
-    /// SplitMix64: a fixed seed, so a failure names the case that reproduces it.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-    }
+    /// A fixed seed, so a failure names the case that reproduces it.
+    typealias Random = SplitMix64
 
     /// Events no writer would write but a CRC cannot catch: any order of
     /// entries and exits, UNWOUND exits, losses, timestamps that jump back
