@@ -31,6 +31,52 @@ def cpu_model():
     return platform.processor() or "?"
 
 
+def figure(rows, name):
+    """The median of the row named `name`, or None."""
+    for row in rows:
+        if row[0] == name:
+            try:
+                return float(row[1])
+            except ValueError:
+                return None
+    return None
+
+
+def floor_section(rows):
+    """What the per-call targets leave an entry and an exit, beside what the
+    writer alone costs on this machine (its TSC reads included): where the
+    budget is below the writer, no trampoline can meet the target."""
+    writer = figure(rows, "writer hot path (lt_record_entry+exit, C loop), added per call")
+    tsc = figure(rows, "two TSC reads per call (rdtsc, the writer's floor), added per call")
+    hooks = figure(rows, "function graph in process: hooks alone, added per call")
+    if writer is None or tsc is None:
+        return []
+    lines = ["", "## What the per-call targets leave", "",
+             f"Recording an entry and an exit costs at least the writer alone: {writer:.2f} ns per call "
+             f"(`lt_record_entry` + `lt_record_exit` in a C loop, no trampoline), of which two TSC reads "
+             f"(`rdtsc`, the cheapest clock here) are {tsc:.2f} ns"
+             + (f"; the hooks alone (trampolines, shadow stack, no recording) add {hooks:.2f} ns." if hooks else "."),
+             ""]
+    for calls in ("2M", "10M"):
+        uftrace = figure(rows, f"uftrace 0.13 record -P ., hot call, {calls} calls: added per call")
+        if uftrace is None:
+            continue
+        budget = uftrace / 5
+        lines.append(f"- per call, {calls} calls: 5x less than uftrace's {uftrace:.1f} ns is {budget:.1f} ns per call, "
+                     + ("below the writer alone: not reachable on this machine." if budget < writer
+                        else "above the writer alone."))
+    uftrace_lua = figure(rows, "Lua workload: uftrace record extra time")
+    lua_calls = figure(rows, "Lua workload: calls (the counting __fentry__ of real-programs.sh)")
+    if uftrace_lua is not None and lua_calls and hooks:
+        budget = uftrace_lua / 4
+        needed = lua_calls * (writer + hooks) / 1e6
+        lines.append(f"- Lua: 4x less than uftrace's {uftrace_lua:.1f} ms is {budget:.1f} ms; its {int(lua_calls):,} calls at "
+                     f"the writer's and the hooks' {writer + hooks:.2f} ns cost {needed:.1f} ms before any start-up: "
+                     + ("not reachable on this machine." if needed > budget else "reachable only with a start-up under "
+                        f"{budget - needed:.1f} ms."))
+    return lines
+
+
 def main():
     rows_path, out_path, seconds, load_before, load_after = sys.argv[1:6]
     quick = len(sys.argv) > 6 and sys.argv[6] == "quick"
@@ -68,6 +114,7 @@ def main():
     ]
     for name, median, spread, unit, _, _ in figures:
         lines.append(f"| {name} | {median} | {spread} | {unit} |")
+    lines += floor_section(rows)
     lines += [
         "",
         "## The machine",
