@@ -10,8 +10,8 @@
 #
 # QUICK=1: smaller call counts, 2M calls only for uftrace, no Lua, 4 M
 # events instead of 100 M for reading (about 2 minutes on 2 idle cores;
-# the full run takes about 6 minutes plus the reading bench's, which is
-# bound by uftrace replay over 100 M events, several minutes). BENCH_RUNS: rounds (>= 7).
+# the full run about 8, the reading bench's 100 M events included).
+# BENCH_RUNS: rounds (>= 7).
 # BENCHMARKS_OUT: where the report goes (default BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
