@@ -166,8 +166,6 @@ enum Sys {
     /// The temporary name of a file being written is its name plus this.
     static let temporarySuffix = ".tmp"
 
-    /// Writes a whole file through a temporary name and rename, so a reader
-    /// never sees half of it.
     /// `bytes` as the content of `path`, which a reader sees whole or not at
     /// all, old or new:
     ///   1. write `path` + temporarySuffix;

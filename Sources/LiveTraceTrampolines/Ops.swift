@@ -49,10 +49,7 @@ public enum FunctionPattern: Sendable, Hashable, CustomStringConvertible {
     /// The executable mappings of /proc/self/exe (read once: the main
     /// executable never moves).
     static let mainExecutableRanges: [(UInt, UInt)] = {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard length > 0 else { return [] }
-        let exe = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let exe = try? SystemCall.readLink("/proc/self/exe") else { return [] }
         return OpsRegistry.executableMappings(of: exe)
     }()
 

@@ -36,14 +36,9 @@ import LiveTracePreload
 import Synchronization
 
 struct RecordCommand: ParsableCommand {
-    /// `_superCommandName` matters only when `record` is the root of a parse
-    /// (LiveTraceCommand.main's fast path; as a subcommand the root's
-    /// configuration is the one read): it names it `livetrace record` and
-    /// spares the parser its check for `--generate-completion-script`, which
-    /// builds two more commands' arguments by reflection (about 1.5 ms of
-    /// the start-up that counts against the program). Arguments naming that
-    /// option never take the fast path, so the full parse handles them as
-    /// before.
+    /// `_superCommandName`: where `record` is the root of a parse
+    /// (RecordArgumentsTests' oracle), it is named `livetrace record`, as
+    /// it is as a subcommand.
     static let configuration = CommandConfiguration(
         commandName: "record",
         _superCommandName: "livetrace",
@@ -404,11 +399,7 @@ enum ShimLibrary {
             guard access(path, R_OK) == 0 else { throw .system("LIVETRACE_PRELOAD_LIBRARY=\(path): cannot read it") }
             return path
         }
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        let executable = length > 0
-            ? String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            : CommandLine.arguments[0]
+        let executable = (try? SystemCall.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
         let directory = executable.lastIndex(of: "/").map { String(executable[..<$0]) } ?? "."
         for name in ["liblivetrace.so", "libLiveTraceC.so"] where access(directory + "/" + name, R_OK) == 0 {
             return directory + "/" + name
